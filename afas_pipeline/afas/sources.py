@@ -1,0 +1,79 @@
+"""Which AFAS GetConnectors feed the pipeline: `mappings/afas_sources.yaml`, validated at load time."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Entity = Literal["contacts", "persons", "organisations"]
+ENTITIES: tuple[Entity, ...] = ("contacts", "persons", "organisations")
+
+MAPPINGS_DIR = Path(os.environ.get("AFAS_PIPELINE_MAPPINGS", Path(__file__).resolve().parents[2] / "mappings"))
+SOURCES_FILE = MAPPINGS_DIR / "afas_sources.yaml"
+
+
+class MappingError(ValueError):
+    """A mapping file breaks a rule; the message names the file, the field and the rule."""
+
+
+class AfasSource(BaseModel):
+    """One GetConnector and how the pipeline reads it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connector: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    modified: tuple[str, ...] = Field(min_length=1)
+    required: tuple[str, ...] = ()
+    order_by: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _key_is_required_and_sorts(self) -> AfasSource:
+        # The key always has to exist (R9) and paging must be sorted on something unique.
+        required = self.required if self.key in self.required else (self.key, *self.required)
+        order_by = self.order_by or (self.key,)
+        object.__setattr__(self, "required", required)
+        object.__setattr__(self, "order_by", order_by)
+        return self
+
+    @property
+    def fields_needed(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.required, *self.modified)))
+
+
+class AfasSources(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    contacts: AfasSource
+    persons: AfasSource
+    organisations: AfasSource
+
+    def __getitem__(self, entity: Entity) -> AfasSource:
+        return getattr(self, entity)
+
+
+def load_sources(path: Path = SOURCES_FILE) -> AfasSources:
+    """Load and validate the sources file; any problem raises MappingError naming file and field."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise MappingError(f"{path}: file not found (set AFAS_PIPELINE_MAPPINGS to the mappings folder)") from exc
+    except yaml.YAMLError as exc:
+        raise MappingError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return AfasSources.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise MappingError(f"{path}: {problems}") from exc
+
+
+@cache
+def default_sources() -> AfasSources:
+    return load_sources()

@@ -1,0 +1,188 @@
+"""`afas-pipeline`: the sandbox, a one-shot sync, and the whole stack for a first look.
+
+    afas-pipeline sandbox            serve the emulators (AFAS Profit) on localhost
+    afas-pipeline sync               materialise the sync graph once, in this process
+    afas-pipeline up                 sandbox + first sync + Dagster UI and daemon, schedules on
+    afas-pipeline validate-mappings  check the files under mappings/ and exit
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SANDBOX_PORT = 8765
+DEFAULT_UI_PORT = 3000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="afas-pipeline", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sandbox = sub.add_parser("sandbox", help="serve the emulators on localhost")
+    _sandbox_args(sandbox)
+
+    sync = sub.add_parser("sync", help="materialise the sync graph once, in-process, and print counts per asset")
+    sync.add_argument("--cadence", choices=("full", "delta"), default="full", help="which job (default: full)")
+    sync.add_argument("--partition", help="partition key, e.g. 2026-11-22-12:00 (default: the last closed window)")
+
+    up = sub.add_parser("up", help="sandbox, a first full sync, then the Dagster UI and daemon with schedules on")
+    _sandbox_args(up)
+    up.add_argument("--ui-port", type=int, default=DEFAULT_UI_PORT, help=f"Dagster UI port (default {DEFAULT_UI_PORT})")
+
+    sub.add_parser("validate-mappings", help="validate the files under mappings/ and exit")
+
+    args = parser.parse_args(argv)
+    if args.command == "sandbox":
+        from afas_pipeline.sandbox.server import serve
+
+        serve(host=args.host, port=args.port, contacts=args.contacts, seed=args.seed)
+        return 0
+    if args.command == "sync":
+        return run_sync(cadence=args.cadence, partition=args.partition)
+    if args.command == "up":
+        return run_up(args)
+    if args.command == "validate-mappings":
+        return validate_mappings()
+    return 2
+
+
+def _sandbox_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_SANDBOX_PORT, help=f"port (default {DEFAULT_SANDBOX_PORT})")
+    parser.add_argument("--contacts", type=int, default=3000, help="size of the synthetic CRM (100..1000000)")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic CRM (same seed, same data)")
+
+
+def validate_mappings() -> int:
+    from afas_pipeline.afas.sources import SOURCES_FILE, MappingError, load_sources
+
+    try:
+        load_sources()
+    except MappingError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 1
+    print(f"ok: {SOURCES_FILE}")
+    return 0
+
+
+def run_sync(cadence: str, partition: str | None) -> int:
+    """Run one job in this process against the instance in $DAGSTER_HOME (or a throwaway one)."""
+    import dagster as dg
+
+    from afas_pipeline.afas.partitions import delta_partitions, full_partitions
+    from afas_pipeline.definitions import defs
+    from afas_pipeline.schedules import last_closed_window
+
+    partitions_def = full_partitions if cadence == "full" else delta_partitions
+    key = partition or last_closed_window(partitions_def, datetime.now(timezone.utc))
+    job = defs.resolve_job_def(f"afas_{cadence}_job")
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    started = time.monotonic()
+    result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+    print(f"{job.name} partition {key}: {'success' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s")
+    print(f"{'asset':<32} {'rows':>9}")
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        rows = mat.metadata.get("dagster/row_count")
+        print(f"{mat.asset_key.to_user_string():<32} {rows.value if rows else '-':>9}")
+    for evaluation in result.get_asset_check_evaluations():
+        state = "passed" if evaluation.passed else "FAILED"
+        print(f"  check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} {state}")
+    if not result.success:
+        for event in result.all_events:
+            if event.is_failure and event.step_failure_data:
+                print(f"error in {event.step_key}: {event.step_failure_data.error.message.strip()}", file=sys.stderr)
+    return 0 if result.success else 1
+
+
+def run_up(args: argparse.Namespace) -> int:
+    """Everything a newcomer needs to see the lineage graph with data, in one foreground command."""
+    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    sandbox_url = f"http://{args.host}:{args.port}"
+    ui_url = f"http://127.0.0.1:{args.ui_port}"
+    env = {**os.environ, "DAGSTER_HOME": str(home), "AFAS_PIPELINE_SANDBOX_URL": sandbox_url}
+
+    children: list[subprocess.Popen] = []
+
+    def stop(*_: object) -> None:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        cli = [sys.executable, "-m", "afas_pipeline.cli"]
+        sandbox_args = ["--host", args.host, "--port", str(args.port), "--contacts", str(args.contacts), "--seed", str(args.seed)]
+        children.append(_spawn([*cli, "sandbox", *sandbox_args], env))
+        _wait_for(f"{sandbox_url}/afas/_admin/state", children[-1], "the sandbox")
+
+        print("== first full sync (the 6-hour job, for the last closed window)", flush=True)
+        first = subprocess.run([*cli, "sync", "--cadence", "full"], env=env, cwd=PROJECT_ROOT)
+        if first.returncode != 0:
+            print("the first sync failed; the UI still starts so you can inspect the run", file=sys.stderr)
+
+        dagster = [sys.executable, "-m", "dagster"]
+        subprocess.run([*dagster, "schedule", "start", "--start-all", "-w", "workspace.yaml"], env=env, cwd=PROJECT_ROOT,
+                       check=False, stdout=subprocess.DEVNULL)
+        children.append(_spawn([*dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.ui_port)], env))
+        _wait_for(f"{ui_url}/server_info", children[-1], "the Dagster UI", timeout_s=120)
+        # The first-visit "join the community" modal would cover the lineage graph.
+        httpx.post(f"{ui_url}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=10)
+
+        print(f"\nDagster UI:      {ui_url}/asset-groups  (lineage with data; schedules are on)")
+        print(f"AFAS sandbox:    {sandbox_url}/afas/ProfitRestServices  (token printed above; see README)")
+        print("Stop with Ctrl-C.", flush=True)
+        while all(child.poll() is None for child in children):
+            time.sleep(1)
+        print("a child process exited; stopping", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop()
+
+
+def _spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    # dagster dev copies SIGINT's disposition onto SIGTERM; a child that inherits an ignored SIGINT
+    # could never be stopped, so give every child the default handlers back.
+    def reset_signals() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    return subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT, preexec_fn=reset_signals)
+
+
+def _wait_for(url: str, child: subprocess.Popen, what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise SystemExit(f"{what} exited with code {child.returncode} before it answered at {url}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{what} did not answer at {url} within {timeout_s:.0f}s")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

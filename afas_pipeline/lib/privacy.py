@@ -1,0 +1,25 @@
+"""Keys in logs and metadata are hashed: an operator can match them, nobody can read them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+
+# A per-installation salt keeps small integer ids (ContactId 1001) from being looked up by brute force.
+_SALT = os.environ.get("AFAS_PIPELINE_HASH_SALT", "afas-pipeline").encode()
+
+
+def hash_key(value: object) -> str:
+    """A short, stable, salted hash of a record key (12 hex characters)."""
+    return hashlib.blake2b(str(value).encode(), key=_SALT[:64], digest_size=6).hexdigest()
+
+
+def hashed_sample(values: Iterable[object], limit: int = 10) -> list[str]:
+    """Hashes of the first `limit` values, for check metadata that shows which rows offend."""
+    out = []
+    for value in values:
+        if len(out) == limit:
+            break
+        out.append(hash_key(value))
+    return out

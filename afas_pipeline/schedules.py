@@ -1,0 +1,68 @@
+"""The two cadences as jobs and schedules: a delta every 15 minutes (R1), a full read every 6 hours (R2)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dagster as dg
+
+from afas_pipeline.afas.partitions import delta_partitions, full_partitions
+
+CADENCE_TAG = "afas_pipeline/cadence"
+
+#: How long after a window closes its run starts: AFAS commits an edit a moment after stamping
+#: its modified date, and the client's filter margin only looks back, not forward.
+SCHEDULE_LAG = timedelta(minutes=2)
+
+
+def cadence_job(
+    name: str, cadence: str, assets: list[dg.AssetsDefinition], partitions_def: dg.PartitionsDefinition
+) -> dg.UnresolvedAssetJobDefinition:
+    """A job over every asset partitioned like `partitions_def`."""
+    return dg.define_asset_job(
+        name,
+        selection=[key for a in assets if a.partitions_def == partitions_def for key in a.keys],
+        description=f"Materialise every {cadence} asset for one window.",
+        # The run queue allows one run per cadence tag at a time (dagster.yaml): a slow run makes
+        # the next window wait its turn instead of racing it on the same records.
+        tags={CADENCE_TAG: cadence},
+    )
+
+
+def window_schedule(
+    job: dg.UnresolvedAssetJobDefinition,
+    partitions_def: dg.TimeWindowPartitionsDefinition,
+    cron_schedule: str,
+) -> dg.ScheduleDefinition:
+    """Requests the window that closed `SCHEDULE_LAG` ago; the partition key is the run key, so a
+    window is requested once however often the daemon retries the tick."""
+
+    @dg.schedule(
+        name=f"{job.name}_schedule",
+        cron_schedule=cron_schedule,
+        execution_timezone="UTC",
+        job=job,
+        description=f"Runs {job.name} for each window {SCHEDULE_LAG} after it closes.",
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        key = last_closed_window(partitions_def, context.scheduled_execution_time)
+        return dg.RunRequest(run_key=key, partition_key=key)
+
+    return _schedule
+
+
+def last_closed_window(partitions_def: dg.TimeWindowPartitionsDefinition, now) -> str:
+    moment = now - SCHEDULE_LAG - timedelta(seconds=1)
+    return partitions_def.get_partition_key_for_timestamp(moment.timestamp())
+
+
+def build_jobs_and_schedules(
+    assets: list[dg.AssetsDefinition],
+) -> tuple[list[dg.UnresolvedAssetJobDefinition], list[dg.ScheduleDefinition]]:
+    delta_job = cadence_job("afas_delta_job", "delta", assets, delta_partitions)
+    full_job = cadence_job("afas_full_job", "full", assets, full_partitions)
+    schedules = [
+        window_schedule(delta_job, delta_partitions, "2-59/15 * * * *"),
+        window_schedule(full_job, full_partitions, "2 */6 * * *"),
+    ]
+    return [delta_job, full_job], schedules

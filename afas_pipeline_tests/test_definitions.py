@@ -1,0 +1,83 @@
+"""The whole definitions graph, as an engineer sees it in the Dagster UI."""
+
+import dagster as dg
+
+from afas_pipeline.afas.partitions import delta_partitions, full_partitions
+from afas_pipeline.definitions import defs
+
+ENTITIES = ("contacts", "persons", "organisations")
+
+
+def _graph():
+    return defs.resolve_asset_graph()
+
+
+def test_definitions_load_and_validate():
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_afas_group_has_a_full_and_a_delta_asset_per_entity():
+    graph = _graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    expected = {f"afas_{e}" for e in ENTITIES} | {f"afas_{e}_changes" for e in ENTITIES}
+    assert expected <= keys
+    for name in expected:
+        node = graph.get(dg.AssetKey(name))
+        assert node.group_name == "afas"
+        assert node.owners == ["team:data-engineering"]
+        assert "afas" in node.kinds
+        assert node.description
+
+
+def test_r1_delta_is_15_minutes_and_r2_full_is_6_hours_in_utc():
+    graph = _graph()
+    for entity in ENTITIES:
+        assert graph.get(dg.AssetKey(f"afas_{entity}_changes")).partitions_def == delta_partitions
+        assert graph.get(dg.AssetKey(f"afas_{entity}")).partitions_def == full_partitions
+    assert delta_partitions.cron_schedule == "*/15 * * * *"
+    assert full_partitions.cron_schedule == "0 */6 * * *"
+    assert delta_partitions.timezone == full_partitions.timezone == "UTC"
+
+
+def test_a_day_of_deltas_backfills_in_one_run():
+    graph = _graph()
+    for entity in ENTITIES:
+        policy = graph.get(dg.AssetKey(f"afas_{entity}_changes")).backfill_policy
+        assert policy is not None and policy.max_partitions_per_run == 96
+        full_policy = graph.get(dg.AssetKey(f"afas_{entity}")).backfill_policy
+        assert full_policy is not None and full_policy.max_partitions_per_run is None
+
+
+def test_checks_are_declared_on_the_partitioned_assets():
+    graph = _graph()
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    for entity in ENTITIES:
+        for name in (f"afas_{entity}", f"afas_{entity}_changes"):
+            assert (name, "required_ids_present") in checks
+            assert (name, "unique_keys") in checks
+    assert ("afas_contacts", "contact_kind_known") in checks
+    assert ("afas_contacts_changes", "contact_kind_known") in checks
+    spec = graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey("afas_contacts_changes"), "required_ids_present"))
+    assert spec.blocking
+
+
+def test_assets_link_to_their_source_code():
+    node = _graph().get(dg.AssetKey("afas_contacts_changes"))
+    refs = node.metadata["dagster/code_references"].code_references
+    assert any(ref.file_path.endswith("afas/assets.py") for ref in refs)
+
+
+def test_jobs_select_one_cadence_each():
+    delta = defs.resolve_job_def("afas_delta_job")
+    full = defs.resolve_job_def("afas_full_job")
+    assert delta.partitions_def == delta_partitions
+    assert full.partitions_def == full_partitions
+    assert {k.to_user_string() for k in delta.asset_layer.executable_asset_keys} == {
+        f"afas_{e}_changes" for e in ENTITIES
+    }
+    assert {k.to_user_string() for k in full.asset_layer.executable_asset_keys} == {f"afas_{e}" for e in ENTITIES}
+    assert delta.tags["afas_pipeline/cadence"] == "delta"
+
+
+def test_runs_execute_in_process():
+    assert defs.executor is dg.in_process_executor

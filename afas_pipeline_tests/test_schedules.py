@@ -1,0 +1,60 @@
+"""Schedules request the window that closed, in UTC keys, across both 2026 DST changes."""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+
+from afas_pipeline.definitions import defs
+
+
+def _tick(schedule_name: str, when: datetime) -> dg.RunRequest:
+    schedule = defs.resolve_schedule_def(schedule_name)
+    context = dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def())
+    result = schedule.evaluate_tick(context)
+    (request,) = result.run_requests
+    return request
+
+
+@pytest.mark.parametrize(
+    ("tick", "expected"),
+    [
+        (datetime(2026, 11, 22, 10, 2, tzinfo=timezone.utc), "2026-11-22-09:45"),
+        (datetime(2026, 11, 22, 0, 2, tzinfo=timezone.utc), "2026-11-21-23:45"),
+        # Spring forward: 01:00 UTC is 02:00 CET -> 03:00 CEST. UTC keys carry on untouched.
+        (datetime(2026, 3, 29, 1, 2, tzinfo=timezone.utc), "2026-03-29-00:45"),
+        (datetime(2026, 3, 29, 1, 17, tzinfo=timezone.utc), "2026-03-29-01:00"),
+        # Fall back: local 02:00-03:00 happens twice; both passes have their own UTC keys.
+        (datetime(2026, 10, 25, 0, 17, tzinfo=timezone.utc), "2026-10-25-00:00"),
+        (datetime(2026, 10, 25, 1, 17, tzinfo=timezone.utc), "2026-10-25-01:00"),
+    ],
+)
+def test_r1_delta_schedule_requests_the_window_that_closed(tick, expected):
+    request = _tick("afas_delta_job_schedule", tick)
+    assert request.partition_key == expected
+    assert request.run_key == expected
+
+
+def test_r1_delta_schedule_ticks_every_15_minutes_after_a_2_minute_lag():
+    schedule = defs.resolve_schedule_def("afas_delta_job_schedule")
+    assert schedule.cron_schedule == "2-59/15 * * * *"
+    assert schedule.execution_timezone == "UTC"
+
+
+def test_r2_full_schedule_requests_the_6_hour_window_that_closed():
+    schedule = defs.resolve_schedule_def("afas_full_job_schedule")
+    assert schedule.cron_schedule == "2 */6 * * *"
+    assert _tick("afas_full_job_schedule", datetime(2026, 11, 22, 12, 2, tzinfo=timezone.utc)).partition_key == (
+        "2026-11-22-06:00"
+    )
+
+
+def test_consecutive_delta_ticks_cover_a_dst_day_without_gaps_or_repeats():
+    keys = [
+        _tick("afas_delta_job_schedule", datetime(2026, 10, 25, h, m, tzinfo=timezone.utc)).partition_key
+        for h in range(0, 4)
+        for m in (2, 17, 32, 47)
+    ]
+    assert len(keys) == len(set(keys)) == 16
+    windows = [datetime.strptime(k, "%Y-%m-%d-%H:%M") for k in keys]
+    assert all((b - a).total_seconds() == 900 for a, b in zip(windows, windows[1:]))

@@ -1,0 +1,179 @@
+"""Extraction benchmark: the `afas_contacts` asset versus a bare httpx loop over the same connector.
+
+    python bench/bench_extract.py [--sizes 100000 1000000] [--page-size 5000]
+
+For each size it starts the sandbox in its own process (so the server has its own core), then in
+one run measures, each in a fresh worker process:
+- bare: an httpx loop paging `Sync_Contacts` sorted on ContactId until a short page, JSON parsed;
+- asset: `dg.materialize([afas_contacts])` through the AFAS client and the parquet IO manager.
+It prints rows/s, the time ratio asset/bare (goal <= 1.2) and the asset worker's peak memory
+growth over the size of the resulting DataFrame (goal < 2x). Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+CONNECTOR = "Sync_Contacts"
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker_bare(base_url: str, token: str, page_size: int) -> dict:
+    import base64
+
+    header = base64.b64encode(f"<token><version>1</version><data>{token}</data></token>".encode()).decode()
+    before = _rss_mb()
+    started = time.perf_counter()
+    rows = pages = 0
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"AfasToken {header}"}, timeout=120) as client:
+        while True:
+            params = {"skip": rows, "take": page_size, "orderbyfieldids": "ContactId"}
+            page = client.get(f"/connectors/{CONNECTOR}", params=params).raise_for_status().json()["rows"]
+            rows += len(page)
+            pages += 1
+            if len(page) < page_size:
+                break
+    return {"rows": rows, "pages": pages, "wall_s": time.perf_counter() - started, "rss_before_mb": before,
+            "peak_mb": _peak_mb()}
+
+
+def worker_asset(base_url: str, token: str, page_size: int) -> dict:
+    import dagster as dg
+    import pandas as pd
+
+    from afas_pipeline.afas.assets import build_afas_assets
+    from afas_pipeline.afas.client import AfasClient
+    from afas_pipeline.lib.parquet_io import ParquetIOManager
+
+    (asset,) = [a for a in build_afas_assets() if a.key.to_user_string() == "afas_contacts"]
+    storage = tempfile.mkdtemp(prefix="bench-storage-")
+    resources = {"afas": AfasClient(base_url=base_url, token=token, page_size=page_size),
+                 "io_manager": ParquetIOManager(base_dir=storage)}
+    instance = dg.DagsterInstance.ephemeral()
+    before = _rss_mb()
+    started = time.perf_counter()
+    result = dg.materialize([asset], partition_key="2026-11-22-06:00", resources=resources, instance=instance)
+    wall = time.perf_counter() - started
+    peak = _peak_mb()
+    df = pd.read_parquet(Path(storage) / "afas_contacts" / "2026-11-22-06:00.parquet")
+    return {"rows": len(df), "wall_s": wall, "success": result.success, "rss_before_mb": before, "peak_mb": peak,
+            "df_mb": df.memory_usage(deep=True).sum() / 2**20}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run_worker(kind: str, base_url: str, token: str, page_size: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", kind, "--base-url", base_url, "--token", token,
+         "--page-size", str(page_size)],
+        check=True, capture_output=True, text=True, cwd=ROOT,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_size(size: int, page_size: int, repeats: int) -> dict:
+    from afas_pipeline.sandbox.server import SANDBOX_AFAS_TOKEN
+
+    port = _free_port()
+    started = time.perf_counter()
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "afas_pipeline.cli", "sandbox", "--port", str(port), "--contacts", str(size)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        while True:
+            try:
+                if httpx.get(f"{url}/afas/_admin/state", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if sandbox.poll() is not None:
+                raise SystemExit(f"sandbox exited with {sandbox.returncode}")
+            time.sleep(0.5)
+        ready_s = time.perf_counter() - started
+        base_url = f"{url}/afas/ProfitRestServices"
+        # Warm the server's sorted index so neither side pays for building it.
+        _run_worker("bare", base_url, SANDBOX_AFAS_TOKEN, page_size)
+        bare = min((_run_worker("bare", base_url, SANDBOX_AFAS_TOKEN, page_size) for _ in range(repeats)),
+                   key=lambda r: r["wall_s"])
+        asset = min((_run_worker("asset", base_url, SANDBOX_AFAS_TOKEN, page_size) for _ in range(repeats)),
+                    key=lambda r: r["wall_s"])
+        server_rss = int(Path(f"/proc/{sandbox.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=30)
+    assert bare["rows"] == asset["rows"], (bare, asset)
+    growth = asset["peak_mb"] - asset["rss_before_mb"]
+    return {
+        "contacts": size,
+        "rows": asset["rows"],
+        "sandbox_ready_s": round(ready_s, 1),
+        "sandbox_rss_mb": round(server_rss),
+        "bare_s": round(bare["wall_s"], 2),
+        "bare_rows_per_s": round(bare["rows"] / bare["wall_s"]),
+        "asset_s": round(asset["wall_s"], 2),
+        "asset_rows_per_s": round(asset["rows"] / asset["wall_s"]),
+        "ratio_asset_to_bare": round(asset["wall_s"] / bare["wall_s"], 2),
+        "df_mb": round(asset["df_mb"], 1),
+        "asset_peak_growth_mb": round(growth, 1),
+        "peak_growth_to_df": round(growth / asset["df_mb"], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--page-size", type=int, default=5000)
+    parser.add_argument("--repeats", type=int, default=1, help="best of N per side")
+    parser.add_argument("--worker", choices=("bare", "asset"), help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    parser.add_argument("--token", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        fn = worker_bare if args.worker == "bare" else worker_asset
+        print(json.dumps(fn(args.base_url, args.token, args.page_size)))
+        return
+    print(f"machine: {os.cpu_count()} cores; page size {args.page_size}")
+    for size in args.sizes:
+        result = bench_size(size, args.page_size, args.repeats)
+        print(json.dumps(result))
+        print(
+            f"{size:>9} contacts: bare {result['bare_s']}s ({result['bare_rows_per_s']} rows/s), "
+            f"asset {result['asset_s']}s ({result['asset_rows_per_s']} rows/s), "
+            f"ratio {result['ratio_asset_to_bare']} (goal <= 1.2); "
+            f"peak growth {result['asset_peak_growth_mb']} MB = {result['peak_growth_to_df']}x the "
+            f"{result['df_mb']} MB DataFrame (goal < 2)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
