@@ -1,0 +1,128 @@
+"""Canonical tables of the emulated AFAS CRM and the time conversions every other module shares.
+
+Storage is columnar numpy so that 1,000,000 contacts fit comfortably in memory:
+
+- ``str`` columns are object arrays holding ``str`` or ``None``;
+- ``int`` columns are int64, ``NULL`` (int64 minimum) when empty;
+- ``bool`` columns are numpy bool (never empty);
+- ``ts`` columns are int64 milliseconds since the Unix epoch in UTC, ``NULL`` when empty. AFAS keeps
+  sub-second precision and so do we; only the GetConnector display rounds to whole seconds;
+- ``date`` columns are int64 days since 1970-01-01, ``NULL`` when empty.
+
+Organisations and persons share AFAS's number space for ``BcCo`` (both are "relaties"), so a code is
+never used by an organisation and a person at the same time. ``BcId`` is AFAS's internal id; for the
+generated data it equals the numeric ``BcCo``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+NULL = np.iinfo(np.int64).min
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+UTC = dt.timezone.utc
+
+STR, INT, BOOL, TS, DATE = "str", "int", "bool", "ts", "date"
+
+TABLES: dict[str, dict[str, str]] = {
+    "organisations": {
+        "OrganisationId": STR, "BcId": INT, "Name": STR, "ChamberOfCommerce": STR, "FiscalNumber": STR,
+        "Street": STR, "HouseNumber": INT, "HouseNumberAddition": STR, "PostalCode": STR, "City": STR,
+        "Country": STR, "Phone": STR, "MailWork": STR, "IsDebtor": BOOL, "ModifiedDate": TS, "CreateDate": TS,
+    },
+    "persons": {
+        "PersonId": STR, "BcId": INT, "Initials": STR, "FirstName": STR, "Prefix": STR, "LastName": STR,
+        "Gender": STR, "BirthDate": DATE, "Bsn": STR, "MailWork": STR, "MailPrivate": STR, "Phone": STR,
+        "PhoneMobile": STR, "IsDebtor": BOOL, "ModifiedDate": TS, "CreateDate": TS,
+    },
+    "contacts": {
+        "ContactId": INT, "PersonId": STR, "OrganisationId": STR, "ContactKind": STR, "MailWork": STR,
+        "Phone": STR, "Mobile": STR, "Function": STR, "Department": STR, "Blocked": BOOL,
+        "PermissionNewsletter": BOOL, "PermissionEvents": BOOL, "BounceDate": DATE, "BounceType": STR,
+        "HardBounce": BOOL, "ModifiedDate": TS, "CreateDate": TS,
+    },
+    "subjects": {
+        "SubjectId": INT, "SubjectTypeId": INT, "Description": STR, "Text": STR, "Date": TS,
+        "OrganisationId": STR, "PersonId": STR, "ContactId": INT, "Attachments": INT,
+        "ModifiedDate": TS, "CreateDate": TS,
+    },
+    "attachments": {"FileId": INT, "SubjectId": INT, "FileName": STR, "FileData": STR},
+}
+KEYS = {"organisations": "OrganisationId", "persons": "PersonId", "contacts": "ContactId",
+        "subjects": "SubjectId", "attachments": "FileId"}
+DTYPES = {STR: object, INT: np.int64, BOOL: np.bool_, TS: np.int64, DATE: np.int64}
+
+Columns = dict[str, np.ndarray]
+
+
+def empty_columns(table: str, n: int = 0) -> Columns:
+    out: Columns = {}
+    for name, kind in TABLES[table].items():
+        if kind == STR:
+            out[name] = np.full(n, None, dtype=object)
+        elif kind == BOOL:
+            out[name] = np.zeros(n, dtype=bool)
+        else:
+            out[name] = np.full(n, NULL, dtype=np.int64)
+    return out
+
+
+# --- time conversions -------------------------------------------------------------------------------
+
+def utc_ms_to_local_ms(ms: np.ndarray) -> np.ndarray:
+    """UTC epoch ms -> Amsterdam wall-clock ms (as if that wall clock were UTC); NULL stays NULL."""
+    ms = np.asarray(ms, dtype=np.int64)
+    null = ms == NULL
+    idx = pd.DatetimeIndex(np.where(null, 0, ms).astype("datetime64[ms]"), tz="UTC")
+    local = idx.tz_convert(AMSTERDAM).tz_localize(None).as_unit("ms").asi8
+    return np.where(null, NULL, local)
+
+
+def now_ms() -> int:
+    return int(dt.datetime.now(UTC).timestamp() * 1000)
+
+
+def parse_utc_instant(text: str) -> int:
+    """ISO instant ("2026-10-25T00:05:00.250Z"; naive means UTC) -> epoch ms."""
+    value = dt.datetime.fromisoformat(text.strip())
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return round(value.timestamp() * 1000)
+
+
+def local_to_utc_ms(value: dt.datetime) -> int:
+    """Amsterdam wall-clock -> epoch ms. An ambiguous autumn time is taken as the later occurrence
+    (standard time), the same choice the pipeline's client makes when it reads."""
+    return round(value.replace(tzinfo=AMSTERDAM, fold=1).timestamp() * 1000)
+
+
+def parse_local(text: str) -> dt.datetime:
+    """A filter or UpdateConnector date(-time) value: Amsterdam wall clock, no zone. A zone (like the
+    fake ``Z`` AFAS itself prints) is refused, as AFAS refuses it."""
+    value = dt.datetime.fromisoformat(text.strip())
+    if value.tzinfo is not None:
+        raise ValueError(f"date-time value {text!r} must not carry a time zone")
+    return value
+
+
+def naive_ms(value: dt.datetime) -> int:
+    return round(value.replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def ms_to_utc_iso(ms: int) -> str | None:
+    if ms == NULL:
+        return None
+    value = dt.datetime(1970, 1, 1, tzinfo=UTC) + dt.timedelta(milliseconds=int(ms))
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def days_to_iso(days: int) -> str | None:
+    return None if days == NULL else (dt.date(1970, 1, 1) + dt.timedelta(days=int(days))).isoformat()
+
+
+def iso_to_days(text: str) -> int:
+    return (dt.date.fromisoformat(text.strip()[:10]) - dt.date(1970, 1, 1)).days

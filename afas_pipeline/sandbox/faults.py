@@ -1,0 +1,166 @@
+"""Fault injection, a concurrency cap and request statistics as ASGI middleware, shared by every emulator.
+
+``FaultInjector`` wraps one emulator's app and acts only on the requests ``applies(path)`` selects (for
+AFAS: the REST API, never its admin endpoints). For each such request, in this order:
+
+1. it is counted under ``stats_key(method, path)``;
+2. beyond ``max_concurrency`` requests in flight it is refused with a 503 (``retry_after`` 1) and counted
+   as ``rejected_concurrency``, as AFAS refuses more than 8 parallel calls;
+3. it waits ``latency_ms`` plus a uniform draw in ``[0, jitter_ms)``, and GETs another ``slow_page_ms``;
+4. one draw from ``random.Random(seed)`` picks at most one fault: 503 (``error_503_rate``), 500
+   (``error_500_rate``) or a dropped connection (``drop_rate``): the response start and half the body are
+   sent, then the connection is closed, so the client sees a protocol error.
+
+The random draws come from one generator that is reseeded whenever the faults are set, so a run repeats.
+``fault_admin_routes`` exposes ``GET|PUT /faults``, ``GET /stats`` and ``POST /stats/reset`` for an
+emulator's admin API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from typing import Awaitable, Callable
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DROP_LOG_MESSAGE = "ASGI callable returned without completing response."
+
+
+class FaultConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: float = Field(0, ge=0)
+    jitter_ms: float = Field(0, ge=0)
+    error_503_rate: float = Field(0.0, ge=0, le=1)
+    retry_after: int = Field(1, ge=0)
+    error_500_rate: float = Field(0.0, ge=0, le=1)
+    drop_rate: float = Field(0.0, ge=0, le=1)
+    slow_page_ms: float = Field(0, ge=0)
+    max_concurrency: int = Field(8, ge=1)
+    seed: int = 0
+
+
+def json_response(status: int, body, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, headers=headers,
+                    media_type="application/json; charset=utf-8")
+
+
+def unavailable(retry_after: int, message: str = "Service temporarily unavailable") -> Response:
+    return json_response(503, {"error": {"code": "503", "message": message}, "retry_after": retry_after},
+                         {"Retry-After": str(retry_after)})
+
+
+def route_path(scope: Scope) -> str:
+    """The path below the mount point (Starlette keeps the full path and sets ``root_path``)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+class FaultInjector:
+    def __init__(self, app: ASGIApp, *, applies: Callable[[str], bool], stats_key: Callable[[str, str], str],
+                 error_500: Callable[[], Response]):
+        self.app, self.applies, self.stats_key, self.error_500 = app, applies, stats_key, error_500
+        self.configure(FaultConfig())
+        self.reset_stats()
+
+    def configure(self, config: FaultConfig) -> None:
+        self.config = config
+        self.rng = random.Random(config.seed)
+
+    def reset_stats(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter({"503": 0, "500": 0, "drop": 0})
+        self.in_flight = self.peak_concurrency = self.rejected_concurrency = 0
+
+    def stats(self) -> dict:
+        return {"requests": dict(self.requests), "total": sum(self.requests.values()),
+                "peak_concurrency": self.peak_concurrency, "rejected_concurrency": self.rejected_concurrency,
+                "faults": dict(self.faults)}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.applies(route_path(scope)):
+            await self.app(scope, receive, send)
+            return
+        cfg = self.config
+        self.requests[self.stats_key(scope["method"], route_path(scope))] += 1
+        if self.in_flight >= cfg.max_concurrency:
+            self.rejected_concurrency += 1
+            await unavailable(1, "Too many concurrent requests")(scope, receive, send)
+            return
+        self.in_flight += 1
+        self.peak_concurrency = max(self.peak_concurrency, self.in_flight)
+        try:
+            draw, jitter = self.rng.random(), self.rng.random() * cfg.jitter_ms
+            delay = cfg.latency_ms + jitter + (cfg.slow_page_ms if scope["method"] == "GET" else 0)
+            if delay:
+                await asyncio.sleep(delay / 1000)
+            if draw < cfg.error_503_rate:
+                self.faults["503"] += 1
+                await unavailable(cfg.retry_after)(scope, receive, send)
+            elif draw < cfg.error_503_rate + cfg.error_500_rate:
+                self.faults["500"] += 1
+                await self.error_500()(scope, receive, send)
+            elif draw < cfg.error_503_rate + cfg.error_500_rate + cfg.drop_rate:
+                self.faults["drop"] += 1
+                await self._drop(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _drop(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request, then send the response start and half its body and stop: the server closes
+        the connection mid-body (uvicorn logs ``DROP_LOG_MESSAGE``, which ``quiet_drops`` filters)."""
+        messages: list[Message] = []
+
+        async def capture(message: Message) -> None:
+            messages.append(message)
+
+        await self.app(scope, receive, capture)
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+        start = next(m for m in messages if m["type"] == "http.response.start")
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        body = body or b'{"rows":[]}'
+        await send({**start, "headers": headers + [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+
+
+class _QuietDrops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != DROP_LOG_MESSAGE
+
+
+def quiet_drops() -> None:
+    """Deliberate drops are not server errors; keep them out of uvicorn's error log."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietDrops) for f in logger.filters):
+        logger.addFilter(_QuietDrops())
+
+
+def fault_admin_routes(injector: FaultInjector) -> list[Route]:
+    async def faults(request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                injector.configure(FaultConfig.model_validate_json(await request.body() or b"{}"))
+            except ValidationError as exc:
+                return json_response(400, {"error": exc.errors(include_url=False, include_context=False)})
+        return json_response(200, injector.config.model_dump())
+
+    async def stats(request: Request) -> Response:
+        return json_response(200, injector.stats())
+
+    async def reset(request: Request) -> Response:
+        injector.reset_stats()
+        return json_response(200, injector.stats())
+
+    handlers: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]] = [
+        ("/faults", faults, ["GET", "PUT"]), ("/stats", stats, ["GET"]), ("/stats/reset", reset, ["POST"])]
+    return [Route(path, handler, methods=methods) for path, handler, methods in handlers]

@@ -1,0 +1,138 @@
+"""The sandbox server: one Starlette app with an emulator mounted per system, served by uvicorn.
+
+- ``/afas``: the AFAS Profit emulator (``/afas/ProfitRestServices``, admin ``/afas/_admin``).
+
+``start_sandbox()`` runs it in a background thread (tests, bench); ``serve()`` blocks (the CLI). Both bind
+the socket before uvicorn starts, so the port is known up front, and ``start_sandbox`` returns only once
+uvicorn reports that it accepts connections.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass, field
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from afas_pipeline.sandbox.afas.app import FULL_ACCESS_TOKEN, LIMITED_TOKEN, AfasEmulator
+from afas_pipeline.sandbox.faults import quiet_drops
+
+DEFAULT_CONTACTS = 3000
+DEFAULT_SEED = 7
+DEFAULT_PORT = 8765
+#: The 64-hex ``data`` parts of the sandbox's AFAS tokens: documented constants, not secrets.
+SANDBOX_AFAS_TOKEN = FULL_ACCESS_TOKEN
+SANDBOX_AFAS_LIMITED_TOKEN = LIMITED_TOKEN
+STARTUP_TIMEOUT_S = 120.0
+
+
+def build_app(contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED) -> tuple[Starlette, AfasEmulator]:
+    afas = AfasEmulator(contacts=contacts, seed=seed)
+    return Starlette(routes=[Mount("/afas", app=afas)]), afas
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn server that signals ``ready`` once it accepts connections (or has given up)."""
+
+    def __init__(self, config: uvicorn.Config):
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets=None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.ready.set()
+
+    def run(self, sockets=None) -> None:
+        try:
+            super().run(sockets=sockets)
+        finally:
+            self.ready.set()
+
+
+def _server(app: Starlette, log_level: str) -> _Server:
+    quiet_drops()
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_keep_alive=30)
+    return _Server(config)
+
+
+@dataclass
+class Sandbox:
+    """A running sandbox. ``afas_token``/``afas_limited_token`` are the 64-hex ``data`` parts."""
+
+    url: str
+    afas: AfasEmulator
+    _server: _Server = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+    _socket: socket.socket = field(repr=False)
+    afas_token: str = FULL_ACCESS_TOKEN
+    afas_limited_token: str = LIMITED_TOKEN
+
+    @property
+    def afas_base_url(self) -> str:
+        return self.url + "/afas/ProfitRestServices"
+
+    @property
+    def afas_admin_url(self) -> str:
+        return self.url + "/afas/_admin"
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+        self._socket.close()
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def start_sandbox(host: str = "127.0.0.1", port: int = 0, contacts: int = DEFAULT_CONTACTS,
+                  seed: int = DEFAULT_SEED, log_level: str = "warning") -> Sandbox:
+    """Start the sandbox in a daemon thread; port 0 picks a free port."""
+    app, afas = build_app(contacts, seed)
+    sock = _bind(host, port)
+    server = _server(app, log_level)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="afas-sandbox", daemon=True)
+    thread.start()
+    server.ready.wait(STARTUP_TIMEOUT_S)
+    if not server.started:
+        server.should_exit = True
+        sock.close()
+        raise RuntimeError("the sandbox server failed to start")
+    return Sandbox(url=_url(host, sock.getsockname()[1]), afas=afas, _server=server, _thread=thread, _socket=sock)
+
+
+def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED,
+          log_level: str = "info") -> None:
+    """Run the sandbox in the foreground until interrupted, after printing how to reach each emulator."""
+    app, _ = build_app(contacts, seed)
+    sock = _bind(host, port)
+    url = _url(host, sock.getsockname()[1])
+    print(f"AFAS sandbox ({contacts} contacts, seed {seed})")
+    print(f"  base URL:       {url}/afas/ProfitRestServices")
+    print(f"  admin URL:      {url}/afas/_admin")
+    print(f"  token (data):   {FULL_ACCESS_TOKEN}")
+    print(f"  limited token:  {LIMITED_TOKEN}  (GetConnector Sync_Persons only)", flush=True)
+    try:
+        _server(app, log_level).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -1,0 +1,28 @@
+"""Fixtures shared by every part's tests: one sandbox per test session, reset between tests on demand."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from afas_pipeline.sandbox.server import Sandbox, start_sandbox
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Sandbox:
+    """The sandbox (3000 contacts, seed 7) on a free localhost port, for the whole session."""
+    with start_sandbox(contacts=3000, seed=7) as running:
+        yield running
+
+
+def reset_sandbox(sb: Sandbox) -> None:
+    """Start-up dataset back, faults off, stats zeroed (through the admin API)."""
+    httpx.post(sb.afas_admin_url + "/reset", timeout=60).raise_for_status()
+
+
+@pytest.fixture
+def afas_sandbox_clean(sandbox: Sandbox) -> Sandbox:
+    """The session sandbox, reset before and after the test so no data, fault or stat leaks across tests."""
+    reset_sandbox(sandbox)
+    yield sandbox
+    reset_sandbox(sandbox)
