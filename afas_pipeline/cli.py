@@ -78,7 +78,11 @@ def validate_mappings() -> int:
 
 def run_sync(cadence: str, partition: str | None) -> int:
     """Run one job in this process against the instance in $DAGSTER_HOME (or a throwaway one)."""
+    import warnings
+
     import dagster as dg
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
     from afas_pipeline.afas.partitions import delta_partitions, full_partitions
     from afas_pipeline.definitions import defs
@@ -89,7 +93,12 @@ def run_sync(cadence: str, partition: str | None) -> int:
     job = defs.resolve_job_def(f"afas_{cadence}_job")
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     started = time.monotonic()
-    result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+    result = job.execute_in_process(
+        partition_key=key,
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    )
     print(f"{job.name} partition {key}: {'success' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s")
     print(f"{'asset':<32} {'rows':>9}")
     for event in result.get_asset_materialization_events():
@@ -131,18 +140,21 @@ def run_up(args: argparse.Namespace) -> int:
     try:
         cli = [sys.executable, "-m", "afas_pipeline.cli"]
         sandbox_args = ["--host", args.host, "--port", str(args.port), "--contacts", str(args.contacts), "--seed", str(args.seed)]
-        children.append(_spawn([*cli, "sandbox", *sandbox_args], env))
+        children.append(_spawn([*cli, "sandbox", *sandbox_args], env, PROJECT_ROOT))
         _wait_for(f"{sandbox_url}/afas/_admin/state", children[-1], "the sandbox")
 
-        print("== first full sync (the 6-hour job, for the last closed window)", flush=True)
-        first = subprocess.run([*cli, "sync", "--cadence", "full"], env=env, cwd=PROJECT_ROOT)
-        if first.returncode != 0:
-            print("the first sync failed; the UI still starts so you can inspect the run", file=sys.stderr)
+        for cadence in ("full", "delta"):
+            print(f"== first {cadence} sync, for the last closed window", flush=True)
+            if subprocess.run([*cli, "sync", "--cadence", cadence], env=env, cwd=PROJECT_ROOT).returncode != 0:
+                print("the sync failed; the UI still starts so you can inspect the run", file=sys.stderr)
 
+        # Run from DAGSTER_HOME, so Dagster does not warn that the project's dagster.yaml template
+        # is not the instance's.
         dagster = [sys.executable, "-m", "dagster"]
-        subprocess.run([*dagster, "schedule", "start", "--start-all", "-w", "workspace.yaml"], env=env, cwd=PROJECT_ROOT,
+        workspace = str(PROJECT_ROOT / "workspace.yaml")
+        subprocess.run([*dagster, "schedule", "start", "--start-all", "-w", workspace], env=env, cwd=home,
                        check=False, stdout=subprocess.DEVNULL)
-        children.append(_spawn([*dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.ui_port)], env))
+        children.append(_spawn([*dagster, "dev", "-w", workspace, "-h", "127.0.0.1", "-p", str(args.ui_port)], env, home))
         _wait_for(f"{ui_url}/server_info", children[-1], "the Dagster UI", timeout_s=120)
         # The first-visit "join the community" modal would cover the lineage graph.
         httpx.post(f"{ui_url}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=10)
@@ -160,14 +172,14 @@ def run_up(args: argparse.Namespace) -> int:
         stop()
 
 
-def _spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+def _spawn(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
     # dagster dev copies SIGINT's disposition onto SIGTERM; a child that inherits an ignored SIGINT
     # could never be stopped, so give every child the default handlers back.
     def reset_signals() -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-    return subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT, preexec_fn=reset_signals)
+    return subprocess.Popen(cmd, env=env, cwd=cwd, preexec_fn=reset_signals)
 
 
 def _wait_for(url: str, child: subprocess.Popen, what: str, timeout_s: float = 60) -> None:

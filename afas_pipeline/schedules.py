@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 
@@ -51,9 +51,11 @@ def window_schedule(
     return _schedule
 
 
-def last_closed_window(partitions_def: dg.TimeWindowPartitionsDefinition, now) -> str:
-    moment = now - SCHEDULE_LAG - timedelta(seconds=1)
-    return partitions_def.get_partition_key_for_timestamp(moment.timestamp())
+def last_closed_window(partitions_def: dg.TimeWindowPartitionsDefinition, now: datetime) -> str:
+    """The key of the last window that closed at least `SCHEDULE_LAG` before `now`."""
+    current = partitions_def.get_partition_key_for_timestamp((now - SCHEDULE_LAG).timestamp())
+    previous = partitions_def.get_prev_partition_window(partitions_def.time_window_for_partition_key(current).start)
+    return partitions_def.get_partition_key_for_timestamp(previous.start.timestamp())
 
 
 def build_jobs_and_schedules(

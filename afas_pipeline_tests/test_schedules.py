@@ -58,3 +58,14 @@ def test_consecutive_delta_ticks_cover_a_dst_day_without_gaps_or_repeats():
     assert len(keys) == len(set(keys)) == 16
     windows = [datetime.strptime(k, "%Y-%m-%d-%H:%M") for k in keys]
     assert all((b - a).total_seconds() == 900 for a, b in zip(windows, windows[1:]))
+
+
+def test_sync_command_picks_the_last_closed_window_mid_window():
+    from afas_pipeline.afas.partitions import delta_partitions, full_partitions
+    from afas_pipeline.schedules import last_closed_window
+
+    now = datetime(2026, 11, 22, 18, 39, tzinfo=timezone.utc)
+    assert last_closed_window(full_partitions, now) == "2026-11-22-12:00"
+    assert last_closed_window(delta_partitions, now) == "2026-11-22-18:15"
+    # Within the lag after a window closes, that window is not yet taken.
+    assert last_closed_window(delta_partitions, datetime(2026, 11, 22, 18, 31, tzinfo=timezone.utc)) == "2026-11-22-18:00"
