@@ -1,0 +1,686 @@
+"""The AFAS Profit REST client: a Dagster resource that reads GetConnectors and calls UpdateConnectors.
+
+What it takes care of, so callers do not have to:
+- paging with a stable sort (AFAS does not promise an order between pages without one), into typed
+  DataFrames built page by page as Arrow batches (never all rows as Python dicts);
+- Amsterdam wall times with a fake `Z` (see ``afas_pipeline.lib.timewindows``);
+- retries with exponential backoff and jitter for 503, timeouts and dropped connections, honouring
+  AFAS's ``retry_after``; a POST is only repeated when AFAS certainly did not process it;
+- a cap on parallel calls per base URL, shared by every client in the process (AFAS allows 8);
+- errors that say what to fix, and never the token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import quote
+
+import dagster as dg
+import httpx
+import orjson
+import pandas as pd
+import pyarrow as pa
+import tenacity
+from pydantic import Field, PrivateAttr
+
+from afas_pipeline.afas.errors import (
+    AfasAuthError,
+    AfasConfigError,
+    AfasError,
+    AfasNotFound,
+    AfasQueryTooLong,
+    AfasServerError,
+    AfasUnavailable,
+)
+from afas_pipeline.afas.filters import Condition, Filter, Op, filter_params
+from afas_pipeline.lib.timewindows import parse_afas_datetimes, select_window_rows, window_filter_bounds
+
+__all__ = ["AfasClient", "Condition", "FieldMeta", "Filter", "GetConnectorMeta", "Op", "ReadStats"]
+
+logger = logging.getLogger("afas_pipeline.afas")
+
+MAX_QUERY_CHARS = 2049  # AFAS answers 404 beyond this
+_HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
+_ENVIRONMENT_HOSTS = {"production": "rest", "test": "resttest", "accept": "restaccept"}
+
+
+# --- results and metadata -------------------------------------------------------------------------
+
+
+@dataclass
+class ReadStats:
+    """Counts for one read, numbers only, fit for Dagster metadata."""
+
+    rows: int = 0  # rows in the returned DataFrame
+    pages: int = 0
+    requests: int = 0  # HTTP attempts, retries included
+    retries: int = 0
+    duration_s: float = 0.0
+    bytes: int = 0  # response body bytes of successful requests
+    rows_fetched: int = 0  # rows AFAS returned, before a window's trimming and de-duplication
+
+    def as_metadata(self) -> dict[str, int | float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FieldMeta:
+    """One column of a GetConnector, from ``/metainfo/get/{id}``."""
+
+    id: str  # the row key in the JSON
+    field_id: str | None
+    data_type: str  # string | int | decimal | boolean | date
+    label: str | None = None
+    length: int | None = None
+
+
+_ARROW_TYPES = {"int": pa.int64(), "decimal": pa.float64(), "boolean": pa.bool_()}
+_PANDAS_TYPES = {
+    pa.int64(): pd.Int64Dtype(),
+    pa.float64(): pd.Float64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+    pa.string(): pd.StringDtype("pyarrow"),
+}
+
+
+@dataclass(frozen=True)
+class GetConnectorMeta:
+    """What AFAS says a GetConnector returns."""
+
+    connector: str
+    name: str | None
+    description: str | None
+    fields: tuple[FieldMeta, ...]
+
+    @property
+    def field_ids(self) -> tuple[str, ...]:
+        return tuple(f.id for f in self.fields)
+
+    def data_type(self, field_id: str) -> str | None:
+        return next((f.data_type for f in self.fields if f.id == field_id), None)
+
+    def missing(self, field_ids: Iterable[str]) -> list[str]:
+        present = set(self.field_ids)
+        return [f for f in dict.fromkeys(field_ids) if f not in present]
+
+    def arrow_schema(self) -> pa.Schema:
+        # Dates stay text in the Arrow batches: they are AFAS wall times, converted once at the end.
+        return pa.schema([(f.id, _ARROW_TYPES.get(f.data_type, pa.string())) for f in self.fields])
+
+
+# --- the per-URL concurrency cap ------------------------------------------------------------------
+
+
+class _UrlLimiter:
+    """Counts calls in flight to one base URL. A caller waits until fewer than ITS limit are in flight,
+    so clients with different limits sharing a URL each keep theirs (a BoundedSemaphore cannot)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._in_flight = 0
+
+    @contextmanager
+    def slot(self, limit: int) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._in_flight < limit)
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+
+_LIMITERS: dict[str, _UrlLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+def _limiter_for(base_url: str) -> _UrlLimiter:
+    key = base_url.rstrip("/").lower()
+    with _LIMITERS_LOCK:
+        return _LIMITERS.setdefault(key, _UrlLimiter())
+
+
+# --- retry plumbing -------------------------------------------------------------------------------
+
+
+class _Transient(Exception):
+    """An attempt that may succeed when repeated. ``safe_for_post``: AFAS certainly did not process it."""
+
+    def __init__(self, reason: str, *, safe_for_post: bool, retry_after: float | None = None, status: int | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.safe_for_post = safe_for_post
+        self.retry_after = retry_after
+        self.status = status
+
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class _RedactQuery(logging.Filter):
+    """httpx logs each request URL at INFO; filter values may hold e-mail addresses or names."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(a.copy_with(query=None) if isinstance(a, httpx.URL) and a.query else a for a in record.args)
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactQuery())
+
+
+# --- the resource ---------------------------------------------------------------------------------
+
+
+class AfasClient(dg.ConfigurableResource):
+    """AFAS Profit REST client (App Connector token auth)."""
+
+    environment_id: str | None = Field(default=None, description="AFAS environment number, e.g. 12345.")
+    environment: Literal["production", "test", "accept"] = "production"
+    base_url: str | None = Field(default=None, description="Explicit base URL; wins over environment_id.")
+    token: str = Field(repr=False, description="The 64-hex data part of the token, or the full <token> XML.")
+    integration_id: str | None = Field(default=None, description="IntegrationId header for AFAS partners.")
+    page_size: int = Field(default=5000, gt=0)
+    max_concurrency: int = Field(default=4, gt=0, description="Calls in flight per base URL in this process.")
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)
+    backoff_initial_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+    max_retry_after_s: float = Field(default=300.0, ge=0)
+
+    _http: httpx.Client | None = PrivateAttr(default=None)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+    _meta_cache: dict[str, GetConnectorMeta] = PrivateAttr(default_factory=dict)
+
+    # The token must not leak through reprs; pydantic's __str__ already honours repr=False.
+    def __repr__(self) -> str:
+        return f"AfasClient(url={self.resolved_base_url()!r}, token=<redacted>)"
+
+    def __str__(self) -> str:
+        return self.__repr__()
+
+    # -- lifecycle --
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._http is not None:
+                self._http.close()
+                self._http = None
+
+    def __enter__(self) -> AfasClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- public API: reads --
+
+    def read(
+        self,
+        connector_id: str,
+        *,
+        filters: Filter | Condition | None = None,
+        order_by: Sequence[str],
+        page_size: int | None = None,
+    ) -> tuple[pd.DataFrame, ReadStats]:
+        """All rows of a GetConnector matching ``filters``, typed from metainfo, sorted by ``order_by``
+        (field ids, ``-`` prefix for descending). Pages until a short page."""
+        if isinstance(order_by, str) or not order_by:
+            raise ValueError("order_by must be a non-empty sequence of field ids (AFAS pages are only stable when sorted)")
+        take = page_size or self.page_size
+        if take <= 0:
+            raise ValueError("page_size must be positive")
+        stats = ReadStats()
+        started = time.perf_counter()
+        meta = self._metainfo(connector_id, stats)
+        filter_fields = Filter.of(filters).fields if filters is not None else frozenset()
+        unknown = meta.missing([f.lstrip("-") for f in order_by] + sorted(filter_fields))
+        if unknown:
+            raise AfasConfigError(
+                f"GetConnector '{connector_id}' has no field(s) {', '.join(unknown)} used in the sort or filter",
+                connector=connector_id,
+                missing_fields=unknown,
+            )
+        base_params = {**filter_params(filters), "orderbyfieldids": ",".join(order_by)}
+        # Refuse a too-long query before the first page, not halfway: skip grows with every page.
+        self._check_query_length(connector_id, {**base_params, "skip": "9" * 7, "take": str(take)})
+        schema = meta.arrow_schema()
+        batches: list[pa.Table] = []
+        skip = 0
+        while True:
+            params = {**base_params, "skip": str(skip), "take": str(take)}
+            response = self._send("GET", f"connectors/{_segment(connector_id)}", connector=connector_id, stats=stats, params=params)
+            rows = _rows_of(response, connector_id)
+            batches.append(self._to_arrow(rows, schema, connector_id))
+            stats.pages += 1
+            stats.rows_fetched += len(rows)
+            page_rows = len(rows)
+            del rows, response  # one page of Python objects at a time
+            if page_rows < take:
+                break
+            skip += take
+        table = pa.concat_tables(batches) if len(batches) > 1 else batches[0]
+        del batches
+        frame = _to_frame(table, meta)
+        del table
+        stats.rows = len(frame)
+        stats.duration_s = round(time.perf_counter() - started, 6)
+        logger.info(
+            "read %s: %d rows, %d pages, %d requests, %d retries, %.2fs",
+            connector_id, stats.rows, stats.pages, stats.requests, stats.retries, stats.duration_s,
+        )
+        return frame, stats
+
+    def read_window(
+        self,
+        connector_id: str,
+        *,
+        key: str,
+        date_fields: Sequence[str],
+        start: datetime,
+        end: datetime,
+        extra_filter: Filter | Condition | None = None,
+        margin: timedelta = timedelta(minutes=5),
+        assign: Literal["any", "latest"] = "any",
+    ) -> tuple[pd.DataFrame, ReadStats]:
+        """Rows changed in the UTC window ``[start, end)``, once per ``key``.
+
+        AFAS is asked for a slightly wider Amsterdam wall-time range (``margin`` below, and out of
+        any DST hour), ORed over ``date_fields``; rows are then kept when ANY date field as
+        displayed (``assign="latest"``: the latest one) falls in the window. Consecutive windows
+        over one date field therefore partition the rows across both DST changes (see
+        ``afas_pipeline.lib.timewindows``).
+        """
+        if isinstance(date_fields, str) or not date_fields:
+            raise ValueError("date_fields must be a non-empty sequence of field ids")
+        started = time.perf_counter()
+        lo, hi = window_filter_bounds(start, end, margin)
+        meta = self.metainfo(connector_id)
+        not_dates = [f for f in date_fields if meta.data_type(f) not in (None, "date")]
+        if not_dates:
+            raise AfasConfigError(
+                f"GetConnector '{connector_id}' field(s) {', '.join(not_dates)} are not date fields",
+                connector=connector_id,
+            )
+        window = Filter.any_of(*(Filter.all_of(Condition(f, Op.GE, lo), Condition(f, Op.LT, hi)) for f in date_fields))
+        combined = window if extra_filter is None else Filter.of(extra_filter) & window
+        frame, stats = self.read(connector_id, filters=combined, order_by=[key])
+        selected = select_window_rows(
+            frame, date_columns=list(date_fields), key=key, start=start, end=end, assign=assign
+        )
+        stats.rows = len(selected)
+        stats.duration_s = round(time.perf_counter() - started, 6)
+        return selected, stats
+
+    def metainfo(self, connector_id: str) -> GetConnectorMeta:
+        """The fields of a GetConnector (cached per client instance)."""
+        return self._metainfo(connector_id, ReadStats())
+
+    def require_fields(self, connector_id: str, fields: Iterable[str], *, rule: str = "R9") -> GetConnectorMeta:
+        """Metainfo of a GetConnector, or AfasConfigError naming the connector, the missing fields
+        and the rule that needs them."""
+        meta = self.metainfo(connector_id)
+        missing = meta.missing(fields)
+        if missing:
+            raise AfasConfigError(
+                f"GetConnector '{connector_id}' lacks field(s) {', '.join(missing)} required by rule {rule}; "
+                f"add them to the GetConnector in AFAS or choose another connector",
+                connector=connector_id,
+                missing_fields=missing,
+                rule=rule,
+            )
+        return meta
+
+    def profit_version(self) -> str:
+        response = self._send("GET", "ProfitVersion", connector=None, stats=ReadStats())
+        return str(_json(response, None).get("version", ""))
+
+    # -- public API: writes --
+
+    def insert(self, connector: str, body: dict, *, sub_object: str | None = None) -> dict:
+        """POST (insert). Repeated only when AFAS certainly did not process it (503, no connection)."""
+        path = f"connectors/{_segment(connector)}" + (f"/{_segment(sub_object)}" if sub_object else "")
+        response = self._send("POST", path, connector=connector, stats=ReadStats(), body=body, idempotent=False)
+        return _json(response, connector)
+
+    def update(self, connector: str, body: dict) -> dict:
+        """PUT (update); idempotent, so retried like a read. AFAS answers 200/201, often empty."""
+        response = self._send("PUT", f"connectors/{_segment(connector)}", connector=connector, stats=ReadStats(), body=body)
+        return _json(response, connector)
+
+    def delete(self, connector: str, path: str) -> None:
+        """DELETE ``/connectors/{connector}/{path}``, e.g. ``delete("KnSubject", "KnSubject/@SbId/123")``."""
+        full = f"connectors/{_segment(connector)}/{path.strip('/')}"
+        self._send("DELETE", full, connector=connector, stats=ReadStats())
+
+    # -- internals --
+
+    def resolved_base_url(self) -> str:
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        if self.environment_id:
+            if not self.environment_id.isdigit():
+                raise AfasConfigError("environment_id must be the numeric AFAS environment number")
+            host = _ENVIRONMENT_HOSTS[self.environment]
+            return f"https://{self.environment_id}.{host}.afas.online/ProfitRestServices"
+        raise AfasConfigError("AfasClient needs base_url or environment_id")
+
+    def _auth_header(self) -> str:
+        token = self.token.strip()
+        if _HEX64.fullmatch(token):
+            token = f"<token><version>1</version><data>{token}</data></token>"
+        elif not (token.startswith("<token>") and token.endswith("</token>")):
+            raise AfasConfigError("the AFAS token must be the 64-hex data part or the full <token>...</token> XML")
+        return "AfasToken " + base64.b64encode(token.encode("utf-8")).decode("ascii")
+
+    def _client(self) -> httpx.Client:
+        with self._lock:
+            if self._http is None:
+                headers = {
+                    "Authorization": self._auth_header(),
+                    "Accept": "application/json",
+                    # AFAS: `connection: close` leads to "connection reset by peer".
+                    "Connection": "keep-alive",
+                }
+                if self.integration_id:
+                    headers["IntegrationId"] = self.integration_id
+                self._http = httpx.Client(
+                    base_url=self.resolved_base_url() + "/",
+                    headers=headers,
+                    timeout=httpx.Timeout(self.timeout_s),
+                    limits=httpx.Limits(
+                        max_connections=max(self.max_concurrency, 8), max_keepalive_connections=max(self.max_concurrency, 8)
+                    ),
+                    follow_redirects=False,
+                )
+            return self._http
+
+    def _secrets(self) -> tuple[str, ...]:
+        try:
+            return (self.token.strip(), self._auth_header().split(" ", 1)[1])
+        except AfasConfigError:
+            return (self.token.strip(),)
+
+    def _scrub(self, text: str | None) -> str | None:
+        if not text:
+            return text
+        for secret in self._secrets():
+            if secret:
+                text = text.replace(secret, "<redacted>")
+        return text
+
+    def _metainfo(self, connector_id: str, stats: ReadStats) -> GetConnectorMeta:
+        with self._lock:
+            cached = self._meta_cache.get(connector_id)
+        if cached is not None:
+            return cached
+        response = self._send("GET", f"metainfo/get/{_segment(connector_id)}", connector=connector_id, stats=stats)
+        payload = _json(response, connector_id)
+        fields = tuple(
+            FieldMeta(
+                id=str(f["id"]),
+                field_id=f.get("fieldId"),
+                data_type=str(f.get("dataType") or "string").lower(),
+                label=f.get("label"),
+                length=f.get("length"),
+            )
+            for f in payload.get("fields") or []
+        )
+        if not fields:
+            raise AfasConfigError(f"AFAS metainfo for GetConnector '{connector_id}' lists no fields", connector=connector_id)
+        meta = GetConnectorMeta(connector_id, payload.get("name"), payload.get("description"), fields)
+        with self._lock:
+            self._meta_cache[connector_id] = meta
+        return meta
+
+    def _to_arrow(self, rows: list[dict], schema: pa.Schema, connector_id: str) -> pa.Table:
+        if rows:
+            extra = set(rows[0]) - set(schema.names)
+            if extra:
+                logger.warning("%s returned %d column(s) not in its metainfo; they are ignored", connector_id, len(extra))
+        try:
+            return pa.Table.from_pylist(rows, schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise AfasError(
+                f"GetConnector '{connector_id}' returned values that do not fit its metainfo types: {exc}",
+                connector=connector_id,
+            ) from None
+
+    def _check_query_length(self, connector: str | None, params: dict[str, str]) -> None:
+        length = len(httpx.URL("http://afas/", params=params).query)
+        if length > MAX_QUERY_CHARS:
+            raise AfasQueryTooLong(
+                f"the query for GetConnector '{connector}' would be {length} characters; AFAS refuses more "
+                f"than {MAX_QUERY_CHARS} (404). Use fewer or shorter filter values, or split the read",
+                connector=connector,
+            )
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        connector: str | None,
+        stats: ReadStats,
+        params: dict[str, str] | None = None,
+        body: dict | None = None,
+        idempotent: bool = True,
+    ) -> httpx.Response:
+        http = self._client()
+        url = http.base_url.join(path)
+        if params:
+            url = url.copy_merge_params(params)
+            self._check_query_length(connector, params)
+        content = orjson.dumps(body) if body is not None else None
+        headers = {"Content-Type": "application/json;charset=utf-8"} if body is not None else None
+        limiter = _limiter_for(str(http.base_url))
+        what = f"{method} {path}"
+
+        def attempt() -> httpx.Response:
+            stats.requests += 1
+            with limiter.slot(self.max_concurrency):
+                try:
+                    response = http.request(method, url, content=content, headers=headers)
+                except httpx.UnsupportedProtocol as exc:
+                    raise AfasConfigError(f"bad AFAS base URL: {exc}", connector=connector) from None
+                except httpx.TransportError as exc:
+                    raise _Transient(
+                        f"{type(exc).__name__} on {what}", safe_for_post=isinstance(exc, _NOT_SENT)
+                    ) from None
+            status = response.status_code
+            if status == 503:
+                retry_after = _retry_after(response)
+                if retry_after is not None and retry_after > self.max_retry_after_s:
+                    raise self._error_from(response, connector, method, path, AfasUnavailable, retry_after=retry_after)
+                raise _Transient(f"503 on {what}", safe_for_post=True, retry_after=retry_after, status=503)
+            if status in (502, 504):
+                raise _Transient(f"{status} on {what}", safe_for_post=False, status=status)
+            if status >= 400:
+                raise self._error_from(response, connector, method, path)
+            stats.bytes += len(response.content)
+            return response
+
+        def should_retry(exc: BaseException) -> bool:
+            return isinstance(exc, _Transient) and (idempotent or exc.safe_for_post)
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            stats.retries += 1
+            exc = state.outcome.exception() if state.outcome else None
+            logger.warning(
+                "AFAS %s: %s; retry %d of %d in %.2fs",
+                connector or path, getattr(exc, "reason", type(exc).__name__),
+                state.attempt_number, self.max_attempts - 1, state.upcoming_sleep,
+            )
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=_Wait(self.backoff_initial_s, self.backoff_max_s),
+            retry=tenacity.retry_if_exception(should_retry),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Transient as exc:
+            attempts = stats.requests
+            if not idempotent and not exc.safe_for_post:
+                message = (
+                    f"{what}: {exc.reason}; not repeated because AFAS may have processed it. "
+                    f"Check in AFAS whether the insert happened before sending it again"
+                )
+            else:
+                message = f"{what}: AFAS stayed unavailable ({exc.reason}) after {attempts} attempt(s)"
+            raise AfasUnavailable(message, connector=connector, status_code=exc.status) from None
+
+    def _error_from(
+        self,
+        response: httpx.Response,
+        connector: str | None,
+        method: str,
+        path: str,
+        cls: type[AfasError] | None = None,
+        retry_after: float | None = None,
+    ) -> AfasError:
+        status = response.status_code
+        info = _error_info(response)
+        external = self._scrub(info.get("externalMessage"))
+        kind = "GetConnector" if method == "GET" and path.startswith(("connectors/", "metainfo/get/")) else (
+            "UpdateConnector" if path.startswith("connectors/") else "AFAS endpoint"
+        )
+        name = f"{kind} '{connector}'" if connector else f"{method} /{path.split('?')[0]}"
+        if cls is AfasUnavailable:
+            message = (
+                f"AFAS is unavailable for {name} and asks to retry after {retry_after:.0f}s, longer than "
+                f"max_retry_after_s={self.max_retry_after_s:.0f}s (maintenance?)"
+            )
+        elif status in (401, 403):
+            cls = AfasAuthError
+            if status == 403:
+                message = f"AFAS refused {name} (403): an IP restriction on the App Connector blocks this machine"
+            else:
+                message = (
+                    f"AFAS refused {name} (401): either the token is wrong or expired, or {kind} "
+                    f"'{connector}' is not in this token's App Connector"
+                    if connector
+                    else f"AFAS refused {name} (401): the token is wrong or expired"
+                )
+        elif status == 404:
+            cls = AfasNotFound
+            message = f"AFAS answered 404 for {name}: check the base URL / environment and the connector id"
+        elif status >= 500:
+            cls = AfasServerError
+            message = f"AFAS rejected {name} ({status}): {external or 'no message'}"
+        else:
+            cls = AfasError
+            message = f"AFAS answered {status} for {name}: {external or 'no message'}"
+        # AFAS logs no request bodies; this line is what lets an administrator find the call. Bodies
+        # are not logged here either: they hold names and e-mail addresses.
+        logger.warning(
+            "AFAS %s %s failed: status %d, errorNumber %s, profitLogReference %s",
+            method, connector or path.split("?")[0], status, info.get("errorNumber"), info.get("profitLogReference"),
+        )
+        return cls(
+            message,
+            connector=connector,
+            status_code=status,
+            external_message=external,
+            error_number=info.get("errorNumber"),
+            profit_log_reference=info.get("profitLogReference"),
+        )
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+class _Wait(tenacity.wait.wait_base):
+    """Full-jitter exponential backoff, but never shorter than AFAS's retry_after."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self._backoff = tenacity.wait_random_exponential(multiplier=initial, max=maximum)
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        backoff = self._backoff(retry_state)
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        return max(backoff, float(retry_after)) if retry_after is not None else backoff
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="@,")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        body = orjson.loads(response.content) if response.content else None
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("retry_after"), (int, float)):
+        return float(body["retry_after"])
+    header = response.headers.get("Retry-After")
+    if header:
+        try:
+            return float(header)
+        except ValueError:
+            return None
+    return None
+
+
+def _error_info(response: httpx.Response) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    try:
+        body = orjson.loads(response.content) if response.content else None
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict):
+        info["externalMessage"] = body.get("externalMessage") or body.get("message")
+        if isinstance(body.get("error"), dict):
+            info["externalMessage"] = info["externalMessage"] or body["error"].get("message")
+        number = body.get("errorNumber")
+        info["errorNumber"] = int(number) if isinstance(number, (int, str)) and str(number).lstrip("-").isdigit() else None
+        info["profitLogReference"] = body.get("profitLogReference")
+    if not info.get("externalMessage") and response.headers.get("X-Profit-Error"):
+        try:  # obsolete header, only a fallback (AFAS removes it by end-2026)
+            info["externalMessage"] = base64.b64decode(response.headers["X-Profit-Error"]).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            pass
+    return info
+
+
+def _json(response: httpx.Response, connector: str | None) -> dict:
+    if not response.content.strip():
+        return {}
+    try:
+        payload = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        raise AfasError("AFAS returned a body that is not JSON", connector=connector, status_code=response.status_code) from None
+    return payload if isinstance(payload, dict) else {"value": payload}
+
+
+def _rows_of(response: httpx.Response, connector: str) -> list[dict]:
+    rows = _json(response, connector).get("rows")
+    if not isinstance(rows, list):
+        raise AfasError("AFAS returned a GetConnector answer without rows", connector=connector, status_code=response.status_code)
+    return rows
+
+
+def _to_frame(table: pa.Table, meta: GetConnectorMeta) -> pd.DataFrame:
+    frame = table.to_pandas(types_mapper=_PANDAS_TYPES.get)
+    for f in meta.fields:
+        if f.data_type == "date":
+            frame[f.id] = parse_afas_datetimes(frame[f.id])
+    return frame
