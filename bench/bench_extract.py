@@ -6,8 +6,10 @@ For each size it starts the sandbox in its own process (so the server has its ow
 one run measures, each in a fresh worker process:
 - bare: an httpx loop paging `Sync_Contacts` sorted on ContactId until a short page, JSON parsed;
 - asset: `dg.materialize([afas_contacts])` through the AFAS client and the parquet IO manager.
-It prints rows/s, the time ratio asset/bare (goal <= 1.2) and the asset worker's peak memory
-growth over the size of the resulting DataFrame (goal < 2x). Not part of the test suite.
+It prints rows/s, the time ratio asset/bare (goal <= 1.2) and the asset run's peak memory growth
+over the size of the resulting DataFrame (goal < 2x). The asset runs twice in its worker: the first
+run also loads Dagster's execution machinery, the second is a code server's steady state; the ratio
+and memory goal use the second, and the first is printed beside it. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -37,14 +38,11 @@ def _rss_mb() -> float:
     return 0.0
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def worker_bare(base_url: str, token: str, page_size: int) -> dict:
     import base64
 
     header = base64.b64encode(f"<token><version>1</version><data>{token}</data></token>".encode()).decode()
+    _reset_peak()
     before = _rss_mb()
     started = time.perf_counter()
     rows = pages = 0
@@ -56,8 +54,20 @@ def worker_bare(base_url: str, token: str, page_size: int) -> dict:
             pages += 1
             if len(page) < page_size:
                 break
-    return {"rows": rows, "pages": pages, "wall_s": time.perf_counter() - started, "rss_before_mb": before,
-            "peak_mb": _peak_mb()}
+    return {"rows": rows, "pages": pages, "wall_s": time.perf_counter() - started, "growth_mb": _hwm_mb() - before}
+
+
+def _reset_peak() -> None:
+    # Linux: writing 5 to clear_refs resets the peak RSS (VmHWM) of this process.
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def _hwm_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def worker_asset(base_url: str, token: str, page_size: int) -> dict:
@@ -73,14 +83,18 @@ def worker_asset(base_url: str, token: str, page_size: int) -> dict:
     resources = {"afas": AfasClient(base_url=base_url, token=token, page_size=page_size),
                  "io_manager": ParquetIOManager(base_dir=storage)}
     instance = dg.DagsterInstance.ephemeral()
-    before = _rss_mb()
-    started = time.perf_counter()
-    result = dg.materialize([asset], partition_key="2026-11-22-06:00", resources=resources, instance=instance)
-    wall = time.perf_counter() - started
-    peak = _peak_mb()
+    runs = []
+    # The first run also loads Dagster's execution machinery; the second is the steady state of a
+    # code server that has run before. Both are reported.
+    for _ in range(2):
+        _reset_peak()
+        before = _rss_mb()
+        started = time.perf_counter()
+        result = dg.materialize([asset], partition_key="2026-11-22-06:00", resources=resources, instance=instance)
+        runs.append({"wall_s": time.perf_counter() - started, "growth_mb": _hwm_mb() - before,
+                     "success": result.success})
     df = pd.read_parquet(Path(storage) / "afas_contacts" / "2026-11-22-06:00.parquet")
-    return {"rows": len(df), "wall_s": wall, "success": result.success, "rss_before_mb": before, "peak_mb": peak,
-            "df_mb": df.memory_usage(deep=True).sum() / 2**20}
+    return {"rows": len(df), "first": runs[0], "warm": runs[1], "df_mb": df.memory_usage(deep=True).sum() / 2**20}
 
 
 def _free_port() -> int:
@@ -124,14 +138,13 @@ def bench_size(size: int, page_size: int, repeats: int) -> dict:
         _run_worker("bare", base_url, SANDBOX_AFAS_TOKEN, page_size)
         bare = min((_run_worker("bare", base_url, SANDBOX_AFAS_TOKEN, page_size) for _ in range(repeats)),
                    key=lambda r: r["wall_s"])
-        asset = min((_run_worker("asset", base_url, SANDBOX_AFAS_TOKEN, page_size) for _ in range(repeats)),
-                    key=lambda r: r["wall_s"])
+        asset = _run_worker("asset", base_url, SANDBOX_AFAS_TOKEN, page_size)
         server_rss = int(Path(f"/proc/{sandbox.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=30)
     assert bare["rows"] == asset["rows"], (bare, asset)
-    growth = asset["peak_mb"] - asset["rss_before_mb"]
+    warm, first = asset["warm"], asset["first"]
     return {
         "contacts": size,
         "rows": asset["rows"],
@@ -139,12 +152,15 @@ def bench_size(size: int, page_size: int, repeats: int) -> dict:
         "sandbox_rss_mb": round(server_rss),
         "bare_s": round(bare["wall_s"], 2),
         "bare_rows_per_s": round(bare["rows"] / bare["wall_s"]),
-        "asset_s": round(asset["wall_s"], 2),
-        "asset_rows_per_s": round(asset["rows"] / asset["wall_s"]),
-        "ratio_asset_to_bare": round(asset["wall_s"] / bare["wall_s"], 2),
+        "asset_s": round(warm["wall_s"], 2),
+        "asset_first_run_s": round(first["wall_s"], 2),
+        "asset_rows_per_s": round(asset["rows"] / warm["wall_s"]),
+        "ratio_asset_to_bare": round(warm["wall_s"] / bare["wall_s"], 2),
         "df_mb": round(asset["df_mb"], 1),
-        "asset_peak_growth_mb": round(growth, 1),
-        "peak_growth_to_df": round(growth / asset["df_mb"], 2),
+        "bare_peak_growth_mb": round(bare["growth_mb"], 1),
+        "asset_peak_growth_mb": round(warm["growth_mb"], 1),
+        "asset_first_run_peak_growth_mb": round(first["growth_mb"], 1),
+        "peak_growth_to_df": round(warm["growth_mb"] / asset["df_mb"], 2),
     }
 
 
@@ -167,10 +183,10 @@ def main() -> None:
         print(json.dumps(result))
         print(
             f"{size:>9} contacts: bare {result['bare_s']}s ({result['bare_rows_per_s']} rows/s), "
-            f"asset {result['asset_s']}s ({result['asset_rows_per_s']} rows/s), "
-            f"ratio {result['ratio_asset_to_bare']} (goal <= 1.2); "
-            f"peak growth {result['asset_peak_growth_mb']} MB = {result['peak_growth_to_df']}x the "
-            f"{result['df_mb']} MB DataFrame (goal < 2)",
+            f"asset {result['asset_s']}s ({result['asset_rows_per_s']} rows/s; first run {result['asset_first_run_s']}s), "
+            f"ratio {result['ratio_asset_to_bare']} (goal <= 1.2); peak memory growth "
+            f"{result['asset_peak_growth_mb']} MB = {result['peak_growth_to_df']}x the {result['df_mb']} MB DataFrame "
+            f"(goal < 2; first run {result['asset_first_run_peak_growth_mb']} MB, bare loop {result['bare_peak_growth_mb']} MB)",
             flush=True,
         )
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -30,6 +31,8 @@ import httpx
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 import tenacity
 from pydantic import Field, PrivateAttr
 
@@ -43,7 +46,10 @@ from afas_pipeline.afas.errors import (
     AfasUnavailable,
 )
 from afas_pipeline.afas.filters import Condition, Filter, Op, filter_params
-from afas_pipeline.lib.timewindows import parse_afas_datetimes, select_window_rows, window_filter_bounds
+from afas_pipeline.lib.http import RetryAfterWait as _Wait
+from afas_pipeline.lib.http import limiter_for as _limiter_for
+from afas_pipeline.lib.http import redact_httpx_queries
+from afas_pipeline.lib.timewindows import afas_walls_to_utc, parse_afas_datetimes, select_window_rows, window_filter_bounds
 
 __all__ = ["AfasClient", "Condition", "FieldMeta", "Filter", "GetConnectorMeta", "Op", "ReadStats"]
 
@@ -118,40 +124,6 @@ class GetConnectorMeta:
         return pa.schema([(f.id, _ARROW_TYPES.get(f.data_type, pa.string())) for f in self.fields])
 
 
-# --- the per-URL concurrency cap ------------------------------------------------------------------
-
-
-class _UrlLimiter:
-    """Counts calls in flight to one base URL. A caller waits until fewer than ITS limit are in flight,
-    so clients with different limits sharing a URL each keep theirs (a BoundedSemaphore cannot)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._in_flight = 0
-
-    @contextmanager
-    def slot(self, limit: int) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: self._in_flight < limit)
-            self._in_flight += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._in_flight -= 1
-                self._cond.notify_all()
-
-
-_LIMITERS: dict[str, _UrlLimiter] = {}
-_LIMITERS_LOCK = threading.Lock()
-
-
-def _limiter_for(base_url: str) -> _UrlLimiter:
-    key = base_url.rstrip("/").lower()
-    with _LIMITERS_LOCK:
-        return _LIMITERS.setdefault(key, _UrlLimiter())
-
-
 # --- retry plumbing -------------------------------------------------------------------------------
 
 
@@ -169,16 +141,7 @@ class _Transient(Exception):
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-class _RedactQuery(logging.Filter):
-    """httpx logs each request URL at INFO; filter values may hold e-mail addresses or names."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
-            record.args = tuple(a.copy_with(query=None) if isinstance(a, httpx.URL) and a.query else a for a in record.args)
-        return True
-
-
-logging.getLogger("httpx").addFilter(_RedactQuery())
+redact_httpx_queries()
 
 
 # --- the resource ---------------------------------------------------------------------------------
@@ -260,20 +223,29 @@ class AfasClient(dg.ConfigurableResource):
         # Refuse a too-long query before the first page, not halfway: skip grows with every page.
         self._check_query_length(connector_id, {**base_params, "skip": "9" * 7, "take": str(take)})
         schema = meta.arrow_schema()
+        path = f"connectors/{_segment(connector_id)}"
+
+        def fetch(skip: int) -> httpx.Response:
+            params = {**base_params, "skip": str(skip), "take": str(take)}
+            return self._send("GET", path, connector=connector_id, stats=stats, params=params)
+
         batches: list[pa.Table] = []
         skip = 0
-        while True:
-            params = {**base_params, "skip": str(skip), "take": str(take)}
-            response = self._send("GET", f"connectors/{_segment(connector_id)}", connector=connector_id, stats=stats, params=params)
-            rows = _rows_of(response, connector_id)
-            batches.append(self._to_arrow(rows, schema, connector_id))
-            stats.pages += 1
-            stats.rows_fetched += len(rows)
-            page_rows = len(rows)
-            del rows, response  # one page of Python objects at a time
-            if page_rows < take:
-                break
-            skip += take
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="afas-page") as pager:
+            response = fetch(skip)
+            while True:
+                # Once a read spans pages, the next page is fetched while this one is parsed, so
+                # waiting on AFAS and parsing overlap. It costs one request past the last page.
+                ahead = pager.submit(fetch, skip + take) if batches else None
+                page = _page_table(response.content, schema, connector_id)
+                del response  # one page of raw JSON at a time
+                batches.append(page)
+                stats.pages += 1
+                stats.rows_fetched += page.num_rows
+                if page.num_rows < take:
+                    break
+                skip += take
+                response = ahead.result() if ahead is not None else fetch(skip)
         table = pa.concat_tables(batches) if len(batches) > 1 else batches[0]
         del batches
         frame = _to_frame(table, meta)
@@ -448,19 +420,6 @@ class AfasClient(dg.ConfigurableResource):
             self._meta_cache[connector_id] = meta
         return meta
 
-    def _to_arrow(self, rows: list[dict], schema: pa.Schema, connector_id: str) -> pa.Table:
-        if rows:
-            extra = set(rows[0]) - set(schema.names)
-            if extra:
-                logger.warning("%s returned %d column(s) not in its metainfo; they are ignored", connector_id, len(extra))
-        try:
-            return pa.Table.from_pylist(rows, schema=schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise AfasError(
-                f"GetConnector '{connector_id}' returned values that do not fit its metainfo types: {exc}",
-                connector=connector_id,
-            ) from None
-
     def _check_query_length(self, connector: str | None, params: dict[str, str]) -> None:
         length = len(httpx.URL("http://afas/", params=params).query)
         if length > MAX_QUERY_CHARS:
@@ -607,19 +566,6 @@ class AfasClient(dg.ConfigurableResource):
 # --- helpers --------------------------------------------------------------------------------------
 
 
-class _Wait(tenacity.wait.wait_base):
-    """Full-jitter exponential backoff, but never shorter than AFAS's retry_after."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self._backoff = tenacity.wait_random_exponential(multiplier=initial, max=maximum)
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        backoff = self._backoff(retry_state)
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        return max(backoff, float(retry_after)) if retry_after is not None else backoff
-
-
 def _segment(value: str) -> str:
     return quote(value, safe="@,")
 
@@ -671,16 +617,43 @@ def _json(response: httpx.Response, connector: str | None) -> dict:
     return payload if isinstance(payload, dict) else {"value": payload}
 
 
-def _rows_of(response: httpx.Response, connector: str) -> list[dict]:
-    rows = _json(response, connector).get("rows")
-    if not isinstance(rows, list):
-        raise AfasError("AFAS returned a GetConnector answer without rows", connector=connector, status_code=response.status_code)
-    return rows
+def _page_table(content: bytes, schema: pa.Schema, connector: str) -> pa.Table:
+    """One GetConnector page as an Arrow table typed by ``schema``, parsed in C++ without Python row dicts."""
+    page_schema = pa.schema([("rows", pa.list_(pa.struct(list(schema))))])
+    try:
+        if b"\n" in content:  # pretty-printed (before Profit 7): arrow reads one JSON document per line
+            rows = orjson.loads(content).get("rows")
+            if not isinstance(rows, list):
+                raise AfasError("AFAS returned a GetConnector answer without rows", connector=connector)
+            return pa.Table.from_pylist(rows, schema=schema)
+        parsed = pa_json.read_json(
+            io.BytesIO(content),
+            read_options=pa_json.ReadOptions(block_size=max(len(content) + 1, 1 << 16), use_threads=False),
+            parse_options=pa_json.ParseOptions(explicit_schema=page_schema, unexpected_field_behavior="ignore"),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, orjson.JSONDecodeError, AttributeError) as exc:
+        raise AfasError(
+            f"GetConnector '{connector}' returned a page that is not JSON rows fitting its metainfo types: {exc}",
+            connector=connector,
+        ) from None
+    rows = parsed.column("rows")
+    if parsed.num_rows != 1 or rows.null_count:
+        raise AfasError("AFAS returned a GetConnector answer without rows", connector=connector)
+    return pa.Table.from_struct_array(rows.combine_chunks().flatten())
 
 
 def _to_frame(table: pa.Table, meta: GetConnectorMeta) -> pd.DataFrame:
     frame = table.to_pandas(types_mapper=_PANDAS_TYPES.get)
     for f in meta.fields:
         if f.data_type == "date":
-            frame[f.id] = parse_afas_datetimes(frame[f.id])
+            frame[f.id] = _afas_times(table.column(f.id), frame[f.id])
     return frame
+
+
+def _afas_times(column: pa.ChunkedArray, fallback: pd.Series) -> pd.Series:
+    """Fake-Z wall times to UTC; the common whole-second shape is parsed in Arrow, anything else by pandas."""
+    try:
+        wall = pc.strptime(column, format="%Y-%m-%dT%H:%M:%SZ", unit="s").to_pandas()
+    except pa.ArrowInvalid:
+        return parse_afas_datetimes(fallback)
+    return afas_walls_to_utc(wall).set_axis(fallback.index)

@@ -87,6 +87,11 @@ def parse_afas_datetimes(values: pd.Series | list | np.ndarray) -> pd.Series:
     naive = pd.to_datetime(text, format="ISO8601")
     if isinstance(naive.dtype, pd.DatetimeTZDtype):  # an explicit offset; should not happen with AFAS
         return naive.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    return afas_walls_to_utc(naive)
+
+
+def afas_walls_to_utc(naive: pd.Series) -> pd.Series:
+    """Naive Amsterdam wall times -> tz-aware UTC, by the same rule as ``afas_wall_to_utc``."""
     localised = naive.dt.tz_localize(
         AFAS_TZ_NAME, ambiguous=np.zeros(len(naive), dtype=bool), nonexistent="shift_forward"
     )

@@ -426,7 +426,8 @@ def test_reads_survive_503s_and_dropped_connections_exactly(sandbox, admin, cont
     injected = stats(admin)["faults"]
     assert injected["503"] > 0 and injected["drop"] > 0
     assert read_stats.retries == injected["503"] + injected["drop"]
-    assert read_stats.requests == read_stats.pages + 1 + read_stats.retries  # pages + metainfo + retries
+    # pages + metainfo + the look-ahead request past the last page + retries
+    assert read_stats.requests == read_stats.pages + 1 + 1 + read_stats.retries
     pd.testing.assert_frame_equal(frame, contacts_reference)
 
 
@@ -570,3 +571,12 @@ def test_token_and_filter_values_stay_out_of_logs_and_stats(sandbox, admin, capl
     assert read_stats.retries > 0 and "retry" in text
     metadata = ReadStats.as_metadata(read_stats)
     assert all(isinstance(v, (int, float)) and not math.isnan(v) for v in metadata.values())
+
+
+def test_a_one_page_read_costs_one_request_and_a_paged_read_one_look_ahead(afas, admin):
+    afas.metainfo("Sync_Persons")  # cached from here on
+    _, one_page = afas.read("Sync_Persons", order_by=["PersonId"], page_size=100_000)
+    assert (one_page.pages, one_page.requests) == (1, 1)
+    _, paged = afas.read("Sync_Persons", order_by=["PersonId"], page_size=1000)
+    assert paged.pages == 3 and paged.requests == 4  # the next page is fetched while one is parsed
+    assert paged.rows == one_page.rows

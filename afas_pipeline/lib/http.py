@@ -1,0 +1,76 @@
+"""HTTP plumbing shared by the API clients (AFAS, Spotler, ...): a per-URL concurrency cap, a backoff that
+honours the server's Retry-After, and a logging filter that keeps query strings out of httpx's logs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import tenacity
+
+__all__ = ["RetryAfterWait", "UrlLimiter", "limiter_for", "redact_httpx_queries"]
+
+
+class UrlLimiter:
+    """Counts calls in flight to one base URL. A caller waits until fewer than ITS limit are in flight,
+    so clients with different limits sharing a URL each keep theirs (a BoundedSemaphore cannot)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._in_flight = 0
+
+    @contextmanager
+    def slot(self, limit: int) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._in_flight < limit)
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+
+_LIMITERS: dict[str, UrlLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+def limiter_for(base_url: str) -> UrlLimiter:
+    """The process-wide limiter of a base URL: every client instance talking to it shares one."""
+    key = base_url.rstrip("/").lower()
+    with _LIMITERS_LOCK:
+        return _LIMITERS.setdefault(key, UrlLimiter())
+
+
+class RetryAfterWait(tenacity.wait.wait_base):
+    """Full-jitter exponential backoff, but never shorter than the server's retry-after, read from the
+    ``retry_after`` attribute (seconds) of the exception that ended the attempt."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self._backoff = tenacity.wait_random_exponential(multiplier=initial, max=maximum)
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        backoff = self._backoff(retry_state)
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        return max(backoff, float(retry_after)) if retry_after is not None else backoff
+
+
+class _RedactQuery(logging.Filter):
+    """httpx logs each request URL at INFO; query values may hold e-mail addresses or names."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(a.copy_with(query=None) if isinstance(a, httpx.URL) and a.query else a for a in record.args)
+        return True
+
+
+def redact_httpx_queries() -> None:
+    """Install the query-redacting filter on httpx's logger (once per process)."""
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactQuery) for f in logger.filters):
+        logger.addFilter(_RedactQuery())
