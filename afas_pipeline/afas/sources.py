@@ -10,15 +10,13 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from afas_pipeline.mapping.errors import MappingError
+
 Entity = Literal["contacts", "persons", "organisations"]
 ENTITIES: tuple[Entity, ...] = ("contacts", "persons", "organisations")
 
 MAPPINGS_DIR = Path(os.environ.get("AFAS_PIPELINE_MAPPINGS", Path(__file__).resolve().parents[2] / "mappings"))
 SOURCES_FILE = MAPPINGS_DIR / "afas_sources.yaml"
-
-
-class MappingError(ValueError):
-    """A mapping file breaks a rule; the message names the file, the field and the rule."""
 
 
 class AfasSource(BaseModel):
