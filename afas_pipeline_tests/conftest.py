@@ -26,3 +26,16 @@ def afas_sandbox_clean(sandbox: Sandbox) -> Sandbox:
     reset_sandbox(sandbox)
     yield sandbox
     reset_sandbox(sandbox)
+
+
+def reset_spotler_sandbox(sb: Sandbox) -> None:
+    """Empty Spotler account, faults off, stats zeroed (through the Spotler admin API)."""
+    httpx.post(sb.spotler_admin_url + "/reset", timeout=60).raise_for_status()
+
+
+@pytest.fixture
+def spotler_sandbox_clean(sandbox: Sandbox) -> Sandbox:
+    """The session sandbox with its Spotler account reset before and after the test."""
+    reset_spotler_sandbox(sandbox)
+    yield sandbox
+    reset_spotler_sandbox(sandbox)

@@ -12,6 +12,10 @@ AFAS: the REST API, never its admin endpoints). For each such request, in this o
    sent, then the connection is closed, so the client sees a protocol error.
 
 The random draws come from one generator that is reseeded whenever the faults are set, so a run repeats.
+An emulator may bring its own answers (``unavailable`` for the 503 fault, ``too_busy`` for the concurrency
+refusal, ``error_500``) and a ``FaultConfig`` subclass (``config_class``); a config with ``error_429_rate``
+adds a fourth fault, a 429 with ``Retry-After`` (``too_many(retry_after)``), drawn after the other three.
+A dropped 204/304 answer is sent as a 200 start so that a body can be cut off.
 ``fault_admin_routes`` exposes ``GET|PUT /faults``, ``GET /stats`` and ``POST /stats/reset`` for an
 emulator's admin API.
 """
@@ -58,6 +62,10 @@ def unavailable(retry_after: int, message: str = "Service temporarily unavailabl
                          {"Retry-After": str(retry_after)})
 
 
+def too_busy() -> Response:
+    return unavailable(1, "Too many concurrent requests")
+
+
 def route_path(scope: Scope) -> str:
     """The path below the mount point (Starlette keeps the full path and sets ``root_path``)."""
     path, root = scope["path"], scope.get("root_path", "")
@@ -66,9 +74,13 @@ def route_path(scope: Scope) -> str:
 
 class FaultInjector:
     def __init__(self, app: ASGIApp, *, applies: Callable[[str], bool], stats_key: Callable[[str, str], str],
-                 error_500: Callable[[], Response]):
+                 error_500: Callable[[], Response], unavailable: Callable[[int], Response] = unavailable,
+                 too_busy: Callable[[], Response] = too_busy, too_many: Callable[[int], Response] | None = None,
+                 config_class: type[FaultConfig] = FaultConfig):
         self.app, self.applies, self.stats_key, self.error_500 = app, applies, stats_key, error_500
-        self.configure(FaultConfig())
+        self.unavailable, self.too_busy, self.too_many = unavailable, too_busy, too_many
+        self.config_class = config_class
+        self.configure(config_class())
         self.reset_stats()
 
     def configure(self, config: FaultConfig) -> None:
@@ -78,6 +90,8 @@ class FaultInjector:
     def reset_stats(self) -> None:
         self.requests: Counter[str] = Counter()
         self.faults: Counter[str] = Counter({"503": 0, "500": 0, "drop": 0})
+        if "error_429_rate" in self.config_class.model_fields:
+            self.faults["429"] = 0
         self.in_flight = self.peak_concurrency = self.rejected_concurrency = 0
 
     def stats(self) -> dict:
@@ -93,7 +107,7 @@ class FaultInjector:
         self.requests[self.stats_key(scope["method"], route_path(scope))] += 1
         if self.in_flight >= cfg.max_concurrency:
             self.rejected_concurrency += 1
-            await unavailable(1, "Too many concurrent requests")(scope, receive, send)
+            await self.too_busy()(scope, receive, send)
             return
         self.in_flight += 1
         self.peak_concurrency = max(self.peak_concurrency, self.in_flight)
@@ -104,13 +118,17 @@ class FaultInjector:
                 await asyncio.sleep(delay / 1000)
             if draw < cfg.error_503_rate:
                 self.faults["503"] += 1
-                await unavailable(cfg.retry_after)(scope, receive, send)
+                await self.unavailable(cfg.retry_after)(scope, receive, send)
             elif draw < cfg.error_503_rate + cfg.error_500_rate:
                 self.faults["500"] += 1
                 await self.error_500()(scope, receive, send)
             elif draw < cfg.error_503_rate + cfg.error_500_rate + cfg.drop_rate:
                 self.faults["drop"] += 1
                 await self._drop(scope, receive, send)
+            elif self.too_many and draw < (cfg.error_503_rate + cfg.error_500_rate + cfg.drop_rate
+                                           + getattr(cfg, "error_429_rate", 0.0)):
+                self.faults["429"] += 1
+                await self.too_many(cfg.retry_after)(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
         finally:
@@ -129,6 +147,8 @@ class FaultInjector:
         start = next(m for m in messages if m["type"] == "http.response.start")
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         body = body or b'{"rows":[]}'
+        if start["status"] in (204, 304):  # these may carry no body, and a drop needs one to cut off
+            start = {**start, "status": 200}
         await send({**start, "headers": headers + [(b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
 
@@ -149,7 +169,7 @@ def fault_admin_routes(injector: FaultInjector) -> list[Route]:
     async def faults(request: Request) -> Response:
         if request.method == "PUT":
             try:
-                injector.configure(FaultConfig.model_validate_json(await request.body() or b"{}"))
+                injector.configure(injector.config_class.model_validate_json(await request.body() or b"{}"))
             except ValidationError as exc:
                 return json_response(400, {"error": exc.errors(include_url=False, include_context=False)})
         return json_response(200, injector.config.model_dump())

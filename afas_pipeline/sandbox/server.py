@@ -1,6 +1,7 @@
 """The sandbox server: one Starlette app with an emulator mounted per system, served by uvicorn.
 
 - ``/afas``: the AFAS Profit emulator (``/afas/ProfitRestServices``, admin ``/afas/_admin``).
+- ``/spotler``: the Spotler Mail+ emulator (``/spotler/integrationservice-1.1.0``, admin ``/spotler/_admin``).
 
 ``start_sandbox()`` runs it in a background thread (tests, bench); ``serve()`` blocks (the CLI). Both bind
 the socket before uvicorn starts, so the port is known up front, and ``start_sandbox`` returns only once
@@ -19,6 +20,8 @@ from starlette.routing import Mount
 
 from afas_pipeline.sandbox.afas.app import FULL_ACCESS_TOKEN, LIMITED_TOKEN, AfasEmulator
 from afas_pipeline.sandbox.faults import quiet_drops
+from afas_pipeline.sandbox.spotler.app import BASE_PATH as SPOTLER_BASE_PATH
+from afas_pipeline.sandbox.spotler.app import CONSUMER_KEY, CONSUMER_SECRET, SpotlerEmulator
 
 DEFAULT_CONTACTS = 3000
 DEFAULT_SEED = 7
@@ -26,12 +29,21 @@ DEFAULT_PORT = 8765
 #: The 64-hex ``data`` parts of the sandbox's AFAS tokens: documented constants, not secrets.
 SANDBOX_AFAS_TOKEN = FULL_ACCESS_TOKEN
 SANDBOX_AFAS_LIMITED_TOKEN = LIMITED_TOKEN
+#: The sandbox's Spotler OAuth consumer key and secret: documented constants, not secrets.
+SANDBOX_SPOTLER_KEY = CONSUMER_KEY
+SANDBOX_SPOTLER_SECRET = CONSUMER_SECRET
 STARTUP_TIMEOUT_S = 120.0
 
 
 def build_app(contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED) -> tuple[Starlette, AfasEmulator]:
-    afas = AfasEmulator(contacts=contacts, seed=seed)
-    return Starlette(routes=[Mount("/afas", app=afas)]), afas
+    app, afas, _ = build_apps(contacts, seed)
+    return app, afas
+
+
+def build_apps(contacts: int = DEFAULT_CONTACTS,
+               seed: int = DEFAULT_SEED) -> tuple[Starlette, AfasEmulator, SpotlerEmulator]:
+    afas, spotler = AfasEmulator(contacts=contacts, seed=seed), SpotlerEmulator()
+    return Starlette(routes=[Mount("/afas", app=afas), Mount("/spotler", app=spotler)]), afas, spotler
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -71,15 +83,19 @@ def _server(app: Starlette, log_level: str) -> _Server:
 
 @dataclass
 class Sandbox:
-    """A running sandbox. ``afas_token``/``afas_limited_token`` are the 64-hex ``data`` parts."""
+    """A running sandbox. ``afas_token``/``afas_limited_token`` are the 64-hex ``data`` parts;
+    ``spotler_consumer_key``/``spotler_consumer_secret`` sign Spotler calls (OAuth 1.0a, one-legged)."""
 
     url: str
     afas: AfasEmulator
     _server: _Server = field(repr=False)
     _thread: threading.Thread = field(repr=False)
     _socket: socket.socket = field(repr=False)
+    spotler: SpotlerEmulator = field(repr=False)
     afas_token: str = FULL_ACCESS_TOKEN
     afas_limited_token: str = LIMITED_TOKEN
+    spotler_consumer_key: str = CONSUMER_KEY
+    spotler_consumer_secret: str = field(default=CONSUMER_SECRET, repr=False)
 
     @property
     def afas_base_url(self) -> str:
@@ -88,6 +104,14 @@ class Sandbox:
     @property
     def afas_admin_url(self) -> str:
         return self.url + "/afas/_admin"
+
+    @property
+    def spotler_base_url(self) -> str:
+        return self.url + "/spotler" + SPOTLER_BASE_PATH
+
+    @property
+    def spotler_admin_url(self) -> str:
+        return self.url + "/spotler/_admin"
 
     def stop(self) -> None:
         self._server.should_exit = True
@@ -108,7 +132,7 @@ def _url(host: str, port: int) -> str:
 def start_sandbox(host: str = "127.0.0.1", port: int = 0, contacts: int = DEFAULT_CONTACTS,
                   seed: int = DEFAULT_SEED, log_level: str = "warning") -> Sandbox:
     """Start the sandbox in a daemon thread; port 0 picks a free port."""
-    app, afas = build_app(contacts, seed)
+    app, afas, spotler = build_apps(contacts, seed)
     sock = _bind(host, port)
     server = _server(app, log_level)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="afas-sandbox", daemon=True)
@@ -118,7 +142,8 @@ def start_sandbox(host: str = "127.0.0.1", port: int = 0, contacts: int = DEFAUL
         server.should_exit = True
         sock.close()
         raise RuntimeError("the sandbox server failed to start")
-    return Sandbox(url=_url(host, sock.getsockname()[1]), afas=afas, _server=server, _thread=thread, _socket=sock)
+    return Sandbox(url=_url(host, sock.getsockname()[1]), afas=afas, _server=server, _thread=thread, _socket=sock,
+                   spotler=spotler)
 
 
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED,
@@ -131,7 +156,12 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, contacts: int = DEF
     print(f"  base URL:       {url}/afas/ProfitRestServices")
     print(f"  admin URL:      {url}/afas/_admin")
     print(f"  token (data):   {FULL_ACCESS_TOKEN}")
-    print(f"  limited token:  {LIMITED_TOKEN}  (GetConnector Sync_Persons only)", flush=True)
+    print(f"  limited token:  {LIMITED_TOKEN}  (GetConnector Sync_Persons only)")
+    print("Spotler Mail+ sandbox (empty account)")
+    print(f"  base URL:         {url}/spotler{SPOTLER_BASE_PATH}")
+    print(f"  admin URL:        {url}/spotler/_admin")
+    print(f"  consumer key:     {CONSUMER_KEY}")
+    print(f"  consumer secret:  {CONSUMER_SECRET}  (sandbox constant, OAuth 1.0a HMAC-SHA1)", flush=True)
     try:
         _server(app, log_level).run(sockets=[sock])
     finally:

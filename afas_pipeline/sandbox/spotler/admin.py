@@ -1,0 +1,173 @@
+"""The Spotler sandbox admin API (``{url}/spotler/_admin``): JSON in, JSON out, no auth.
+
+Acting as a recipient or as a Spotler user. ``at`` is an optional UTC instant (``2026-10-25T00:05:00.250Z``;
+naive means UTC), default now; contacts are returned in their full REST form (§A3).
+
+- ``POST /recipients/{externalId}/unsubscribe`` ``{"bit": 1, "at"}`` -> the contact. The permission bit goes
+  off and ``lastChanged`` becomes ``at`` (if it was on), so ``contact/updates/list`` shows it.
+- ``POST /recipients/{externalId}/subscribe`` ``{"bit": 1, "at"}`` -> the contact (bit on, stamped likewise).
+- ``POST /recipients/{externalId}/bounce`` ``{"type": "hard"|"soft", "at", "mailing": encryptedId?}`` -> the
+  bounce ``{date, type, externalId, encryptedActId, mailing}``. Listed by ``contact/bounces/list``; a hard
+  bounce also turns the EMAIL channel off (stamping ``lastChanged``); with ``mailing`` a ``bounced``
+  interaction (bounceType HARD|SOFT) is recorded too.
+- ``POST /recipients/{externalId}/open`` ``{"mailing", "at"}`` and ``.../click`` -> the interaction (a click
+  does not imply an open).
+- ``POST /mailings`` ``{"name", "subject", "recipients": [externalId, ...] | null, "bit": 1,
+  "trend_report_id": null, "campaign": false, "at"}`` -> the mailing (``GET mailing/{id}`` form) plus
+  ``"sent"`` (its sent interactions) and ``"skipped"`` (recipients without an active EMAIL channel or
+  e-mail). ``recipients: null`` means every contact with permission ``bit`` on.
+- ``GET /contacts`` -> every contact; ``GET /contacts/{externalId}`` -> one (404 if unknown).
+- ``GET /changes`` -> the change log ``[{"at", "externalId", "change", "source"}]``.
+- ``GET /state`` -> counts of contacts, bounces, mailings, interactions and changes.
+- ``GET /dataset`` -> the whole account; ``POST /dataset`` with that document replaces it (-> state).
+- ``POST /reset`` -> an empty account, faults off, stats zeroed, nonces forgotten (for test isolation).
+- ``GET|PUT /faults`` (``afas_pipeline.sandbox.faults`` plus ``error_429_rate``), ``GET /stats``,
+  ``POST /stats/reset``.
+
+Invalid requests get 400 (404 for an unknown contact or mailing) with ``{"error": "<what is wrong>"}``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from afas_pipeline.sandbox.faults import fault_admin_routes, json_response
+from afas_pipeline.sandbox.spotler.store import now_ms
+
+if TYPE_CHECKING:
+    from afas_pipeline.sandbox.spotler.app import SpotlerEmulator
+
+
+class AdminError(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+def _at(body: dict) -> int:
+    raw = body.get("at")
+    if raw is None:
+        return now_ms()
+    try:
+        value = dt.datetime.fromisoformat(raw.strip())
+    except (TypeError, ValueError, AttributeError):
+        raise AdminError(f"invalid 'at': {raw!r} (a UTC instant like 2026-10-25T00:05:00.250Z)") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return round(value.timestamp() * 1000)
+
+
+def _bit(body: dict) -> int:
+    bit = body.get("bit", 1)
+    if isinstance(bit, bool) or not isinstance(bit, int):
+        raise AdminError("bit must be an integer")
+    return bit
+
+
+def _mailing(body: dict, required: bool) -> str | None:
+    mailing = body.get("mailing")
+    if mailing is None and not required:
+        return None
+    if not isinstance(mailing, str):
+        raise AdminError("mailing must be the mailing's encryptedId")
+    return mailing
+
+
+def admin_routes(emulator: "SpotlerEmulator") -> list[Route]:
+    account = emulator.account
+
+    async def body_of(request: Request) -> dict:
+        try:
+            body = orjson.loads(await request.body() or b"{}")
+        except orjson.JSONDecodeError:
+            raise AdminError("body must be JSON") from None
+        if not isinstance(body, dict):
+            raise AdminError("body must be a JSON object")
+        return body
+
+    def endpoint(work):
+        async def handle(request: Request) -> Response:
+            try:
+                body = await body_of(request) if request.method == "POST" else {}
+                return json_response(200, await run_in_threadpool(work, request, body))
+            except AdminError as exc:
+                return json_response(exc.status, {"error": exc.message})
+            except LookupError as exc:
+                return json_response(404, {"error": exc.args[0]})
+        return handle
+
+    def recipient(request: Request, body: dict):
+        external_id, action = request.path_params["external_id"], request.path_params["action"]
+        at = _at(body)
+        if action in ("unsubscribe", "subscribe"):
+            bit = _bit(body)
+            try:
+                return account.set_permission(external_id, bit, action == "subscribe", at).to_json()
+            except KeyError as exc:
+                raise AdminError(exc.args[0]) from None
+        if action == "bounce":
+            kind = body.get("type")
+            if kind not in ("hard", "soft"):
+                raise AdminError("type must be 'hard' or 'soft'")
+            return account.bounce(external_id, kind == "hard", at, _mailing(body, False))
+        if action in ("open", "click"):
+            kind = "opened" if action == "open" else "clicked"
+            return account.interact(kind, external_id, _mailing(body, True), at)
+        raise AdminError(f"unknown action {action!r}: unsubscribe, subscribe, bounce, open or click", 404)
+
+    def mailings(request: Request, body: dict):
+        name, subject = body.get("name"), body.get("subject")
+        if not isinstance(name, str) or not name or not isinstance(subject, str):
+            raise AdminError("name and subject are required strings")
+        recipients = body.get("recipients")
+        if recipients is not None and (not isinstance(recipients, list)
+                                       or not all(isinstance(r, str) for r in recipients)):
+            raise AdminError("recipients is a list of externalIds or null")
+        trend = body.get("trend_report_id")
+        if trend is not None and (isinstance(trend, bool) or not isinstance(trend, int)):
+            raise AdminError("trend_report_id must be an integer or null")
+        campaign = body.get("campaign", False)
+        if not isinstance(campaign, bool):
+            raise AdminError("campaign must be true or false")
+        return account.send_mailing(name=name, subject=subject, recipients=recipients, bit=_bit(body),
+                                    trend_report_id=trend, campaign=campaign, at=_at(body))
+
+    def contact(request: Request, body: dict):
+        found = account.get(request.path_params["external_id"])
+        if found is None:
+            raise AdminError(f"no contact with externalId {request.path_params['external_id']!r}", 404)
+        return found.to_json()
+
+    def load(request: Request, body: dict):
+        if not isinstance(body.get("contacts"), list):
+            raise AdminError("a dataset document has 'contacts'")
+        try:
+            account.load(body)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise AdminError(f"invalid dataset: {exc!r}") from None
+        return account.counts()
+
+    def reset(request: Request, body: dict):
+        emulator.reset()
+        return account.counts()
+
+    return [
+        Route("/recipients/{external_id}/{action}", endpoint(recipient), methods=["POST"]),
+        Route("/mailings", endpoint(mailings), methods=["POST"]),
+        Route("/contacts", endpoint(lambda r, b: account.all_contacts()),
+              methods=["GET"]),
+        Route("/contacts/{external_id}", endpoint(contact), methods=["GET"]),
+        Route("/changes", endpoint(lambda r, b: list(account.changes)), methods=["GET"]),
+        Route("/state", endpoint(lambda r, b: account.counts()), methods=["GET"]),
+        Route("/dataset", endpoint(lambda r, b: account.export()), methods=["GET"]),
+        Route("/dataset", endpoint(load), methods=["POST"]),
+        Route("/reset", endpoint(reset), methods=["POST"]),
+        *fault_admin_routes(emulator.faults),
+    ]
