@@ -1,0 +1,21 @@
+"""Spotler Mail+: the REST client (the sandbox emulator lives apart, in ``afas_pipeline.sandbox.spotler``)."""
+
+from afas_pipeline.spotler.client import ContactResult, SpotlerClient, WriteStats
+from afas_pipeline.spotler.errors import (
+    SpotlerAuthError,
+    SpotlerConfigError,
+    SpotlerError,
+    SpotlerRequestError,
+    SpotlerUnavailable,
+)
+
+__all__ = [
+    "ContactResult",
+    "SpotlerAuthError",
+    "SpotlerClient",
+    "SpotlerConfigError",
+    "SpotlerError",
+    "SpotlerRequestError",
+    "SpotlerUnavailable",
+    "WriteStats",
+]
