@@ -5,12 +5,13 @@ import dagster as dg
 from afas_pipeline.afas.assets import build_afas_assets
 from afas_pipeline.resources import build_resources
 from afas_pipeline.schedules import build_jobs_and_schedules
+from afas_pipeline.spotler.assets import build_spotler_assets
 
-afas_assets = build_afas_assets()
-jobs, schedules = build_jobs_and_schedules(afas_assets)
+assets = [*build_afas_assets(), *build_spotler_assets()]
+jobs, schedules = build_jobs_and_schedules(assets)
 
 defs = dg.Definitions(
-    assets=dg.with_source_code_references(afas_assets),
+    assets=dg.with_source_code_references(assets),
     jobs=jobs,
     schedules=schedules,
     resources=build_resources(),

@@ -1,8 +1,9 @@
 """Every resource, chosen in one place: the sandbox by default, production when AFAS is configured.
 
-Production is selected by setting `AFAS_TOKEN` together with `AFAS_ENVIRONMENT_ID` (and optionally
-`AFAS_ENVIRONMENT=test|accept`) or an explicit `AFAS_BASE_URL`. The token is only ever read through
-`dg.EnvVar`, so it never lands in the run config that the Dagster UI shows.
+Production AFAS is selected by setting `AFAS_TOKEN` together with `AFAS_ENVIRONMENT_ID` (and optionally
+`AFAS_ENVIRONMENT=test|accept`) or an explicit `AFAS_BASE_URL`; production Spotler by setting
+`SPOTLER_CONSUMER_KEY` and `SPOTLER_CONSUMER_SECRET` (and optionally `SPOTLER_BASE_URL`). Secrets are
+only ever read through `dg.EnvVar`, so they never land in the run config that the Dagster UI shows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import dagster as dg
 
 from afas_pipeline.afas.client import AfasClient
 from afas_pipeline.lib.parquet_io import ParquetIOManager
-from afas_pipeline.sandbox.server import SANDBOX_AFAS_TOKEN
+from afas_pipeline.sandbox.server import SANDBOX_AFAS_TOKEN, SANDBOX_SPOTLER_KEY, SANDBOX_SPOTLER_SECRET
+from afas_pipeline.spotler.client import SpotlerClient
+from afas_pipeline.sync.state import SyncStateResource
 
 #: Where `afas-pipeline sandbox` listens unless told otherwise.
 DEFAULT_SANDBOX_URL = "http://127.0.0.1:8765"
@@ -52,8 +55,27 @@ def afas_client(env: Mapping[str, str] = os.environ) -> AfasClient:
     )
 
 
+def spotler_client(env: Mapping[str, str] = os.environ) -> SpotlerClient:
+    key, secret = env.get("SPOTLER_CONSUMER_KEY"), env.get("SPOTLER_CONSUMER_SECRET")
+    if not key and not secret:
+        sandbox_url = env.get("AFAS_PIPELINE_SANDBOX_URL", DEFAULT_SANDBOX_URL).rstrip("/")
+        return SpotlerClient(
+            base_url=f"{sandbox_url}/spotler/integrationservice-1.1.0",
+            consumer_key=SANDBOX_SPOTLER_KEY,
+            consumer_secret=SANDBOX_SPOTLER_SECRET,
+        )
+    if not (key and secret):
+        raise ConfigurationError("set both SPOTLER_CONSUMER_KEY and SPOTLER_CONSUMER_SECRET, or neither (sandbox)")
+    options = {"base_url": env["SPOTLER_BASE_URL"]} if env.get("SPOTLER_BASE_URL") else {}
+    return SpotlerClient(
+        consumer_key=dg.EnvVar("SPOTLER_CONSUMER_KEY"), consumer_secret=dg.EnvVar("SPOTLER_CONSUMER_SECRET"), **options
+    )
+
+
 def build_resources(env: Mapping[str, str] = os.environ) -> dict[str, object]:
     return {
         "afas": afas_client(env),
+        "spotler": spotler_client(env),
+        "sync_state": SyncStateResource(path=env.get("AFAS_PIPELINE_STATE") or None),
         "io_manager": ParquetIOManager(base_dir=env.get("AFAS_PIPELINE_STORAGE") or None),
     }

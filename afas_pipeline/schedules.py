@@ -18,10 +18,13 @@ SCHEDULE_LAG = timedelta(minutes=2)
 def cadence_job(
     name: str, cadence: str, assets: list[dg.AssetsDefinition], partitions_def: dg.PartitionsDefinition
 ) -> dg.UnresolvedAssetJobDefinition:
-    """A job over every asset partitioned like `partitions_def`."""
+    """A job over every asset partitioned like `partitions_def`, and the unpartitioned ones that only
+    summarise them (such as `spotler_rejected`)."""
+    partitioned = [key for a in assets if a.partitions_def == partitions_def for key in a.keys]
+    summaries = [key for a in assets if a.partitions_def is None for key in a.keys]
     return dg.define_asset_job(
         name,
-        selection=[key for a in assets if a.partitions_def == partitions_def for key in a.keys],
+        selection=partitioned + summaries,
         description=f"Materialise every {cadence} asset for one window.",
         # The run queue allows one run per cadence tag at a time (dagster.yaml): a slow run makes
         # the next window wait its turn instead of racing it on the same records.

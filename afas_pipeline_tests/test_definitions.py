@@ -72,11 +72,34 @@ def test_jobs_select_one_cadence_each():
     full = defs.resolve_job_def("afas_full_job")
     assert delta.partitions_def == delta_partitions
     assert full.partitions_def == full_partitions
-    assert {k.to_user_string() for k in delta.asset_layer.executable_asset_keys} == {
-        f"afas_{e}_changes" for e in ENTITIES
-    }
-    assert {k.to_user_string() for k in full.asset_layer.executable_asset_keys} == {f"afas_{e}" for e in ENTITIES}
+    delta_keys = {k.to_user_string() for k in delta.asset_layer.executable_asset_keys}
+    full_keys = {k.to_user_string() for k in full.asset_layer.executable_asset_keys}
+    assert delta_keys == {f"afas_{e}_changes" for e in ENTITIES} | {
+        "spotler_audience_delta", "spotler_sync_plan_delta", "spotler_sync_delta", "spotler_rejected"}
+    assert full_keys == {f"afas_{e}" for e in ENTITIES} | {
+        "spotler_audience", "spotler_sync_plan", "spotler_sync", "spotler_rejected"}
     assert delta.tags["afas_pipeline/cadence"] == "delta"
+
+
+def test_the_spotler_chain_hangs_off_the_afas_reads_of_its_cadence():
+    graph = _graph()
+
+    def parents(name):
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+
+    assert parents("spotler_audience") == {"afas_contacts", "afas_persons", "afas_organisations"}
+    assert parents("spotler_audience_delta") == {f"afas_{e}_changes" for e in ENTITIES}
+    assert parents("spotler_sync_plan") == {"spotler_audience"}
+    assert parents("spotler_sync") == {"spotler_audience", "spotler_sync_plan"}
+    assert parents("spotler_rejected") == {"spotler_sync", "spotler_sync_delta"}
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    for suffix in ("", "_delta"):
+        assert (f"spotler_audience{suffix}", "r3_every_member_has_a_valid_email") in checks
+        assert (f"spotler_audience{suffix}", "r4_only_persons_at_organisations") in checks
+        assert (f"spotler_audience{suffix}", "c2_one_record_per_contact") in checks
+        assert (f"spotler_sync_plan{suffix}", "c1_no_optout_undone") in checks
+        spec = graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey(f"spotler_sync_plan{suffix}"), "c1_no_optout_undone"))
+        assert spec.blocking
 
 
 def test_runs_execute_in_process():

@@ -1,0 +1,401 @@
+"""AFAS -> Spotler as a lineage graph: audience, plan, sync, and what Spotler refused.
+
+Each chain exists twice, once per cadence, downstream of the AFAS reads of that cadence:
+- the 6-hour full chain `spotler_audience` -> `spotler_sync_plan` -> `spotler_sync` (R2);
+- the 15-minute delta chain `spotler_audience_delta` -> `spotler_sync_plan_delta` -> `spotler_sync_delta` (R1).
+Both feed `spotler_rejected`, the records Spotler refused, retried on the next run.
+"""
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pandas as pd
+
+from afas_pipeline.afas.assets import OWNERS
+from afas_pipeline.afas.client import AfasClient, Condition, Filter, Op
+from afas_pipeline.afas.partitions import DELTA_BACKFILL, FULL_BACKFILL, delta_partitions, full_partitions
+from afas_pipeline.afas.sources import AfasSource, AfasSources, default_sources
+from afas_pipeline.lib.privacy import hashed_sample
+from afas_pipeline.mapping.load import default_mapping
+from afas_pipeline.mapping.models import DestinationMapping
+from afas_pipeline.spotler.adapter import SpotlerAdapter
+from afas_pipeline.spotler.client import SpotlerClient
+from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, is_valid_email
+from afas_pipeline.sync.plan import consent_violations, plan_sync, set_column, summarise
+from afas_pipeline.sync.state import SyncState, SyncStateResource
+
+GROUP = "spotler"
+DESTINATION = "spotler"
+#: How far back each read of Spotler's change feed starts before the previous read ended, so a change
+#: Spotler stamps late is still seen. Seeing one twice is harmless.
+FEED_OVERLAP = timedelta(minutes=15)
+#: The first read of the change feed, with no watermark yet, looks back this far.
+FEED_FIRST_LOOKBACK = timedelta(days=1)
+#: Ids per AFAS lookup call, well inside AFAS's 2049-character query limit.
+LOOKUP_CHUNK = 50
+
+CADENCES = {
+    "full": {"suffix": "", "partitions": full_partitions, "backfill": FULL_BACKFILL, "afas": ""},
+    "delta": {"suffix": "_delta", "partitions": delta_partitions, "backfill": DELTA_BACKFILL, "afas": "_changes"},
+}
+
+
+class SpotlerSyncConfig(dg.Config):
+    """How `spotler_sync` carries out its plan."""
+
+    dry_run: bool = False
+    """Stop at the plan: write nothing to Spotler and change no sync state."""
+    quarantine_after: int = 5
+    """A record Spotler refuses this many runs in a row is quarantined: no more retries until an operator acts."""
+
+
+def build_spotler_assets(
+    mapping: DestinationMapping | None = None, sources: AfasSources | None = None
+) -> list[dg.AssetsDefinition]:
+    mapping = mapping or default_mapping(DESTINATION)
+    sources = sources or default_sources()
+    chains = [asset for cadence in CADENCES for asset in _chain(cadence, mapping, sources)]
+    return [*chains, _rejected_asset(chains)]
+
+
+def _chain(cadence: str, mapping: DestinationMapping, sources: AfasSources) -> list[dg.AssetsDefinition]:
+    c = CADENCES[cadence]
+    names = {step: f"spotler_{step}{c['suffix']}" for step in ("audience", "sync_plan", "sync")}
+    adapter = SpotlerAdapter(mapping)
+    keys = adapter.permission_keys
+    common = dict(group_name=GROUP, owners=OWNERS, partitions_def=c["partitions"], backfill_policy=c["backfill"])
+    window = "every 6 hours (R2)" if cadence == "full" else "every 15 minutes (R1)"
+
+    @dg.asset(
+        name=names["audience"],
+        description=(
+            f"Who goes to Spotler, {window}: AFAS contacts joined with their person and organisation, the "
+            "rules applied (R3 e-mail, R4 person at organisation, R7 blocked, R8 filters, C2 normalised e-mail) "
+            "and the mapping of mappings/spotler.yaml. One row per AFAS contact; a left-out row names its rule."
+        ),
+        ins={
+            "contacts": dg.AssetIn(f"afas_contacts{c['afas']}"),
+            "persons": dg.AssetIn(f"afas_persons{c['afas']}"),
+            "organisations": dg.AssetIn(f"afas_organisations{c['afas']}"),
+        },
+        kinds={"pandas", "parquet"},
+        check_specs=[
+            dg.AssetCheckSpec("r3_every_member_has_a_valid_email", asset=names["audience"], blocking=True,
+                              description="R3: no member without an e-mail address or with a malformed one."),
+            dg.AssetCheckSpec("r4_only_persons_at_organisations", asset=names["audience"], blocking=True,
+                              description="R4: every member is a contact of kind person at organisation."),
+            dg.AssetCheckSpec("c2_one_record_per_contact", asset=names["audience"], blocking=True,
+                              description="C2: one member per AFAS contact; e-mails trimmed and lower-cased."),
+            dg.AssetCheckSpec("c4_every_contact_accounted_for", asset=names["audience"], blocking=True,
+                              description="C4: contacts read = members + excluded, each excluded row naming its rule."),
+        ],
+        **common,
+    )
+    def audience(
+        context: dg.AssetExecutionContext,
+        afas: AfasClient,
+        sync_state: SyncStateResource,
+        contacts: pd.DataFrame,
+        persons: pd.DataFrame,
+        organisations: pd.DataFrame,
+    ):
+        lookups = 0
+        if cadence == "delta":
+            # A delta holds the changed contacts; their persons and organisations, and contacts waiting
+            # for a retry, may have changed in another window: read those from AFAS as they are now.
+            state = sync_state.open()
+            retry = _pending_retries(state, exclude=contacts[sources.contacts.key].astype(str))
+            extra, calls = read_by_keys(afas, sources.contacts, retry)
+            contacts, lookups = pd.concat([contacts, extra], ignore_index=True) if len(extra) else contacts, calls
+            persons, calls = _complete(afas, sources.persons, persons, contacts["PersonId"])
+            lookups += calls
+            organisations, calls = _complete(afas, sources.organisations, organisations, contacts["OrganisationId"])
+            lookups += calls
+        result = build_audience(contacts, persons, organisations, mapping)
+        members = result.members
+        excluded = result.excluded_counts()
+        context.log.info(f"audience: {len(members)} of {result.input_rows} contacts; excluded {excluded}")
+        yield dg.Output(
+            result.rows,
+            metadata={
+                "dagster/row_count": len(result.rows),
+                "contacts_read": result.input_rows,
+                "members": len(members),
+                **{f"excluded/{rule}": n for rule, n in excluded.items()},
+                "afas_lookups": lookups,
+            },
+        )
+        yield from _audience_checks(result.rows, result.input_rows, contacts, sources.contacts.key)
+
+    @dg.asset(
+        name=names["sync_plan"],
+        description=(
+            "What the sync will do per contact: create, update, leave unchanged or skip (R11), which "
+            "permissions it switches, and which switch-ons it holds back because Spotler saw an opt-out "
+            "later (C1). Keys and hashes only. A dry run stops here."
+        ),
+        ins={"audience": dg.AssetIn(names["audience"])},
+        kinds={"pandas", "parquet"},
+        check_specs=[
+            dg.AssetCheckSpec("c1_no_optout_undone", asset=names["sync_plan"], blocking=True,
+                              description="C1: no planned switch-on of a permission Spotler saw switched off "
+                                          "after AFAS last changed the contact."),
+        ],
+        **common,
+    )
+    def sync_plan(context: dg.AssetExecutionContext, spotler: SpotlerClient, sync_state: SyncStateResource,
+                  audience: pd.DataFrame):
+        state = sync_state.open()
+        seen = refresh_optouts(spotler, state, keys, now=datetime.now(timezone.utc))
+        members = audience[audience["excluded_by"].isna()]
+        records = state.records(DESTINATION, members["external_id"])
+        optouts = state.optouts(DESTINATION)
+        rejected = state.rejected(DESTINATION)
+        quarantined = frozenset(rejected.loc[rejected["quarantined"], "external_id"])
+        plan = plan_sync(members, records, optouts, keys, quarantined=quarantined)
+        summary = summarise(plan, keys)
+        context.log.info(f"plan: {summary}")
+        yield dg.Output(plan, metadata={"dagster/row_count": len(plan), **summary.as_metadata(),
+                                        "optouts_seen": seen})
+        violations = consent_violations(plan, optouts, keys)
+        yield dg.AssetCheckResult(
+            check_name="c1_no_optout_undone",
+            passed=violations.empty,
+            description=f"{len(violations)} planned switch-ons would undo an opt-out",
+            metadata={"violations": len(violations), "offender_keys": hashed_sample(violations["external_id"]),
+                      "held_by_consent": summary.held_by_consent},
+        )
+
+    @dg.asset(
+        name=names["sync"],
+        description=(
+            "The plan carried out in Spotler, exactly: batched upserts (merge, never purge, never a delete: R10), "
+            "then the sync state (keys and hashes) updated for what Spotler accepted, so a rerun of an unchanged "
+            "window sends nothing (C3). Refused records go to spotler_rejected."
+        ),
+        ins={"audience": dg.AssetIn(names["audience"]), "plan": dg.AssetIn(names["sync_plan"])},
+        kinds={"spotler", "pandas", "parquet"},
+        check_specs=[
+            dg.AssetCheckSpec("c4_every_contact_synced_excluded_or_rejected", asset=names["sync"],
+                              description="C4: contacts read = synced + unchanged + skipped + excluded + rejected."),
+        ],
+        **common,
+    )
+    def sync(context: dg.AssetExecutionContext, config: SpotlerSyncConfig, spotler: SpotlerClient,
+             sync_state: SyncStateResource, audience: pd.DataFrame, plan: pd.DataFrame):
+        state = sync_state.open()
+        to_send = plan[plan["action"].isin(["create", "update"])]
+        members = audience[audience["excluded_by"].isna()].set_index("external_id", drop=False)
+        if config.dry_run:
+            results = _results(plan, {}, dry_run=True)
+        else:
+            documents = [adapter.contact(members.loc[row["external_id"]].to_dict(), row)
+                         for row in to_send.to_dict("records")]
+            outcome = {r.external_id: r for r in spotler.upsert_contacts(documents)} if documents else {}
+            results = _results(plan, outcome, dry_run=False)
+            _save_state(state, plan, results, keys, config.quarantine_after)
+        counts = results["status"].value_counts()
+        excluded = int(audience["excluded_by"].notna().sum())
+        accounted = len(results) + excluded
+        rejected = int(counts.get("rejected", 0))
+        metadata = {
+            "dagster/row_count": len(results),
+            "dry_run": config.dry_run,
+            "created": int(((results["status"] == "ok") & (results["action"] == "create")).sum()),
+            "updated": int(((results["status"] == "ok") & (results["action"] == "update")).sum()),
+            "unchanged": int(counts.get("unchanged", 0)),
+            "skipped_hard_bounce": int(counts.get("skip_hard_bounce", 0)),
+            "quarantined": int(counts.get("quarantined", 0)),
+            "rejected": rejected,
+            "excluded": excluded,
+            "completion_ratio": round(1 - rejected / accounted, 4) if accounted else 1.0,
+            # Writes only: the plan's read of Spotler's change feed is not a write.
+            "write_batches": spotler.stats.batches,
+            "contacts_sent": spotler.stats.contacts_sent,
+        }
+        context.log.info(f"sync: {metadata}")
+        yield dg.Output(results, metadata=metadata)
+        yield dg.AssetCheckResult(
+            check_name="c4_every_contact_synced_excluded_or_rejected",
+            passed=accounted == len(audience),
+            description=f"{accounted} of {len(audience)} contacts accounted for",
+            metadata={"contacts": len(audience), "accounted": accounted, "rejected": rejected},
+        )
+
+    return [audience, sync_plan, sync]
+
+
+def _rejected_asset(chains: list[dg.AssetsDefinition]) -> dg.AssetsDefinition:
+    syncs = [a for a in chains if a.key.to_user_string().startswith("spotler_sync") and "plan" not in a.key.to_user_string()]
+
+    @dg.asset(
+        name="spotler_rejected",
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"spotler", "pandas"},
+        deps=syncs,
+        description=(
+            "Records Spotler refused (C4): external id, reason code, HTTP status, attempts. Each is retried on "
+            "the next run and quarantined after `quarantine_after` refusals. Keys only, no personal data."
+        ),
+    )
+    def spotler_rejected(sync_state: SyncStateResource) -> dg.MaterializeResult:
+        rejected = sync_state.open().rejected(DESTINATION)
+        return dg.MaterializeResult(
+            value=rejected,
+            metadata={
+                "dagster/row_count": len(rejected),
+                "pending_retry": int((~rejected["quarantined"]).sum()),
+                "quarantined": int(rejected["quarantined"].sum()),
+                "by_reason": {str(k): int(v) for k, v in rejected["reason"].value_counts().items()},
+            },
+        )
+
+    return spotler_rejected
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def read_by_keys(afas: AfasClient, source: AfasSource, keys: Iterable[str]) -> tuple[pd.DataFrame, int]:
+    """Rows of a GetConnector by key, `LOOKUP_CHUNK` keys per call (an OR filter)."""
+    keys = sorted({str(k) for k in keys if pd.notna(k)})
+    frames, calls = [], 0
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        chunk = keys[start : start + LOOKUP_CHUNK]
+        afas_filter = Filter.any_of(*(Condition(source.key, Op.EQ, k) for k in chunk))
+        frame, _ = afas.read(source.connector, filters=afas_filter, order_by=list(source.order_by))
+        frames.append(frame)
+        calls += 1
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), calls
+
+
+def _complete(afas: AfasClient, source: AfasSource, have: pd.DataFrame, wanted: pd.Series) -> tuple[pd.DataFrame, int]:
+    present = set(have[source.key].astype(str)) if len(have.columns) else set()
+    missing = {str(k) for k in wanted.dropna()} - present
+    extra, calls = read_by_keys(afas, source, missing)
+    if not len(extra):
+        return have, calls
+    return (pd.concat([have, extra], ignore_index=True) if len(have.columns) else extra), calls
+
+
+def _pending_retries(state: SyncState, exclude: pd.Series) -> list[str]:
+    rejected = state.rejected(DESTINATION)
+    pending = rejected.loc[~rejected["quarantined"], "external_id"]
+    return sorted(set(pending) - set(exclude))
+
+
+def refresh_optouts(spotler: SpotlerClient, state: SyncState, keys: list[int | str], now: datetime) -> int:
+    """Read Spotler's change feed since the last read and remember permissions switched off there (C1).
+
+    A permission that is off in Spotler while we last sent it on was switched off by someone in Spotler:
+    an opt-out, dated by the contact's lastChanged.
+    """
+    since = state.watermark(DESTINATION, "contact_updates")
+    start = (since - FEED_OVERLAP) if since else now - FEED_FIRST_LOOKBACK
+    changed = spotler.updates(start, now)
+    ids = [str(c.get("externalId")) for c in changed]
+    last_sent = {r.external_id: r.permissions for r in state.records(DESTINATION, ids).itertuples(index=False)}
+    optouts = []
+    for contact in changed:
+        external_id = str(contact.get("externalId"))
+        when = datetime.fromtimestamp(contact.get("lastChanged", 0) / 1000, tz=timezone.utc)
+        for permission in (contact.get("properties") or {}).get("permissions") or []:
+            key = str(permission.get("bit"))
+            if not permission.get("enabled") and last_sent.get(external_id, {}).get(key) is True:
+                optouts.append((external_id, key, when))
+    state.record_optouts(DESTINATION, optouts)
+    state.set_watermark(DESTINATION, "contact_updates", now)
+    return len(optouts)
+
+
+def _results(plan: pd.DataFrame, outcome: dict, dry_run: bool) -> pd.DataFrame:
+    status, code, status_code = [], [], []
+    for row in plan[["external_id", "action"]].itertuples(index=False):
+        if row.action not in ("create", "update"):
+            status.append(row.action), code.append(None), status_code.append(None)
+        elif dry_run:
+            status.append("dry_run"), code.append(None), status_code.append(None)
+        else:
+            result = outcome.get(row.external_id)
+            ok = result is not None and result.ok
+            status.append("ok" if ok else "rejected")
+            code.append(result.code if result else "NO_RESULT")
+            status_code.append(result.status_code if result else None)
+    out = plan[["external_id", "action"]].copy()
+    out["status"] = status
+    out["code"] = pd.Series(code, index=out.index, dtype="string")
+    out["status_code"] = pd.Series(status_code, index=out.index, dtype="Int64")
+    # Carried along so the state can be saved from the results alone.
+    for column in plan.columns:
+        if column.startswith("set:") or column in ("content_hash", "email_hash", "bounced_email_hash", "send_properties"):
+            out[column] = plan[column]
+    return out
+
+
+def _save_state(state: SyncState, plan: pd.DataFrame, results: pd.DataFrame, keys: list, quarantine_after: int) -> None:
+    previous = state.records(DESTINATION, plan["external_id"]).set_index("external_id")
+    rows = []
+    for row in results.to_dict("records"):
+        external_id = row["external_id"]
+        old = previous.loc[external_id].to_dict() if external_id in previous.index else None
+        if row["status"] == "ok":
+            permissions = dict(old["permissions"]) if old else {}
+            for key in keys:
+                value = row[set_column(key)]
+                if value is not None and value is not pd.NA:
+                    permissions[str(key)] = bool(value)
+            rows.append({"external_id": external_id,
+                         "content_hash": row["content_hash"] if row["send_properties"] or not old else old["content_hash"],
+                         "email_hash": row["email_hash"] if row["send_properties"] or not old else old["email_hash"],
+                         "permissions": permissions, "bounced_email_hash": _text(row["bounced_email_hash"])})
+        elif old is not None and _text(old["bounced_email_hash"]) != _text(row["bounced_email_hash"]):
+            rows.append({**old, "external_id": external_id, "bounced_email_hash": _text(row["bounced_email_hash"])})
+    state.save_records(DESTINATION, rows)
+    refused = results[results["status"] == "rejected"]
+    state.record_rejections(
+        DESTINATION,
+        ({"external_id": r.external_id, "reason": r.code, "status_code": None if pd.isna(r.status_code) else int(r.status_code)}
+         for r in refused.itertuples(index=False)),
+        quarantine_after,
+    )
+    state.clear_rejections(DESTINATION, results.loc[results["status"] == "ok", "external_id"])
+
+
+def _text(value) -> str | None:
+    return None if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+def _audience_checks(rows: pd.DataFrame, input_rows: int, contacts: pd.DataFrame, key: str) -> Iterator[dg.AssetCheckResult]:
+    members = rows[rows["excluded_by"].isna()]
+    bad_email = members["email"].isna() | ~members["email"].fillna("").map(lambda e: bool(e) and is_valid_email(e))
+    yield dg.AssetCheckResult(
+        check_name="r3_every_member_has_a_valid_email", passed=not bad_email.any(),
+        metadata={"offenders": int(bad_email.sum()), "offender_keys": hashed_sample(members.loc[bad_email, "external_id"]),
+                  "excluded_R3": int((rows["excluded_by"] == "R3").sum()),
+                  "excluded_R3_syntax": int((rows["excluded_by"] == "R3-syntax").sum())},
+    )
+    kinds = contacts.drop_duplicates(key, keep="last").set_index(contacts.drop_duplicates(key, keep="last")[key].astype(str))["ContactKind"]
+    not_prs = members["external_id"].map(kinds) != "PRS"
+    yield dg.AssetCheckResult(
+        check_name="r4_only_persons_at_organisations", passed=not not_prs.any(),
+        metadata={"offenders": int(not_prs.sum()), "offender_keys": hashed_sample(members.loc[not_prs, "external_id"]),
+                  "excluded_R4": int((rows["excluded_by"] == "R4").sum())},
+    )
+    duplicate_ids = members["external_id"].duplicated(keep=False)
+    not_normalised = members["email"].notna() & (members["email"] != members["email"].str.strip().str.lower())
+    shared = members["email"].duplicated(keep=False) & members["email"].notna()
+    yield dg.AssetCheckResult(
+        check_name="c2_one_record_per_contact", passed=not (duplicate_ids.any() or not_normalised.any()),
+        metadata={"duplicate_ids": int(duplicate_ids.sum()), "not_normalised": int(not_normalised.sum()),
+                  # One address on several contacts is allowed (one contact = one record) but worth knowing.
+                  "members_sharing_an_address": int(shared.sum()),
+                  "offender_keys": hashed_sample(members.loc[duplicate_ids | not_normalised, "external_id"])},
+    )
+    unnamed = rows["excluded_by"].notna() & ~rows["excluded_by"].isin(list(EXCLUSION_RULES))
+    yield dg.AssetCheckResult(
+        check_name="c4_every_contact_accounted_for", passed=len(rows) == input_rows and not unnamed.any(),
+        metadata={"contacts_read": input_rows, "rows": len(rows), "members": len(members),
+                  "excluded": int(rows["excluded_by"].notna().sum()), "excluded_without_rule": int(unnamed.sum())},
+    )

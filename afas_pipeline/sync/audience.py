@@ -1,0 +1,166 @@
+"""Who goes to a destination, and why the others do not: the audience rules as plain DataFrame work.
+
+`build_audience` takes the three AFAS reads (contacts, persons, organisations) and a destination
+mapping, and returns one row per input contact: either a member, with its mapped values, or an
+excluded row naming the rule that left it out. Input = members + excluded, always (C4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import orjson
+import pandas as pd
+from email_validator import EmailNotValidError, validate_email
+
+from afas_pipeline.lib.privacy import hash_key
+from afas_pipeline.mapping.models import DestinationMapping
+
+#: Why a contact is not in the audience. Keys are the rule ids that tests and metadata use.
+EXCLUSION_RULES: dict[str, str] = {
+    "R4": "not a person at an organisation (loose person, department, ...)",
+    "R8": "left out by a source filter of the mapping (e.g. debtors only)",
+    "R3": "no e-mail address in the mapped e-mail field",
+    "R3-syntax": "the e-mail address is not a valid address",
+    "C2": "the same contact appeared more than once in the read; the latest row is kept",
+}
+
+ENTITIES = ("contact", "person", "organisation")
+PERSON_KINDS_AT_ORGANISATION = "PRS"
+
+
+@dataclass(frozen=True)
+class Audience:
+    """`rows`: one row per input contact. Members have `excluded_by` null."""
+
+    rows: pd.DataFrame
+    input_rows: int
+
+    @property
+    def members(self) -> pd.DataFrame:
+        return self.rows[self.rows["excluded_by"].isna()]
+
+    @property
+    def excluded(self) -> pd.DataFrame:
+        return self.rows[self.rows["excluded_by"].notna()]
+
+    def excluded_counts(self) -> dict[str, int]:
+        counts = self.excluded["excluded_by"].value_counts()
+        return {rule: int(counts.get(rule, 0)) for rule in EXCLUSION_RULES}
+
+
+def property_column(name: str) -> str:
+    return f"prop:{name}"
+
+
+def permission_column(key: int | str) -> str:
+    return f"perm:{key}"
+
+
+def qualify(df: pd.DataFrame, entity: str) -> pd.DataFrame:
+    """Prefix every column with its entity, the way mappings refer to them (`person.LastName`)."""
+    return df.rename(columns={c: f"{entity}.{c}" for c in df.columns})
+
+
+def join_entities(contacts: pd.DataFrame, persons: pd.DataFrame, organisations: pd.DataFrame) -> pd.DataFrame:
+    """Contacts with their person's and organisation's fields, one row per contact."""
+    joined = qualify(contacts, "contact")
+    if len(persons.columns):
+        people = qualify(persons.drop_duplicates("PersonId", keep="last"), "person")
+        joined = joined.merge(people, how="left", left_on="contact.PersonId", right_on="person.PersonId")
+    if len(organisations.columns):
+        orgs = qualify(organisations.drop_duplicates("OrganisationId", keep="last"), "organisation")
+        joined = joined.merge(orgs, how="left", left_on="contact.OrganisationId", right_on="organisation.OrganisationId")
+    return joined
+
+
+def normalise_email(value: object) -> str | None:
+    """C2: addresses are compared trimmed and lower-cased; empty means none."""
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
+        return None
+    text = str(value).strip().lower()
+    return text or None
+
+
+@lru_cache(maxsize=65536)
+def is_valid_email(address: str) -> bool:
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def build_audience(
+    contacts: pd.DataFrame, persons: pd.DataFrame, organisations: pd.DataFrame, mapping: DestinationMapping
+) -> Audience:
+    input_rows = len(contacts)
+    joined = join_entities(contacts, persons, organisations)
+    key = mapping.external_id.column
+    rule = pd.Series(pd.NA, index=joined.index, dtype="string")
+
+    # C2: one AFAS contact is one destination record. A read that returns a contact twice (a contact
+    # edited during paging) keeps its latest row.
+    order = joined.sort_values(_modified_columns(joined), na_position="first", kind="stable").index
+    later_copy = joined.loc[order, key].duplicated(keep="last").reindex(joined.index)
+    rule[later_copy] = "C2"
+
+    kind = joined["contact.ContactKind"]
+    rule[rule.isna() & (kind != PERSON_KINDS_AT_ORGANISATION).fillna(True)] = "R4"
+    for source_filter in mapping.source.filters:
+        if source_filter.field == "ContactKind":
+            continue  # R4 above
+        values = joined[f"contact.{source_filter.field}"]
+        rule[rule.isna() & ~(values == source_filter.equals).fillna(False).astype(bool)] = "R8"
+
+    email = joined[mapping.email.afas.column].map(normalise_email).astype("string")
+    rule[rule.isna() & email.isna()] = "R3"
+    undecided = rule.isna()
+    valid = email[undecided].map(is_valid_email)
+    rule[undecided & ~valid.reindex(joined.index, fill_value=True).astype(bool)] = "R3-syntax"
+
+    out = pd.DataFrame(
+        {
+            "external_id": joined[key].astype("string"),
+            "excluded_by": rule,
+            "email": email,
+        },
+        index=joined.index,
+    )
+    for column, name in mapping.properties():
+        if name == mapping.email.property:
+            continue
+        out[property_column(name)] = joined[column] if column in joined else pd.NA
+    blocked = _flag(joined, mapping.blocked.column)
+    for column, key_ in mapping.permission_keys():
+        # R7: a blocked contact is sent, but with every permission off.
+        out[permission_column(key_)] = _flag(joined, column) & ~blocked
+    out["blocked"] = blocked
+    out["hard_bounced"] = _flag(joined, mapping.hard_bounce.column) if mapping.hard_bounce else False
+    out["afas_modified"] = joined[_modified_columns(joined)].max(axis=1)
+    out["email_hash"] = email.map(lambda e: hash_key(e) if isinstance(e, str) else None).astype("string")
+    out["content_hash"] = _content_hashes(out, mapping)
+    # Members first, in external id order: a stable, readable asset.
+    out = out.sort_values(["excluded_by", "external_id"], na_position="first", kind="stable").reset_index(drop=True)
+    return Audience(rows=out, input_rows=input_rows)
+
+
+def _flag(joined: pd.DataFrame, column: str) -> pd.Series:
+    if column not in joined:
+        return pd.Series(False, index=joined.index)
+    return joined[column].fillna(False).astype(bool)
+
+
+def _modified_columns(joined: pd.DataFrame) -> list[str]:
+    return [c for c in ("contact.ContactModified", "contact.PersonModified", "contact.OrganisationModified") if c in joined]
+
+
+def _content_hashes(out: pd.DataFrame, mapping: DestinationMapping) -> pd.Series:
+    """A hash over what the destination shows of a contact (e-mail and mapped properties, not the
+    permissions: those are diffed one by one, for consent)."""
+    columns = ["email", *(property_column(n) for _, n in mapping.properties() if n != mapping.email.property)]
+    records = out[columns].astype(object).where(out[columns].notna(), None).to_numpy().tolist()
+    return pd.Series(
+        [hash_key(orjson.dumps(r, default=str).decode()) for r in records], index=out.index, dtype="string"
+    )

@@ -1,0 +1,149 @@
+"""The sync plan: what a run will create, update, leave alone, and which permissions it switches.
+
+`plan_sync` compares the audience with the sync state (what was last sent) and the opt-outs seen in
+the destination. It is the only place that decides; the sync step carries the plan out to the letter,
+so a dry run shows exactly what a real run would do.
+
+Consent (C1) is kept by construction: a permission is only sent when AFAS's value differs from the
+value last acted on, so an opt-out made in the destination survives any unrelated AFAS edit; and a
+switch-on is held back when the destination saw an opt-out later than AFAS's last edit of the contact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from afas_pipeline.sync.audience import permission_column
+
+ACTIONS = ("create", "update", "unchanged", "skip_hard_bounce", "quarantined")
+
+
+def set_column(key: int | str) -> str:
+    return f"set:{key}"
+
+
+def held_column(key: int | str) -> str:
+    return f"held:{key}"
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    create: int
+    update: int
+    unchanged: int
+    skip_hard_bounce: int
+    quarantined: int
+    permissions_on: int
+    permissions_off: int
+    held_by_consent: int
+    reactivate: int
+
+    def as_metadata(self) -> dict[str, int]:
+        return {f"plan/{k}": v for k, v in self.__dict__.items()}
+
+
+def plan_sync(
+    members: pd.DataFrame,
+    state: pd.DataFrame,
+    optouts: pd.DataFrame,
+    permission_keys: list[int | str],
+    quarantined: frozenset[str] = frozenset(),
+) -> pd.DataFrame:
+    """One row per audience member: `external_id`, `action`, `send_properties`, `reactivate`, and per
+    permission `set:<key>` (True/False to send, NA to leave) and `held:<key>` (a switch-on held by C1)."""
+    plan = members[["external_id", "content_hash", "email_hash", "afas_modified", "hard_bounced"]].copy()
+    plan = plan.merge(
+        state.rename(columns={"content_hash": "state_content_hash", "email_hash": "state_email_hash",
+                              "permissions": "state_permissions", "bounced_email_hash": "state_bounced"}),
+        on="external_id",
+        how="left",
+    )
+    known = plan["state_content_hash"].notna()
+    hard = plan["hard_bounced"].astype(bool)
+    # R11: remember which address bounced: the one the destination had when AFAS first flagged it.
+    bounced_address = plan["state_bounced"].where(hard, pd.NA)
+    bounced_address = bounced_address.fillna(plan["state_email_hash"].where(hard & known, pd.NA))
+    inactive = known & (bounced_address == plan["email_hash"]).fillna(False).astype(bool)
+    # Not enriched any more while its address is the one that bounced; a new address reactivates it.
+    skip_bounced = inactive
+    email_changed = known & (plan["email_hash"] != plan["state_email_hash"]).fillna(True).astype(bool)
+    reactivate = bounced_address.notna() & ~inactive & email_changed
+    content_changed = ~known | (plan["content_hash"] != plan["state_content_hash"]).fillna(True).astype(bool)
+    # Kept while AFAS still flags the hard bounce, so a reactivated address is not taken for the bounced one.
+    plan["bounced_email_hash"] = bounced_address.astype("string")
+
+    last_optout = _last_optouts(optouts)
+    any_permission_sent = pd.Series(False, index=plan.index)
+    for key in permission_keys:
+        desired = members[permission_column(key)].astype(bool).to_numpy()
+        last_sent = plan["state_permissions"].map(lambda p, k=str(key): p.get(k) if isinstance(p, dict) else None)
+        differs = last_sent.isna() | (last_sent.astype(object) != pd.Series(desired, index=plan.index).astype(object))
+        send = differs & ~skip_bounced
+        opted_out_at = plan["external_id"].map(lambda i, k=str(key): last_optout.get((i, k)))
+        opted_out_at = pd.to_datetime(opted_out_at, utc=True)
+        # C1: AFAS's value predates the destination's opt-out, so it is not a new consent.
+        held = send & pd.Series(desired, index=plan.index) & opted_out_at.notna() & (
+            opted_out_at > plan["afas_modified"]
+        ).fillna(False).astype(bool)
+        value = pd.Series(desired, index=plan.index).astype("boolean")
+        value[~send | held] = pd.NA
+        plan[set_column(key)] = value
+        plan[held_column(key)] = held
+        any_permission_sent |= value.notna()
+
+    send_properties = (content_changed | reactivate) & ~skip_bounced
+    action = pd.Series("unchanged", index=plan.index, dtype="string")
+    action[known & (send_properties | any_permission_sent)] = "update"
+    action[~known] = "create"
+    action[skip_bounced] = "skip_hard_bounce"
+    # C4: a record the destination refused too often waits for an operator instead of being retried.
+    action[plan["external_id"].isin(quarantined) & action.isin(["create", "update"])] = "quarantined"
+    plan["action"] = action
+    plan["send_properties"] = send_properties | ~known
+    plan["reactivate"] = reactivate & send_properties
+    columns = ["external_id", "action", "send_properties", "reactivate", "content_hash", "email_hash",
+               "bounced_email_hash", "afas_modified"]
+    columns += [c for key in permission_keys for c in (set_column(key), held_column(key))]
+    return plan[columns].reset_index(drop=True)
+
+
+def summarise(plan: pd.DataFrame, permission_keys: list[int | str]) -> PlanSummary:
+    counts = plan["action"].value_counts()
+    on = sum(int((plan[set_column(k)] == True).sum()) for k in permission_keys)  # noqa: E712
+    off = sum(int((plan[set_column(k)] == False).sum()) for k in permission_keys)  # noqa: E712
+    return PlanSummary(
+        create=int(counts.get("create", 0)),
+        update=int(counts.get("update", 0)),
+        unchanged=int(counts.get("unchanged", 0)),
+        skip_hard_bounce=int(counts.get("skip_hard_bounce", 0)),
+        quarantined=int(counts.get("quarantined", 0)),
+        permissions_on=on,
+        permissions_off=off,
+        held_by_consent=sum(int(plan[held_column(k)].sum()) for k in permission_keys),
+        reactivate=int(plan["reactivate"].sum()),
+    )
+
+
+def consent_violations(plan: pd.DataFrame, optouts: pd.DataFrame, permission_keys: list[int | str]) -> pd.DataFrame:
+    """C1, checked independently of the planner: planned switch-ons for a permission the destination
+    saw switched off after AFAS last changed the contact. Must be empty before anything is written."""
+    last_optout = _last_optouts(optouts)
+    offenders = []
+    for key in permission_keys:
+        switching_on = plan[(plan[set_column(key)] == True).fillna(False)]  # noqa: E712
+        for row in switching_on.itertuples(index=False):
+            when = last_optout.get((row.external_id, str(key)))
+            if when is not None and pd.notna(row.afas_modified) and when > row.afas_modified:
+                offenders.append({"external_id": row.external_id, "permission": str(key)})
+    return pd.DataFrame(offenders, columns=["external_id", "permission"])
+
+
+def _last_optouts(optouts: pd.DataFrame) -> dict[tuple[str, str], pd.Timestamp]:
+    if optouts.empty:
+        return {}
+    return {
+        (str(r.external_id), str(r.permission)): r.opted_out_at
+        for r in optouts.itertuples(index=False)
+    }

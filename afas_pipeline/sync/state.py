@@ -1,0 +1,194 @@
+"""What was last sent where, as keys and hashes only: no e-mail address, no name, ever.
+
+One SQLite file holds, per destination:
+- `records`: per external id, the content hash and e-mail hash last sent, the AFAS permission values
+  last acted on, and the hash of the address that hard-bounced, if any (R11: the record stays
+  inactive while that is still its address);
+- `optouts`: when a permission was last seen switched off in the destination (C1);
+- `rejected`: records the destination refused, with reason, status code and attempts (C4);
+- `watermarks`: how far a destination's change feed has been read.
+SQLite gives transactions and works from every run process on one machine; a run that dies
+halfway leaves the state as it was before its last committed batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    destination TEXT NOT NULL, external_id TEXT NOT NULL,
+    content_hash TEXT, email_hash TEXT, permissions TEXT NOT NULL DEFAULT '{}',
+    bounced_email_hash TEXT, synced_at TEXT NOT NULL,
+    PRIMARY KEY (destination, external_id));
+CREATE TABLE IF NOT EXISTS optouts (
+    destination TEXT NOT NULL, external_id TEXT NOT NULL, permission TEXT NOT NULL, opted_out_at TEXT NOT NULL,
+    PRIMARY KEY (destination, external_id, permission));
+CREATE TABLE IF NOT EXISTS rejected (
+    destination TEXT NOT NULL, external_id TEXT NOT NULL, reason TEXT, status_code INTEGER,
+    attempts INTEGER NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, quarantined INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (destination, external_id));
+CREATE TABLE IF NOT EXISTS watermarks (
+    destination TEXT NOT NULL, feed TEXT NOT NULL, read_until TEXT NOT NULL, PRIMARY KEY (destination, feed));
+"""
+
+RECORD_COLUMNS = ["external_id", "content_hash", "email_hash", "permissions", "bounced_email_hash"]
+REJECTED_COLUMNS = ["external_id", "reason", "status_code", "attempts", "first_seen", "last_seen", "quarantined"]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+class SyncState:
+    """The sync state of one SQLite file."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=60)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    # -- records --
+
+    def records(self, destination: str, external_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """State rows for these ids (all when None); `permissions` parsed into a dict."""
+        with self._connect() as db:
+            if external_ids is None:
+                rows = db.execute(
+                    "SELECT external_id, content_hash, email_hash, permissions, bounced_email_hash FROM records WHERE destination=?",
+                    (destination,),
+                ).fetchall()
+            else:
+                db.execute("CREATE TEMP TABLE wanted (external_id TEXT PRIMARY KEY)")
+                db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((str(i),) for i in external_ids))
+                rows = db.execute(
+                    "SELECT r.external_id, content_hash, email_hash, permissions, bounced_email_hash FROM records r "
+                    "JOIN wanted w ON w.external_id = r.external_id WHERE destination=?",
+                    (destination,),
+                ).fetchall()
+        df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
+        df["permissions"] = df["permissions"].map(json.loads)
+        return df.astype({c: "string" for c in ("external_id", "content_hash", "email_hash", "bounced_email_hash")})
+
+    def save_records(self, destination: str, rows: Iterable[dict]) -> int:
+        """Upsert state rows: external_id, content_hash, email_hash, permissions (dict), bounced_email_hash."""
+        now = _now()
+        values = [
+            (destination, str(r["external_id"]), r["content_hash"], r["email_hash"],
+             json.dumps(r["permissions"], sort_keys=True), r.get("bounced_email_hash"), now)
+            for r in rows
+        ]
+        with self._connect() as db:
+            db.executemany(
+                "INSERT INTO records VALUES (?,?,?,?,?,?,?) ON CONFLICT(destination, external_id) DO UPDATE SET "
+                "content_hash=excluded.content_hash, email_hash=excluded.email_hash, "
+                "permissions=excluded.permissions, bounced_email_hash=excluded.bounced_email_hash, "
+                "synced_at=excluded.synced_at",
+                values,
+            )
+        return len(values)
+
+    # -- consent --
+
+    def record_optouts(self, destination: str, optouts: Iterable[tuple[str, str, datetime]]) -> int:
+        """(external_id, permission key, when) of permissions seen switched off in the destination.
+        Keeps the latest opt-out per permission."""
+        values = [(destination, str(i), str(k), when.astimezone(timezone.utc).isoformat()) for i, k, when in optouts]
+        with self._connect() as db:
+            db.executemany(
+                "INSERT INTO optouts VALUES (?,?,?,?) ON CONFLICT(destination, external_id, permission) DO UPDATE "
+                "SET opted_out_at=max(opted_out_at, excluded.opted_out_at)",
+                values,
+            )
+        return len(values)
+
+    def optouts(self, destination: str) -> pd.DataFrame:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT external_id, permission, opted_out_at FROM optouts WHERE destination=?", (destination,)
+            ).fetchall()
+        df = pd.DataFrame(rows, columns=["external_id", "permission", "opted_out_at"])
+        df["opted_out_at"] = pd.to_datetime(df["opted_out_at"], utc=True, format="ISO8601")
+        return df
+
+    # -- rejected records --
+
+    def record_rejections(self, destination: str, rejections: Iterable[dict], quarantine_after: int) -> None:
+        """external_id, reason, status_code per refused record; attempts count up, quarantine at the limit."""
+        now = _now()
+        with self._connect() as db:
+            for r in rejections:
+                db.execute(
+                    "INSERT INTO rejected VALUES (?,?,?,?,1,?,?,?) ON CONFLICT(destination, external_id) DO UPDATE SET "
+                    "reason=excluded.reason, status_code=excluded.status_code, attempts=rejected.attempts+1, "
+                    "last_seen=excluded.last_seen, quarantined=(rejected.attempts+1 >= ?)",
+                    (destination, str(r["external_id"]), r.get("reason"), r.get("status_code"), now, now,
+                     int(quarantine_after <= 1), quarantine_after),
+                )
+
+    def clear_rejections(self, destination: str, external_ids: Iterable[str]) -> None:
+        with self._connect() as db:
+            db.executemany(
+                "DELETE FROM rejected WHERE destination=? AND external_id=?",
+                ((destination, str(i)) for i in external_ids),
+            )
+
+    def rejected(self, destination: str) -> pd.DataFrame:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT external_id, reason, status_code, attempts, first_seen, last_seen, quarantined "
+                "FROM rejected WHERE destination=? ORDER BY external_id",
+                (destination,),
+            ).fetchall()
+        df = pd.DataFrame(rows, columns=REJECTED_COLUMNS)
+        df["quarantined"] = df["quarantined"].astype(bool)
+        return df
+
+    # -- feed watermarks --
+
+    def watermark(self, destination: str, feed: str) -> datetime | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT read_until FROM watermarks WHERE destination=? AND feed=?", (destination, feed)
+            ).fetchone()
+        return datetime.fromisoformat(row[0]) if row else None
+
+    def set_watermark(self, destination: str, feed: str, read_until: datetime) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO watermarks VALUES (?,?,?) ON CONFLICT(destination, feed) DO UPDATE SET "
+                "read_until=max(read_until, excluded.read_until)",
+                (destination, feed, read_until.astimezone(timezone.utc).isoformat()),
+            )
+
+
+class SyncStateResource(dg.ConfigurableResource):
+    """Where the sync state lives. Defaults to `$DAGSTER_HOME/state/sync_state.sqlite`."""
+
+    path: str | None = None
+
+    def open(self) -> SyncState:
+        if self.path:
+            return SyncState(self.path)
+        home = os.environ.get("DAGSTER_HOME") or os.path.join(os.getcwd(), ".dagster_home")
+        return SyncState(Path(home) / "state" / "sync_state.sqlite")
