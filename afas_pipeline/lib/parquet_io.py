@@ -11,7 +11,6 @@ that holds for every partition in the run (a snapshot): that one is written once
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -62,7 +61,7 @@ class _ParquetStore(dg.IOManager):
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         asset_key = context.asset_key
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
-        frames = []
+        frames, seen = [], set()
         for key in keys:
             path = self._path(asset_key, key)
             if not path.exists():
@@ -70,7 +69,12 @@ class _ParquetStore(dg.IOManager):
                 raise FileNotFoundError(
                     f"{asset_key.to_user_string()} has no stored data for {where} ({path}); materialise it first"
                 )
-            frames.append(pd.read_parquet(path))
+            # A snapshot written once for a range of partitions is one file linked under each key:
+            # read it once, or a range would hold every row once per partition.
+            identity = (path.stat().st_dev, path.stat().st_ino)
+            if identity not in seen:
+                seen.add(identity)
+                frames.append(pd.read_parquet(path))
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
     @staticmethod
@@ -89,5 +93,5 @@ class _ParquetStore(dg.IOManager):
         try:
             os.link(source, path)
         except OSError:
-            shutil.copyfile(source, path)
+            path.symlink_to(source.name)  # same inode for load_input, where hard links are not allowed
         return path

@@ -369,7 +369,8 @@ def _text(value) -> str | None:
 
 def _audience_checks(rows: pd.DataFrame, input_rows: int, contacts: pd.DataFrame, key: str) -> Iterator[dg.AssetCheckResult]:
     members = rows[rows["excluded_by"].isna()]
-    bad_email = members["email"].isna() | ~members["email"].fillna("").map(lambda e: bool(e) and is_valid_email(e))
+    valid = members["email"].fillna("").map(lambda e: bool(e) and is_valid_email(e)).astype(bool)
+    bad_email = members["email"].isna().astype(bool) | ~valid
     yield dg.AssetCheckResult(
         check_name="r3_every_member_has_a_valid_email", passed=not bad_email.any(),
         metadata={"offenders": int(bad_email.sum()), "offender_keys": hashed_sample(members.loc[bad_email, "external_id"]),
