@@ -3,7 +3,7 @@
     afas-pipeline sandbox            serve the emulators (AFAS Profit) on localhost
     afas-pipeline sync               materialise the sync graph once, in this process
     afas-pipeline up                 sandbox + first sync + Dagster UI and daemon, schedules on
-    afas-pipeline validate-mappings  check the files under mappings/ and exit
+    afas-pipeline validate-mappings  check the files under mappings/ (--drift: against the live systems)
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     _sandbox_args(up)
     up.add_argument("--ui-port", type=int, default=DEFAULT_UI_PORT, help=f"Dagster UI port (default {DEFAULT_UI_PORT})")
 
-    sub.add_parser("validate-mappings", help="validate the files under mappings/ and exit")
+    validate = sub.add_parser("validate-mappings", help="validate the files under mappings/ and exit")
+    validate.add_argument("--drift", action="store_true",
+                          help="also compare them with the live AFAS metainfo and Spotler properties "
+                               "(the sandbox unless production is configured)")
 
     args = parser.parse_args(argv)
     if args.command == "sandbox":
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         return run_up(args)
     if args.command == "validate-mappings":
-        return validate_mappings()
+        return validate_mappings(drift=args.drift)
     return 2
 
 
@@ -64,16 +67,41 @@ def _sandbox_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic CRM (same seed, same data)")
 
 
-def validate_mappings() -> int:
-    from afas_pipeline.afas.sources import SOURCES_FILE, MappingError, load_sources
+def validate_mappings(drift: bool = False) -> int:
+    """Load every mapping file (rules R5, R8, R9, R13 and the file format); with `drift`, also compare
+    them with the systems. Prints one line per problem; exit code 1 when there is any."""
+    from afas_pipeline.afas.sources import MAPPINGS_DIR, MappingError, load_sources
+    from afas_pipeline.mapping.load import load_mapping
 
+    problems = 0
     try:
-        load_sources()
+        sources = load_sources()
+        print(f"ok: {MAPPINGS_DIR / 'afas_sources.yaml'}")
     except MappingError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
-    print(f"ok: {SOURCES_FILE}")
-    return 0
+    mappings = {}
+    for path in sorted(MAPPINGS_DIR.glob("*.yaml")):
+        if path.name == "afas_sources.yaml":
+            continue
+        try:
+            mappings[path] = load_mapping(path)
+            print(f"ok: {path}")
+        except MappingError as exc:
+            problems += 1
+            print(f"invalid: {exc}", file=sys.stderr)
+    if drift and not problems:
+        from afas_pipeline.resources import afas_client, spotler_client
+        from afas_pipeline.spotler.assets import mapping_drift
+
+        for path, mapping in mappings.items():
+            found = mapping_drift(afas_client(), spotler_client(), mapping, sources)
+            for problem in found:
+                print(f"drift: {path}: {problem}", file=sys.stderr)
+            problems += len(found)
+            if not found:
+                print(f"fits AFAS and {mapping.destination}: {path}")
+    return 1 if problems else 0
 
 
 def run_sync(cadence: str, partition: str | None) -> int:

@@ -303,6 +303,11 @@ class AfasClient(dg.ConfigurableResource):
         """The fields of a GetConnector (cached per client instance)."""
         return self._metainfo(connector_id, ReadStats())
 
+    def update_metainfo(self, connector: str) -> dict:
+        """`/metainfo/update/{connector}` as AFAS returns it: the fields an UpdateConnector accepts."""
+        response = self._send("GET", f"metainfo/update/{_segment(connector)}", connector=connector, stats=ReadStats())
+        return _json(response, connector)
+
     def require_fields(self, connector_id: str, fields: Iterable[str], *, rule: str = "R9") -> GetConnectorMeta:
         """Metainfo of a GetConnector, or AfasConfigError naming the connector, the missing fields
         and the rule that needs them."""

@@ -17,6 +17,7 @@ from afas_pipeline.afas.client import AfasClient, Condition, Filter, Op
 from afas_pipeline.afas.partitions import DELTA_BACKFILL, FULL_BACKFILL, delta_partitions, full_partitions
 from afas_pipeline.afas.sources import AfasSource, AfasSources, default_sources
 from afas_pipeline.lib.privacy import hashed_sample
+from afas_pipeline.mapping.drift import afas_drift, destination_drift
 from afas_pipeline.mapping.load import default_mapping
 from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.spotler.adapter import SpotlerAdapter
@@ -141,11 +142,16 @@ def _chain(cadence: str, mapping: DestinationMapping, sources: AfasSources) -> l
             dg.AssetCheckSpec("c1_no_optout_undone", asset=names["sync_plan"], blocking=True,
                               description="C1: no planned switch-on of a permission Spotler saw switched off "
                                           "after AFAS last changed the contact."),
+            dg.AssetCheckSpec("mapping_matches_afas_and_spotler", asset=names["sync_plan"], blocking=True,
+                              description="Schema drift stops the sync before any write: every mapped AFAS field "
+                                          "and write-back target exists (metainfo), every Spotler property and "
+                                          "permission bit exists (contact/properties/list)."),
         ],
         **common,
     )
-    def sync_plan(context: dg.AssetExecutionContext, spotler: SpotlerClient, sync_state: SyncStateResource,
-                  audience: pd.DataFrame):
+    def sync_plan(context: dg.AssetExecutionContext, afas: AfasClient, spotler: SpotlerClient,
+                  sync_state: SyncStateResource, audience: pd.DataFrame):
+        drift = mapping_drift(afas, spotler, mapping, sources)
         state = sync_state.open()
         seen = refresh_optouts(spotler, state, keys, now=datetime.now(timezone.utc))
         members = audience[audience["excluded_by"].isna()]
@@ -165,6 +171,12 @@ def _chain(cadence: str, mapping: DestinationMapping, sources: AfasSources) -> l
             description=f"{len(violations)} planned switch-ons would undo an opt-out",
             metadata={"violations": len(violations), "offender_keys": hashed_sample(violations["external_id"]),
                       "held_by_consent": summary.held_by_consent},
+        )
+        yield dg.AssetCheckResult(
+            check_name="mapping_matches_afas_and_spotler",
+            passed=not drift,
+            description="; ".join(drift) if drift else "mappings/spotler.yaml fits AFAS and Spotler",
+            metadata={"problems": len(drift)},
         )
 
     @dg.asset(
@@ -256,6 +268,15 @@ def _rejected_asset(chains: list[dg.AssetsDefinition]) -> dg.AssetsDefinition:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def mapping_drift(afas: AfasClient, spotler: SpotlerClient, mapping: DestinationMapping,
+                  sources: AfasSources) -> list[str]:
+    """Every way the mapping no longer fits the live AFAS connectors and Spotler account."""
+    get_meta = {s.connector: afas.metainfo(s.connector) for s in (sources.contacts, sources.persons, sources.organisations)}
+    update_meta = {c: afas.update_metainfo(c) for c in sorted({t.connector for t in mapping.write_backs()})}
+    return [*afas_drift(mapping, get_meta, update_meta, sources=sources),
+            *destination_drift(mapping, spotler.properties())]
 
 
 def read_by_keys(afas: AfasClient, source: AfasSource, keys: Iterable[str]) -> tuple[pd.DataFrame, int]:

@@ -379,3 +379,17 @@ def test_faults_on_both_sides_converge_to_exactly_the_expected_spotler_state(wor
     assert world.metadata(result, "spotler_sync")["rejected"] == 0
     actual = {i: (c["properties"]["email"], permissions(c)) for i, c in world.spotler_contacts().items()}
     assert actual == expected  # nothing lost, nothing doubled, nothing different
+
+
+def test_schema_drift_stops_the_sync_before_any_write(world, tmp_path):
+    text = open(default_mapping("spotler").file, encoding="utf-8").read()
+    drifted = tmp_path / "spotler.yaml"
+    drifted.write_text(text.replace("property: function,", "property: jobTitle,"))
+    world.assets = [*build_afas_assets(), *build_spotler_assets(mapping=load_mapping(drifted))]
+
+    result = world.sync(raise_on_error=False)
+
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "mapping_matches_afas_and_spotler"]
+    assert not check.passed and "jobTitle" in check.description
+    assert world.spotler_contacts() == {}
+    assert world.spotler_writes() == 0
