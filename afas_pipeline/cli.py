@@ -187,8 +187,10 @@ def run_up(args: argparse.Namespace) -> int:
         # The first-visit "join the community" modal would cover the lineage graph.
         httpx.post(f"{ui_url}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=10)
 
-        print(f"\nDagster UI:      {ui_url}/asset-groups  (lineage with data; schedules are on)")
-        print(f"AFAS sandbox:    {sandbox_url}/afas/ProfitRestServices  (token printed above; see README)")
+        print(f"\nDagster UI:      {ui_url}/locations/afas_pipeline/asset-groups/spotler/lineage")
+        print("                 (AFAS -> Spotler lineage with data from the first runs; schedules are on)")
+        print(f"Sandbox:         {sandbox_url}/afas/ProfitRestServices and {sandbox_url}/spotler/integrationservice-1.1.0")
+        print("                 (credentials printed above and in the README)")
         print("Stop with Ctrl-C.", flush=True)
         while all(child.poll() is None for child in children):
             time.sleep(1)
