@@ -51,6 +51,9 @@ class SpotlerAdapter:
         if plan.get("reactivate"):
             # R11: a new address after a hard bounce makes the contact mailable again.
             document["channels"] = [{"name": "EMAIL", "value": True}]
+        elif plan.get("deactivate"):
+            # R11: an address AFAS already knows to hard-bounce is not made mailable by being created.
+            document["channels"] = [{"name": "EMAIL", "value": False}]
         return document
 
     def _format(self, name: str, value: Any) -> Any:

@@ -7,6 +7,7 @@ Both feed `spotler_rejected`, the records Spotler refused, retried on the next r
 """
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -35,6 +36,8 @@ FEED_OVERLAP = timedelta(minutes=15)
 FEED_FIRST_LOOKBACK = timedelta(days=1)
 #: Ids per AFAS lookup call, well inside AFAS's 2049-character query limit.
 LOOKUP_CHUNK = 50
+#: Past this many ids a delta reads the whole connector once instead of 20+ filtered calls.
+LOOKUP_FULL_READ = 1000
 
 CADENCES = {
     "full": {"suffix": "", "partitions": full_partitions, "backfill": FULL_BACKFILL, "afas": ""},
@@ -198,12 +201,12 @@ def _chain(cadence: str, mapping: DestinationMapping, sources: AfasSources) -> l
              sync_state: SyncStateResource, audience: pd.DataFrame, plan: pd.DataFrame):
         state = sync_state.open()
         to_send = plan[plan["action"].isin(["create", "update"])]
-        members = audience[audience["excluded_by"].isna()].set_index("external_id", drop=False)
         if config.dry_run:
             results = _results(plan, {}, dry_run=True)
         else:
-            documents = [adapter.contact(members.loc[row["external_id"]].to_dict(), row)
-                         for row in to_send.to_dict("records")]
+            members = audience[audience["excluded_by"].isna()].drop(columns=["content_hash", "email_hash"])
+            rows = to_send.merge(members, on="external_id", how="left", suffixes=("", "_member"))
+            documents = [adapter.contact(row, row) for row in rows.to_dict("records")]
             outcome = {r.external_id: r for r in spotler.upsert_contacts(documents)} if documents else {}
             results = _results(plan, outcome, dry_run=False)
             _save_state(state, plan, results, keys, config.quarantine_after)
@@ -280,16 +283,23 @@ def mapping_drift(afas: AfasClient, spotler: SpotlerClient, mapping: Destination
 
 
 def read_by_keys(afas: AfasClient, source: AfasSource, keys: Iterable[str]) -> tuple[pd.DataFrame, int]:
-    """Rows of a GetConnector by key, `LOOKUP_CHUNK` keys per call (an OR filter)."""
+    """Rows of a GetConnector by key: `LOOKUP_CHUNK` keys per call (an OR filter), calls side by side up
+    to the client's concurrency cap; past `LOOKUP_FULL_READ` keys one full read is cheaper."""
     keys = sorted({str(k) for k in keys if pd.notna(k)})
-    frames, calls = [], 0
-    for start in range(0, len(keys), LOOKUP_CHUNK):
-        chunk = keys[start : start + LOOKUP_CHUNK]
+    if not keys:
+        return pd.DataFrame(), 0
+    if len(keys) > LOOKUP_FULL_READ:
+        frame, stats = afas.read(source.connector, order_by=list(source.order_by))
+        return frame[frame[source.key].astype(str).isin(keys)].reset_index(drop=True), stats.pages
+
+    def lookup(chunk: list[str]) -> pd.DataFrame:
         afas_filter = Filter.any_of(*(Condition(source.key, Op.EQ, k) for k in chunk))
-        frame, _ = afas.read(source.connector, filters=afas_filter, order_by=list(source.order_by))
-        frames.append(frame)
-        calls += 1
-    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), calls
+        return afas.read(source.connector, filters=afas_filter, order_by=list(source.order_by))[0]
+
+    chunks = [keys[i : i + LOOKUP_CHUNK] for i in range(0, len(keys), LOOKUP_CHUNK)]
+    with ThreadPoolExecutor(max_workers=max(1, afas.max_concurrency)) as pool:
+        frames = list(pool.map(lookup, chunks))
+    return pd.concat(frames, ignore_index=True), len(chunks)
 
 
 def _complete(afas: AfasClient, source: AfasSource, have: pd.DataFrame, wanted: pd.Series) -> tuple[pd.DataFrame, int]:
@@ -316,11 +326,13 @@ def refresh_optouts(spotler: SpotlerClient, state: SyncState, keys: list[int | s
     since = state.watermark(DESTINATION, "contact_updates")
     start = (since - FEED_OVERLAP) if since else now - FEED_FIRST_LOOKBACK
     changed = spotler.updates(start, now)
-    ids = [str(c.get("externalId")) for c in changed]
-    last_sent = {r.external_id: r.permissions for r in state.records(DESTINATION, ids).itertuples(index=False)}
+    switched_off = {
+        str(c.get("externalId")): c for c in changed
+        if any(not p.get("enabled") for p in (c.get("properties") or {}).get("permissions") or [])
+    }
+    last_sent = {r.external_id: r.permissions for r in state.records(DESTINATION, switched_off).itertuples(index=False)}
     optouts = []
-    for contact in changed:
-        external_id = str(contact.get("externalId"))
+    for external_id, contact in switched_off.items():
         when = datetime.fromtimestamp(contact.get("lastChanged", 0) / 1000, tz=timezone.utc)
         for permission in (contact.get("properties") or {}).get("permissions") or []:
             key = str(permission.get("bit"))
@@ -356,22 +368,26 @@ def _results(plan: pd.DataFrame, outcome: dict, dry_run: bool) -> pd.DataFrame:
 
 
 def _save_state(state: SyncState, plan: pd.DataFrame, results: pd.DataFrame, keys: list, quarantine_after: int) -> None:
-    previous = state.records(DESTINATION, plan["external_id"]).set_index("external_id")
+    ok = results["status"] == "ok"
+    previous = state.records(DESTINATION, plan["external_id"]).set_index("external_id").to_dict("index")
+    bounced = results["bounced_email_hash"].map(_text)
+    changed_bounce = results["external_id"].map(lambda i: _text(previous.get(i, {}).get("bounced_email_hash"))) != bounced
     rows = []
-    for row in results.to_dict("records"):
+    for row in results[ok | changed_bounce].to_dict("records"):
         external_id = row["external_id"]
-        old = previous.loc[external_id].to_dict() if external_id in previous.index else None
+        old = previous.get(external_id)
         if row["status"] == "ok":
             permissions = dict(old["permissions"]) if old else {}
             for key in keys:
                 value = row[set_column(key)]
                 if value is not None and value is not pd.NA:
                     permissions[str(key)] = bool(value)
+            fresh = row["send_properties"] or not old
             rows.append({"external_id": external_id,
-                         "content_hash": row["content_hash"] if row["send_properties"] or not old else old["content_hash"],
-                         "email_hash": row["email_hash"] if row["send_properties"] or not old else old["email_hash"],
+                         "content_hash": row["content_hash"] if fresh else old["content_hash"],
+                         "email_hash": row["email_hash"] if fresh else old["email_hash"],
                          "permissions": permissions, "bounced_email_hash": _text(row["bounced_email_hash"])})
-        elif old is not None and _text(old["bounced_email_hash"]) != _text(row["bounced_email_hash"]):
+        elif old is not None:
             rows.append({**old, "external_id": external_id, "bounced_email_hash": _text(row["bounced_email_hash"])})
     state.save_records(DESTINATION, rows)
     refused = results[results["status"] == "rejected"]
@@ -381,7 +397,7 @@ def _save_state(state: SyncState, plan: pd.DataFrame, results: pd.DataFrame, key
          for r in refused.itertuples(index=False)),
         quarantine_after,
     )
-    state.clear_rejections(DESTINATION, results.loc[results["status"] == "ok", "external_id"])
+    state.clear_rejections(DESTINATION, results.loc[ok, "external_id"])
 
 
 def _text(value) -> str | None:

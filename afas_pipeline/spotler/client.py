@@ -160,7 +160,8 @@ class SpotlerClient(dg.ConfigurableResource):
     consumer_key: str = Field(description="The REST API key; from dg.EnvVar in production.")
     consumer_secret: str = Field(repr=False, description="The key's secret; from dg.EnvVar. Never logged.")
     batch_size: int = Field(default=500, gt=0, le=MAX_BATCH, description="Contacts per contact/list call.")
-    page_size: int = Field(default=1000, gt=0, le=MAX_PAGE_SIZE, description="Rows per page of the change feeds.")
+    page_size: int = Field(default=MAX_PAGE_SIZE, gt=0, le=MAX_PAGE_SIZE,
+                           description="Rows per page of the change feeds (Spotler allows up to 10000).")
     max_concurrency: int = Field(default=4, gt=0, description="Calls in flight per base URL in this process.")
     timeout_s: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=6, ge=1)

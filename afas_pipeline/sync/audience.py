@@ -83,7 +83,9 @@ def normalise_email(value: object) -> str | None:
     return text or None
 
 
-@lru_cache(maxsize=65536)
+# Unbounded on purpose: an audience validates each address twice (the rule and its check), and
+# 100,000 short strings are a few megabytes.
+@lru_cache(maxsize=None)
 def is_valid_email(address: str) -> bool:
     try:
         validate_email(address, check_deliverability=False)

@@ -51,7 +51,8 @@ def plan_sync(
     permission_keys: list[int | str],
     quarantined: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
-    """One row per audience member: `external_id`, `action`, `send_properties`, `reactivate`, and per
+    """One row per audience member: `external_id`, `action`, `send_properties`, `reactivate` (R11: a new
+    address after a hard bounce), `deactivate` (created already hard-bounced), and per
     permission `set:<key>` (True/False to send, NA to leave) and `held:<key>` (a switch-on held by C1)."""
     plan = members[["external_id", "content_hash", "email_hash", "afas_modified", "hard_bounced"]].copy()
     plan = plan.merge(
@@ -65,6 +66,9 @@ def plan_sync(
     # R11: remember which address bounced: the one the destination had when AFAS first flagged it.
     bounced_address = plan["state_bounced"].where(hard, pd.NA)
     bounced_address = bounced_address.fillna(plan["state_email_hash"].where(hard & known, pd.NA))
+    # A contact AFAS already flags as hard-bounced when it is first sent is created inactive.
+    create_inactive = ~known & hard
+    bounced_address = bounced_address.fillna(plan["email_hash"].where(create_inactive, pd.NA))
     inactive = known & (bounced_address == plan["email_hash"]).fillna(False).astype(bool)
     # Not enriched any more while its address is the one that bounced; a new address reactivates it.
     skip_bounced = inactive
@@ -103,7 +107,8 @@ def plan_sync(
     plan["action"] = action
     plan["send_properties"] = send_properties | ~known
     plan["reactivate"] = reactivate & send_properties
-    columns = ["external_id", "action", "send_properties", "reactivate", "content_hash", "email_hash",
+    plan["deactivate"] = create_inactive
+    columns = ["external_id", "action", "send_properties", "reactivate", "deactivate", "content_hash", "email_hash",
                "bounced_email_hash", "afas_modified"]
     columns += [c for key in permission_keys for c in (set_column(key), held_column(key))]
     return plan[columns].reset_index(drop=True)

@@ -393,3 +393,16 @@ def test_schema_drift_stops_the_sync_before_any_write(world, tmp_path):
     assert not check.passed and "jobTitle" in check.description
     assert world.spotler_contacts() == {}
     assert world.spotler_writes() == 0
+
+
+def test_r11_a_contact_afas_flags_as_hard_bounced_is_created_inactive_and_then_left_alone(world):
+    world.sync()
+    flagged = world.afas_contacts().query("HardBounce and ContactKind == 'PRS' and not Blocked")
+    synced = world.spotler_contacts()
+    present = [str(c) for c in flagged["ContactId"] if str(c) in synced]
+    assert present
+    assert not any(email_active(synced[i]) for i in present)
+    world.afas_edit("contacts", present[0], Function="Niet verrijkt")
+    world.spotler("POST", "/stats/reset")
+    world.sync("2026-11-22-12:00")
+    assert world.spotler_writes() == 0
