@@ -1,4 +1,4 @@
-"""The Spotler side of a sync: turn an audience member and its plan into a Spotler contact document.
+"""The Spotler side of a sync: turn audience members and their plan into Spotler contact documents.
 
 Everything else (audience, plan, state, consent) is destination-neutral; a second destination
 brings its own mapping file and an adapter like this one.
@@ -6,8 +6,6 @@ brings its own mapping file and an adapter like this one.
 
 from __future__ import annotations
 
-import math
-from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
@@ -26,63 +24,55 @@ class SpotlerAdapter:
     def __init__(self, mapping: DestinationMapping):
         self.mapping = mapping
         self._types = {f.property: f.type for f in mapping.fields}
+        self._properties = [name for _, name in mapping.properties() if name != mapping.email.property]
         self._permission_keys = [key for _, key in mapping.permission_keys()]
 
     @property
     def permission_keys(self) -> list[int | str]:
         return self._permission_keys
 
-    def contact(self, member: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
-        """The `contact` document for `POST contact/list`: only what the plan says to send (merge, not purge)."""
-        properties: dict[str, Any] = {}
-        if plan["send_properties"]:
-            properties[self.mapping.email.property] = _plain(member["email"])
-            for _, name in self.mapping.properties():
-                if name != self.mapping.email.property:
-                    properties[name] = self._format(name, member.get(property_column(name)))
-        permissions = [
-            {"bit": int(key), "enabled": bool(plan[set_column(key)])}
-            for key in self._permission_keys
-            if not _missing(plan.get(set_column(key)))
-        ]
-        if permissions:
-            properties["permissions"] = permissions
-        document: dict[str, Any] = {"externalId": str(member["external_id"]), "properties": properties}
-        if plan.get("reactivate"):
-            # R11: a new address after a hard bounce makes the contact mailable again.
-            document["channels"] = [{"name": "EMAIL", "value": True}]
-        elif plan.get("deactivate"):
-            # R11: an address AFAS already knows to hard-bounce is not made mailable by being created.
-            document["channels"] = [{"name": "EMAIL", "value": False}]
-        return document
+    def documents(self, rows: pd.DataFrame) -> list[dict[str, Any]]:
+        """The `contact` documents for `POST contact/list`, one per row of plan joined with its member:
+        only what the plan says to send (merge, not purge). Values are converted column by column."""
+        values = {self.mapping.email.property: _objects(rows["email"])}
+        for name in self._properties:
+            values[name] = self._column(name, rows[property_column(name)])
+        permissions = {int(key): _objects(rows[set_column(key)]) for key in self._permission_keys}
+        send = rows["send_properties"].astype(bool).tolist()
+        reactivate = rows["reactivate"].astype(bool).tolist()
+        deactivate = rows["deactivate"].astype(bool).tolist()
+        documents = []
+        for i, external_id in enumerate(rows["external_id"].astype(str)):
+            properties = {name: column[i] for name, column in values.items()} if send[i] else {}
+            bits = [{"bit": bit, "enabled": bool(column[i])} for bit, column in permissions.items() if column[i] is not None]
+            if bits:
+                properties["permissions"] = bits
+            document: dict[str, Any] = {"externalId": external_id, "properties": properties}
+            if reactivate[i]:
+                # R11: a new address after a hard bounce makes the contact mailable again.
+                document["channels"] = [{"name": "EMAIL", "value": True}]
+            elif deactivate[i]:
+                # R11: an address AFAS already knows to hard-bounce is not made mailable by being created.
+                document["channels"] = [{"name": "EMAIL", "value": False}]
+            documents.append(document)
+        return documents
 
-    def _format(self, name: str, value: Any) -> Any:
-        value = _plain(value)
-        if value is None:
-            return None  # clears the property in Spotler (merge keeps omitted ones, not nulls)
+    def _column(self, name: str, column: pd.Series) -> list[Any]:
+        """A mapped column in Spotler's terms; None clears the property (merge keeps omitted ones, not nulls)."""
         kind = self._types.get(name)
+        present = column.notna()
         if name == "gender":
-            return GENDERS.get(str(value).upper())
-        if kind == "yes_no":
-            return "yes" if value else "no"
-        if kind == "date":
-            return value.date().isoformat() if isinstance(value, datetime) else str(value)
-        if kind == "number":
-            return value
-        return str(value)
+            column = column.astype("string").str.upper().map(GENDERS)
+        elif kind == "yes_no":
+            column = column.astype("boolean").map({True: "yes", False: "no"})
+        elif kind == "date":
+            column = pd.to_datetime(column, utc=True).dt.strftime("%Y-%m-%d")
+        elif kind != "number":
+            column = column.astype("string")
+        return _objects(column.where(present))
 
 
-def _missing(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
-
-
-def _plain(value: Any) -> Any:
-    if _missing(value) or value is pd.NaT:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    if isinstance(value, date | datetime | str | bool | int | float):
-        return value
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return value
+def _objects(column: pd.Series) -> list[Any]:
+    """Plain Python values (JSON-ready) with None for every kind of missing value."""
+    values = column.to_numpy(dtype=object, na_value=None).tolist()
+    return [v.item() if hasattr(v, "item") else v for v in values]

@@ -36,8 +36,8 @@ FEED_OVERLAP = timedelta(minutes=15)
 FEED_FIRST_LOOKBACK = timedelta(days=1)
 #: Ids per AFAS lookup call, well inside AFAS's 2049-character query limit.
 LOOKUP_CHUNK = 50
-#: Past this many ids a delta reads the whole connector once instead of 20+ filtered calls.
-LOOKUP_FULL_READ = 1000
+#: Past this many ids a delta reads the whole connector once instead of many filtered calls.
+LOOKUP_FULL_READ = 250
 
 CADENCES = {
     "full": {"suffix": "", "partitions": full_partitions, "backfill": FULL_BACKFILL, "afas": ""},
@@ -206,7 +206,7 @@ def _chain(cadence: str, mapping: DestinationMapping, sources: AfasSources) -> l
         else:
             members = audience[audience["excluded_by"].isna()].drop(columns=["content_hash", "email_hash"])
             rows = to_send.merge(members, on="external_id", how="left", suffixes=("", "_member"))
-            documents = [adapter.contact(row, row) for row in rows.to_dict("records")]
+            documents = adapter.documents(rows)
             outcome = {r.external_id: r for r in spotler.upsert_contacts(documents)} if documents else {}
             results = _results(plan, outcome, dry_run=False)
             _save_state(state, plan, results, keys, config.quarantine_after)
@@ -368,27 +368,35 @@ def _results(plan: pd.DataFrame, outcome: dict, dry_run: bool) -> pd.DataFrame:
 
 
 def _save_state(state: SyncState, plan: pd.DataFrame, results: pd.DataFrame, keys: list, quarantine_after: int) -> None:
-    ok = results["status"] == "ok"
-    previous = state.records(DESTINATION, plan["external_id"]).set_index("external_id").to_dict("index")
-    bounced = results["bounced_email_hash"].map(_text)
-    changed_bounce = results["external_id"].map(lambda i: _text(previous.get(i, {}).get("bounced_email_hash"))) != bounced
+    """Remember what Spotler accepted, and which bounced address each record has; nothing else changes."""
+    previous = state.records(DESTINATION, plan["external_id"]).set_index("external_id")
+    old_bounced = [_text(v) for v in results["external_id"].map(previous["bounced_email_hash"]).astype(object)]
+    new_bounced = [_text(v) for v in results["bounced_email_hash"].astype(object)]
+    ok = (results["status"] == "ok").to_numpy(dtype=bool)
+    changed = [a != b for a, b in zip(old_bounced, new_bounced)]  # plain Python: None equals None
+    touched = results[ok | pd.Series(changed, dtype=bool).to_numpy()]
+    columns = {name: touched[name].to_numpy(dtype=object, na_value=None).tolist()
+               for name in ("external_id", "status", "content_hash", "email_hash", "bounced_email_hash", "send_properties")}
+    sent = {str(k): touched[set_column(k)].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
+    old = previous.reindex(touched["external_id"]).to_dict("records")
     rows = []
-    for row in results[ok | changed_bounce].to_dict("records"):
-        external_id = row["external_id"]
-        old = previous.get(external_id)
-        if row["status"] == "ok":
-            permissions = dict(old["permissions"]) if old else {}
-            for key in keys:
-                value = row[set_column(key)]
-                if value is not None and value is not pd.NA:
-                    permissions[str(key)] = bool(value)
-            fresh = row["send_properties"] or not old
-            rows.append({"external_id": external_id,
-                         "content_hash": row["content_hash"] if fresh else old["content_hash"],
-                         "email_hash": row["email_hash"] if fresh else old["email_hash"],
-                         "permissions": permissions, "bounced_email_hash": _text(row["bounced_email_hash"])})
-        elif old is not None:
-            rows.append({**old, "external_id": external_id, "bounced_email_hash": _text(row["bounced_email_hash"])})
+    for i, external_id in enumerate(columns["external_id"]):
+        before = old[i] if isinstance(old[i].get("content_hash"), str) else None
+        if columns["status"][i] != "ok":
+            if before is None:
+                continue  # a refused create has no state to keep
+            rows.append({**before, "external_id": external_id, "bounced_email_hash": columns["bounced_email_hash"][i]})
+            continue
+        permissions = dict(before["permissions"]) if before else {}
+        permissions.update({key: bool(values[i]) for key, values in sent.items() if values[i] is not None})
+        fresh = columns["send_properties"][i] or before is None
+        rows.append({
+            "external_id": external_id,
+            "content_hash": columns["content_hash"][i] if fresh else before["content_hash"],
+            "email_hash": columns["email_hash"][i] if fresh else before["email_hash"],
+            "permissions": permissions,
+            "bounced_email_hash": columns["bounced_email_hash"][i],
+        })
     state.save_records(DESTINATION, rows)
     refused = results[results["status"] == "rejected"]
     state.record_rejections(

@@ -1,0 +1,448 @@
+"""Sync benchmark: AFAS -> Spotler through Dagster versus a bare script doing the same work.
+
+    python bench/bench_sync.py [--contacts 100000] [--deltas 100 1000] [--profile]
+
+It starts the sandbox (`afas-pipeline sandbox --contacts N --port P`) in its own process, so the
+server has its own core, and measures in fresh worker processes:
+- full: the job `afas_full_job` executed in-process (in-process executor, ephemeral instance) with
+  fresh sync state and storage against a reset Spotler account: wall time, AFAS and Spotler requests
+  (the sandboxes' /stats), Spotler write batches and contacts sent, peak memory growth of the run
+  (VmHWM reset before it). The worker first runs the delta job on an empty window with throwaway
+  state and storage: that loads Dagster's execution machinery and the code, as a code server that has
+  run before would have; its time is printed as the warm-up run;
+- rerun: the same full partition again (C3: goal zero Spotler writes);
+- deltas: for each size D, D audience members edited through the AFAS admin `/edit` with `at` inside
+  one 15-minute window after 2026-11-01, then `afas_delta_job` for that window (goal: a few requests,
+  in proportion to D, not to the audience);
+- bare: in a fresh process against a reset Spotler account, an httpx loop paging Sync_Contacts,
+  Sync_Persons and Sync_Organisations, a minimal join, and the same number of `POST contact/list`
+  batches of the same size (same contacts count, same concurrency cap), signed with authlib OAuth1 as
+  the client does; best of --repeats runs. Ratio pipeline/bare (goal <= 1.3).
+One JSON line per measurement, then a human summary with the goals. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+FULL_PARTITION = "2026-11-22-06:00"
+#: Empty delta window used to warm the worker up (the generated data ends on 2026-11-01).
+WARMUP_PARTITION = "2026-11-16-09:00"
+#: The delta windows, one per delta size, in order.
+DELTA_WINDOWS = ["2026-11-16-10:00", "2026-11-16-10:15", "2026-11-16-10:30", "2026-11-16-10:45"]
+CONNECTORS = {"Sync_Contacts": "ContactId", "Sync_Persons": "PersonId", "Sync_Organisations": "OrganisationId"}
+
+
+# --- process measurements (as in bench_extract) ----------------------------------------------------
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _reset_peak() -> None:
+    # Linux: writing 5 to clear_refs resets the peak RSS (VmHWM) of this process.
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+# --- sandbox stats ------------------------------------------------------------------------------
+
+
+def _stats(url: str) -> dict:
+    afas = httpx.get(f"{url}/afas/_admin/stats", timeout=30).json()
+    spotler = httpx.get(f"{url}/spotler/_admin/stats", timeout=30).json()
+    return {"afas": afas, "spotler": spotler}
+
+
+def _reset_stats(url: str) -> None:
+    httpx.post(f"{url}/afas/_admin/stats/reset", timeout=30).raise_for_status()
+    httpx.post(f"{url}/spotler/_admin/stats/reset", timeout=30).raise_for_status()
+
+
+def _request_counts(stats: dict) -> dict:
+    spotler = stats["spotler"]["requests"]
+    writes = sum(n for route, n in spotler.items() if route.startswith(("POST", "PUT")))
+    return {
+        "afas_requests": stats["afas"]["total"],
+        "spotler_requests": stats["spotler"]["total"],
+        "spotler_write_requests": writes,
+        "spotler_read_requests": stats["spotler"]["total"] - writes,
+        "afas_by_route": stats["afas"]["requests"],
+        "spotler_by_route": spotler,
+        "spotler_peak_concurrency": stats["spotler"]["peak_concurrency"],
+    }
+
+
+# --- worker: the pipeline -----------------------------------------------------------------------
+
+
+def _defs(url: str, state: str, storage: str):
+    import dagster as dg
+
+    from afas_pipeline.definitions import assets, jobs
+    from afas_pipeline.resources import build_resources
+
+    env = {"AFAS_PIPELINE_SANDBOX_URL": url, "AFAS_PIPELINE_STATE": state, "AFAS_PIPELINE_STORAGE": storage}
+    # The code location of afas_pipeline/definitions.py, with the resources pointed at this run's
+    # sandbox, sync state and storage.
+    return dg.Definitions(assets=assets, jobs=jobs, resources=build_resources(env), executor=dg.in_process_executor)
+
+
+def _step_seconds(result) -> dict[str, float]:
+    import dagster as dg
+
+    return {e.step_key: round(e.event_specific_data.duration_ms / 1000, 2) for e in result.all_events
+            if e.event_type == dg.DagsterEventType.STEP_SUCCESS}
+
+
+def _run(defs, job_name: str, partition: str, url: str, profile: str | None = None) -> dict:
+    import dagster as dg
+
+    job = defs.resolve_job_def(job_name)
+    instance = dg.DagsterInstance.ephemeral()
+    _reset_stats(url)
+    _reset_peak()
+    before = _status_mb("VmRSS")
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    started = time.perf_counter()
+    # Console logging at INFO, as `afas-pipeline sync` runs a job.
+    result = job.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False,
+                                    run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})
+    wall = time.perf_counter() - started
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    growth = _status_mb("VmHWM") - before
+    stats = _stats(url)
+    metadata = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        metadata[mat.asset_key.to_user_string()] = {
+            k: v.value for k, v in mat.metadata.items() if isinstance(v.value, (int, float, str, bool))
+        }
+    failed_checks = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in result.get_asset_check_evaluations()
+                     if not c.passed]
+    errors = [e.step_failure_data.error.message.strip()[:500] for e in result.all_events
+              if e.is_step_failure and e.step_failure_data]
+    return {"job": job_name, "partition": partition, "success": result.success, "wall_s": wall,
+            "peak_growth_mb": growth, "steps_s": _step_seconds(result), "metadata": metadata,
+            "failed_checks": failed_checks, "errors": errors, **_request_counts(stats)}
+
+
+def _sync_figures(run: dict, suffix: str) -> dict:
+    sync = run["metadata"].get(f"spotler_sync{suffix}", {})
+    audience = run["metadata"].get(f"spotler_audience{suffix}", {})
+    plan = run["metadata"].get(f"spotler_sync_plan{suffix}", {})
+    return {
+        "write_batches": sync.get("write_batches"),
+        "contacts_sent": sync.get("contacts_sent"),
+        "created": sync.get("created"),
+        "updated": sync.get("updated"),
+        "unchanged": sync.get("unchanged"),
+        "skipped_hard_bounce": sync.get("skipped_hard_bounce"),
+        "quarantined": sync.get("quarantined"),
+        "rejected": sync.get("rejected"),
+        "excluded": sync.get("excluded"),
+        "members": audience.get("members"),
+        "contacts_read": audience.get("contacts_read"),
+        "afas_lookups": audience.get("afas_lookups"),
+        "optouts_seen": plan.get("optouts_seen"),
+    }
+
+
+def _edit_members(url: str, storage: str, count: int, window: str, label: str) -> list[str]:
+    """Edit `count` audience members, spread over the audience, inside the 15-minute `window`."""
+    import datetime as dt
+
+    import pandas as pd
+
+    audience = pd.read_parquet(Path(storage) / "spotler_audience" / f"{FULL_PARTITION}.parquet",
+                               columns=["external_id", "excluded_by"])
+    members = sorted(audience.loc[audience["excluded_by"].isna(), "external_id"].astype(str), key=int)
+    step = max(len(members) // count, 1)
+    chosen = members[::step][:count]
+    start = dt.datetime.strptime(window, "%Y-%m-%d-%H:%M").replace(tzinfo=dt.timezone.utc)
+    with httpx.Client(base_url=f"{url}/afas/_admin", timeout=30) as admin:
+        for i, external_id in enumerate(chosen):
+            at = start + dt.timedelta(minutes=1, milliseconds=500 * i)  # 1000 edits fit in 8.5 minutes
+            admin.post("/edit", json={"table": "contacts", "key": int(external_id),
+                                      "fields": {"Function": f"Bench {label} {i}"},
+                                      "at": at.isoformat(timespec="milliseconds").replace("+00:00", "Z")},
+                       ).raise_for_status()
+    return chosen
+
+
+def worker_pipeline(url: str, deltas: list[int], profile_dir: str | None) -> dict:
+    import warnings
+
+    import dagster as dg
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    import logging
+
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
+    out: dict = {}
+
+    # Warm-up with throwaway state and storage: an empty delta window.
+    warm_defs = _defs(url, str(tmp / "warm" / "state.sqlite"), str(tmp / "warm" / "storage"))
+    httpx.post(f"{url}/spotler/_admin/reset", timeout=60).raise_for_status()
+    warm = _run(warm_defs, "afas_delta_job", WARMUP_PARTITION, url)
+    out["warmup"] = {"wall_s": warm["wall_s"], "success": warm["success"], "errors": warm["errors"]}
+
+    storage = str(tmp / "run" / "storage")
+    defs = _defs(url, str(tmp / "run" / "state.sqlite"), storage)
+    httpx.post(f"{url}/spotler/_admin/reset", timeout=60).raise_for_status()
+    prof = (lambda name: str(Path(profile_dir) / f"{name}.prof")) if profile_dir else (lambda name: None)
+    out["full"] = _run(defs, "afas_full_job", FULL_PARTITION, url, prof("full"))
+    out["rerun"] = _run(defs, "afas_full_job", FULL_PARTITION, url, prof("rerun"))
+    out["deltas"] = []
+    for size, window in zip(deltas, DELTA_WINDOWS):
+        started = time.perf_counter()
+        _edit_members(url, storage, size, window, f"d{size}")
+        edit_s = time.perf_counter() - started
+        run = _run(defs, "afas_delta_job", window, url, prof(f"delta{size}"))
+        run["edits"], run["edit_s"] = size, edit_s
+        out["deltas"].append(run)
+    return out
+
+
+# --- worker: the bare script ----------------------------------------------------------------------
+
+
+def worker_bare(url: str, contacts: int, batch_size: int, concurrency: int) -> dict:
+    """Page the three GetConnectors, join minimally, POST `contacts` contacts in batches of `batch_size`."""
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    import authlib.deprecate
+    import orjson
+
+    from afas_pipeline.sandbox.server import SANDBOX_AFAS_TOKEN, SANDBOX_SPOTLER_KEY, SANDBOX_SPOTLER_SECRET
+    from afas_pipeline.spotler.client import _OneLeggedOAuth1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
+        from authlib.integrations.httpx_client import OAuth1Auth  # noqa: F401  (what _OneLeggedOAuth1 extends)
+
+    httpx.post(f"{url}/spotler/_admin/reset", timeout=60).raise_for_status()
+    _reset_stats(url)
+    _reset_peak()
+    before = _status_mb("VmRSS")
+    started = time.perf_counter()
+
+    header = base64.b64encode(f"<token><version>1</version><data>{SANDBOX_AFAS_TOKEN}</data></token>".encode()).decode()
+    rows: dict[str, list[dict]] = {}
+    with httpx.Client(base_url=f"{url}/afas/ProfitRestServices", headers={"Authorization": f"AfasToken {header}"},
+                      timeout=120) as afas:
+        for connector, key in CONNECTORS.items():
+            got: list[dict] = []
+            while True:
+                params = {"skip": len(got), "take": 5000, "orderbyfieldids": key}
+                page = orjson.loads(afas.get(f"/connectors/{connector}", params=params).raise_for_status().content)["rows"]
+                got.extend(page)
+                if len(page) < 5000:
+                    break
+            rows[connector] = got
+    read_s = time.perf_counter() - started
+
+    persons = {p["PersonId"]: p for p in rows["Sync_Persons"]}
+    organisations = {o["OrganisationId"]: o for o in rows["Sync_Organisations"]}
+    documents = []
+    for c in rows["Sync_Contacts"]:
+        email = (c.get("MailWork") or "").strip().lower()
+        if c.get("ContactKind") != "PRS" or not email or "@" not in email:
+            continue
+        p, o = persons.get(c["PersonId"], {}), organisations.get(c["OrganisationId"], {})
+        blocked = bool(c.get("Blocked"))
+        documents.append({"externalId": str(c["ContactId"]), "properties": {
+            "email": email, "firstName": p.get("FirstName"), "infix": p.get("Prefix"), "lastName": p.get("LastName"),
+            "initials": p.get("Initials"), "gender": {"M": "M", "V": "F"}.get(p.get("Gender")),
+            "organisation": o.get("Name"), "city": o.get("City"), "function": c.get("Function"),
+            "afasPersonId": c.get("PersonId"), "afasOrganisationId": c.get("OrganisationId"),
+            "permissions": [{"bit": 1, "enabled": bool(c.get("PermissionNewsletter")) and not blocked},
+                            {"bit": 2, "enabled": bool(c.get("PermissionEvents")) and not blocked}]}})
+    members = len(documents)
+    documents = documents[:contacts]
+    join_s = time.perf_counter() - started - read_s
+
+    batches = [documents[i : i + batch_size] for i in range(0, len(documents), batch_size)]
+    base = f"{url}/spotler/integrationservice-1.1.0/"
+    with httpx.Client(base_url=base, auth=_OneLeggedOAuth1(SANDBOX_SPOTLER_KEY, SANDBOX_SPOTLER_SECRET), timeout=120,
+                      headers={"Accept": "application/json"}, limits=httpx.Limits(max_connections=concurrency * 2)) as spotler:
+
+        def post(batch: list[dict]) -> int:
+            body = orjson.dumps({"update": True, "purge": False, "contacts": batch})
+            answer = spotler.post("contact/list", content=body, headers={"Content-Type": "application/json"})
+            return sum(r.get("code") == "OK" for r in orjson.loads(answer.raise_for_status().content))
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            ok = sum(pool.map(post, batches))
+    wall = time.perf_counter() - started
+    growth = _status_mb("VmHWM") - before
+    return {"wall_s": wall, "read_s": read_s, "join_s": join_s, "write_s": wall - read_s - join_s,
+            "members": members, "contacts_sent": len(documents), "ok": ok, "write_batches": len(batches),
+            "peak_growth_mb": growth, **_request_counts(_stats(url))}
+
+
+# --- orchestration --------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run_worker(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(f"worker {args[0]} failed:\n{out.stderr[-5000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _slim(run: dict) -> dict:
+    return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in run.items() if k != "metadata"}
+
+
+def bench(contacts: int, deltas: list[int], profile_dir: str | None, repeats: int) -> list[dict]:
+    port = _free_port()
+    started = time.perf_counter()
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "afas_pipeline.cli", "sandbox", "--port", str(port), "--contacts", str(contacts)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    lines = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        while True:
+            try:
+                if httpx.get(f"{url}/afas/_admin/state", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if sandbox.poll() is not None:
+                raise SystemExit(f"sandbox exited with {sandbox.returncode}")
+            time.sleep(0.5)
+        ready_s = time.perf_counter() - started
+        # Warm the server (sorted indexes, JSON paths) so neither side pays for it: one bare run, not reported.
+        _run_worker("bare", "--url", url, "--n", str(contacts), "--batch-size", "500", "--concurrency", "4")
+        pipeline = _run_worker("pipeline", "--url", url, "--deltas", *map(str, deltas),
+                               *(["--profile-dir", profile_dir] if profile_dir else []))
+        full = pipeline["full"]
+        from afas_pipeline.spotler.client import SpotlerClient
+
+        client_defaults = SpotlerClient.model_fields
+        batch_size, concurrency = client_defaults["batch_size"].default, client_defaults["max_concurrency"].default
+        sent = _sync_figures(full, "")["contacts_sent"] or 0
+        bare = min((_run_worker("bare", "--url", url, "--n", str(sent), "--batch-size", str(batch_size),
+                                "--concurrency", str(concurrency)) for _ in range(repeats)), key=lambda r: r["wall_s"])
+        server_rss = int(Path(f"/proc/{sandbox.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=30)
+
+    common = {"contacts": contacts, "sandbox_ready_s": round(ready_s, 1), "sandbox_rss_mb": round(server_rss)}
+    lines.append({"measurement": "full", **common, "warmup_run_s": round(pipeline["warmup"]["wall_s"], 2),
+                  **_slim(full), **_sync_figures(full, "")})
+    lines.append({"measurement": "bare", **common, **_slim(bare)})
+    lines.append({"measurement": "ratio", "pipeline_s": round(full["wall_s"], 2), "bare_s": round(bare["wall_s"], 2),
+                  "ratio_pipeline_to_bare": round(full["wall_s"] / bare["wall_s"], 2),
+                  "same_batches": _sync_figures(full, "")["write_batches"] == bare["write_batches"]})
+    lines.append({"measurement": "rerun", **_slim(pipeline["rerun"]), **_sync_figures(pipeline["rerun"], "")})
+    for run in pipeline["deltas"]:
+        lines.append({"measurement": f"delta_{run['edits']}", **_slim(run), **_sync_figures(run, "_delta")})
+    return lines
+
+
+def summary(lines: list[dict]) -> list[str]:
+    by = {line["measurement"]: line for line in lines}
+    full, bare, ratio, rerun = by["full"], by["bare"], by["ratio"], by["rerun"]
+    ok = lambda cond: "OK" if cond else "MISSED"  # noqa: E731
+    out = [
+        f"full sync of {full['contacts']} contacts ({full['members']} members): {full['wall_s']}s "
+        f"(after a warm-up run on an empty delta window, {full['warmup_run_s']}s), success={full['success']}; "
+        f"AFAS {full['afas_requests']} requests, Spotler {full['spotler_requests']} requests "
+        f"({full['spotler_write_requests']} writes = {full['write_batches']} batches of {full['contacts_sent']} contacts, "
+        f"{full['spotler_read_requests']} reads); peak memory growth {full['peak_growth_mb']} MB",
+        f"  steps: {', '.join(f'{k} {v}s' for k, v in sorted(full['steps_s'].items(), key=lambda kv: -kv[1]))}",
+        f"bare script (best of its runs): {bare['wall_s']}s (read {bare['read_s']}s, join {bare['join_s']}s, write {bare['write_s']}s); "
+        f"AFAS {bare['afas_requests']} requests, Spotler {bare['spotler_requests']} requests "
+        f"({bare['write_batches']} batches of {bare['contacts_sent']} contacts); peak memory growth {bare['peak_growth_mb']} MB",
+        f"ratio pipeline/bare {ratio['ratio_pipeline_to_bare']} (goal <= 1.3: {ok(ratio['ratio_pipeline_to_bare'] <= 1.3)}); "
+        f"same number of batches: {ratio['same_batches']}",
+        f"rerun of {FULL_PARTITION} (C3): {rerun['wall_s']}s; AFAS {rerun['afas_requests']} requests, Spotler "
+        f"{rerun['spotler_requests']} requests ({rerun['spotler_write_requests']} writes, {rerun['spotler_read_requests']} "
+        f"reads of the change feed); unchanged {rerun['unchanged']} (goal zero Spotler writes: "
+        f"{ok(rerun['spotler_write_requests'] == 0)})",
+    ]
+    for name, line in by.items():
+        if not name.startswith("delta_"):
+            continue
+        out.append(
+            f"delta of {line['edits']} edits in {line['partition']}: {line['wall_s']}s, success={line['success']}; AFAS "
+            f"{line['afas_requests']} requests ({line['afas_lookups']} lookups), Spotler {line['write_batches']} write "
+            f"batches of {line['contacts_sent']} contacts, {line['spotler_read_requests']} Spotler reads; "
+            f"peak memory growth {line['peak_growth_mb']} MB; steps: "
+            + ", ".join(f"{k} {v}s" for k, v in sorted(line["steps_s"].items(), key=lambda kv: -kv[1])[:4])
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--deltas", type=int, nargs="+", default=[100, 1000], help="edits per delta run (at most 4)")
+    parser.add_argument("--repeats", type=int, default=3, help="bare script: best of N (cheap; the machine is shared)")
+    parser.add_argument("--profile", action="store_true", help="cProfile each pipeline run into a temporary directory")
+    parser.add_argument("--worker", choices=("pipeline", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker == "pipeline":
+        print(json.dumps(worker_pipeline(args.url, args.deltas, args.profile_dir)))
+        return
+    if args.worker == "bare":
+        print(json.dumps(worker_bare(args.url, args.n, args.batch_size, args.concurrency)))
+        return
+    if len(args.deltas) > len(DELTA_WINDOWS):
+        parser.error(f"at most {len(DELTA_WINDOWS)} delta sizes")
+    profile_dir = tempfile.mkdtemp(prefix="bench-sync-profile-") if args.profile else None
+    print(f"machine: {os.cpu_count()} cores; {args.contacts} contacts; deltas {args.deltas}", flush=True)
+    lines = bench(args.contacts, args.deltas, profile_dir, args.repeats)
+    for line in lines:
+        print(json.dumps(line))
+    for text in summary(lines):
+        print(text)
+    if profile_dir:
+        print(f"cProfile of each pipeline run (main thread; inflates pandas-heavy code): {profile_dir}/"
+              "{full,rerun,delta<N>}.prof")
+
+
+if __name__ == "__main__":
+    main()
