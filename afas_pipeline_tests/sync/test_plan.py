@@ -1,0 +1,83 @@
+"""The planner as a pure function: no Dagster, no HTTP."""
+
+import pandas as pd
+
+from afas_pipeline.sync.plan import consent_violations, plan_sync, set_column, summarise
+
+KEYS = [1, 2]
+T0 = pd.Timestamp("2026-11-01T10:00:00Z")
+
+
+def _members(**overrides):
+    row = {"external_id": "10001", "content_hash": "c1", "email_hash": "e1", "afas_modified": T0,
+           "hard_bounced": False, "perm:1": True, "perm:2": False}
+    row.update(overrides)
+    return pd.DataFrame([row])
+
+
+def _state(**overrides):
+    row = {"external_id": "10001", "content_hash": "c1", "email_hash": "e1", "permissions": {"1": True, "2": False},
+           "bounced_email_hash": None}
+    row.update(overrides)
+    return pd.DataFrame([row])
+
+
+NO_OPTOUTS = pd.DataFrame(columns=["external_id", "permission", "opted_out_at"])
+
+
+def _optout(when):
+    return pd.DataFrame([{"external_id": "10001", "permission": "1", "opted_out_at": when}])
+
+
+def test_c3_nothing_changed_means_nothing_to_send():
+    plan = plan_sync(_members(), _state(), NO_OPTOUTS, KEYS)
+    assert plan.loc[0, "action"] == "unchanged"
+    assert plan[[set_column(k) for k in KEYS]].isna().all().all()
+
+
+def test_a_new_contact_is_created_with_every_permission():
+    plan = plan_sync(_members(), _state().iloc[0:0], NO_OPTOUTS, KEYS)
+    assert plan.loc[0, "action"] == "create" and plan.loc[0, "send_properties"]
+    assert plan.loc[0, set_column(1)] == True and plan.loc[0, set_column(2)] == False  # noqa: E712
+
+
+def test_c1_an_unchanged_permission_is_not_resent_whatever_spotler_did():
+    plan = plan_sync(_members(content_hash="c2"), _state(), _optout(T0 + pd.Timedelta(hours=1)), KEYS)
+    assert plan.loc[0, "action"] == "update" and pd.isna(plan.loc[0, set_column(1)])
+
+
+def test_c1_a_switch_on_older_than_the_opt_out_is_held():
+    # The state lost the permission (e.g. a restored backup): AFAS says on, but its edit predates the opt-out.
+    plan = plan_sync(_members(), _state(permissions={}), _optout(T0 + pd.Timedelta(hours=1)), KEYS)
+    assert pd.isna(plan.loc[0, set_column(1)]) and plan.loc[0, "held:1"]
+    assert summarise(plan, KEYS).held_by_consent == 1
+    assert consent_violations(plan, _optout(T0 + pd.Timedelta(hours=1)), KEYS).empty
+
+
+def test_c1_a_switch_on_after_the_opt_out_is_sent():
+    plan = plan_sync(_members(afas_modified=T0 + pd.Timedelta(hours=2)), _state(permissions={"1": False}),
+                     _optout(T0 + pd.Timedelta(hours=1)), KEYS)
+    assert plan.loc[0, set_column(1)] == True  # noqa: E712
+
+
+def test_c1_the_check_catches_a_plan_that_would_undo_an_opt_out():
+    plan = plan_sync(_members(), _state(permissions={"1": False}), NO_OPTOUTS, KEYS)
+    assert plan.loc[0, set_column(1)] == True  # noqa: E712  (no opt-out known to the planner)
+    violations = consent_violations(plan, _optout(T0 + pd.Timedelta(hours=1)), KEYS)
+    assert list(violations["external_id"]) == ["10001"]
+
+
+def test_r11_the_bounced_address_is_skipped_and_a_new_one_reactivates():
+    skipped = plan_sync(_members(hard_bounced=True, content_hash="c2"), _state(), NO_OPTOUTS, KEYS)
+    assert skipped.loc[0, "action"] == "skip_hard_bounce" and skipped.loc[0, "bounced_email_hash"] == "e1"
+    moved = plan_sync(_members(hard_bounced=True, email_hash="e2", content_hash="c2"),
+                      _state(bounced_email_hash="e1"), NO_OPTOUTS, KEYS)
+    assert moved.loc[0, "action"] == "update" and moved.loc[0, "reactivate"]
+    settled = plan_sync(_members(hard_bounced=True, email_hash="e2", content_hash="c2"),
+                        _state(email_hash="e2", content_hash="c2", bounced_email_hash="e1"), NO_OPTOUTS, KEYS)
+    assert settled.loc[0, "action"] == "unchanged"
+
+
+def test_a_quarantined_record_waits_for_an_operator():
+    plan = plan_sync(_members(content_hash="c2"), _state(), NO_OPTOUTS, KEYS, quarantined=frozenset({"10001"}))
+    assert plan.loc[0, "action"] == "quarantined"
