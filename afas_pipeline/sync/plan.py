@@ -134,15 +134,15 @@ def summarise(plan: pd.DataFrame, permission_keys: list[int | str]) -> PlanSumma
 def consent_violations(plan: pd.DataFrame, optouts: pd.DataFrame, permission_keys: list[int | str]) -> pd.DataFrame:
     """C1, checked independently of the planner: planned switch-ons for a permission the destination
     saw switched off after AFAS last changed the contact. Must be empty before anything is written."""
-    last_optout = _last_optouts(optouts)
     offenders = []
+    latest = optouts.groupby(["external_id", "permission"], as_index=False)["opted_out_at"].max()
     for key in permission_keys:
-        switching_on = plan[(plan[set_column(key)] == True).fillna(False)]  # noqa: E712
-        for row in switching_on.itertuples(index=False):
-            when = last_optout.get((row.external_id, str(key)))
-            if when is not None and pd.notna(row.afas_modified) and when > row.afas_modified:
-                offenders.append({"external_id": row.external_id, "permission": str(key)})
-    return pd.DataFrame(offenders, columns=["external_id", "permission"])
+        switching_on = plan.loc[(plan[set_column(key)] == True).fillna(False), ["external_id", "afas_modified"]]  # noqa: E712
+        seen = latest[latest["permission"] == str(key)]
+        joined = switching_on.merge(seen, on="external_id", how="inner")
+        undone = joined[(joined["opted_out_at"] > joined["afas_modified"]).fillna(False).astype(bool)]
+        offenders.append(undone[["external_id", "permission"]])
+    return pd.concat(offenders, ignore_index=True) if offenders else pd.DataFrame(columns=["external_id", "permission"])
 
 
 def _last_optouts(optouts: pd.DataFrame) -> dict[tuple[str, str], pd.Timestamp]:
