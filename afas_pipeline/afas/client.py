@@ -48,7 +48,7 @@ from afas_pipeline.afas.errors import (
 from afas_pipeline.afas.filters import Condition, Filter, Op, filter_params
 from afas_pipeline.lib.http import RetryAfterWait as _Wait
 from afas_pipeline.lib.http import limiter_for as _limiter_for
-from afas_pipeline.lib.http import redact_httpx_queries
+from afas_pipeline.lib.http import HttpClientLifecycle, redact_httpx_queries
 from afas_pipeline.lib.timewindows import afas_walls_to_utc, parse_afas_datetimes, select_window_rows, window_filter_bounds
 
 __all__ = ["AfasClient", "Condition", "FieldMeta", "Filter", "GetConnectorMeta", "Op", "ReadStats"]
@@ -147,7 +147,7 @@ redact_httpx_queries()
 # --- the resource ---------------------------------------------------------------------------------
 
 
-class AfasClient(dg.ConfigurableResource):
+class AfasClient(HttpClientLifecycle, dg.ConfigurableResource):
     """AFAS Profit REST client (App Connector token auth)."""
 
     environment_id: str | None = Field(default=None, description="AFAS environment number, e.g. 12345.")
@@ -173,23 +173,6 @@ class AfasClient(dg.ConfigurableResource):
 
     def __str__(self) -> str:
         return self.__repr__()
-
-    # -- lifecycle --
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        self.close()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._http is not None:
-                self._http.close()
-                self._http = None
-
-    def __enter__(self) -> AfasClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- public API: reads --
 

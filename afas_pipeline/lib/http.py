@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import tenacity
@@ -74,3 +75,26 @@ def redact_httpx_queries() -> None:
     logger = logging.getLogger("httpx")
     if not any(isinstance(f, _RedactQuery) for f in logger.filters):
         logger.addFilter(_RedactQuery())
+
+
+class HttpClientLifecycle:
+    """What the HTTP resources share: one keep-alive ``httpx.Client`` (in ``self._http``, guarded by
+    ``self._lock``), closed after each Dagster step and usable as a context manager."""
+
+    _http: Any
+    _lock: Any
+
+    def teardown_after_execution(self, context: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._http is not None:
+                self._http.close()
+                self._http = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -37,7 +37,7 @@ import tenacity
 from authlib.common.security import is_secure_transport
 from pydantic import Field, PrivateAttr
 
-from afas_pipeline.lib.http import RetryAfterWait, limiter_for, redact_httpx_queries
+from afas_pipeline.lib.http import HttpClientLifecycle, RetryAfterWait, limiter_for, redact_httpx_queries
 from afas_pipeline.lib.timewindows import require_utc
 from afas_pipeline.spotler.errors import (
     SpotlerAuthError,
@@ -153,7 +153,7 @@ class _Transient(Exception):
 # --- the resource ---------------------------------------------------------------------------------
 
 
-class SpotlerClient(dg.ConfigurableResource):
+class SpotlerClient(HttpClientLifecycle, dg.ConfigurableResource):
     """Spotler Mail+ REST client (OAuth 1.0a one-legged: consumer key and secret)."""
 
     base_url: str = Field(default=DEFAULT_BASE_URL, description="REST base URL, up to and including integrationservice-1.1.0.")
@@ -179,23 +179,6 @@ class SpotlerClient(dg.ConfigurableResource):
 
     def __str__(self) -> str:
         return self.__repr__()
-
-    # -- lifecycle --
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        self.close()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._http is not None:
-                self._http.close()
-                self._http = None
-
-    def __enter__(self) -> SpotlerClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def stats(self) -> WriteStats:
