@@ -4,6 +4,7 @@ Each chain exists twice, once per cadence, downstream of the AFAS reads of that 
 - the 6-hour full chain `spotler_audience` -> `spotler_sync_plan` -> `spotler_sync` (R2);
 - the 15-minute delta chain `spotler_audience_delta` -> `spotler_sync_plan_delta` -> `spotler_sync_delta` (R1).
 Both feed `spotler_rejected`, the records Spotler refused, retried on the next run.
+The way back (Spotler -> AFAS: `spotler_changes` -> `afas_write_back`) lives in `spotler/feedback.py`.
 """
 
 from collections.abc import Iterable, Iterator
@@ -36,6 +37,8 @@ FEED_OVERLAP = timedelta(minutes=15)
 FEED_FIRST_LOOKBACK = timedelta(days=1)
 #: Ids per AFAS lookup call, well inside AFAS's 2049-character query limit.
 LOOKUP_CHUNK = 50
+#: Contacts per chunk of documents handed to the Spotler client (it batches and parallelises them).
+SEND_CHUNK = 5000
 #: Past this many ids a delta reads the whole connector once instead of many filtered calls.
 LOOKUP_FULL_READ = 250
 
@@ -60,7 +63,11 @@ def build_spotler_assets(
     mapping = mapping or default_mapping(DESTINATION)
     sources = sources or default_sources()
     chains = [asset for cadence in CADENCES for asset in _chain(cadence, mapping, sources)]
-    return [*chains, _rejected_asset(chains)]
+    # The feedback loop Spotler -> AFAS (R12-R16); imported here because it builds on this module.
+    from afas_pipeline.spotler.feedback import build_feedback_assets
+
+    feedback = build_feedback_assets(mapping, sources, SpotlerAdapter(mapping).permission_keys)
+    return [*chains, _rejected_asset(chains), *feedback]
 
 
 def _chain(cadence: str, mapping: DestinationMapping, sources: AfasSources) -> list[dg.AssetsDefinition]:
@@ -206,8 +213,7 @@ def _chain(cadence: str, mapping: DestinationMapping, sources: AfasSources) -> l
         else:
             members = audience[audience["excluded_by"].isna()].drop(columns=["content_hash", "email_hash"])
             rows = to_send.merge(members, on="external_id", how="left", suffixes=("", "_member"))
-            documents = adapter.documents(rows)
-            outcome = {r.external_id: r for r in spotler.upsert_contacts(documents)} if documents else {}
+            outcome = send_in_chunks(spotler, adapter, rows)
             results = _results(plan, outcome, dry_run=False)
             _save_state(state, plan, results, keys, config.quarantine_after)
         counts = results["status"].value_counts()
@@ -271,6 +277,22 @@ def _rejected_asset(chains: list[dg.AssetsDefinition]) -> dg.AssetsDefinition:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def send_in_chunks(spotler: SpotlerClient, adapter: SpotlerAdapter, rows: pd.DataFrame) -> dict:
+    """Upsert the documents of `rows`, building the next chunk while the previous one is on its way,
+    so that waiting on Spotler and building documents overlap. Returns Spotler's result per id."""
+    outcome: dict = {}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spotler-send") as sender:
+        in_flight = None
+        for start in range(0, len(rows), SEND_CHUNK):
+            documents = adapter.documents(rows.iloc[start : start + SEND_CHUNK])
+            if in_flight is not None:
+                outcome.update((r.external_id, r) for r in in_flight.result())
+            in_flight = sender.submit(spotler.upsert_contacts, documents)
+        if in_flight is not None:
+            outcome.update((r.external_id, r) for r in in_flight.result())
+    return outcome
 
 
 def mapping_drift(afas: AfasClient, spotler: SpotlerClient, mapping: DestinationMapping,
