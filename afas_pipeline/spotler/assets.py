@@ -340,14 +340,18 @@ def _pending_retries(state: SyncState, exclude: pd.Series) -> list[str]:
 
 
 def refresh_optouts(spotler: SpotlerClient, state: SyncState, keys: list[int | str], now: datetime) -> int:
-    """Read Spotler's change feed since the last read and remember permissions switched off there (C1).
+    """Read Spotler's change feed since the last read and remember what happened there: permissions
+    switched off (C1) and records made inactive (R11).
 
     A permission that is off in Spotler while we last sent it on was switched off by someone in Spotler:
-    an opt-out, dated by the contact's lastChanged.
+    an opt-out, dated by the contact's lastChanged. A record whose EMAIL channel is off has bounced (or
+    was inactivated): its current address is the bounced one.
     """
     since = state.watermark(DESTINATION, "contact_updates")
     start = (since - FEED_OVERLAP) if since else now - FEED_FIRST_LOOKBACK
     changed = spotler.updates(start, now)
+    inactive = [str(c.get("externalId")) for c in changed
+                if any(ch.get("name") == "EMAIL" and not ch.get("value") for ch in c.get("channels") or [])]
     switched_off = {
         str(c.get("externalId")): c for c in changed
         if any(not p.get("enabled") for p in (c.get("properties") or {}).get("permissions") or [])
@@ -358,9 +362,11 @@ def refresh_optouts(spotler: SpotlerClient, state: SyncState, keys: list[int | s
         when = datetime.fromtimestamp(contact.get("lastChanged", 0) / 1000, tz=timezone.utc)
         for permission in (contact.get("properties") or {}).get("permissions") or []:
             key = str(permission.get("bit"))
-            if not permission.get("enabled") and last_sent.get(external_id, {}).get(key) is True:
+            sent = (last_sent.get(external_id, {}).get(key) or {}).get("sent")
+            if not permission.get("enabled") and sent is True:
                 optouts.append((external_id, key, when))
     state.record_optouts(DESTINATION, optouts)
+    state.mark_bounced(DESTINATION, inactive)
     state.set_watermark(DESTINATION, "contact_updates", now)
     return len(optouts)
 
@@ -384,41 +390,45 @@ def _results(plan: pd.DataFrame, outcome: dict, dry_run: bool) -> pd.DataFrame:
     out["status_code"] = pd.Series(status_code, index=out.index, dtype="Int64")
     # Carried along so the state can be saved from the results alone.
     for column in plan.columns:
-        if column.startswith("set:") or column in ("content_hash", "email_hash", "bounced_email_hash", "send_properties"):
+        if column.startswith(("set:", "afas:", "on_since:")) or column in (
+                "content_hash", "email_hash", "bounced_email_hash", "send_properties"):
             out[column] = plan[column]
     return out
 
 
 def _save_state(state: SyncState, plan: pd.DataFrame, results: pd.DataFrame, keys: list, quarantine_after: int) -> None:
-    """Remember what Spotler accepted, and which bounced address each record has; nothing else changes."""
+    """Remember what Spotler accepted, AFAS's permission fields (C1) and each record's bounced address
+    (R11). Only records where one of those changed are written."""
     previous = state.records(DESTINATION, plan["external_id"]).set_index("external_id")
-    old_bounced = [_text(v) for v in results["external_id"].map(previous["bounced_email_hash"]).astype(object)]
-    new_bounced = [_text(v) for v in results["bounced_email_hash"].astype(object)]
-    ok = (results["status"] == "ok").to_numpy(dtype=bool)
-    changed = [a != b for a, b in zip(old_bounced, new_bounced)]  # plain Python: None equals None
-    touched = results[ok | pd.Series(changed, dtype=bool).to_numpy()]
-    columns = {name: touched[name].to_numpy(dtype=object, na_value=None).tolist()
+    old = previous.reindex(results["external_id"]).to_dict("records")
+    columns = {name: results[name].to_numpy(dtype=object, na_value=None).tolist()
                for name in ("external_id", "status", "content_hash", "email_hash", "bounced_email_hash", "send_properties")}
-    sent = {str(k): touched[set_column(k)].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
-    old = previous.reindex(touched["external_id"]).to_dict("records")
+    sent = {str(k): results[set_column(k)].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
+    afas = {str(k): results[f"afas:{k}"].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
+    since = {str(k): [None if pd.isna(t) else pd.Timestamp(t).isoformat() for t in results[f"on_since:{k}"]] for k in keys}
     rows = []
     for i, external_id in enumerate(columns["external_id"]):
         before = old[i] if isinstance(old[i].get("content_hash"), str) else None
-        if columns["status"][i] != "ok":
-            if before is None:
-                continue  # a refused create has no state to keep
-            rows.append({**before, "external_id": external_id, "bounced_email_hash": columns["bounced_email_hash"][i]})
-            continue
-        permissions = dict(before["permissions"]) if before else {}
-        permissions.update({key: bool(values[i]) for key, values in sent.items() if values[i] is not None})
-        fresh = columns["send_properties"][i] or before is None
-        rows.append({
+        accepted = columns["status"][i] == "ok"
+        if before is None and not accepted:
+            continue  # never accepted: nothing to remember
+        permissions = {k: dict(v) for k, v in (before["permissions"] if before else {}).items()}
+        for k in sent:
+            entry = permissions.setdefault(k, {})
+            if accepted and sent[k][i] is not None:
+                entry["sent"] = bool(sent[k][i])
+            entry["afas"], entry["on_since"] = bool(afas[k][i]), since[k][i]
+        fresh = accepted and (columns["send_properties"][i] or before is None)
+        row = {
             "external_id": external_id,
             "content_hash": columns["content_hash"][i] if fresh else before["content_hash"],
             "email_hash": columns["email_hash"][i] if fresh else before["email_hash"],
             "permissions": permissions,
             "bounced_email_hash": columns["bounced_email_hash"][i],
-        })
+        }
+        if accepted or row["bounced_email_hash"] != _text(before["bounced_email_hash"]) \
+                or permissions != before["permissions"]:
+            rows.append(row)
     state.save_records(DESTINATION, rows)
     refused = results[results["status"] == "rejected"]
     state.record_rejections(
@@ -427,7 +437,7 @@ def _save_state(state: SyncState, plan: pd.DataFrame, results: pd.DataFrame, key
          for r in refused.itertuples(index=False)),
         quarantine_after,
     )
-    state.clear_rejections(DESTINATION, results.loc[ok, "external_id"])
+    state.clear_rejections(DESTINATION, results.loc[results["status"] == "ok", "external_id"])
 
 
 def _text(value) -> str | None:

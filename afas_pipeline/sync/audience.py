@@ -55,7 +55,13 @@ def property_column(name: str) -> str:
 
 
 def permission_column(key: int | str) -> str:
+    """What the destination should show: AFAS's permission, off while the contact is blocked (R7)."""
     return f"perm:{key}"
+
+
+def afas_permission_column(key: int | str) -> str:
+    """AFAS's own permission field, before blocking: consent (C1) is about this one."""
+    return f"afas_perm:{key}"
 
 
 def qualify(df: pd.DataFrame, entity: str) -> pd.DataFrame:
@@ -152,6 +158,7 @@ def build_audience(
         out[property_column(name)] = joined[column] if column in joined else pd.NA
     blocked = _flag(joined, mapping.blocked.column)
     for column, key_ in mapping.permission_keys():
+        out[afas_permission_column(key_)] = _flag(joined, column)
         # R7: a blocked contact is sent, but with every permission off.
         out[permission_column(key_)] = _flag(joined, column) & ~blocked
     out["blocked"] = blocked

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from afas_pipeline.sync.audience import permission_column
+from afas_pipeline.sync.audience import afas_permission_column, permission_column
 
 ACTIONS = ("create", "update", "unchanged", "skip_hard_bounce", "quarantined")
 
@@ -26,6 +26,14 @@ def set_column(key: int | str) -> str:
 
 def held_column(key: int | str) -> str:
     return f"held:{key}"
+
+
+def afas_column(key: int | str) -> str:
+    return f"afas:{key}"
+
+
+def since_column(key: int | str) -> str:
+    return f"on_since:{key}"
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,10 @@ def plan_sync(
 ) -> pd.DataFrame:
     """One row per audience member: `external_id`, `action`, `send_properties`, `reactivate` (R11: a new
     address after a hard bounce), `deactivate` (created already hard-bounced), and per
-    permission `set:<key>` (True/False to send, NA to leave) and `held:<key>` (a switch-on held by C1)."""
+    permission `set:<key>` (True/False to send, NA to leave), `held:<key>` (a switch-on held by C1),
+    `afas:<key>` (AFAS's own field) and `on_since:<key>` (since when AFAS has it on, as far as seen).
+
+    `state.permissions` holds per key `{"sent": bool, "afas": bool, "on_since": ISO time}`."""
     plan = members[["external_id", "content_hash", "email_hash", "afas_modified", "hard_bounced"]].copy()
     plan = plan.merge(
         state.rename(columns={"content_hash": "state_content_hash", "email_hash": "state_email_hash",
@@ -63,38 +74,46 @@ def plan_sync(
     )
     known = plan["state_content_hash"].notna()
     hard = plan["hard_bounced"].astype(bool)
-    # R11: remember which address bounced: the one the destination had when AFAS first flagged it.
-    bounced_address = plan["state_bounced"].where(hard, pd.NA)
+    # R11: the address that hard-bounced, once known (from Spotler's change feed, or AFAS's flag when
+    # the record's address was the one the destination had), stays known: the record is inactive
+    # while that is its address, and a new address reactivates it.
+    bounced_address = plan["state_bounced"].copy()
     bounced_address = bounced_address.fillna(plan["state_email_hash"].where(hard & known, pd.NA))
     # A contact AFAS already flags as hard-bounced when it is first sent is created inactive.
     create_inactive = ~known & hard
     bounced_address = bounced_address.fillna(plan["email_hash"].where(create_inactive, pd.NA))
     inactive = known & (bounced_address == plan["email_hash"]).fillna(False).astype(bool)
-    # Not enriched any more while its address is the one that bounced; a new address reactivates it.
     skip_bounced = inactive
     email_changed = known & (plan["email_hash"] != plan["state_email_hash"]).fillna(True).astype(bool)
     reactivate = bounced_address.notna() & ~inactive & email_changed
     content_changed = ~known | (plan["content_hash"] != plan["state_content_hash"]).fillna(True).astype(bool)
-    # Kept while AFAS still flags the hard bounce, so a reactivated address is not taken for the bounced one.
     plan["bounced_email_hash"] = bounced_address.astype("string")
 
     last_optout = _last_optouts(optouts)
     any_permission_sent = pd.Series(False, index=plan.index)
+    modified = pd.to_datetime(plan["afas_modified"], utc=True)
     for key in permission_keys:
-        desired = members[permission_column(key)].astype(bool).to_numpy()
-        last_sent = plan["state_permissions"].map(lambda p, k=str(key): p.get(k) if isinstance(p, dict) else None)
-        differs = last_sent.isna() | (last_sent.astype(object) != pd.Series(desired, index=plan.index).astype(object))
+        previous = plan["state_permissions"].map(lambda p, k=str(key): p.get(k) if isinstance(p, dict) else None)
+        last_sent = previous.map(lambda e: e.get("sent") if isinstance(e, dict) else None)
+        was_on = previous.map(lambda e: isinstance(e, dict) and e.get("afas") is True).astype(bool)
+        since = pd.to_datetime(previous.map(lambda e: e.get("on_since") if isinstance(e, dict) else None), utc=True)
+        raw = pd.Series(members[afas_permission_column(key)].astype(bool).to_numpy(), index=plan.index)
+        desired = pd.Series(members[permission_column(key)].astype(bool).to_numpy(), index=plan.index)
+        # When AFAS switched its permission field on, as far as the syncs can tell: kept while it stays
+        # on; else the AFAS edit that first showed it on (the switch happened at or before that edit).
+        on_since = modified.where(raw & ~(was_on & since.notna()), since).where(raw, pd.NaT)
+        differs = last_sent.isna() | (last_sent.astype(object) != desired.astype(object))
         send = differs & ~skip_bounced
-        opted_out_at = plan["external_id"].map(lambda i, k=str(key): last_optout.get((i, k)))
-        opted_out_at = pd.to_datetime(opted_out_at, utc=True)
-        # C1: AFAS's value predates the destination's opt-out, so it is not a new consent.
-        held = send & pd.Series(desired, index=plan.index) & opted_out_at.notna() & (
-            opted_out_at > plan["afas_modified"]
-        ).fillna(False).astype(bool)
-        value = pd.Series(desired, index=plan.index).astype("boolean")
+        opted_out_at = pd.to_datetime(plan["external_id"].map(lambda i, k=str(key): last_optout.get((i, k))), utc=True)
+        # C1: the destination saw an opt-out after AFAS last switched the permission on (unblocking
+        # a contact is not switching its permission on).
+        held = send & desired & opted_out_at.notna() & (opted_out_at > on_since).fillna(True).astype(bool)
+        value = desired.astype("boolean")
         value[~send | held] = pd.NA
         plan[set_column(key)] = value
         plan[held_column(key)] = held
+        plan[afas_column(key)] = raw
+        plan[since_column(key)] = on_since
         any_permission_sent |= value.notna()
 
     send_properties = (content_changed | reactivate) & ~skip_bounced
@@ -110,7 +129,8 @@ def plan_sync(
     plan["deactivate"] = create_inactive
     columns = ["external_id", "action", "send_properties", "reactivate", "deactivate", "content_hash", "email_hash",
                "bounced_email_hash", "afas_modified"]
-    columns += [c for key in permission_keys for c in (set_column(key), held_column(key))]
+    columns += [c for key in permission_keys
+                for c in (set_column(key), held_column(key), afas_column(key), since_column(key))]
     return plan[columns].reset_index(drop=True)
 
 
@@ -133,14 +153,14 @@ def summarise(plan: pd.DataFrame, permission_keys: list[int | str]) -> PlanSumma
 
 def consent_violations(plan: pd.DataFrame, optouts: pd.DataFrame, permission_keys: list[int | str]) -> pd.DataFrame:
     """C1, checked independently of the planner: planned switch-ons for a permission the destination
-    saw switched off after AFAS last changed the contact. Must be empty before anything is written."""
+    saw switched off after AFAS last switched it on. Must be empty before anything is written."""
     offenders = []
     latest = optouts.groupby(["external_id", "permission"], as_index=False)["opted_out_at"].max()
     for key in permission_keys:
-        switching_on = plan.loc[(plan[set_column(key)] == True).fillna(False), ["external_id", "afas_modified"]]  # noqa: E712
-        seen = latest[latest["permission"] == str(key)]
-        joined = switching_on.merge(seen, on="external_id", how="inner")
-        undone = joined[(joined["opted_out_at"] > joined["afas_modified"]).fillna(False).astype(bool)]
+        switching_on = plan.loc[(plan[set_column(key)] == True).fillna(False), ["external_id", since_column(key)]]  # noqa: E712
+        joined = switching_on.merge(latest[latest["permission"] == str(key)], on="external_id", how="inner")
+        on_since = pd.to_datetime(joined[since_column(key)], utc=True)
+        undone = joined[(joined["opted_out_at"] > on_since).fillna(True).astype(bool)]
         offenders.append(undone[["external_id", "permission"]])
     return pd.concat(offenders, ignore_index=True) if offenders else pd.DataFrame(columns=["external_id", "permission"])
 

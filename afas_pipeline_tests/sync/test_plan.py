@@ -10,16 +10,20 @@ T0 = pd.Timestamp("2026-11-01T10:00:00Z")
 
 def _members(**overrides):
     row = {"external_id": "10001", "content_hash": "c1", "email_hash": "e1", "afas_modified": T0,
-           "hard_bounced": False, "perm:1": True, "perm:2": False}
+           "hard_bounced": False, "perm:1": True, "perm:2": False, "afas_perm:1": True, "afas_perm:2": False}
     row.update(overrides)
     return pd.DataFrame([row])
 
 
 def _state(**overrides):
-    row = {"external_id": "10001", "content_hash": "c1", "email_hash": "e1", "permissions": {"1": True, "2": False},
-           "bounced_email_hash": None}
+    row = {"external_id": "10001", "content_hash": "c1", "email_hash": "e1",
+           "permissions": {"1": _bit(True), "2": _bit(False)}, "bounced_email_hash": None}
     row.update(overrides)
     return pd.DataFrame([row])
+
+
+def _bit(value, since=T0 - pd.Timedelta(days=30)):
+    return {"sent": value, "afas": value, "on_since": since.isoformat() if value else None}
 
 
 NO_OPTOUTS = pd.DataFrame(columns=["external_id", "permission", "opted_out_at"])
@@ -55,13 +59,13 @@ def test_c1_a_switch_on_older_than_the_opt_out_is_held():
 
 
 def test_c1_a_switch_on_after_the_opt_out_is_sent():
-    plan = plan_sync(_members(afas_modified=T0 + pd.Timedelta(hours=2)), _state(permissions={"1": False}),
+    plan = plan_sync(_members(afas_modified=T0 + pd.Timedelta(hours=2)), _state(permissions={"1": _bit(False)}),
                      _optout(T0 + pd.Timedelta(hours=1)), KEYS)
     assert plan.loc[0, set_column(1)] == True  # noqa: E712
 
 
 def test_c1_the_check_catches_a_plan_that_would_undo_an_opt_out():
-    plan = plan_sync(_members(), _state(permissions={"1": False}), NO_OPTOUTS, KEYS)
+    plan = plan_sync(_members(), _state(permissions={"1": _bit(False)}), NO_OPTOUTS, KEYS)
     assert plan.loc[0, set_column(1)] == True  # noqa: E712  (no opt-out known to the planner)
     violations = consent_violations(plan, _optout(T0 + pd.Timedelta(hours=1)), KEYS)
     assert list(violations["external_id"]) == ["10001"]
@@ -70,12 +74,20 @@ def test_c1_the_check_catches_a_plan_that_would_undo_an_opt_out():
 def test_r11_the_bounced_address_is_skipped_and_a_new_one_reactivates():
     skipped = plan_sync(_members(hard_bounced=True, content_hash="c2"), _state(), NO_OPTOUTS, KEYS)
     assert skipped.loc[0, "action"] == "skip_hard_bounce" and skipped.loc[0, "bounced_email_hash"] == "e1"
-    moved = plan_sync(_members(hard_bounced=True, email_hash="e2", content_hash="c2"),
+    moved = plan_sync(_members(hard_bounced=False, email_hash="e2", content_hash="c2"),
                       _state(bounced_email_hash="e1"), NO_OPTOUTS, KEYS)
     assert moved.loc[0, "action"] == "update" and moved.loc[0, "reactivate"]
     settled = plan_sync(_members(hard_bounced=True, email_hash="e2", content_hash="c2"),
                         _state(email_hash="e2", content_hash="c2", bounced_email_hash="e1"), NO_OPTOUTS, KEYS)
     assert settled.loc[0, "action"] == "unchanged"
+
+
+def test_c1_unblocking_a_contact_does_not_undo_an_opt_out():
+    # AFAS has had the permission on for a month; Spotler saw an opt-out while the contact was blocked.
+    blocked_state = _state(permissions={"1": {"sent": False, "afas": True, "on_since": (T0 - pd.Timedelta(days=30)).isoformat()}})
+    plan = plan_sync(_members(afas_modified=T0 + pd.Timedelta(hours=2)), blocked_state,
+                     _optout(T0 + pd.Timedelta(hours=1)), KEYS)
+    assert pd.isna(plan.loc[0, set_column(1)]) and plan.loc[0, "held:1"]
 
 
 def test_a_quarantined_record_waits_for_an_operator():
