@@ -75,7 +75,8 @@ def test_jobs_select_one_cadence_each():
     delta_keys = {k.to_user_string() for k in delta.asset_layer.executable_asset_keys}
     full_keys = {k.to_user_string() for k in full.asset_layer.executable_asset_keys}
     assert delta_keys == {f"afas_{e}_changes" for e in ENTITIES} | {
-        "spotler_audience_delta", "spotler_sync_plan_delta", "spotler_sync_delta", "spotler_rejected"}
+        "spotler_audience_delta", "spotler_sync_plan_delta", "spotler_sync_delta", "spotler_rejected",
+        "spotler_changes", "afas_write_back"}
     assert full_keys == {f"afas_{e}" for e in ENTITIES} | {
         "spotler_audience", "spotler_sync_plan", "spotler_sync", "spotler_rejected"}
     assert delta.tags["afas_pipeline/cadence"] == "delta"
@@ -99,6 +100,19 @@ def test_the_spotler_chain_hangs_off_the_afas_reads_of_its_cadence():
         assert (f"spotler_audience{suffix}", "c2_one_record_per_contact") in checks
         assert (f"spotler_sync_plan{suffix}", "c1_no_optout_undone") in checks
         spec = graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey(f"spotler_sync_plan{suffix}"), "c1_no_optout_undone"))
+        assert spec.blocking
+
+
+def test_the_way_back_hangs_off_spotler_with_blocking_checks_in_front_of_afas():
+    graph = _graph()
+    assert {k.to_user_string() for k in graph.get(dg.AssetKey("afas_write_back")).parent_keys} == {"spotler_changes"}
+    for name in ("spotler_changes", "afas_write_back"):
+        node = graph.get(dg.AssetKey(name))
+        assert node.partitions_def == delta_partitions
+        assert node.group_name == "spotler"
+        assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run == 96
+    for check in ("no_protected_field", "no_create", "only_mapped_fields"):
+        spec = graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey("afas_write_back"), check))
         assert spec.blocking
 
 

@@ -6,7 +6,10 @@ One SQLite file holds, per destination:
   hard-bounced, if any (R11: the record stays inactive while that is still its address);
 - `optouts`: when a permission was last seen switched off in the destination (C1);
 - `rejected`: records the destination refused, with reason, status code and attempts (C4);
-- `watermarks`: how far a destination's change feed has been read.
+- `watermarks`: how far a destination's change feed has been read;
+- `feedback_events`: the ledger of events read back from a destination (external id, kind such as
+  `optout:1` or `bounce:hard`, event time) and whether they were delivered to AFAS or still wait
+  (`pending`), so each event is delivered once however often its window is read.
 SQLite gives transactions and works from every run process on one machine; a run that dies
 halfway leaves the state as it was before its last committed batch.
 """
@@ -37,6 +40,10 @@ CREATE TABLE IF NOT EXISTS rejected (
     destination TEXT NOT NULL, external_id TEXT NOT NULL, reason TEXT, status_code INTEGER,
     attempts INTEGER NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, quarantined INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (destination, external_id));
+CREATE TABLE IF NOT EXISTS feedback_events (
+    destination TEXT NOT NULL, external_id TEXT NOT NULL, kind TEXT NOT NULL, event_at TEXT NOT NULL,
+    status TEXT NOT NULL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (destination, external_id, kind, event_at));
 CREATE TABLE IF NOT EXISTS watermarks (
     destination TEXT NOT NULL, feed TEXT NOT NULL, read_until TEXT NOT NULL, PRIMARY KEY (destination, feed));
 """
@@ -192,6 +199,60 @@ class SyncState:
             )
 
 
+    # -- feedback ledger (destination -> AFAS) --
+
+    def feedback_events(self, destination: str, status: str | None = None) -> pd.DataFrame:
+        """Ledger rows: external_id, kind, event_at (UTC ISO text), status; all, or those with `status`."""
+        query = "SELECT external_id, kind, event_at, status FROM feedback_events WHERE destination=?"
+        args: tuple = (destination,)
+        if status is not None:
+            query, args = query + " AND status=?", (destination, status)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY event_at, external_id, kind", args).fetchall()
+        return pd.DataFrame(rows, columns=["external_id", "kind", "event_at", "status"])
+
+    def record_feedback(self, destination: str, events: Iterable[tuple[str, str, str]], status: str) -> int:
+        """(external_id, kind, event_at ISO) with their new status. A delivered event stays delivered."""
+        now = _now()
+        values = [(destination, str(i), str(k), str(t), status, now) for i, k, t in events]
+        with self._connect() as db:
+            db.executemany(
+                "INSERT INTO feedback_events VALUES (?,?,?,?,?,?) ON CONFLICT(destination, external_id, kind, event_at) "
+                "DO UPDATE SET status=CASE WHEN feedback_events.status='delivered' THEN 'delivered' ELSE excluded.status END, "
+                "updated_at=excluded.updated_at",
+                values,
+            )
+        return len(values)
+
+    def update_after_write_back(self, destination: str, permissions: dict[str, dict[str, bool]],
+                                bounced: dict[str, str]) -> None:
+        """What AFAS now holds because of a write-back: per permission the value sent and AFAS's own value
+        (both the written value, so the next sync to the destination does not send it back as a change) and, per hard-bounced record, the hash
+        of the address that bounced (R11). Only existing records change."""
+        ids = set(permissions) | set(bounced)
+        if not ids:
+            return
+        current = self.records(destination, ids)
+        now = _now()
+        rows = []
+        for r in current.to_dict("records"):
+            external_id = str(r["external_id"])
+            sent = {k: dict(v) if isinstance(v, dict) else {"sent": bool(v)} for k, v in r["permissions"].items()}
+            for key, value in permissions.get(external_id, {}).items():
+                entry = sent.setdefault(str(key), {})
+                was_on = entry.get("afas") is True and entry.get("on_since")
+                # AFAS holds `value` now, written by us: switched on now (unless it already was), or off.
+                entry.update({"sent": bool(value), "afas": bool(value),
+                              "on_since": (entry["on_since"] if was_on else now) if value else None})
+            rows.append({
+                "external_id": external_id,
+                "content_hash": None if pd.isna(r["content_hash"]) else r["content_hash"],
+                "email_hash": None if pd.isna(r["email_hash"]) else r["email_hash"],
+                "permissions": sent,
+                "bounced_email_hash": bounced.get(external_id,
+                                                  None if pd.isna(r["bounced_email_hash"]) else r["bounced_email_hash"]),
+            })
+        self.save_records(destination, rows)
 
 
 class SyncStateResource(dg.ConfigurableResource):

@@ -22,12 +22,21 @@ WORLD_CONTACTS = 300
 FULL_PARTITION = "2026-11-22-06:00"
 
 
+#: The way back (Spotler -> AFAS), run by `SyncWorld.feedback`, not by `sync`/`delta`.
+FEEDBACK_ASSETS = frozenset({"spotler_changes", "afas_write_back"})
+
+
+def _feedback(asset) -> bool:
+    return asset.key.to_user_string() in FEEDBACK_ASSETS
+
+
 def _full_assets(assets) -> list[dg.AssetsDefinition]:
-    return [a for a in assets if not any(s in a.key.to_user_string() for s in ("_changes", "_delta"))]
+    return [a for a in assets if not any(s in a.key.to_user_string() for s in ("_changes", "_delta")) and not _feedback(a)]
 
 
 def _delta_assets(assets) -> list[dg.AssetsDefinition]:
-    return [a for a in assets if any(s in a.key.to_user_string() for s in ("_changes", "_delta")) or a.partitions_def is None]
+    return [a for a in assets if (any(s in a.key.to_user_string() for s in ("_changes", "_delta")) or a.partitions_def is None)
+            and not _feedback(a)]
 
 
 @dataclass
@@ -74,6 +83,19 @@ class SyncWorld:
 
     def delta(self, partition: str, **kwargs) -> dg.ExecuteInProcessResult:
         return self.sync(partition, delta=True, **kwargs)
+
+    def feedback(self, partition: str | None = None, *, tags: dict | None = None,
+                 raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+        """The way back for one 15-minute window (or a backfill range given as tags): spotler_changes ->
+        afas_write_back."""
+        return dg.materialize(
+            [a for a in self.assets if _feedback(a)],
+            partition_key=None if tags else partition,
+            resources=self.resources(),
+            instance=self.instance,
+            tags=tags,
+            raise_on_error=raise_on_error,
+        )
 
     @staticmethod
     def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:

@@ -1,0 +1,229 @@
+"""Spotler -> AFAS: opt-outs, opt-ins and bounces flow back every 15 minutes (R12-R16, C1).
+
+- `spotler_changes`: per 15-minute window, the events Spotler holds: permission changes from
+  `contact/updates/list` (read from 15 minutes before the window) and bounces from `contact/bounces/list`
+  (read from 24 hours before it, so a bounce Spotler reports late still arrives), minus the events the
+  ledger in the sync state already holds as delivered. Echoes of our own writes are not events.
+- `afas_write_back`: those events (and the ones still pending from earlier runs) written to AFAS with
+  KnContact PUTs: only mapped write-back fields, only changed entities, never a create. A refused call
+  becomes a rejected record (destination "afas", with AFAS's profitLogReference), retried next run.
+"""
+
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import dagster as dg
+import pandas as pd
+
+from afas_pipeline.afas.assets import OWNERS
+from afas_pipeline.afas.client import AfasClient
+from afas_pipeline.afas.errors import AfasError
+from afas_pipeline.afas.partitions import DELTA_BACKFILL, delta_partitions
+from afas_pipeline.afas.sources import AfasSources
+from afas_pipeline.lib.privacy import hashed_sample
+from afas_pipeline.mapping.models import DestinationMapping
+from afas_pipeline.spotler.assets import DESTINATION, GROUP, read_by_keys
+from afas_pipeline.spotler.client import SpotlerClient
+from afas_pipeline.sync.feedback import (
+    EVENT_COLUMNS, GUARDS, Write, bounce_events, desired_values, empty_events, guard, not_delivered,
+    permission_events, write_backs,
+)
+from afas_pipeline.sync.state import SyncState, SyncStateResource
+
+#: How far before its window each read starts: Spotler stamps changes a moment late, and reports bounces
+#: up to a day late. Reading an event twice is harmless: the ledger delivers it once.
+UPDATES_OVERLAP = timedelta(minutes=15)
+BOUNCES_OVERLAP = timedelta(hours=24)
+#: Where rejected write-backs are kept in the sync state.
+AFAS = "afas"
+QUARANTINE_AFTER = 5
+
+
+class WriteBackConfig(dg.Config):
+    dry_run: bool = False
+    """Compute and check the calls, write nothing, change no state."""
+
+
+def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources,
+                          permission_keys: list) -> list[dg.AssetsDefinition]:
+    common = dict(group_name=GROUP, owners=OWNERS, partitions_def=delta_partitions, backfill_policy=DELTA_BACKFILL)
+
+    @dg.asset(
+        name="spotler_changes",
+        description=(
+            "What changed in Spotler per 15-minute window (R12): recipients' opt-outs and opt-ins (permissions "
+            "that differ from what the sync last sent; echoes of our own writes are not events) and bounces, "
+            "read with overlapping windows (updates 15 minutes, bounces 24 hours back) and de-duplicated "
+            "against the delivered-event ledger. Keys, kinds, times and hashes only."
+        ),
+        kinds={"spotler", "pandas", "parquet"},
+        **common,
+    )
+    def spotler_changes(context: dg.AssetExecutionContext, spotler: SpotlerClient,
+                        sync_state: SyncStateResource) -> dg.Output:
+        window = context.partition_time_window
+        state = sync_state.open()
+        changed = spotler.updates(window.start - UPDATES_OVERLAP, window.end)
+        last_sent = {r.external_id: r.permissions for r in
+                     state.records(DESTINATION, [str(c.get("externalId")) for c in changed]).itertuples(index=False)}
+        permissions, counts = permission_events(changed, last_sent, permission_keys)
+        bounces = spotler.bounces(window.start - BOUNCES_OVERLAP, window.end)
+        events = pd.concat([permissions, bounce_events(bounces)], ignore_index=True)[EVENT_COLUMNS]
+        fresh = not_delivered(events, state.feedback_events(DESTINATION))
+        metadata = {
+            "dagster/row_count": len(fresh),
+            "contacts_changed": counts["contacts"],
+            "echoes_or_known": counts["echoes"],
+            "never_synced": counts["unknown"],
+            "bounces_read": len(bounces),
+            "events_read": len(events),
+            "already_delivered": len(events) - len(fresh),
+            **{f"events/{k}": int(v) for k, v in fresh["kind"].value_counts().items()},
+        }
+        context.log.info(f"spotler_changes: {metadata}")
+        return dg.Output(fresh.astype("string"), metadata=metadata)
+
+    @dg.asset(
+        name="afas_write_back",
+        description=(
+            "Spotler's events written back to AFAS (R12-R16): permission values and bounce detail (date, "
+            "soft/hard, hard-bounce flag) through the write-backs of mappings/spotler.yaml, one KnContact PUT "
+            "per contact whose mapped fields changed (R15), never a create (R14). C1: an opt-out wins a tie "
+            "and a stale switch-on is never written. Refused calls are kept with AFAS's profitLogReference "
+            "and retried next run; the sync state learns what AFAS now holds so nothing echoes back."
+        ),
+        ins={"changes": dg.AssetIn("spotler_changes")},
+        kinds={"afas", "pandas", "parquet"},
+        check_specs=[
+            dg.AssetCheckSpec(name, asset="afas_write_back", blocking=True, description=description)
+            for name, description in (
+                ("no_protected_field", "R13: no company name, street, house number, postal code or city in any "
+                                       "payload; a payload with one is stopped before it is sent."),
+                ("no_create", "R14: every call is a PUT that identifies an existing contact; anything else is stopped."),
+                ("only_mapped_fields", "R13: every field written is a write-back of the mapping (text, yes/no, "
+                                       "or a bounce date); anything else is stopped."),
+            )
+        ],
+        **common,
+    )
+    def afas_write_back(context: dg.AssetExecutionContext, config: WriteBackConfig, afas: AfasClient,
+                        sync_state: SyncStateResource, changes: pd.DataFrame):
+        state = sync_state.open()
+        pending = state.feedback_events(DESTINATION, status="pending")
+        events = pd.concat([changes.astype("string"), pending.reindex(columns=EVENT_COLUMNS).astype("string")],
+                           ignore_index=True).drop_duplicates(["external_id", "kind", "event_at"], keep="first")
+        events = not_delivered(events, state.feedback_events(DESTINATION))
+        optouts = {(str(r.external_id), str(r.permission)): r.opted_out_at
+                   for r in state.optouts(DESTINATION).itertuples(index=False)}
+        # The optouts table keeps the latest opt-out; the events of this run count too.
+        for r in events[events["kind"].str.startswith("optout")].itertuples(index=False):
+            key, when = (str(r.external_id), r.kind.split(":", 1)[1]), pd.Timestamp(r.event_at)
+            optouts[key] = max(optouts.get(key, when), when)
+        desired = desired_values(events, mapping, optouts)
+        stopped = {name: 0 for name in GUARDS}
+        outcome: dict[str, str] = {}  # external id -> delivered | unchanged | not_in_afas | rejected | stopped
+        references: dict[str, str | None] = {}
+        writes: list[Write] = []
+        calls_sent = 0
+        try:
+            rows, _ = read_by_keys(afas, sources.contacts, desired)
+        except AfasError as exc:
+            rows = None
+            for external_id in desired:
+                outcome[external_id], references[external_id] = "rejected", exc.profit_log_reference
+                _reject(state, external_id, exc, config.dry_run)
+        if rows is not None:
+            writes, no_write = write_backs(desired, rows, mapping, sources.contacts.key)
+            outcome.update(no_write)
+            allowed = []
+            for write in writes:
+                failed = guard(write, mapping)
+                for name in failed:
+                    stopped[name] += 1
+                if failed:
+                    outcome[write.external_id] = "stopped"
+                    if not config.dry_run:  # C4: kept where an operator sees it, retried next run
+                        state.record_rejections(AFAS, [{"external_id": write.external_id, "status_code": None,
+                                                        "reason": "stopped by " + ", ".join(failed)}], QUARANTINE_AFTER)
+                else:
+                    allowed.append(write)
+            if not config.dry_run:
+                calls_sent = len(allowed)
+                results = _send(afas, allowed)
+                for write, error in results:
+                    if error is None:
+                        outcome.setdefault(write.external_id, "delivered")
+                    else:
+                        outcome[write.external_id], references[write.external_id] = "rejected", error.profit_log_reference
+                        _reject(state, write.external_id, error, False)
+        if not config.dry_run:
+            _remember(state, events, desired, outcome)
+        counts = pd.Series(list(outcome.values()), dtype="string").value_counts()
+        metadata = {
+            "dagster/row_count": len(events),
+            "events": len(events),
+            "events_pending_from_earlier_runs": len(pending),
+            "contacts": len(desired),
+            "calls_planned": len(writes),
+            "calls_sent": calls_sent,
+            **{f"contacts/{k}": int(v) for k, v in counts.items()},
+            "held_by_consent": sum(d.held for d in desired.values()),
+            **{f"stopped/{k}": v for k, v in stopped.items()},
+            "dry_run": config.dry_run,
+        }
+        context.log.info(f"afas_write_back: {metadata}")
+        out = events.assign(outcome=events["external_id"].map(outcome).astype("string"),
+                            profit_log_reference=events["external_id"].map(references).astype("string"))
+        yield dg.Output(out.drop(columns=["email_hash"]), metadata=metadata)
+        offenders = [w.external_id for w in writes if guard(w, mapping)]
+        for name in GUARDS:
+            yield dg.AssetCheckResult(check_name=name, passed=stopped[name] == 0,
+                                      metadata={"stopped": stopped[name], "offender_keys": hashed_sample(offenders)})
+
+    return [spotler_changes, afas_write_back]
+
+
+def _send(afas: AfasClient, writes: list[Write]) -> list[tuple[Write, AfasError | None]]:
+    """The PUTs side by side, at most the client's concurrency cap in flight."""
+
+    def put(write: Write) -> tuple[Write, AfasError | None]:
+        try:
+            afas.update(write.connector, write.body())
+            return write, None
+        except AfasError as exc:
+            return write, exc
+
+    if not writes:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, afas.max_concurrency)) as pool:
+        return list(pool.map(put, writes))
+
+
+def _reject(state: SyncState, external_id: str, error: AfasError, dry_run: bool) -> None:
+    if dry_run:
+        return
+    state.record_rejections(AFAS, [{
+        "external_id": external_id,
+        "reason": f"profitLogReference={error.profit_log_reference}" if error.profit_log_reference else type(error).__name__,
+        "status_code": error.status_code,
+    }], QUARANTINE_AFTER)
+
+
+def _remember(state: SyncState, events: pd.DataFrame, desired: dict, outcome: dict[str, str]) -> None:
+    """The ledger, the rejected records and the sync state after a run."""
+    done = {i for i, o in outcome.items() if o in ("delivered", "unchanged")}
+    keys = list(zip(events["external_id"], events["kind"], events["event_at"]))
+    state.record_feedback(DESTINATION, [k for k in keys if k[0] in done], "delivered")
+    state.record_feedback(DESTINATION, [k for k in keys if outcome.get(k[0]) == "not_in_afas"], "skipped")
+    state.record_feedback(DESTINATION, [k for k in keys if outcome.get(k[0]) in ("rejected", "stopped")], "pending")
+    state.clear_rejections(AFAS, done)
+    state.update_after_write_back(
+        DESTINATION,
+        permissions={i: desired[i].permissions for i in done if desired[i].permissions},
+        bounced={i: desired[i].bounced_email_hash for i in done if desired[i].bounced_email_hash},
+    )
+    state.record_optouts(DESTINATION, [
+        (str(r.external_id), r.kind.split(":", 1)[1], pd.Timestamp(r.event_at).to_pydatetime())
+        for r in events.itertuples(index=False) if r.external_id in done and str(r.kind).startswith("optout")
+    ])

@@ -1,0 +1,244 @@
+"""The feedback loop destination -> AFAS as pure functions: which events a window holds, what AFAS should
+hold because of them, and which UpdateConnector calls that takes (R12-R16, C1).
+
+An event is keys and times only: `external_id`, `kind` (`optout:<key>`, `optin:<key>`, `bounce:hard`,
+`bounce:soft`), `event_at` (UTC ISO text) and, for a bounce, `email_hash` (the hash of the address the
+destination had, for R11). No e-mail address or name ever enters this module's output.
+
+- `permission_events` tells a recipient's opt-out/opt-in from an echo of our own write: a permission
+  differs from the value last sent (the sync state) only when someone changed it in the destination.
+- `bounce_events` turns the bounce feed into events.
+- `desired_values` resolves a contact's events into AFAS field values: per permission the latest event
+  wins and an opt-out wins a tie (C1); a switch-on is only written when no opt-out was seen after it.
+- `write_backs` compares with what AFAS holds now and makes one PUT per entity whose mapped fields
+  changed (R15), never a create (R14), only fields the mapping lets flow back (R13).
+- `guard` is the independent check in front of every write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from afas_pipeline.lib.privacy import hash_key
+from afas_pipeline.mapping.models import PROTECTED_TARGETS, DestinationMapping, WriteBackTarget
+from afas_pipeline.sync.audience import normalise_email
+
+EVENT_COLUMNS = ["external_id", "kind", "event_at", "email_hash"]
+#: The AFAS fields that identify an existing contact in a KnContact PUT (R14: never a create).
+IDENTITY = {"KnContact": ("BcCoOga", "BcCoPer"), "KnPerson": ("BcCo",), "KnOrganisation": ("BcCo",)}
+#: Fields that would make a call a create, or change which record it touches.
+CREATE_MARKERS = frozenset({"AutoNum", "MatchOga", "MatchPer", "CdId", "ViKc"})
+#: The Sync_Contacts columns that fill IDENTITY.
+IDENTITY_COLUMNS = {"BcCoOga": "OrganisationId", "BcCoPer": "PersonId"}
+
+
+def iso(value: datetime | pd.Timestamp) -> str:
+    return pd.Timestamp(value).tz_convert(timezone.utc).isoformat()
+
+
+def from_ms(ms) -> str:
+    return iso(datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc))
+
+
+def spotler_time(value) -> str:
+    """A Spotler date as UTC ISO text: epoch milliseconds, or ISO-8601 (naive means Amsterdam local)."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.isdigit()):
+        return from_ms(value)
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("Europe/Amsterdam", ambiguous=True, nonexistent="shift_forward")
+    return iso(stamp)
+
+
+def empty_events() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="string") for c in EVENT_COLUMNS})
+
+
+def sent_value(entry) -> bool | None:
+    """The value last sent for one permission of a state record (`{"sent": ...}`, or a bare bool)."""
+    if isinstance(entry, dict):
+        entry = entry.get("sent")
+    return None if entry is None else bool(entry)
+
+
+def permission_events(contacts: Iterable[dict], last_sent: dict[str, dict], keys: Iterable) -> tuple[pd.DataFrame, dict]:
+    """Opt-outs and opt-ins among contacts of the destination's change feed (current state each).
+    A permission equal to what we last sent is an echo of our own write (or known already): no event.
+    A contact we never sent is not ours to judge: counted, no event."""
+    keys = [str(k) for k in keys]
+    rows, counts = [], {"contacts": 0, "echoes": 0, "unknown": 0}
+    for contact in contacts:
+        counts["contacts"] += 1
+        external_id = str(contact.get("externalId"))
+        sent = last_sent.get(external_id)
+        if sent is None:
+            counts["unknown"] += 1
+            continue
+        when = from_ms(contact.get("lastChanged") or 0)
+        changed = False
+        for permission in (contact.get("properties") or {}).get("permissions") or []:
+            key = str(permission.get("bit"))
+            last = sent_value(sent.get(key))
+            if key not in keys or last is None:
+                continue
+            enabled = bool(permission.get("enabled"))
+            if enabled != last:
+                rows.append((external_id, f"{'optin' if enabled else 'optout'}:{key}", when, None))
+                changed = True
+        if not changed:
+            counts["echoes"] += 1
+    return _frame(rows), counts
+
+
+def bounce_events(bounces: Iterable[dict]) -> pd.DataFrame:
+    rows = []
+    for bounce in bounces:
+        contact = bounce.get("contact") or {}
+        external_id = contact.get("externalId")
+        if external_id is None:
+            continue
+        kind = "bounce:hard" if str(bounce.get("type", "")).upper().startswith("HARD") else "bounce:soft"
+        address = normalise_email((contact.get("properties") or {}).get("email"))
+        rows.append((str(external_id), kind, spotler_time(bounce.get("date")),
+                     hash_key(address) if address else None))
+    return _frame(rows)
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    if not rows:
+        return empty_events()
+    return pd.DataFrame(rows, columns=EVENT_COLUMNS).astype("string").drop_duplicates(
+        ["external_id", "kind", "event_at"], keep="last").reset_index(drop=True)
+
+
+def not_delivered(events: pd.DataFrame, ledger: pd.DataFrame) -> pd.DataFrame:
+    """The events the ledger does not hold as delivered (or skipped)."""
+    done = ledger[ledger["status"].isin(["delivered", "skipped"])]
+    seen = set(zip(done["external_id"], done["kind"], done["event_at"]))
+    keep = [(i, k, t) not in seen for i, k, t in zip(events["external_id"], events["kind"], events["event_at"])]
+    return events[pd.Series(keep, index=events.index, dtype=bool)].reset_index(drop=True)
+
+
+@dataclass
+class Desired:
+    """What AFAS should hold for one contact because of its events: AFAS column -> value."""
+
+    values: dict[str, object] = field(default_factory=dict)
+    permissions: dict[str, bool] = field(default_factory=dict)  # permission key -> value, for the sync state
+    bounced_email_hash: str | None = None
+    held: int = 0  # switch-ons not written because an opt-out came later (C1)
+
+
+def desired_values(events: pd.DataFrame, mapping: DestinationMapping,
+                   optouts: dict[tuple[str, str], pd.Timestamp]) -> dict[str, Desired]:
+    """Per contact, the AFAS values its events call for. Per permission the latest event wins, an opt-out
+    wins a tie, and a switch-on older than the latest opt-out seen is stale (C1). The latest bounce sets
+    date and type; a hard bounce also sets the hard-bounce flag (a later soft bounce never clears it)."""
+    targets = {t.origin + ":" + str(t.source): t for t in mapping.write_backs()}
+    out: dict[str, Desired] = {}
+    ordered = events.assign(at_=pd.to_datetime(events["event_at"], utc=True, format="ISO8601"),
+                            off_=events["kind"].str.startswith("optout")).sort_values(["at_", "off_"])
+    for row in ordered.itertuples(index=False):
+        d = out.setdefault(str(row.external_id), Desired())
+        kind, _, detail = str(row.kind).partition(":")
+        if kind in ("optout", "optin"):
+            target = targets.get(f"permission:{detail}")
+            if target is None:
+                continue
+            on = kind == "optin"
+            later_optout = optouts.get((str(row.external_id), detail))
+            if on and later_optout is not None and later_optout > row.at_:
+                d.held += 1
+                continue
+            d.values[target.column] = on
+            d.permissions[detail] = on
+        elif kind == "bounce":
+            for part, value in (("date", row.at_.tz_convert("Europe/Amsterdam").date().isoformat()), ("type", detail),
+                                ("hard", True if detail == "hard" else None)):
+                target = targets.get(f"bounce:{part}")
+                if target is not None and value is not None:
+                    d.values[target.column] = value
+            if detail == "hard" and isinstance(row.email_hash, str):
+                d.bounced_email_hash = row.email_hash
+    return out
+
+
+@dataclass(frozen=True)
+class Write:
+    """One UpdateConnector call: `verb` is always PUT; `fields` holds identity and changed fields."""
+
+    external_id: str
+    connector: str
+    verb: str
+    fields: dict
+
+    def body(self) -> dict:
+        return {self.connector: {"Element": {"Fields": dict(self.fields)}}}
+
+
+def _same(current, wanted, kind: str) -> bool:
+    if current is None or (not isinstance(current, (list, dict)) and pd.isna(current)):
+        return wanted is None
+    if kind == "yes_no":
+        return bool(current) == bool(wanted)
+    if kind == "date":
+        return _afas_date(current) == str(wanted)
+    return str(current) == str(wanted)
+
+
+def write_backs(desired: dict[str, Desired], afas_rows: pd.DataFrame, mapping: DestinationMapping,
+                key: str) -> tuple[list[Write], dict[str, str]]:
+    """The PUTs that bring AFAS to the desired values: one per entity with a changed mapped field (R15).
+    Returns the writes and, per contact that needs none, why ("unchanged" or "not_in_afas": R14, a
+    contact AFAS does not have is never created)."""
+    targets = {t.column: t for t in mapping.write_backs()}
+    rows = {str(r[key]): r for r in afas_rows.to_dict("records")} if len(afas_rows) else {}
+    writes, no_write = [], {}
+    for external_id, d in sorted(desired.items()):
+        row = rows.get(external_id)
+        if row is None:
+            no_write[external_id] = "not_in_afas"
+            continue
+        per_connector: dict[str, dict] = {}
+        for column, value in d.values.items():
+            target = targets[column]
+            if _same(row.get(column.split(".", 1)[1]), value, target.type):
+                continue
+            per_connector.setdefault(target.connector, {})[target.field] = value
+        if not per_connector:
+            no_write[external_id] = "unchanged"
+        for connector, changed in sorted(per_connector.items()):
+            identity = {f: str(row.get(IDENTITY_COLUMNS.get(f, f))) for f in IDENTITY[connector]}
+            writes.append(Write(external_id, connector, "PUT", {**identity, **changed}))
+    return writes, no_write
+
+
+def _afas_date(value) -> str:
+    """A date as the AFAS client reads it (a Timestamp, ISO text or epoch ms) as YYYY-MM-DD."""
+    if isinstance(value, (int, float)):
+        return pd.Timestamp(int(value), unit="ms").date().isoformat()
+    return pd.Timestamp(value).date().isoformat()
+
+
+GUARDS = ("no_protected_field", "no_create", "only_mapped_fields")
+
+
+def guard(write: Write, mapping: DestinationMapping) -> list[str]:
+    """The checks a write must pass, independent of how it was made; the names of those it fails."""
+    allowed = {(t.connector, t.field) for t in mapping.write_backs()
+               if t.type in ("text", "yes_no") or (t.origin == "bounce" and t.type == "date")}
+    identity = set(IDENTITY.get(write.connector, ()))
+    payload = {f for f in write.fields if f not in identity}
+    failed = []
+    if payload & PROTECTED_TARGETS:
+        failed.append("no_protected_field")
+    if write.verb != "PUT" or write.fields.keys() & CREATE_MARKERS or not identity or any(
+            not write.fields.get(f) or write.fields.get(f) in ("None", "nan", "<NA>") for f in identity):
+        failed.append("no_create")
+    if any((write.connector, f) not in allowed for f in payload):
+        failed.append("only_mapped_fields")
+    return failed
