@@ -20,6 +20,7 @@ from afas_pipeline.spotler import (
     SpotlerRequestError,
     SpotlerUnavailable,
 )
+from afas_pipeline_tests.waiting import wait_until
 
 FAST = {"backoff_initial_s": 0.001, "backoff_max_s": 0.01}
 
@@ -331,14 +332,6 @@ def test_updates_pages_through_every_changed_contact(sb, admin):
     assert sorted(int(r["externalId"]) for r in rows) == list(range(250))
     assert server_requests(admin, "GET contact/updates/list") == 3
     assert spotler.updates(after, after + timedelta(minutes=1)) == []
-
-
-def wait_until(condition, timeout_s: float = 10.0) -> None:
-    """Poll a condition on the sandbox (not a sleep standing in for one)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
 
 
 def test_a_contact_changed_while_the_feed_is_paged_is_returned_once_in_its_latest_version(sb, admin):

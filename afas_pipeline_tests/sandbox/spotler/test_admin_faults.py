@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import httpx
 import pytest
 
 from afas_pipeline.sandbox.server import Sandbox
+from afas_pipeline_tests.waiting import wait_until
 from afas_pipeline_tests.sandbox.spotler.conftest import contact, spotler_client, upsert
 
 
@@ -61,10 +61,7 @@ def test_requests_beyond_max_concurrency_get_429(spotler_sandbox_clean: Sandbox,
 
     thread = threading.Thread(target=slow_call)
     thread.start()
-    deadline = time.monotonic() + 10
-    while sb.spotler.faults.in_flight < 1:  # wait until the first call holds the only slot
-        assert time.monotonic() < deadline, "the first call never arrived"
-        time.sleep(0.002)
+    wait_until(lambda: sb.spotler.faults.in_flight >= 1, what="the first call holding the only slot")
     with spotler_client(sb) as client:
         refused = client.get("contact/properties/list")
     thread.join()
