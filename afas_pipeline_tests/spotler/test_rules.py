@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 
-import dagster as dg
 import pytest
 
 from afas_pipeline.afas.sources import AfasSource, AfasSources, default_sources
