@@ -76,7 +76,7 @@ def test_jobs_select_one_cadence_each():
     full_keys = {k.to_user_string() for k in full.asset_layer.executable_asset_keys}
     assert delta_keys == {f"afas_{e}_changes" for e in ENTITIES} | {
         "spotler_audience_delta", "spotler_sync_plan_delta", "spotler_sync_delta", "spotler_rejected",
-        "spotler_changes", "afas_write_back"}
+        "spotler_changes", "afas_write_back", "mailing_history"}
     assert full_keys == {f"afas_{e}" for e in ENTITIES} | {
         "spotler_audience", "spotler_sync_plan", "spotler_sync", "spotler_rejected"}
     assert delta.tags["afas_pipeline/cadence"] == "delta"

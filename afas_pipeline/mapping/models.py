@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from typing import Any, Literal
 
 from pydantic import (
@@ -21,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    field_validator,
     StrictBool,
     StrictStr,
     ValidationInfo,
@@ -222,6 +224,55 @@ class BounceMapping(BaseModel):
 BOUNCE_TYPES: dict[str, str] = {"date": "date", "type": "text", "hard": "yes_no"}
 
 
+Interaction = Literal["opened", "clicked", "bounced"]
+
+
+class MailingHistoryMapping(BaseModel):
+    """R17 (optional): one AFAS dossier item (KnSubject) per mailing per contact, with the chosen
+    interactions added to it as dated reactions. Only mailings sent at or after `enabled_from`."""
+
+    model_config = _MODEL
+
+    enabled_from: datetime
+    mailings: Literal["all", "trend_reports"] = "all"
+    interactions: tuple[Interaction, ...] = ()
+    subject_type: int = Field(ge=1, strict=True)
+
+    @field_validator("enabled_from", mode="before")
+    @classmethod
+    def _utc_instant(cls, value: Any) -> Any:
+        example = "write e.g. `enabled_from: 2026-11-01T00:00:00Z`"
+        if isinstance(value, datetime):
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise PydanticCustomError(
+                    "mapping_rule", "R17: {got} has no time zone; the moment the history was switched on is a UTC "
+                    "date-time ending in Z (or with an offset); " + example, {"rule": "R17", "got": value.isoformat(" ")})
+            return value.astimezone(timezone.utc)
+        if isinstance(value, date):
+            raise PydanticCustomError(
+                "mapping_rule", "R17: {got} is a date; give the moment the history was switched on as a UTC "
+                "date-time; " + example, {"rule": "R17", "got": value.isoformat()})
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is not None:
+                return parsed.astimezone(timezone.utc)
+        raise PydanticCustomError(
+            "mapping_rule", "R17: {got} is not a UTC date-time; " + example, {"rule": "R17", "got": repr(value)})
+
+    @field_validator("interactions")
+    @classmethod
+    def _each_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        twice = sorted({v for v in value if value.count(v) > 1})
+        if twice:
+            raise PydanticCustomError(
+                "mapping_rule", "R17: {twice} listed twice; name each interaction at most once",
+                {"rule": "R17", "twice": ", ".join(twice)})
+        return value
+
+
 @dataclass(frozen=True)
 class WriteBackTarget:
     """One AFAS field that may be written from the destination (R13), and what feeds it.
@@ -254,6 +305,7 @@ class DestinationMapping(BaseModel):
     blocked: FieldRef
     hard_bounce: FieldRef | None = None
     bounce: BounceMapping | None = None
+    mailing_history: MailingHistoryMapping | None = None
 
     _file: str | None = PrivateAttr(default=None)
 

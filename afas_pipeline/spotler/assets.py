@@ -4,7 +4,8 @@ Each chain exists twice, once per cadence, downstream of the AFAS reads of that 
 - the 6-hour full chain `spotler_audience` -> `spotler_sync_plan` -> `spotler_sync` (R2);
 - the 15-minute delta chain `spotler_audience_delta` -> `spotler_sync_plan_delta` -> `spotler_sync_delta` (R1).
 Both feed `spotler_rejected`, the records Spotler refused, retried on the next run.
-The way back (Spotler -> AFAS: `spotler_changes` -> `afas_write_back`) lives in `spotler/feedback.py`.
+The way back (Spotler -> AFAS: `spotler_changes` -> `afas_write_back`) lives in `spotler/feedback.py`,
+the mailing history as AFAS dossier items (`mailing_history`, R17) in `spotler/mailing_history.py`.
 """
 
 from collections.abc import Iterable, Iterator
@@ -65,9 +66,12 @@ def build_spotler_assets(
     chains = [asset for cadence in CADENCES for asset in _chain(cadence, mapping, sources)]
     # The feedback loop Spotler -> AFAS (R12-R16); imported here because it builds on this module.
     from afas_pipeline.spotler.feedback import build_feedback_assets
+    from afas_pipeline.spotler.mailing_history import build_mailing_history_asset
 
     feedback = build_feedback_assets(mapping, sources, SpotlerAdapter(mapping).permission_keys)
-    return [*chains, _rejected_asset(chains), *feedback]
+    # Mailing history as AFAS dossier items (R17), when the mapping switches it on.
+    history = build_mailing_history_asset(mapping, sources)
+    return [*chains, _rejected_asset(chains), *feedback, *history]
 
 
 def _chain(cadence: str, mapping: DestinationMapping, sources: AfasSources) -> list[dg.AssetsDefinition]:

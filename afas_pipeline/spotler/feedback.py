@@ -26,7 +26,7 @@ from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.spotler.assets import DESTINATION, GROUP, read_by_keys
 from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline.sync.feedback import (
-    EVENT_COLUMNS, GUARDS, Write, bounce_events, desired_values, empty_events, guard, not_delivered,
+    EVENT_COLUMNS, GUARDS, Write, bounce_events, desired_values, guard, not_delivered,
     permission_events, write_backs,
 )
 from afas_pipeline.sync.state import SyncState, SyncStateResource

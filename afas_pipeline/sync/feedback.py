@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from afas_pipeline.lib.privacy import hash_key
-from afas_pipeline.mapping.models import PROTECTED_TARGETS, DestinationMapping, WriteBackTarget
+from afas_pipeline.mapping.models import PROTECTED_TARGETS, DestinationMapping
 from afas_pipeline.sync.audience import normalise_email
 
 EVENT_COLUMNS = ["external_id", "kind", "event_at", "email_hash"]

@@ -7,6 +7,9 @@ One SQLite file holds, per destination:
 - `optouts`: when a permission was last seen switched off in the destination (C1);
 - `rejected`: records the destination refused, with reason, status code and attempts (C4);
 - `watermarks`: how far a destination's change feed has been read;
+- `mailing_history` (R17): per (mailing id, external id) the AFAS dossier item (SbId) made for it, or
+  none yet while its POST waits for a retry, and the send time; `mailing_reactions`: the interactions
+  (kind such as `opened` or `bounced:hard`, time) added to that item, or still `pending`;
 - `feedback_events`: the ledger of events read back from a destination (external id, kind such as
   `optout:1` or `bounce:hard`, event time) and whether they were delivered to AFAS or still wait
   (`pending`), so each event is delivered once however often its window is read.
@@ -44,6 +47,14 @@ CREATE TABLE IF NOT EXISTS feedback_events (
     destination TEXT NOT NULL, external_id TEXT NOT NULL, kind TEXT NOT NULL, event_at TEXT NOT NULL,
     status TEXT NOT NULL, updated_at TEXT NOT NULL,
     PRIMARY KEY (destination, external_id, kind, event_at));
+CREATE TABLE IF NOT EXISTS mailing_history (
+    destination TEXT NOT NULL, mailing_id TEXT NOT NULL, external_id TEXT NOT NULL, sent_at TEXT NOT NULL,
+    sbid TEXT, updated_at TEXT NOT NULL,
+    PRIMARY KEY (destination, mailing_id, external_id));
+CREATE TABLE IF NOT EXISTS mailing_reactions (
+    destination TEXT NOT NULL, mailing_id TEXT NOT NULL, external_id TEXT NOT NULL, kind TEXT NOT NULL,
+    event_at TEXT NOT NULL, status TEXT NOT NULL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (destination, mailing_id, external_id, kind, event_at));
 CREATE TABLE IF NOT EXISTS watermarks (
     destination TEXT NOT NULL, feed TEXT NOT NULL, read_until TEXT NOT NULL, PRIMARY KEY (destination, feed));
 """
@@ -253,6 +264,69 @@ class SyncState:
                                                   None if pd.isna(r["bounced_email_hash"]) else r["bounced_email_hash"]),
             })
         self.save_records(destination, rows)
+
+
+    # -- mailing history (R17) --
+
+    def mailing_items(self, destination: str, keys: Iterable[tuple[str, str]] | None = None, *,
+                      pending_only: bool = False) -> pd.DataFrame:
+        """Dossier items: mailing_id, external_id, sent_at (UTC ISO text), sbid (None while its POST waits);
+        all, those of `keys` ((mailing_id, external_id) pairs), or only those still waiting."""
+        query = "SELECT h.mailing_id, h.external_id, sent_at, sbid FROM mailing_history h"
+        with self._connect() as db:
+            if keys is not None:
+                db.execute("CREATE TEMP TABLE wanted_items (mailing_id TEXT, external_id TEXT, "
+                           "PRIMARY KEY (mailing_id, external_id))")
+                db.executemany("INSERT OR IGNORE INTO wanted_items VALUES (?,?)", ((str(m), str(e)) for m, e in keys))
+                query += " JOIN wanted_items w ON w.mailing_id = h.mailing_id AND w.external_id = h.external_id"
+            query += " WHERE destination=?" + (" AND sbid IS NULL" if pending_only else "")
+            rows = db.execute(query + " ORDER BY sent_at, h.mailing_id, h.external_id", (destination,)).fetchall()
+        return pd.DataFrame(rows, columns=["mailing_id", "external_id", "sent_at", "sbid"])
+
+    def save_mailing_items(self, destination: str, items: Iterable[tuple[str, str, str, str | None]]) -> int:
+        """(mailing_id, external_id, sent_at ISO, sbid or None). An SbId once known is never replaced."""
+        now = _now()
+        values = [(destination, str(m), str(e), str(t), None if s is None else str(s), now) for m, e, t, s in items]
+        with self._connect() as db:
+            db.executemany(
+                "INSERT INTO mailing_history VALUES (?,?,?,?,?,?) ON CONFLICT(destination, mailing_id, external_id) "
+                "DO UPDATE SET sbid=coalesce(mailing_history.sbid, excluded.sbid), updated_at=excluded.updated_at",
+                values,
+            )
+        return len(values)
+
+    def drop_waiting_mailing_items(self, destination: str, keys: Iterable[tuple[str, str]]) -> None:
+        """Forget items still without an SbId (their contact is no longer in AFAS: nothing to retry)."""
+        with self._connect() as db:
+            db.executemany(
+                "DELETE FROM mailing_history WHERE destination=? AND mailing_id=? AND external_id=? AND sbid IS NULL",
+                ((destination, str(m), str(e)) for m, e in keys),
+            )
+
+    def mailing_reactions(self, destination: str, status: str | None = None) -> pd.DataFrame:
+        """Reactions: mailing_id, external_id, kind, event_at (UTC ISO text), status (pending | delivered)."""
+        query = "SELECT mailing_id, external_id, kind, event_at, status FROM mailing_reactions WHERE destination=?"
+        args: tuple = (destination,)
+        if status is not None:
+            query, args = query + " AND status=?", (destination, status)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY event_at, mailing_id, external_id, kind", args).fetchall()
+        return pd.DataFrame(rows, columns=["mailing_id", "external_id", "kind", "event_at", "status"])
+
+    def record_mailing_reactions(self, destination: str, reactions: Iterable[tuple[str, str, str, str]],
+                                 status: str) -> int:
+        """(mailing_id, external_id, kind, event_at ISO) with their new status; delivered stays delivered."""
+        now = _now()
+        values = [(destination, str(m), str(e), str(k), str(t), status, now) for m, e, k, t in reactions]
+        with self._connect() as db:
+            db.executemany(
+                "INSERT INTO mailing_reactions VALUES (?,?,?,?,?,?,?) "
+                "ON CONFLICT(destination, mailing_id, external_id, kind, event_at) DO UPDATE SET "
+                "status=CASE WHEN mailing_reactions.status='delivered' THEN 'delivered' ELSE excluded.status END, "
+                "updated_at=excluded.updated_at",
+                values,
+            )
+        return len(values)
 
 
 class SyncStateResource(dg.ConfigurableResource):

@@ -26,17 +26,26 @@ FULL_PARTITION = "2026-11-22-06:00"
 FEEDBACK_ASSETS = frozenset({"spotler_changes", "afas_write_back"})
 
 
+#: The mailing history (R17), run by `SyncWorld.history`, not by `sync`/`delta`/`feedback`.
+HISTORY_ASSETS = frozenset({"mailing_history"})
+
+
 def _feedback(asset) -> bool:
     return asset.key.to_user_string() in FEEDBACK_ASSETS
 
 
+def _history(asset) -> bool:
+    return asset.key.to_user_string() in HISTORY_ASSETS
+
+
 def _full_assets(assets) -> list[dg.AssetsDefinition]:
-    return [a for a in assets if not any(s in a.key.to_user_string() for s in ("_changes", "_delta")) and not _feedback(a)]
+    return [a for a in assets if not any(s in a.key.to_user_string() for s in ("_changes", "_delta")) and not _feedback(a)
+            and not _history(a)]
 
 
 def _delta_assets(assets) -> list[dg.AssetsDefinition]:
     return [a for a in assets if (any(s in a.key.to_user_string() for s in ("_changes", "_delta")) or a.partitions_def is None)
-            and not _feedback(a)]
+            and not _feedback(a) and not _history(a)]
 
 
 @dataclass
@@ -90,6 +99,18 @@ class SyncWorld:
         afas_write_back."""
         return dg.materialize(
             [a for a in self.assets if _feedback(a)],
+            partition_key=None if tags else partition,
+            resources=self.resources(),
+            instance=self.instance,
+            tags=tags,
+            raise_on_error=raise_on_error,
+        )
+
+    def history(self, partition: str | None = None, *, tags: dict | None = None,
+                raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+        """The mailing history (R17) for one 15-minute window (or a backfill range given as tags)."""
+        return dg.materialize(
+            [a for a in self.assets if _history(a)],
             partition_key=None if tags else partition,
             resources=self.resources(),
             instance=self.instance,

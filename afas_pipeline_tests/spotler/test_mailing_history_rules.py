@@ -1,0 +1,245 @@
+"""R17, mailing history as AFAS dossier items, over real HTTP against both sandboxes.
+
+Each test syncs a 300-contact AFAS sandbox to an empty Spotler account, sends mailings and acts as a
+recipient through the Spotler sandbox's admin API with explicit times, runs the `mailing_history` asset
+through Dagster for those 15-minute windows, and reads the dossier items back through AFAS's
+`ProfitSubjects` GetConnector.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pandas as pd
+
+from afas_pipeline.afas.assets import build_afas_assets
+from afas_pipeline.mapping.load import MAPPINGS_DIR, default_mapping, load_mapping
+from afas_pipeline.spotler.assets import build_spotler_assets
+from afas_pipeline.spotler.mailing_history import AFAS, rejection_key
+from afas_pipeline.sync.mailing_history import MARKER, TEXT_MAX, with_reactions
+
+WINDOW = "2026-11-16-10:00"
+NEXT = "2026-11-16-10:15"
+LATER = "2026-11-16-10:30"
+SUBJECT_TYPE = default_mapping("spotler").mailing_history.subject_type
+
+
+def _id(contact: dict) -> str:
+    return str(contact["ContactId"])
+
+
+def _recipients(world, n: int) -> list[dict]:
+    world.sync()
+    return world.pick(n, ContactKind="PRS", PermissionNewsletter=True, Blocked=False, HardBounce=False)
+
+
+def _send(world, contacts: list[dict], at: str, name: str = "Nieuwsbrief november",
+          subject: str = "Het nieuws van november", **extra) -> dict:
+    return world.spotler("POST", "/mailings", json={"name": name, "subject": subject, "at": at,
+                                                     "recipients": [_id(c) for c in contacts], **extra})
+
+
+def _items(world) -> pd.DataFrame:
+    """The dossier items AFAS holds, read through the ProfitSubjects GetConnector."""
+    frame, _ = world.resources()["afas"].read("ProfitSubjects", order_by=["SubjectId"])
+    return frame
+
+
+def _writes(world) -> dict[str, int]:
+    requests = world.afas("GET", "/stats")["requests"]
+    return {route: n for route, n in requests.items() if route.split(" ")[0] in ("PUT", "POST", "DELETE")}
+
+
+def _posts(world) -> int:
+    return sum(n for route, n in _writes(world).items() if route.startswith("POST"))
+
+
+def _with_mapping(world, tmp_path, old: str, new: str) -> None:
+    text = (MAPPINGS_DIR / "spotler.yaml").read_text()
+    changed = text.replace(old, new)
+    assert changed != text
+    path = tmp_path / "spotler.yaml"
+    path.write_text(changed)
+    world.assets = [*build_afas_assets(), *build_spotler_assets(mapping=load_mapping(path))]
+
+
+def test_r17_one_dossier_item_per_mailing_per_contact_with_name_subject_send_date_and_link(world):
+    contacts = _recipients(world, 3)
+    mailing = _send(world, contacts, "2026-11-16T10:05:00Z")
+    links = {s["externalContactId"]: s["onlineVersionLink"] for s in mailing["sent"]}
+
+    result = world.history(WINDOW)
+
+    items = _items(world)
+    assert len(items) == 3
+    assert sorted(items["ContactId"].astype(str)) == sorted(_id(c) for c in contacts)
+    by_contact = {c["ContactId"]: c for c in contacts}
+    for item in items.to_dict("records"):
+        contact = by_contact[item["ContactId"]]
+        assert str(item["PersonId"]) == str(contact["PersonId"])
+        assert str(item["OrganisationId"]) == str(contact["OrganisationId"])
+        assert item["SubjectTypeId"] == SUBJECT_TYPE
+        assert item["Description"] == "Mailing: Nieuwsbrief november"
+        text = item["Text"].split("\n")
+        assert "Subject: Het nieuws van november" in text
+        assert "Sent: 2026-11-16 11:05 (Amsterdam time)" in text  # 10:05 UTC
+        assert f"Online version: {links[str(item['ContactId'])]}" in text
+        assert f"{MARKER}{mailing['encryptedId']}" in text
+        assert pd.Timestamp(item["Date"]).strftime("%Y-%m-%d %H:%M") in ("2026-11-16 10:05", "2026-11-16 11:05")
+    metadata = world.metadata(result, "mailing_history")
+    assert metadata["items/created"] == 3 and metadata["posts_sent"] == 3
+    state = world.state().mailing_items("spotler")
+    assert sorted(state["sbid"]) == sorted(items["SubjectId"].astype(str))
+
+
+def test_r17_opened_clicked_and_bounced_are_added_later_to_the_same_item(world):
+    first, second = _recipients(world, 2)
+    mailing = _send(world, [first, second], "2026-11-16T10:05:00Z")["encryptedId"]
+    world.history(WINDOW)
+    (sbid,) = _items(world).loc[_items(world)["ContactId"].astype(str) == _id(first), "SubjectId"]
+
+    world.spotler("POST", f"/recipients/{_id(first)}/open", json={"mailing": mailing, "at": "2026-11-16T10:20:00Z"})
+    world.spotler("POST", f"/recipients/{_id(first)}/click", json={"mailing": mailing, "at": "2026-11-16T10:21:30Z"})
+    world.history(NEXT)
+    world.spotler("POST", f"/recipients/{_id(first)}/bounce",
+                  json={"type": "hard", "mailing": mailing, "at": "2026-11-16T10:40:00Z"})
+    world.afas("POST", "/stats/reset")
+    world.history(LATER)
+
+    items = _items(world)
+    assert len(items) == 2  # still one per mailing per contact
+    (text,) = items.loc[items["SubjectId"] == sbid, "Text"]
+    lines = text.split("\n")
+    assert "- 2026-11-16 11:20:00 opened" in lines
+    assert "- 2026-11-16 11:21:30 clicked" in lines
+    assert "- 2026-11-16 11:40:00 bounced (hard)" in lines
+    assert lines.index("- 2026-11-16 11:20:00 opened") < lines.index("- 2026-11-16 11:40:00 bounced (hard)")
+    assert _writes(world) == {"PUT connectors/KnSubject": 1}  # the bounce, on the existing item; no POST
+    (other,) = items.loc[items["ContactId"].astype(str) == _id(second), "Text"]
+    assert not any(line.startswith("- ") for line in other.split("\n"))
+    delivered = world.state().mailing_reactions("spotler", status="delivered")
+    assert sorted(delivered["kind"]) == ["bounced:hard", "clicked", "opened"]
+
+    # Reading the same windows again adds no line twice and sends nothing.
+    world.afas("POST", "/stats/reset")
+    again = [world.history(NEXT), world.history(LATER)]
+    assert _writes(world) == {}
+    assert all(world.metadata(r, "mailing_history")["reactions_added"] == 0 for r in again)
+    assert _items(world).loc[_items(world)["SubjectId"] == sbid, "Text"].iloc[0] == text
+
+
+def test_r17_a_rerun_and_a_backfill_create_no_second_dossier_item(world):
+    contacts = _recipients(world, 2)
+    mailing = _send(world, contacts, "2026-11-16T10:14:59Z")["encryptedId"]  # the end of a window
+    world.history(WINDOW)
+    world.afas("POST", "/stats/reset")
+
+    rerun = world.history(WINDOW)
+    following = world.history(NEXT)  # reads the same send again through its overlap
+    backfill = world.history(tags={"dagster/asset_partition_range_start": "2026-11-16-09:00",
+                                   "dagster/asset_partition_range_end": "2026-11-16-11:45"})
+
+    assert _posts(world) == 0
+    assert len(_items(world)) == 2
+    for result in (rerun, following, backfill):
+        metadata = world.metadata(result, "mailing_history")
+        assert metadata["posts_sent"] == 0 and metadata["items/exists"] == 2
+    # A later open goes to the existing item.
+    world.spotler("POST", f"/recipients/{_id(contacts[0])}/open", json={"mailing": mailing, "at": "2026-11-16T10:50:00Z"})
+    world.history("2026-11-16-10:45")
+    assert _posts(world) == 0 and len(_items(world)) == 2
+    assert _items(world)["Text"].str.contains("opened").sum() == 1
+
+
+def test_r17_a_mailing_sent_before_enabled_from_creates_nothing(world):
+    enabled_from = default_mapping("spotler").mailing_history.enabled_from
+    assert enabled_from == pd.Timestamp("2026-11-01T00:00:00Z")
+    contacts = _recipients(world, 2)
+    old = _send(world, contacts, "2026-10-31T23:59:00Z", name="Oktober")["encryptedId"]
+    # Opened long after the history was switched on: still no item for a mailing sent before.
+    world.spotler("POST", f"/recipients/{_id(contacts[0])}/open", json={"mailing": old, "at": "2026-11-16T10:05:00Z"})
+    world.afas("POST", "/stats/reset")
+
+    backfill = world.history(tags={"dagster/asset_partition_range_start": "2026-10-31-23:00",
+                                   "dagster/asset_partition_range_end": "2026-11-01-00:45"})
+    window = world.history(WINDOW)
+
+    assert _items(world).empty
+    assert _writes(world) == {}
+    assert world.metadata(backfill, "mailing_history")["skipped/before_enabled_from"] == 2
+    assert world.metadata(window, "mailing_history")["interactions_for_held_items"] == 0
+    assert world.state().mailing_items("spotler").empty
+
+    # A mailing sent at the moment the history was switched on does get its items.
+    _send(world, contacts, "2026-11-01T00:00:00Z", name="November")
+    world.history("2026-11-01-00:00")
+    assert sorted(_items(world)["Description"]) == ["Mailing: November"] * 2
+
+
+def test_r17_trend_report_setting_skips_other_mailings_but_keeps_campaign_mails(world, tmp_path):
+    _with_mapping(world, tmp_path, "  mailings: all\n", "  mailings: trend_reports\n")
+    contacts = _recipients(world, 2)
+    _send(world, contacts, "2026-11-16T10:01:00Z", name="Losse mailing")
+    _send(world, contacts, "2026-11-16T10:02:00Z", name="Trendrapport", trend_report_id=12)
+    _send(world, contacts, "2026-11-16T10:03:00Z", name="Campagne", campaign=True)
+
+    result = world.history(WINDOW)
+
+    names = sorted(_items(world)["Description"])
+    assert names == ["Mailing: Campagne"] * 2 + ["Mailing: Trendrapport"] * 2
+    metadata = world.metadata(result, "mailing_history")
+    assert metadata["skipped/not_a_trend_report"] == 2
+    assert metadata["items/created"] == 4
+
+
+def _seed_failing_request(n: int, rate: float) -> int:
+    """A fault seed whose first n-1 AFAS requests pass and whose n-th gets the injected 500 (the injector
+    draws twice per request: the fault, then the jitter)."""
+    for seed in range(10_000):
+        draws = random.Random(seed)
+        faults = [draws.random() for _ in range(2 * n)][::2]
+        if all(d >= rate for d in faults[:-1]) and faults[-1] < rate:
+            return seed
+    raise AssertionError("no seed")
+
+
+def test_r17_an_afas_500_on_the_post_is_retried_next_run_and_ends_with_exactly_one_item(world):
+    (contact,) = _recipients(world, 1)
+    mailing = _send(world, [contact], "2026-11-16T10:05:00Z")["encryptedId"]
+    world.afas("POST", "/stats/reset")
+    # The contact lookup passes (metainfo, then the filtered read), the KnSubject POST gets a 500.
+    world.afas("PUT", "/faults", json={"error_500_rate": 0.5, "seed": _seed_failing_request(3, 0.5)})
+
+    failed = world.history(WINDOW)
+
+    stats = world.afas("GET", "/stats")
+    assert stats["faults"]["500"] == 1
+    assert stats["requests"].get("POST connectors/KnSubject") == 1  # sent once, never blindly repeated
+    world.afas("PUT", "/faults", json={})  # AFAS answers again
+    assert _items(world).empty
+    metadata = world.metadata(failed, "mailing_history")
+    assert metadata["items/rejected"] == 1 and metadata["rejected"] == 1 and metadata["posts_sent"] == 1
+    rejected = world.state().rejected(AFAS)
+    assert list(rejected["external_id"]) == [rejection_key(mailing, _id(contact))]
+    assert rejected["status_code"].iloc[0] == 500
+
+    retried = world.history(NEXT)  # the send is outside this window: retried from the sync state
+    again = world.history(LATER)
+
+    items = _items(world)
+    assert len(items) == 1 and str(items["ContactId"].iloc[0]) == _id(contact)
+    assert world.metadata(retried, "mailing_history")["items/created"] == 1
+    assert world.metadata(again, "mailing_history")["posts_sent"] == 0
+    assert world.state().rejected(AFAS).empty
+    assert world.state().mailing_items("spotler")["sbid"].tolist() == [str(items["SubjectId"].iloc[0])]
+
+
+def test_r17_reactions_are_appended_once_in_time_order_and_never_past_afas_text_limit():
+    text, added, dropped = with_reactions("Mailing: x", [("clicked", "2026-11-16T10:21:00+00:00"),
+                                                         ("opened", "2026-11-16T10:20:00+00:00")])
+    assert (added, dropped) == (2, 0)
+    assert text.split("\n")[1:] == ["- 2026-11-16 11:20:00 opened", "- 2026-11-16 11:21:00 clicked"]
+    again, added, _ = with_reactions(text, [("opened", "2026-11-16T10:20:00+00:00")])
+    assert (again, added) == (text, 0)
+    full, added, dropped = with_reactions("x" * (TEXT_MAX - 10), [("opened", "2026-11-16T10:20:00+00:00")])
+    assert (added, dropped) == (0, 1) and len(full) <= TEXT_MAX
