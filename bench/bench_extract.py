@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
+from sandbox_process import sandbox_process  # bench/ is on the path when a benchmark runs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTOR = "Sync_Contacts"
@@ -97,12 +97,6 @@ def worker_asset(base_url: str, token: str, page_size: int) -> dict:
     return {"rows": len(df), "first": runs[0], "warm": runs[1], "df_mb": df.memory_usage(deep=True).sum() / 2**20}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _run_worker(kind: str, base_url: str, token: str, page_size: int) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--worker", kind, "--base-url", base_url, "--token", token,
@@ -115,34 +109,15 @@ def _run_worker(kind: str, base_url: str, token: str, page_size: int) -> dict:
 def bench_size(size: int, page_size: int, repeats: int) -> dict:
     from afas_pipeline.sandbox.server import SANDBOX_AFAS_TOKEN
 
-    port = _free_port()
-    started = time.perf_counter()
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "afas_pipeline.cli", "sandbox", "--port", str(port), "--contacts", str(size)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                if httpx.get(f"{url}/afas/_admin/state", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if sandbox.poll() is not None:
-                raise SystemExit(f"sandbox exited with {sandbox.returncode}")
-            time.sleep(0.5)
-        ready_s = time.perf_counter() - started
-        base_url = f"{url}/afas/ProfitRestServices"
+    with sandbox_process(size) as sandbox:
+        ready_s = sandbox.ready_s
+        base_url = f"{sandbox.url}/afas/ProfitRestServices"
         # Warm the server's sorted index so neither side pays for building it.
         _run_worker("bare", base_url, SANDBOX_AFAS_TOKEN, page_size)
         bare = min((_run_worker("bare", base_url, SANDBOX_AFAS_TOKEN, page_size) for _ in range(repeats)),
                    key=lambda r: r["wall_s"])
         asset = _run_worker("asset", base_url, SANDBOX_AFAS_TOKEN, page_size)
-        server_rss = int(Path(f"/proc/{sandbox.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
-    finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=30)
+        server_rss = sandbox.rss_mb()
     assert bare["rows"] == asset["rows"], (bare, asset)
     warm, first = asset["warm"], asset["first"]
     return {

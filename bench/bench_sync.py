@@ -27,7 +27,6 @@ import argparse
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import time
 from pathlib import Path
 
 import httpx
+from sandbox_process import sandbox_process  # bench/ is on the path when a benchmark runs
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_PARTITION = "2026-11-22-06:00"
@@ -310,12 +310,6 @@ def worker_bare(url: str, contacts: int, batch_size: int, concurrency: int) -> d
 # --- orchestration --------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _run_worker(*args: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
@@ -328,25 +322,9 @@ def _slim(run: dict) -> dict:
 
 
 def bench(contacts: int, deltas: list[int], profile_dir: str | None, repeats: int) -> list[dict]:
-    port = _free_port()
-    started = time.perf_counter()
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "afas_pipeline.cli", "sandbox", "--port", str(port), "--contacts", str(contacts)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
     lines = []
-    try:
-        url = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                if httpx.get(f"{url}/afas/_admin/state", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if sandbox.poll() is not None:
-                raise SystemExit(f"sandbox exited with {sandbox.returncode}")
-            time.sleep(0.5)
-        ready_s = time.perf_counter() - started
+    with sandbox_process(contacts) as sandbox:
+        url, ready_s = sandbox.url, sandbox.ready_s
         # Warm the server (sorted indexes, JSON paths) so neither side pays for it: one bare run, not reported.
         _run_worker("bare", "--url", url, "--n", str(contacts), "--batch-size", "500", "--concurrency", "4")
         pipeline = _run_worker("pipeline", "--url", url, "--deltas", *map(str, deltas),
@@ -359,10 +337,7 @@ def bench(contacts: int, deltas: list[int], profile_dir: str | None, repeats: in
         sent = _sync_figures(full, "")["contacts_sent"] or 0
         bare = min((_run_worker("bare", "--url", url, "--n", str(sent), "--batch-size", str(batch_size),
                                 "--concurrency", str(concurrency)) for _ in range(repeats)), key=lambda r: r["wall_s"])
-        server_rss = int(Path(f"/proc/{sandbox.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
-    finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=30)
+        server_rss = sandbox.rss_mb()
 
     common = {"contacts": contacts, "sandbox_ready_s": round(ready_s, 1), "sandbox_rss_mb": round(server_rss)}
     lines.append({"measurement": "full", **common, "warmup_run_s": round(pipeline["warmup"]["wall_s"], 2),

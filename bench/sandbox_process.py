@@ -1,0 +1,54 @@
+"""The sandbox in a process of its own, for benchmarks: the server then has a core to itself."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class SandboxProcess:
+    url: str
+    pid: int
+    ready_s: float
+
+    def rss_mb(self) -> float:
+        return int(Path(f"/proc/{self.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+
+
+@contextmanager
+def sandbox_process(contacts: int) -> Iterator[SandboxProcess]:
+    """Start `afas-pipeline sandbox` on a free port; yield once it answers; stop it afterwards."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "afas_pipeline.cli", "sandbox", "--port", str(port), "--contacts", str(contacts)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/afas/_admin/state", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None:
+                raise SystemExit(f"sandbox exited with {process.returncode}")
+            time.sleep(0.5)
+        yield SandboxProcess(url=url, pid=process.pid, ready_s=time.perf_counter() - started)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
