@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -45,6 +44,7 @@ from afas_pipeline.sandbox.afas.model import (
 )
 from afas_pipeline.sandbox.afas.store import Store
 from afas_pipeline.sandbox.afas.updates import Tx, transaction
+from afas_pipeline.sandbox.admin_common import AdminError, json_object
 from afas_pipeline.sandbox.faults import fault_admin_routes, json_response
 
 if TYPE_CHECKING:
@@ -54,12 +54,6 @@ EDITABLE_TABLES = ("organisations", "persons", "contacts", "subjects")
 READ_ONLY = {"BcId", "ModifiedDate", "CreateDate", "Attachments"}
 REFERENCES = {"contacts": {"PersonId": "persons", "OrganisationId": "organisations"},
               "subjects": {"PersonId": "persons", "OrganisationId": "organisations", "ContactId": "contacts"}}
-
-
-class AdminError(Exception):
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.message, self.status = message, status
 
 
 def _table(name) -> str:
@@ -198,19 +192,10 @@ def state(store: Store) -> dict:
 def admin_routes(emulator: "AfasEmulator") -> list[Route]:
     store = emulator.store
 
-    async def body_of(request: Request) -> dict:
-        try:
-            body = orjson.loads(await request.body() or b"{}")
-        except orjson.JSONDecodeError:
-            raise AdminError("body must be JSON") from None
-        if not isinstance(body, dict):
-            raise AdminError("body must be a JSON object")
-        return body
-
     def endpoint(work, *, with_body: bool = True):
         async def handle(request: Request) -> Response:
             try:
-                args = (await body_of(request),) if with_body else (request,)
+                args = (await json_object(request),) if with_body else (request,)
                 return json_response(200, await run_in_threadpool(work, *args))
             except AdminError as exc:
                 return json_response(exc.status, {"error": exc.message})

@@ -32,23 +32,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from afas_pipeline.sandbox.admin_common import AdminError, json_object
 from afas_pipeline.sandbox.faults import fault_admin_routes, json_response
 from afas_pipeline.sandbox.spotler.store import now_ms
 
 if TYPE_CHECKING:
     from afas_pipeline.sandbox.spotler.app import SpotlerEmulator
-
-
-class AdminError(Exception):
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.message, self.status = message, status
 
 
 def _at(body: dict) -> int:
@@ -83,19 +77,10 @@ def _mailing(body: dict, required: bool) -> str | None:
 def admin_routes(emulator: "SpotlerEmulator") -> list[Route]:
     account = emulator.account
 
-    async def body_of(request: Request) -> dict:
-        try:
-            body = orjson.loads(await request.body() or b"{}")
-        except orjson.JSONDecodeError:
-            raise AdminError("body must be JSON") from None
-        if not isinstance(body, dict):
-            raise AdminError("body must be a JSON object")
-        return body
-
     def endpoint(work):
         async def handle(request: Request) -> Response:
             try:
-                body = await body_of(request) if request.method == "POST" else {}
+                body = await json_object(request) if request.method == "POST" else {}
                 return json_response(200, await run_in_threadpool(work, request, body))
             except AdminError as exc:
                 return json_response(exc.status, {"error": exc.message})
