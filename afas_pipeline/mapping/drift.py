@@ -3,13 +3,18 @@
 AFAS administrators rename GetConnector fields and free fields; Spotler users rename properties. Both
 would otherwise surface as silently empty values in the sync, so every run (and `validate-mappings`)
 compares the mapping with the systems' own descriptions and lists each mismatch as a readable sentence.
+
+The mailing history's dossier item type (R17, `mailing_history.subject_type`) is checked against the
+types AFAS lists in its standard GetConnector `Profit_SubjectTypes`: `subject_type_drift` over those rows
+(pure), `live_subject_type_drift` reads them first (the one function here that calls AFAS).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from afas_pipeline.afas.errors import AfasAuthError, AfasConfigError
 from afas_pipeline.afas.sources import AfasSources, default_sources
 from afas_pipeline.mapping.models import (
     BOUNCE_TYPES,
@@ -30,6 +35,12 @@ COMPATIBLE_TYPES: dict[str, frozenset[str]] = {
 }
 # The destination property type that holds permissions (Spotler's `permissions`), never a plain field.
 _SET_TYPE = "set"
+#: AFAS's standard GetConnector listing the dossier item types (KnSubject `StId`), and its row keys.
+SUBJECT_TYPES_CONNECTOR = "Profit_SubjectTypes"
+SUBJECT_TYPE_ID, SUBJECT_TYPE_DESCRIPTION = "SubjectTypeId", "Description"
+
+if TYPE_CHECKING:
+    from afas_pipeline.afas.client import AfasClient
 
 
 def _field_types(meta: Any) -> dict[str, str]:
@@ -173,3 +184,56 @@ def destination_drift(mapping: DestinationMapping, properties: Iterable[Mapping[
             problems.append(f"{file}: permissions[{i}] ({p.afas.column} -> permission {p.key}): R6: {where} has no "
                             f"permission {p.key} (it has: {known}); create it or use an existing one")
     return problems
+
+
+def subject_type_drift(mapping: DestinationMapping, subject_types: Iterable[Mapping[str, Any]]) -> list[str]:
+    """R17: the mailing history's `subject_type` must be a dossier item type AFAS has, or every KnSubject
+    POST is refused. Empty when the mapping has no `mailing_history` or the type exists.
+
+    subject_types: the rows of GetConnector `Profit_SubjectTypes` (`{"SubjectTypeId", "Description", ...}`,
+    as `GET /connectors/Profit_SubjectTypes` returns them or as `AfasClient.read` frames them). The types
+    that do exist are listed by id and description (not personal data).
+    """
+    history = mapping.mailing_history
+    if history is None:
+        return []
+    known: dict[int, str] = {}
+    for row in subject_types:
+        try:
+            type_id = int(row[SUBJECT_TYPE_ID])
+        except (KeyError, TypeError, ValueError):  # an empty id (pd.NA, None) is no type
+            continue
+        description = row.get(SUBJECT_TYPE_DESCRIPTION)
+        known[type_id] = "" if description is None or description != description else str(description)
+    if history.subject_type in known:
+        return []
+    file = mapping.file or f"mappings/{mapping.destination}.yaml"
+    listing = ", ".join(f"{i} = {d}" if d else str(i) for i, d in sorted(known.items())) or "none"
+    return [f"{file}: mailing_history.subject_type ({history.subject_type}): R17: AFAS has no dossier item type "
+            f"{history.subject_type} (GetConnector {SUBJECT_TYPES_CONNECTOR}), so AFAS would refuse every KnSubject "
+            f"POST of the mailing history; set subject_type to one of the types AFAS has, or create the type in "
+            f"AFAS (types it has: {listing})"]
+
+
+def live_subject_type_drift(afas: "AfasClient", mapping: DestinationMapping) -> list[str]:
+    """`subject_type_drift` against what AFAS lists now: reads GetConnector `Profit_SubjectTypes` (when the
+    mapping has `mailing_history`; otherwise no call). A token that may not read that connector, or a
+    connector without the `SubjectTypeId` row key, is a problem too: the type could not be checked.
+    Other AFAS errors (unavailable, ...) are raised, as for every other read."""
+    history = mapping.mailing_history
+    if history is None:
+        return []
+    file = mapping.file or f"mappings/{mapping.destination}.yaml"
+    here = f"{file}: mailing_history.subject_type ({history.subject_type}): R17"
+    try:
+        rows, _ = afas.read(SUBJECT_TYPES_CONNECTOR, order_by=[SUBJECT_TYPE_ID])
+    except AfasAuthError as exc:
+        return [f"{here}: AFAS refused to read GetConnector {SUBJECT_TYPES_CONNECTOR} (status {exc.status_code}: it "
+                f"is not in the App Connector of this token, or the token is wrong), so the dossier item type cannot "
+                f"be checked before the mailing history writes KnSubject; add {SUBJECT_TYPES_CONNECTOR} to the App "
+                f"Connector in AFAS"]
+    except AfasConfigError as exc:
+        return [f"{here}: GetConnector {SUBJECT_TYPES_CONNECTOR} has no field(s) "
+                f"{', '.join(exc.missing_fields) or SUBJECT_TYPE_ID}, so the dossier item type cannot be checked; "
+                f"use AFAS's standard {SUBJECT_TYPES_CONNECTOR}"]
+    return subject_type_drift(mapping, rows.to_dict("records"))

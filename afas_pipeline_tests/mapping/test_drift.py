@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from afas_pipeline.afas.client import AfasClient
-from afas_pipeline.mapping.drift import afas_drift, destination_drift
+from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift, subject_type_drift
 from afas_pipeline.mapping.load import default_mapping
+from afas_pipeline.sandbox.afas.app import LIMITED_TOKEN
 
 S, I, B, D = "string", "int", "boolean", "date"
 GET_TYPES = {
@@ -37,6 +38,12 @@ PROPERTIES = [
     {"name": "permissions", "type": "set", "entries": [{"bit": 1, "description": "Nieuwsbrief", "rank": 1},
                                                        {"bit": 2, "description": "Evenementen", "rank": 2}]},
 ]
+
+
+# Rows of GET /connectors/Profit_SubjectTypes (only the keys the check reads; AFAS sends more).
+SUBJECT_TYPES = [{"SubjectTypeId": 1, "Description": "Notitie", "Comment": True},
+                 {"SubjectTypeId": 2, "Description": "Telefoonnotitie", "Comment": True},
+                 {"SubjectTypeId": 7, "Description": "Mailing", "Comment": True}]
 
 
 def get_meta(types=GET_TYPES) -> dict:
@@ -162,3 +169,42 @@ def test_shipped_mapping_has_no_drift_against_the_afas_sandbox(sandbox):
     # The same live metainfo catches a mapping that drifted from it.
     del updates["KnContact"]["fields"][[f["fieldId"] for f in updates["KnContact"]["fields"]].index("FuDs")]
     assert [p for p in afas_drift(mapping, gets, updates) if "KnContact has no field 'FuDs'" in p]
+
+
+def test_r17_the_mailing_history_subject_type_exists_in_afas(mapping):
+    assert mapping.mailing_history.subject_type == 7
+    assert subject_type_drift(mapping, SUBJECT_TYPES) == []
+    # No mailing history in the mapping: nothing to check.
+    assert subject_type_drift(mapping.model_copy(update={"mailing_history": None}), []) == []
+
+
+def test_r17_an_unknown_subject_type_names_the_setting_and_lists_the_types_afas_has(mapping):
+    [problem] = subject_type_drift(mapping, [t for t in SUBJECT_TYPES if t["SubjectTypeId"] != 7])
+    assert problem.startswith(f"{mapping.file}: mailing_history.subject_type (7): R17: ")
+    assert mapping.file.endswith("mappings/spotler.yaml")
+    assert "AFAS has no dossier item type 7 (GetConnector Profit_SubjectTypes)" in problem
+    assert problem.endswith("(types it has: 1 = Notitie, 2 = Telefoonnotitie)")
+    [problem] = subject_type_drift(mapping, [])
+    assert problem.endswith("(types it has: none)")
+
+
+def test_r17_shipped_subject_type_passes_against_the_afas_sandbox_and_a_removed_type_is_reported(afas_sandbox_clean):
+    mapping = default_mapping("spotler")
+    client = AfasClient(base_url=afas_sandbox_clean.afas_base_url, token=afas_sandbox_clean.afas_token, timeout_s=20)
+    assert live_subject_type_drift(client, mapping) == []
+    # An AFAS administrator removes the type: the same check now names the setting and what AFAS has.
+    httpx.post(f"{afas_sandbox_clean.afas_admin_url}/delete", json={"table": "subject_types", "key": 7},
+               timeout=20).raise_for_status()
+    [problem] = live_subject_type_drift(client, mapping)
+    assert problem.startswith(f"{mapping.file}: mailing_history.subject_type (7): R17: AFAS has no dossier item type 7")
+    assert ("types it has: 1 = Notitie, 2 = Telefoonnotitie, 3 = E-mail, 4 = Brief, 5 = Afspraak, 6 = Klacht, "
+            "8 = Offerte)") in problem
+
+
+def test_r17_a_token_that_may_not_read_profit_subject_types_is_a_problem(sandbox):
+    mapping = default_mapping("spotler")
+    client = AfasClient(base_url=sandbox.afas_base_url, token=LIMITED_TOKEN, timeout_s=20)
+    [problem] = live_subject_type_drift(client, mapping)
+    assert problem.startswith(f"{mapping.file}: mailing_history.subject_type (7): R17: AFAS refused to read "
+                              "GetConnector Profit_SubjectTypes (status 401")
+    assert "add Profit_SubjectTypes to the App Connector" in problem

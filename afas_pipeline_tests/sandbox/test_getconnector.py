@@ -6,10 +6,12 @@ import datetime as dt
 import json
 import re
 
+import httpx
 import pytest
 
+from afas_pipeline.sandbox.afas.app import LIMITED_TOKEN
 from afas_pipeline.sandbox.afas.connectors import GET_CONNECTORS
-from afas_pipeline_tests.sandbox.conftest import all_rows
+from afas_pipeline_tests.sandbox.conftest import afas_client, all_rows
 
 DISPLAY = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -34,7 +36,7 @@ def test_rows_have_exactly_the_connector_fields_with_nulls(afas, contacts):
     assert len(contacts) == 3000
     assert all(list(row) == expected for row in contacts)
     assert any(row["MailWork"] is None for row in contacts)
-    for connector in ("Sync_Persons", "Sync_Organisations", "Profit_Contacts", "ProfitSubjects"):
+    for connector in ("Sync_Persons", "Sync_Organisations", "Profit_Contacts", "ProfitSubjects", "Profit_SubjectTypes"):
         rows = all_rows(afas, connector)
         assert all(list(row) == [f.id for f in GET_CONNECTORS[connector].fields] for row in rows), connector
 
@@ -268,6 +270,56 @@ def test_metainfo_describes_fields_and_types(afas):
                                                            "Profit_Contacts", "ProfitSubjects"}
     assert {c["id"] for c in listing["updateConnectors"]} == {"KnOrganisation", "KnPerson", "KnContact", "KnSubject"}
     assert afas.get("/ProfitVersion").json() == {"version": "22.22.5"}
+
+
+# The row keys and types of AFAS's standard GetConnector Profit_SubjectTypes, as AFAS's OpenAPI description
+# lists them (AFASSoftware/OASContent, "Dossiers en bijlagen en workflows"), AFAS's spellings included.
+SUBJECT_TYPE_KEYS = {
+    "SubjectTypeId": "int", "Description": "string", "Comment": "boolean", "SubjectText": "boolean",
+    "Responsible": "boolean", "StartDate": "boolean", "EndDate": "boolean", "Completed": "boolean",
+    "DateCompleted": "boolean", "ResponsibleMandatory": "boolean", "UseFeatures": "boolean",
+    "OnlyExistingFeatures": "boolean", "WithoutFeature": "boolean", "Confedential": "boolean", "LinkFile": "boolean",
+    "EditMode": "string", "VisibleOutsite": "boolean", "VisibleInsite": "boolean", "UseNumber": "boolean",
+    "LastNumber": "int",
+}
+
+
+def test_profit_subject_types_lists_the_seeded_dossier_item_types_with_afas_row_keys(afas_sandbox_clean, afas):
+    rows = all_rows(afas, "Profit_SubjectTypes", orderbyfieldids="SubjectTypeId")
+    assert [(r["SubjectTypeId"], r["Description"]) for r in rows] == [
+        (1, "Notitie"), (2, "Telefoonnotitie"), (3, "E-mail"), (4, "Brief"), (5, "Afspraak"), (6, "Klacht"),
+        (7, "Mailing"), (8, "Offerte")]
+    assert all(list(r) == list(SUBJECT_TYPE_KEYS) for r in rows)
+    klacht = rows[5]
+    assert klacht["ResponsibleMandatory"] and klacht["Confedential"] and not klacht["VisibleInsite"]
+    meta = afas.get("/metainfo/get/Profit_SubjectTypes").json()
+    assert {f["id"]: f["dataType"] for f in meta["fields"]} == SUBJECT_TYPE_KEYS
+    listing = {c["id"]: c["description"] for c in afas.get("/metainfo").json()["getConnectors"]}
+    assert listing["Profit_SubjectTypes"] == "Typen dossieritem"
+
+    # Paging, sorting and filters as on every other GetConnector.
+    page = afas.get("/connectors/Profit_SubjectTypes", params={"skip": 2, "take": 3, "orderbyfieldids": "-SubjectTypeId"})
+    assert (page.json()["skip"], page.json()["take"]) == (2, 3)
+    assert [r["SubjectTypeId"] for r in page.json()["rows"]] == [6, 5, 4]
+    mail = afas.get("/connectors/Profit_SubjectTypes", params={
+        "filterfieldids": "Description", "filtervalues": "MAIL", "operatortypes": "6", "orderbyfieldids": "SubjectTypeId"})
+    assert [r["Description"] for r in mail.json()["rows"]] == ["E-mail", "Mailing"]
+    linked = afas.get("/connectors/Profit_SubjectTypes", params={"filterjson": json.dumps(
+        {"Filters": {"Filter": [{"@FilterId": "f", "Field": [
+            {"@FieldId": "LinkFile", "@OperatorType": "1", "#text": "true"},
+            {"@FieldId": "SubjectTypeId", "@OperatorType": "4", "#text": "4"}]}]}}), "orderbyfieldids": "SubjectTypeId"})
+    assert [r["SubjectTypeId"] for r in linked.json()["rows"]] == [7, 8]
+
+    # A type an administrator adds is listed at once; the persons-only token may not read the connector.
+    added = httpx.post(afas_sandbox_clean.afas_admin_url + "/insert",
+                       json={"table": "subject_types", "fields": {"Description": "Webinar", "LinkFile": True}}).json()
+    assert added["SubjectTypeId"] == 9
+    assert all_rows(afas, "Profit_SubjectTypes")[-1]["Description"] == "Webinar"
+    with afas_client(afas_sandbox_clean, LIMITED_TOKEN) as limited:
+        refused = limited.get("/connectors/Profit_SubjectTypes")
+        assert refused.status_code == 401
+        assert "not supported for this app" in refused.json()["externalMessage"]
+        assert "Profit_SubjectTypes" not in {c["id"] for c in limited.get("/metainfo").json()["getConnectors"]}
 
 
 def test_a_page_after_an_edit_shows_the_edit(afas, admin):

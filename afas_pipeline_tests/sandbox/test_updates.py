@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 
 import pytest
 
@@ -240,6 +241,32 @@ def test_subject_link_to_a_person_by_number_and_attachment_added_later(afas):
 @pytest.mark.parametrize("fields,fragment", [({"Ds": "zonder type"}, "'StId'"), ({"StId": 1}, "'Ds'")])
 def test_subject_mandatory_fields(afas, fields, fragment):
     assert_500(afas.post("/connectors/KnSubject", json={"KnSubject": element(fields)}), fragment)
+
+
+def test_subject_with_a_type_afas_does_not_have_is_refused_with_an_afas_error(afas, admin):
+    body = {"KnSubject": element({"StId": 99, "Ds": "Mailing: Nieuwsbrief"}, KnSubjectLink=element({"CdId": 10010}))}
+    response = afas.post("/connectors/KnSubject", json=body)
+    message = "The entered value for 'Type dossieritem' does not exist: '99'."
+    assert response.status_code == 500
+    error = response.json()
+    assert error["externalMessage"] == message and error["errorNumber"] == -2147220469
+    assert re.fullmatch(r"[0-9A-F]{32}", error["profitLogReference"])
+    assert base64.b64decode(response.headers["X-Profit-Error"]).decode() == message
+    assert all_rows(afas, "ProfitSubjects") == []  # nothing of the refused request was kept
+
+    # A PUT cannot move an item to an unknown type either; a known type is accepted.
+    body["KnSubject"]["Element"]["Fields"]["StId"] = 7
+    sbid = afas.post("/connectors/KnSubject", json=body).json()["results"]["KnSubject"]["SbId"]
+    assert_500(afas.put("/connectors/KnSubject", json={"KnSubject": {"Element": {"@SbId": sbid, "Fields": {
+        "StId": "0", "Ds": "ander onderwerp"}}}}), "'Type dossieritem' does not exist: '0'")
+    assert (row(afas, "ProfitSubjects", "SubjectId", sbid)["SubjectTypeId"],
+            row(afas, "ProfitSubjects", "SubjectId", sbid)["Description"]) == (7, "Mailing: Nieuwsbrief")
+
+    # As in AFAS, a type still used by dossier items cannot be deleted; an unused one can, and is then refused.
+    assert admin.post("/delete", json={"table": "subject_types", "key": 7}).status_code == 409
+    assert admin.post("/delete", json={"table": "subject_types", "key": 4}).json() == {"deleted": 4}
+    assert_500(afas.post("/connectors/KnSubject", json={"KnSubject": element({"StId": 4, "Ds": "Brief"})}),
+               "'Type dossieritem' does not exist: '4'")
 
 
 def test_subject_link_to_unknown_contact_is_refused(afas):

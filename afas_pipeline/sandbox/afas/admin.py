@@ -5,14 +5,17 @@ Records use the canonical field names (for contacts, persons and organisations t
 dates as ``YYYY-MM-DD``.
 
 - ``GET  /state`` -> ``{"version", "seed", "counts": {"organisations", "persons", "contacts", "subjects"}}``
-- ``GET  /records/{table}?key=K`` -> list of records of ``organisations|persons|contacts|subjects|attachments``
-  (all live records without ``key``; ``[]`` when the key is unknown).
+- ``GET  /records/{table}?key=K`` -> list of records of
+  ``organisations|persons|contacts|subjects|attachments|subject_types`` (all live records without ``key``;
+  ``[]`` when the key is unknown). ``subject_types`` are the dossier item types (``Profit_SubjectTypes`` row
+  keys).
 - ``POST /edit`` ``{"table", "key", "fields": {...}, "at": "<UTC instant>"}`` -> the edited record. Edits as a
   user in AFAS would: the entity's ``ModifiedDate`` becomes ``at`` (default: now).
 - ``POST /insert`` ``{"table", "fields": {...}, "at"}`` -> the created record (key chosen by the sandbox unless
   given). Inserting a person creates no contact; insert the contact explicitly.
 - ``POST /delete`` ``{"table", "key"}`` -> ``{"deleted": key}``. An organisation or person that still has
-  contacts is refused with 409 (delete the contacts first); a subject takes its attachments along.
+  contacts is refused with 409 (delete the contacts first); a subject takes its attachments along; a
+  dossier item type that dossier items still use is refused with 409, as AFAS refuses it.
 - ``GET  /dataset`` -> the whole dataset; ``POST /dataset`` with that document replaces the dataset;
   ``POST /dataset/generate`` ``{"contacts", "seed"}`` replaces it with generated data. Each returns the state.
 - ``POST /reset`` -> regenerates the start-up dataset and resets faults and stats (for test isolation).
@@ -50,10 +53,11 @@ from afas_pipeline.sandbox.faults import fault_admin_routes, json_response
 if TYPE_CHECKING:
     from afas_pipeline.sandbox.afas.app import AfasEmulator
 
-EDITABLE_TABLES = ("organisations", "persons", "contacts", "subjects")
+EDITABLE_TABLES = ("organisations", "persons", "contacts", "subjects", "subject_types")
 READ_ONLY = {"BcId", "ModifiedDate", "CreateDate", "Attachments"}
 REFERENCES = {"contacts": {"PersonId": "persons", "OrganisationId": "organisations"},
-              "subjects": {"PersonId": "persons", "OrganisationId": "organisations", "ContactId": "contacts"}}
+              "subjects": {"PersonId": "persons", "OrganisationId": "organisations", "ContactId": "contacts",
+                           "SubjectTypeId": "subject_types"}}
 
 
 def _table(name) -> str:
@@ -146,6 +150,10 @@ def insert(store: Store, body: dict) -> dict:
         if table == "subjects":
             values.setdefault("Date", tx.at)
             values["Attachments"] = 0
+        if table == "subject_types":
+            if not values.get("Description"):
+                raise AdminError("a dossier item type needs a Description")
+            values.setdefault("LastNumber", 0)
         return store.tables[table].records([tx.insert(table, values)])[0]
 
     return transaction(store, _at(body), work)
@@ -167,6 +175,10 @@ def delete(store: Store, body: dict) -> dict:
         if table == "subjects":
             for file_pos in store.tables["attachments"].where(SubjectId=int(key)):
                 tx.delete("attachments", int(file_pos))
+        if table == "subject_types":
+            used = store.tables["subjects"].where(SubjectTypeId=int(key))
+            if len(used):
+                raise AdminError(f"dossier item type {key} is used by {len(used)} dossier item(s)", 409)
         tx.delete(table, pos)
         return {"deleted": key.item() if hasattr(key, "item") else key}
 

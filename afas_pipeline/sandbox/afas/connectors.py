@@ -7,6 +7,13 @@ of. Column kinds: ``string`` (object array, ``None`` empty), ``int`` (int64, ``N
 empty). Keeping wall-clock values is what AFAS does: it stores local time, filters compare local time,
 and only the display appends the fake ``Z``.
 
+``Profit_SubjectTypes`` (the dossier item types, what KnSubject's ``StId`` refers to) follows AFAS's
+published OpenAPI description of that standard GetConnector (AFASSoftware/OASContent,
+``OpenApiSpecs/profit/*/Dossiers en bijlagen en workflows.json``, ``GET /connectors/Profit_SubjectTypes``):
+the row keys, their types and their Dutch labels are AFAS's, including its spellings ``Confedential`` and
+``VisibleOutsite``. That description gives no internal field ids (``fieldId``) or lengths; the sandbox's
+are its own choice.
+
 Where AFAS leaves a field empty we do too: a department contact (``AFD``) has no person, so its
 ``PersonId`` and ``PersonModified`` are ``null``; a loose person (``PER``) has no organisation.
 """
@@ -162,6 +169,10 @@ def _subject_attachments(t: dict[str, Columns]) -> dict[str, np.ndarray]:
             "file_name": a["FileName"]}
 
 
+def _subject_types(t: dict[str, Columns]) -> dict[str, np.ndarray]:
+    return dict(t["subject_types"])
+
+
 S, I, B, DT, D = "string", "int", "boolean", "datetime", "date"
 
 GET_CONNECTORS: dict[str, GetConnector] = {g.id: g for g in [
@@ -218,4 +229,20 @@ GET_CONNECTORS: dict[str, GetConnector] = {g.id: g for g in [
         ("attachment_id", I, "Bijlage", 9, "AtId"), ("subject_id", I, "Dossieritem", 9, "SbId"),
         ("file_id", I, "Bestand", 9, "FileId"), ("file_name", S, "Bestandsnaam", 255, "FileName")),
         _subject_attachments),
+    GetConnector("Profit_SubjectTypes", "Typen dossieritem", _fields(
+        ("SubjectTypeId", I, "Type dossieritem", 9, "StId"), ("Description", S, "Omschrijving", 50, "Ds"),
+        ("Comment", B, "Toelichting", 1, "InRe"), ("SubjectText", B, "Aanleiding", 1, "InSbHi"),
+        ("Responsible", B, "Verantwoordelijke", 1, "InEmId"), ("StartDate", B, "Begindatum", 1, "InDtFr"),
+        ("EndDate", B, "Einddatum", 1, "InDtTo"), ("Completed", B, "Afgehandeld", 1, "InSt"),
+        ("DateCompleted", B, "Datum afgehandeld", 1, "InDtSt"),
+        ("ResponsibleMandatory", B, "Verantwoordelijke is verplicht", 1, "EmIdMa"),
+        ("UseFeatures", B, "Kenmerken gebruiken", 1, "UsFv"),
+        ("OnlyExistingFeatures", B, "Alleen bestaande combinaties toegestaan", 1, "FvEx"),
+        ("WithoutFeature", B, "Dossieritems zonder kenmerken toegestaan", 1, "FvNo"),
+        ("Confedential", B, "Dossieritem als vertrouwelijk markeren", 1, "Conf"),
+        ("LinkFile", B, "Bestand koppelen", 1, "LnFi"), ("EditMode", S, "Bewerkingopties code", 10, "EdMd"),
+        ("VisibleOutsite", B, "Zichtbaar in OutSite", 1, "VsOs"),
+        ("VisibleInsite", B, "Zichtbaar in InSite", 1, "VsIs"),
+        ("UseNumber", B, "Dossieritems nummeren", 1, "UsNr"), ("LastNumber", I, "Laatst gebruikte nummer", 9, "LaNr")),
+        _subject_types),
 ]}

@@ -15,6 +15,10 @@ the repeated hour 02:00-03:00 local on 2026-10-25 and on half-second boundaries.
 
 Addresses use the reserved ``.example`` top-level domain so that no generated address can reach a
 real mailbox.
+
+Every dataset also holds the same small list of dossier item types (``SUBJECT_TYPES``, what KnSubject's
+``StId`` refers to), whatever the seed: type 7 "Mailing" is the one ``mappings/spotler.yaml`` uses for the
+mailing history (R17).
 """
 
 from __future__ import annotations
@@ -67,6 +71,33 @@ PINNED_MODIFIED_MS = [SPRING_DST_MS - 400, SPRING_DST_MS, SPRING_DST_MS + HOUR_M
                       AUTUMN_DST_MS - HOUR_MS - 1, AUTUMN_DST_MS + HOUR_MS, AUTUMN_DST_MS - 499,
                       SPRING_DST_MS - HOUR_MS]
 ASCII_FOLD = str.maketrans({"ø": "o", "Ø": "O", "ı": "i", "ß": "ss", "’": "", "'": ""})
+
+
+#: Dossier item types as an AFAS administrator sets them up (Algemeen > Dossier > Typen dossieritems):
+#: id, description, and the options (the boolean row keys of GetConnector Profit_SubjectTypes) that are
+#: on; every other option is off. Not personal data.
+SUBJECT_TYPES: tuple[tuple[int, str, frozenset[str]], ...] = tuple(
+    (type_id, description, frozenset(on.split())) for type_id, description, on in (
+        (1, "Notitie", "Comment LinkFile WithoutFeature VisibleInsite"),
+        (2, "Telefoonnotitie", "Comment Responsible Completed DateCompleted WithoutFeature VisibleInsite"),
+        (3, "E-mail", "Comment LinkFile WithoutFeature VisibleInsite"),
+        (4, "Brief", "Comment LinkFile WithoutFeature VisibleInsite"),
+        (5, "Afspraak", "Comment Responsible StartDate EndDate WithoutFeature VisibleInsite"),
+        (6, "Klacht", "Comment SubjectText Responsible ResponsibleMandatory Completed DateCompleted "
+                      "Confedential WithoutFeature"),
+        (7, "Mailing", "Comment LinkFile WithoutFeature VisibleInsite"),
+        (8, "Offerte", "Comment Responsible LinkFile UseFeatures WithoutFeature VisibleInsite"),
+    ))
+
+
+def subject_types() -> Columns:
+    """The ``subject_types`` table: ``SUBJECT_TYPES`` in storage form (no numbering, so LastNumber 0)."""
+    cols = empty_columns("subject_types", len(SUBJECT_TYPES))
+    for i, (type_id, description, on) in enumerate(SUBJECT_TYPES):
+        cols["SubjectTypeId"][i], cols["Description"][i], cols["LastNumber"][i] = type_id, description, 0
+        for option in on:
+            cols[option][i] = True
+    return cols
 
 
 def _ascii(text: str) -> str:
@@ -269,7 +300,8 @@ def generate(contacts: int, seed: int) -> dict[str, Columns]:
     _plant_contacts(cols, n)
     del orgs["_slug"], people["_local"]
     return {"organisations": orgs, "persons": people, "contacts": cols,
-            "subjects": empty_columns("subjects"), "attachments": empty_columns("attachments")}
+            "subjects": empty_columns("subjects"), "attachments": empty_columns("attachments"),
+            "subject_types": subject_types()}
 
 
 def _plant_contacts(cols: Columns, n: int) -> None:

@@ -51,9 +51,18 @@ TABLES: dict[str, dict[str, str]] = {
         "ModifiedDate": TS, "CreateDate": TS,
     },
     "attachments": {"FileId": INT, "SubjectId": INT, "FileName": STR, "FileData": STR},
+    # Dossier item types (what KnSubject's StId refers to), with the row keys of AFAS's standard
+    # GetConnector Profit_SubjectTypes.
+    "subject_types": {
+        "SubjectTypeId": INT, "Description": STR, "Comment": BOOL, "SubjectText": BOOL, "Responsible": BOOL,
+        "StartDate": BOOL, "EndDate": BOOL, "Completed": BOOL, "DateCompleted": BOOL, "ResponsibleMandatory": BOOL,
+        "UseFeatures": BOOL, "OnlyExistingFeatures": BOOL, "WithoutFeature": BOOL, "Confedential": BOOL,
+        "LinkFile": BOOL, "EditMode": STR, "VisibleOutsite": BOOL, "VisibleInsite": BOOL, "UseNumber": BOOL,
+        "LastNumber": INT,
+    },
 }
 KEYS = {"organisations": "OrganisationId", "persons": "PersonId", "contacts": "ContactId",
-        "subjects": "SubjectId", "attachments": "FileId"}
+        "subjects": "SubjectId", "attachments": "FileId", "subject_types": "SubjectTypeId"}
 DTYPES = {STR: object, INT: np.int64, BOOL: np.bool_, TS: np.int64, DATE: np.int64}
 
 Columns = dict[str, np.ndarray]

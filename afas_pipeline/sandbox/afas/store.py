@@ -223,7 +223,7 @@ class Store:
             self.next_bcid = max([int(tables[t].cols["BcId"].max(initial=0)) for t in ("organisations", "persons")]
                                  + [self.next_code - 1]) + 1
             self.next_ids = {t: int(tables[t].cols[KEYS[t]].max(initial=0)) + 1
-                             for t in ("contacts", "subjects", "attachments")}
+                             for t in ("contacts", "subjects", "attachments", "subject_types")}
             self.bump()
 
     def export(self) -> dict:
@@ -232,7 +232,11 @@ class Store:
                     "tables": {name: t.records() for name, t in self.tables.items()}}
 
     def load(self, doc: dict) -> None:
+        """Replace the data with an exported document. A document from before the sandbox had dossier item
+        types (no ``subject_types``) gets the standard ones, so its dossier items keep a valid type."""
         tables = {name: Table.from_records(name, doc["tables"].get(name, [])) for name in TABLES}
+        if "subject_types" not in doc["tables"]:
+            tables["subject_types"] = Table("subject_types", dataset.subject_types())
         self._replace(tables, doc.get("seed"))
 
     # --- versions and views --------------------------------------------------------------------------

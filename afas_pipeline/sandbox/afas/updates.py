@@ -18,6 +18,9 @@ Choices where the reference is silent:
   ``BcCoOga`` it is the person's loose-person (``PER``) contact.
 - ``""`` clears a field; strings longer than the field's length, unknown fields and unknown sub-objects
   are refused.
+- KnSubject's ``StId`` must be a dossier item type AFAS has (the ``subject_types`` table, listed by
+  GetConnector ``Profit_SubjectTypes``), on POST and on PUT; an unknown one is refused like every other
+  value that does not exist (500, "The entered value for 'Type dossieritem' does not exist: '99'.").
 - POST results list the key of every object that was inserted, as strings, e.g.
   ``{"KnOrganisation":{"BcCo":"100812","BcId":"100812"},"KnContact":{"CdId":"10523"}}``.
 """
@@ -513,9 +516,15 @@ def _attach(tx: Tx, subject_id: int, node) -> int:
     return added
 
 
+def _known_subject_type(tx: Tx, type_id: int | None) -> None:
+    if type_id is not None and tx.store.tables["subject_types"].find(type_id) is None:
+        raise UpdateError(f"The entered value for 'Type dossieritem' does not exist: '{type_id}'.")
+
+
 def save_subject(tx: Tx, element: dict, *, verb: str, attachments_only: bool = False) -> None:
     f = fields_of("KnSubject", element)
     subs = children_of("KnSubject", element)
+    _known_subject_type(tx, f.get("StId"))
     subjects = tx.store.tables["subjects"]
     sbid = element.get("@SbId")
     data = columns("KnSubject", f)
