@@ -106,6 +106,11 @@ def test_the_spotler_chain_hangs_off_the_afas_reads_of_its_cadence():
 def test_the_way_back_hangs_off_spotler_with_blocking_checks_in_front_of_afas():
     graph = _graph()
     assert {k.to_user_string() for k in graph.get(dg.AssetKey("afas_write_back")).parent_keys} == {"spotler_changes"}
+    # One graph AFAS -> Spotler -> AFAS: the way back runs after its window's sync to Spotler.
+    for name in ("spotler_changes", "mailing_history"):
+        assert {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys} == {"spotler_sync_delta"}
+    upstream = {k.to_user_string() for k in graph.upstream_key_iterator(dg.AssetKey("afas_write_back"))}
+    assert {"afas_contacts_changes", "spotler_sync_delta", "spotler_changes"} <= upstream
     for name in ("spotler_changes", "afas_write_back"):
         node = graph.get(dg.AssetKey(name))
         assert node.partitions_def == delta_partitions

@@ -359,6 +359,10 @@ class DestinationMapping(BaseModel):
         """(column, destination permission bit or id) in file order (R6)."""
         return [(p.afas.column, p.key) for p in self.permissions]
 
+    def two_way_fields(self) -> list[tuple[str, str]]:
+        """(destination property, type) of the fields that also flow back (`direction: both`), in file order."""
+        return [(str(t.source), t.type) for t in self.write_backs() if t.origin == "field"]
+
     def write_backs(self) -> list[WriteBackTarget]:
         """The AFAS fields allowed to flow back (R13), with their AFAS target, in file order."""
         out = [WriteBackTarget(f"fields[{i}]", f.afas.column, f.write_back.connector, f.write_back.field, "field",

@@ -20,12 +20,13 @@ from afas_pipeline.afas.client import AfasClient, Condition, Filter, Op
 from afas_pipeline.afas.partitions import DELTA_BACKFILL, FULL_BACKFILL, delta_partitions, full_partitions
 from afas_pipeline.afas.sources import AfasSource, AfasSources, default_sources
 from afas_pipeline.lib.privacy import hashed_sample
-from afas_pipeline.mapping.drift import afas_drift, destination_drift
+from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift
 from afas_pipeline.mapping.load import default_mapping
 from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.spotler.adapter import SpotlerAdapter
 from afas_pipeline.spotler.client import SpotlerClient
-from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, is_valid_email
+from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, field_hash_column, is_valid_email
+from afas_pipeline.sync.feedback import REACTIVATED
 from afas_pipeline.sync.plan import consent_violations, plan_sync, set_column, summarise
 from afas_pipeline.sync.state import SyncState, SyncStateResource
 
@@ -68,9 +69,11 @@ def build_spotler_assets(
     from afas_pipeline.spotler.feedback import build_feedback_assets
     from afas_pipeline.spotler.mailing_history import build_mailing_history_asset
 
-    feedback = build_feedback_assets(mapping, sources, SpotlerAdapter(mapping).permission_keys)
+    # The way back runs after the 15-minute sync to Spotler of its window: AFAS -> Spotler -> AFAS is one graph.
+    after = dg.AssetKey(f"spotler_sync{CADENCES['delta']['suffix']}")
+    feedback = build_feedback_assets(mapping, sources, SpotlerAdapter(mapping).permission_keys, after=after)
     # Mailing history as AFAS dossier items (R17), when the mapping switches it on.
-    history = build_mailing_history_asset(mapping, sources)
+    history = build_mailing_history_asset(mapping, sources, after=after)
     return [*chains, _rejected_asset(chains), *feedback, *history]
 
 
@@ -79,6 +82,7 @@ def _chain(cadence: str, mapping: DestinationMapping, sources: AfasSources) -> l
     names = {step: f"spotler_{step}{c['suffix']}" for step in ("audience", "sync_plan", "sync")}
     adapter = SpotlerAdapter(mapping)
     keys = adapter.permission_keys
+    two_way = [name for name, _ in mapping.two_way_fields()]
     common = dict(group_name=GROUP, owners=OWNERS, partitions_def=c["partitions"], backfill_policy=c["backfill"])
     window = "every 6 hours (R2)" if cadence == "full" else "every 15 minutes (R1)"
 
@@ -173,7 +177,7 @@ def _chain(cadence: str, mapping: DestinationMapping, sources: AfasSources) -> l
         optouts = state.optouts(DESTINATION)
         rejected = state.rejected(DESTINATION)
         quarantined = frozenset(rejected.loc[rejected["quarantined"], "external_id"])
-        plan = plan_sync(members, records, optouts, keys, quarantined=quarantined)
+        plan = plan_sync(members, records, optouts, keys, quarantined=quarantined, two_way=two_way)
         summary = summarise(plan, keys)
         context.log.info(f"plan: {summary}")
         yield dg.Output(plan, metadata={"dagster/row_count": len(plan), **summary.as_metadata(),
@@ -219,7 +223,7 @@ def _chain(cadence: str, mapping: DestinationMapping, sources: AfasSources) -> l
             rows = to_send.merge(members, on="external_id", how="left", suffixes=("", "_member"))
             outcome = send_in_chunks(spotler, adapter, rows)
             results = _results(plan, outcome, dry_run=False)
-            _save_state(state, plan, results, keys, config.quarantine_after)
+            _save_state(state, plan, results, keys, config.quarantine_after, two_way)
         counts = results["status"].value_counts()
         excluded = int(audience["excluded_by"].notna().sum())
         accounted = len(results) + excluded
@@ -230,6 +234,8 @@ def _chain(cadence: str, mapping: DestinationMapping, sources: AfasSources) -> l
             "created": int(((results["status"] == "ok") & (results["action"] == "create")).sum()),
             "updated": int(((results["status"] == "ok") & (results["action"] == "update")).sum()),
             "unchanged": int(counts.get("unchanged", 0)),
+            # R11: made mailable again after a hard bounce; their bounce detail in AFAS is cleared next.
+            "reactivated": int(((results["status"] == "ok") & results["reactivate"].astype(bool)).sum()),
             "skipped_hard_bounce": int(counts.get("skip_hard_bounce", 0)),
             "quarantined": int(counts.get("quarantined", 0)),
             "rejected": rejected,
@@ -305,6 +311,7 @@ def mapping_drift(afas: AfasClient, spotler: SpotlerClient, mapping: Destination
     get_meta = {s.connector: afas.metainfo(s.connector) for s in (sources.contacts, sources.persons, sources.organisations)}
     update_meta = {c: afas.update_metainfo(c) for c in sorted({t.connector for t in mapping.write_backs()})}
     return [*afas_drift(mapping, get_meta, update_meta, sources=sources),
+            *live_subject_type_drift(afas, mapping),
             *destination_drift(mapping, spotler.properties())]
 
 
@@ -371,7 +378,11 @@ def refresh_optouts(spotler: SpotlerClient, state: SyncState, keys: list[int | s
                 optouts.append((external_id, key, when))
     state.record_optouts(DESTINATION, optouts)
     state.mark_bounced(DESTINATION, inactive)
-    state.set_watermark(DESTINATION, "contact_updates", now)
+    # The watermark is the latest change Spotler stamped, in Spotler's clock: a clock of ours that runs
+    # ahead of Spotler's would otherwise move the next read past changes Spotler stamps later.
+    stamps = [c["lastChanged"] for c in changed if c.get("lastChanged")]
+    seen_until = datetime.fromtimestamp(max(stamps) / 1000, tz=timezone.utc) if stamps else start
+    state.set_watermark(DESTINATION, "contact_updates", seen_until)
     return len(optouts)
 
 
@@ -394,15 +405,18 @@ def _results(plan: pd.DataFrame, outcome: dict, dry_run: bool) -> pd.DataFrame:
     out["status_code"] = pd.Series(status_code, index=out.index, dtype="Int64")
     # Carried along so the state can be saved from the results alone.
     for column in plan.columns:
-        if column.startswith(("set:", "afas:", "on_since:")) or column in (
-                "content_hash", "email_hash", "bounced_email_hash", "send_properties"):
+        if column.startswith(("set:", "afas:", "on_since:", "field_hash:")) or column in (
+                "content_hash", "email_hash", "bounced_email_hash", "send_properties", "reactivate", "afas_modified"):
             out[column] = plan[column]
     return out
 
 
-def _save_state(state: SyncState, plan: pd.DataFrame, results: pd.DataFrame, keys: list, quarantine_after: int) -> None:
-    """Remember what Spotler accepted, AFAS's permission fields (C1) and each record's bounced address
-    (R11). Only records where one of those changed are written."""
+def _save_state(state: SyncState, plan: pd.DataFrame, results: pd.DataFrame, keys: list, quarantine_after: int,
+                two_way: list[str]) -> None:
+    """Remember what Spotler accepted (content, two-way field values, permissions), AFAS's permission
+    fields (C1) and each record's bounced address (R11). Only records where one of those changed are
+    written. A record reactivated after a hard bounce (R11) queues a `reactivated` event for the
+    write-back, which clears the bounce detail in AFAS."""
     previous = state.records(DESTINATION, plan["external_id"]).set_index("external_id")
     old = previous.reindex(results["external_id"]).to_dict("records")
     columns = {name: results[name].to_numpy(dtype=object, na_value=None).tolist()
@@ -410,6 +424,8 @@ def _save_state(state: SyncState, plan: pd.DataFrame, results: pd.DataFrame, key
     sent = {str(k): results[set_column(k)].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
     afas = {str(k): results[f"afas:{k}"].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
     since = {str(k): [None if pd.isna(t) else pd.Timestamp(t).isoformat() for t in results[f"on_since:{k}"]] for k in keys}
+    field_hashes = {name: results[field_hash_column(name)].to_numpy(dtype=object, na_value=None).tolist()
+                    for name in two_way}
     rows = []
     for i, external_id in enumerate(columns["external_id"]):
         before = old[i] if isinstance(old[i].get("content_hash"), str) else None
@@ -428,12 +444,19 @@ def _save_state(state: SyncState, plan: pd.DataFrame, results: pd.DataFrame, key
             "content_hash": columns["content_hash"][i] if fresh else before["content_hash"],
             "email_hash": columns["email_hash"][i] if fresh else before["email_hash"],
             "permissions": permissions,
+            "fields": ({name: hashes[i] for name, hashes in field_hashes.items()} if fresh
+                       else (before["fields"] if before else {})),
             "bounced_email_hash": columns["bounced_email_hash"][i],
         }
         if accepted or row["bounced_email_hash"] != _text(before["bounced_email_hash"]) \
                 or permissions != before["permissions"]:
             rows.append(row)
     state.save_records(DESTINATION, rows)
+    # Dated by AFAS's change of the address, so that a bounce Spotler reports after it is the later event.
+    reactivated = results[(results["status"] == "ok") & results["reactivate"].astype(bool)]
+    state.record_feedback(DESTINATION, [
+        (str(r.external_id), REACTIVATED, _utc_text(r.afas_modified))
+        for r in reactivated[["external_id", "afas_modified"]].itertuples(index=False)], "pending")
     refused = results[results["status"] == "rejected"]
     state.record_rejections(
         DESTINATION,
@@ -442,6 +465,12 @@ def _save_state(state: SyncState, plan: pd.DataFrame, results: pd.DataFrame, key
         quarantine_after,
     )
     state.clear_rejections(DESTINATION, results.loc[results["status"] == "ok", "external_id"])
+
+
+def _utc_text(value) -> str:
+    """A time as UTC ISO text (naive means UTC); now when there is none."""
+    stamp = pd.Timestamp(value) if value is not None and not pd.isna(value) else pd.Timestamp.now(tz="UTC")
+    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).isoformat()
 
 
 def _text(value) -> str | None:

@@ -1,12 +1,15 @@
-"""Spotler -> AFAS: opt-outs, opt-ins and bounces flow back every 15 minutes (R12-R16, C1).
+"""Spotler -> AFAS: opt-outs, opt-ins, bounces and two-way fields flow back every 15 minutes (R11-R16, C1).
 
-- `spotler_changes`: per 15-minute window, the events Spotler holds: permission changes from
-  `contact/updates/list` (read from 15 minutes before the window) and bounces from `contact/bounces/list`
-  (read from 24 hours before it, so a bounce Spotler reports late still arrives), minus the events the
-  ledger in the sync state already holds as delivered. Echoes of our own writes are not events.
-- `afas_write_back`: those events (and the ones still pending from earlier runs) written to AFAS with
-  KnContact PUTs: only mapped write-back fields, only changed entities, never a create. A refused call
-  becomes a rejected record (destination "afas", with AFAS's profitLogReference), retried next run.
+- `spotler_changes`: per 15-minute window, after that window's AFAS -> Spotler delta (`spotler_sync_delta`,
+  so our own writes of the window are known and not taken for changes), the events Spotler holds:
+  permission changes and edits of two-way fields (`direction: both`) from `contact/updates/list` (read from
+  15 minutes before the window) and bounces from `contact/bounces/list` (read from 24 hours before it, so
+  a bounce Spotler reports late still arrives), minus the events the ledger in the sync state already
+  holds as delivered. Echoes of our own writes are not events.
+- `afas_write_back`: those events, the ones still pending from earlier runs and the reactivations the
+  sync queued (R11: clear the bounce detail), written to AFAS with UpdateConnector PUTs: only mapped
+  write-back fields, only changed entities, never a create. A refused call becomes a rejected record
+  (destination "afas", with AFAS's profitLogReference), retried next run.
 """
 
 
@@ -26,9 +29,10 @@ from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.spotler.assets import DESTINATION, GROUP, read_by_keys
 from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline.sync.feedback import (
-    EVENT_COLUMNS, GUARDS, Write, bounce_events, desired_values, guard, not_delivered,
-    permission_events, write_backs,
+    EVENT_COLUMNS, GUARDS, Write, bounce_events, desired_values, destination_events, guard, not_delivered,
+    value_text, write_backs,
 )
+from afas_pipeline.sync.audience import field_value
 from afas_pipeline.sync.state import SyncState, SyncStateResource
 
 #: How far before its window each read starts: Spotler stamps changes a moment late, and reports bounces
@@ -45,18 +49,23 @@ class WriteBackConfig(dg.Config):
     """Compute and check the calls, write nothing, change no state."""
 
 
-def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources,
-                          permission_keys: list) -> list[dg.AssetsDefinition]:
+def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, permission_keys: list,
+                          after: dg.AssetKey) -> list[dg.AssetsDefinition]:
+    """The way back, run after `after` (the 15-minute AFAS -> Spotler sync) of the same window."""
     common = dict(group_name=GROUP, owners=OWNERS, partitions_def=delta_partitions, backfill_policy=DELTA_BACKFILL)
+    two_way = mapping.two_way_fields()
 
     @dg.asset(
         name="spotler_changes",
         description=(
-            "What changed in Spotler per 15-minute window (R12): recipients' opt-outs and opt-ins (permissions "
-            "that differ from what the sync last sent; echoes of our own writes are not events) and bounces, "
-            "read with overlapping windows (updates 15 minutes, bounces 24 hours back) and de-duplicated "
-            "against the delivered-event ledger. Keys, kinds, times and hashes only."
+            "What changed in Spotler per 15-minute window (R12), read after that window's sync to Spotler: "
+            "recipients' opt-outs and opt-ins (permissions that differ from what the sync last sent; echoes of "
+            "our own writes are not events), edits of two-way fields (a value whose hash differs from the one "
+            "last agreed) and bounces, read with overlapping windows (updates 15 minutes, bounces 24 hours back) "
+            "and de-duplicated against the delivered-event ledger. Keys, kinds, times and hashes; the new "
+            "value only for a two-way field."
         ),
+        deps=[after],
         kinds={"spotler", "pandas", "parquet"},
         **common,
     )
@@ -65,9 +74,9 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources,
         window = context.partition_time_window
         state = sync_state.open()
         changed = spotler.updates(window.start - UPDATES_OVERLAP, window.end)
-        last_sent = {r.external_id: r.permissions for r in
-                     state.records(DESTINATION, [str(c.get("externalId")) for c in changed]).itertuples(index=False)}
-        permissions, counts = permission_events(changed, last_sent, permission_keys)
+        records = {r.external_id: {"permissions": r.permissions, "fields": r.fields} for r in
+                   state.records(DESTINATION, [str(c.get("externalId")) for c in changed]).itertuples(index=False)}
+        permissions, counts = destination_events(changed, records, permission_keys, two_way)
         bounces = spotler.bounces(window.start - BOUNCES_OVERLAP, window.end)
         events = pd.concat([permissions, bounce_events(bounces)], ignore_index=True)[EVENT_COLUMNS]
         fresh = not_delivered(events, state.feedback_events(DESTINATION))
@@ -87,9 +96,10 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources,
     @dg.asset(
         name="afas_write_back",
         description=(
-            "Spotler's events written back to AFAS (R12-R16): permission values and bounce detail (date, "
-            "soft/hard, hard-bounce flag) through the write-backs of mappings/spotler.yaml, one KnContact PUT "
-            "per contact whose mapped fields changed (R15), never a create (R14). C1: an opt-out wins a tie "
+            "Spotler's events written back to AFAS (R11-R16): permission values, two-way fields and bounce "
+            "detail (date, soft/hard, hard-bounce flag; cleared when the sync reactivates a contact after a new "
+            "address, R11) through the write-backs of mappings/spotler.yaml, one PUT per entity whose mapped "
+            "fields changed (R15), never a create (R14). C1: an opt-out wins a tie "
             "and a stale switch-on is never written. Refused calls are kept with AFAS's profitLogReference "
             "and retried next run; the sync state learns what AFAS now holds so nothing echoes back."
         ),
@@ -108,12 +118,14 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources,
         **common,
     )
     def afas_write_back(context: dg.AssetExecutionContext, config: WriteBackConfig, afas: AfasClient,
-                        sync_state: SyncStateResource, changes: pd.DataFrame):
+                        spotler: SpotlerClient, sync_state: SyncStateResource, changes: pd.DataFrame):
         state = sync_state.open()
         pending = state.feedback_events(DESTINATION, status="pending")
-        events = pd.concat([changes.astype("string"), pending.reindex(columns=EVENT_COLUMNS).astype("string")],
+        events = pd.concat([changes.reindex(columns=EVENT_COLUMNS).astype("string"),
+                            pending.reindex(columns=EVENT_COLUMNS).astype("string")],
                            ignore_index=True).drop_duplicates(["external_id", "kind", "event_at"], keep="first")
         events = not_delivered(events, state.feedback_events(DESTINATION))
+        events, refetched = _field_values(spotler, events, dict(two_way))
         optouts = {(str(r.external_id), str(r.permission)): r.opted_out_at
                    for r in state.optouts(DESTINATION).itertuples(index=False)}
         # The optouts table keeps the latest opt-out; the events of this run count too.
@@ -164,6 +176,7 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources,
             "dagster/row_count": len(events),
             "events": len(events),
             "events_pending_from_earlier_runs": len(pending),
+            "field_values_reread_from_spotler": refetched,
             "contacts": len(desired),
             "calls_planned": len(writes),
             "calls_sent": calls_sent,
@@ -175,13 +188,38 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources,
         context.log.info(f"afas_write_back: {metadata}")
         out = events.assign(outcome=events["external_id"].map(outcome).astype("string"),
                             profit_log_reference=events["external_id"].map(references).astype("string"))
-        yield dg.Output(out.drop(columns=["email_hash"]), metadata=metadata)
+        yield dg.Output(out.drop(columns=["email_hash", "value"]), metadata=metadata)
         offenders = [w.external_id for w in writes if guard(w, mapping)]
         for name in GUARDS:
             yield dg.AssetCheckResult(check_name=name, passed=stopped[name] == 0,
                                       metadata={"stopped": stopped[name], "offender_keys": hashed_sample(offenders)})
 
     return [spotler_changes, afas_write_back]
+
+
+def _field_values(spotler: SpotlerClient, events: pd.DataFrame, kinds: dict[str, str]) -> tuple[pd.DataFrame, int]:
+    """Two-way field events without their value (pending from an earlier run: the ledger keeps no values;
+    or a value emptied in Spotler) get the value Spotler holds now. One whose contact Spotler no longer has
+    is left out of this run (it stays pending in the ledger). Returns the events and how many contacts
+    were read."""
+    kind = events["kind"].fillna("")
+    missing = kind.str.startswith("field:") & events["value"].isna()
+    if not missing.any():
+        return events, 0
+    ids = sorted(set(events.loc[missing, "external_id"]))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        contacts = dict(zip(ids, pool.map(spotler.get_contact, ids)))
+    events = events.copy()
+    unresolved = []
+    for i in events.index[missing]:
+        name = str(events.at[i, "kind"]).split(":", 1)[1]
+        contact = contacts.get(events.at[i, "external_id"])
+        if contact is None or name not in kinds:
+            unresolved.append(i)
+            continue
+        # An empty property is not listed: its value is none.
+        events.at[i, "value"] = value_text(field_value((contact.get("properties") or {}).get(name), kinds[name]))
+    return events.drop(index=unresolved).reset_index(drop=True), len(ids)
 
 
 def _send(afas: AfasClient, writes: list[Write]) -> list[tuple[Write, AfasError | None]]:
@@ -221,7 +259,9 @@ def _remember(state: SyncState, events: pd.DataFrame, desired: dict, outcome: di
     state.update_after_write_back(
         DESTINATION,
         permissions={i: desired[i].permissions for i in done if desired[i].permissions},
+        switched_at={i: desired[i].switched_at for i in done if desired[i].switched_at},
         bounced={i: desired[i].bounced_email_hash for i in done if desired[i].bounced_email_hash},
+        fields={i: desired[i].fields for i in done if desired[i].fields},
     )
     state.record_optouts(DESTINATION, [
         (str(r.external_id), r.kind.split(":", 1)[1], pd.Timestamp(r.event_at).to_pydatetime())

@@ -4,10 +4,12 @@
 read from 15 minutes before the window) become one AFAS dossier item (KnSubject POST, linked to the contact
 person) per mailing per contact, with name, subject, send date and the link to the personal online version;
 the interactions the mapping chooses (opened, clicked, bounced) are appended to that item as dated reactions
-(KnSubject PUT with @SbId). The sync state keeps (mailing id, external id) -> SbId and the reactions added,
-so a rerun or backfill never makes a second item. A refused POST or PUT becomes a rejected record
-(destination "afas") and is retried next run; a POST whose answer was lost is looked up in AFAS (by the
-item's marker line) before it is sent again. Keys, counts and hashes only in logs and metadata.
+(KnSubject PUT with @SbId). Before any POST the mapping's dossier item type is looked up in AFAS
+(`Profit_SubjectTypes`); when AFAS does not have it, nothing is POSTed, the items wait in the sync state
+and the blocking check `subject_type_exists` fails the run. The sync state keeps (mailing id, external
+id) -> SbId and the reactions added, so a rerun or backfill never makes a second item. A refused POST or
+PUT becomes a rejected record (destination "afas") and is retried next run; a POST whose answer was lost
+is looked up in AFAS (by the item's marker line) before it is sent again. Keys, counts and hashes only in logs and metadata.
 """
 
 
@@ -23,6 +25,7 @@ from afas_pipeline.afas.errors import AfasError
 from afas_pipeline.afas.partitions import DELTA_BACKFILL, delta_partitions
 from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.lib.privacy import hashed_sample
+from afas_pipeline.mapping.drift import SUBJECT_TYPES_CONNECTOR, live_subject_type_drift
 from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.spotler.assets import DESTINATION, GROUP, read_by_keys
 from afas_pipeline.spotler.client import SpotlerClient
@@ -45,7 +48,9 @@ def rejection_key(mailing_id: str, external_id: str) -> str:
     return f"mailing_history:{mailing_id}:{external_id}"
 
 
-def build_mailing_history_asset(mapping: DestinationMapping, sources: AfasSources) -> list[dg.AssetsDefinition]:
+def build_mailing_history_asset(mapping: DestinationMapping, sources: AfasSources,
+                                after: dg.AssetKey) -> list[dg.AssetsDefinition]:
+    """The mailing history, run after `after` (the 15-minute AFAS -> Spotler sync) of the same window."""
     config = mapping.mailing_history
     if config is None:
         return []
@@ -64,10 +69,16 @@ def build_mailing_history_asset(mapping: DestinationMapping, sources: AfasSource
         owners=OWNERS,
         partitions_def=delta_partitions,
         backfill_policy=DELTA_BACKFILL,
+        deps=[after],
         kinds={"afas", "spotler", "pandas", "parquet"},
+        check_specs=[dg.AssetCheckSpec(
+            "subject_type_exists", asset="mailing_history", blocking=True,
+            description=f"R17: mailing_history.subject_type ({config.subject_type}) is a dossier item type AFAS has "
+                        f"(GetConnector {SUBJECT_TYPES_CONNECTOR}); otherwise no dossier item is POSTed and the items "
+                        "wait in the sync state for the next run.")],
     )
     def mailing_history(context: dg.AssetExecutionContext, afas: AfasClient, spotler: SpotlerClient,
-                        sync_state: SyncStateResource) -> dg.Output:
+                        sync_state: SyncStateResource):
         window = context.partition_time_window
         start, end = window.start - HISTORY_OVERLAP, window.end
         state = sync_state.open()
@@ -96,9 +107,11 @@ def build_mailing_history_asset(mapping: DestinationMapping, sources: AfasSource
         outcome: dict[tuple[str, str], str] = {}
         created: list[tuple[str, str, str, str | None]] = []
         rejected: list[tuple[tuple[str, str], AfasError | None]] = []
-        posts = 0
+        posts = stopped = 0
+        drift: list[str] | None = None  # None: nothing to create, the type was not looked up
         if len(todo):
             try:
+                drift = live_subject_type_drift(afas, mapping)
                 contacts, _ = read_by_keys(afas, sources.contacts, todo["external_id"])
                 retried = _keep(todo, [k in waiting_keys for k in zip(todo["mailing_id"], todo["external_id"])])
                 found = _find_existing(afas, retried, config.subject_type)
@@ -119,6 +132,10 @@ def build_mailing_history_asset(mapping: DestinationMapping, sources: AfasSource
                     elif key in found:
                         outcome[key] = "found_in_afas"
                         created.append((*key, item["sent_at"], found[key]))
+                    elif drift:  # AFAS would refuse the type: not sent, kept waiting for the next run
+                        outcome[key] = "stopped"
+                        created.append((*key, item["sent_at"], None))
+                        stopped += 1
                     else:
                         to_post.append((item, subject_body(item, by_id[item["external_id"]], config.subject_type)))
                 posts = len(to_post)
@@ -205,13 +222,22 @@ def build_mailing_history_asset(mapping: DestinationMapping, sources: AfasSource
             "puts_sent": puts,
             "rejected": len(rejected),
             "rejected_keys": hashed_sample(rejection_key(*k) for k, _ in rejected),
+            "stopped/subject_type_exists": stopped,
         }
         context.log.info(f"mailing_history: {metadata}")
         out = pd.DataFrame(
             [(m, e, o, item_sbid.get((m, e))) for (m, e), o in sorted(outcome.items())],
             columns=["mailing_id", "external_id", "outcome", "sbid"],
         ).astype("string")
-        return dg.Output(out, metadata=metadata)
+        yield dg.Output(out, metadata=metadata)
+        yield dg.AssetCheckResult(
+            check_name="subject_type_exists",
+            passed=not drift,
+            description="; ".join(drift) if drift else (
+                f"dossier item type {config.subject_type} exists in AFAS" if drift is not None
+                else "no dossier item to create in this window, so the type was not looked up"),
+            metadata={"stopped": stopped, "problems": len(drift or [])},
+        )
 
     return [mailing_history]
 

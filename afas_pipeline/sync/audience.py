@@ -64,6 +64,35 @@ def afas_permission_column(key: int | str) -> str:
     return f"afas_perm:{key}"
 
 
+def field_hash_column(name: str) -> str:
+    """The hash of a two-way property's value (`direction: both`): diffed on its own, like a permission,
+    so a change made in the destination can be told from an echo of the value last sent."""
+    return f"field_hash:{name}"
+
+
+YES = frozenset({"1", "true", "yes", "y", "ja", "j"})
+NO = frozenset({"0", "false", "no", "n", "nee"})
+
+
+def field_value(value: object, kind: str) -> str | bool | None:
+    """A two-way field's value in one form on both sides: text trimmed (empty means none), yes/no as a
+    bool, whether it comes from AFAS (`True`, "Manager") or from the destination ("yes", "Manager ")."""
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if kind == "yes_no":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        return True if text in YES else False if text in NO else None
+    text = str(value).strip()
+    return text or None
+
+
+def field_hash(value: object, kind: str) -> str:
+    """The hash kept in the sync state for a two-way field's value (never the value itself)."""
+    return hash_key(orjson.dumps(field_value(value, kind)).decode())
+
+
 def qualify(df: pd.DataFrame, entity: str) -> pd.DataFrame:
     """Prefix every column with its entity, the way mappings refer to them (`person.LastName`)."""
     return df.rename(columns={c: f"{entity}.{c}" for c in df.columns})
@@ -164,6 +193,8 @@ def build_audience(
     out["blocked"] = blocked
     out["hard_bounced"] = _flag(joined, mapping.hard_bounce.column) if mapping.hard_bounce else False
     out["afas_modified"] = joined[_modified_columns(joined)].max(axis=1)
+    for name, kind in mapping.two_way_fields():
+        out[field_hash_column(name)] = out[property_column(name)].map(lambda v, k=kind: field_hash(v, k)).astype("string")
     out["email_hash"] = email.map(lambda e: hash_key(e) if isinstance(e, str) else None).astype("string")
     out["content_hash"] = _content_hashes(out, mapping)
     # Members first, in external id order: a stable, readable asset.
@@ -182,9 +213,12 @@ def _modified_columns(joined: pd.DataFrame) -> list[str]:
 
 
 def _content_hashes(out: pd.DataFrame, mapping: DestinationMapping) -> pd.Series:
-    """A hash over what the destination shows of a contact (e-mail and mapped properties, not the
-    permissions: those are diffed one by one, for consent)."""
-    columns = ["email", *(property_column(n) for _, n in mapping.properties() if n != mapping.email.property)]
+    """A hash over what the destination shows of a contact (e-mail and mapped properties), without the
+    permissions and the two-way fields: those are diffed one by one (consent; changes made in the
+    destination)."""
+    two_way = {name for name, _ in mapping.two_way_fields()}
+    columns = ["email", *(property_column(n) for _, n in mapping.properties()
+                          if n != mapping.email.property and n not in two_way)]
     records = out[columns].astype(object).where(out[columns].notna(), None).to_numpy().tolist()
     return pd.Series(
         [hash_key(orjson.dumps(r, default=str).decode()) for r in records], index=out.index, dtype="string"

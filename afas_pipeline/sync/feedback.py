@@ -1,15 +1,20 @@
 """The feedback loop destination -> AFAS as pure functions: which events a window holds, what AFAS should
 hold because of them, and which UpdateConnector calls that takes (R12-R16, C1).
 
-An event is keys and times only: `external_id`, `kind` (`optout:<key>`, `optin:<key>`, `bounce:hard`,
-`bounce:soft`), `event_at` (UTC ISO text) and, for a bounce, `email_hash` (the hash of the address the
-destination had, for R11). No e-mail address or name ever enters this module's output.
+An event is `external_id`, `kind` (`optout:<key>`, `optin:<key>`, `bounce:hard`, `bounce:soft`,
+`field:<property>` for a two-way field changed in the destination, `reactivated` when the sync made a
+hard-bounced contact mailable again after AFAS gave it a new address, R11), `event_at` (UTC ISO text),
+for a bounce `email_hash` (the hash of the address the destination had, for R11) and, for a field,
+`value` (the destination's value, in the form `field_value` gives). The ledger of the sync state keeps
+only the first three. No e-mail address or name ever enters this module's output.
 
-- `permission_events` tells a recipient's opt-out/opt-in from an echo of our own write: a permission
-  differs from the value last sent (the sync state) only when someone changed it in the destination.
+- `destination_events` tells a recipient's opt-out/opt-in, or an edit of a two-way field, from an echo
+  of our own write: a permission differs from the value last sent, a field's hash from the hash last
+  agreed (the sync state), only when someone changed it in the destination.
 - `bounce_events` turns the bounce feed into events.
 - `desired_values` resolves a contact's events into AFAS field values: per permission the latest event
-  wins and an opt-out wins a tie (C1); a switch-on is only written when no opt-out was seen after it.
+  wins and an opt-out wins a tie (C1); a switch-on is only written when no opt-out was seen after it;
+  per field the latest edit wins; a reactivation clears the bounce detail (R11).
 - `write_backs` compares with what AFAS holds now and makes one PUT per entity whose mapped fields
   changed (R15), never a create (R14), only fields the mapping lets flow back (R13).
 - `guard` is the independent check in front of every write.
@@ -25,9 +30,11 @@ import pandas as pd
 
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mapping.models import PROTECTED_TARGETS, DestinationMapping
-from afas_pipeline.sync.audience import normalise_email
+from afas_pipeline.sync.audience import field_hash, field_value, normalise_email
 
-EVENT_COLUMNS = ["external_id", "kind", "event_at", "email_hash"]
+EVENT_COLUMNS = ["external_id", "kind", "event_at", "email_hash", "value"]
+#: The kind of event the sync records when it reactivates a hard-bounced contact (R11).
+REACTIVATED = "reactivated"
 #: The AFAS fields that identify an existing contact in a KnContact PUT (R14: never a create).
 IDENTITY = {"KnContact": ("BcCoOga", "BcCoPer"), "KnPerson": ("BcCo",), "KnOrganisation": ("BcCo",)}
 #: Fields that would make a call a create, or change which record it touches.
@@ -65,29 +72,47 @@ def sent_value(entry) -> bool | None:
     return None if entry is None else bool(entry)
 
 
-def permission_events(contacts: Iterable[dict], last_sent: dict[str, dict], keys: Iterable) -> tuple[pd.DataFrame, dict]:
-    """Opt-outs and opt-ins among contacts of the destination's change feed (current state each).
-    A permission equal to what we last sent is an echo of our own write (or known already): no event.
-    A contact we never sent is not ours to judge: counted, no event."""
+def value_text(value: str | bool | None) -> str | None:
+    """A `field_value` as the text an event carries."""
+    return None if value is None else ("yes" if value else "no") if isinstance(value, bool) else value
+
+
+def destination_events(contacts: Iterable[dict], records: dict[str, dict], keys: Iterable,
+                       two_way: Iterable[tuple[str, str]] = ()) -> tuple[pd.DataFrame, dict]:
+    """Opt-outs, opt-ins and two-way field edits among contacts of the destination's change feed (current
+    state each). `records` holds per external id the state's `permissions` and `fields`. A permission
+    equal to what we last sent, a field whose hash is the one last agreed, is an echo of our own write (or
+    known already): no event. A contact we never sent is not ours to judge: counted, no event."""
     keys = [str(k) for k in keys]
+    two_way = list(two_way)
     rows, counts = [], {"contacts": 0, "echoes": 0, "unknown": 0}
     for contact in contacts:
         counts["contacts"] += 1
         external_id = str(contact.get("externalId"))
-        sent = last_sent.get(external_id)
-        if sent is None:
+        record = records.get(external_id)
+        if record is None:
             counts["unknown"] += 1
             continue
+        sent, agreed = record.get("permissions") or {}, record.get("fields") or {}
+        properties = contact.get("properties") or {}
         when = from_ms(contact.get("lastChanged") or 0)
         changed = False
-        for permission in (contact.get("properties") or {}).get("permissions") or []:
+        for permission in properties.get("permissions") or []:
             key = str(permission.get("bit"))
             last = sent_value(sent.get(key))
             if key not in keys or last is None:
                 continue
             enabled = bool(permission.get("enabled"))
             if enabled != last:
-                rows.append((external_id, f"{'optin' if enabled else 'optout'}:{key}", when, None))
+                rows.append((external_id, f"{'optin' if enabled else 'optout'}:{key}", when, None, None))
+                changed = True
+        for name, kind in two_way:
+            last_hash = agreed.get(name)
+            if last_hash is None:
+                continue  # never agreed on a value: not ours to judge
+            value = properties.get(name)  # an empty property is not listed
+            if field_hash(value, kind) != last_hash:
+                rows.append((external_id, f"field:{name}", when, None, value_text(field_value(value, kind))))
                 changed = True
         if not changed:
             counts["echoes"] += 1
@@ -104,7 +129,7 @@ def bounce_events(bounces: Iterable[dict]) -> pd.DataFrame:
         kind = "bounce:hard" if str(bounce.get("type", "")).upper().startswith("HARD") else "bounce:soft"
         address = normalise_email((contact.get("properties") or {}).get("email"))
         rows.append((str(external_id), kind, spotler_time(bounce.get("date")),
-                     hash_key(address) if address else None))
+                     hash_key(address) if address else None, None))
     return _frame(rows)
 
 
@@ -129,7 +154,10 @@ class Desired:
 
     values: dict[str, object] = field(default_factory=dict)
     permissions: dict[str, bool] = field(default_factory=dict)  # permission key -> value, for the sync state
+    switched_at: dict[str, str] = field(default_factory=dict)  # permission key -> when (UTC ISO), for the sync state
+    fields: dict[str, str] = field(default_factory=dict)  # two-way property -> hash of the value, for the sync state
     bounced_email_hash: str | None = None
+    reactivated: bool = False
     held: int = 0  # switch-ons not written because an opt-out came later (C1)
 
 
@@ -137,7 +165,8 @@ def desired_values(events: pd.DataFrame, mapping: DestinationMapping,
                    optouts: dict[tuple[str, str], pd.Timestamp]) -> dict[str, Desired]:
     """Per contact, the AFAS values its events call for. Per permission the latest event wins, an opt-out
     wins a tie, and a switch-on older than the latest opt-out seen is stale (C1). The latest bounce sets
-    date and type; a hard bounce also sets the hard-bounce flag (a later soft bounce never clears it)."""
+    date and type; a hard bounce also sets the hard-bounce flag (a later soft bounce never clears it); a
+    later reactivation (R11) clears all three. Per two-way field the latest edit wins."""
     targets = {t.origin + ":" + str(t.source): t for t in mapping.write_backs()}
     out: dict[str, Desired] = {}
     ordered = events.assign(at_=pd.to_datetime(events["event_at"], utc=True, format="ISO8601"),
@@ -156,6 +185,22 @@ def desired_values(events: pd.DataFrame, mapping: DestinationMapping,
                 continue
             d.values[target.column] = on
             d.permissions[detail] = on
+            d.switched_at[detail] = iso(row.at_)
+        elif kind == "field":
+            target = targets.get(f"field:{detail}")
+            if target is None:
+                continue
+            value = field_value(None if pd.isna(row.value) else row.value, target.type)
+            if value is None and target.type == "yes_no":
+                value = False  # an AFAS yes/no field is never empty
+            d.values[target.column] = value
+            d.fields[detail] = field_hash(value, target.type)
+        elif kind == REACTIVATED:
+            for part, cleared in (("date", None), ("type", None), ("hard", False)):
+                target = targets.get(f"bounce:{part}")
+                if target is not None:
+                    d.values[target.column] = cleared
+            d.reactivated = True
         elif kind == "bounce":
             for part, value in (("date", row.at_.tz_convert("Europe/Amsterdam").date().isoformat()), ("type", detail),
                                 ("hard", True if detail == "hard" else None)):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from afas_pipeline.sync.audience import afas_permission_column, permission_column
+from afas_pipeline.sync.audience import afas_permission_column, field_hash_column, permission_column
 
 ACTIONS = ("create", "update", "unchanged", "skip_hard_bounce", "quarantined")
 
@@ -58,17 +58,26 @@ def plan_sync(
     optouts: pd.DataFrame,
     permission_keys: list[int | str],
     quarantined: frozenset[str] = frozenset(),
+    two_way: list[str] | tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """One row per audience member: `external_id`, `action`, `send_properties`, `reactivate` (R11: a new
     address after a hard bounce), `deactivate` (created already hard-bounced), and per
     permission `set:<key>` (True/False to send, NA to leave), `held:<key>` (a switch-on held by C1),
     `afas:<key>` (AFAS's own field) and `on_since:<key>` (since when AFAS has it on, as far as seen).
 
-    `state.permissions` holds per key `{"sent": bool, "afas": bool, "on_since": ISO time}`."""
-    plan = members[["external_id", "content_hash", "email_hash", "afas_modified", "hard_bounced"]].copy()
+    `state.permissions` holds per key `{"sent": bool, "afas": bool, "on_since": ISO time}`.
+
+    `two_way` names the properties that also flow back: each is compared on its own (`field_hash:<name>`
+    against `state.fields`), outside the content hash, so that a value the write-back put into AFAS is not
+    sent to the destination again."""
+    hashes = [field_hash_column(name) for name in two_way]
+    plan = members[["external_id", "content_hash", "email_hash", "afas_modified", "hard_bounced", *hashes]].copy()
     plan = plan.merge(
         state.rename(columns={"content_hash": "state_content_hash", "email_hash": "state_email_hash",
-                              "permissions": "state_permissions", "bounced_email_hash": "state_bounced"}),
+                              "permissions": "state_permissions", "bounced_email_hash": "state_bounced",
+                              "fields": "state_fields"}).reindex(
+            columns=["external_id", "state_content_hash", "state_email_hash", "state_permissions", "state_bounced",
+                     "state_fields"]),
         on="external_id",
         how="left",
     )
@@ -87,6 +96,9 @@ def plan_sync(
     email_changed = known & (plan["email_hash"] != plan["state_email_hash"]).fillna(True).astype(bool)
     reactivate = bounced_address.notna() & ~inactive & email_changed
     content_changed = ~known | (plan["content_hash"] != plan["state_content_hash"]).fillna(True).astype(bool)
+    for name in two_way:
+        last = plan["state_fields"].map(lambda f, n=name: f.get(n) if isinstance(f, dict) else None)
+        content_changed |= (plan[field_hash_column(name)].astype(object) != last.astype(object)).astype(bool)
     plan["bounced_email_hash"] = bounced_address.astype("string")
 
     last_optout = _last_optouts(optouts)
@@ -96,7 +108,9 @@ def plan_sync(
         previous = plan["state_permissions"].map(lambda p, k=str(key): p.get(k) if isinstance(p, dict) else None)
         last_sent = previous.map(lambda e: e.get("sent") if isinstance(e, dict) else None)
         was_on = previous.map(lambda e: isinstance(e, dict) and e.get("afas") is True).astype(bool)
-        since = pd.to_datetime(previous.map(lambda e: e.get("on_since") if isinstance(e, dict) else None), utc=True)
+        # Stored as ISO text, with or without fractions of a second (sync runs and write-backs both write it).
+        since = pd.to_datetime(previous.map(lambda e: e.get("on_since") if isinstance(e, dict) else None),
+                               utc=True, format="ISO8601")
         raw = pd.Series(members[afas_permission_column(key)].astype(bool).to_numpy(), index=plan.index)
         desired = pd.Series(members[permission_column(key)].astype(bool).to_numpy(), index=plan.index)
         # When AFAS switched its permission field on, as far as the syncs can tell: kept while it stays
@@ -128,7 +142,7 @@ def plan_sync(
     plan["reactivate"] = reactivate & send_properties
     plan["deactivate"] = create_inactive
     columns = ["external_id", "action", "send_properties", "reactivate", "deactivate", "content_hash", "email_hash",
-               "bounced_email_hash", "afas_modified"]
+               "bounced_email_hash", "afas_modified", *hashes]
     columns += [c for key in permission_keys
                 for c in (set_column(key), held_column(key), afas_column(key), since_column(key))]
     return plan[columns].reset_index(drop=True)

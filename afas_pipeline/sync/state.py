@@ -2,8 +2,10 @@
 
 One SQLite file holds, per destination:
 - `records`: per external id, the content hash and e-mail hash last sent, per permission the value
-  last sent, AFAS's own value and since when AFAS has it on (C1), and the hash of the address that
-  hard-bounced, if any (R11: the record stays inactive while that is still its address);
+  last sent, AFAS's own value and since when AFAS has it on (C1), per two-way field the hash of the
+  value the destination and AFAS last agreed on (a different value in the destination is a change
+  made there), and the hash of the address that hard-bounced, if any (R11: the record stays inactive
+  while that is still its address);
 - `optouts`: when a permission was last seen switched off in the destination (C1);
 - `rejected`: records the destination refused, with reason, status code and attempts (C4);
 - `watermarks`: how far a destination's change feed has been read;
@@ -34,7 +36,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     destination TEXT NOT NULL, external_id TEXT NOT NULL,
     content_hash TEXT, email_hash TEXT, permissions TEXT NOT NULL DEFAULT '{}',
-    bounced_email_hash TEXT, synced_at TEXT NOT NULL,
+    bounced_email_hash TEXT, synced_at TEXT NOT NULL, fields TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (destination, external_id));
 CREATE TABLE IF NOT EXISTS optouts (
     destination TEXT NOT NULL, external_id TEXT NOT NULL, permission TEXT NOT NULL, opted_out_at TEXT NOT NULL,
@@ -59,7 +61,9 @@ CREATE TABLE IF NOT EXISTS watermarks (
     destination TEXT NOT NULL, feed TEXT NOT NULL, read_until TEXT NOT NULL, PRIMARY KEY (destination, feed));
 """
 
-RECORD_COLUMNS = ["external_id", "content_hash", "email_hash", "permissions", "bounced_email_hash"]
+RECORD_COLUMNS = ["external_id", "content_hash", "email_hash", "permissions", "bounced_email_hash", "fields"]
+#: Columns added after the first release, with their definition: added to an older state file on open.
+ADDED_COLUMNS = {"records": {"fields": "TEXT NOT NULL DEFAULT '{}'"}}
 REJECTED_COLUMNS = ["external_id", "reason", "status_code", "attempts", "first_seen", "last_seen", "quarantined"]
 
 
@@ -75,6 +79,11 @@ class SyncState:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(SCHEMA)
+            for table, columns in ADDED_COLUMNS.items():
+                have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for name, definition in columns.items():
+                    if name not in have:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -89,39 +98,45 @@ class SyncState:
     # -- records --
 
     def records(self, destination: str, external_ids: Iterable[str] | None = None) -> pd.DataFrame:
-        """State rows for these ids (all when None); `permissions` parsed into a dict."""
+        """State rows for these ids (all when None); `permissions` and `fields` parsed into dicts."""
         with self._connect() as db:
             if external_ids is None:
                 rows = db.execute(
-                    "SELECT external_id, content_hash, email_hash, permissions, bounced_email_hash FROM records WHERE destination=?",
+                    "SELECT external_id, content_hash, email_hash, permissions, bounced_email_hash, fields FROM records "
+                    "WHERE destination=?",
                     (destination,),
                 ).fetchall()
             else:
                 db.execute("CREATE TEMP TABLE wanted (external_id TEXT PRIMARY KEY)")
                 db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((str(i),) for i in external_ids))
                 rows = db.execute(
-                    "SELECT r.external_id, content_hash, email_hash, permissions, bounced_email_hash FROM records r "
+                    "SELECT r.external_id, content_hash, email_hash, permissions, bounced_email_hash, fields FROM records r "
                     "JOIN wanted w ON w.external_id = r.external_id WHERE destination=?",
                     (destination,),
                 ).fetchall()
         df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
         df["permissions"] = df["permissions"].map(json.loads)
+        df["fields"] = df["fields"].map(json.loads)
         return df.astype({c: "string" for c in ("external_id", "content_hash", "email_hash", "bounced_email_hash")})
 
     def save_records(self, destination: str, rows: Iterable[dict]) -> int:
-        """Upsert state rows: external_id, content_hash, email_hash, permissions (dict), bounced_email_hash."""
+        """Upsert state rows: external_id, content_hash, email_hash, permissions (dict), bounced_email_hash,
+        fields (dict: two-way property -> value hash)."""
         now = _now()
         values = [
             (destination, str(r["external_id"]), r["content_hash"], r["email_hash"],
-             json.dumps(r["permissions"], sort_keys=True), r.get("bounced_email_hash"), now)
+             json.dumps(r["permissions"], sort_keys=True), r.get("bounced_email_hash"), now,
+             json.dumps(r.get("fields") or {}, sort_keys=True))
             for r in rows
         ]
         with self._connect() as db:
             db.executemany(
-                "INSERT INTO records VALUES (?,?,?,?,?,?,?) ON CONFLICT(destination, external_id) DO UPDATE SET "
+                "INSERT INTO records (destination, external_id, content_hash, email_hash, permissions, "
+                "bounced_email_hash, synced_at, fields) VALUES (?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(destination, external_id) DO UPDATE SET "
                 "content_hash=excluded.content_hash, email_hash=excluded.email_hash, "
                 "permissions=excluded.permissions, bounced_email_hash=excluded.bounced_email_hash, "
-                "synced_at=excluded.synced_at",
+                "synced_at=excluded.synced_at, fields=excluded.fields",
                 values,
             )
         return len(values)
@@ -236,11 +251,16 @@ class SyncState:
         return len(values)
 
     def update_after_write_back(self, destination: str, permissions: dict[str, dict[str, bool]],
-                                bounced: dict[str, str]) -> None:
+                                bounced: dict[str, str], fields: dict[str, dict[str, str]] | None = None,
+                                switched_at: dict[str, dict[str, str]] | None = None) -> None:
         """What AFAS now holds because of a write-back: per permission the value sent and AFAS's own value
-        (both the written value, so the next sync to the destination does not send it back as a change) and, per hard-bounced record, the hash
-        of the address that bounced (R11). Only existing records change."""
-        ids = set(permissions) | set(bounced)
+        (both the written value, so the next sync to the destination does not send it back as a change),
+        per two-way field the hash of the value written (AFAS and the destination agree on it now) and,
+        per hard-bounced record, the hash of the address that bounced (R11). Only existing records change.
+        `switched_at` dates a permission switched on (the destination's event time; default now): C1 weighs a
+        later opt-out against it."""
+        fields, switched_at = fields or {}, switched_at or {}
+        ids = set(permissions) | set(bounced) | set(fields)
         if not ids:
             return
         current = self.records(destination, ids)
@@ -252,14 +272,16 @@ class SyncState:
             for key, value in permissions.get(external_id, {}).items():
                 entry = sent.setdefault(str(key), {})
                 was_on = entry.get("afas") is True and entry.get("on_since")
-                # AFAS holds `value` now, written by us: switched on now (unless it already was), or off.
+                # AFAS holds `value` now, written by us: switched on then (unless it already was on), or off.
+                when = switched_at.get(external_id, {}).get(str(key), now)
                 entry.update({"sent": bool(value), "afas": bool(value),
-                              "on_since": (entry["on_since"] if was_on else now) if value else None})
+                              "on_since": (entry["on_since"] if was_on else when) if value else None})
             rows.append({
                 "external_id": external_id,
                 "content_hash": None if pd.isna(r["content_hash"]) else r["content_hash"],
                 "email_hash": None if pd.isna(r["email_hash"]) else r["email_hash"],
                 "permissions": sent,
+                "fields": {**r["fields"], **fields.get(external_id, {})},
                 "bounced_email_hash": bounced.get(external_id,
                                                   None if pd.isna(r["bounced_email_hash"]) else r["bounced_email_hash"]),
             })

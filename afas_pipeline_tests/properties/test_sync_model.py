@@ -348,12 +348,9 @@ class World:
 
     # -- the chain --
 
-    def sync(self) -> tuple[int, dict]:
-        """Materialise the full chain once; returns how many writes Spotler received and the metadata
-        of spotler_sync."""
-        self.spotler("POST", "/stats/reset").raise_for_status()
+    def resources(self) -> dict:
         sb = self.sandbox
-        resources = {
+        return {
             "afas": AfasClient(base_url=sb.afas_base_url, token=sb.afas_token, backoff_initial_s=0.01,
                                backoff_max_s=0.05),
             "spotler": SpotlerClient(base_url=sb.spotler_base_url, consumer_key=sb.spotler_consumer_key,
@@ -362,7 +359,12 @@ class World:
             "sync_state": SyncStateResource(path=str(self.state_path)),
             "io_manager": ParquetIOManager(base_dir=str(self.root / "storage")),
         }
-        result = dg.materialize(SYNC_ASSETS, partition_key=FULL_PARTITION, resources=resources,
+
+    def sync(self) -> tuple[int, dict]:
+        """Materialise the full chain once; returns how many writes Spotler received and the metadata
+        of spotler_sync."""
+        self.spotler("POST", "/stats/reset").raise_for_status()
+        result = dg.materialize(SYNC_ASSETS, partition_key=FULL_PARTITION, resources=self.resources(),
                                 instance=self.instance, run_config=QUIET)
         failed = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in result.get_asset_check_evaluations()
                   if not c.passed]
@@ -377,6 +379,7 @@ class World:
         self.afas("POST", "/dataset/generate", json=DATASET)
         if self.baseline is None:
             self.spotler("POST", "/reset").raise_for_status()
+            self.prepare_spotler()
             model, afas = SpotlerModel(), self.afas_snapshot()
             self.links = {c: (afas.contacts[c]["PersonId"], afas.contacts[c]["OrganisationId"]) for c in CONTACTS}
             model.sync(afas)
@@ -393,6 +396,9 @@ class World:
         self.state_path = self.root / f"state-{self.runs}.sqlite"
         _copy_sqlite(state_file, self.state_path)
         return _clone(model)
+
+    def prepare_spotler(self) -> None:
+        """Set up the empty Spotler account before the baseline sync (a subclass may move its clock)."""
 
     # -- the steps --
 

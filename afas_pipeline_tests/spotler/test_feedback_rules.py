@@ -16,6 +16,7 @@ from afas_pipeline.mapping.errors import MappingError
 from afas_pipeline.mapping.load import MAPPINGS_DIR, default_mapping, load_mapping
 from afas_pipeline.spotler.feedback import AFAS
 from afas_pipeline.sync.feedback import Write, guard
+from afas_pipeline_tests.spotler.conftest import email_active
 
 WINDOW = "2026-11-16-10:00"
 NEXT = "2026-11-16-10:15"
@@ -293,3 +294,123 @@ def test_r12_a_backfill_of_the_feedback_partitions_delivers_each_event_once_in_o
     assert sum(_afas_puts(world).values()) == 2
     assert _afas_contact(world, _id(contacts[0]))["PermissionNewsletter"] is False
     assert _afas_contact(world, _id(contacts[1]))["BounceType"] == "soft"
+
+
+def test_r11_a_new_address_after_a_hard_bounce_reactivates_the_contact_and_clears_the_bounce_in_afas(world):
+    (contact,) = _synced_subscriber(world)
+    world.spotler("POST", f"/recipients/{_id(contact)}/bounce", json={"type": "hard", "at": "2026-11-17T09:05:00Z"})
+    world.feedback("2026-11-17-09:00")
+    bounced = _afas_contact(world, _id(contact))
+    assert (bounced["BounceType"], bool(bounced["HardBounce"]), _bounce_date(bounced)) == ("hard", True, "2026-11-17")
+
+    world.afas_edit("contacts", contact["ContactId"], at="2026-11-17T09:20:00Z", MailWork="nieuw.adres@voorbeeld.nl")
+    delta = world.delta("2026-11-17-09:15")
+    assert world.metadata(delta, "spotler_sync_delta")["reactivated"] == 1
+    assert email_active(world.spotler_contact(_id(contact)))
+    world.afas("POST", "/stats/reset")
+
+    result = world.feedback("2026-11-17-09:15")
+
+    cleared = _afas_contact(world, _id(contact))
+    assert pd.isna(cleared["BounceType"]) and cleared["HardBounce"] is False and _bounce_date(cleared) is None
+    assert sum(_afas_puts(world).values()) == 1
+    assert world.metadata(result, "afas_write_back")["contacts/delivered"] == 1
+    # Delivered once: the next window and a rerun leave AFAS alone, and the contact stays active.
+    world.afas("POST", "/stats/reset")
+    world.feedback("2026-11-17-09:30")
+    world.feedback("2026-11-17-09:15")
+    world.delta("2026-11-17-09:30")
+    assert _afas_puts(world) == {}
+    assert email_active(world.spotler_contact(_id(contact)))
+
+
+def test_r13_a_two_way_field_edited_in_spotler_reaches_afas_and_is_not_sent_back(world):
+    contacts = _synced_subscriber(world, 2)
+    edited, untouched = _id(contacts[0]), _id(contacts[1])
+    world.spotler("POST", f"/contacts/{edited}", json={"properties": {"function": "Hoofd Marketing"},
+                                                       "at": "2026-11-16T10:05:00Z"})
+    world.afas("POST", "/stats/reset")
+
+    result = world.feedback(WINDOW)
+
+    assert world.metadata(result, "spotler_changes")["events/field:function"] == 1
+    assert _afas_contact(world, edited)["Function"] == "Hoofd Marketing"
+    assert _afas_contact(world, untouched)["Function"] == contacts[1]["Function"]
+    puts = _afas_puts(world)
+    assert list(puts.values()) == [1] and "KnContact" in next(iter(puts)), puts
+    # AFAS and Spotler agree now: the AFAS -> Spotler delta that sees the contact changed sends nothing,
+    # and the feedback of the next window sees no change.
+    world.spotler("POST", "/stats/reset")
+    world.delta(WINDOW)
+    world.delta(NEXT)
+    world.sync()
+    assert world.spotler_writes() == 0
+    assert world.metadata(world.feedback(NEXT), "spotler_changes")["dagster/row_count"] == 0
+
+
+def test_r13_a_two_way_field_edited_on_both_sides_in_one_window_ends_with_afas_value_on_both(world):
+    (contact,) = _synced_subscriber(world)
+    world.afas_edit("contacts", contact["ContactId"], at="2026-11-16T10:03:00Z", Function="Uit AFAS")
+    world.spotler("POST", f"/contacts/{_id(contact)}", json={"properties": {"function": "Uit Spotler"},
+                                                             "at": "2026-11-16T10:06:00Z"})
+
+    world.delta(WINDOW)  # the job's order: the sync to Spotler first, then the way back
+    world.feedback(WINDOW)
+    world.feedback(NEXT)
+
+    assert _afas_contact(world, _id(contact))["Function"] == "Uit AFAS"
+    assert world.spotler_contact(_id(contact))["properties"]["function"] == "Uit AFAS"
+
+
+def test_r13_a_table_link_field_never_flows_back(world):
+    (contact,) = _synced_subscriber(world)
+    gender = world.spotler_contact(_id(contact))["properties"].get("gender")
+    world.spotler("POST", f"/contacts/{_id(contact)}", json={"properties": {"gender": "M" if gender == "F" else "F"},
+                                                             "at": "2026-11-16T10:05:00Z"})
+    world.afas("POST", "/stats/reset")
+
+    result = world.feedback(WINDOW)
+
+    assert world.metadata(result, "spotler_changes")["dagster/row_count"] == 0
+    assert _afas_puts(world) == {}
+
+
+def test_c4_feedback_under_20_percent_faults_on_both_sides_delivers_every_event_once(world):
+    contacts = _synced_subscriber(world, 12)
+    ids = [_id(c) for c in contacts]
+    expected: dict[str, dict] = {}
+    for n, external_id in enumerate(ids):
+        at = f"2026-11-16T10:{n + 1:02d}:00Z"
+        if n % 3 == 0:
+            world.spotler("POST", f"/recipients/{external_id}/unsubscribe", json={"bit": 1, "at": at})
+            expected[external_id] = {"PermissionNewsletter": False}
+        elif n % 3 == 1:
+            world.spotler("POST", f"/recipients/{external_id}/bounce", json={"type": "soft", "at": at})
+            expected[external_id] = {"BounceType": "soft"}
+        else:
+            world.spotler("POST", f"/contacts/{external_id}", json={"properties": {"function": f"Functie {n}"}, "at": at})
+            expected[external_id] = {"Function": f"Functie {n}"}
+    world.afas("PUT", "/faults", json={"error_503_rate": 0.08, "error_500_rate": 0.06, "drop_rate": 0.06,
+                                       "retry_after": 0, "seed": 11})
+    world.spotler("PUT", "/faults", json={"error_503_rate": 0.1, "drop_rate": 0.05, "error_429_rate": 0.05,
+                                          "retry_after": 0, "seed": 13})
+
+    runs = 0
+    while runs < 8:  # what an on-call engineer does: rerun the window until nothing is left
+        runs += 1
+        result = world.feedback(WINDOW, raise_on_error=False)
+        state = world.state()
+        if result.success and state.feedback_events("spotler", status="pending").empty and state.rejected(AFAS).empty:
+            break
+
+    faults = world.afas("GET", "/stats")["faults"]
+    assert sum(faults.values()) > 0 and sum(world.spotler_stats()["faults"].values()) > 0
+    world.afas("PUT", "/faults", json={"error_503_rate": 0.0, "error_500_rate": 0.0, "drop_rate": 0.0})
+    for external_id, fields in expected.items():
+        row = _afas_contact(world, external_id)
+        assert {name: row[name] for name in fields} == fields, external_id
+    delivered = world.state().feedback_events("spotler", status="delivered")
+    assert len(delivered) == len(expected)
+    assert sorted(delivered["external_id"]) == sorted(expected)
+    assert world.state().feedback_events("spotler", status="pending").empty
+    assert world.state().rejected(AFAS).empty

@@ -13,6 +13,7 @@ import random
 import pandas as pd
 
 from afas_pipeline.afas.assets import build_afas_assets
+from afas_pipeline.definitions import assets as ALL_ASSETS
 from afas_pipeline.mapping.load import MAPPINGS_DIR, default_mapping, load_mapping
 from afas_pipeline.spotler.assets import build_spotler_assets
 from afas_pipeline.spotler.mailing_history import AFAS, rejection_key
@@ -207,8 +208,9 @@ def test_r17_an_afas_500_on_the_post_is_retried_next_run_and_ends_with_exactly_o
     (contact,) = _recipients(world, 1)
     mailing = _send(world, [contact], "2026-11-16T10:05:00Z")["encryptedId"]
     world.afas("POST", "/stats/reset")
-    # The contact lookup passes (metainfo, then the filtered read), the KnSubject POST gets a 500.
-    world.afas("PUT", "/faults", json={"error_500_rate": 0.5, "seed": _seed_failing_request(3, 0.5)})
+    # The dossier item type check and the contact lookup pass (metainfo, then the read, each), the
+    # KnSubject POST gets a 500.
+    world.afas("PUT", "/faults", json={"error_500_rate": 0.5, "seed": _seed_failing_request(5, 0.5)})
 
     failed = world.history(WINDOW)
 
@@ -232,6 +234,34 @@ def test_r17_an_afas_500_on_the_post_is_retried_next_run_and_ends_with_exactly_o
     assert world.metadata(again, "mailing_history")["posts_sent"] == 0
     assert world.state().rejected(AFAS).empty
     assert world.state().mailing_items("spotler")["sbid"].tolist() == [str(items["SubjectId"].iloc[0])]
+
+
+def test_r17_a_subject_type_afas_does_not_have_stops_every_post_and_the_items_wait(world, tmp_path):
+    contacts = _recipients(world, 2)
+    _send(world, contacts, "2026-11-16T10:05:00Z")
+    _with_mapping(world, tmp_path, "  subject_type: 7\n", "  subject_type: 99\n")
+    world.afas("POST", "/stats/reset")
+
+    stopped = world.history(WINDOW, raise_on_error=False)
+
+    assert not stopped.success  # the blocking check fails the run
+    assert _posts(world) == 0 and _items(world).empty
+    metadata = world.metadata(stopped, "mailing_history")
+    assert metadata["items/stopped"] == 2 and metadata["stopped/subject_type_exists"] == 2
+    assert metadata["posts_sent"] == 0 and metadata["rejected"] == 0
+    (check,) = stopped.get_asset_check_evaluations()
+    assert (check.check_name, check.passed) == ("subject_type_exists", False)
+    assert "mailing_history.subject_type (99): R17: AFAS has no dossier item type 99" in check.description
+    assert "7 = Mailing" in check.description
+    assert world.state().rejected(AFAS).empty  # a setting to fix, not a refused record: never quarantined
+
+    # The type fixed: the next run creates the waiting items, once.
+    world.assets = list(ALL_ASSETS)
+    fixed = world.history(NEXT)
+    items = _items(world)
+    assert sorted(items["ContactId"].astype(str)) == sorted(_id(c) for c in contacts)
+    assert set(items["SubjectTypeId"]) == {SUBJECT_TYPE}
+    assert world.metadata(fixed, "mailing_history")["items/created"] == 2
 
 
 def test_r17_reactions_are_appended_once_in_time_order_and_never_past_afas_text_limit():

@@ -93,3 +93,13 @@ def test_c1_unblocking_a_contact_does_not_undo_an_opt_out():
 def test_a_quarantined_record_waits_for_an_operator():
     plan = plan_sync(_members(content_hash="c2"), _state(), NO_OPTOUTS, KEYS, quarantined=frozenset({"10001"}))
     assert plan.loc[0, "action"] == "quarantined"
+
+
+def test_switch_on_times_stored_with_and_without_fractions_of_a_second_are_both_read():
+    # A sync stores "...T10:00:00+00:00", a write-back "...T10:00:00.284000+00:00": found by the loop model.
+    state = pd.concat([_state(), _state(external_id="10002", permissions={
+        "1": {"sent": True, "afas": True, "on_since": "2026-11-22T20:59:49.284000+00:00"}, "2": _bit(False)})])
+    members = pd.concat([_members(), _members(external_id="10002")])
+    plan = plan_sync(members, state, NO_OPTOUTS, KEYS)
+    assert list(plan["action"]) == ["unchanged", "unchanged"]
+    assert plan.loc[1, "on_since:1"] == pd.Timestamp("2026-11-22T20:59:49.284Z")

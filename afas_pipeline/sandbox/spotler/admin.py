@@ -17,10 +17,16 @@ naive means UTC), default now; contacts are returned in their full REST form (§
   ``"sent"`` (its sent interactions) and ``"skipped"`` (recipients without an active EMAIL channel or
   e-mail). ``recipients: null`` means every contact with permission ``bit`` on.
 - ``GET /contacts`` -> every contact; ``GET /contacts/{externalId}`` -> one (404 if unknown).
+- ``POST /contacts/{externalId}`` ``{"properties": {"function": "Directeur", ...}, "at"}`` -> the contact: a
+  Spotler user editing properties in the UI (merged; null clears one; not permissions: use the recipient
+  actions). ``lastChanged`` becomes ``at`` if anything changed, so ``contact/updates/list`` shows it.
 - ``GET /changes`` -> the change log ``[{"at", "externalId", "change", "source"}]``.
 - ``GET /state`` -> counts of contacts, bounces, mailings, interactions and changes.
 - ``GET /dataset`` -> the whole account; ``POST /dataset`` with that document replaces it (-> state).
-- ``POST /reset`` -> an empty account, faults off, stats zeroed, nonces forgotten (for test isolation).
+- ``POST /reset`` -> an empty account, faults off, stats zeroed, nonces forgotten, clock back to real time.
+- ``GET|PUT /clock`` ``{"offset_s": -900}`` -> ``{"offset_s", "now"}``: moves the account's clock (the stamp
+  of API writes and the default ``at``), e.g. behind the real time so that what happens now falls in a
+  15-minute window that has already closed (a test can then run that window's feedback at once).
 - ``GET|PUT /faults`` (``afas_pipeline.sandbox.faults`` plus ``error_429_rate``), ``GET /stats``,
   ``POST /stats/reset``.
 
@@ -39,16 +45,16 @@ from starlette.routing import Route
 
 from afas_pipeline.sandbox.admin_common import AdminError, json_object
 from afas_pipeline.sandbox.faults import fault_admin_routes, json_response
-from afas_pipeline.sandbox.spotler.store import now_ms
+from afas_pipeline.sandbox.spotler.store import Invalid, now_ms
 
 if TYPE_CHECKING:
     from afas_pipeline.sandbox.spotler.app import SpotlerEmulator
 
 
-def _at(body: dict) -> int:
+def _at(body: dict, now: int | None = None) -> int:
     raw = body.get("at")
     if raw is None:
-        return now_ms()
+        return now_ms() if now is None else now
     try:
         value = dt.datetime.fromisoformat(raw.strip())
     except (TypeError, ValueError, AttributeError):
@@ -80,7 +86,7 @@ def admin_routes(emulator: "SpotlerEmulator") -> list[Route]:
     def endpoint(work):
         async def handle(request: Request) -> Response:
             try:
-                body = await json_object(request) if request.method == "POST" else {}
+                body = await json_object(request) if request.method in ("POST", "PUT") else {}
                 return json_response(200, await run_in_threadpool(work, request, body))
             except AdminError as exc:
                 return json_response(exc.status, {"error": exc.message})
@@ -90,7 +96,7 @@ def admin_routes(emulator: "SpotlerEmulator") -> list[Route]:
 
     def recipient(request: Request, body: dict):
         external_id, action = request.path_params["external_id"], request.path_params["action"]
-        at = _at(body)
+        at = _at(body, account.now())
         if action in ("unsubscribe", "subscribe"):
             bit = _bit(body)
             try:
@@ -122,13 +128,32 @@ def admin_routes(emulator: "SpotlerEmulator") -> list[Route]:
         if not isinstance(campaign, bool):
             raise AdminError("campaign must be true or false")
         return account.send_mailing(name=name, subject=subject, recipients=recipients, bit=_bit(body),
-                                    trend_report_id=trend, campaign=campaign, at=_at(body))
+                                    trend_report_id=trend, campaign=campaign, at=_at(body, account.now()))
 
     def contact(request: Request, body: dict):
         found = account.get(request.path_params["external_id"])
         if found is None:
             raise AdminError(f"no contact with externalId {request.path_params['external_id']!r}", 404)
         return found.to_json()
+
+    def edit(request: Request, body: dict):
+        properties = body.get("properties")
+        if not isinstance(properties, dict) or not properties:
+            raise AdminError("properties is a non-empty object of property -> value")
+        if "permissions" in properties:
+            raise AdminError("permissions change through /recipients/{externalId}/subscribe|unsubscribe")
+        try:
+            return account.edit(request.path_params["external_id"], properties, _at(body, account.now())).to_json()
+        except Invalid as exc:
+            raise AdminError(exc.message) from None
+
+    def clock(request: Request, body: dict):
+        if request.method == "PUT":
+            offset = body.get("offset_s")
+            if isinstance(offset, bool) or not isinstance(offset, (int, float)):
+                raise AdminError("offset_s is a number of seconds (negative: the account's clock runs behind)")
+            account.clock_offset_ms = int(offset * 1000)
+        return {"offset_s": account.clock_offset_ms / 1000, "now": account.now()}
 
     def load(request: Request, body: dict):
         if not isinstance(body.get("contacts"), list):
@@ -149,10 +174,12 @@ def admin_routes(emulator: "SpotlerEmulator") -> list[Route]:
         Route("/contacts", endpoint(lambda r, b: account.all_contacts()),
               methods=["GET"]),
         Route("/contacts/{external_id}", endpoint(contact), methods=["GET"]),
+        Route("/contacts/{external_id}", endpoint(edit), methods=["POST"]),
         Route("/changes", endpoint(lambda r, b: list(account.changes)), methods=["GET"]),
         Route("/state", endpoint(lambda r, b: account.counts()), methods=["GET"]),
         Route("/dataset", endpoint(lambda r, b: account.export()), methods=["GET"]),
         Route("/dataset", endpoint(load), methods=["POST"]),
         Route("/reset", endpoint(reset), methods=["POST"]),
+        Route("/clock", endpoint(clock), methods=["GET", "PUT"]),
         *fault_admin_routes(emulator.faults),
     ]

@@ -64,7 +64,6 @@ from afas_pipeline.sandbox.spotler.store import (
     PROPERTIES,
     Account,
     Invalid,
-    now_ms,
     parse_date,
     validate,
 )
@@ -272,7 +271,7 @@ class SpotlerEmulator:
             _only(method, "GET")
             start = _date(params, "fromDate", required=True)
             end = _date(params, "toDate")
-            end = now_ms() + 1 if end is None else end
+            end = account.now() + 1 if end is None else end
             after, size = _paging(params)
             feed = account.updates if rest[0] == "updates" else account.bounce_list
             return json_response(200, feed(start, end, after, size))

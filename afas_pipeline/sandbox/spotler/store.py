@@ -226,6 +226,11 @@ class Account:
             self.next_id = 1
             self.version = 0
             self._by_change: tuple | None = None  # (version, contacts by lastChanged, their stamps)
+            self.clock_offset_ms = 0
+
+    def now(self) -> int:
+        """The account's clock: the real time, moved by ``clock_offset_ms`` (set through the admin API)."""
+        return now_ms() + self.clock_offset_ms
 
     # --- writes ------------------------------------------------------------------------------
     def _changed(self, contact: Contact, at: int, change: str, source: str) -> None:
@@ -233,7 +238,8 @@ class Account:
         self.version += 1
         self.changes.append({"at": at, "externalId": contact.external_id, "change": change, "source": source})
 
-    def apply(self, write: Write, *, update: bool, purge: bool, at: int, create: bool = True) -> str:
+    def apply(self, write: Write, *, update: bool, purge: bool, at: int, create: bool = True,
+              source: str = "api") -> str:
         """Insert or merge one validated contact; returns the result code (``OK``) or raises ``Invalid``."""
         contact = self.contacts.get(write.external_id)
         if contact is None:
@@ -261,17 +267,17 @@ class Account:
             contact.permissions.update(write.permissions)
         contact.channels.update(write.channels)
         if (contact.properties, contact.permissions, contact.channels) != before:
-            self._changed(contact, at, "purged" if purge else "updated", "api")
+            self._changed(contact, at, "purged" if purge else "updated", source)
         return "OK"
 
     def write_one(self, write: Write, *, update: bool, purge: bool, create: bool = True) -> str:
         with self.lock:
-            return self.apply(write, update=update, purge=purge, at=now_ms(), create=create)
+            return self.apply(write, update=update, purge=purge, at=self.now(), create=create)
 
     def write_many(self, docs: list, *, update: bool, purge: bool) -> list[dict]:
         results = []
         with self.lock:
-            at = now_ms()
+            at = self.now()
             for doc in docs:
                 ext = doc.get("externalId") if isinstance(doc, dict) else None
                 try:
@@ -293,7 +299,7 @@ class Account:
             contact = self.contacts.get(external_id)
             if contact is not None and any(contact.channels.values()):
                 contact.channels = {name: False for name in contact.channels}
-                self._changed(contact, now_ms() if at is None else at, "inactivated", source)
+                self._changed(contact, self.now() if at is None else at, "inactivated", source)
             return contact
 
     def anonymize(self, external_id: str) -> Contact | None:
@@ -302,7 +308,7 @@ class Account:
             if contact is not None:
                 contact.properties, contact.permissions = {}, {}
                 contact.channels = {name: False for name in contact.channels}
-                self._changed(contact, now_ms(), "anonymized", "api")
+                self._changed(contact, self.now(), "anonymized", "api")
             return contact
 
     # --- a recipient or a Spotler user acting ------------------------------------------------
@@ -314,6 +320,14 @@ class Account:
             if contact.permissions.get(bit, False) != enabled:
                 contact.permissions[bit] = enabled
                 self._changed(contact, at, f"{'subscribe' if enabled else 'unsubscribe'} bit {bit}", "recipient")
+            return contact
+
+    def edit(self, external_id: str, properties: dict, at: int) -> Contact:
+        """A Spotler user edits a contact's properties in the UI (merge; null clears a property)."""
+        with self.lock:
+            contact = self._require(external_id)
+            self.apply(validate({"externalId": external_id, "properties": properties}), update=True, purge=False,
+                       at=at, create=False, source="user")
             return contact
 
     def bounce(self, external_id: str, hard: bool, at: int, mailing: str | None) -> dict:
