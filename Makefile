@@ -26,6 +26,7 @@ sandbox: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python bench/bench_extract.py
 	$(VENV)/bin/python bench/bench_sync.py
+	$(VENV)/bin/python bench/bench_feedback.py
 
 clean:
 	rm -rf $(VENV) .dagster_home .pytest_cache

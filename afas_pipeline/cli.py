@@ -188,7 +188,7 @@ def run_up(args: argparse.Namespace) -> int:
         httpx.post(f"{ui_url}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=10)
 
         print(f"\nDagster UI:      {ui_url}/locations/afas_pipeline/asset-groups/spotler/lineage")
-        print("                 (AFAS -> Spotler lineage with data from the first runs; schedules are on)")
+        print("                 (AFAS -> Spotler -> AFAS lineage with data from the first runs; schedules are on)")
         print(f"Sandbox:         {sandbox_url}/afas/ProfitRestServices and {sandbox_url}/spotler/integrationservice-1.1.0")
         print("                 (credentials printed above and in the README)")
         print("Stop with Ctrl-C.", flush=True)
