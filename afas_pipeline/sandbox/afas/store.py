@@ -45,13 +45,30 @@ INDEX_CACHE_SIZE = 16
 
 
 class Table:
+    """One table as numpy columns with spare capacity at the end (an insert is amortised O(1), not a copy
+    of every column), a key -> position map, and lookups by other columns built on first use and dropped
+    when one of their columns is written (so that e.g. a KnContact PUT by organisation and person is a
+    dict lookup, not a scan of every contact)."""
+
     def __init__(self, name: str, columns: Columns):
         self.name, self.schema, self.key = name, TABLES[name], KEYS[name]
-        self.cols: Columns = {c: np.asarray(columns[c], dtype=DTYPES[k]) for c, k in self.schema.items()}
-        self.alive = np.ones(len(self.cols[self.key]), dtype=bool)
-        self.pos: dict = {k: i for i, k in enumerate(self.cols[self.key].tolist())}
-        if len(self.pos) != len(self.alive):
+        self._cols: Columns = {c: np.asarray(columns[c], dtype=DTYPES[k]) for c, k in self.schema.items()}
+        self._n = len(self._cols[self.key])
+        self._alive = np.ones(self._n, dtype=bool)
+        self.pos: dict = {k: i for i, k in enumerate(self._cols[self.key].tolist())}
+        if len(self.pos) != self._n:
             raise ValueError(f"duplicate keys in table {name}")
+        self._lookups: dict[tuple[str, ...], dict[tuple, list[int]]] = {}
+
+    @property
+    def cols(self) -> Columns:
+        """The columns, one entry per row ever stored (views: writing into them writes the table)."""
+        n = self._n
+        return {c: v[:n] for c, v in self._cols.items()}
+
+    @property
+    def alive(self) -> np.ndarray:
+        return self._alive[: self._n]
 
     def __len__(self) -> int:
         return len(self.pos)
@@ -68,10 +85,11 @@ class Table:
     def live(self) -> Columns:
         if self.alive.all():
             return self.cols
-        return {c: v[self.alive] for c, v in self.cols.items()}
+        alive = self.alive
+        return {c: v[alive] for c, v in self.cols.items()}
 
     def get(self, pos: int, field: str):
-        value = self.cols[field][pos]
+        value = self._cols[field][pos]
         kind = self.schema[field]
         if kind == BOOL:
             return bool(value)
@@ -83,35 +101,49 @@ class Table:
         """``value`` in storage form: str/None, int/None (ms, days), bool."""
         if value is None and self.schema[field] != STR:
             value = NULL if self.schema[field] != BOOL else False
-        self.cols[field][pos] = value
+        self._cols[field][pos] = value
+        if self._lookups:
+            self._lookups = {k: v for k, v in self._lookups.items() if field not in k}
 
     def append(self, values: dict) -> int:
-        row = empty_columns(self.name, 1)
+        pos = self._n
+        if pos == len(self._alive):  # full: double the capacity, once for many inserts
+            extra = max(16, pos)
+            spare = empty_columns(self.name, extra)
+            self._cols = {c: np.concatenate([v, spare[c]]) for c, v in self._cols.items()}
+            self._alive = np.concatenate([self._alive, np.zeros(extra, dtype=bool)])
         for field, value in values.items():
-            row[field][0] = NULL if value is None and self.schema[field] in (INT, TS, DATE) else value
-        for c in self.cols:
-            self.cols[c] = np.concatenate([self.cols[c], row[c]])
-        self.alive = np.append(self.alive, True)
-        pos = len(self.alive) - 1
+            self._cols[field][pos] = NULL if value is None and self.schema[field] in (INT, TS, DATE) else value
+        self._alive[pos] = True
+        self._n = pos + 1
         self.pos[self.normalise_key(values[self.key])] = pos
+        self._lookups = {}
         return pos
 
     def delete(self, pos: int) -> None:
-        self.alive[pos] = False
-        del self.pos[self.normalise_key(self.cols[self.key][pos])]
+        self._alive[pos] = False
+        del self.pos[self.normalise_key(self._cols[self.key][pos])]
+        self._lookups = {}
 
     def restore(self, pos: int) -> None:
-        self.alive[pos] = True
-        self.pos[self.normalise_key(self.cols[self.key][pos])] = pos
+        self._alive[pos] = True
+        self.pos[self.normalise_key(self._cols[self.key][pos])] = pos
+        self._lookups = {}
 
     def where(self, **equal) -> np.ndarray:
-        """Live row positions whose columns equal the given values (exact match)."""
-        mask = self.alive.copy()
-        for field, value in equal.items():
-            if value is None and self.schema[field] != STR:
-                value = NULL
-            mask &= self.cols[field] == value
-        return np.flatnonzero(mask)
+        """Live row positions whose columns equal the given values (exact match), in row order."""
+        fields = tuple(sorted(equal))
+        lookup = self._lookups.get(fields)
+        if lookup is None:
+            lookup = {}
+            alive = self.alive
+            columns = [self.cols[f].tolist() for f in fields]
+            for pos, values in enumerate(zip(*columns)):
+                if alive[pos]:
+                    lookup.setdefault(values, []).append(pos)
+            self._lookups[fields] = lookup
+        wanted = tuple(NULL if equal[f] is None and self.schema[f] != STR else equal[f] for f in fields)
+        return np.asarray(lookup.get(wanted, ()), dtype=np.int64)
 
     def records(self, positions=None) -> list[dict]:
         """Rows as JSON-ready dicts: instants as UTC ISO with milliseconds, dates as ``YYYY-MM-DD``."""

@@ -294,8 +294,8 @@ class Tx:
         if touch and "ModifiedDate" in t.schema:
             values = {**values, "ModifiedDate": self.at}
         for col, value in values.items():
-            old = t.cols[col][pos]
-            self.undo.append(lambda t=t, c=col, p=pos, o=old: t.cols[c].__setitem__(p, o))
+            old = t.get(pos, col)
+            self.undo.append(lambda t=t, c=col, p=pos, o=old: t.set(p, c, o))
             t.set(pos, col, value)
 
     def insert(self, table: str, values: dict) -> int:
