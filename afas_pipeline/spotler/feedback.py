@@ -207,7 +207,7 @@ def _field_values(spotler: SpotlerClient, events: pd.DataFrame, kinds: dict[str,
     if not missing.any():
         return events, 0
     ids = sorted(set(events.loc[missing, "external_id"]))
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, spotler.max_concurrency)) as pool:
         contacts = dict(zip(ids, pool.map(spotler.get_contact, ids)))
     events = events.copy()
     unresolved = []

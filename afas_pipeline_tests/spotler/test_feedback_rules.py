@@ -414,3 +414,22 @@ def test_c4_feedback_under_20_percent_faults_on_both_sides_delivers_every_event_
     assert sorted(delivered["external_id"]) == sorted(expected)
     assert world.state().feedback_events("spotler", status="pending").empty
     assert world.state().rejected(AFAS).empty
+
+
+def test_c4_a_refused_two_way_field_write_is_retried_with_the_value_spotler_holds_then(world):
+    (contact,) = _synced_subscriber(world)
+    world.spotler("POST", f"/contacts/{_id(contact)}", json={"properties": {"function": "Eerste"},
+                                                             "at": "2026-11-16T10:05:00Z"})
+    world.afas("PUT", "/faults", json={"error_500_rate": 1.0})
+    world.feedback(WINDOW)
+    assert list(world.state().feedback_events("spotler", status="pending")["kind"]) == ["field:function"]
+    # Edited again in Spotler while the write waits; the ledger keeps no values, Spotler is asked.
+    world.spotler("POST", f"/contacts/{_id(contact)}", json={"properties": {"function": "Tweede"},
+                                                             "at": "2026-11-16T10:40:00Z"})
+    world.afas("PUT", "/faults", json={"error_500_rate": 0.0})
+
+    result = world.feedback(NEXT)  # a window that does not read the second edit
+
+    assert world.metadata(result, "afas_write_back")["field_values_reread_from_spotler"] == 1
+    assert _afas_contact(world, _id(contact))["Function"] == "Tweede"
+    assert world.state().feedback_events("spotler", status="pending").empty
