@@ -15,6 +15,7 @@
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from time import perf_counter
 
 import dagster as dg
 import pandas as pd
@@ -119,6 +120,8 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
     )
     def afas_write_back(context: dg.AssetExecutionContext, config: WriteBackConfig, afas: AfasClient,
                         spotler: SpotlerClient, sync_state: SyncStateResource, changes: pd.DataFrame):
+        started = perf_counter()
+        seconds: dict[str, float] = {}  # where the run's time went, for the UI's plots
         state = sync_state.open()
         pending = state.feedback_events(DESTINATION, status="pending")
         events = pd.concat([changes.reindex(columns=EVENT_COLUMNS).astype("string"),
@@ -138,6 +141,7 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
         references: dict[str, str | None] = {}
         writes: list[Write] = []
         calls_sent = 0
+        seconds["prepare"] = perf_counter() - started
         try:
             rows, _ = read_by_keys(afas, sources.contacts, desired)
         except AfasError as exc:
@@ -145,6 +149,7 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
             for external_id in desired:
                 outcome[external_id], references[external_id] = "rejected", exc.profit_log_reference
                 _reject(state, external_id, exc, config.dry_run)
+        seconds["read_afas"] = perf_counter() - started - seconds["prepare"]
         if rows is not None:
             writes, no_write = write_backs(desired, rows, mapping, sources.contacts.key)
             outcome.update(no_write)
@@ -162,7 +167,9 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
                     allowed.append(write)
             if not config.dry_run:
                 calls_sent = len(allowed)
+                sending = perf_counter()
                 results = _send(afas, allowed)
+                seconds["send"] = perf_counter() - sending
                 for write, error in results:
                     if error is None:
                         outcome.setdefault(write.external_id, "delivered")
@@ -170,7 +177,9 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
                         outcome[write.external_id], references[write.external_id] = "rejected", error.profit_log_reference
                         _reject(state, write.external_id, error, False)
         if not config.dry_run:
+            remembering = perf_counter()
             _remember(state, events, desired, outcome)
+            seconds["state"] = perf_counter() - remembering
         counts = pd.Series(list(outcome.values()), dtype="string").value_counts()
         metadata = {
             "dagster/row_count": len(events),
@@ -184,6 +193,7 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
             "held_by_consent": sum(d.held for d in desired.values()),
             **{f"stopped/{k}": v for k, v in stopped.items()},
             "dry_run": config.dry_run,
+            **{f"seconds/{k}": round(v, 3) for k, v in seconds.items()},
         }
         context.log.info(f"afas_write_back: {metadata}")
         out = events.assign(outcome=events["external_id"].map(outcome).astype("string"),
