@@ -185,6 +185,7 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
             "dagster/row_count": len(events),
             "events": len(events),
             "events_pending_from_earlier_runs": len(pending),
+            **{f"events/{k}": int(v) for k, v in events["kind"].value_counts().items()},
             "field_values_reread_from_spotler": refetched,
             "contacts": len(desired),
             "calls_planned": len(writes),

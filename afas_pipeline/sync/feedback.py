@@ -157,7 +157,6 @@ class Desired:
     switched_at: dict[str, str] = field(default_factory=dict)  # permission key -> when (UTC ISO), for the sync state
     fields: dict[str, str] = field(default_factory=dict)  # two-way property -> hash of the value, for the sync state
     bounced_email_hash: str | None = None
-    reactivated: bool = False
     held: int = 0  # switch-ons not written because an opt-out came later (C1)
 
 
@@ -200,7 +199,6 @@ def desired_values(events: pd.DataFrame, mapping: DestinationMapping,
                 target = targets.get(f"bounce:{part}")
                 if target is not None:
                     d.values[target.column] = cleared
-            d.reactivated = True
         elif kind == "bounce":
             for part, value in (("date", row.at_.tz_convert("Europe/Amsterdam").date().isoformat()), ("type", detail),
                                 ("hard", True if detail == "hard" else None)):

@@ -315,6 +315,7 @@ def test_r11_a_new_address_after_a_hard_bounce_reactivates_the_contact_and_clear
     assert pd.isna(cleared["BounceType"]) and cleared["HardBounce"] is False and _bounce_date(cleared) is None
     assert sum(_afas_puts(world).values()) == 1
     assert world.metadata(result, "afas_write_back")["contacts/delivered"] == 1
+    assert world.metadata(result, "afas_write_back")["events/reactivated"] == 1
     # Delivered once: the next window and a rerun leave AFAS alone, and the contact stays active.
     world.afas("POST", "/stats/reset")
     world.feedback("2026-11-17-09:30")
