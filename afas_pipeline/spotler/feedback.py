@@ -80,7 +80,7 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
         permissions, counts = destination_events(changed, records, permission_keys, two_way)
         bounces = spotler.bounces(window.start - BOUNCES_OVERLAP, window.end)
         events = pd.concat([permissions, bounce_events(bounces)], ignore_index=True)[EVENT_COLUMNS]
-        fresh = not_delivered(events, state.feedback_events(DESTINATION))
+        fresh = not_delivered(events, state.feedback_events(DESTINATION, keys=_keys(events)))
         metadata = {
             "dagster/row_count": len(fresh),
             "contacts_changed": counts["contacts"],
@@ -127,7 +127,7 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
         events = pd.concat([changes.reindex(columns=EVENT_COLUMNS).astype("string"),
                             pending.reindex(columns=EVENT_COLUMNS).astype("string")],
                            ignore_index=True).drop_duplicates(["external_id", "kind", "event_at"], keep="first")
-        events = not_delivered(events, state.feedback_events(DESTINATION))
+        events = not_delivered(events, state.feedback_events(DESTINATION, keys=_keys(events)))
         events, refetched = _field_values(spotler, events, dict(two_way))
         optouts = {(str(r.external_id), str(r.permission)): r.opted_out_at
                    for r in state.optouts(DESTINATION).itertuples(index=False)}
@@ -208,6 +208,10 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
     return [spotler_changes, afas_write_back]
 
 
+def _keys(events: pd.DataFrame) -> list[tuple[str, str, str]]:
+    return list(zip(events["external_id"], events["kind"], events["event_at"]))
+
+
 def _field_values(spotler: SpotlerClient, events: pd.DataFrame, kinds: dict[str, str]) -> tuple[pd.DataFrame, int]:
     """Two-way field events without their value (pending from an earlier run: the ledger keeps no values;
     or a value emptied in Spotler) get the value Spotler holds now. One whose contact Spotler no longer has
@@ -262,7 +266,7 @@ def _reject(state: SyncState, external_id: str, error: AfasError, dry_run: bool)
 def _remember(state: SyncState, events: pd.DataFrame, desired: dict, outcome: dict[str, str]) -> None:
     """The ledger, the rejected records and the sync state after a run."""
     done = {i for i, o in outcome.items() if o in ("delivered", "unchanged")}
-    keys = list(zip(events["external_id"], events["kind"], events["event_at"]))
+    keys = _keys(events)
     state.record_feedback(DESTINATION, [k for k in keys if k[0] in done], "delivered")
     state.record_feedback(DESTINATION, [k for k in keys if outcome.get(k[0]) == "not_in_afas"], "skipped")
     state.record_feedback(DESTINATION, [k for k in keys if outcome.get(k[0]) in ("rejected", "stopped")], "pending")

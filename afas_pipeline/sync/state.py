@@ -227,14 +227,26 @@ class SyncState:
 
     # -- feedback ledger (destination -> AFAS) --
 
-    def feedback_events(self, destination: str, status: str | None = None) -> pd.DataFrame:
-        """Ledger rows: external_id, kind, event_at (UTC ISO text), status; all, or those with `status`."""
-        query = "SELECT external_id, kind, event_at, status FROM feedback_events WHERE destination=?"
-        args: tuple = (destination,)
-        if status is not None:
-            query, args = query + " AND status=?", (destination, status)
+    def feedback_events(self, destination: str, status: str | None = None,
+                        keys: Iterable[tuple[str, str, str]] | None = None) -> pd.DataFrame:
+        """Ledger rows: external_id, kind, event_at (UTC ISO text), status; all, those with `status`, and/or
+        only those of `keys` ((external_id, kind, event_at) triples: a run reads what it needs, not the whole
+        ledger, which keeps every event ever delivered)."""
+        query = "SELECT f.external_id, f.kind, f.event_at, status FROM feedback_events f"
+        args: list = [destination]
         with self._connect() as db:
-            rows = db.execute(query + " ORDER BY event_at, external_id, kind", args).fetchall()
+            if keys is not None:
+                db.execute("CREATE TEMP TABLE wanted_events (external_id TEXT, kind TEXT, event_at TEXT, "
+                           "PRIMARY KEY (external_id, kind, event_at))")
+                db.executemany("INSERT OR IGNORE INTO wanted_events VALUES (?,?,?)",
+                               ((str(i), str(k), str(t)) for i, k, t in keys))
+                query += (" JOIN wanted_events w ON w.external_id = f.external_id AND w.kind = f.kind "
+                          "AND w.event_at = f.event_at")
+            query += " WHERE destination=?"
+            if status is not None:
+                query += " AND status=?"
+                args.append(status)
+            rows = db.execute(query + " ORDER BY f.event_at, f.external_id, f.kind", args).fetchall()
         return pd.DataFrame(rows, columns=["external_id", "kind", "event_at", "status"])
 
     def record_feedback(self, destination: str, events: Iterable[tuple[str, str, str]], status: str) -> int:
