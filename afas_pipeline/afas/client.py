@@ -328,6 +328,21 @@ class AfasClient(HttpClientLifecycle, dg.ConfigurableResource):
         full = f"connectors/{_segment(connector)}/{path.strip('/')}"
         self._send("DELETE", full, connector=connector, stats=ReadStats())
 
+    def each(self, call, items: Sequence) -> list[tuple[Any, AfasError | None]]:
+        """`call(item)` for every item, side by side with at most `max_concurrency` in flight, in item order:
+        (its answer, None), or (None, the AfasError) when AFAS refused it after the client's retries."""
+
+        def one(item) -> tuple[Any, AfasError | None]:
+            try:
+                return call(item), None
+            except AfasError as exc:
+                return None, exc
+
+        if not items:
+            return []
+        with ThreadPoolExecutor(max_workers=max(1, self.max_concurrency)) as pool:
+            return list(pool.map(one, items))
+
     # -- internals --
 
     def resolved_base_url(self) -> str:

@@ -30,6 +30,13 @@ class AfasError(Exception):
         self.profit_log_reference = profit_log_reference
         super().__init__(message)
 
+    def rejection_reason(self) -> str:
+        """What a rejected record keeps of this error: AFAS's log reference (to find the call in Profit's
+        log), else the kind of error."""
+        if self.profit_log_reference:
+            return f"profitLogReference={self.profit_log_reference}"
+        return type(self).__name__
+
     def __str__(self) -> str:
         parts = [self.message]
         details = []

@@ -239,18 +239,8 @@ def _field_values(spotler: SpotlerClient, events: pd.DataFrame, kinds: dict[str,
 
 def _send(afas: AfasClient, writes: list[Write]) -> list[tuple[Write, AfasError | None]]:
     """The PUTs side by side, at most the client's concurrency cap in flight."""
-
-    def put(write: Write) -> tuple[Write, AfasError | None]:
-        try:
-            afas.update(write.connector, write.body())
-            return write, None
-        except AfasError as exc:
-            return write, exc
-
-    if not writes:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, afas.max_concurrency)) as pool:
-        return list(pool.map(put, writes))
+    results = afas.each(lambda write: afas.update(write.connector, write.body()), writes)
+    return [(write, error) for write, (_, error) in zip(writes, results)]
 
 
 def _reject(state: SyncState, external_id: str, error: AfasError, dry_run: bool) -> None:
@@ -258,7 +248,7 @@ def _reject(state: SyncState, external_id: str, error: AfasError, dry_run: bool)
         return
     state.record_rejections(AFAS, [{
         "external_id": external_id,
-        "reason": f"profitLogReference={error.profit_log_reference}" if error.profit_log_reference else type(error).__name__,
+        "reason": error.rejection_reason(),
         "status_code": error.status_code,
     }], QUARANTINE_AFTER)
 

@@ -13,7 +13,6 @@ is looked up in AFAS (by the item's marker line) before it is sent again. Keys, 
 """
 
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import dagster as dg
@@ -201,8 +200,7 @@ def build_mailing_history_asset(mapping: DestinationMapping, sources: AfasSource
         state.clear_rejections(AFAS, [rejection_key(*k) for k, o in outcome.items() if o in ("created", "found_in_afas")])
         state.record_rejections(AFAS, [{
             "external_id": rejection_key(*key),
-            "reason": (f"profitLogReference={error.profit_log_reference}" if error is not None and error.profit_log_reference
-                       else type(error).__name__ if error is not None else "no SbId in AFAS's answer"),
+            "reason": error.rejection_reason() if error is not None else "no SbId in AFAS's answer",
             "status_code": None if error is None else error.status_code,
         } for key, error in rejected], QUARANTINE_AFTER)
 
@@ -308,20 +306,13 @@ def _texts(afas: AfasClient, sbids: set) -> dict[str, str | None]:
 
 
 def _parallel(afas: AfasClient, bodies: list[dict], call) -> list[tuple[str | None, AfasError | None]]:
-    """KnSubject calls side by side, at most the client's concurrency cap in flight. A POST is sent once:
-    the client repeats it only when AFAS certainly did not process it."""
+    """KnSubject calls side by side (`AfasClient.each`): per body the SbId AFAS answered, or the error. A POST
+    is sent once: the client repeats it only when AFAS certainly did not process it."""
 
-    def one(body: dict) -> tuple[str | None, AfasError | None]:
-        try:
-            answer = call("KnSubject", body) or {}
-            results = answer.get("results", answer) if isinstance(answer, dict) else {}
-            sbid = (results.get("KnSubject") or {}).get("SbId") if isinstance(results, dict) else None
-            return (None if sbid is None else str(sbid)), None
-        except AfasError as exc:
-            return None, exc
+    def sbid(answer) -> str | None:
+        results = answer.get("results", answer) if isinstance(answer, dict) else {}
+        found = (results.get("KnSubject") or {}).get("SbId") if isinstance(results, dict) else None
+        return None if found is None else str(found)
 
-    if not bodies:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, afas.max_concurrency)) as pool:
-        return list(pool.map(one, bodies))
-
+    return [(None if error else sbid(answer or {}), error)
+            for answer, error in afas.each(lambda body: call("KnSubject", body), bodies)]
