@@ -7,7 +7,8 @@ AFAS: the REST API, never its admin endpoints). For each such request, in this o
 2. beyond ``max_concurrency`` requests in flight it is refused with a 503 (``retry_after`` 1) and counted
    as ``rejected_concurrency``, as AFAS refuses more than 8 parallel calls;
 3. it waits ``latency_ms`` plus a uniform draw in ``[0, jitter_ms)``, and GETs another ``slow_page_ms``;
-4. one draw from ``random.Random(seed)`` picks at most one fault: 503 (``error_503_rate``), 500
+4. one draw from ``random.Random(seed)`` picks at most one fault (only for the ``methods`` listed, when
+   any are: ``["POST", "PUT"]`` is an outage of the writes while reads still work): 503 (``error_503_rate``), 500
    (``error_500_rate``) or a dropped connection (``drop_rate``): the response start and half the body are
    sent, then the connection is closed, so the client sees a protocol error.
 
@@ -49,6 +50,7 @@ class FaultConfig(BaseModel):
     drop_rate: float = Field(0.0, ge=0, le=1)
     slow_page_ms: float = Field(0, ge=0)
     max_concurrency: int = Field(8, ge=1)
+    methods: list[str] = Field(default_factory=list, description="Faults only for these methods (none: all).")
     seed: int = 0
 
 
@@ -113,6 +115,8 @@ class FaultInjector:
         self.peak_concurrency = max(self.peak_concurrency, self.in_flight)
         try:
             draw, jitter = self.rng.random(), self.rng.random() * cfg.jitter_ms
+            if cfg.methods and scope["method"] not in cfg.methods:
+                draw = 1.0  # no fault for this method
             delay = cfg.latency_ms + jitter + (cfg.slow_page_ms if scope["method"] == "GET" else 0)
             if delay:
                 await asyncio.sleep(delay / 1000)
