@@ -48,6 +48,7 @@ from afas_pipeline.afas.errors import (
 from afas_pipeline.afas.filters import Condition, Filter, Op, filter_params
 from afas_pipeline.lib.http import RetryAfterWait as _Wait
 from afas_pipeline.lib.http import limiter_for as _limiter_for
+from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.http import HttpClientLifecycle, redact_httpx_queries
 from afas_pipeline.lib.timewindows import afas_walls_to_utc, parse_afas_datetimes, select_window_rows, window_filter_bounds
 
@@ -224,6 +225,7 @@ class AfasClient(HttpClientLifecycle, dg.ConfigurableResource):
                 del response  # one page of raw JSON at a time
                 batches.append(page)
                 stats.pages += 1
+                failpoint("afas.page_read")
                 stats.rows_fetched += page.num_rows
                 if page.num_rows < take:
                     break

@@ -113,3 +113,11 @@ class AfasConfigError(AfasError):
         super().__init__(message, connector=connector, **kwargs)
         self.missing_fields = tuple(missing_fields)
         self.rule = rule
+
+
+def is_refusal(error: AfasError) -> bool:
+    """Whether AFAS refused this one record (a validation error, an unknown value): kept as a rejected record
+    and retried, quarantined after repeated refusals. Anything else (AFAS unreachable or unavailable after
+    the retries, a token or URL that cannot work) is no verdict on the record: the step fails, nothing
+    counts towards quarantine, and a rerun continues where it stopped (C4)."""
+    return not isinstance(error, (AfasUnavailable, AfasAuthError, AfasNotFound, AfasQueryTooLong, AfasConfigError))

@@ -7,6 +7,7 @@ from afas_pipeline.spotler.errors import (
     SpotlerError,
     SpotlerRequestError,
     SpotlerUnavailable,
+    SpotlerWriteIncomplete,
 )
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "SpotlerError",
     "SpotlerRequestError",
     "SpotlerUnavailable",
+    "SpotlerWriteIncomplete",
     "WriteStats",
 ]

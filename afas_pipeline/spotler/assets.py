@@ -8,6 +8,8 @@ The way back (Spotler -> AFAS: `spotler_changes` -> `afas_write_back`) lives in 
 the mailing history as AFAS dossier items (`mailing_history`, R17) in `spotler/mailing_history.py`.
 """
 
+import re
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -19,6 +21,7 @@ from afas_pipeline.afas.assets import OWNERS
 from afas_pipeline.afas.client import AfasClient, Condition, Filter, Op
 from afas_pipeline.afas.partitions import DELTA_BACKFILL, FULL_BACKFILL, delta_partitions, full_partitions
 from afas_pipeline.afas.sources import AfasSource, AfasSources, default_sources
+from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.privacy import hashed_sample
 from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift
 from afas_pipeline.mapping.load import default_mapping
@@ -26,7 +29,7 @@ from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.spotler.adapter import SpotlerAdapter
 from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, field_hash_column, is_valid_email
-from afas_pipeline.sync.feedback import REACTIVATED
+from afas_pipeline.sync.feedback import REACTIVATED, iso
 from afas_pipeline.sync.plan import consent_violations, plan_sync, set_column, summarise
 from afas_pipeline.sync.state import SyncState, SyncStateResource
 
@@ -215,15 +218,16 @@ def _chain(cadence: str, mapping: DestinationMapping, sources: AfasSources) -> l
     def sync(context: dg.AssetExecutionContext, config: SpotlerSyncConfig, spotler: SpotlerClient,
              sync_state: SyncStateResource, audience: pd.DataFrame, plan: pd.DataFrame):
         state = sync_state.open()
-        to_send = plan[plan["action"].isin(["create", "update"])]
         if config.dry_run:
             results = _results(plan, {}, dry_run=True)
         else:
+            writer = StateWriter(state, plan, keys, two_way, config.quarantine_after)
             members = audience[audience["excluded_by"].isna()].drop(columns=["content_hash", "email_hash"])
-            rows = to_send.merge(members, on="external_id", how="left", suffixes=("", "_member"))
-            outcome = send_in_chunks(spotler, adapter, rows)
+            rows = plan[plan["action"].isin(["create", "update"])].merge(
+                members, on="external_id", how="left", suffixes=("", "_member"))
+            writer.save_unsent()
+            outcome = send_in_chunks(spotler, adapter, rows, writer)
             results = _results(plan, outcome, dry_run=False)
-            _save_state(state, plan, results, keys, config.quarantine_after, two_way)
         counts = results["status"].value_counts()
         excluded = int(audience["excluded_by"].notna().sum())
         accounted = len(results) + excluded
@@ -289,20 +293,104 @@ def _rejected_asset(chains: list[dg.AssetsDefinition]) -> dg.AssetsDefinition:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def send_in_chunks(spotler: SpotlerClient, adapter: SpotlerAdapter, rows: pd.DataFrame) -> dict:
-    """Upsert the documents of `rows`, building the next chunk while the previous one is on its way,
-    so that waiting on Spotler and building documents overlap. Returns Spotler's result per id."""
+def send_in_chunks(spotler: SpotlerClient, adapter: SpotlerAdapter, rows: pd.DataFrame, writer: "StateWriter") -> dict:
+    """Upsert the documents of `rows` and save each batch's outcome in the sync state as soon as Spotler
+    answered it (a run killed later re-sends nothing that was acknowledged). Each chunk is recorded as in
+    flight before it is sent (see `StateWriter`). The next chunk is built while the previous one is on its
+    way. Returns Spotler's result per id; raises `SpotlerWriteIncomplete` when a batch got no answer, after
+    the answered ones were saved."""
     outcome: dict = {}
+
+    def send(chunk: pd.DataFrame, documents: list[dict]) -> None:
+        entry = writer.begin(chunk)
+        failpoint("spotler_sync.intent_recorded")
+        spotler.upsert_contacts(documents, on_batch=writer.save_batch)
+        writer.end(entry)
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spotler-send") as sender:
         in_flight = None
-        for start in range(0, len(rows), SEND_CHUNK):
-            documents = adapter.documents(rows.iloc[start : start + SEND_CHUNK])
+        try:
+            for start in range(0, len(rows), SEND_CHUNK):
+                chunk = rows.iloc[start : start + SEND_CHUNK]
+                documents = adapter.documents(chunk)
+                if in_flight is not None:
+                    in_flight.result()
+                in_flight = sender.submit(send, chunk, documents)
             if in_flight is not None:
-                outcome.update((r.external_id, r) for r in in_flight.result())
-            in_flight = sender.submit(spotler.upsert_contacts, documents)
-        if in_flight is not None:
-            outcome.update((r.external_id, r) for r in in_flight.result())
+                in_flight.result()
+        finally:
+            outcome.update(writer.outcome)
     return outcome
+
+
+class StateWriter:
+    """Carries one sync's outcome into the sync state, batch by batch, so that a run that dies halfway
+    leaves a state the next run can trust.
+
+    Before a chunk is sent, what its success would save is recorded as writes in flight (with how far
+    Spotler's change feed had been read). Each batch Spotler answers is saved in one transaction: what
+    Spotler accepted (content, two-way field values, permissions), AFAS's permission fields and since when
+    they are on (C1), each record's bounced address (R11), the `reactivated` events for the write-back
+    (R11) and the refused records (C4). Once every batch of the chunk is saved, the chunk is no longer in
+    flight. Records not sent (unchanged, skipped, quarantined) are saved first: only AFAS's side changed."""
+
+    def __init__(self, state: SyncState, plan: pd.DataFrame, keys: list, two_way: list[str], quarantine_after: int):
+        self.state, self.plan, self.keys, self.two_way = state, plan, keys, two_way
+        self.quarantine_after = quarantine_after
+        self.previous = {str(r["external_id"]): r
+                         for r in state.records(DESTINATION, plan["external_id"]).to_dict("records")}
+        self.feed_mark = state.watermark(DESTINATION, "contact_updates")
+        self.outcome: dict = {}
+        self._accepted: dict[str, dict] = {}
+        self._refused: dict[str, dict] = {}
+        self._reactivate: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def save_unsent(self) -> None:
+        unsent = self.plan[~self.plan["action"].isin(["create", "update"])]
+        rows = _state_rows(unsent, self.previous, self.keys, self.two_way, accepted=False)
+        self.state.save_records(DESTINATION, list(rows.values()))
+
+    def begin(self, chunk: pd.DataFrame) -> int:
+        accepted = _state_rows(chunk, self.previous, self.keys, self.two_way, accepted=True)
+        refused = _state_rows(chunk, self.previous, self.keys, self.two_way, accepted=False)
+        reactivate = chunk[chunk["reactivate"].astype(bool)]
+        with self._lock:
+            self._accepted.update(accepted)
+            self._refused.update(refused)
+            # Dated by AFAS's change of the address, so that a bounce Spotler reports after it is the later event.
+            self._reactivate.update((str(i), _utc_text(t)) for i, t in zip(reactivate["external_id"], reactivate["afas_modified"]))
+        intents = {i: {"content_hash": r["content_hash"], "permissions": r["permissions"]} for i, r in accepted.items()}
+        return self.state.begin_writes(DESTINATION, intents, self.feed_mark)
+
+    def save_batch(self, results: list) -> None:
+        """Spotler's answers to one batch, saved together (called from the sending threads)."""
+        failpoint("spotler_sync.batch_acknowledged")
+        ok = [r.external_id for r in results if r.ok]
+        refused = [r for r in results if not r.ok]
+        with self._lock:
+            rows = [self._accepted[i] for i in ok if i in self._accepted]
+            rows += [self._refused[r.external_id] for r in refused if r.external_id in self._refused]
+            events = [(i, REACTIVATED, self._reactivate[i]) for i in ok if i in self._reactivate]
+            self.outcome.update((r.external_id, r) for r in results)
+        with self.state.transaction():
+            self.state.save_records(DESTINATION, rows)
+            self.state.record_feedback(DESTINATION, events, "pending")
+            self.state.record_rejections(DESTINATION, (
+                {"external_id": r.external_id, "reason": refusal_reason(r), "status_code": r.status_code}
+                for r in refused), self.quarantine_after)
+            self.state.clear_rejections(DESTINATION, ok)
+        failpoint("spotler_sync.batch_saved")
+
+    def end(self, entry: int) -> None:
+        self.state.end_writes(entry)
+
+
+def refusal_reason(result) -> str:
+    """What a rejected record keeps of Spotler's refusal: the code, and the property it names, so an
+    operator knows which AFAS field to fix; never the value (Spotler's message may quote it)."""
+    match = re.search(r"property '([^']+)'", result.message or "")
+    return f"{result.code}:{match.group(1)}" if match else result.code
 
 
 def mapping_drift(afas: AfasClient, spotler: SpotlerClient, mapping: DestinationMapping,
@@ -345,9 +433,11 @@ def _complete(afas: AfasClient, source: AfasSource, have: pd.DataFrame, wanted: 
 
 
 def _pending_retries(state: SyncState, exclude: pd.Series) -> list[str]:
+    """Records the delta sends again though AFAS did not change them: refused earlier (not quarantined), or
+    whose last write may not have arrived (a run died before Spotler's answer was saved)."""
     rejected = state.rejected(DESTINATION)
-    pending = rejected.loc[~rejected["quarantined"], "external_id"]
-    return sorted(set(pending) - set(exclude))
+    pending = set(rejected.loc[~rejected["quarantined"], "external_id"]) | set(state.in_doubt(DESTINATION))
+    return sorted(pending - set(exclude))
 
 
 def refresh_optouts(spotler: SpotlerClient, state: SyncState, keys: list[int | str], now: datetime) -> int:
@@ -355,12 +445,20 @@ def refresh_optouts(spotler: SpotlerClient, state: SyncState, keys: list[int | s
     switched off (C1) and records made inactive (R11).
 
     A permission that is off in Spotler while we last sent it on was switched off by someone in Spotler:
-    an opt-out, dated by the contact's lastChanged. A record whose EMAIL channel is off has bounced (or
-    was inactivated): its current address is the bounced one.
+    an opt-out, dated by the contact's lastChanged. It is remembered for the plan (C1) and queued for the
+    write-back to AFAS (R12), so that it reaches AFAS even when this run's own write to the contact restamps
+    its lastChanged, or switches the same permission off. A record whose EMAIL channel is off has bounced
+    (or was inactivated): its current address is the bounced one.
+
+    Writes a run started and never saw answered (it died, or Spotler went away) count as sent when the
+    contact changed after them: an opt-out after a write we may have made is still an opt-out. Those
+    records are then sent again by the next plan. All of it is saved with the new watermark in one
+    transaction: the feed is never marked read past what was recorded.
     """
     since = state.watermark(DESTINATION, "contact_updates")
     start = (since - FEED_OVERLAP) if since else now - FEED_FIRST_LOOKBACK
     changed = spotler.updates(start, now)
+    in_flight = state.writes_in_flight(DESTINATION)
     inactive = [str(c.get("externalId")) for c in changed
                 if any(ch.get("name") == "EMAIL" and not ch.get("value") for ch in c.get("channels") or [])]
     switched_off = {
@@ -368,21 +466,32 @@ def refresh_optouts(spotler: SpotlerClient, state: SyncState, keys: list[int | s
         if any(not p.get("enabled") for p in (c.get("properties") or {}).get("permissions") or [])
     }
     last_sent = {r.external_id: r.permissions for r in state.records(DESTINATION, switched_off).itertuples(index=False)}
+    # The latest write in flight per record: (the feed's mark when it was planned, the permissions it sends).
+    intended = {i: (entry.feed_mark, intent["permissions"]) for entry in in_flight for i, intent in entry.intents.items()}
     optouts = []
     for external_id, contact in switched_off.items():
-        when = datetime.fromtimestamp(contact.get("lastChanged", 0) / 1000, tz=timezone.utc)
+        changed_at = contact.get("lastChanged", 0)
+        when = datetime.fromtimestamp(changed_at / 1000, tz=timezone.utc)
+        mark, intent = intended.get(external_id, (None, {}))
+        after_write = mark is None or when > mark
         for permission in (contact.get("properties") or {}).get("permissions") or []:
             key = str(permission.get("bit"))
-            sent = (last_sent.get(external_id, {}).get(key) or {}).get("sent")
-            if not permission.get("enabled") and sent is True:
+            ours = (last_sent.get(external_id, {}).get(key) or {}).get("sent")
+            if key in intent and after_write:
+                ours = intent[key].get("sent")  # what we may have written, and the contact changed since
+            if not permission.get("enabled") and ours is True:
                 optouts.append((external_id, key, when))
-    state.record_optouts(DESTINATION, optouts)
-    state.mark_bounced(DESTINATION, inactive)
+    stamps = [c["lastChanged"] for c in changed if c.get("lastChanged")]
     # The watermark is the latest change Spotler stamped, in Spotler's clock: a clock of ours that runs
     # ahead of Spotler's would otherwise move the next read past changes Spotler stamps later.
-    stamps = [c["lastChanged"] for c in changed if c.get("lastChanged")]
     seen_until = datetime.fromtimestamp(max(stamps) / 1000, tz=timezone.utc) if stamps else start
-    state.set_watermark(DESTINATION, "contact_updates", seen_until)
+    with state.transaction():
+        state.record_optouts(DESTINATION, optouts)
+        state.record_feedback(DESTINATION, [(i, f"optout:{k}", iso(when)) for i, k, when in optouts], "pending")
+        state.mark_bounced(DESTINATION, inactive)
+        state.resolve_in_doubt(DESTINATION, in_flight)
+        failpoint("spotler_sync_plan.feed_recorded")
+        state.set_watermark(DESTINATION, "contact_updates", seen_until)
     return len(optouts)
 
 
@@ -411,25 +520,24 @@ def _results(plan: pd.DataFrame, outcome: dict, dry_run: bool) -> pd.DataFrame:
     return out
 
 
-def _save_state(state: SyncState, plan: pd.DataFrame, results: pd.DataFrame, keys: list, quarantine_after: int,
-                two_way: list[str]) -> None:
-    """Remember what Spotler accepted (content, two-way field values, permissions), AFAS's permission
-    fields (C1) and each record's bounced address (R11). Only records where one of those changed are
-    written. A record reactivated after a hard bounce (R11) queues a `reactivated` event for the
-    write-back, which clears the bounce detail in AFAS."""
-    previous = state.records(DESTINATION, plan["external_id"]).set_index("external_id")
-    old = previous.reindex(results["external_id"]).to_dict("records")
-    columns = {name: results[name].to_numpy(dtype=object, na_value=None).tolist()
-               for name in ("external_id", "status", "content_hash", "email_hash", "bounced_email_hash", "send_properties")}
-    sent = {str(k): results[set_column(k)].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
-    afas = {str(k): results[f"afas:{k}"].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
-    since = {str(k): [None if pd.isna(t) else pd.Timestamp(t).isoformat() for t in results[f"on_since:{k}"]] for k in keys}
-    field_hashes = {name: results[field_hash_column(name)].to_numpy(dtype=object, na_value=None).tolist()
+def _state_rows(frame: pd.DataFrame, previous: dict[str, dict], keys: list, two_way: list[str],
+                accepted: bool) -> dict[str, dict]:
+    """Per record of `frame` (plan rows), the state row to save when Spotler accepted what the plan sent
+    (`accepted`), or when it was not sent or refused: then only AFAS's permission fields, since when they
+    are on (C1) and the bounced address (R11) may change, and a record whose row would not change, or
+    that Spotler never accepted, is left out."""
+    columns = {name: frame[name].to_numpy(dtype=object, na_value=None).tolist()
+               for name in ("external_id", "content_hash", "email_hash", "bounced_email_hash", "send_properties")}
+    sent = {str(k): frame[set_column(k)].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
+    afas = {str(k): frame[f"afas:{k}"].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
+    since = {str(k): [None if pd.isna(t) else pd.Timestamp(t).isoformat() for t in frame[f"on_since:{k}"]] for k in keys}
+    field_hashes = {name: frame[field_hash_column(name)].to_numpy(dtype=object, na_value=None).tolist()
                     for name in two_way}
-    rows = []
+    rows = {}
     for i, external_id in enumerate(columns["external_id"]):
-        before = old[i] if isinstance(old[i].get("content_hash"), str) else None
-        accepted = columns["status"][i] == "ok"
+        external_id = str(external_id)
+        before = previous.get(external_id)
+        before = before if before is not None and isinstance(before.get("content_hash"), str) else None
         if before is None and not accepted:
             continue  # never accepted: nothing to remember
         permissions = {k: dict(v) for k, v in (before["permissions"] if before else {}).items()}
@@ -442,7 +550,7 @@ def _save_state(state: SyncState, plan: pd.DataFrame, results: pd.DataFrame, key
         row = {
             "external_id": external_id,
             "content_hash": columns["content_hash"][i] if fresh else before["content_hash"],
-            "email_hash": columns["email_hash"][i] if fresh else before["email_hash"],
+            "email_hash": columns["email_hash"][i] if fresh else _text(before["email_hash"]),
             "permissions": permissions,
             "fields": ({name: hashes[i] for name, hashes in field_hashes.items()} if fresh
                        else (before["fields"] if before else {})),
@@ -450,21 +558,8 @@ def _save_state(state: SyncState, plan: pd.DataFrame, results: pd.DataFrame, key
         }
         if accepted or row["bounced_email_hash"] != _text(before["bounced_email_hash"]) \
                 or permissions != before["permissions"]:
-            rows.append(row)
-    state.save_records(DESTINATION, rows)
-    # Dated by AFAS's change of the address, so that a bounce Spotler reports after it is the later event.
-    reactivated = results[(results["status"] == "ok") & results["reactivate"].astype(bool)]
-    state.record_feedback(DESTINATION, [
-        (str(r.external_id), REACTIVATED, _utc_text(r.afas_modified))
-        for r in reactivated[["external_id", "afas_modified"]].itertuples(index=False)], "pending")
-    refused = results[results["status"] == "rejected"]
-    state.record_rejections(
-        DESTINATION,
-        ({"external_id": r.external_id, "reason": r.code, "status_code": None if pd.isna(r.status_code) else int(r.status_code)}
-         for r in refused.itertuples(index=False)),
-        quarantine_after,
-    )
-    state.clear_rejections(DESTINATION, results.loc[results["status"] == "ok", "external_id"])
+            rows[external_id] = row
+    return rows
 
 
 def _utc_text(value) -> str:
@@ -502,6 +597,7 @@ def _audience_checks(rows: pd.DataFrame, input_rows: int, contacts: pd.DataFrame
         metadata={"duplicate_ids": int(duplicate_ids.sum()), "not_normalised": int(not_normalised.sum()),
                   # One address on several contacts is allowed (one contact = one record) but worth knowing.
                   "members_sharing_an_address": int(shared.sum()),
+                  "sharing_keys": hashed_sample(members.loc[shared, "external_id"]),
                   "offender_keys": hashed_sample(members.loc[duplicate_ids | not_normalised, "external_id"])},
     )
     unnamed = rows["excluded_by"].notna() & ~rows["excluded_by"].isin(list(EXCLUSION_RULES))

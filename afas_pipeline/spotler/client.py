@@ -8,8 +8,10 @@ What it takes care of, so callers do not have to:
 - retries with exponential backoff and jitter, following Spotler's official connector: never after
   400, 401 or 404; after 429, 5xx and network errors, honouring ``Retry-After``. Upserts use
   ``update: true`` and are therefore idempotent, so repeating one is safe;
-- refused contacts as data (``ContactResult``), never as exceptions; only a configuration error
-  (wrong key or secret) raises;
+- refused contacts as data (``ContactResult``), never as exceptions; a batch that gets no per-contact
+  answer (an outage that outlasts the retries, a request refused as a whole) is not a refusal of its
+  contacts: once the other batches are done, ``SpotlerWriteIncomplete`` says which part went unanswered;
+  a configuration error (wrong key or secret) raises at once;
 - paging of the change feeds (``contact/updates/list``, ``contact/bounces/list``, ``mailing-interaction/*``);
 - never the consumer secret in a repr, log line or error; never contact data in logs.
 """
@@ -22,7 +24,7 @@ import threading
 import time
 import warnings
 from collections import defaultdict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -37,6 +39,7 @@ import tenacity
 from authlib.common.security import is_secure_transport
 from pydantic import Field, PrivateAttr
 
+from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.http import HttpClientLifecycle, RetryAfterWait, limiter_for, redact_httpx_queries
 from afas_pipeline.lib.timewindows import require_utc
 from afas_pipeline.spotler.errors import (
@@ -45,6 +48,7 @@ from afas_pipeline.spotler.errors import (
     SpotlerError,
     SpotlerRequestError,
     SpotlerUnavailable,
+    SpotlerWriteIncomplete,
 )
 
 with warnings.catch_warnings():
@@ -192,13 +196,17 @@ class SpotlerClient(HttpClientLifecycle, dg.ConfigurableResource):
 
     # -- public API: writes --
 
-    def upsert_contacts(self, contacts: Sequence[dict], *, purge: bool = False) -> list[ContactResult]:
+    def upsert_contacts(self, contacts: Sequence[dict], *, purge: bool = False,
+                        on_batch: Callable[[list[ContactResult]], None] | None = None) -> list[ContactResult]:
         """Create or update contacts by ``externalId`` (``POST contact/list`` with ``update: true``), in
         batches of ``batch_size`` sent in parallel up to the concurrency cap.
 
         ``purge=False`` merges: properties left out are kept, permissions are merged per bit.
         ``purge=True`` replaces the stored contact. Returns one result per contact, in input order;
-        refusals are results, not exceptions. Raises only ``SpotlerAuthError``.
+        refusals are results, not exceptions. ``on_batch`` is called with each batch's results as soon as
+        they are in (from the sending thread), so a caller can save them before the next batch is answered.
+        Raises ``SpotlerAuthError`` at once, and ``SpotlerWriteIncomplete`` after the other batches are done
+        when a batch got no per-contact answer.
         """
         ids = [_external_id_of(c, i) for i, c in enumerate(contacts)]
         if not contacts:
@@ -210,9 +218,17 @@ class SpotlerClient(HttpClientLifecycle, dg.ConfigurableResource):
         started = time.perf_counter()
         self._count(contacts_sent=len(contacts))
 
-        def send(numbered: tuple[int, tuple[list[dict], list[str]]]) -> list[ContactResult]:
+        def send(numbered: tuple[int, tuple[list[dict], list[str]]]) -> list[ContactResult] | SpotlerError:
             number, (batch, batch_ids) = numbered
-            return self._upsert_batch(batch, batch_ids, purge=purge, label=f"batch {number + 1} of {len(batches)}")
+            try:
+                results = self._upsert_batch(batch, batch_ids, purge=purge, label=f"batch {number + 1} of {len(batches)}")
+            except (SpotlerAuthError, SpotlerConfigError):
+                raise
+            except SpotlerError as exc:
+                return exc
+            if on_batch is not None:
+                on_batch(results)
+            return results
 
         workers = min(self.max_concurrency, len(batches))
         repeated = len(ids) - len(set(ids))
@@ -226,18 +242,31 @@ class SpotlerClient(HttpClientLifecycle, dg.ConfigurableResource):
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spotler-upsert") as pool:
                 # map() re-raises the first SpotlerAuthError; the other batches fail the same way.
                 per_batch = list(pool.map(send, enumerate(batches)))
-        results = [r for batch_results in per_batch for r in batch_results]
+        results = [r for batch_results in per_batch if isinstance(batch_results, list) for r in batch_results]
         failed = sum(not r.ok for r in results)
         self._count(contacts_failed=failed)
+        unanswered = [(exc, len(batch)) for exc, (batch, _) in zip(per_batch, batches) if isinstance(exc, SpotlerError)]
         logger.info(
-            "upserted %d contacts in %d batches: %d ok, %d refused, %.2fs",
-            len(results), len(batches), len(results) - failed, failed, time.perf_counter() - started,
+            "upserted %d contacts in %d batches: %d ok, %d refused, %d unanswered, %.2fs",
+            len(results), len(batches), len(results) - failed, failed, sum(n for _, n in unanswered),
+            time.perf_counter() - started,
         )
+        if unanswered:
+            cause = unanswered[0][0]
+            error = SpotlerWriteIncomplete(
+                f"contact/list: {len(unanswered)} of {len(batches)} batches ({sum(n for _, n in unanswered)} contacts) "
+                f"got no answer ({cause}); the other batches were delivered. None of their contacts counts as "
+                "refused: run again once Spotler answers",
+                endpoint="contact/list", status_code=cause.status_code, error_type=cause.error_type,
+            )
+            error.results, error.cause = results, cause
+            raise error
         return results
 
     def update_contact(self, external_id: str, contact: dict, *, purge: bool = False) -> ContactResult:
         """Update one existing contact (``PUT contact/{externalId}``). An unknown contact is a result
-        with code ``CONTACT_NOT_FOUND`` (status 404), not an exception."""
+        with code ``CONTACT_NOT_FOUND`` (status 404), not an exception; no answer at all (an outage) raises
+        ``SpotlerUnavailable``: it is not a refusal."""
         if not isinstance(external_id, str) or not external_id:
             raise ValueError("external_id must be a non-empty string")
         given = contact.get("externalId")
@@ -248,9 +277,7 @@ class SpotlerClient(HttpClientLifecycle, dg.ConfigurableResource):
         try:
             response = self._send("PUT", f"contact/{_segment(external_id)}", route=_CONTACT_ROUTE, body=body)
             result = ContactResult(external_id, "OK", None, response.status_code)
-        except (SpotlerAuthError, SpotlerConfigError):
-            raise
-        except SpotlerError as exc:
+        except SpotlerRequestError as exc:
             result = _failed_result(external_id, exc)
         if not result.ok:
             self._count(contacts_failed=1)
@@ -365,19 +392,18 @@ class SpotlerClient(HttpClientLifecycle, dg.ConfigurableResource):
             return self._http
 
     def _upsert_batch(self, batch: list[dict], ids: list[str], *, purge: bool, label: str) -> list[ContactResult]:
+        failpoint("spotler.contact_list")
         self._count(batches=1)
         body = {"update": True, "purge": purge, "contacts": batch}
         try:
             response = self._send("POST", "contact/list", body=body)
             answers = _as_list(self._json(response), "contact/list")
-        except (SpotlerAuthError, SpotlerConfigError):
-            raise
         except SpotlerError as exc:
             logger.warning(
-                "Spotler refused contact/list %s (%d contacts) as a whole: status %s, errorType %s",
+                "Spotler gave no per-contact answer to contact/list %s (%d contacts): status %s, errorType %s",
                 label, len(batch), exc.status_code, exc.error_type,
             )
-            return [_failed_result(i, exc) for i in ids]
+            raise
         by_id: dict[str, deque[dict]] = defaultdict(deque)
         for answer in answers:
             if isinstance(answer, dict):

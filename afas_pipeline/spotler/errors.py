@@ -1,8 +1,9 @@
 """Errors raised by the Spotler Mail+ client.
 
-Writes of contacts do not raise for what Spotler refuses: a refused contact (or a refused batch) comes
-back as data, a ``ContactResult``. These errors are for what no contact can get past (wrong credentials)
-and for reads that cannot be answered. Every error names the endpoint, the HTTP status and Spotler's
+Writes of contacts do not raise for what Spotler refuses contact by contact: a refused contact comes back
+as data, a ``ContactResult``. These errors are for what no contact can get past (wrong credentials), for
+reads that cannot be answered, and for writes that got no answer at all (``SpotlerWriteIncomplete``: an
+outage is not a refusal, C4). Every error names the endpoint, the HTTP status and Spotler's
 ``errorType``; none ever carries the consumer secret.
 """
 
@@ -73,3 +74,13 @@ class SpotlerUnavailable(SpotlerError):
 
 class SpotlerConfigError(SpotlerError):
     """The client's configuration cannot work (e.g. a base URL without http(s))."""
+
+
+class SpotlerWriteIncomplete(SpotlerError):
+    """Some contact/list batches got no per-contact answer: Spotler stayed unavailable (429, 5xx, network)
+    after the retries, or refused the request as a whole. No contact of those batches was refused, so none
+    counts towards quarantine; ``results`` holds the answers of the batches that were delivered, and
+    ``cause`` the error of the first batch that was not."""
+
+    results: list
+    cause: SpotlerError | None

@@ -22,9 +22,10 @@ import pandas as pd
 
 from afas_pipeline.afas.assets import OWNERS
 from afas_pipeline.afas.client import AfasClient
-from afas_pipeline.afas.errors import AfasError
+from afas_pipeline.afas.errors import AfasError, AfasUnavailable, is_refusal
 from afas_pipeline.afas.partitions import DELTA_BACKFILL, delta_partitions
 from afas_pipeline.afas.sources import AfasSources
+from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.privacy import hashed_sample
 from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.spotler.assets import DESTINATION, GROUP, read_by_keys
@@ -81,6 +82,9 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
         bounces = spotler.bounces(window.start - BOUNCES_OVERLAP, window.end)
         events = pd.concat([permissions, bounce_events(bounces)], ignore_index=True)[EVENT_COLUMNS]
         fresh = not_delivered(events, state.feedback_events(DESTINATION, keys=_keys(events)))
+        # Into the ledger before anything is written to AFAS: should the write-back die or fail, a later run
+        # delivers them, however far its own window lies from theirs (C4).
+        state.record_feedback(DESTINATION, _keys(fresh), "pending")
         metadata = {
             "dagster/row_count": len(fresh),
             "contacts_changed": counts["contacts"],
@@ -141,45 +145,49 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
         references: dict[str, str | None] = {}
         writes: list[Write] = []
         calls_sent = 0
+        unanswered: list[AfasError] = []
         seconds["prepare"] = perf_counter() - started
-        try:
-            rows, _ = read_by_keys(afas, sources.contacts, desired)
-        except AfasError as exc:
-            rows = None
-            for external_id in desired:
-                outcome[external_id], references[external_id] = "rejected", exc.profit_log_reference
-                _reject(state, external_id, exc, config.dry_run)
+        # AFAS that cannot be read is no verdict on any record: the step fails, the events stay pending.
+        rows, _ = read_by_keys(afas, sources.contacts, desired)
         seconds["read_afas"] = perf_counter() - started - seconds["prepare"]
-        if rows is not None:
-            writes, no_write = write_backs(desired, rows, mapping, sources.contacts.key)
-            outcome.update(no_write)
-            allowed = []
-            for write in writes:
-                failed = guard(write, mapping)
-                for name in failed:
-                    stopped[name] += 1
-                if failed:
-                    outcome[write.external_id] = "stopped"
-                    if not config.dry_run:  # C4: kept where an operator sees it, retried next run
-                        state.record_rejections(AFAS, [{"external_id": write.external_id, "status_code": None,
-                                                        "reason": "stopped by " + ", ".join(failed)}], QUARANTINE_AFTER)
-                else:
-                    allowed.append(write)
-            if not config.dry_run:
-                calls_sent = len(allowed)
-                sending = perf_counter()
-                results = _send(afas, allowed)
-                seconds["send"] = perf_counter() - sending
-                for write, error in results:
-                    if error is None:
-                        outcome.setdefault(write.external_id, "delivered")
-                    else:
-                        outcome[write.external_id], references[write.external_id] = "rejected", error.profit_log_reference
-                        _reject(state, write.external_id, error, False)
+        writes, no_write = write_backs(desired, rows, mapping, sources.contacts.key)
+        outcome.update(no_write)
+        allowed = []
+        for write in writes:
+            failed = guard(write, mapping)
+            for name in failed:
+                stopped[name] += 1
+            if failed:
+                outcome[write.external_id] = "stopped"
+                if not config.dry_run:  # C4: kept where an operator sees it, retried next run
+                    state.record_rejections(AFAS, [{"external_id": write.external_id, "status_code": None,
+                                                    "reason": "stopped by " + ", ".join(failed)}], QUARANTINE_AFTER)
+            else:
+                allowed.append(write)
         if not config.dry_run:
+            calls_sent = len(allowed)
+            sending = perf_counter()
+            results = _send(afas, allowed)
+            seconds["send"] = perf_counter() - sending
+            for write, error in results:
+                if error is None:
+                    outcome.setdefault(write.external_id, "delivered")
+                elif is_refusal(error):
+                    outcome[write.external_id], references[write.external_id] = "rejected", error.profit_log_reference
+                    _reject(state, write.external_id, error, False)
+                else:  # an outage: not the record's fault, so not counted towards quarantine
+                    outcome[write.external_id] = "unanswered"
+                    unanswered.append(error)
+        if not config.dry_run:
+            failpoint("afas_write_back.before_ledger")
             remembering = perf_counter()
             _remember(state, events, desired, outcome)
             seconds["state"] = perf_counter() - remembering
+        if unanswered:
+            raise AfasUnavailable(
+                f"{len(unanswered)} of {calls_sent} write-back calls got no answer from AFAS ({unanswered[0]}); "
+                "their events stay pending and the next run delivers them", connector=unanswered[0].connector,
+                status_code=unanswered[0].status_code)
         counts = pd.Series(list(outcome.values()), dtype="string").value_counts()
         metadata = {
             "dagster/row_count": len(events),
@@ -239,7 +247,12 @@ def _field_values(spotler: SpotlerClient, events: pd.DataFrame, kinds: dict[str,
 
 def _send(afas: AfasClient, writes: list[Write]) -> list[tuple[Write, AfasError | None]]:
     """The PUTs side by side, at most the client's concurrency cap in flight."""
-    results = afas.each(lambda write: afas.update(write.connector, write.body()), writes)
+    def put(write: Write):
+        answer = afas.update(write.connector, write.body())
+        failpoint("afas_write_back.put_answered")
+        return answer
+
+    results = afas.each(put, writes)
     return [(write, error) for write, (_, error) in zip(writes, results)]
 
 
@@ -259,7 +272,8 @@ def _remember(state: SyncState, events: pd.DataFrame, desired: dict, outcome: di
     keys = _keys(events)
     state.record_feedback(DESTINATION, [k for k in keys if k[0] in done], "delivered")
     state.record_feedback(DESTINATION, [k for k in keys if outcome.get(k[0]) == "not_in_afas"], "skipped")
-    state.record_feedback(DESTINATION, [k for k in keys if outcome.get(k[0]) in ("rejected", "stopped")], "pending")
+    state.record_feedback(DESTINATION, [k for k in keys if outcome.get(k[0]) in ("rejected", "stopped", "unanswered")],
+                          "pending")
     state.clear_rejections(AFAS, done)
     state.update_after_write_back(
         DESTINATION,

@@ -9,6 +9,10 @@ One SQLite file holds, per destination:
 - `optouts`: when a permission was last seen switched off in the destination (C1);
 - `rejected`: records the destination refused, with reason, status code and attempts (C4);
 - `watermarks`: how far a destination's change feed has been read;
+- `writes_in_flight`: what a sync is about to send, recorded before each chunk of writes and removed once
+  every batch of the chunk was answered and saved. A run that dies in between leaves it behind: the next
+  run reads it to judge Spotler's feed (an opt-out after a write we may have made is still an opt-out, C1)
+  and sends the records whose answer it never saw again;
 - `mailing_history` (R17): per (mailing id, external id) the AFAS dossier item (SbId) made for it, or
   none yet while its POST waits for a retry, and the send time; `mailing_reactions`: the interactions
   (kind such as `opened` or `bounced:hard`, time) added to that item, or still `pending`;
@@ -16,21 +20,30 @@ One SQLite file holds, per destination:
   `optout:1` or `bounce:hard`, event time) and whether they were delivered to AFAS or still wait
   (`pending`), so each event is delivered once however often its window is read.
 SQLite gives transactions and works from every run process on one machine; a run that dies
-halfway leaves the state as it was before its last committed batch.
+halfway leaves the state as it was after its last committed batch. `transaction()` groups several calls
+into one commit, so that what a feed read learned and the watermark that says it was read move together.
+One run writes the state at a time: `SyncStateResource` holds a lock next to the file for the whole run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
+import filelock
 import pandas as pd
+from pydantic import Field, PrivateAttr
+
+from afas_pipeline.lib.failpoints import failpoint
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -44,7 +57,7 @@ CREATE TABLE IF NOT EXISTS optouts (
 CREATE TABLE IF NOT EXISTS rejected (
     destination TEXT NOT NULL, external_id TEXT NOT NULL, reason TEXT, status_code INTEGER,
     attempts INTEGER NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, quarantined INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (destination, external_id));
+    last_run TEXT, PRIMARY KEY (destination, external_id));
 CREATE TABLE IF NOT EXISTS feedback_events (
     destination TEXT NOT NULL, external_id TEXT NOT NULL, kind TEXT NOT NULL, event_at TEXT NOT NULL,
     status TEXT NOT NULL, updated_at TEXT NOT NULL,
@@ -59,11 +72,17 @@ CREATE TABLE IF NOT EXISTS mailing_reactions (
     PRIMARY KEY (destination, mailing_id, external_id, kind, event_at));
 CREATE TABLE IF NOT EXISTS watermarks (
     destination TEXT NOT NULL, feed TEXT NOT NULL, read_until TEXT NOT NULL, PRIMARY KEY (destination, feed));
+CREATE TABLE IF NOT EXISTS writes_in_flight (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL, started_at TEXT NOT NULL,
+    feed_mark TEXT, intents TEXT NOT NULL);
 """
 
 RECORD_COLUMNS = ["external_id", "content_hash", "email_hash", "permissions", "bounced_email_hash", "fields"]
 #: Columns added after the first release, with their definition: added to an older state file on open.
-ADDED_COLUMNS = {"records": {"fields": "TEXT NOT NULL DEFAULT '{}'"}}
+ADDED_COLUMNS = {"records": {"fields": "TEXT NOT NULL DEFAULT '{}'"}, "rejected": {"last_run": "TEXT"}}
+#: The content hash of a record whose last write may or may not have reached the destination (the run died
+#: before its answer was saved): it equals no real hash, so the next plan sends the record again.
+IN_DOUBT = "in-doubt"
 REJECTED_COLUMNS = ["external_id", "reason", "status_code", "attempts", "first_seen", "last_seen", "quarantined"]
 
 
@@ -71,12 +90,44 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
+class StateError(RuntimeError):
+    """The sync state cannot be opened, or another run holds it: the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class WritesInFlight:
+    """One chunk of writes recorded before it was sent: per external id the state row a success saves."""
+
+    id: int
+    started_at: datetime
+    feed_mark: datetime | None  # the destination's change feed had been read up to here (its clock)
+    intents: dict[str, dict]
+
+
+def acknowledged(row: dict, intent: dict) -> bool:
+    """Whether the state already holds what the write of `intent` would have saved."""
+    if row.get("content_hash") != intent.get("content_hash"):
+        return False
+    permissions = row.get("permissions") or {}
+    return all((permissions.get(k) or {}).get("sent") == v.get("sent") for k, v in intent["permissions"].items())
+
+
 class SyncState:
     """The sync state of one SQLite file."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, run_id: str | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        #: The Dagster run writing through this object: a record refused twice in one run is one attempt.
+        self.run_id = run_id
+        self._local = threading.local()
+        if self.path.is_dir():
+            raise StateError(f"the sync state path {self.path} is a directory; set AFAS_PIPELINE_STATE to a file "
+                             "path such as state/sync_state.sqlite")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create the folder of the sync state {self.path}: {exc.strerror}; "
+                             "set AFAS_PIPELINE_STATE to a writable file path") from None
         with self._connect() as db:
             db.executescript(SCHEMA)
             for table, columns in ADDED_COLUMNS.items():
@@ -87,13 +138,36 @@ class SyncState:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=60)
+        """A connection in a transaction: the one `transaction()` holds open in this thread, else a new one
+        committed when the block ends."""
+        current = getattr(self._local, "db", None)
+        if current is not None:
+            yield current
+            return
         try:
+            db = sqlite3.connect(self.path, timeout=60)
             db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open the sync state {self.path}: {exc}; set AFAS_PIPELINE_STATE to a "
+                             "writable SQLite file path") from None
+        try:
             with db:
                 yield db
         finally:
             db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Every call on this object in this thread inside the block commits together, or not at all."""
+        if getattr(self._local, "db", None) is not None:
+            yield
+            return
+        with self._connect() as db:
+            self._local.db = db
+            try:
+                yield
+            finally:
+                self._local.db = None
 
     # -- records --
 
@@ -107,7 +181,8 @@ class SyncState:
                     (destination,),
                 ).fetchall()
             else:
-                db.execute("CREATE TEMP TABLE wanted (external_id TEXT PRIMARY KEY)")
+                db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (external_id TEXT PRIMARY KEY)")
+                db.execute("DELETE FROM wanted")
                 db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((str(i),) for i in external_ids))
                 rows = db.execute(
                     "SELECT r.external_id, content_hash, email_hash, permissions, bounced_email_hash, fields FROM records r "
@@ -177,16 +252,21 @@ class SyncState:
     # -- rejected records --
 
     def record_rejections(self, destination: str, rejections: Iterable[dict], quarantine_after: int) -> None:
-        """external_id, reason, status_code per refused record; attempts count up, quarantine at the limit."""
+        """external_id, reason, status_code per refused record. Attempts count runs: a record refused
+        twice in one run (or listed twice) is one attempt; quarantined at `quarantine_after` runs."""
         now = _now()
+        latest = {str(r["external_id"]): r for r in rejections}
         with self._connect() as db:
-            for r in rejections:
+            for external_id, r in latest.items():
                 db.execute(
-                    "INSERT INTO rejected VALUES (?,?,?,?,1,?,?,?) ON CONFLICT(destination, external_id) DO UPDATE SET "
-                    "reason=excluded.reason, status_code=excluded.status_code, attempts=rejected.attempts+1, "
-                    "last_seen=excluded.last_seen, quarantined=(rejected.attempts+1 >= ?)",
-                    (destination, str(r["external_id"]), r.get("reason"), r.get("status_code"), now, now,
-                     int(quarantine_after <= 1), quarantine_after),
+                    "INSERT INTO rejected VALUES (?,?,?,?,1,?,?,?,?) ON CONFLICT(destination, external_id) DO UPDATE SET "
+                    "reason=excluded.reason, status_code=excluded.status_code, last_seen=excluded.last_seen, "
+                    "attempts=rejected.attempts + (excluded.last_run IS NULL OR rejected.last_run IS NULL "
+                    "OR rejected.last_run != excluded.last_run), "
+                    "quarantined=(rejected.attempts + (excluded.last_run IS NULL OR rejected.last_run IS NULL "
+                    "OR rejected.last_run != excluded.last_run) >= ?), last_run=excluded.last_run",
+                    (destination, external_id, r.get("reason"), r.get("status_code"), now, now,
+                     int(quarantine_after <= 1), self.run_id, quarantine_after),
                 )
 
     def clear_rejections(self, destination: str, external_ids: Iterable[str]) -> None:
@@ -225,6 +305,74 @@ class SyncState:
             )
 
 
+    # -- writes in flight (C1, C4: a run killed between a write and its state save) --
+
+    def begin_writes(self, destination: str, intents: dict[str, dict], feed_mark: datetime | None) -> int:
+        """Record, before sending, what a chunk of writes is about to do: per external id the state row its
+        success saves (`feed_mark`: how far the change feed had been read). Returns the entry's id."""
+        mark = feed_mark.astimezone(timezone.utc).isoformat() if feed_mark else None
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO writes_in_flight (destination, started_at, feed_mark, intents) VALUES (?,?,?,?)",
+                (destination, _now(), mark, json.dumps(intents, sort_keys=True)))
+            return int(cursor.lastrowid)
+
+    def end_writes(self, entry: int) -> None:
+        """Every batch of the chunk was answered and its outcome saved."""
+        with self._connect() as db:
+            db.execute("DELETE FROM writes_in_flight WHERE id=?", (entry,))
+
+    def writes_in_flight(self, destination: str) -> list[WritesInFlight]:
+        """Chunks a run started and never finished (it died, or the destination went away), oldest first."""
+        with self._connect() as db:
+            rows = db.execute("SELECT id, started_at, feed_mark, intents FROM writes_in_flight WHERE destination=? "
+                              "ORDER BY id", (destination,)).fetchall()
+        return [WritesInFlight(i, datetime.fromisoformat(t), datetime.fromisoformat(m) if m else None, json.loads(x))
+                for i, t, m, x in rows]
+
+    def resolve_in_doubt(self, destination: str, entries: list[WritesInFlight]) -> int:
+        """After the change feed was judged against `entries`: a record whose answer was never saved may or
+        may not have reached the destination, so the next plan sends it again (content hash `IN_DOUBT`,
+        permissions as never sent; a create stays a create). AFAS's side of consent (its permission values
+        and since when they are on, C1) is kept from the intent. The entries are removed. Returns how many
+        records are in doubt."""
+        if not entries:
+            return 0
+        ids = {i for entry in entries for i in entry.intents}
+        current = {str(r["external_id"]): r for r in self.records(destination, ids).to_dict("records")}
+        doubtful: dict[str, dict] = {}
+        for entry in entries:
+            for external_id, intent in entry.intents.items():
+                row = doubtful.get(external_id) or current.get(external_id)
+                if row is not None and external_id not in doubtful and acknowledged(row, intent):
+                    continue
+                known = row is not None and isinstance(row.get("content_hash"), str)
+                permissions = {k: dict(v) for k, v in ((row or {}).get("permissions") or {}).items()} if known else {}
+                for key, wanted in intent["permissions"].items():
+                    permissions[key] = {**permissions.get(key, {}), "sent": None,
+                                        "afas": wanted.get("afas"), "on_since": wanted.get("on_since")}
+                doubtful[external_id] = {
+                    "external_id": external_id,
+                    "content_hash": IN_DOUBT if known else None,
+                    "email_hash": row.get("email_hash") if known else None,
+                    "permissions": permissions,
+                    "bounced_email_hash": row.get("bounced_email_hash") if known else None,
+                    "fields": row.get("fields") if known else {},
+                }
+        with self.transaction(), self._connect() as db:
+            self.save_records(destination, [_plain(r) for r in doubtful.values()])
+            db.executemany("DELETE FROM writes_in_flight WHERE id=?", [(e.id,) for e in entries])
+        return len(doubtful)
+
+    def in_doubt(self, destination: str) -> list[str]:
+        """Records to send again: their last write may not have arrived (in doubt, or still in flight)."""
+        with self._connect() as db:
+            ids = {r[0] for r in db.execute(
+                "SELECT external_id FROM records WHERE destination=? AND (content_hash IS NULL OR content_hash=?)",
+                (destination, IN_DOUBT))}
+        ids |= {i for entry in self.writes_in_flight(destination) for i in entry.intents}
+        return sorted(ids)
+
     # -- feedback ledger (destination -> AFAS) --
 
     def feedback_events(self, destination: str, status: str | None = None,
@@ -236,8 +384,9 @@ class SyncState:
         args: list = [destination]
         with self._connect() as db:
             if keys is not None:
-                db.execute("CREATE TEMP TABLE wanted_events (external_id TEXT, kind TEXT, event_at TEXT, "
-                           "PRIMARY KEY (external_id, kind, event_at))")
+                db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_events (external_id TEXT, kind TEXT, "
+                           "event_at TEXT, PRIMARY KEY (external_id, kind, event_at))")
+                db.execute("DELETE FROM wanted_events")
                 db.executemany("INSERT OR IGNORE INTO wanted_events VALUES (?,?,?)",
                                ((str(i), str(k), str(t)) for i, k, t in keys))
                 query += (" JOIN wanted_events w ON w.external_id = f.external_id AND w.kind = f.kind "
@@ -309,8 +458,9 @@ class SyncState:
         query = "SELECT h.mailing_id, h.external_id, sent_at, sbid FROM mailing_history h"
         with self._connect() as db:
             if keys is not None:
-                db.execute("CREATE TEMP TABLE wanted_items (mailing_id TEXT, external_id TEXT, "
+                db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_items (mailing_id TEXT, external_id TEXT, "
                            "PRIMARY KEY (mailing_id, external_id))")
+                db.execute("DELETE FROM wanted_items")
                 db.executemany("INSERT OR IGNORE INTO wanted_items VALUES (?,?)", ((str(m), str(e)) for m, e in keys))
                 query += " JOIN wanted_items w ON w.mailing_id = h.mailing_id AND w.external_id = h.external_id"
             query += " WHERE destination=?" + (" AND sbid IS NULL" if pending_only else "")
@@ -363,13 +513,67 @@ class SyncState:
         return len(values)
 
 
+def _plain(row: dict) -> dict:
+    """A state row as `save_records` takes it: missing values (NaN, NA) as None."""
+    return {k: (None if not isinstance(v, (dict, list)) and pd.isna(v) else v) for k, v in row.items()}
+
+
 class SyncStateResource(dg.ConfigurableResource):
-    """Where the sync state lives. Defaults to `$DAGSTER_HOME/state/sync_state.sqlite`."""
+    """Where the sync state lives. Defaults to `$DAGSTER_HOME/state/sync_state.sqlite`.
+
+    A run holds the state for its whole length (a lock file next to it): a second run that would write the
+    same records, however it was launched (a schedule, a backfill, `afas-pipeline sync`, the UI), waits
+    until the first is done, and gives up with a message naming the holder after `lock_timeout_s`.
+    """
 
     path: str | None = None
+    lock_timeout_s: float = Field(default=1800.0, ge=0,
+                                  description="How long a run waits for another run that holds the sync state.")
+
+    _lock: filelock.BaseFileLock | None = PrivateAttr(default=None)
+    _run_id: str | None = PrivateAttr(default=None)
+
+    def state_path(self) -> Path:
+        if self.path:
+            return Path(self.path)
+        home = os.environ.get("DAGSTER_HOME") or os.path.join(os.getcwd(), ".dagster_home")
+        return Path(home) / "state" / "sync_state.sqlite"
 
     def open(self) -> SyncState:
-        if self.path:
-            return SyncState(self.path)
-        home = os.environ.get("DAGSTER_HOME") or os.path.join(os.getcwd(), ".dagster_home")
-        return SyncState(Path(home) / "state" / "sync_state.sqlite")
+        return SyncState(self.state_path(), run_id=self._run_id)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run = getattr(context, "run", None)
+        self._run_id = run.run_id if run is not None else None
+        path = self.state_path()
+        SyncState(path)  # a path that cannot hold the state fails here, with its message, before any lock
+        lock = filelock.FileLock(f"{path}.lock")
+        holder = Path(f"{path}.holder")
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            who = _read_text(holder) or "another run"
+            if context.log:
+                context.log.info(f"waiting for {who} to finish: it holds the sync state {path}")
+            failpoint("sync_state.lock_wait")
+            try:
+                lock.acquire(timeout=self.lock_timeout_s)
+            except filelock.Timeout:
+                raise StateError(
+                    f"{who} has held the sync state {path} for more than {self.lock_timeout_s:g}s; this run wrote "
+                    "nothing. Let it finish (or terminate it in the Dagster UI) and launch this run again") from None
+        since = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+        holder.write_text(f"run {self._run_id or '?'} (pid {os.getpid()} on {socket.gethostname()}, since {since})")
+        self._lock = lock
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None

@@ -18,6 +18,7 @@ from afas_pipeline.spotler import (
     SpotlerClient,
     SpotlerRequestError,
     SpotlerUnavailable,
+    SpotlerWriteIncomplete,
 )
 from afas_pipeline_tests.waiting import wait_until
 
@@ -258,15 +259,32 @@ def test_injected_503_429_and_drops_converge_to_exactly_the_expected_state(sb, a
     assert "example.nl" not in caplog.text and "Naam" not in caplog.text
 
 
-def test_a_batch_that_keeps_failing_becomes_one_result_per_contact(sb, admin):
+def test_c4_a_batch_that_keeps_failing_is_an_outage_not_a_refusal(sb, admin):
     set_faults(admin, error_503_rate=1.0, retry_after=0)
+    delivered = []
     with make_client(sb, max_attempts=3, batch_size=2) as spotler:
-        results = spotler.upsert_contacts([contact(1), contact(2), contact(3)])
-        assert [(r.external_id, r.code, r.status_code) for r in results] == [
-            ("1", "BACKEND_EXCEPTION", 503), ("2", "BACKEND_EXCEPTION", 503), ("3", "BACKEND_EXCEPTION", 503)
-        ]
-        assert (spotler.stats.requests, spotler.stats.retries, spotler.stats.contacts_failed) == (6, 4, 3)
+        with pytest.raises(SpotlerWriteIncomplete, match="2 of 2 batches \\(3 contacts\\) got no answer") as raised:
+            spotler.upsert_contacts([contact(1), contact(2), contact(3)], on_batch=delivered.append)
+        assert raised.value.results == [] and delivered == []
+        assert isinstance(raised.value.cause, SpotlerUnavailable) and raised.value.status_code == 503
+        # No contact was refused: nothing for the quarantine to count.
+        assert (spotler.stats.requests, spotler.stats.retries, spotler.stats.contacts_failed) == (6, 4, 0)
     assert server_requests(admin, "POST contact/list") == 6
+
+
+def test_c4_the_batches_that_got_through_are_reported_before_the_outage_is_raised(sb, admin):
+    with make_client(sb, max_attempts=2, batch_size=2, max_concurrency=1) as spotler:
+        spotler.upsert_contacts([contact(1)])
+        delivered: list = []
+
+        def outage_after_the_first(results):
+            delivered.append(results)
+            set_faults(admin, error_503_rate=1.0, retry_after=0)
+
+        with pytest.raises(SpotlerWriteIncomplete, match="1 of 2 batches") as raised:
+            spotler.upsert_contacts([contact(2), contact(3), contact(4)], on_batch=outage_after_the_first)
+        assert [[r.external_id for r in batch] for batch in delivered] == [["2", "3"]]
+        assert [r.external_id for r in raised.value.results] == ["2", "3"]
 
 
 def test_a_retry_after_beyond_the_limit_fails_fast(sb, admin):
@@ -275,9 +293,8 @@ def test_a_retry_after_beyond_the_limit_fails_fast(sb, admin):
         with pytest.raises(SpotlerUnavailable, match="retry after 600s") as raised:
             spotler.properties()
         assert raised.value.status_code == 503
-        [result] = spotler.upsert_contacts([contact(1)])
-        assert (result.code, result.status_code) == ("BACKEND_EXCEPTION", 503)
-        assert "600s" in result.message
+        with pytest.raises(SpotlerWriteIncomplete, match="600s"):
+            spotler.upsert_contacts([contact(1)])
         assert spotler.stats.requests == 2
 
 

@@ -22,6 +22,7 @@ from afas_pipeline.spotler import (
     SpotlerConfigError,
     SpotlerError,
     SpotlerUnavailable,
+    SpotlerWriteIncomplete,
 )
 from afas_pipeline.spotler.client import _OneLeggedOAuth1, _retry_after, _window
 
@@ -235,18 +236,16 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/integrationservice-1.1.0"
 
 
-def test_network_failures_are_retried_then_reported_per_contact(closed_port_url, caplog):
+def test_network_failures_are_retried_then_reported_as_an_outage(closed_port_url, caplog):
     client = SpotlerClient(
         base_url=closed_port_url, consumer_key=KEY, consumer_secret=SECRET, max_attempts=3, backoff_initial_s=0.001,
         backoff_max_s=0.01, batch_size=2,
     )
-    with caplog.at_level(logging.DEBUG):
-        results = client.upsert_contacts([{"externalId": str(i), "properties": {"email": f"x{i}@example.nl"}} for i in range(3)])
-    assert [(r.external_id, r.code, r.status_code) for r in results] == [
-        ("0", "NETWORK_ERROR", None), ("1", "NETWORK_ERROR", None), ("2", "NETWORK_ERROR", None)
-    ]
+    with caplog.at_level(logging.DEBUG), pytest.raises(SpotlerWriteIncomplete, match="2 of 2 batches") as raised:
+        client.upsert_contacts([{"externalId": str(i), "properties": {"email": f"x{i}@example.nl"}} for i in range(3)])
+    assert isinstance(raised.value.cause, SpotlerUnavailable) and raised.value.status_code is None
     stats = client.stats
-    assert (stats.batches, stats.requests, stats.retries, stats.contacts_sent, stats.contacts_failed) == (2, 6, 4, 3, 3)
+    assert (stats.batches, stats.requests, stats.retries, stats.contacts_sent, stats.contacts_failed) == (2, 6, 4, 3, 0)
     assert "example.nl" not in caplog.text and SECRET not in caplog.text
 
 

@@ -434,3 +434,70 @@ def test_c4_a_refused_two_way_field_write_is_retried_with_the_value_spotler_hold
     assert world.metadata(result, "afas_write_back")["field_values_reread_from_spotler"] == 1
     assert _afas_contact(world, _id(contact))["Function"] == "Tweede"
     assert world.state().feedback_events("spotler", status="pending").empty
+
+
+# --- opt-outs and the sync's own writes in one window (R12, C1) -------------------------------------------
+
+
+def _closed_windows(world, n: int) -> list[tuple[str, pd.Timestamp]]:
+    """`n` consecutive 15-minute windows, all closed in Spotler's clock, which is set back 45 minutes so that
+    the sync's own writes are stamped after them (as in production, where a window's run starts after it
+    closed): (partition key, window start)."""
+    world.spotler("PUT", "/clock", json={"offset_s": -45 * 60})
+    first = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=45)).floor("15min") - pd.Timedelta(minutes=15 * n)
+    starts = [first + pd.Timedelta(minutes=15 * i) for i in range(n)]
+    return [(s.strftime("%Y-%m-%d-%H:%M"), s) for s in starts]
+
+
+def _at(start: pd.Timestamp, minute: float) -> str:
+    return (start + pd.Timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.fixture
+def spotler_clock_back(world):
+    yield world
+    world.spotler("PUT", "/clock", json={"offset_s": 0})
+
+
+def test_r12_an_optout_reaches_afas_within_two_windows_while_afas_edits_the_contact_in_every_window(spotler_clock_back):
+    world = spotler_clock_back
+    windows = _closed_windows(world, 2)
+    world.sync()
+    (contact,) = world.pick(1, ContactKind="PRS", PermissionNewsletter=True, Blocked=False, HardBounce=False)
+    external_id = _id(contact)
+    world.spotler("POST", f"/recipients/{external_id}/unsubscribe", json={"bit": 1, "at": _at(windows[0][1], 2)})
+
+    for n, (key, start) in enumerate(windows):
+        # AFAS edits the contact in every window: the window's sync writes it to Spotler, restamping it.
+        world.afas_edit("contacts", external_id, at=_at(start, 5), Function=f"Functie {n}")
+        world.delta(key)
+        world.feedback(key)
+
+    assert _afas_contact(world, external_id)["PermissionNewsletter"] is False
+    assert email_active(world.spotler_contact(external_id))
+    assert world.spotler_contact(external_id)["properties"]["function"] == "Functie 1"
+
+
+@pytest.mark.parametrize("first", ["afas_blocks", "recipient_opts_out"])
+def test_r12_c1_a_recipients_optout_and_the_syncs_own_switch_off_in_one_window_both_reach_afas(
+        spotler_clock_back, first):
+    world = spotler_clock_back
+    (window, start), (later, later_start) = _closed_windows(world, 2)
+    world.sync()
+    (contact,) = world.pick(1, ContactKind="PRS", PermissionNewsletter=True, Blocked=False, HardBounce=False)
+    external_id = _id(contact)
+    block_at, optout_at = (_at(start, 1), _at(start, 2)) if first == "afas_blocks" else (_at(start, 2), _at(start, 1))
+    world.afas_edit("contacts", external_id, at=block_at, Blocked=True)  # R7: the sync switches every bit off
+    world.spotler("POST", f"/recipients/{external_id}/unsubscribe", json={"bit": 1, "at": optout_at})
+
+    world.delta(window)
+    world.feedback(window)
+
+    assert _afas_contact(world, external_id)["PermissionNewsletter"] is False  # the recipient's act, not an echo
+    world.afas_edit("contacts", external_id, at=_at(later_start, 3), Blocked=False)
+    world.delta(later)
+    world.feedback(later)
+    spotler_bits = {p["bit"]: p["enabled"] for p in world.spotler_contact(external_id)["properties"]["permissions"]}
+    afas = _afas_contact(world, external_id)
+    assert spotler_bits[1] is False and afas["PermissionNewsletter"] is False  # C1, and both sides agree
+    assert spotler_bits[2] is bool(afas["PermissionEvents"])

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from afas_pipeline.afas.sources import AfasSource, AfasSources, default_sources
+from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mapping.errors import MappingError
 from afas_pipeline.mapping.load import default_mapping, load_mapping
 from afas_pipeline.spotler.assets import build_spotler_assets
@@ -283,7 +284,7 @@ def test_c1_a_permission_afas_switches_on_after_the_opt_out_is_switched_on(world
 
 
 def test_c2_addresses_are_trimmed_and_lower_cased_and_each_contact_is_its_own_record(world):
-    world.sync()
+    result = world.sync()
     contacts = world.afas_contacts().query("ContactKind == 'PRS'")
     messy = contacts[contacts["MailWork"].map(lambda m: isinstance(m, str) and m != m.strip().lower() and "@" in m)]
     assert len(messy)
@@ -295,6 +296,10 @@ def test_c2_addresses_are_trimmed_and_lower_cased_and_each_contact_is_its_own_re
     shared = normalised[normalised.duplicated(keep=False) & normalised.notna()]
     in_spotler = [str(c) for c in contacts.loc[shared.index, "ContactId"] if str(c) in synced]
     assert len(in_spotler) >= 2  # one address on several contacts: one Spotler record each
+    # The check names them (hashed), so an operator can find the contacts that share an address.
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "c2_one_record_per_contact"]
+    keys = check.metadata["sharing_keys"].value
+    assert len(keys) == min(10, check.metadata["members_sharing_an_address"].value) and set(map(hash_key, in_spotler)) & set(keys)
 
 
 def test_c3_a_rerun_and_a_backfill_of_unchanged_windows_send_zero_writes(world):
@@ -326,7 +331,8 @@ def test_c4_every_contact_is_synced_excluded_or_rejected_and_rejections_are_retr
     assert sync["rejected"] == 1
     assert audience["contacts_read"] == sync["created"] + sync["skipped_hard_bounce"] + sync["excluded"] + sync["rejected"]
     rejected = world.state().rejected("spotler").set_index("external_id")
-    assert rejected.loc[external_id, "reason"] == "PROPERTY_INVALID" and rejected.loc[external_id, "attempts"] == 1
+    # The refusal names the property an operator has to fix in AFAS, never its value.
+    assert rejected.loc[external_id, "reason"] == "PROPERTY_INVALID:function" and rejected.loc[external_id, "attempts"] == 1
     assert world.spotler_contact(external_id) is None
     assert len(rejected) == 1
 

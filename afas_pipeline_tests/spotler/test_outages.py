@@ -1,0 +1,90 @@
+"""C4 and R2 through outages: a destination or AFAS that does not answer is not a destination that refuses.
+
+A run that meets an outage after its retries fails (the on-call engineer sees a red run, a rerun continues),
+counts no record as refused, and quarantines nothing; once the system answers again, the next run, at the
+latest the 6-hour full sync (R2), repairs everything the outage left behind.
+"""
+
+from __future__ import annotations
+
+from afas_pipeline.spotler.feedback import AFAS
+from afas_pipeline_tests.properties.test_sync_model import seen_in_spotler
+
+FULL_RUNS = ("2026-11-21-00:00", "2026-11-21-06:00", "2026-11-21-12:00", "2026-11-21-18:00", "2026-11-22-00:00",
+             "2026-11-22-06:00")
+WRITES_DOWN = {"error_503_rate": 1.0, "retry_after": 0, "methods": ["POST", "PUT"]}
+
+
+def _failure(result) -> str:
+    """The failed step and the error that failed it (under Dagster's wrapper)."""
+    (failure,) = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    while error.cause is not None:
+        error = error.cause
+    return f"{failure.step_key}: {error.message}"
+
+
+def test_c4_r2_spotler_down_for_writes_fails_six_runs_quarantines_nothing_and_the_full_sync_repairs(world):
+    world.spotler_options = {"max_attempts": 2}
+    world.spotler("PUT", "/faults", json=WRITES_DOWN)
+
+    failures = [world.sync(partition, raise_on_error=False) for partition in FULL_RUNS]
+
+    assert [r.success for r in failures] == [False] * len(FULL_RUNS)
+    assert all("spotler_sync: " in _failure(r) and "contact/list: " in _failure(r) and "got no answer" in _failure(r)
+               for r in failures), _failure(failures[-1])
+    assert world.state().rejected("spotler").empty  # nothing refused, nothing quarantined
+    assert world.spotler_contacts() == {}
+
+    world.spotler("PUT", "/faults", json={})
+    repaired = world.sync("2026-11-22-12:00")
+
+    members = world.stored("spotler_audience", "2026-11-22-12:00")
+    members = members[members["excluded_by"].isna()]
+    assert set(world.spotler_contacts()) == set(members["external_id"])
+    assert world.metadata(repaired, "spotler_sync")["rejected"] == 0
+    world.spotler("POST", "/stats/reset")
+    world.sync("2026-11-22-18:00")
+    assert world.spotler_writes() == 0
+
+
+def test_c4_a_spotler_outage_in_the_middle_of_a_sync_keeps_what_was_answered(world):
+    world.spotler_options = {"max_attempts": 2, "max_concurrency": 1, "batch_size": 20}
+    world.sync()
+    world.afas("POST", "/dataset/generate", json={"contacts": 400, "seed": 7})  # 100 more contacts to create
+    world.spotler("POST", "/stats/reset")
+    world.spotler("PUT", "/faults", json={**WRITES_DOWN, "error_503_rate": 0.5, "seed": 4})
+
+    failed = world.sync("2026-11-22-12:00", raise_on_error=False)
+
+    assert not failed.success
+    have = set(world.spotler_contacts())
+    world.spotler("PUT", "/faults", json={})
+    world.spotler("POST", "/stats/reset")
+    world.sync("2026-11-22-18:00")
+    sent_again = world.spotler_stats()["requests"].get("POST contact/list", 0)
+    members = world.stored("spotler_audience", "2026-11-22-18:00")
+    assert set(members.loc[members["excluded_by"].isna(), "external_id"]) <= set(world.spotler_contacts())
+    assert len(have) > 300 and sent_again < 100 / 20 + 1  # the answered batches were not sent again
+    assert world.state().rejected("spotler").empty
+
+
+def test_c4_afas_down_for_the_write_back_fails_the_run_and_a_later_run_delivers(world):
+    world.sync()
+    (contact,) = world.pick(1, ContactKind="PRS", PermissionNewsletter=True, Blocked=False, HardBounce=False)
+    external_id = str(contact["ContactId"])
+    world.spotler("POST", f"/recipients/{external_id}/unsubscribe", json={"bit": 1, "at": "2026-11-16T10:05:00Z"})
+    world.afas_options = {"max_attempts": 2}
+    world.afas("PUT", "/faults", json=WRITES_DOWN)
+
+    failures = [world.feedback(window, raise_on_error=False) for window in
+                ("2026-11-16-10:00", "2026-11-16-10:15", "2026-11-16-10:30", "2026-11-16-10:45", "2026-11-16-11:00")]
+
+    assert [r.success for r in failures] == [False] * 5
+    assert "got no answer from AFAS" in _failure(failures[0])
+    assert world.state().rejected(AFAS).empty
+    world.afas("PUT", "/faults", json={})
+    world.feedback("2026-11-16-11:15")
+    afas = world.afas_contacts()
+    assert not bool(afas.loc[afas["ContactId"].astype(str) == external_id, "PermissionNewsletter"].iloc[0])
+    assert seen_in_spotler(world.spotler_contact(external_id))["permissions"][1] is False
