@@ -6,12 +6,17 @@ into an empty Spotler account) and plays a random sequence of steps on six conta
   one, so that R11's "back to the bounced address" stays the other test's business);
 - a recipient in Spotler unsubscribing from or subscribing to bit 1 or 2, or bouncing (hard or soft);
 - a Spotler user editing the function (a two-way field, `direction: both`);
-- a sync (the full chain to Spotler) or a feedback run (`spotler_changes` -> `afas_write_back`).
+- a sync (the full chain to Spotler) or a feedback run (`spotler_changes` -> `afas_write_back`);
+- a crash: the next sync or feedback run dies at a chosen fail point (between two write batches, between a
+  write and its state save, while the feed is recorded, during the AFAS read or the write-back, ...); the
+  run after it resumes;
+- an outage: the next run finds Spotler's or AFAS's writes answering 503 (it fails; nothing is refused).
 The sequence ends with the syncs settling: feedback, sync, feedback.
 
 What must hold:
-- C1, after every sync and feedback run: a permission a recipient switched off stays off in Spotler until
-  AFAS switches it on again, or the recipient does (an opt-out is never undone by the sync);
+- C1, after every sync and feedback run, crashed or failed ones included: a permission a recipient switched
+  off stays off in Spotler until AFAS switches it on again, or the recipient does (an opt-out is never
+  undone by the sync);
 - R12, once settled: that opt-out has reached AFAS;
 - after settling, AFAS and Spotler agree on every mapped field of every member Spotler has: e-mail,
   properties (the two-way function included), permissions (off while blocked, R7), and the hard bounce
@@ -34,14 +39,19 @@ from pathlib import Path
 from typing import NamedTuple
 
 import dagster as dg
+import httpx
 import pytest
 from hypothesis import HealthCheck, Phase, event, example, given, settings
 from hypothesis import strategies as st
 
 from afas_pipeline.definitions import assets as ALL_ASSETS
+from afas_pipeline.lib import failpoints
+from afas_pipeline.lib.failpoints import SimulatedCrash
 from afas_pipeline.sandbox.server import Sandbox
+from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline_tests.properties.test_sync_model import (
-    CONTACTS, PERMISSIONS, QUIET, World, _reset, mapped_properties, normalised_email, valid_email,
+    CONTACTS, FULL_PARTITION, PERMISSIONS, QUIET, SYNC_ASSETS, World, _reset, mapped_properties, normalised_email,
+    valid_email,
 )
 
 FEEDBACK_ASSETS = [a for a in ALL_ASSETS if a.key.to_user_string() in ("spotler_changes", "afas_write_back")]
@@ -78,6 +88,30 @@ class Feedback(NamedTuple):
     pass
 
 
+class Crash(NamedTuple):
+    """A sync or feedback run (`run`) that dies the `at`-th time it reaches fail point `point`."""
+
+    run: str
+    point: str
+    at: int
+
+
+class Outage(NamedTuple):
+    """A sync (Spotler's writes down) or feedback run (AFAS's writes down) that meets an outage: 503s."""
+
+    run: str
+
+
+#: Where a run may die. A sync: reading AFAS, recording Spotler's feed, between the intent and the writes,
+#: before a batch, between a batch's answer and its state save, after it. A feedback run: reading AFAS,
+#: after a PUT was answered, before the ledger is written.
+CRASH_POINTS = {
+    "sync": ("afas.page_read", "spotler_sync_plan.feed_recorded", "spotler_sync.intent_recorded",
+             "spotler.contact_list", "spotler_sync.batch_acknowledged", "spotler_sync.batch_saved"),
+    "feedback": ("afas.page_read", "afas_write_back.put_answered", "afas_write_back.before_ledger"),
+}
+
+
 def step_sequences() -> st.SearchStrategy[list]:
     def around(focus: int) -> st.SearchStrategy[list]:
         contact = st.sampled_from((focus, focus, focus, *CONTACTS))
@@ -94,9 +128,13 @@ def step_sequences() -> st.SearchStrategy[list]:
             st.builds(Recipient, contact, st.just("bounce"), st.sampled_from(["hard", "soft"])),
         )
         spotler_edit = st.builds(SpotlerEdit, contact, st.sampled_from(["Eigenaar", "Hoofd Inkoop", None]))
+        crash = st.sampled_from(sorted(CRASH_POINTS)).flatmap(
+            lambda run: st.builds(Crash, st.just(run), st.sampled_from(CRASH_POINTS[run]), st.integers(1, 2)))
+        trouble = st.one_of(crash, st.builds(Outage, st.sampled_from(["sync", "feedback"])))
         kinds = {"afas": afas, "recipient": recipient, "spotler_edit": spotler_edit,
-                 "sync": st.just(Sync()), "feedback": st.just(Feedback())}
-        weights = ["afas", "afas", "afas", "recipient", "recipient", "recipient", "spotler_edit", "sync", "feedback"]
+                 "sync": st.just(Sync()), "feedback": st.just(Feedback()), "trouble": trouble}
+        weights = ["afas", "afas", "afas", "recipient", "recipient", "recipient", "spotler_edit", "sync", "feedback",
+                   "trouble", "trouble"]
         return st.lists(st.sampled_from(weights).flatmap(kinds.__getitem__), min_size=3, max_size=8)
 
     return st.sampled_from(CONTACTS).flatmap(around)
@@ -133,6 +171,16 @@ class LoopWorld(World):
     def stop(self) -> None:
         self.spotler("PUT", "/clock", json={"offset_s": 0}).raise_for_status()
 
+    def resources(self) -> dict:
+        resources = super().resources()
+        sb = self.sandbox
+        # Small batches, one at a time: a crash "between two batches" has batches on both sides of it.
+        resources["spotler"] = SpotlerClient(
+            base_url=sb.spotler_base_url, consumer_key=sb.spotler_consumer_key,
+            consumer_secret=sb.spotler_consumer_secret, backoff_initial_s=0.01, backoff_max_s=0.05, batch_size=10,
+            max_concurrency=1)
+        return resources
+
     def feedback(self) -> dict:
         """The way back over the windows since the example started, up to the last closed one."""
         last = _window_key(dt.datetime.now(dt.timezone.utc) - WINDOW)
@@ -145,6 +193,37 @@ class LoopWorld(World):
         materialization = [e for e in result.get_asset_materialization_events()
                            if e.materialization.asset_key.to_user_string() == "afas_write_back"][-1]
         return {k: v.value for k, v in materialization.materialization.metadata.items()}
+
+    def troubled_run(self, trouble: Crash | Outage) -> str:
+        """A sync or feedback run with `trouble`: it died at its fail point, failed on the outage, or, when the
+        trouble did not meet it (nothing to write), finished."""
+        run = self.run_sync if trouble.run == "sync" else self.run_feedback
+        if isinstance(trouble, Crash):
+            failpoints.arm(trouble.point, "crash", trouble.at)
+            try:
+                run()
+            except SimulatedCrash:
+                return "crashed"
+            finally:
+                failpoints.disarm()
+            return "finished"
+        admin = self.sandbox.spotler_admin_url if trouble.run == "sync" else self.sandbox.afas_admin_url
+        httpx.put(f"{admin}/faults", json={"error_503_rate": 1.0, "retry_after": 0, "methods": ["POST", "PUT"]},
+                  timeout=30).raise_for_status()
+        try:
+            return "finished" if run(raise_on_error=False) else "failed on the outage"
+        finally:
+            httpx.put(f"{admin}/faults", json={}, timeout=30).raise_for_status()
+
+    def run_sync(self, raise_on_error: bool = True) -> bool:
+        return dg.materialize(SYNC_ASSETS, partition_key=FULL_PARTITION, resources=self.resources(),
+                              instance=self.instance, run_config=QUIET, raise_on_error=raise_on_error).success
+
+    def run_feedback(self, raise_on_error: bool = True) -> bool:
+        last = _window_key(dt.datetime.now(dt.timezone.utc) - WINDOW)
+        tags = {"dagster/asset_partition_range_start": self.first_window, "dagster/asset_partition_range_end": last}
+        return dg.materialize(FEEDBACK_ASSETS, resources=self.resources(), instance=self.instance, tags=tags,
+                              run_config=QUIET, raise_on_error=raise_on_error).success
 
     def afas_writes(self) -> int:
         requests = self.afas("GET", "/stats")["requests"]
@@ -245,6 +324,14 @@ def loop_world(sandbox: Sandbox):
 @example(steps=[SpotlerEdit(10011, "Eigenaar"), Feedback(), AfasEdit(10011, "Function", "Directeur"), Sync()])
 # R11: a hard bounce, written back, then a new address from AFAS: active again, bounce cleared in AFAS.
 @example(steps=[Recipient(10003, "bounce", "hard"), Feedback(), AfasEdit(10003, "MailWork", "<new address>"), Sync()])
+# A crash between a write and its state save, then the recipient opts out: the rerun must not undo it.
+@example(steps=[AfasEdit(10006, "Function", "Inkoper"), Crash("sync", "spotler_sync.batch_acknowledged", 1),
+                Recipient(10006, "unsubscribe", 1), Sync()])
+# Spotler's writes down for a sync: nothing refused, the next sync repairs, the opt-out after it stands.
+@example(steps=[AfasEdit(10011, "Function", "Directeur"), Outage("sync"), Recipient(10011, "unsubscribe", 1), Sync()])
+# The write-back dies after its PUT; AFAS down for the next one; the opt-out still reaches AFAS once.
+@example(steps=[Recipient(10006, "unsubscribe", 2), Crash("feedback", "afas_write_back.put_answered", 1),
+                Outage("feedback"), AfasEdit(10006, "Function", "Inkoper"), Sync()])
 # C1: AFAS switches a permission on after the opt-out reached it: a new consent.
 @example(steps=[Recipient(10006, "unsubscribe", 2), Feedback(), AfasEdit(10006, "PermissionEvents", True), Sync()])
 @settings(max_examples=20, deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],
@@ -264,7 +351,10 @@ def test_r11_r12_r13_c1_afas_and_spotler_agree_after_the_loop_settles_and_no_opt
                 assert spotler[key]["permissions"].get(bit) is False, f"C1: {key} bit {bit} undone after {after}: {steps}"
 
     for n, step in enumerate([*steps, Feedback(), Sync(), Feedback()]):
-        if isinstance(step, Sync):
+        if isinstance(step, (Crash, Outage)):
+            event(f"{step.run} {world.troubled_run(step)}" + (f" at {step.point}" if isinstance(step, Crash) else ""))
+            no_optout_undone(f"step {n} ({step})")
+        elif isinstance(step, Sync):
             world.sync()
             no_optout_undone(f"step {n} (sync)")
         elif isinstance(step, Feedback):
