@@ -5,7 +5,8 @@ What it takes care of, so callers do not have to:
   DataFrames built page by page as Arrow batches (never all rows as Python dicts);
 - Amsterdam wall times with a fake `Z` (see ``afas_pipeline.lib.timewindows``);
 - retries with exponential backoff and jitter for 503, timeouts and dropped connections, honouring
-  AFAS's ``retry_after``; a POST is only repeated when AFAS certainly did not process it;
+  AFAS's ``retry_after``, and for a 500 on a read; a POST is only repeated when AFAS certainly did not
+  process it, and a POST or PUT that AFAS answers 500 (a refusal) is not repeated;
 - a cap on parallel calls per base URL, shared by every client in the process (AFAS allows 8);
 - errors that say what to fix, and never the token.
 """
@@ -129,14 +130,17 @@ class GetConnectorMeta:
 
 
 class _Transient(Exception):
-    """An attempt that may succeed when repeated. ``safe_for_post``: AFAS certainly did not process it."""
+    """An attempt that may succeed when repeated. ``safe_for_post``: AFAS certainly did not process it.
+    ``error``: what to raise when the repeats run out (AFAS's own error, e.g. a read that kept failing)."""
 
-    def __init__(self, reason: str, *, safe_for_post: bool, retry_after: float | None = None, status: int | None = None):
+    def __init__(self, reason: str, *, safe_for_post: bool, retry_after: float | None = None, status: int | None = None,
+                 error: AfasError | None = None):
         super().__init__(reason)
         self.reason = reason
         self.safe_for_post = safe_for_post
         self.retry_after = retry_after
         self.status = status
+        self.error = error
 
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -474,6 +478,11 @@ class AfasClient(HttpClientLifecycle, dg.ConfigurableResource):
                 raise _Transient(f"503 on {what}", safe_for_post=True, retry_after=retry_after, status=503)
             if status in (502, 504):
                 raise _Transient(f"{status} on {what}", safe_for_post=False, status=status)
+            if status == 500 and method == "GET":
+                # A read changes nothing, and AFAS answers 500 to passing trouble too (a timeout, a lock); a
+                # POST or PUT 500 is a refusal of that record and is not repeated.
+                error = self._error_from(response, connector, method, path)
+                raise _Transient(f"500 on {what}", safe_for_post=False, status=500, error=error)
             if status >= 400:
                 raise self._error_from(response, connector, method, path)
             stats.bytes += len(response.content)
@@ -501,6 +510,8 @@ class AfasClient(HttpClientLifecycle, dg.ConfigurableResource):
         try:
             return retrying(attempt)
         except _Transient as exc:
+            if exc.error is not None:
+                raise exc.error from None
             attempts = stats.requests
             if not idempotent and not exc.safe_for_post:
                 message = (

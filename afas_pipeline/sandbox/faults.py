@@ -17,6 +17,8 @@ An emulator may bring its own answers (``unavailable`` for the 503 fault, ``too_
 refusal, ``error_500``) and a ``FaultConfig`` subclass (``config_class``); a config with ``error_429_rate``
 adds a fourth fault, a 429 with ``Retry-After`` (``too_many(retry_after)``), drawn after the other three.
 A dropped 204/304 answer is sent as a 200 start so that a body can be cut off.
+A config with ``refuse`` (a list of ``Refusal``) answers chosen requests with ``error_500`` without any
+randomness, before the draw is acted on: one refused POST, or one id whose lookup always fails.
 ``fault_admin_routes`` exposes ``GET|PUT /faults``, ``GET /stats`` and ``POST /stats/reset`` for an
 emulator's admin API.
 """
@@ -26,11 +28,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections import Counter
 from typing import Awaitable, Callable
+from urllib.parse import unquote_plus
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -52,6 +56,28 @@ class FaultConfig(BaseModel):
     max_concurrency: int = Field(8, ge=1)
     methods: list[str] = Field(default_factory=list, description="Faults only for these methods (none: all).")
     seed: int = 0
+
+
+class Refusal(BaseModel):
+    """A 500 for chosen requests: those whose stats key (e.g. ``POST connectors/KnSubject``) starts with
+    ``request`` and, with ``pattern``, whose decoded query string or body matches that regular expression;
+    the first ``times`` of them, or every one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request: str = ""
+    pattern: str | None = None
+    times: int | None = Field(None, ge=1)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return pattern
 
 
 def json_response(status: int, body, headers: dict | None = None) -> Response:
@@ -88,6 +114,8 @@ class FaultInjector:
     def configure(self, config: FaultConfig) -> None:
         self.config = config
         self.rng = random.Random(config.seed)
+        self.refusals: list[Refusal] = list(getattr(config, "refuse", []))
+        self.refused = [0] * len(self.refusals)  # per rule, how many requests it refused
 
     def reset_stats(self) -> None:
         self.requests: Counter[str] = Counter()
@@ -106,7 +134,8 @@ class FaultInjector:
             await self.app(scope, receive, send)
             return
         cfg = self.config
-        self.requests[self.stats_key(scope["method"], route_path(scope))] += 1
+        key = self.stats_key(scope["method"], route_path(scope))
+        self.requests[key] += 1
         if self.in_flight >= cfg.max_concurrency:
             self.rejected_concurrency += 1
             await self.too_busy()(scope, receive, send)
@@ -120,7 +149,11 @@ class FaultInjector:
             delay = cfg.latency_ms + jitter + (cfg.slow_page_ms if scope["method"] == "GET" else 0)
             if delay:
                 await asyncio.sleep(delay / 1000)
-            if draw < cfg.error_503_rate:
+            refused, receive = await self._refused(key, scope, receive)
+            if refused:
+                self.faults["500"] += 1
+                await self.error_500()(scope, receive, send)
+            elif draw < cfg.error_503_rate:
                 self.faults["503"] += 1
                 await self.unavailable(cfg.retry_after)(scope, receive, send)
             elif draw < cfg.error_503_rate + cfg.error_500_rate:
@@ -137,6 +170,35 @@ class FaultInjector:
                 await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+    async def _refused(self, key: str, scope: Scope, receive: Receive) -> tuple[bool, Receive]:
+        """Whether a ``Refusal`` takes this request (and counts it), and the ``receive`` to pass on: a body
+        read to match a pattern is replayed to the app."""
+        rules = [i for i, rule in enumerate(self.refusals)
+                 if key.startswith(rule.request) and (rule.times is None or self.refused[i] < rule.times)]
+        if not rules:
+            return False, receive
+        text = None
+        if any(self.refusals[i].pattern is not None for i in rules):
+            messages: list[Message] = []
+            while not messages or messages[-1].get("more_body", False):
+                messages.append(await receive())
+                if messages[-1]["type"] != "http.request":
+                    break
+            body = b"".join(m.get("body", b"") for m in messages)
+            text = unquote_plus(scope.get("query_string", b"").decode("latin-1")) + "\n" + body.decode("utf-8", "replace")
+            pending, upstream = list(messages), receive
+
+            async def replay() -> Message:
+                return pending.pop(0) if pending else await upstream()
+
+            receive = replay
+        for i in rules:
+            pattern = self.refusals[i].pattern
+            if pattern is None or re.search(pattern, text):
+                self.refused[i] += 1
+                return True, receive
+        return False, receive
 
     async def _drop(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request, then send the response start and half its body and stop: the server closes

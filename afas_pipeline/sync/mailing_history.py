@@ -28,6 +28,12 @@ REACTIONS_HEADER = "Reactions:"
 LABELS = {"opened": "opened", "clicked": "clicked", "bounced:hard": "bounced (hard)", "bounced:soft": "bounced (soft)"}
 
 
+def _text(value) -> str:
+    """A value read from a DataFrame as text, "" when missing: pandas gives None, NaN or pd.NA for a missing
+    string depending on its version and the column's dtype, and `bool(pd.NA)` raises."""
+    return "" if value is None or pd.isna(value) else str(value)
+
+
 def ms_to_utc(ms) -> datetime:
     return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc)
 
@@ -82,7 +88,7 @@ def _wall(at: str | datetime) -> datetime:
 def item_text(item: dict) -> str:
     lines = [f"Mailing: {item['name']}", f"Subject: {item['subject']}",
              f"Sent: {_wall(item['sent_at']):%Y-%m-%d %H:%M} (Amsterdam time)"]
-    if item.get("link"):
+    if _text(item.get("link")):
         lines.append(f"Online version: {item['link']}")
     lines += [f"{MARKER}{item['mailing_id']}", REACTIONS_HEADER]
     return "\n".join(lines)[:TEXT_MAX]
@@ -92,8 +98,9 @@ def subject_body(item: dict, contact: dict, subject_type: int) -> dict:
     """The KnSubject POST for one item, linked to the contact person (CdId, with its organisation)."""
     name = item["name"] or item["subject"] or item["mailing_id"]
     link = {"DoCRM": True, "ToBC": True, "CdId": int(contact["ContactId"])}
-    if contact.get("OrganisationId") and not pd.isna(contact["OrganisationId"]):
-        link["BcId"] = str(contact["OrganisationId"])
+    organisation = _text(contact.get("OrganisationId"))
+    if organisation:
+        link["BcId"] = organisation
     return {"KnSubject": {"Element": {
         "Fields": {"StId": int(subject_type), "Ds": f"Mailing: {name}"[:DESCRIPTION_MAX], "SbTx": item_text(item),
                    "Da": f"{_wall(item['sent_at']):%Y-%m-%dT%H:%M:%S}"},
@@ -119,7 +126,7 @@ def reaction_line(kind: str, event_at: str) -> str:
 def with_reactions(text: str | None, new: list[tuple[str, str]]) -> tuple[str, int, int]:
     """The item's text with reactions (kind, event_at) appended in time order, each line once. Returns the
     text, the lines added and the lines that did not fit in AFAS's 4000 characters (kept in Spotler)."""
-    text = "" if text is None or (isinstance(text, float) and pd.isna(text)) else str(text)
+    text = _text(text)
     present = set(text.split("\n"))
     added = dropped = 0
     for kind, at in sorted(new, key=lambda r: (r[1], r[0])):

@@ -35,7 +35,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS feedback_events (
     PRIMARY KEY (destination, external_id, kind, event_at));
 CREATE TABLE IF NOT EXISTS mailing_history (
     destination TEXT NOT NULL, mailing_id TEXT NOT NULL, external_id TEXT NOT NULL, sent_at TEXT NOT NULL,
-    sbid TEXT, updated_at TEXT NOT NULL,
+    sbid TEXT, updated_at TEXT NOT NULL, claimed_by TEXT, claimed_at TEXT,
     PRIMARY KEY (destination, mailing_id, external_id));
 CREATE TABLE IF NOT EXISTS mailing_reactions (
     destination TEXT NOT NULL, mailing_id TEXT NOT NULL, external_id TEXT NOT NULL, kind TEXT NOT NULL,
@@ -79,7 +79,8 @@ CREATE TABLE IF NOT EXISTS writes_in_flight (
 
 RECORD_COLUMNS = ["external_id", "content_hash", "email_hash", "permissions", "bounced_email_hash", "fields"]
 #: Columns added after the first release, with their definition: added to an older state file on open.
-ADDED_COLUMNS = {"records": {"fields": "TEXT NOT NULL DEFAULT '{}'"}, "rejected": {"last_run": "TEXT"}}
+ADDED_COLUMNS = {"records": {"fields": "TEXT NOT NULL DEFAULT '{}'"}, "rejected": {"last_run": "TEXT"},
+                 "mailing_history": {"claimed_by": "TEXT", "claimed_at": "TEXT"}}
 #: The content hash of a record whose last write may or may not have reached the destination (the run died
 #: before its answer was saved): it equals no real hash, so the next plan sends the record again.
 IN_DOUBT = "in-doubt"
@@ -453,9 +454,12 @@ class SyncState:
 
     def mailing_items(self, destination: str, keys: Iterable[tuple[str, str]] | None = None, *,
                       pending_only: bool = False) -> pd.DataFrame:
-        """Dossier items: mailing_id, external_id, sent_at (UTC ISO text), sbid (None while its POST waits);
-        all, those of `keys` ((mailing_id, external_id) pairs), or only those still waiting."""
-        query = "SELECT h.mailing_id, h.external_id, sent_at, sbid FROM mailing_history h"
+        """Dossier items: mailing_id, external_id, sent_at (UTC ISO text), sbid (missing while its POST waits),
+        claimed_by and claimed_at (the run POSTing it, if any) and updated_at (the row's version, for
+        `claim_mailing_item`); all, those of `keys` ((mailing_id, external_id) pairs), or only those still
+        waiting. Every column is pandas' "string" dtype: a missing value is pd.NA with every pandas version."""
+        query = ("SELECT h.mailing_id, h.external_id, sent_at, sbid, claimed_by, claimed_at, updated_at "
+                 "FROM mailing_history h")
         with self._connect() as db:
             if keys is not None:
                 db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_items (mailing_id TEXT, external_id TEXT, "
@@ -465,26 +469,65 @@ class SyncState:
                 query += " JOIN wanted_items w ON w.mailing_id = h.mailing_id AND w.external_id = h.external_id"
             query += " WHERE destination=?" + (" AND sbid IS NULL" if pending_only else "")
             rows = db.execute(query + " ORDER BY sent_at, h.mailing_id, h.external_id", (destination,)).fetchall()
-        return pd.DataFrame(rows, columns=["mailing_id", "external_id", "sent_at", "sbid"])
+        return pd.DataFrame(rows, columns=MAILING_ITEM_COLUMNS, dtype=object).astype("string")
 
     def save_mailing_items(self, destination: str, items: Iterable[tuple[str, str, str, str | None]]) -> int:
-        """(mailing_id, external_id, sent_at ISO, sbid or None). An SbId once known is never replaced."""
+        """(mailing_id, external_id, sent_at ISO, sbid or None). An SbId once known is never replaced; saving
+        one ends the item's claim."""
         now = _now()
-        values = [(destination, str(m), str(e), str(t), None if s is None else str(s), now) for m, e, t, s in items]
+        values = [(destination, str(m), str(e), str(t), None if _missing(s) else str(s), now) for m, e, t, s in items]
         with self._connect() as db:
             db.executemany(
-                "INSERT INTO mailing_history VALUES (?,?,?,?,?,?) ON CONFLICT(destination, mailing_id, external_id) "
-                "DO UPDATE SET sbid=coalesce(mailing_history.sbid, excluded.sbid), updated_at=excluded.updated_at",
+                "INSERT INTO mailing_history (destination, mailing_id, external_id, sent_at, sbid, updated_at) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT(destination, mailing_id, external_id) DO UPDATE SET "
+                "sbid=coalesce(mailing_history.sbid, excluded.sbid), updated_at=excluded.updated_at, "
+                "claimed_by=CASE WHEN excluded.sbid IS NULL THEN mailing_history.claimed_by END, "
+                "claimed_at=CASE WHEN excluded.sbid IS NULL THEN mailing_history.claimed_at END",
                 values,
             )
         return len(values)
 
-    def drop_waiting_mailing_items(self, destination: str, keys: Iterable[tuple[str, str]]) -> None:
-        """Forget items still without an SbId (their contact is no longer in AFAS: nothing to retry)."""
+    def claim_mailing_item(self, destination: str, key: tuple[str, str], sent_at: str, run_id: str, *,
+                           seen: str | None, lease: timedelta) -> bool:
+        """Whether `run_id` may POST this item: at most one run holds its claim. `seen` is the item's
+        `updated_at` as this run read it (None: it was not in the state). An item not in the state is claimed
+        by adding it; one in the state only when it still has no SbId, nobody changed it since this run read
+        it (and looked it up in AFAS), and its claim is free or older than `lease` (left by a run that died)."""
+        now = datetime.now(timezone.utc)
+        mailing_id, external_id = str(key[0]), str(key[1])
+        with self._connect() as db:
+            if seen is None:
+                cursor = db.execute(
+                    "INSERT INTO mailing_history (destination, mailing_id, external_id, sent_at, sbid, updated_at, "
+                    "claimed_by, claimed_at) VALUES (?,?,?,?,NULL,?,?,?) ON CONFLICT DO NOTHING",
+                    (destination, mailing_id, external_id, str(sent_at), now.isoformat(), run_id, now.isoformat()))
+            else:
+                cursor = db.execute(
+                    "UPDATE mailing_history SET claimed_by=?, claimed_at=?, updated_at=? WHERE destination=? "
+                    "AND mailing_id=? AND external_id=? AND sbid IS NULL AND updated_at=? "
+                    "AND (claimed_by IS NULL OR claimed_at < ?)",
+                    (run_id, now.isoformat(), now.isoformat(), destination, mailing_id, external_id, str(seen),
+                     (now - lease).isoformat()))
+            return cursor.rowcount == 1
+
+    def release_mailing_claim(self, destination: str, key: tuple[str, str], run_id: str) -> None:
+        """`run_id` gives up its claim (AFAS refused the POST): the item waits for a retry by any run."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE mailing_history SET claimed_by=NULL, claimed_at=NULL, updated_at=? WHERE destination=? "
+                "AND mailing_id=? AND external_id=? AND claimed_by=?",
+                (_now(), destination, str(key[0]), str(key[1]), run_id))
+
+    def drop_waiting_mailing_items(self, destination: str, keys: Iterable[tuple[str, str]], *,
+                                   lease: timedelta) -> None:
+        """Forget items still without an SbId (their contact is no longer in AFAS: nothing to retry), unless
+        a run holds a claim on one that is younger than `lease`."""
+        cutoff = (datetime.now(timezone.utc) - lease).isoformat()
         with self._connect() as db:
             db.executemany(
-                "DELETE FROM mailing_history WHERE destination=? AND mailing_id=? AND external_id=? AND sbid IS NULL",
-                ((destination, str(m), str(e)) for m, e in keys),
+                "DELETE FROM mailing_history WHERE destination=? AND mailing_id=? AND external_id=? AND sbid IS NULL "
+                "AND (claimed_by IS NULL OR claimed_at < ?)",
+                ((destination, str(m), str(e), cutoff) for m, e in keys),
             )
 
     def mailing_reactions(self, destination: str, status: str | None = None) -> pd.DataFrame:
@@ -513,9 +556,17 @@ class SyncState:
         return len(values)
 
 
+MAILING_ITEM_COLUMNS = ["mailing_id", "external_id", "sent_at", "sbid", "claimed_by", "claimed_at", "updated_at"]
+
+
+def _missing(value) -> bool:
+    """None, NaN or pd.NA: a missing value whatever pandas version made it."""
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
 def _plain(row: dict) -> dict:
     """A state row as `save_records` takes it: missing values (NaN, NA) as None."""
-    return {k: (None if not isinstance(v, (dict, list)) and pd.isna(v) else v) for k, v in row.items()}
+    return {k: (None if not isinstance(v, (dict, list)) and _missing(v) else v) for k, v in row.items()}
 
 
 class SyncStateResource(dg.ConfigurableResource):

@@ -440,6 +440,32 @@ def test_persistent_503_ends_in_afas_unavailable_after_max_attempts(sandbox, adm
     assert stats(admin)["faults"]["503"] == 3
 
 
+def test_a_read_is_retried_on_500_like_on_503_and_loses_or_doubles_nothing(sandbox, admin, contacts_reference):
+    faults(admin, error_500_rate=0.25, seed=11)
+    with make_client(sandbox) as client:
+        frame, read_stats = client.read("Sync_Contacts", order_by=["ContactId"], page_size=400)
+    injected = stats(admin)["faults"]
+    assert injected["500"] > 0
+    assert read_stats.retries == injected["500"]
+    assert read_stats.requests == read_stats.pages + 1 + 1 + read_stats.retries
+    pd.testing.assert_frame_equal(frame, contacts_reference)
+
+
+def test_a_read_that_keeps_failing_with_500_ends_in_afas_error_and_a_put_500_is_not_repeated(
+        sandbox, admin, restore_dataset, contacts_reference):
+    person_id = str(contacts_reference["PersonId"].dropna().iloc[0])
+    with make_client(sandbox, max_attempts=3) as client:
+        subject_id = client.insert("KnSubject", _subject_body(person_id, "refused put"))["results"]["KnSubject"]["SbId"]
+        faults(admin, error_500_rate=1.0)
+        with pytest.raises(AfasServerError) as caught:
+            client.read("Sync_Persons", order_by=["PersonId"])
+        assert caught.value.status_code == 500 and caught.value.profit_log_reference  # AFAS's own error, to look up
+        assert stats(admin)["faults"]["500"] == 3
+        with pytest.raises(AfasServerError):
+            client.update("KnSubject", {"KnSubject": {"Element": {"@SbId": subject_id, "Fields": {"Ds": "x"}}}})
+    assert stats(admin)["faults"]["500"] == 4 and requests_matching(stats(admin), "PUT ") == 1
+
+
 def test_retry_after_beyond_the_limit_fails_fast(sandbox, admin):
     faults(admin, error_503_rate=1.0, retry_after=7200)
     with make_client(sandbox, max_retry_after_s=60) as client:

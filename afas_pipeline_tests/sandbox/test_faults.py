@@ -18,12 +18,14 @@ def set_faults(admin, **faults) -> dict:
 def test_faults_default_off_and_put_replaces_with_defaults(admin):
     defaults = admin.get("/faults").json()
     assert defaults == {"latency_ms": 0, "jitter_ms": 0, "error_503_rate": 0.0, "retry_after": 1, "error_500_rate": 0.0,
-                        "drop_rate": 0.0, "slow_page_ms": 0, "max_concurrency": 8, "seed": 0}
+                        "drop_rate": 0.0, "slow_page_ms": 0, "max_concurrency": 8, "methods": [], "seed": 0,
+                        "refuse": []}
     assert set_faults(admin, error_503_rate=0.5)["error_503_rate"] == 0.5
     assert set_faults(admin, seed=1)["error_503_rate"] == 0.0
 
 
-@pytest.mark.parametrize("faults", [{"error_503_rate": 2}, {"max_concurrency": 0}, {"no_such_fault": 1}])
+@pytest.mark.parametrize("faults", [{"error_503_rate": 2}, {"max_concurrency": 0}, {"no_such_fault": 1},
+                                    {"refuse": [{"pattern": "("}]}, {"refuse": [{"times": 0}]}])
 def test_invalid_faults_are_400(admin, faults):
     assert admin.put("/faults", json=faults).status_code == 400
 
@@ -38,12 +40,41 @@ def test_503_carries_retry_after_in_body_and_header(afas, admin):
     assert admin.get("/stats").json()["faults"]["503"] == 1
 
 
+def test_faults_limited_to_some_methods_leave_the_others_alone(afas, admin):
+    set_faults(admin, error_503_rate=1.0, retry_after=0, methods=["PUT"])  # the writes are down, reads work
+    assert afas.get("/ProfitVersion").status_code == 200
+    assert afas.put("/connectors/KnContact", json={}).status_code == 503
+    assert admin.get("/stats").json()["faults"]["503"] == 1
+
+
 def test_500_fault_has_the_afas_error_body(afas, admin):
     set_faults(admin, error_500_rate=1.0)
     response = afas.get("/ProfitVersion")
     assert response.status_code == 500
     assert response.json()["externalMessage"] == "An unexpected error has occurred."
     assert response.headers["X-Profit-Error"]
+
+
+def test_a_refusal_answers_500_to_exactly_the_requests_it_names(afas, admin):
+    subject = {"KnSubject": {"Element": {"Fields": {"StId": 7, "Ds": "x"},
+                                         "Objects": [{"KnSubjectLink": {"Element": {"Fields": {"CdId": 10002}}}}]}}}
+    set_faults(admin, refuse=[{"request": "POST connectors/KnSubject", "pattern": '"CdId":10002\\b', "times": 2},
+                              {"request": "GET connectors/Sync_Contacts", "pattern": r"filtervalues=([^&]*[;,])?10003\b"}])
+
+    posts = [afas.post("/connectors/KnSubject", json=subject).status_code for _ in range(3)]
+    other = afas.post("/connectors/KnSubject", json={**subject, "KnSubject": {"Element": {
+        **subject["KnSubject"]["Element"], "Objects": [{"KnSubjectLink": {"Element": {"Fields": {"CdId": 10004}}}}]}}})
+    reads = [afas.get("/connectors/Sync_Contacts", params={"filterfieldids": "ContactId;ContactId",
+                                                            "filtervalues": values, "operatortypes": "1;1"}).status_code
+             for values in ("10001;10003", "10001;10030", "10003;10004")]
+
+    assert posts == [500, 500, 201] and other.status_code == 201  # the first two for that contact only
+    assert reads == [500, 200, 500]  # every read that asks for 10003, never one that does not
+    assert afas.get("/ProfitVersion").status_code == 200
+    response = afas.get("/connectors/Sync_Contacts", params={"filterfieldids": "ContactId", "filtervalues": "10003",
+                                                              "operatortypes": "1"})
+    assert response.json()["externalMessage"] == "An unexpected error has occurred."
+    assert admin.get("/stats").json()["faults"]["500"] == 5
 
 
 def test_drop_breaks_the_connection_mid_body(afas, admin):

@@ -9,15 +9,22 @@ through Dagster for those 15-minute windows, and reads the dossier items back th
 from __future__ import annotations
 
 import random
+import sqlite3
+import threading
+from datetime import datetime, timedelta, timezone
 
+import dagster as dg
 import pandas as pd
 
 from afas_pipeline.afas.assets import build_afas_assets
+from afas_pipeline.afas.client import AfasClient
 from afas_pipeline.definitions import assets as ALL_ASSETS
 from afas_pipeline.mapping.load import MAPPINGS_DIR, default_mapping, load_mapping
 from afas_pipeline.spotler.assets import build_spotler_assets
-from afas_pipeline.spotler.mailing_history import AFAS, rejection_key
+from afas_pipeline.spotler.mailing_history import AFAS, CLAIM_LEASE, QUARANTINE_AFTER, rejection_key
+from afas_pipeline.sync.state import SyncStateResource
 from afas_pipeline.sync.mailing_history import MARKER, TEXT_MAX, with_reactions
+from afas_pipeline_tests.waiting import wait_until
 
 WINDOW = "2026-11-16-10:00"
 NEXT = "2026-11-16-10:15"
@@ -273,3 +280,202 @@ def test_r17_reactions_are_appended_once_in_time_order_and_never_past_afas_text_
     assert (again, added) == (text, 0)
     full, added, dropped = with_reactions("x" * (TEXT_MAX - 10), [("opened", "2026-11-16T10:20:00+00:00")])
     assert (added, dropped) == (0, 1) and len(full) <= TEXT_MAX
+
+
+def _refuse_posts_for(contact_id: str, times: int | None = None) -> dict:
+    """A sandbox refusal: AFAS answers 500 to the KnSubject POST linked to this contact (`times` of them, or all)."""
+    return {"request": "POST connectors/KnSubject", "pattern": rf'"CdId":{contact_id}\b', "times": times}
+
+
+def _open_all(world, contacts: list[dict], mailing: str, at: str) -> None:
+    for contact in contacts:
+        world.spotler("POST", f"/recipients/{_id(contact)}/open", json={"mailing": mailing, "at": at})
+
+
+def _opened(items: pd.DataFrame, at: str) -> set[str]:
+    """The contacts whose dossier item holds the open at `at` (Amsterdam time), exactly once."""
+    line = f"- {at} opened"
+    return {str(c) for c, text in zip(items["ContactId"], items["Text"]) if text.split("\n").count(line) == 1}
+
+
+def test_r17_a_refused_post_holds_back_no_other_reaction_and_arrives_once_afas_accepts_it(world):
+    contacts = _recipients(world, 30)
+    mailing = _send(world, contacts, "2026-11-16T10:05:00Z")["encryptedId"]
+    _open_all(world, contacts, mailing, "2026-11-16T10:10:00Z")
+    stuck = _id(contacts[7])
+    others = {_id(c) for c in contacts} - {stuck}
+    # AFAS refuses this one contact's dossier item three times; then accepts it (the rule is used up).
+    world.afas("PUT", "/faults", json={"refuse": [_refuse_posts_for(stuck, times=3)]})
+
+    first = world.history(WINDOW)
+
+    items = _items(world)
+    assert set(items["ContactId"].astype(str)) == others
+    assert _opened(items, "2026-11-16 11:10:00") == others  # the waiting item holds back no other reaction
+    assert world.metadata(first, "mailing_history")["reactions_added"] == 29
+    assert list(world.state().rejected(AFAS)["external_id"]) == [rejection_key(mailing, stuck)]
+
+    world.history(NEXT)
+    world.history(LATER)  # refused for the third time
+    rejected = world.state().rejected(AFAS)
+    assert list(rejected["attempts"]) == [3] and not rejected["quarantined"].any()  # one attempt per run
+
+    world.history("2026-11-16-10:45")  # AFAS accepts it now
+
+    items = _items(world)
+    assert sorted(items["ContactId"].astype(str)) == sorted(_id(c) for c in contacts)
+    assert _opened(items, "2026-11-16 11:10:00") == {_id(c) for c in contacts}
+    assert world.state().rejected(AFAS).empty
+    assert world.state().mailing_reactions("spotler", status="pending").empty
+    assert world.state().mailing_items("spotler")["sbid"].notna().all()
+
+
+def test_r17_a_stuck_item_is_retried_on_its_own_and_never_blocks_the_others(world):
+    contacts = _recipients(world, 30)
+    mailing = _send(world, contacts, "2026-11-16T10:05:00Z")["encryptedId"]
+    stuck = _id(contacts[7])
+    others = {_id(c) for c in contacts} - {stuck}
+    # Every POST of the first run is refused: all 30 items wait for a retry, looked up in AFAS first.
+    world.afas("PUT", "/faults", json={"refuse": [{"request": "POST connectors/KnSubject"}]})
+    world.history(WINDOW)
+    assert _items(world).empty and len(world.state().rejected(AFAS)) == 30
+    # From now on AFAS refuses only this contact: its dossier item, and every dossier-item read that asks for it.
+    world.afas("PUT", "/faults", json={"refuse": [
+        _refuse_posts_for(stuck),
+        {"request": "GET connectors/ProfitSubjects", "pattern": rf"filtervalues=([^&]*[;,])?{stuck}\b"}]})
+    _open_all(world, contacts, mailing, "2026-11-16T10:20:00Z")
+
+    retried = world.history(NEXT)
+
+    items = _items(world)
+    assert set(items["ContactId"].astype(str)) == others
+    assert _opened(items, "2026-11-16 11:20:00") == others
+    metadata = world.metadata(retried, "mailing_history")
+    assert metadata["items/created"] == 29 and metadata["items/rejected"] == 1 and metadata["rejected"] == 1
+    rejected = world.state().rejected(AFAS)
+    assert list(rejected["external_id"]) == [rejection_key(mailing, stuck)]
+    assert rejected["status_code"].tolist() == [500]
+
+    # Retried on its own every run until it is quarantined (QUARANTINE_AFTER refusals); the others are done.
+    for window in ("2026-11-16-10:30", "2026-11-16-10:45", "2026-11-16-11:00"):
+        world.history(window)
+    rejected = world.state().rejected(AFAS)
+    assert list(rejected["external_id"]) == [rejection_key(mailing, stuck)]
+    assert rejected["attempts"].tolist() == [QUARANTINE_AFTER] and rejected["quarantined"].all()
+    world.afas("POST", "/stats/reset")
+    world.history("2026-11-16-11:15")
+    assert _writes(world) == {}  # quarantined: an operator looks first
+    assert len(_items(world)) == 29
+    assert world.state().mailing_reactions("spotler", status="pending")["external_id"].tolist() == [stuck]
+
+
+class UnlockedState(SyncStateResource):
+    """The sync state without the run's lock: what two runs meet through when the lock does not keep them
+    apart (two machines, each with a lock file of its own). The claims must still hold."""
+
+    def setup_for_execution(self, context) -> None:
+        self._run_id = context.run.run_id
+
+    def teardown_after_execution(self, context) -> None:
+        pass
+
+
+def _history_run(world, partition: str, afas: AfasClient, instance: dg.DagsterInstance,
+                 raise_on_error: bool = True, unlocked: bool = False) -> dg.ExecuteInProcessResult:
+    """`world.history`, with its own AFAS client and Dagster instance (a second run process)."""
+    resources = {**world.resources(), "afas": afas}
+    if unlocked:
+        resources["sync_state"] = UnlockedState(path=str(world.state_path))
+    return dg.materialize([a for a in world.assets if a.key.to_user_string() == "mailing_history"],
+                          partition_key=partition, resources=resources, instance=instance,
+                          raise_on_error=raise_on_error)
+
+
+def _afas_client(world, cls: type[AfasClient] = AfasClient) -> AfasClient:
+    sb = world.sandbox
+    return cls(base_url=sb.afas_base_url, token=sb.afas_token, backoff_initial_s=0.01, backoff_max_s=0.05)
+
+
+def test_c3_two_runs_that_meet_post_each_dossier_item_once(world):
+    contacts = _recipients(world, 30)
+    _send(world, contacts, "2026-11-16T10:05:00Z")
+    release, lock = threading.Event(), threading.Lock()
+    held: list[int] = []
+
+    class HeldAfas(AfasClient):
+        """The first run's AFAS client: its KnSubject POSTs wait until the second run is done."""
+
+        def insert(self, connector: str, body: dict, *, sub_object: str | None = None) -> dict:
+            with lock:
+                held.append(body["KnSubject"]["Element"]["Objects"][0]["KnSubjectLink"]["Element"]["Fields"]["CdId"])
+            assert release.wait(120), "the test never let the first run go on"
+            return super().insert(connector, body, sub_object=sub_object)
+
+    first: list[dict] = []
+
+    def first_run() -> None:
+        with dg.DagsterInstance.ephemeral() as instance:  # its own run process: its own instance and client
+            result = _history_run(world, WINDOW, _afas_client(world, HeldAfas), instance, unlocked=True)
+            first.append(world.metadata(result, "mailing_history"))
+
+    runner = threading.Thread(target=first_run)
+    runner.start()
+    try:
+        # The first run has read the window and holds as many POSTs as its client sends side by side.
+        wait_until(lambda: len(held) == 4, timeout_s=120, what="the first run holding 4 POSTs")
+        # The same window, the same sync state, while the first run is mid-way (it does not hold the lock).
+        second = world.history(WINDOW)
+    finally:
+        release.set()
+        runner.join(timeout=120)
+
+    items = _items(world)
+    per_contact = items["ContactId"].astype(str).value_counts()
+    assert sorted(per_contact.index) == sorted(_id(c) for c in contacts)
+    assert set(per_contact) == {1}  # one dossier item per (mailing, contact)
+    ran = [*first, world.metadata(second, "mailing_history")]
+    assert [m["items/created"] for m in ran] == [4, 26]
+    assert [m["items/claimed_elsewhere"] for m in ran] == [26, 4]
+    assert sum(m["posts_sent"] for m in ran) == 30 == _posts(world)
+    assert world.state().mailing_items("spotler")["sbid"].notna().all()
+    assert world.state().rejected(AFAS).empty
+
+
+def test_c3_a_run_that_died_mid_post_leaves_claims_taken_over_only_after_a_look_up_in_afas(world):
+    contacts = _recipients(world, 2)
+    _send(world, contacts, "2026-11-16T10:05:00Z")
+    posted, lost = _id(contacts[0]), _id(contacts[1])
+
+    class DyingAfas(AfasClient):
+        """A run killed during its POSTs: one reached AFAS (the answer was never saved), one never left."""
+
+        def insert(self, connector: str, body: dict, *, sub_object: str | None = None) -> dict:
+            fields = body["KnSubject"]["Element"]["Objects"][0]["KnSubjectLink"]["Element"]["Fields"]
+            if str(fields["CdId"]) == posted:
+                super().insert(connector, body, sub_object=sub_object)
+            raise RuntimeError("killed")
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        died = _history_run(world, WINDOW, _afas_client(world, DyingAfas), instance, raise_on_error=False)
+    assert not died.success
+    assert list(_items(world)["ContactId"].astype(str)) == [posted]
+
+    # Right after: both are looked up in AFAS. The one AFAS holds is found; the other's claim is fresh, so it
+    # may belong to a run that is still POSTing it: left alone.
+    world.afas("POST", "/stats/reset")
+    soon = world.history(WINDOW)
+    metadata = world.metadata(soon, "mailing_history")
+    assert metadata["items/found_in_afas"] == 1 and metadata["items/claimed_elsewhere"] == 1 and _posts(world) == 0
+
+    # The run died longer ago than the claim lease: the next run looks the item up in AFAS, then POSTs it once.
+    with sqlite3.connect(world.state_path) as db:
+        db.execute("UPDATE mailing_history SET claimed_at = ?",
+                   ((datetime.now(timezone.utc) - CLAIM_LEASE - timedelta(minutes=1)).isoformat(),))
+    later = world.history(NEXT)
+
+    items = _items(world)
+    assert sorted(items["ContactId"].astype(str)) == sorted([posted, lost])
+    metadata = world.metadata(later, "mailing_history")
+    assert metadata["items/created"] == 1 and metadata["retried_from_earlier_runs"] == 1 and _posts(world) == 1
+    state = world.state().mailing_items("spotler")
+    assert state["sbid"].notna().all() and state["claimed_by"].isna().all()

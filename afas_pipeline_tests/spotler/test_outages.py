@@ -88,3 +88,25 @@ def test_c4_afas_down_for_the_write_back_fails_the_run_and_a_later_run_delivers(
     afas = world.afas_contacts()
     assert not bool(afas.loc[afas["ContactId"].astype(str) == external_id, "PermissionNewsletter"].iloc[0])
     assert seen_in_spotler(world.spotler_contact(external_id))["permissions"][1] is False
+
+
+def test_c4_r17_afas_down_for_the_dossier_items_fails_the_run_quarantines_nothing_and_makes_each_item_once(world):
+    world.sync()
+    contacts = world.pick(5, ContactKind="PRS", PermissionNewsletter=True, Blocked=False, HardBounce=False)
+    world.spotler("POST", "/mailings", json={"name": "Nieuwsbrief", "subject": "Nieuws", "at": "2026-11-16T10:05:00Z",
+                                             "recipients": [str(c["ContactId"]) for c in contacts]})
+    world.afas_options = {"max_attempts": 2}
+    world.afas("PUT", "/faults", json=WRITES_DOWN)
+
+    failures = [world.history(window, raise_on_error=False) for window in
+                ("2026-11-16-10:00", "2026-11-16-10:15", "2026-11-16-10:30", "2026-11-16-10:45", "2026-11-16-11:00")]
+
+    assert [r.success for r in failures] == [False] * 5
+    assert "got no answer from AFAS" in _failure(failures[0])
+    assert world.state().rejected(AFAS).empty
+    world.afas("PUT", "/faults", json={})
+    world.history("2026-11-16-11:15")
+    frame, _ = world.resources()["afas"].read("ProfitSubjects", order_by=["SubjectId"])
+    per_contact = frame["ContactId"].astype(str).value_counts()
+    assert {str(c["ContactId"]): 1 for c in contacts} == {k: int(per_contact.get(k, 0)) for k in map(str, (
+        c["ContactId"] for c in contacts))}

@@ -1,4 +1,9 @@
-"""The sync state's feedback ledger: SQLite in a temporary directory, no HTTP."""
+"""The sync state's feedback ledger and mailing-history items: SQLite in a temporary directory, no HTTP."""
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
 
 from afas_pipeline.sync.state import SyncState
 
@@ -19,3 +24,70 @@ def test_the_ledger_is_read_for_the_keys_a_run_holds_and_a_delivered_event_stays
     assert list(state.feedback_events("spotler", status="pending", keys=wanted)["external_id"]) == ["10003"]
     assert len(state.feedback_events("spotler")) == 3
     assert state.feedback_events("mailchimp", keys=wanted).empty
+
+
+# -- the mailing history's dossier items (R17) --
+
+SENT = "2026-11-16T10:05:00+00:00"
+LEASE = timedelta(hours=1)
+OLD_MAILING_HISTORY = """CREATE TABLE mailing_history (
+    destination TEXT NOT NULL, mailing_id TEXT NOT NULL, external_id TEXT NOT NULL, sent_at TEXT NOT NULL,
+    sbid TEXT, updated_at TEXT NOT NULL,
+    PRIMARY KEY (destination, mailing_id, external_id))"""
+
+
+def _age_claims(path, by: timedelta) -> None:
+    """As if the claims were taken `by` ago (by a run that died then)."""
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE mailing_history SET claimed_at = ? WHERE claimed_at IS NOT NULL",
+                   ((datetime.now(timezone.utc) - by).isoformat(),))
+
+
+def test_an_older_state_file_gains_the_claim_columns_and_a_waiting_item_reads_as_missing(tmp_path):
+    path = tmp_path / "state.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(OLD_MAILING_HISTORY)
+        db.executemany("INSERT INTO mailing_history VALUES (?,?,?,?,?,?)",
+                       [("spotler", "m1", "10001", SENT, "77", SENT), ("spotler", "m1", "10002", SENT, None, SENT)])
+
+    state = SyncState(path)
+    items = state.mailing_items("spotler")
+
+    assert items["sbid"].isna().tolist() == [False, True]  # pd.NA with every pandas version, never "nan"
+    assert items["sbid"].iloc[0] == "77" and items["claimed_by"].isna().all()
+    assert state.claim_mailing_item("spotler", ("m1", "10002"), SENT, "run-a", seen=items["updated_at"].iloc[1],
+                                    lease=LEASE)
+    assert list(state.mailing_items("spotler", pending_only=True)["claimed_by"]) == ["run-a"]
+
+
+def test_a_dossier_item_is_claimed_by_one_run_at_a_time(tmp_path):
+    state, key = SyncState(tmp_path / "state.sqlite"), ("m1", "10001")
+
+    # Two runs that both read the item as new: the first adds it with its claim, the second may not POST it.
+    assert state.claim_mailing_item("spotler", key, SENT, "run-a", seen=None, lease=LEASE)
+    assert not state.claim_mailing_item("spotler", key, SENT, "run-b", seen=None, lease=LEASE)
+    seen = state.mailing_items("spotler")["updated_at"].iloc[0]
+    # A later run that looked it up in AFAS and did not find it: run-a may still be POSTing it.
+    assert not state.claim_mailing_item("spotler", key, SENT, "run-b", seen=seen, lease=LEASE)
+    state.drop_waiting_mailing_items("spotler", [key], lease=LEASE)  # nor is a claimed item dropped
+    assert len(state.mailing_items("spotler")) == 1
+
+    # run-a died: once its claim is older than the lease, a run that looked the item up takes it over.
+    _age_claims(state.path, LEASE + timedelta(minutes=1))
+    assert state.claim_mailing_item("spotler", key, SENT, "run-b", seen=seen, lease=LEASE)
+    state.release_mailing_claim("spotler", key, "run-a")  # not run-a's any more
+    assert list(state.mailing_items("spotler")["claimed_by"]) == ["run-b"]
+
+    # AFAS refused run-b's POST: free again, for a run that read the item after that (not on an older read).
+    stale = state.mailing_items("spotler")["updated_at"].iloc[0]
+    state.release_mailing_claim("spotler", key, "run-b")
+    assert not state.claim_mailing_item("spotler", key, SENT, "run-c", seen=stale, lease=LEASE)
+    current = state.mailing_items("spotler")["updated_at"].iloc[0]
+    assert state.claim_mailing_item("spotler", key, SENT, "run-c", seen=current, lease=LEASE)
+
+    # Its SbId saved: the claim ends and nobody claims the item again.
+    state.save_mailing_items("spotler", [(*key, SENT, "77")])
+    (item,) = state.mailing_items("spotler").to_dict("records")
+    assert item["sbid"] == "77" and pd.isna(item["claimed_by"])
+    _age_claims(state.path, LEASE * 2)
+    assert not state.claim_mailing_item("spotler", key, SENT, "run-d", seen=item["updated_at"], lease=LEASE)

@@ -35,6 +35,7 @@ import uuid
 from dataclasses import dataclass
 
 import orjson
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -54,7 +55,7 @@ from afas_pipeline.sandbox.afas.updates import (
     execute_delete,
     metainfo_update,
 )
-from afas_pipeline.sandbox.faults import FaultConfig, FaultInjector, json_response
+from afas_pipeline.sandbox.faults import FaultConfig, FaultInjector, Refusal, json_response
 
 log = logging.getLogger("afas_pipeline.sandbox.afas")
 
@@ -87,6 +88,10 @@ TOKENS = {
 }
 GET_IDS = {name.lower(): name for name in GET_CONNECTORS}
 UPDATE_IDS = {name.lower(): name for name in UPDATE_CONNECTORS}
+
+
+class AfasFaultConfig(FaultConfig):
+    refuse: list[Refusal] = Field(default_factory=list)
 
 
 class AfasFailure(Exception):
@@ -135,7 +140,8 @@ class AfasEmulator:
         self.initial = (contacts, seed)
         self.store = Store(contacts, seed)
         self.faults = FaultInjector(self._route, applies=lambda p: p.lower().startswith("/profitrestservices"),
-                                    stats_key=stats_key, error_500=lambda: afas_error(500, GENERIC_ERROR))
+                                    stats_key=stats_key, error_500=lambda: afas_error(500, GENERIC_ERROR),
+                                    config_class=AfasFaultConfig)
         self.router = Router(routes=[Mount("/_admin", routes=admin_routes(self)),
                                      Route("/{path:path}", self.rest, methods=["GET", "POST", "PUT", "DELETE"])])
 
@@ -144,7 +150,7 @@ class AfasEmulator:
 
     def reset(self) -> None:
         self.store.generate(*self.initial)
-        self.faults.configure(FaultConfig())
+        self.faults.configure(AfasFaultConfig())
         self.faults.reset_stats()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

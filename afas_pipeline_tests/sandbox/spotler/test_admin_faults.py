@@ -21,7 +21,7 @@ def set_faults(admin: httpx.Client, **faults) -> dict:
 def test_faults_default_off_and_include_a_429_rate(spotler_admin: httpx.Client):
     assert spotler_admin.get("faults").json() == {
         "latency_ms": 0, "jitter_ms": 0, "error_503_rate": 0.0, "retry_after": 1, "error_500_rate": 0.0,
-        "drop_rate": 0.0, "slow_page_ms": 0, "max_concurrency": 8, "seed": 0, "error_429_rate": 0.0}
+        "drop_rate": 0.0, "slow_page_ms": 0, "max_concurrency": 8, "methods": [], "seed": 0, "error_429_rate": 0.0}
     assert spotler_admin.put("faults", json={"error_429_rate": 2}).status_code == 400
 
 
