@@ -49,6 +49,7 @@ from afas_pipeline.afas.filters import Condition, Filter, Op, filter_params
 from afas_pipeline.lib.http import RetryAfterWait as _Wait
 from afas_pipeline.lib.http import limiter_for as _limiter_for
 from afas_pipeline.lib.http import HttpClientLifecycle, redact_httpx_queries
+from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import afas_walls_to_utc, parse_afas_datetimes, select_window_rows, window_filter_bounds
 
 __all__ = ["AfasClient", "Condition", "FieldMeta", "Filter", "GetConnectorMeta", "Op", "ReadStats"]
@@ -554,7 +555,8 @@ class AfasClient(HttpClientLifecycle, dg.ConfigurableResource):
         # are not logged here either: they hold names and e-mail addresses.
         logger.warning(
             "AFAS %s %s failed: status %d, errorNumber %s, profitLogReference %s",
-            method, connector or path.split("?")[0], status, info.get("errorNumber"), info.get("profitLogReference"),
+            method, printable(connector or path.split("?")[0]), status, info.get("errorNumber"),
+            printable(info.get("profitLogReference")),
         )
         return cls(
             message,
