@@ -31,6 +31,8 @@ DEFAULT_SANDBOX_PORT = 8765
 DEFAULT_UI_PORT = 3000
 #: The sandbox's dataset generator takes 1 to 5,000,000 contacts.
 MAX_CONTACTS = 5_000_000
+#: In $DAGSTER_HOME: held while Dagster creates or migrates the instance's databases.
+INSTANCE_LOCK = ".afas-pipeline-instance.lock"
 
 
 class ArgumentProblem(ValueError):
@@ -207,7 +209,7 @@ def run_sync(cadence: str, partition: str | None) -> int:
         return _error(exc)
 
     job = defs.resolve_job_def(f"afas_{cadence}_job")
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    instance = _instance()
     started = time.monotonic()
     result = job.execute_in_process(
         partition_key=key,
@@ -303,6 +305,25 @@ def _sandbox_unreachable() -> str | None:
                 f"with `afas-pipeline sandbox` (or `make sandbox`), point AFAS_PIPELINE_SANDBOX_URL at it, or "
                 f"configure production AFAS and Spotler (see the README)")
     return None
+
+
+def _instance():
+    """The Dagster instance in $DAGSTER_HOME (a throwaway one without it).
+
+    On a fresh home, `DagsterInstance.get()` creates and stamps Dagster's SQLite databases; two syncs doing
+    that at once can leave the run database with two migration heads. An OS lock in DAGSTER_HOME makes the
+    second wait until the first has created them."""
+    import dagster as dg
+    from filelock import FileLock
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.ephemeral()
+    with FileLock(os.path.join(home, INSTANCE_LOCK)):
+        instance = dg.DagsterInstance.get()
+        # Every storage is created by now; touching them keeps it so if Dagster ever makes one lazy.
+        instance.run_storage, instance.event_log_storage, instance.schedule_storage  # noqa: B018
+    return instance
 
 
 def run_up(args: argparse.Namespace) -> int:

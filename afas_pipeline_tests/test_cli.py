@@ -2,6 +2,7 @@
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from afas_pipeline.cli import failure_lines, main
+from afas_pipeline.cli import INSTANCE_LOCK, failure_lines, main
 from afas_pipeline.resources import SETTINGS
+from afas_pipeline.sandbox.server import start_sandbox
 
 PARTITION = "2026-11-22-06:00"
 
@@ -159,3 +161,40 @@ def test_a_failed_step_is_one_line_naming_the_step_and_its_cause_escaped():
 
     result = one_failure.execute_in_process(raise_on_error=False)
     assert failure_lines(result) == ["error in read_afas: AFAS said | 2026-01-01 INFO forged line\\x1b[2J\\x00"]
+
+
+def test_two_syncs_starting_together_on_a_fresh_dagster_home_both_succeed(tmp_path):
+    # Issue 8, item 4: the full and the delta sync of one window, started together on a fresh DAGSTER_HOME,
+    # made to meet where Dagster creates its run database (afas_pipeline_tests/racing_cli.py).
+    home, meeting = tmp_path / "home", tmp_path / "meeting"
+    home.mkdir()
+    meeting.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {key: value for key, value in os.environ.items() if key not in SETTINGS}
+    with start_sandbox(contacts=100, seed=11) as sb:
+        runs = []
+        for name, other, cadence in (("full", "delta", "full"), ("delta", "full", "delta")):
+            own = {"AFAS_PIPELINE_SANDBOX_URL": sb.url, "DAGSTER_HOME": str(home),
+                   "AFAS_PIPELINE_STATE": str(tmp_path / f"{name}.sqlite"),
+                   "AFAS_PIPELINE_STORAGE": str(tmp_path / f"{name}-storage")}
+            runs.append(subprocess.Popen(
+                [sys.executable, "-m", "afas_pipeline_tests.racing_cli", name, other, str(meeting),
+                 "sync", "--cadence", cadence, "--partition", PARTITION],
+                env={**env, **own}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outcomes = [run.communicate(timeout=280) for run in runs]
+    for run, (out, err) in zip(runs, outcomes):
+        assert run.returncode == 0, err[-3000:]
+        assert "success" in out
+    # One migration head, the one this Dagster expects, and an instance that opens and holds both runs.
+    with sqlite3.connect(home / "history" / "runs.db") as db:
+        heads = [row[0] for row in db.execute("SELECT version_num FROM alembic_version")]
+    from dagster._core.storage.runs.sqlite import sqlite_run_storage
+    from dagster._core.storage.sql import get_alembic_config
+    from alembic.script import ScriptDirectory
+
+    expected = ScriptDirectory.from_config(get_alembic_config(sqlite_run_storage.__file__)).get_current_head()
+    assert heads == [expected]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        statuses = sorted(run.status.value for run in instance.get_runs())
+    assert statuses == ["SUCCESS", "SUCCESS"]
+    assert (home / INSTANCE_LOCK).exists()  # the two met at the lock
