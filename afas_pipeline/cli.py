@@ -10,19 +10,33 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
+
+from afas_pipeline.lib.text import one_line, printable
+from afas_pipeline.lib.urls import shown_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SANDBOX_PORT = 8765
 DEFAULT_UI_PORT = 3000
+#: The sandbox's dataset generator takes 1 to 5,000,000 contacts.
+MAX_CONTACTS = 5_000_000
+#: In $DAGSTER_HOME: held while Dagster creates or migrates the instance's databases.
+INSTANCE_LOCK = ".afas-pipeline-instance.lock"
+
+
+class ArgumentProblem(ValueError):
+    """An argument that cannot work; its message names the argument and the fix."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
     up = sub.add_parser("up", help="sandbox, a first full sync, then the Dagster UI and daemon with schedules on")
     _sandbox_args(up)
-    up.add_argument("--ui-port", type=int, default=DEFAULT_UI_PORT, help=f"Dagster UI port (default {DEFAULT_UI_PORT})")
+    up.add_argument("--ui-port", type=_port_number(lowest=1), default=DEFAULT_UI_PORT,
+                    help=f"Dagster UI port (default {DEFAULT_UI_PORT})")
 
     validate = sub.add_parser("validate-mappings", help="validate the files under mappings/ and exit")
     validate.add_argument("--drift", action="store_true",
@@ -47,12 +62,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "sandbox":
-        from afas_pipeline.sandbox.server import serve
-
-        serve(host=args.host, port=args.port, contacts=args.contacts, seed=args.seed)
-        return 0
+        return run_sandbox(args)
     if args.command == "sync":
-        return run_sync(cadence=args.cadence, partition=args.partition)
+        try:
+            return run_sync(cadence=args.cadence, partition=args.partition)
+        except ArgumentProblem as exc:
+            sync.print_usage(sys.stderr)
+            print(f"{sync.prog}: error: {printable(exc)}", file=sys.stderr)
+            return 2
     if args.command == "up":
         return run_up(args)
     if args.command == "validate-mappings":
@@ -62,17 +79,68 @@ def main(argv: list[str] | None = None) -> int:
 
 def _sandbox_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=DEFAULT_SANDBOX_PORT, help=f"port (default {DEFAULT_SANDBOX_PORT})")
-    parser.add_argument("--contacts", type=int, default=3000, help="size of the synthetic CRM (100..1000000)")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic CRM (same seed, same data)")
+    parser.add_argument("--port", type=_port_number(lowest=0), default=DEFAULT_SANDBOX_PORT,
+                        help=f"port (default {DEFAULT_SANDBOX_PORT}; 0 picks a free one)")
+    parser.add_argument("--contacts", type=_whole_number(1, MAX_CONTACTS), default=3000,
+                        help=f"size of the synthetic CRM (1..{MAX_CONTACTS}; default 3000)")
+    parser.add_argument("--seed", type=_whole_number(0, None), default=7,
+                        help="seed of the synthetic CRM, 0 or more (same seed, same data)")
+    parser.add_argument("--allow-remote-admin", action="store_true",
+                        help="let other machines use the admin APIs (dataset export, faults, reset); by default "
+                             "only this machine may")
+
+
+def _whole_number(lowest: int, highest: int | None):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{printable(text)!r} is not a whole number") from None
+        if value < lowest or (highest is not None and value > highest):
+            bounds = f"from {lowest} to {highest}" if highest is not None else f"{lowest} or more"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use a number {bounds}")
+        return value
+
+    return parse
+
+
+def _port_number(lowest: int):
+    return _whole_number(lowest, 65535)
+
+
+def _error(problem: object) -> int:
+    """Print each line of a problem as one `error:` line on stderr, control characters escaped; exit code 1."""
+    for line in str(problem).splitlines():
+        if line.strip():
+            print(f"error: {printable(line.strip())}", file=sys.stderr)
+    return 1
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    from afas_pipeline.sandbox.server import SandboxBindError, serve
+
+    try:
+        serve(host=args.host, port=args.port, contacts=args.contacts, seed=args.seed,
+              allow_remote_admin=args.allow_remote_admin)
+    except SandboxBindError as exc:
+        return _error(exc)
+    return 0
 
 
 def validate_mappings(drift: bool = False) -> int:
     """Load every mapping file (rules R5, R8, R9, R13 and the file format); with `drift`, also compare
     them with the systems. Prints one line per problem; exit code 1 when there is any."""
+    from afas_pipeline.afas.errors import AfasError
     from afas_pipeline.afas.sources import MAPPINGS_DIR, MappingError, load_sources
-    from afas_pipeline.mapping.load import load_mapping
+    from afas_pipeline.mapping.load import load_mapping, mappings_folder_problems
+    from afas_pipeline.resources import DESTINATIONS
+    from afas_pipeline.spotler.errors import SpotlerError
 
+    missing = mappings_folder_problems(MAPPINGS_DIR, DESTINATIONS)
+    for problem in missing:
+        print(f"invalid: {problem}", file=sys.stderr)
+    if missing:
+        return 1
     problems = 0
     try:
         sources = load_sources()
@@ -91,11 +159,21 @@ def validate_mappings(drift: bool = False) -> int:
             problems += 1
             print(f"invalid: {exc}", file=sys.stderr)
     if drift and not problems:
-        from afas_pipeline.resources import afas_client, spotler_client
+        from afas_pipeline.resources import ConfigurationError, afas_client, check_settings, spotler_client
         from afas_pipeline.spotler.assets import mapping_drift
 
+        try:
+            check_settings()
+        except ConfigurationError as exc:
+            return _error(exc)
+        unreachable = _sandbox_unreachable()
+        if unreachable:
+            return _error(unreachable)
         for path, mapping in mappings.items():
-            found = mapping_drift(afas_client(), spotler_client(), mapping, sources)
+            try:
+                found = mapping_drift(afas_client(), spotler_client(), mapping, sources)
+            except (AfasError, SpotlerError) as exc:
+                return _error(f"drift: {path}: {exc}")
             for problem in found:
                 print(f"drift: {path}: {problem}", file=sys.stderr)
             problems += len(found)
@@ -113,13 +191,25 @@ def run_sync(cadence: str, partition: str | None) -> int:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
     from afas_pipeline.afas.partitions import delta_partitions, full_partitions
-    from afas_pipeline.definitions import defs
-    from afas_pipeline.schedules import last_closed_window
+    from afas_pipeline.mapping.errors import MappingError
+    from afas_pipeline.resources import ConfigurationError, check_settings
 
     partitions_def = full_partitions if cadence == "full" else delta_partitions
-    key = partition or last_closed_window(partitions_def, datetime.now(timezone.utc))
+    key = partition_key(partitions_def, cadence, partition, datetime.now(timezone.utc))
+    try:
+        check_settings()
+    except ConfigurationError as exc:
+        return _error(exc)
+    unreachable = _sandbox_unreachable()
+    if unreachable:
+        return _error(unreachable)
+    try:
+        from afas_pipeline.definitions import defs
+    except (ConfigurationError, MappingError) as exc:
+        return _error(exc)
+
     job = defs.resolve_job_def(f"afas_{cadence}_job")
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    instance = _instance()
     started = time.monotonic()
     result = job.execute_in_process(
         partition_key=key,
@@ -137,10 +227,103 @@ def run_sync(cadence: str, partition: str | None) -> int:
         state = "passed" if evaluation.passed else "FAILED"
         print(f"  check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} {state}")
     if not result.success:
-        for event in result.all_events:
-            if event.is_failure and event.step_failure_data:
-                print(f"error in {event.step_key}: {event.step_failure_data.error.message.strip()}", file=sys.stderr)
+        for line in failure_lines(result):
+            print(line, file=sys.stderr)
     return 0 if result.success else 1
+
+
+def partition_key(partitions_def, cadence: str, given: str | None, now: datetime) -> str:
+    """The partition to run: `given`, checked, or the last window that closed. Raises ArgumentProblem
+    naming --partition and what to give instead."""
+    from afas_pipeline.schedules import last_closed_window
+
+    last_closed = last_closed_window(partitions_def, now)
+    if given is None:
+        return last_closed
+    shown = printable(given)
+    example = f"use YYYY-MM-DD-HH:MM in UTC, e.g. {last_closed} (the last closed {cadence} window)"
+    try:
+        start = datetime.strptime(given, partitions_def.fmt).replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise ArgumentProblem(f"--partition {shown!r} is not a partition key: {example}") from None
+    first = partitions_def.start.astimezone(timezone.utc)
+    if start < first:
+        raise ArgumentProblem(
+            f"--partition {shown} lies before the first {cadence} window, {first.strftime(partitions_def.fmt)}")
+    window = partitions_def.time_window_for_partition_key(
+        partitions_def.get_partition_key_for_timestamp(start.timestamp()))
+    if window.start != start:
+        holding = window.start.strftime(partitions_def.fmt)
+        raise ArgumentProblem(
+            f"--partition {shown} is not the start of a {cadence} window ({partitions_def.cron_schedule} UTC): "
+            f"the window holding it is {holding}")
+    if window.end > now:
+        raise ArgumentProblem(
+            f"--partition {shown} has not closed yet: the last closed {cadence} window is {last_closed}")
+    return given
+
+
+def failure_lines(result) -> list[str]:
+    """One line per failed step: the step and its cause in the words of the error the step raised (not
+    Dagster's wrapper around it), control characters escaped. A run that failed before any step did gets
+    one line with the run's own error."""
+    lines = []
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        lines.append(f"error in {event.step_key}: {_cause(error) if error else 'failed'}")
+    if not lines:
+        failure = result.get_run_failure_event()
+        error = getattr(failure.event_specific_data, "error", None) if failure else None
+        lines.append(f"error: the run failed: {_cause(error) if error else failure.message if failure else 'unknown'}")
+    return [one_line(line) for line in lines]
+
+
+def _cause(error) -> str:
+    # Dagster wraps what a step raised (DagsterExecutionStepExecutionError, resource init errors...):
+    # the cause the operator can act on is the first error under those wrappers.
+    while error.cls_name.startswith("Dagster") and error.cause is not None:
+        error = error.cause
+    message = error.message.strip()
+    # SerializableErrorInfo messages start with the qualified class name.
+    prefix = re.match(rf"^[\w.]*\b{re.escape(error.cls_name)}: ", message)
+    return message[prefix.end():] if prefix else message
+
+
+def _sandbox_unreachable() -> str | None:
+    """A one-line problem when the sandbox is in use but nothing listens at its URL, else None."""
+    from afas_pipeline.resources import sandbox_url
+
+    url = sandbox_url()
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 80), timeout=5).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return (f"the sandbox at {shown_url(url)} (AFAS_PIPELINE_SANDBOX_URL) does not answer ({reason}): start it "
+                f"with `afas-pipeline sandbox` (or `make sandbox`), point AFAS_PIPELINE_SANDBOX_URL at it, or "
+                f"configure production AFAS and Spotler (see the README)")
+    return None
+
+
+def _instance():
+    """The Dagster instance in $DAGSTER_HOME (a throwaway one without it).
+
+    On a fresh home, `DagsterInstance.get()` creates and stamps Dagster's SQLite databases; two syncs doing
+    that at once can leave the run database with two migration heads. An OS lock in DAGSTER_HOME makes the
+    second wait until the first has created them."""
+    import dagster as dg
+    from filelock import FileLock
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.ephemeral()
+    with FileLock(os.path.join(home, INSTANCE_LOCK)):
+        instance = dg.DagsterInstance.get()
+        # Every storage is created by now; touching them keeps it so if Dagster ever makes one lazy.
+        instance.run_storage, instance.event_log_storage, instance.schedule_storage  # noqa: B018
+    return instance
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -148,7 +331,9 @@ def run_up(args: argparse.Namespace) -> int:
     home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    sandbox_url = f"http://{args.host}:{args.port}"
+    from afas_pipeline.sandbox.server import local_url
+
+    sandbox_url = local_url(args.host, args.port)
     ui_url = f"http://127.0.0.1:{args.ui_port}"
     env = {**os.environ, "DAGSTER_HOME": str(home), "AFAS_PIPELINE_SANDBOX_URL": sandbox_url}
 
@@ -168,6 +353,8 @@ def run_up(args: argparse.Namespace) -> int:
     try:
         cli = [sys.executable, "-m", "afas_pipeline.cli"]
         sandbox_args = ["--host", args.host, "--port", str(args.port), "--contacts", str(args.contacts), "--seed", str(args.seed)]
+        if args.allow_remote_admin:
+            sandbox_args.append("--allow-remote-admin")
         children.append(_spawn([*cli, "sandbox", *sandbox_args], env, PROJECT_ROOT))
         _wait_for(f"{sandbox_url}/afas/_admin/state", children[-1], "the sandbox")
 

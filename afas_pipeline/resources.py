@@ -4,51 +4,101 @@ Production AFAS is selected by setting `AFAS_TOKEN` together with `AFAS_ENVIRONM
 `AFAS_ENVIRONMENT=test|accept`) or an explicit `AFAS_BASE_URL`; production Spotler by setting
 `SPOTLER_CONSUMER_KEY` and `SPOTLER_CONSUMER_SECRET` (and optionally `SPOTLER_BASE_URL`). Secrets are
 only ever read through `dg.EnvVar`, so they never land in the run config that the Dagster UI shows.
+
+The settings are checked here, once, before any resource is built: a setting that cannot work stops the
+code location from loading (and `afas-pipeline` from starting) with one line per problem, naming the
+setting, what is wrong and how to fix it. No line ever holds a token or a secret, not even a wrong one.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import dagster as dg
 
-from afas_pipeline.afas.client import AfasClient
+from afas_pipeline.afas.client import AFAS_URL_EXAMPLE, AfasClient
 from afas_pipeline.lib.parquet_io import ParquetIOManager
+from afas_pipeline.lib.text import printable
+from afas_pipeline.lib.urls import base_url_problem
+from afas_pipeline.mapping.load import mappings_folder_problems
 from afas_pipeline.sandbox.server import SANDBOX_AFAS_TOKEN, SANDBOX_SPOTLER_KEY, SANDBOX_SPOTLER_SECRET
+from afas_pipeline.spotler.assets import DESTINATION as SPOTLER
+from afas_pipeline.spotler.client import DEFAULT_BASE_URL as SPOTLER_URL_EXAMPLE
 from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline.sync.state import SyncStateResource
 
+#: Every environment variable the pipeline reads (README, "Configuration").
+SETTINGS = (
+    "AFAS_TOKEN", "AFAS_ENVIRONMENT_ID", "AFAS_ENVIRONMENT", "AFAS_BASE_URL", "AFAS_INTEGRATION_ID",
+    "SPOTLER_CONSUMER_KEY", "SPOTLER_CONSUMER_SECRET", "SPOTLER_BASE_URL", "AFAS_PIPELINE_STATE",
+    "AFAS_PIPELINE_STORAGE", "AFAS_PIPELINE_MAPPINGS", "AFAS_PIPELINE_HASH_SALT", "AFAS_PIPELINE_SANDBOX_URL",
+    "DAGSTER_HOME",
+)
 #: Where `afas-pipeline sandbox` listens unless told otherwise.
 DEFAULT_SANDBOX_URL = "http://127.0.0.1:8765"
+#: The destinations this code location builds; each needs its `<destination>.yaml` in the mappings folder.
+DESTINATIONS = (SPOTLER,)
+AFAS_ENVIRONMENTS = ("production", "test", "accept")
+
+_HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
+_XML_TOKEN = re.compile(r"<token>.*<data>\s*[0-9A-Fa-f]{64}\s*</data>.*</token>", re.DOTALL)
+_DIGITS = re.compile(r"[0-9]+")
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f]")
 
 
 class ConfigurationError(RuntimeError):
-    """The environment asks for production but leaves out what production needs."""
+    """Settings that cannot work: one line per problem, each naming the setting, what is wrong and the fix."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 def afas_mode(env: Mapping[str, str] = os.environ) -> str:
     """`production` when AFAS credentials are configured, else `sandbox`."""
-    wants_production = any(env.get(name) for name in ("AFAS_TOKEN", "AFAS_ENVIRONMENT_ID", "AFAS_BASE_URL"))
-    if not wants_production:
-        return "sandbox"
-    if not env.get("AFAS_TOKEN"):
-        raise ConfigurationError("AFAS_ENVIRONMENT_ID or AFAS_BASE_URL is set but AFAS_TOKEN is not")
-    if not (env.get("AFAS_ENVIRONMENT_ID") or env.get("AFAS_BASE_URL")):
-        raise ConfigurationError("AFAS_TOKEN is set but neither AFAS_ENVIRONMENT_ID nor AFAS_BASE_URL is")
-    return "production"
+    problems = list(_afas_problems(env))
+    if problems:
+        raise ConfigurationError(problems)
+    return "production" if _wants_production_afas(env) else "sandbox"
+
+
+def spotler_mode(env: Mapping[str, str] = os.environ) -> str:
+    """`production` when Spotler credentials are configured, else `sandbox`."""
+    problems = list(_spotler_problems(env))
+    if problems:
+        raise ConfigurationError(problems)
+    return "production" if _set(env, "SPOTLER_CONSUMER_KEY") else "sandbox"
+
+
+def sandbox_url(env: Mapping[str, str] = os.environ) -> str | None:
+    """The sandbox's URL when AFAS or Spotler is the sandbox, else None."""
+    if afas_mode(env) == "sandbox" or spotler_mode(env) == "sandbox":
+        return (env.get("AFAS_PIPELINE_SANDBOX_URL") or DEFAULT_SANDBOX_URL).rstrip("/")
+    return None
+
+
+def check_settings(env: Mapping[str, str] = os.environ) -> None:
+    """Raise ConfigurationError listing every setting that cannot work (one line each); return if none."""
+    problems = [
+        *_afas_problems(env),
+        *_spotler_problems(env),
+        *_sandbox_problems(env),
+        *_folder_problems(env),
+        *_salt_problems(env),
+    ]
+    if problems:
+        raise ConfigurationError(problems)
 
 
 def afas_client(env: Mapping[str, str] = os.environ) -> AfasClient:
     if afas_mode(env) == "sandbox":
-        sandbox_url = env.get("AFAS_PIPELINE_SANDBOX_URL", DEFAULT_SANDBOX_URL).rstrip("/")
-        return AfasClient(base_url=f"{sandbox_url}/afas/ProfitRestServices", token=SANDBOX_AFAS_TOKEN)
-    environment = env.get("AFAS_ENVIRONMENT", "production")
-    if environment not in ("production", "test", "accept"):
-        raise ConfigurationError(f"AFAS_ENVIRONMENT is {environment!r}; use production, test or accept")
+        return AfasClient(base_url=f"{_sandbox_url(env)}/afas/ProfitRestServices", token=SANDBOX_AFAS_TOKEN)
     return AfasClient(
         environment_id=env.get("AFAS_ENVIRONMENT_ID") or None,
-        environment=environment,
+        environment=env.get("AFAS_ENVIRONMENT") or "production",
         base_url=env.get("AFAS_BASE_URL") or None,
         token=dg.EnvVar("AFAS_TOKEN"),
         integration_id=dg.EnvVar("AFAS_INTEGRATION_ID") if env.get("AFAS_INTEGRATION_ID") else None,
@@ -56,16 +106,12 @@ def afas_client(env: Mapping[str, str] = os.environ) -> AfasClient:
 
 
 def spotler_client(env: Mapping[str, str] = os.environ) -> SpotlerClient:
-    key, secret = env.get("SPOTLER_CONSUMER_KEY"), env.get("SPOTLER_CONSUMER_SECRET")
-    if not key and not secret:
-        sandbox_url = env.get("AFAS_PIPELINE_SANDBOX_URL", DEFAULT_SANDBOX_URL).rstrip("/")
+    if spotler_mode(env) == "sandbox":
         return SpotlerClient(
-            base_url=f"{sandbox_url}/spotler/integrationservice-1.1.0",
+            base_url=f"{_sandbox_url(env)}/spotler/integrationservice-1.1.0",
             consumer_key=SANDBOX_SPOTLER_KEY,
             consumer_secret=SANDBOX_SPOTLER_SECRET,
         )
-    if not (key and secret):
-        raise ConfigurationError("set both SPOTLER_CONSUMER_KEY and SPOTLER_CONSUMER_SECRET, or neither (sandbox)")
     options = {"base_url": env["SPOTLER_BASE_URL"]} if env.get("SPOTLER_BASE_URL") else {}
     return SpotlerClient(
         consumer_key=dg.EnvVar("SPOTLER_CONSUMER_KEY"), consumer_secret=dg.EnvVar("SPOTLER_CONSUMER_SECRET"), **options
@@ -73,9 +119,131 @@ def spotler_client(env: Mapping[str, str] = os.environ) -> SpotlerClient:
 
 
 def build_resources(env: Mapping[str, str] = os.environ) -> dict[str, object]:
+    check_settings(env)
     return {
         "afas": afas_client(env),
         "spotler": spotler_client(env),
         "sync_state": SyncStateResource(path=env.get("AFAS_PIPELINE_STATE") or None),
         "io_manager": ParquetIOManager(base_dir=env.get("AFAS_PIPELINE_STORAGE") or None),
     }
+
+
+# --- the checks, one generator per group of settings ---------------------------------------------------
+
+
+def _set(env: Mapping[str, str], name: str) -> bool:
+    return bool(env.get(name, "").strip())
+
+
+def _wants_production_afas(env: Mapping[str, str]) -> bool:
+    return any(_set(env, name) for name in ("AFAS_TOKEN", "AFAS_ENVIRONMENT_ID", "AFAS_BASE_URL"))
+
+
+def _sandbox_url(env: Mapping[str, str]) -> str:
+    return (env.get("AFAS_PIPELINE_SANDBOX_URL") or DEFAULT_SANDBOX_URL).rstrip("/")
+
+
+def _afas_problems(env: Mapping[str, str]) -> Iterator[str]:
+    environment = env.get("AFAS_ENVIRONMENT")
+    if environment and environment not in AFAS_ENVIRONMENTS:
+        yield f"AFAS_ENVIRONMENT is '{printable(environment)}': set it to production, test or accept (or unset it)"
+    if not _wants_production_afas(env):
+        return
+    token, environment_id, base_url = (env.get(name, "").strip() for name in
+                                       ("AFAS_TOKEN", "AFAS_ENVIRONMENT_ID", "AFAS_BASE_URL"))
+    if not token:
+        given = "AFAS_BASE_URL" if base_url else "AFAS_ENVIRONMENT_ID"
+        yield (f"AFAS_TOKEN is not set, but {given} is: set AFAS_TOKEN to the App Connector token, or unset "
+               f"AFAS_ENVIRONMENT_ID and AFAS_BASE_URL to use the sandbox")
+    elif not (_HEX64.fullmatch(token) or _XML_TOKEN.fullmatch(token)):
+        # Its length helps to spot a truncated copy; the value itself is never shown.
+        yield (f"AFAS_TOKEN is not an App Connector token ({len(token)} characters): set it to the 64 hexadecimal "
+               f"characters of its <data> part, or to the whole <token><version>1</version><data>...</data></token>")
+    if not (environment_id or base_url):
+        yield ("AFAS_TOKEN is set but neither AFAS_ENVIRONMENT_ID nor AFAS_BASE_URL is: set AFAS_ENVIRONMENT_ID to "
+               "your environment number (12345 in https://12345.rest.afas.online)")
+    if environment_id and not _DIGITS.fullmatch(environment_id):
+        yield (f"AFAS_ENVIRONMENT_ID '{printable(environment_id)}' is not an AFAS environment number: set it to "
+               f"the digits of your environment (12345 in https://12345.rest.afas.online)")
+    if base_url:
+        yield from _optional(base_url_problem("AFAS_BASE_URL", base_url, sends="the AFAS token",
+                                              example=AFAS_URL_EXAMPLE))
+    if _CONTROL_OR_SPACE.search(env.get("AFAS_INTEGRATION_ID", "")):
+        yield ("AFAS_INTEGRATION_ID holds a space, a line break or another control character: set it to the "
+               "IntegrationId AFAS gave you (e.g. 12345_123456), on one line")
+
+
+def _spotler_problems(env: Mapping[str, str]) -> Iterator[str]:
+    key, secret = _set(env, "SPOTLER_CONSUMER_KEY"), _set(env, "SPOTLER_CONSUMER_SECRET")
+    if key != secret:
+        given, missing = ("SPOTLER_CONSUMER_KEY", "SPOTLER_CONSUMER_SECRET")[:: 1 if key else -1]
+        yield (f"{missing} is not set, but {given} is: set both for production Spotler, or neither for the "
+               f"sandbox")
+    if not (key or secret):
+        if _set(env, "SPOTLER_BASE_URL"):
+            yield ("SPOTLER_BASE_URL is set, but SPOTLER_CONSUMER_KEY and SPOTLER_CONSUMER_SECRET are not, so the "
+                   "sandbox would be used: set the key and secret too, or unset SPOTLER_BASE_URL")
+        return
+    for name in ("SPOTLER_CONSUMER_KEY", "SPOTLER_CONSUMER_SECRET"):
+        if _CONTROL_OR_SPACE.search(env.get(name, "")):
+            yield (f"{name} holds a space, a line break or another control character (a copy-paste leftover?): "
+                   f"set it to the value Spotler shows, on one line")
+    if env.get("SPOTLER_BASE_URL"):
+        yield from _optional(base_url_problem("SPOTLER_BASE_URL", env["SPOTLER_BASE_URL"],
+                                              sends="OAuth-signed requests", example=SPOTLER_URL_EXAMPLE))
+
+
+def _sandbox_problems(env: Mapping[str, str]) -> Iterator[str]:
+    if _wants_production_afas(env) and _set(env, "SPOTLER_CONSUMER_KEY"):
+        return  # neither side uses the sandbox
+    url = env.get("AFAS_PIPELINE_SANDBOX_URL")
+    if url:
+        yield from _optional(base_url_problem("AFAS_PIPELINE_SANDBOX_URL", url, sends="the sandbox's credentials",
+                                              example=DEFAULT_SANDBOX_URL))
+
+
+def _folder_problems(env: Mapping[str, str]) -> Iterator[str]:
+    home = env.get("DAGSTER_HOME")
+    if home:
+        if not os.path.isabs(home):
+            yield (f"DAGSTER_HOME '{printable(home)}' is a relative path: Dagster needs an absolute one, e.g. "
+                   f"{printable(os.path.abspath(home))}")
+        elif not os.path.isdir(home):
+            what = "is a file" if os.path.exists(home) else "does not exist"
+            yield (f"DAGSTER_HOME '{printable(home)}' {what}: point it at an existing folder (create it with "
+                   f"mkdir -p)")
+    storage = env.get("AFAS_PIPELINE_STORAGE")
+    if storage:
+        yield from _optional(_writable_folder_problem("AFAS_PIPELINE_STORAGE", Path(storage)))
+    yield from mappings_folder_problems(_mappings_folder(env), DESTINATIONS)
+
+
+def _salt_problems(env: Mapping[str, str]) -> Iterator[str]:
+    if "AFAS_PIPELINE_HASH_SALT" in env and not env["AFAS_PIPELINE_HASH_SALT"]:
+        yield ("AFAS_PIPELINE_HASH_SALT is set but empty, which leaves the key hashes in check metadata unsalted: "
+               "set it to a value of your own, or unset it")
+
+
+def _mappings_folder(env: Mapping[str, str]) -> Path:
+    from afas_pipeline.afas.sources import MAPPINGS_DIR
+
+    given = env.get("AFAS_PIPELINE_MAPPINGS")
+    return Path(given) if given else MAPPINGS_DIR
+
+
+def _writable_folder_problem(setting: str, path: Path) -> str | None:
+    """A folder that is created when missing: it must not be a file, nor lie under one, and be writable."""
+    shown = printable(path)
+    if path.exists() and not path.is_dir():
+        return f"{setting} '{shown}' is a file: point it at a folder (it is created when missing)"
+    existing = next(p for p in [path, *path.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        return f"{setting} '{shown}' lies under the file '{printable(existing)}': point it at a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{setting} '{shown}': this user may not write in '{printable(existing)}'; choose a folder it may"
+    return None
+
+
+def _optional(problem: str | None) -> Iterator[str]:
+    if problem:
+        yield problem

@@ -1,10 +1,20 @@
 """The command line: `sync` as a cron user runs it, `validate-mappings` as CI would."""
 
 import os
+import socket
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
-from afas_pipeline.cli import main
+import dagster as dg
+import pytest
+
+from afas_pipeline.cli import INSTANCE_LOCK, failure_lines, main
+from afas_pipeline.resources import SETTINGS
+from afas_pipeline.sandbox.server import start_sandbox
+
+PARTITION = "2026-11-22-06:00"
 
 
 def _cli(*args, env=None) -> subprocess.CompletedProcess:
@@ -39,9 +49,152 @@ def test_sync_with_a_wrong_production_token_fails_with_exit_code_1_naming_the_pr
     assert "FAILED" in result.stdout
     assert "error in afas_" in result.stderr and "401" in result.stderr
     assert wrong_token not in result.stdout + result.stderr
+    # It ends with one line per failed step, naming the step, the cause and the AFAS the token was refused by,
+    # not with a traceback of the CLI itself.
+    assert "Traceback (most recent call last)" not in result.stderr and "CheckError" not in result.stderr
+    tail = result.stderr.splitlines()[-3:]
+    for entity, connector in (("contacts", "Sync_Contacts"), ("organisations", "Sync_Organisations"),
+                              ("persons", "Sync_Persons")):
+        [line] = [line for line in tail if line.startswith(f"error in afas_{entity}: ")]
+        assert f"AFAS at {sandbox.afas_base_url} refused GetConnector '{connector}' (401)" in line
 
 
 def test_validate_mappings_accepts_the_shipped_files(capsys):
     assert main(["validate-mappings"]) == 0
     out = capsys.readouterr().out
     assert "ok:" in out and "spotler.yaml" in out
+
+
+def test_validate_mappings_fails_when_the_mapping_of_a_destination_is_missing(tmp_path):
+    folder = tmp_path / "mappings"
+    folder.mkdir()
+    shipped = Path(__file__).resolve().parents[1] / "mappings" / "afas_sources.yaml"
+    (folder / "afas_sources.yaml").write_text(shipped.read_text())
+    result = _cli("validate-mappings", env={"AFAS_PIPELINE_MAPPINGS": str(folder)})
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"invalid: {folder / 'spotler.yaml'}: file not found") and "AFAS_PIPELINE_MAPPINGS" in line
+
+
+def test_validate_mappings_fails_when_the_mappings_folder_does_not_exist(tmp_path):
+    result = _cli("validate-mappings", env={"AFAS_PIPELINE_MAPPINGS": str(tmp_path / "nope")})
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert f"'{tmp_path / 'nope'}' (AFAS_PIPELINE_MAPPINGS) does not exist" in line
+
+
+@pytest.mark.parametrize("cadence,partition,says", [
+    ("full", "2026-11-22T06", "is not a partition key: use YYYY-MM-DD-HH:MM in UTC"),
+    ("full", "22-11-2026-06:00", "is not a partition key"),
+    ("full", "2026-11-22-06:05", "is not the start of a full window (0 */6 * * * UTC): the window holding it is "
+                                 "2026-11-22-06:00"),
+    ("delta", "2026-11-22-06:05", "the window holding it is 2026-11-22-06:00"),
+    ("full", "2025-12-31-18:00", "lies before the first full window, 2026-01-01-00:00"),
+    ("delta", "2099-01-01-00:00", "has not closed yet: the last closed delta window is"),
+    ("full", "2026-11-22-06:00\x1b[2J", "is not a partition key"),
+])
+def test_a_bad_partition_is_one_line_naming_the_argument(cadence, partition, says, capsys):
+    assert main(["sync", "--cadence", cadence, "--partition", partition]) == 2
+    err = capsys.readouterr().err
+    # As argparse refuses an argument: the usage, then one line naming it.
+    error = [line for line in err.splitlines() if "error:" in line]
+    assert error == err.splitlines()[-1:], err
+    assert error[0].startswith("afas-pipeline sync: error: --partition ") and says in error[0]
+    assert "\x1b" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--port", "70000"], "argument --port: 70000 is out of range: use a number from 0 to 65535"),
+    (["--port", "-1"], "argument --port: -1 is out of range"),
+    (["--contacts", "0"], "argument --contacts: 0 is out of range: use a number from 1 to 5000000"),
+    (["--contacts", "many"], "argument --contacts: 'many' is not a whole number"),
+    (["--seed", "-1"], "argument --seed: -1 is out of range: use a number 0 or more"),
+])
+def test_a_bad_sandbox_argument_is_refused_before_the_sandbox_starts(argv, says, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["sandbox", *argv])
+    assert exited.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_a_port_in_use_or_an_unknown_host_is_one_line(sandbox, capsys):
+    port = sandbox.url.rsplit(":", 1)[1]
+    assert main(["sandbox", "--port", port, "--contacts", "100"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: the sandbox cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port "
+        f"(or --host)"]
+    assert main(["sandbox", "--host", "no-such-host.invalid", "--port", "0", "--contacts", "100"]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: the sandbox cannot listen on no-such-host.invalid:0: ")
+
+
+@pytest.fixture
+def no_settings(monkeypatch):
+    for name in SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_sync_against_a_sandbox_that_is_not_running_says_how_to_start_it(no_settings, capsys):
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        closed = probe.getsockname()[1]  # free now, and nothing listens on it once closed
+    no_settings.setenv("AFAS_PIPELINE_SANDBOX_URL", f"http://127.0.0.1:{closed}")
+    assert main(["sync", "--partition", PARTITION]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: the sandbox at http://127.0.0.1:{closed} (AFAS_PIPELINE_SANDBOX_URL) does not "
+                           f"answer")
+    assert "start it with `afas-pipeline sandbox`" in line
+
+
+def test_a_failed_step_is_one_line_naming_the_step_and_its_cause_escaped():
+    @dg.op
+    def read_afas():
+        raise RuntimeError("AFAS said\r\n2026-01-01 INFO forged line\x1b[2J\x00")
+
+    @dg.op
+    def after(value):
+        return value
+
+    @dg.job
+    def one_failure():
+        after(read_afas())
+
+    result = one_failure.execute_in_process(raise_on_error=False)
+    assert failure_lines(result) == ["error in read_afas: AFAS said | 2026-01-01 INFO forged line\\x1b[2J\\x00"]
+
+
+def test_two_syncs_starting_together_on_a_fresh_dagster_home_both_succeed(tmp_path):
+    # Issue 8, item 4: the full and the delta sync of one window, started together on a fresh DAGSTER_HOME,
+    # made to meet where Dagster creates its run database (afas_pipeline_tests/racing_cli.py).
+    home, meeting = tmp_path / "home", tmp_path / "meeting"
+    home.mkdir()
+    meeting.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {key: value for key, value in os.environ.items() if key not in SETTINGS}
+    with start_sandbox(contacts=100, seed=11) as sb:
+        runs = []
+        for name, other, cadence in (("full", "delta", "full"), ("delta", "full", "delta")):
+            own = {"AFAS_PIPELINE_SANDBOX_URL": sb.url, "DAGSTER_HOME": str(home),
+                   "AFAS_PIPELINE_STATE": str(tmp_path / f"{name}.sqlite"),
+                   "AFAS_PIPELINE_STORAGE": str(tmp_path / f"{name}-storage")}
+            runs.append(subprocess.Popen(
+                [sys.executable, "-m", "afas_pipeline_tests.racing_cli", name, other, str(meeting),
+                 "sync", "--cadence", cadence, "--partition", PARTITION],
+                env={**env, **own}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outcomes = [run.communicate(timeout=280) for run in runs]
+    for run, (out, err) in zip(runs, outcomes):
+        assert run.returncode == 0, err[-3000:]
+        assert "success" in out
+    # One migration head, the one this Dagster expects, and an instance that opens and holds both runs.
+    with sqlite3.connect(home / "history" / "runs.db") as db:
+        heads = [row[0] for row in db.execute("SELECT version_num FROM alembic_version")]
+    from dagster._core.storage.runs.sqlite import sqlite_run_storage
+    from dagster._core.storage.sql import get_alembic_config
+    from alembic.script import ScriptDirectory
+
+    expected = ScriptDirectory.from_config(get_alembic_config(sqlite_run_storage.__file__)).get_current_head()
+    assert heads == [expected]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        statuses = sorted(run.status.value for run in instance.get_runs())
+    assert statuses == ["SUCCESS", "SUCCESS"]
+    assert (home / INSTANCE_LOCK).exists()  # the two met at the lock

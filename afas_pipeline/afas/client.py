@@ -51,6 +51,8 @@ from afas_pipeline.lib.http import RetryAfterWait as _Wait
 from afas_pipeline.lib.http import limiter_for as _limiter_for
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.http import HttpClientLifecycle, redact_httpx_queries
+from afas_pipeline.lib.urls import base_url_problem, shown_url
+from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import afas_walls_to_utc, parse_afas_datetimes, select_window_rows, window_filter_bounds
 
 __all__ = ["AfasClient", "Condition", "FieldMeta", "Filter", "GetConnectorMeta", "Op", "ReadStats"]
@@ -60,6 +62,7 @@ logger = logging.getLogger("afas_pipeline.afas")
 MAX_QUERY_CHARS = 2049  # AFAS answers 404 beyond this
 _HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
 _ENVIRONMENT_HOSTS = {"production": "rest", "test": "resttest", "accept": "restaccept"}
+AFAS_URL_EXAMPLE = "https://12345.rest.afas.online/ProfitRestServices"
 
 
 # --- results and metadata -------------------------------------------------------------------------
@@ -355,11 +358,24 @@ class AfasClient(HttpClientLifecycle, dg.ConfigurableResource):
         if self.base_url:
             return self.base_url.rstrip("/")
         if self.environment_id:
-            if not self.environment_id.isdigit():
-                raise AfasConfigError("environment_id must be the numeric AFAS environment number")
+            if not re.fullmatch(r"[0-9]+", self.environment_id):
+                raise AfasConfigError(
+                    f"AFAS_ENVIRONMENT_ID '{printable(self.environment_id)}' is not an AFAS environment number: set it "
+                    f"to the digits of your environment (12345 in https://12345.rest.afas.online)"
+                )
             host = _ENVIRONMENT_HOSTS[self.environment]
             return f"https://{self.environment_id}.{host}.afas.online/ProfitRestServices"
-        raise AfasConfigError("AfasClient needs base_url or environment_id")
+        raise AfasConfigError("AfasClient needs base_url or environment_id (AFAS_BASE_URL or AFAS_ENVIRONMENT_ID)")
+
+    def _refused_by(self) -> str:
+        """Which AFAS the token was refused by, for an operator with several environments (never the token)."""
+        try:
+            url = shown_url(self.resolved_base_url())
+        except AfasConfigError:
+            return "AFAS"
+        if self.environment_id and not self.base_url:
+            return f"AFAS environment {self.environment_id} ({self.environment}, {url})"
+        return f"AFAS at {url}"
 
     def _auth_header(self) -> str:
         token = self.token.strip()
@@ -372,6 +388,10 @@ class AfasClient(HttpClientLifecycle, dg.ConfigurableResource):
     def _client(self) -> httpx.Client:
         with self._lock:
             if self._http is None:
+                base_url = self.resolved_base_url()
+                problem = base_url_problem("AFAS_BASE_URL", base_url, sends="the AFAS token", example=AFAS_URL_EXAMPLE)
+                if problem:
+                    raise AfasConfigError(problem)
                 headers = {
                     "Authorization": self._auth_header(),
                     "Accept": "application/json",
@@ -381,7 +401,7 @@ class AfasClient(HttpClientLifecycle, dg.ConfigurableResource):
                 if self.integration_id:
                     headers["IntegrationId"] = self.integration_id
                 self._http = httpx.Client(
-                    base_url=self.resolved_base_url() + "/",
+                    base_url=base_url + "/",
                     headers=headers,
                     timeout=httpx.Timeout(self.timeout_s),
                     limits=httpx.Limits(
@@ -545,14 +565,18 @@ class AfasClient(HttpClientLifecycle, dg.ConfigurableResource):
             )
         elif status in (401, 403):
             cls = AfasAuthError
+            refused_by = self._refused_by()
             if status == 403:
-                message = f"AFAS refused {name} (403): an IP restriction on the App Connector blocks this machine"
+                message = (
+                    f"{refused_by} refused {name} (403): an IP restriction on the App Connector blocks this machine"
+                )
             else:
                 message = (
-                    f"AFAS refused {name} (401): either the token is wrong or expired, or {kind} "
-                    f"'{connector}' is not in this token's App Connector"
+                    f"{refused_by} refused {name} (401): either the token (AFAS_TOKEN) is wrong, expired or of "
+                    f"another environment, or {kind} '{connector}' is not in this token's App Connector"
                     if connector
-                    else f"AFAS refused {name} (401): the token is wrong or expired"
+                    else f"{refused_by} refused {name} (401): the token (AFAS_TOKEN) is wrong, expired or of another "
+                         f"environment"
                 )
         elif status == 404:
             cls = AfasNotFound
@@ -567,7 +591,8 @@ class AfasClient(HttpClientLifecycle, dg.ConfigurableResource):
         # are not logged here either: they hold names and e-mail addresses.
         logger.warning(
             "AFAS %s %s failed: status %d, errorNumber %s, profitLogReference %s",
-            method, connector or path.split("?")[0], status, info.get("errorNumber"), info.get("profitLogReference"),
+            method, printable(connector or path.split("?")[0]), status, info.get("errorNumber"),
+            printable(info.get("profitLogReference")),
         )
         return cls(
             message,

@@ -1,12 +1,16 @@
 """Errors raised by the AFAS client.
 
 Every error names the connector, the HTTP status, AFAS's message and its profitLogReference (the key
-an AFAS administrator looks up in the environment log). None of them ever carries the token.
+an AFAS administrator looks up in the environment log). None of them ever carries the token. Text AFAS
+wrote (its message, its log reference) is kept with control characters escaped (`lib.text.printable`), so
+an error can be logged or printed as it is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from afas_pipeline.lib.text import printable
 
 
 class AfasError(Exception):
@@ -22,13 +26,13 @@ class AfasError(Exception):
         error_number: int | None = None,
         profit_log_reference: str | None = None,
     ) -> None:
-        self.message = message
-        self.connector = connector
+        self.message = printable(message)
+        self.connector = _clean(connector)
         self.status_code = status_code
-        self.external_message = external_message
+        self.external_message = _clean(external_message)
         self.error_number = error_number
-        self.profit_log_reference = profit_log_reference
-        super().__init__(message)
+        self.profit_log_reference = _clean(profit_log_reference)
+        super().__init__(self.message)
 
     def rejection_reason(self) -> str:
         """What a rejected record keeps of this error: AFAS's log reference (to find the call in Profit's
@@ -45,7 +49,7 @@ class AfasError(Exception):
         if self.status_code is not None:
             details.append(f"status={self.status_code}")
         if self.external_message and self.external_message not in self.message:
-            details.append(f"AFAS says: {self.external_message!r}")
+            details.append(f"AFAS says: '{self.external_message}'")
         if self.profit_log_reference:
             details.append(f"profitLogReference={self.profit_log_reference}")
         if details:
@@ -68,6 +72,10 @@ class AfasError(Exception):
                 dict(self.__dict__),
             ),
         )
+
+
+def _clean(text: str | None) -> str | None:
+    return None if text is None else printable(text)
 
 
 def _rebuild(cls, message, kwargs, state):

@@ -3,6 +3,7 @@ the file, the field and the rule."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any, get_args
@@ -11,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from afas_pipeline.afas.sources import MAPPINGS_DIR, AfasSources, load_sources
+from afas_pipeline.lib.text import printable
 from afas_pipeline.mapping.errors import MappingError, Problem
 from afas_pipeline.mapping.models import DestinationMapping
 
@@ -32,6 +34,27 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+SOURCES_FILE_NAME = "afas_sources.yaml"
+
+
+def mappings_folder_problems(folder: Path, destinations: Iterable[str]) -> list[str]:
+    """What the mappings folder lacks for the AFAS reads and for each destination's mapping, one line each
+    naming AFAS_PIPELINE_MAPPINGS and the fix; empty when every file is there."""
+    shown = printable(folder)
+    fix = f"set AFAS_PIPELINE_MAPPINGS to the folder that holds {SOURCES_FILE_NAME} and the destinations' mappings"
+    if not folder.exists():
+        return [f"the mappings folder '{shown}' (AFAS_PIPELINE_MAPPINGS) does not exist: {fix}"]
+    if not folder.is_dir():
+        return [f"the mappings folder '{shown}' (AFAS_PIPELINE_MAPPINGS) is a file: {fix}"]
+    needed = {SOURCES_FILE_NAME: "the GetConnectors to read",
+              **{f"{d}.yaml": f"the mapping of destination {d}" for d in destinations}}
+    return [
+        f"{printable(folder / name)}: file not found ({what}): copy the project's mappings/{name} there, or set "
+        f"AFAS_PIPELINE_MAPPINGS to the folder that holds it"
+        for name, what in needed.items()
+        if not (folder / name).is_file()
+    ]
+
 
 def load_mapping(path: Path | str, *, sources: AfasSources | None = None) -> DestinationMapping:
     """Read and validate a mapping file.
@@ -43,8 +66,8 @@ def load_mapping(path: Path | str, *, sources: AfasSources | None = None) -> Des
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except FileNotFoundError as exc:
-        raise MappingError(f"{path}: file not found (set AFAS_PIPELINE_MAPPINGS to the mappings folder)",
-                           file=path) from exc
+        problems = mappings_folder_problems(path.parent, [path.stem])
+        raise MappingError(problems[-1] if problems else f"{path}: file not found", file=path) from exc
     except yaml.YAMLError as exc:
         raise MappingError(f"{path}: not valid YAML: {exc}", file=path) from exc
     if not isinstance(raw, dict):

@@ -1,9 +1,13 @@
-"""What every emulator's admin API shares: its error and how it reads a JSON body."""
+"""What every emulator's admin API shares: its error, how it reads a JSON body, and who may call it."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import orjson
 from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class AdminError(Exception):
@@ -23,3 +27,45 @@ async def json_object(request: Request) -> dict:
     if not isinstance(body, dict):
         raise AdminError("body must be a JSON object")
     return body
+
+
+#: The `afas-pipeline sandbox` option that lets other machines use the admin APIs.
+ALLOW_REMOTE_OPTION = "--allow-remote-admin"
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether a client address is this machine (127.0.0.0/8, ::1, or IPv4 loopback mapped into IPv6)."""
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def admin_allowed(client_host: str | None, allow_remote: bool) -> bool:
+    """The admin APIs export the whole dataset, inject faults and reset everything: only this machine may
+    call them, unless the sandbox was started with `--allow-remote-admin`."""
+    return allow_remote or is_loopback(client_host)
+
+
+class LoopbackOnly:
+    """ASGI middleware in front of an admin API: a client that `admin_allowed` refuses gets 403 with
+    `{"error": ...}` naming the option that would let it in."""
+
+    def __init__(self, app: ASGIApp, *, allow_remote: bool) -> None:
+        self.app, self.allow_remote = app, allow_remote
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if scope["type"] == "http" and not admin_allowed(client[0] if client else None, self.allow_remote):
+            message = (f"the sandbox admin API answers only this machine (127.0.0.1 or ::1); start the sandbox "
+                       f"with {ALLOW_REMOTE_OPTION} to let other hosts use it")
+            response = Response(orjson.dumps({"error": message}), status_code=403,
+                                media_type="application/json; charset=utf-8")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

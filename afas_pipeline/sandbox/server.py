@@ -6,11 +6,17 @@
 ``start_sandbox()`` runs it in a background thread (tests, bench); ``serve()`` blocks (the CLI). Both bind
 the socket before uvicorn starts, so the port is known up front, and ``start_sandbox`` returns only once
 uvicorn reports that it accepts connections.
+
+The admin APIs answer only clients on this machine unless ``allow_remote_admin`` is set; binding an address
+other machines can reach (``0.0.0.0``, a LAN address) is warned about at start-up.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import socket
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -18,6 +24,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from afas_pipeline.sandbox.admin_common import ALLOW_REMOTE_OPTION, is_loopback
 from afas_pipeline.sandbox.afas.app import FULL_ACCESS_TOKEN, LIMITED_TOKEN, AfasEmulator
 from afas_pipeline.sandbox.faults import quiet_drops
 from afas_pipeline.sandbox.spotler.app import BASE_PATH as SPOTLER_BASE_PATH
@@ -34,25 +41,63 @@ SANDBOX_SPOTLER_KEY = CONSUMER_KEY
 SANDBOX_SPOTLER_SECRET = CONSUMER_SECRET
 STARTUP_TIMEOUT_S = 120.0
 
+log = logging.getLogger("afas_pipeline.sandbox")
 
-def build_app(contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED) -> tuple[Starlette, AfasEmulator]:
-    app, afas, _ = build_apps(contacts, seed)
+
+class SandboxBindError(RuntimeError):
+    """The sandbox cannot listen where it was asked to; the message names the address and what to change."""
+
+
+def build_app(contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED, *,
+              allow_remote_admin: bool = False) -> tuple[Starlette, AfasEmulator]:
+    app, afas, _ = build_apps(contacts, seed, allow_remote_admin=allow_remote_admin)
     return app, afas
 
 
-def build_apps(contacts: int = DEFAULT_CONTACTS,
-               seed: int = DEFAULT_SEED) -> tuple[Starlette, AfasEmulator, SpotlerEmulator]:
-    afas, spotler = AfasEmulator(contacts=contacts, seed=seed), SpotlerEmulator()
+def build_apps(contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED, *,
+               allow_remote_admin: bool = False) -> tuple[Starlette, AfasEmulator, SpotlerEmulator]:
+    afas = AfasEmulator(contacts=contacts, seed=seed, allow_remote_admin=allow_remote_admin)
+    spotler = SpotlerEmulator(allow_remote_admin=allow_remote_admin)
     return Starlette(routes=[Mount("/afas", app=afas), Mount("/spotler", app=spotler)]), afas, spotler
 
 
 def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SandboxBindError(
+            f"the sandbox cannot listen on {host}:{port}: {reason}; choose another --port (or --host)"
+        ) from None
     sock.set_inheritable(True)
     return sock
+
+
+def exposure_warning(sock: socket.socket, allow_remote_admin: bool) -> str | None:
+    """One line to warn with when the sandbox listens where other machines can reach it, else None."""
+    address = sock.getsockname()[0]
+    if is_loopback(address):
+        return None
+    reach = (f"warning: the sandbox listens on {address}, where other machines can reach its APIs (the credentials "
+             f"are public sandbox constants)")
+    if allow_remote_admin:
+        return f"{reach} and, with {ALLOW_REMOTE_OPTION}, its admin APIs: dataset export, faults, reset"
+    return f"{reach}; its admin APIs still answer only this machine ({ALLOW_REMOTE_OPTION} lifts that)"
+
+
+def _local_host(host: str) -> str:
+    """The address to print and to connect to: a wildcard bind (0.0.0.0, ::) is reached over loopback."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if not address.is_unspecified:
+        return host
+    return "::1" if address.version == 6 else "127.0.0.1"
 
 
 class _Server(uvicorn.Server):
@@ -129,11 +174,19 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def local_url(host: str, port: int) -> str:
+    """The URL this machine reaches a sandbox listening on `host` by (a wildcard bind over loopback)."""
+    return _url(_local_host(host), port)
+
+
 def start_sandbox(host: str = "127.0.0.1", port: int = 0, contacts: int = DEFAULT_CONTACTS,
-                  seed: int = DEFAULT_SEED, log_level: str = "warning") -> Sandbox:
+                  seed: int = DEFAULT_SEED, log_level: str = "warning", *, allow_remote_admin: bool = False) -> Sandbox:
     """Start the sandbox in a daemon thread; port 0 picks a free port."""
-    app, afas, spotler = build_apps(contacts, seed)
+    app, afas, spotler = build_apps(contacts, seed, allow_remote_admin=allow_remote_admin)
     sock = _bind(host, port)
+    warning = exposure_warning(sock, allow_remote_admin)
+    if warning:
+        log.warning(warning)
     server = _server(app, log_level)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="afas-sandbox", daemon=True)
     thread.start()
@@ -142,16 +195,19 @@ def start_sandbox(host: str = "127.0.0.1", port: int = 0, contacts: int = DEFAUL
         server.should_exit = True
         sock.close()
         raise RuntimeError("the sandbox server failed to start")
-    return Sandbox(url=_url(host, sock.getsockname()[1]), afas=afas, _server=server, _thread=thread, _socket=sock,
-                   spotler=spotler)
+    return Sandbox(url=local_url(host, sock.getsockname()[1]), afas=afas, _server=server, _thread=thread,
+                   _socket=sock, spotler=spotler)
 
 
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED,
-          log_level: str = "info") -> None:
+          log_level: str = "info", *, allow_remote_admin: bool = False) -> None:
     """Run the sandbox in the foreground until interrupted, after printing how to reach each emulator."""
-    app, _ = build_app(contacts, seed)
     sock = _bind(host, port)
-    url = _url(host, sock.getsockname()[1])
+    warning = exposure_warning(sock, allow_remote_admin)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    app, _ = build_app(contacts, seed, allow_remote_admin=allow_remote_admin)
+    url = local_url(host, sock.getsockname()[1])
     print(f"AFAS sandbox ({contacts} contacts, seed {seed})")
     print(f"  base URL:       {url}/afas/ProfitRestServices")
     print(f"  admin URL:      {url}/afas/_admin")

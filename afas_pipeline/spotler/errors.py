@@ -4,10 +4,13 @@ Writes of contacts do not raise for what Spotler refuses contact by contact: a r
 as data, a ``ContactResult``. These errors are for what no contact can get past (wrong credentials), for
 reads that cannot be answered, and for writes that got no answer at all (``SpotlerWriteIncomplete``: an
 outage is not a refusal, C4). Every error names the endpoint, the HTTP status and Spotler's
-``errorType``; none ever carries the consumer secret.
+``errorType``; none ever carries the consumer secret. Text Spotler wrote (its ``message`` and ``errorType``)
+is kept with control characters escaped (`lib.text.printable`), so an error can be logged or printed as it is.
 """
 
 from __future__ import annotations
+
+from afas_pipeline.lib.text import printable
 
 
 class SpotlerError(Exception):
@@ -22,12 +25,12 @@ class SpotlerError(Exception):
         error_type: str | None = None,
         spotler_message: str | None = None,
     ) -> None:
-        self.message = message
-        self.endpoint = endpoint
+        self.message = printable(message)
+        self.endpoint = _clean(endpoint)
         self.status_code = status_code
-        self.error_type = error_type
-        self.spotler_message = spotler_message
-        super().__init__(message)
+        self.error_type = _clean(error_type)
+        self.spotler_message = _clean(spotler_message)
+        super().__init__(self.message)
 
     def __str__(self) -> str:
         details = []
@@ -38,7 +41,7 @@ class SpotlerError(Exception):
         if self.error_type and self.error_type not in self.message:
             details.append(f"errorType={self.error_type}")
         if self.spotler_message and self.spotler_message not in self.message:
-            details.append(f"Spotler says: {self.spotler_message!r}")
+            details.append(f"Spotler says: '{self.spotler_message}'")
         return self.message + (" (" + ", ".join(details) + ")" if details else "")
 
     def __reduce__(self):  # keep the keyword fields when pickled (Dagster moves errors between processes)
@@ -49,6 +52,10 @@ class SpotlerError(Exception):
             "spotler_message": self.spotler_message,
         }
         return (_rebuild, (type(self), self.message, kwargs, dict(self.__dict__)))
+
+
+def _clean(text: str | None) -> str | None:
+    return None if text is None else printable(text)
 
 
 def _rebuild(cls, message, kwargs, state):

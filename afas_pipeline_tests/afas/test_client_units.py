@@ -118,3 +118,45 @@ def test_query_params_encode_separators_the_way_afas_reads_them():
     params = (Condition("A", Op.EQ, 1) | Condition("A", Op.EQ, 2)).to_params()
     query = httpx.URL("http://x/", params=params).query.decode()
     assert parse_qs(query)["filterfieldids"] == ["A;A"]
+
+
+# --- transport and refusals: what the token is sent over and whom it was refused by ----------------
+
+
+@pytest.mark.parametrize("refused,accepted", [
+    ("http://12345.rest.afas.online/ProfitRestServices", "https://12345.rest.afas.online/ProfitRestServices"),
+    ("http://192.0.2.10:8765/afas/ProfitRestServices", "http://127.0.0.1:8765/afas/ProfitRestServices"),
+    ("http://0.0.0.0:8765/afas/ProfitRestServices", "http://127.3.2.1:8765/afas/ProfitRestServices"),
+    ("http://afas.example/ProfitRestServices", "http://localhost:8765/afas/ProfitRestServices"),
+    ("http://[fd00::2]:8765/afas/ProfitRestServices", "http://[::1]:8765/afas/ProfitRestServices"),
+])
+def test_the_token_travels_over_plain_http_only_to_this_machine(refused, accepted):
+    client = AfasClient(base_url=refused, token=TOKEN)
+    with pytest.raises(AfasConfigError) as caught:
+        client.read("Sync_Contacts", order_by=["ContactId"])
+    message = str(caught.value)
+    assert message.startswith("AFAS_BASE_URL ") and "use https" in message and "\n" not in message
+    assert TOKEN not in message
+    # https anywhere, and plain http to this machine (the sandbox), are accepted.
+    with AfasClient(base_url=accepted, token=TOKEN) as client:
+        assert str(client._client().base_url) == accepted + "/"
+
+
+def _refusal(client: AfasClient, status: int) -> AfasError:
+    response = httpx.Response(status, json={"externalMessage": "Ongeldige token", "errorNumber": -2147180996,
+                                            "profitLogReference": "AB" * 16})
+    return client._error_from(response, "Sync_Contacts", "GET", "connectors/Sync_Contacts")
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_token_names_the_environment_it_was_refused_by(status):
+    error = _refusal(AfasClient(environment_id="12345", environment="test", token=TOKEN), status)
+    assert isinstance(error, AfasAuthError)
+    assert "AFAS environment 12345 (test, https://12345.resttest.afas.online/ProfitRestServices)" in str(error)
+    assert "Sync_Contacts" in str(error) and TOKEN not in str(error)
+
+
+def test_a_refused_token_names_the_base_url_without_user_info():
+    error = _refusal(AfasClient(base_url="https://user:pw@afas.example.nl/ProfitRestServices?x=1", token=TOKEN), 401)
+    assert "AFAS at https://afas.example.nl/ProfitRestServices refused GetConnector 'Sync_Contacts' (401)" in str(error)
+    assert "AFAS_TOKEN" in str(error) and TOKEN not in str(error) and "pw" not in str(error)

@@ -1,4 +1,5 @@
-"""The AFAS sandbox admin API (``{url}/afas/_admin``): JSON in, JSON out, no auth.
+"""The AFAS sandbox admin API (``{url}/afas/_admin``): JSON in, JSON out, no auth, but only for clients on
+this machine (others get 403) unless the sandbox runs with ``--allow-remote-admin``.
 
 Records use the canonical field names (for contacts, persons and organisations the same keys as the
 ``Sync_*`` GetConnector rows), instants as UTC ISO with milliseconds (``2026-10-25T00:05:00.250Z``) and

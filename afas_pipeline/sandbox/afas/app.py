@@ -42,6 +42,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
+from afas_pipeline.sandbox.admin_common import LoopbackOnly
 from afas_pipeline.sandbox.afas.admin import admin_routes
 from afas_pipeline.sandbox.afas.connectors import GET_CONNECTORS
 from afas_pipeline.sandbox.afas.model import now_ms
@@ -136,13 +137,14 @@ def stats_key(method: str, path: str) -> str:
 class AfasEmulator:
     """ASGI app for ``/afas``: the REST API behind the fault injector, plus ``/_admin``."""
 
-    def __init__(self, contacts: int = 3000, seed: int = 7):
+    def __init__(self, contacts: int = 3000, seed: int = 7, *, allow_remote_admin: bool = False):
         self.initial = (contacts, seed)
         self.store = Store(contacts, seed)
         self.faults = FaultInjector(self._route, applies=lambda p: p.lower().startswith("/profitrestservices"),
                                     stats_key=stats_key, error_500=lambda: afas_error(500, GENERIC_ERROR),
                                     config_class=AfasFaultConfig)
-        self.router = Router(routes=[Mount("/_admin", routes=admin_routes(self)),
+        admin = LoopbackOnly(Router(routes=admin_routes(self)), allow_remote=allow_remote_admin)
+        self.router = Router(routes=[Mount("/_admin", app=admin),
                                      Route("/{path:path}", self.rest, methods=["GET", "POST", "PUT", "DELETE"])])
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:

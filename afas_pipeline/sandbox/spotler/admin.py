@@ -1,4 +1,5 @@
-"""The Spotler sandbox admin API (``{url}/spotler/_admin``): JSON in, JSON out, no auth.
+"""The Spotler sandbox admin API (``{url}/spotler/_admin``): JSON in, JSON out, no auth, but only for clients on
+this machine (others get 403) unless the sandbox runs with ``--allow-remote-admin``.
 
 Acting as a recipient or as a Spotler user. ``at`` is an optional UTC instant (``2026-10-25T00:05:00.250Z``;
 naive means UTC), default now; contacts are returned in their full REST form (§A3).

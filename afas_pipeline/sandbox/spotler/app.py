@@ -54,6 +54,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
+from afas_pipeline.sandbox.admin_common import LoopbackOnly
 from afas_pipeline.sandbox.faults import FaultConfig, FaultInjector, json_response
 from afas_pipeline.sandbox.spotler.oauth import OAuthFailure, Verifier
 from afas_pipeline.sandbox.spotler.store import (
@@ -180,7 +181,7 @@ def _single(doc, external_id: str | None = None):
 class SpotlerEmulator:
     """ASGI app for ``/spotler``: the REST API behind the fault injector, plus ``/_admin``."""
 
-    def __init__(self, consumers: dict[str, str] | None = None):
+    def __init__(self, consumers: dict[str, str] | None = None, *, allow_remote_admin: bool = False):
         from afas_pipeline.sandbox.spotler.admin import admin_routes
 
         self.account = Account()
@@ -191,7 +192,8 @@ class SpotlerEmulator:
             unavailable=_retry_later(503, "Service temporarily unavailable"),
             too_busy=lambda: _retry_later(429, "Too many concurrent requests")(1),
             too_many=_retry_later(429, "Too many requests"), config_class=SpotlerFaultConfig)
-        self.router = Router(routes=[Mount("/_admin", routes=admin_routes(self)),
+        admin = LoopbackOnly(Router(routes=admin_routes(self)), allow_remote=allow_remote_admin)
+        self.router = Router(routes=[Mount("/_admin", app=admin),
                                      Route("/{path:path}", self.rest, methods=["GET", "POST", "PUT", "DELETE",
                                                                               "PATCH"])])
 
