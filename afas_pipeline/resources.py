@@ -215,6 +215,10 @@ def _folder_problems(env: Mapping[str, str]) -> Iterator[str]:
     storage = env.get("AFAS_PIPELINE_STORAGE")
     if storage:
         yield from _optional(_writable_folder_problem("AFAS_PIPELINE_STORAGE", Path(storage)))
+    state = env.get("AFAS_PIPELINE_STATE")
+    if state and os.path.isdir(state):
+        yield (f"AFAS_PIPELINE_STATE '{printable(state)}' is a folder: point it at the sync state's file, e.g. "
+               f"{printable(os.path.join(state, 'sync_state.sqlite'))}")
     yield from mappings_folder_problems(_mappings_folder(env), DESTINATIONS)
 
 

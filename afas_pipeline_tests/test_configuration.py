@@ -72,6 +72,7 @@ BAD_SETTINGS = [
     ("storage is a file", lambda tmp: {"AFAS_PIPELINE_STORAGE": _file(tmp)}, "AFAS_PIPELINE_STORAGE", "folder"),
     ("storage under a file", lambda tmp: {"AFAS_PIPELINE_STORAGE": _file(tmp) + "/storage"},
      "AFAS_PIPELINE_STORAGE", "folder"),
+    ("state is a folder", lambda tmp: {"AFAS_PIPELINE_STATE": str(tmp)}, "AFAS_PIPELINE_STATE", "sync_state.sqlite"),
     ("mappings folder missing", lambda tmp: {"AFAS_PIPELINE_MAPPINGS": str(tmp / "nope")},
      "AFAS_PIPELINE_MAPPINGS", "does not exist"),
     ("mappings folder is a file", lambda tmp: {"AFAS_PIPELINE_MAPPINGS": _file(tmp)}, "AFAS_PIPELINE_MAPPINGS",

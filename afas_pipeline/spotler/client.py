@@ -41,6 +41,7 @@ from pydantic import Field, PrivateAttr
 
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.http import HttpClientLifecycle, RetryAfterWait, limiter_for, redact_httpx_queries
+from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import require_utc
 from afas_pipeline.spotler.errors import (
     SpotlerAuthError,
@@ -604,7 +605,8 @@ def _error_info(response: httpx.Response) -> tuple[str | None, str | None]:
     message = body.get("message")
     if isinstance(body.get("error"), dict):  # a gateway-style envelope
         message = message or body["error"].get("message")
-    return (str(error_type) if error_type else None), (str(message) if message else None)
+    # errorType reaches log lines: escaped like every text Spotler writes (the message is escaped in SpotlerError).
+    return (printable(error_type) if error_type else None), (str(message) if message else None)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -1,11 +1,13 @@
-"""The sync state's feedback ledger and mailing-history items: SQLite in a temporary directory, no HTTP."""
+"""The sync state (the feedback ledger, mailing-history items, rejected records, writes in flight, transactions):
+SQLite in a temporary directory, no HTTP."""
 
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
+import pytest
 
-from afas_pipeline.sync.state import SyncState
+from afas_pipeline.sync.state import StateError, SyncState
 
 EVENTS = [("10001", "optout:1", "2026-11-16T10:05:00+00:00"), ("10002", "bounce:hard", "2026-11-16T10:06:00+00:00"),
           ("10003", "optout:2", "2026-11-16T10:07:00+00:00")]
@@ -91,3 +93,55 @@ def test_a_dossier_item_is_claimed_by_one_run_at_a_time(tmp_path):
     assert item["sbid"] == "77" and pd.isna(item["claimed_by"])
     _age_claims(state.path, LEASE * 2)
     assert not state.claim_mailing_item("spotler", key, SENT, "run-d", seen=item["updated_at"], lease=LEASE)
+
+
+def test_a_state_path_that_is_a_folder_is_refused_naming_it(tmp_path):
+    with pytest.raises(StateError, match=f"the sync state path {tmp_path} is a directory; set AFAS_PIPELINE_STATE"):
+        SyncState(tmp_path)
+
+
+def test_quarantine_counts_distinct_runs_not_calls(tmp_path):
+    refused = {"external_id": "10001", "reason": "PROPERTY_INVALID:organisation", "status_code": 200}
+    for run in ("run-1", "run-2"):
+        state = SyncState(tmp_path / "state.sqlite", run_id=run)
+        # Refused twice in one run (and listed twice in one call): one attempt.
+        state.record_rejections("spotler", [refused, refused], quarantine_after=3)
+        state.record_rejections("spotler", [refused], quarantine_after=3)
+    rejected = state.rejected("spotler")
+    assert rejected[["attempts", "quarantined"]].values.tolist() == [[2, False]]
+    SyncState(tmp_path / "state.sqlite", run_id="run-3").record_rejections("spotler", [refused], quarantine_after=3)
+    assert SyncState(tmp_path / "state.sqlite").rejected("spotler")[["attempts", "quarantined"]].values.tolist() == [[3, True]]
+
+
+def test_a_transaction_commits_every_call_in_it_or_none(tmp_path):
+    state = SyncState(tmp_path / "state.sqlite")
+    with pytest.raises(RuntimeError):
+        with state.transaction():
+            state.record_feedback("spotler", EVENTS[:1], "pending")
+            state.set_watermark("spotler", "contact_updates", datetime.now(timezone.utc))
+            raise RuntimeError("the run dies here")
+    assert state.feedback_events("spotler").empty and state.watermark("spotler", "contact_updates") is None
+
+
+def test_writes_in_flight_left_behind_make_their_unanswered_records_in_doubt(tmp_path):
+    state = SyncState(tmp_path / "state.sqlite")
+    on = {"1": {"sent": True, "afas": True, "on_since": "2026-11-16T10:00:00+00:00"}}
+    state.save_records("spotler", [{"external_id": "A", "content_hash": "a1", "email_hash": "e", "permissions": on,
+                                    "bounced_email_hash": None}])
+    intents = {"A": {"content_hash": "a2", "permissions": on},      # an update whose answer was never saved
+               "B": {"content_hash": "b1", "permissions": on},      # a create whose answer was never saved
+               "C": {"content_hash": "c1", "permissions": on}}      # a create whose answer was saved
+    entry = state.begin_writes("spotler", intents, None)
+    state.save_records("spotler", [{"external_id": "C", "content_hash": "c1", "email_hash": "e", "permissions": on,
+                                    "bounced_email_hash": None}])
+
+    assert state.in_doubt("spotler") == ["A", "B", "C"]  # still in flight: all of them
+    assert state.resolve_in_doubt("spotler", state.writes_in_flight("spotler")) == 2
+
+    records = state.records("spotler").set_index("external_id")
+    assert records.loc["A", "content_hash"] == "in-doubt" and records.loc["A", "permissions"]["1"]["sent"] is None
+    assert pd.isna(records.loc["B", "content_hash"])  # still a create, with AFAS's side of consent kept (C1)
+    assert records.loc["B", "permissions"]["1"] == {"sent": None, "afas": True, "on_since": "2026-11-16T10:00:00+00:00"}
+    assert records.loc["C", "content_hash"] == "c1"
+    assert state.writes_in_flight("spotler") == [] and state.in_doubt("spotler") == ["A", "B"]
+    state.end_writes(entry)  # harmless once resolved
