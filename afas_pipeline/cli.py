@@ -159,16 +159,12 @@ def validate_mappings(drift: bool = False) -> int:
             problems += 1
             print(f"invalid: {exc}", file=sys.stderr)
     if drift and not problems:
-        from afas_pipeline.resources import ConfigurationError, afas_client, check_settings, spotler_client
+        from afas_pipeline.resources import afas_client, spotler_client
         from afas_pipeline.spotler.assets import mapping_drift
 
-        try:
-            check_settings()
-        except ConfigurationError as exc:
-            return _error(exc)
-        unreachable = _sandbox_unreachable()
-        if unreachable:
-            return _error(unreachable)
+        problem = _settings_problem()
+        if problem:
+            return _error(problem)
         for path, mapping in mappings.items():
             try:
                 found = mapping_drift(afas_client(), spotler_client(), mapping, sources)
@@ -182,6 +178,18 @@ def validate_mappings(drift: bool = False) -> int:
     return 1 if problems else 0
 
 
+def _settings_problem() -> str | None:
+    """What keeps the configured systems from being used, in one line: a bad setting, or a sandbox that is
+    not running; None when there is nothing."""
+    from afas_pipeline.resources import ConfigurationError, check_settings
+
+    try:
+        check_settings()
+    except ConfigurationError as exc:
+        return str(exc)
+    return _sandbox_unreachable()
+
+
 def run_sync(cadence: str, partition: str | None) -> int:
     """Run one job in this process against the instance in $DAGSTER_HOME (or a throwaway one)."""
     import warnings
@@ -192,17 +200,13 @@ def run_sync(cadence: str, partition: str | None) -> int:
 
     from afas_pipeline.afas.partitions import delta_partitions, full_partitions
     from afas_pipeline.mapping.errors import MappingError
-    from afas_pipeline.resources import ConfigurationError, check_settings
+    from afas_pipeline.resources import ConfigurationError
 
     partitions_def = full_partitions if cadence == "full" else delta_partitions
     key = partition_key(partitions_def, cadence, partition, datetime.now(timezone.utc))
-    try:
-        check_settings()
-    except ConfigurationError as exc:
-        return _error(exc)
-    unreachable = _sandbox_unreachable()
-    if unreachable:
-        return _error(unreachable)
+    problem = _settings_problem()
+    if problem:
+        return _error(problem)
     try:
         from afas_pipeline.definitions import defs
     except (ConfigurationError, MappingError) as exc:

@@ -5,7 +5,8 @@
   permission changes and edits of two-way fields (`direction: both`) from `contact/updates/list` (read from
   15 minutes before the window) and bounces from `contact/bounces/list` (read from 24 hours before it, so
   a bounce Spotler reports late still arrives), minus the events the ledger in the sync state already
-  holds as delivered. Echoes of our own writes are not events.
+  holds as delivered. Echoes of our own writes are not events. The events go into the ledger (pending)
+  before anything is written to AFAS, so a write-back that dies or fails is finished by a later run.
 - `afas_write_back`: those events, the ones still pending from earlier runs and the reactivations the
   sync queued (R11: clear the bounce detail), written to AFAS with UpdateConnector PUTs: only mapped
   write-back fields, only changed entities, never a create. A refused call becomes a rejected record

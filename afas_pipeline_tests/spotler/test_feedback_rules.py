@@ -224,7 +224,8 @@ def test_c1_a_stale_optin_never_switches_a_permission_on_in_afas(world):
 def test_c4_an_afas_500_becomes_a_rejected_record_with_its_reference_and_is_delivered_next_run(world):
     (contact,) = _synced_subscriber(world)
     world.spotler("POST", f"/recipients/{_id(contact)}/unsubscribe", json={"bit": 1, "at": "2026-11-16T10:05:00Z"})
-    world.afas("PUT", "/faults", json={"error_500_rate": 1.0})
+    # AFAS refuses the PUT itself (a 500 on a write is AFAS's verdict on the record; reads still work).
+    world.afas("PUT", "/faults", json={"error_500_rate": 1.0, "methods": ["PUT"]})
 
     failed = world.feedback(WINDOW)
 
@@ -421,7 +422,7 @@ def test_c4_a_refused_two_way_field_write_is_retried_with_the_value_spotler_hold
     (contact,) = _synced_subscriber(world)
     world.spotler("POST", f"/contacts/{_id(contact)}", json={"properties": {"function": "Eerste"},
                                                              "at": "2026-11-16T10:05:00Z"})
-    world.afas("PUT", "/faults", json={"error_500_rate": 1.0})
+    world.afas("PUT", "/faults", json={"error_500_rate": 1.0, "methods": ["PUT"]})  # the write is refused
     world.feedback(WINDOW)
     assert list(world.state().feedback_events("spotler", status="pending")["kind"]) == ["field:function"]
     # Edited again in Spotler while the write waits; the ledger keeps no values, Spotler is asked.

@@ -69,21 +69,24 @@ def test_c4_a_spotler_outage_in_the_middle_of_a_sync_keeps_what_was_answered(wor
     assert world.state().rejected("spotler").empty
 
 
+def _afas_down_for_five_windows(world, run) -> None:
+    """75 minutes of AFAS refusing every write: five runs of `run`, each red, none counting a record refused."""
+    world.afas_options = {"max_attempts": 2}
+    world.afas("PUT", "/faults", json=WRITES_DOWN)
+    failures = [run(window, raise_on_error=False) for window in
+                ("2026-11-16-10:00", "2026-11-16-10:15", "2026-11-16-10:30", "2026-11-16-10:45", "2026-11-16-11:00")]
+    assert [r.success for r in failures] == [False] * 5
+    assert "got no answer from AFAS" in _failure(failures[0])
+    assert world.state().rejected(AFAS).empty
+    world.afas("PUT", "/faults", json={})
+
+
 def test_c4_afas_down_for_the_write_back_fails_the_run_and_a_later_run_delivers(world):
     world.sync()
     (contact,) = world.pick(1, ContactKind="PRS", PermissionNewsletter=True, Blocked=False, HardBounce=False)
     external_id = str(contact["ContactId"])
     world.spotler("POST", f"/recipients/{external_id}/unsubscribe", json={"bit": 1, "at": "2026-11-16T10:05:00Z"})
-    world.afas_options = {"max_attempts": 2}
-    world.afas("PUT", "/faults", json=WRITES_DOWN)
-
-    failures = [world.feedback(window, raise_on_error=False) for window in
-                ("2026-11-16-10:00", "2026-11-16-10:15", "2026-11-16-10:30", "2026-11-16-10:45", "2026-11-16-11:00")]
-
-    assert [r.success for r in failures] == [False] * 5
-    assert "got no answer from AFAS" in _failure(failures[0])
-    assert world.state().rejected(AFAS).empty
-    world.afas("PUT", "/faults", json={})
+    _afas_down_for_five_windows(world, world.feedback)
     world.feedback("2026-11-16-11:15")
     afas = world.afas_contacts()
     assert not bool(afas.loc[afas["ContactId"].astype(str) == external_id, "PermissionNewsletter"].iloc[0])
@@ -95,16 +98,7 @@ def test_c4_r17_afas_down_for_the_dossier_items_fails_the_run_quarantines_nothin
     contacts = world.pick(5, ContactKind="PRS", PermissionNewsletter=True, Blocked=False, HardBounce=False)
     world.spotler("POST", "/mailings", json={"name": "Nieuwsbrief", "subject": "Nieuws", "at": "2026-11-16T10:05:00Z",
                                              "recipients": [str(c["ContactId"]) for c in contacts]})
-    world.afas_options = {"max_attempts": 2}
-    world.afas("PUT", "/faults", json=WRITES_DOWN)
-
-    failures = [world.history(window, raise_on_error=False) for window in
-                ("2026-11-16-10:00", "2026-11-16-10:15", "2026-11-16-10:30", "2026-11-16-10:45", "2026-11-16-11:00")]
-
-    assert [r.success for r in failures] == [False] * 5
-    assert "got no answer from AFAS" in _failure(failures[0])
-    assert world.state().rejected(AFAS).empty
-    world.afas("PUT", "/faults", json={})
+    _afas_down_for_five_windows(world, world.history)
     world.history("2026-11-16-11:15")
     frame, _ = world.resources()["afas"].read("ProfitSubjects", order_by=["SubjectId"])
     per_contact = frame["ContactId"].astype(str).value_counts()
