@@ -140,7 +140,7 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
         for r in events[events["kind"].str.startswith("optout")].itertuples(index=False):
             key, when = (str(r.external_id), r.kind.split(":", 1)[1]), pd.Timestamp(r.event_at)
             optouts[key] = max(optouts.get(key, when), when)
-        desired = desired_values(events, mapping, optouts)
+        desired = desired_values(events, mapping, optouts, _afas_on_since(state, events))
         stopped = {name: 0 for name in GUARDS}
         outcome: dict[str, str] = {}  # external id -> delivered | unchanged | not_in_afas | rejected | stopped
         references: dict[str, str | None] = {}
@@ -215,6 +215,15 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
                                       metadata={"stopped": stopped[name], "offender_keys": hashed_sample(offenders)})
 
     return [spotler_changes, afas_write_back]
+
+
+def _afas_on_since(state: SyncState, events: pd.DataFrame) -> dict[tuple[str, str], pd.Timestamp]:
+    """Per (external id, permission key) of the events' contacts, since when the syncs have seen AFAS's own
+    permission field on."""
+    records = state.records(DESTINATION, set(events["external_id"]))
+    return {(str(r.external_id), str(key)): pd.Timestamp(entry["on_since"])
+            for r in records.itertuples(index=False) for key, entry in r.permissions.items()
+            if isinstance(entry, dict) and entry.get("afas") is True and entry.get("on_since")}
 
 
 def _keys(events: pd.DataFrame) -> list[tuple[str, str, str]]:

@@ -161,9 +161,12 @@ class Desired:
 
 
 def desired_values(events: pd.DataFrame, mapping: DestinationMapping,
-                   optouts: dict[tuple[str, str], pd.Timestamp]) -> dict[str, Desired]:
+                   optouts: dict[tuple[str, str], pd.Timestamp],
+                   afas_on_since: dict[tuple[str, str], pd.Timestamp] | None = None) -> dict[str, Desired]:
     """Per contact, the AFAS values its events call for. Per permission the latest event wins, an opt-out
-    wins a tie, and a switch-on older than the latest opt-out seen is stale (C1). The latest bounce sets
+    wins a tie, and a switch-on older than the latest opt-out seen is stale (C1). An opt-out older than
+    AFAS's own switch-on (`afas_on_since`: since when the syncs have seen AFAS's field on) is stale too: the
+    AFAS user gave consent again after it, and the sync sends that consent on (C1), so it is not undone here. The latest bounce sets
     date and type; a hard bounce also sets the hard-bounce flag (a later soft bounce never clears it); a
     later reactivation (R11) clears all three. Per two-way field the latest edit wins."""
     targets = {t.origin + ":" + str(t.source): t for t in mapping.write_backs()}
@@ -180,6 +183,10 @@ def desired_values(events: pd.DataFrame, mapping: DestinationMapping,
             on = kind == "optin"
             later_optout = optouts.get((str(row.external_id), detail))
             if on and later_optout is not None and later_optout > row.at_:
+                d.held += 1
+                continue
+            afas_on = (afas_on_since or {}).get((str(row.external_id), detail))
+            if not on and afas_on is not None and afas_on > row.at_:
                 d.held += 1
                 continue
             d.values[target.column] = on
