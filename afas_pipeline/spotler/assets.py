@@ -308,16 +308,16 @@ def send_in_chunks(spotler: SpotlerClient, adapter: SpotlerAdapter, rows: pd.Dat
         writer.end(entry)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spotler-send") as sender:
-        in_flight = None
+        sending = None
         try:
             for start in range(0, len(rows), SEND_CHUNK):
                 chunk = rows.iloc[start : start + SEND_CHUNK]
                 documents = adapter.documents(chunk)
-                if in_flight is not None:
-                    in_flight.result()
-                in_flight = sender.submit(send, chunk, documents)
-            if in_flight is not None:
-                in_flight.result()
+                if sending is not None:
+                    sending.result()
+                sending = sender.submit(send, chunk, documents)
+            if sending is not None:
+                sending.result()
         finally:
             outcome.update(writer.outcome)
     return outcome
@@ -512,10 +512,10 @@ def _results(plan: pd.DataFrame, outcome: dict, dry_run: bool) -> pd.DataFrame:
     out["status"] = status
     out["code"] = pd.Series(code, index=out.index, dtype="string")
     out["status_code"] = pd.Series(status_code, index=out.index, dtype="Int64")
-    # Carried along so the state can be saved from the results alone.
+    # What was sent, for the UI and a reader of the stored results: which permission values and whether the
+    # properties went, and R11's reactivations (keys and hashes only, like the plan).
     for column in plan.columns:
-        if column.startswith(("set:", "afas:", "on_since:", "field_hash:")) or column in (
-                "content_hash", "email_hash", "bounced_email_hash", "send_properties", "reactivate", "afas_modified"):
+        if column.startswith("set:") or column in ("content_hash", "send_properties", "reactivate"):
             out[column] = plan[column]
     return out
 

@@ -17,13 +17,6 @@ WINDOW = "2026-11-16-10:00"
 IN_WINDOW = "2026-11-16T10:05:00Z"
 
 
-@pytest.fixture(autouse=True)
-def _disarmed():
-    failpoints.disarm()
-    yield
-    failpoints.disarm()
-
-
 def test_c3_a_second_run_waits_for_the_first_and_sends_nothing_twice(world):
     world.sync()
     edited = [str(c["ContactId"]) for c in world.pick(20, ContactKind="PRS", Blocked=False, HardBounce=False)]

@@ -27,13 +27,6 @@ ONE_AT_A_TIME = {"max_concurrency": 1, "batch_size": 20}
 FEEDBACK_WINDOW = "2026-11-22-06:00"
 
 
-@pytest.fixture(autouse=True)
-def _disarmed():
-    failpoints.disarm()
-    yield
-    failpoints.disarm()
-
-
 def _crash(world, point: str, at: int) -> None:
     failpoints.arm(point, "crash", at)
     with pytest.raises(SimulatedCrash):
