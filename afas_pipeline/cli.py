@@ -116,9 +116,19 @@ def _error(problem: object) -> int:
     return 1
 
 
-def run_sandbox(args: argparse.Namespace) -> int:
-    from afas_pipeline.sandbox.server import SandboxBindError, serve
+def _sandbox_server():
+    """The sandbox's server module: a package of its own (an extra), which the pipeline itself never imports."""
+    try:
+        from afas_sandbox import server
+    except ImportError as exc:
+        raise SystemExit(f"error: the sandbox is not installed ({printable(exc)}): install it with "
+                         "pip install 'afas-pipeline[sandbox]'") from None
+    return server
 
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    server = _sandbox_server()
+    SandboxBindError, serve = server.SandboxBindError, server.serve
     try:
         serve(host=args.host, port=args.port, contacts=args.contacts, seed=args.seed,
               allow_remote_admin=args.allow_remote_admin)
@@ -335,9 +345,7 @@ def run_up(args: argparse.Namespace) -> int:
     home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    from afas_pipeline.sandbox.server import local_url
-
-    sandbox_url = local_url(args.host, args.port)
+    sandbox_url = _sandbox_server().local_url(args.host, args.port)
     ui_url = f"http://127.0.0.1:{args.ui_port}"
     env = {**os.environ, "DAGSTER_HOME": str(home), "AFAS_PIPELINE_SANDBOX_URL": sandbox_url}
 

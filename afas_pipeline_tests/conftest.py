@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from afas_pipeline.lib import failpoints
-from afas_pipeline.sandbox.server import Sandbox, start_sandbox
+from afas_sandbox.server import Sandbox, start_sandbox
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pytest
 
 from afas_pipeline.cli import INSTANCE_LOCK, failure_lines, main
 from afas_pipeline.resources import SETTINGS
-from afas_pipeline.sandbox.server import start_sandbox
+from afas_sandbox.server import start_sandbox
 
 PARTITION = "2026-11-22-06:00"
 

@@ -123,3 +123,37 @@ def test_the_way_back_hangs_off_spotler_with_blocking_checks_in_front_of_afas():
 
 def test_runs_execute_in_process():
     assert defs.executor is dg.in_process_executor
+
+
+def test_the_code_location_never_imports_the_sandbox():
+    """The sandbox is a package of its own (an extra): loading the pipeline must not pull it in."""
+    import subprocess
+    import sys
+
+    probe = "import sys, afas_pipeline.definitions, afas_pipeline.cli; print(sorted(m for m in sys.modules if m.startswith('afas_sandbox')))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_sandbox_credentials_the_pipeline_uses_are_the_sandbox_s_own():
+    from afas_pipeline import resources
+    from afas_sandbox import server
+
+    assert (resources.SANDBOX_AFAS_TOKEN, resources.SANDBOX_SPOTLER_KEY, resources.SANDBOX_SPOTLER_SECRET) == (
+        server.SANDBOX_AFAS_TOKEN, server.SANDBOX_SPOTLER_KEY, server.SANDBOX_SPOTLER_SECRET)
+
+
+def test_dg_lists_and_checks_the_definitions_in_this_project():
+    """`dg list defs` and `dg check defs` work in a fresh clone ([tool.dg] in pyproject.toml)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dg_cli = str(Path(sys.executable).with_name("dg"))
+    root = Path(__file__).resolve().parents[1]
+    checked = subprocess.run([dg_cli, "check", "defs"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    listed = subprocess.run([dg_cli, "list", "defs", "--json"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert "spotler_sync_delta" in listed.stdout and "afas_write_back" in listed.stdout

@@ -107,7 +107,7 @@ def _run_worker(kind: str, base_url: str, token: str, page_size: int) -> dict:
 
 
 def bench_size(size: int, page_size: int, repeats: int) -> dict:
-    from afas_pipeline.sandbox.server import SANDBOX_AFAS_TOKEN
+    from afas_sandbox.server import SANDBOX_AFAS_TOKEN
 
     with sandbox_process(size) as sandbox:
         ready_s = sandbox.ready_s

@@ -138,7 +138,7 @@ class _Bare:
 
         import authlib.deprecate
 
-        from afas_pipeline.sandbox.server import SANDBOX_AFAS_TOKEN, SANDBOX_SPOTLER_KEY, SANDBOX_SPOTLER_SECRET
+        from afas_sandbox.server import SANDBOX_AFAS_TOKEN, SANDBOX_SPOTLER_KEY, SANDBOX_SPOTLER_SECRET
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)

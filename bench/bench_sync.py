@@ -240,7 +240,7 @@ def worker_bare(url: str, contacts: int, batch_size: int, concurrency: int) -> d
     import authlib.deprecate
     import orjson
 
-    from afas_pipeline.sandbox.server import SANDBOX_AFAS_TOKEN, SANDBOX_SPOTLER_KEY, SANDBOX_SPOTLER_SECRET
+    from afas_sandbox.server import SANDBOX_AFAS_TOKEN, SANDBOX_SPOTLER_KEY, SANDBOX_SPOTLER_SECRET
     from afas_pipeline.spotler.client import _OneLeggedOAuth1
 
     with warnings.catch_warnings():

@@ -1,4 +1,4 @@
-"""Spotler Mail+: the REST client (the sandbox emulator lives apart, in ``afas_pipeline.sandbox.spotler``)."""
+"""Spotler Mail+: the REST client (the sandbox emulator lives apart, in ``afas_sandbox.spotler``)."""
 
 from afas_pipeline.spotler.client import ContactResult, SpotlerClient, WriteStats
 from afas_pipeline.spotler.errors import (

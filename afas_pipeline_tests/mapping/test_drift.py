@@ -12,7 +12,7 @@ import pytest
 from afas_pipeline.afas.client import AfasClient
 from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift, subject_type_drift
 from afas_pipeline.mapping.load import default_mapping
-from afas_pipeline.sandbox.afas.app import LIMITED_TOKEN
+from afas_sandbox.afas.app import LIMITED_TOKEN
 
 S, I, B, D = "string", "int", "boolean", "date"
 GET_TYPES = {

@@ -47,7 +47,7 @@ from hypothesis import strategies as st
 from afas_pipeline.definitions import assets as ALL_ASSETS
 from afas_pipeline.lib import failpoints
 from afas_pipeline.lib.failpoints import SimulatedCrash
-from afas_pipeline.sandbox.server import Sandbox
+from afas_sandbox.server import Sandbox
 from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline_tests.properties.test_sync_model import (
     CONTACTS, FULL_PARTITION, PERMISSIONS, QUIET, SYNC_ASSETS, World, _reset, mapped_properties, normalised_email,

@@ -3,8 +3,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from afas_pipeline.sandbox.afas.app import token_header
-from afas_pipeline.sandbox.server import Sandbox
+from afas_sandbox.afas.app import token_header
+from afas_sandbox.server import Sandbox
 
 
 def afas_client(sb: Sandbox, token: str | None = None) -> httpx.Client:

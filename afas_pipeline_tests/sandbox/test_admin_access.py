@@ -13,8 +13,8 @@ import httpx
 import orjson
 import pytest
 
-from afas_pipeline.sandbox.admin_common import admin_allowed
-from afas_pipeline.sandbox.server import start_sandbox
+from afas_sandbox.admin_common import admin_allowed
+from afas_sandbox.server import start_sandbox
 
 ADMIN_PATHS = ("/afas/_admin/state", "/spotler/_admin/state")
 
@@ -114,7 +114,7 @@ def test_the_cli_warns_at_start_up_when_the_sandbox_listens_on_every_address():
 
 
 def test_only_an_address_other_machines_reach_is_warned_about():
-    from afas_pipeline.sandbox.server import exposure_warning
+    from afas_sandbox.server import exposure_warning
 
     with socket.create_server(("127.0.0.1", 0)) as loopback:
         assert exposure_warning(loopback, allow_remote_admin=False) is None

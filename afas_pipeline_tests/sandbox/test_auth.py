@@ -8,7 +8,7 @@ import re
 import httpx
 import pytest
 
-from afas_pipeline.sandbox.afas.app import FULL_ACCESS_TOKEN, LIMITED_TOKEN
+from afas_sandbox.afas.app import FULL_ACCESS_TOKEN, LIMITED_TOKEN
 from afas_pipeline_tests.sandbox.conftest import afas_client
 
 NOT_SUPPORTED = "GetConnector not supported for this app or the user is not authorized"

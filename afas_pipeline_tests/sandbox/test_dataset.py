@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from afas_pipeline.sandbox.afas.dataset import FIELD_LENGTHS, generate
-from afas_pipeline.sandbox.afas.model import NULL, TABLES, utc_ms_to_local_ms
+from afas_sandbox.afas.dataset import FIELD_LENGTHS, generate
+from afas_sandbox.afas.model import NULL, TABLES, utc_ms_to_local_ms
 
 AUTUMN_DST = dt.datetime(2026, 10, 25, 1, tzinfo=dt.timezone.utc)
 SPRING_DST = dt.datetime(2026, 3, 29, 1, tzinfo=dt.timezone.utc)

@@ -9,8 +9,8 @@ import re
 import httpx
 import pytest
 
-from afas_pipeline.sandbox.afas.app import LIMITED_TOKEN
-from afas_pipeline.sandbox.afas.connectors import GET_CONNECTORS
+from afas_sandbox.afas.app import LIMITED_TOKEN
+from afas_sandbox.afas.connectors import GET_CONNECTORS
 from afas_pipeline_tests.sandbox.conftest import afas_client, all_rows
 
 DISPLAY = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")

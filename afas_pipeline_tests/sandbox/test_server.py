@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from afas_pipeline.sandbox.server import start_sandbox
+from afas_sandbox.server import start_sandbox
 
 
 def test_start_returns_a_serving_sandbox_and_stop_frees_the_port():

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from afas_pipeline.sandbox.afas.updates import FREE_FIELDS
+from afas_sandbox.afas.updates import FREE_FIELDS
 from afas_pipeline_tests.sandbox.conftest import all_rows
 
 GUID = {column: guid for guid, (column, _, _) in FREE_FIELDS.items()}

@@ -13,7 +13,7 @@ import pytest
 from afas_pipeline.afas.client import AfasClient
 from afas_pipeline.definitions import assets as ALL_ASSETS
 from afas_pipeline.lib.parquet_io import ParquetIOManager
-from afas_pipeline.sandbox.server import Sandbox
+from afas_sandbox.server import Sandbox
 from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline.sync.state import SyncState, SyncStateResource
 

@@ -12,7 +12,7 @@ with warnings.catch_warnings():
     from authlib.integrations.httpx_client import OAuth1Auth
     from authlib.integrations.httpx_client.utils import build_request
 
-from afas_pipeline.sandbox.server import Sandbox
+from afas_sandbox.server import Sandbox
 
 
 class SpotlerAuth(OAuth1Auth):

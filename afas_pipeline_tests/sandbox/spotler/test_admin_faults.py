@@ -7,7 +7,7 @@ import threading
 import httpx
 import pytest
 
-from afas_pipeline.sandbox.server import Sandbox
+from afas_sandbox.server import Sandbox
 from afas_pipeline_tests.waiting import wait_until
 from afas_pipeline_tests.sandbox.spotler.conftest import contact, spotler_client, upsert
 

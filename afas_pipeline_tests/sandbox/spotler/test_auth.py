@@ -8,7 +8,7 @@ import httpx
 import pytest
 from authlib.oauth1.rfc5849 import client_auth
 
-from afas_pipeline.sandbox.server import SANDBOX_SPOTLER_KEY, SANDBOX_SPOTLER_SECRET, Sandbox
+from afas_sandbox.server import SANDBOX_SPOTLER_KEY, SANDBOX_SPOTLER_SECRET, Sandbox
 from afas_pipeline_tests.sandbox.spotler.conftest import SpotlerAuth, spotler_client
 
 

@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from afas_pipeline.sandbox.server import Sandbox
+from afas_sandbox.server import Sandbox
 from afas_pipeline_tests.sandbox.spotler.conftest import contact, email_active, permissions, upsert
 
 JAN = {"externalId": "1001", "properties": {"email": "jan@example.nl", "firstName": "Jan", "infix": "de",

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from afas_pipeline.sandbox.afas.model import iso_to_days, local_to_utc_ms, parse_local
-from afas_pipeline.sandbox.afas.store import Store
+from afas_sandbox.afas.model import iso_to_days, local_to_utc_ms, parse_local
+from afas_sandbox.afas.store import Store
 
 UPDATE_ERROR_NUMBER = -2147220469
 

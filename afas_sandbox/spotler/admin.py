@@ -28,7 +28,7 @@ naive means UTC), default now; contacts are returned in their full REST form (§
 - ``GET|PUT /clock`` ``{"offset_s": -900}`` -> ``{"offset_s", "now"}``: moves the account's clock (the stamp
   of API writes and the default ``at``), e.g. behind the real time so that what happens now falls in a
   15-minute window that has already closed (a test can then run that window's feedback at once).
-- ``GET|PUT /faults`` (``afas_pipeline.sandbox.faults`` plus ``error_429_rate``), ``GET /stats``,
+- ``GET|PUT /faults`` (``afas_sandbox.faults`` plus ``error_429_rate``), ``GET /stats``,
   ``POST /stats/reset``.
 
 Invalid requests get 400 (404 for an unknown contact or mailing) with ``{"error": "<what is wrong>"}``.
@@ -44,12 +44,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from afas_pipeline.sandbox.admin_common import AdminError, json_object
-from afas_pipeline.sandbox.faults import fault_admin_routes, json_response
-from afas_pipeline.sandbox.spotler.store import Invalid, now_ms
+from afas_sandbox.admin_common import AdminError, json_object
+from afas_sandbox.faults import fault_admin_routes, json_response
+from afas_sandbox.spotler.store import Invalid, now_ms
 
 if TYPE_CHECKING:
-    from afas_pipeline.sandbox.spotler.app import SpotlerEmulator
+    from afas_sandbox.spotler.app import SpotlerEmulator
 
 
 def _at(body: dict, now: int | None = None) -> int:

@@ -24,11 +24,11 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from afas_pipeline.sandbox.admin_common import ALLOW_REMOTE_OPTION, is_loopback
-from afas_pipeline.sandbox.afas.app import FULL_ACCESS_TOKEN, LIMITED_TOKEN, AfasEmulator
-from afas_pipeline.sandbox.faults import quiet_drops
-from afas_pipeline.sandbox.spotler.app import BASE_PATH as SPOTLER_BASE_PATH
-from afas_pipeline.sandbox.spotler.app import CONSUMER_KEY, CONSUMER_SECRET, SpotlerEmulator
+from afas_sandbox.admin_common import ALLOW_REMOTE_OPTION, is_loopback
+from afas_sandbox.afas.app import FULL_ACCESS_TOKEN, LIMITED_TOKEN, AfasEmulator
+from afas_sandbox.faults import quiet_drops
+from afas_sandbox.spotler.app import BASE_PATH as SPOTLER_BASE_PATH
+from afas_sandbox.spotler.app import CONSUMER_KEY, CONSUMER_SECRET, SpotlerEmulator
 
 DEFAULT_CONTACTS = 3000
 DEFAULT_SEED = 7
@@ -41,7 +41,7 @@ SANDBOX_SPOTLER_KEY = CONSUMER_KEY
 SANDBOX_SPOTLER_SECRET = CONSUMER_SECRET
 STARTUP_TIMEOUT_S = 120.0
 
-log = logging.getLogger("afas_pipeline.sandbox")
+log = logging.getLogger("afas_sandbox")
 
 
 class SandboxBindError(RuntimeError):

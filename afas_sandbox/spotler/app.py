@@ -54,10 +54,10 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
-from afas_pipeline.sandbox.admin_common import LoopbackOnly
-from afas_pipeline.sandbox.faults import FaultConfig, FaultInjector, json_response
-from afas_pipeline.sandbox.spotler.oauth import OAuthFailure, Verifier
-from afas_pipeline.sandbox.spotler.store import (
+from afas_sandbox.admin_common import LoopbackOnly
+from afas_sandbox.faults import FaultConfig, FaultInjector, json_response
+from afas_sandbox.spotler.oauth import OAuthFailure, Verifier
+from afas_sandbox.spotler.store import (
     DEFAULT_PAGE_SIZE,
     INTERACTION_KINDS,
     MAX_BATCH,
@@ -69,7 +69,7 @@ from afas_pipeline.sandbox.spotler.store import (
     validate,
 )
 
-log = logging.getLogger("afas_pipeline.sandbox.spotler")
+log = logging.getLogger("afas_sandbox.spotler")
 
 #: The sandbox's consumer key and secret: documented constants, not secrets.
 CONSUMER_KEY = "afaspipeline-sandbox"
@@ -182,7 +182,7 @@ class SpotlerEmulator:
     """ASGI app for ``/spotler``: the REST API behind the fault injector, plus ``/_admin``."""
 
     def __init__(self, consumers: dict[str, str] | None = None, *, allow_remote_admin: bool = False):
-        from afas_pipeline.sandbox.spotler.admin import admin_routes
+        from afas_sandbox.spotler.admin import admin_routes
 
         self.account = Account()
         self.verifier = Verifier(consumers or {CONSUMER_KEY: CONSUMER_SECRET})

@@ -42,13 +42,13 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
-from afas_pipeline.sandbox.admin_common import LoopbackOnly
-from afas_pipeline.sandbox.afas.admin import admin_routes
-from afas_pipeline.sandbox.afas.connectors import GET_CONNECTORS
-from afas_pipeline.sandbox.afas.model import now_ms
-from afas_pipeline.sandbox.afas.query import GENERIC_ERROR, QueryError, parse_filterjson, parse_order, parse_simple
-from afas_pipeline.sandbox.afas.store import Store
-from afas_pipeline.sandbox.afas.updates import (
+from afas_sandbox.admin_common import LoopbackOnly
+from afas_sandbox.afas.admin import admin_routes
+from afas_sandbox.afas.connectors import GET_CONNECTORS
+from afas_sandbox.afas.model import now_ms
+from afas_sandbox.afas.query import GENERIC_ERROR, QueryError, parse_filterjson, parse_order, parse_simple
+from afas_sandbox.afas.store import Store
+from afas_sandbox.afas.updates import (
     UPDATE_CONNECTORS,
     UPDATE_ERROR_NUMBER,
     UpdateError,
@@ -56,9 +56,9 @@ from afas_pipeline.sandbox.afas.updates import (
     execute_delete,
     metainfo_update,
 )
-from afas_pipeline.sandbox.faults import FaultConfig, FaultInjector, Refusal, json_response
+from afas_sandbox.faults import FaultConfig, FaultInjector, Refusal, json_response
 
-log = logging.getLogger("afas_pipeline.sandbox.afas")
+log = logging.getLogger("afas_sandbox.afas")
 
 FULL_ACCESS_TOKEN = "3F4C8A34E5A41B1BD3996776431E1EB94C5CF79EE3985EA2085301168734E371"
 LIMITED_TOKEN = "376573A90CA15048B7936DE0869736AFBAD3666C6F22A41565798C0CC8AAB076"

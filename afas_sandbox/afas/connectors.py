@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from afas_pipeline.sandbox.afas.model import NULL, Columns, utc_ms_to_local_ms
+from afas_sandbox.afas.model import NULL, Columns, utc_ms_to_local_ms
 
 DAY_MS = 86_400_000
 METAINFO_TYPES = {"string": "string", "int": "int", "boolean": "boolean", "datetime": "date", "date": "date"}

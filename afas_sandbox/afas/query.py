@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from afas_pipeline.sandbox.afas.model import NULL, naive_ms, parse_local
+from afas_sandbox.afas.model import NULL, naive_ms, parse_local
 
 TEXT_OPS = {6, 7, 10, 11, 12, 13, 14, 15}
 GENERIC_ERROR = "An unexpected error has occurred."

@@ -20,7 +20,7 @@ dates as ``YYYY-MM-DD``.
 - ``GET  /dataset`` -> the whole dataset; ``POST /dataset`` with that document replaces the dataset;
   ``POST /dataset/generate`` ``{"contacts", "seed"}`` replaces it with generated data. Each returns the state.
 - ``POST /reset`` -> regenerates the start-up dataset and resets faults and stats (for test isolation).
-- ``GET|PUT /faults``, ``GET /stats``, ``POST /stats/reset``: see ``afas_pipeline.sandbox.faults``.
+- ``GET|PUT /faults``, ``GET /stats``, ``POST /stats/reset``: see ``afas_sandbox.faults``.
 
 Invalid requests get 400 (404 for an unknown table or key) with ``{"error": "<what is wrong>"}``.
 """
@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from afas_pipeline.sandbox.afas.model import (
+from afas_sandbox.afas.model import (
     BOOL,
     DATE,
     INT,
@@ -46,13 +46,13 @@ from afas_pipeline.sandbox.afas.model import (
     now_ms,
     parse_utc_instant,
 )
-from afas_pipeline.sandbox.afas.store import Store
-from afas_pipeline.sandbox.afas.updates import Tx, transaction
-from afas_pipeline.sandbox.admin_common import AdminError, json_object
-from afas_pipeline.sandbox.faults import fault_admin_routes, json_response
+from afas_sandbox.afas.store import Store
+from afas_sandbox.afas.updates import Tx, transaction
+from afas_sandbox.admin_common import AdminError, json_object
+from afas_sandbox.faults import fault_admin_routes, json_response
 
 if TYPE_CHECKING:
-    from afas_pipeline.sandbox.afas.app import AfasEmulator
+    from afas_sandbox.afas.app import AfasEmulator
 
 EDITABLE_TABLES = ("organisations", "persons", "contacts", "subjects", "subject_types")
 READ_ONLY = {"BcId", "ModifiedDate", "CreateDate", "Attachments"}

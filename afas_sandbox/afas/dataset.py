@@ -28,7 +28,7 @@ import unicodedata
 
 import numpy as np
 
-from afas_pipeline.sandbox.afas.model import NULL, Columns, empty_columns
+from afas_sandbox.afas.model import NULL, Columns, empty_columns
 
 FIELD_LENGTHS = {"Initials": 15, "FirstName": 50, "Prefix": 15, "LastName": 80, "Name": 255,
                  "Function": 80, "Street": 60, "City": 50, "MailWork": 255, "MailPrivate": 255}

@@ -20,9 +20,9 @@ from collections import OrderedDict
 import numpy as np
 import orjson
 
-from afas_pipeline.sandbox.afas import dataset
-from afas_pipeline.sandbox.afas.connectors import GET_CONNECTORS, GetConnector
-from afas_pipeline.sandbox.afas.model import (
+from afas_sandbox.afas import dataset
+from afas_sandbox.afas.connectors import GET_CONNECTORS, GetConnector
+from afas_sandbox.afas.model import (
     BOOL,
     DATE,
     DTYPES,
@@ -39,7 +39,7 @@ from afas_pipeline.sandbox.afas.model import (
     ms_to_utc_iso,
     parse_utc_instant,
 )
-from afas_pipeline.sandbox.afas.query import ColumnCache, Filter, evaluate, order
+from afas_sandbox.afas.query import ColumnCache, Filter, evaluate, order
 
 INDEX_CACHE_SIZE = 16
 
