@@ -171,7 +171,7 @@ class _Bare:
         """Sync_Contacts rows of `ids`: one full sorted read past LOOKUP_FULL_READ ids, else OR-filtered lookups."""
         import orjson
 
-        from afas_pipeline.spotler.assets import LOOKUP_CHUNK, LOOKUP_FULL_READ
+        from afas_pipeline.afas.lookups import LOOKUP_CHUNK, LOOKUP_FULL_READ
 
         def get(params: dict) -> list[dict]:
             return orjson.loads(self.afas.get("connectors/Sync_Contacts", params=params).raise_for_status().content)["rows"]

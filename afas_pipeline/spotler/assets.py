@@ -10,7 +10,7 @@ the mailing history as AFAS dossier items (`mailing_history`, R17) in `spotler/m
 
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
@@ -18,9 +18,10 @@ import dagster as dg
 import pandas as pd
 
 from afas_pipeline.afas.assets import OWNERS
-from afas_pipeline.afas.client import AfasClient, Condition, Filter, Op
+from afas_pipeline.afas.client import AfasClient
+from afas_pipeline.afas.lookups import complete_by_keys, read_by_keys
 from afas_pipeline.afas.partitions import DELTA_BACKFILL, FULL_BACKFILL, delta_partitions, full_partitions
-from afas_pipeline.afas.sources import AfasSource, AfasSources, default_sources
+from afas_pipeline.afas.sources import AfasSources, default_sources
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.privacy import hashed_sample
 from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift
@@ -40,12 +41,8 @@ DESTINATION = "spotler"
 FEED_OVERLAP = timedelta(minutes=15)
 #: The first read of the change feed, with no watermark yet, looks back this far.
 FEED_FIRST_LOOKBACK = timedelta(days=1)
-#: Ids per AFAS lookup call, well inside AFAS's 2049-character query limit.
-LOOKUP_CHUNK = 50
 #: Contacts per chunk of documents handed to the Spotler client (it batches and parallelises them).
 SEND_CHUNK = 5000
-#: Past this many ids a delta reads the whole connector once instead of many filtered calls.
-LOOKUP_FULL_READ = 250
 
 CADENCES = {
     "full": {"suffix": "", "partitions": full_partitions, "backfill": FULL_BACKFILL, "afas": ""},
@@ -130,9 +127,9 @@ def _chain(cadence: str, mapping: DestinationMapping, sources: AfasSources) -> l
             retry = _pending_retries(state, exclude=contacts[sources.contacts.key].astype(str))
             extra, calls = read_by_keys(afas, sources.contacts, retry)
             contacts, lookups = pd.concat([contacts, extra], ignore_index=True) if len(extra) else contacts, calls
-            persons, calls = _complete(afas, sources.persons, persons, contacts["PersonId"])
+            persons, calls = complete_by_keys(afas, sources.persons, persons, contacts["PersonId"])
             lookups += calls
-            organisations, calls = _complete(afas, sources.organisations, organisations, contacts["OrganisationId"])
+            organisations, calls = complete_by_keys(afas, sources.organisations, organisations, contacts["OrganisationId"])
             lookups += calls
         result = build_audience(contacts, persons, organisations, mapping)
         members = result.members
@@ -401,35 +398,6 @@ def mapping_drift(afas: AfasClient, spotler: SpotlerClient, mapping: Destination
     return [*afas_drift(mapping, get_meta, update_meta, sources=sources),
             *live_subject_type_drift(afas, mapping),
             *destination_drift(mapping, spotler.properties())]
-
-
-def read_by_keys(afas: AfasClient, source: AfasSource, keys: Iterable[str]) -> tuple[pd.DataFrame, int]:
-    """Rows of a GetConnector by key: `LOOKUP_CHUNK` keys per call (an OR filter), calls side by side up
-    to the client's concurrency cap; past `LOOKUP_FULL_READ` keys one full read is cheaper."""
-    keys = sorted({str(k) for k in keys if pd.notna(k)})
-    if not keys:
-        return pd.DataFrame(), 0
-    if len(keys) > LOOKUP_FULL_READ:
-        frame, stats = afas.read(source.connector, order_by=list(source.order_by))
-        return frame[frame[source.key].astype(str).isin(keys)].reset_index(drop=True), stats.pages
-
-    def lookup(chunk: list[str]) -> pd.DataFrame:
-        afas_filter = Filter.any_of(*(Condition(source.key, Op.EQ, k) for k in chunk))
-        return afas.read(source.connector, filters=afas_filter, order_by=list(source.order_by))[0]
-
-    chunks = [keys[i : i + LOOKUP_CHUNK] for i in range(0, len(keys), LOOKUP_CHUNK)]
-    with ThreadPoolExecutor(max_workers=max(1, afas.max_concurrency)) as pool:
-        frames = list(pool.map(lookup, chunks))
-    return pd.concat(frames, ignore_index=True), len(chunks)
-
-
-def _complete(afas: AfasClient, source: AfasSource, have: pd.DataFrame, wanted: pd.Series) -> tuple[pd.DataFrame, int]:
-    present = set(have[source.key].astype(str)) if len(have.columns) else set()
-    missing = {str(k) for k in wanted.dropna()} - present
-    extra, calls = read_by_keys(afas, source, missing)
-    if not len(extra):
-        return have, calls
-    return (pd.concat([have, extra], ignore_index=True) if len(have.columns) else extra), calls
 
 
 def _pending_retries(state: SyncState, exclude: pd.Series) -> list[str]:

@@ -29,11 +29,12 @@ from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.privacy import hashed_sample
 from afas_pipeline.mapping.models import DestinationMapping
-from afas_pipeline.spotler.assets import DESTINATION, GROUP, read_by_keys
+from afas_pipeline.afas.lookups import read_by_keys
+from afas_pipeline.afas.updates import GUARDS, Write, guard, write_backs
+from afas_pipeline.spotler.assets import DESTINATION, GROUP
 from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline.sync.feedback import (
-    EVENT_COLUMNS, GUARDS, Write, bounce_events, desired_values, destination_events, guard, not_delivered,
-    value_text, write_backs,
+    EVENT_COLUMNS, bounce_events, desired_values, destination_events, not_delivered, value_text,
 )
 from afas_pipeline.sync.audience import field_value
 from afas_pipeline.sync.state import SyncState, SyncStateResource

@@ -30,11 +30,11 @@ from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.lib.privacy import hashed_sample
 from afas_pipeline.mapping.drift import SUBJECT_TYPES_CONNECTOR, live_subject_type_drift
 from afas_pipeline.mapping.models import DestinationMapping
-from afas_pipeline.spotler.assets import DESTINATION, GROUP, read_by_keys
+from afas_pipeline.afas.dossier import find_item, reaction_body, subject_body, with_reactions
+from afas_pipeline.afas.lookups import read_by_keys
+from afas_pipeline.spotler.assets import DESTINATION, GROUP
 from afas_pipeline.spotler.client import SpotlerClient
-from afas_pipeline.sync.mailing_history import (
-    ITEM_COLUMNS, find_item, ms_to_utc, reaction_body, reactions, sent_items, subject_body, with_reactions,
-)
+from afas_pipeline.sync.mailing_history import ITEM_COLUMNS, ms_to_utc, reactions, sent_items
 from afas_pipeline.sync.state import SyncState, SyncStateResource
 
 #: How far before its window the feeds are read: Spotler stamps changes a moment late. Reading an

@@ -15,7 +15,7 @@ import pytest
 from afas_pipeline.mapping.errors import MappingError
 from afas_pipeline.mapping.load import MAPPINGS_DIR, default_mapping, load_mapping
 from afas_pipeline.spotler.feedback import AFAS
-from afas_pipeline.sync.feedback import Write, guard
+from afas_pipeline.afas.updates import Write, guard
 from afas_pipeline_tests.spotler.conftest import email_active
 
 WINDOW = "2026-11-16-10:00"

@@ -23,7 +23,7 @@ from afas_pipeline.mapping.load import MAPPINGS_DIR, default_mapping, load_mappi
 from afas_pipeline.spotler.assets import build_spotler_assets
 from afas_pipeline.spotler.mailing_history import AFAS, CLAIM_LEASE, QUARANTINE_AFTER, rejection_key
 from afas_pipeline.sync.state import SyncStateResource
-from afas_pipeline.sync.mailing_history import MARKER, TEXT_MAX, with_reactions
+from afas_pipeline.afas.dossier import MARKER, TEXT_MAX, with_reactions
 from afas_pipeline_tests.waiting import wait_until
 
 WINDOW = "2026-11-16-10:00"
