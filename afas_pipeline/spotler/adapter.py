@@ -1,17 +1,22 @@
-"""The Spotler side of a sync: turn audience members and their plan into Spotler contact documents.
+"""The Spotler side of a sync: audience members and their plan as Spotler contact documents, and Spotler's
+feeds (`contact/updates/list`, `contact/bounces/list`) as the typed values of `afas_pipeline.sync.events`.
 
-Everything else (audience, plan, state, consent) is destination-neutral; a second destination
-brings its own mapping file and an adapter like this one.
+Everything else (audience, plan, state, consent, the way back) is destination-neutral; a second
+destination brings its own mapping file and an adapter like this one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime, timezone
 from typing import Any
 
 import pandas as pd
 
+from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mapping.models import DestinationMapping
-from afas_pipeline.sync.audience import property_column
+from afas_pipeline.sync.audience import normalise_email, property_column
+from afas_pipeline.sync.events import Bounce, ContactChange
 from afas_pipeline.sync.plan import set_column
 
 #: AFAS gender codes (M man, V vrouw, O onbekend, X non-binary) to Spotler's M/F; others stay empty.
@@ -76,3 +81,46 @@ def _objects(column: pd.Series) -> list[Any]:
     """Plain Python values (JSON-ready) with None for every kind of missing value."""
     values = column.to_numpy(dtype=object, na_value=None).tolist()
     return [v.item() if hasattr(v, "item") else v for v in values]
+
+
+def contact_changes(contacts: Iterable[dict]) -> list[ContactChange]:
+    """Spotler contacts (`contact/updates/list`: their current state) as changes: permissions by bit, the
+    other properties, and whether the EMAIL channel is still on (off: inactive after a hard bounce, R11)."""
+    changes = []
+    for contact in contacts:
+        properties = dict(contact.get("properties") or {})
+        permissions = {str(p.get("bit")): bool(p.get("enabled")) for p in properties.pop("permissions", None) or []}
+        channels = contact.get("channels") or []
+        changes.append(ContactChange(
+            external_id=str(contact.get("externalId")),
+            changed_at=spotler_time(contact.get("lastChanged") or 0),
+            permissions=permissions,
+            fields=properties,
+            mailable=not any(c.get("name") == "EMAIL" and not c.get("value") for c in channels),
+        ))
+    return changes
+
+
+def bounces(rows: Iterable[dict]) -> list[Bounce]:
+    """Spotler's `contact/bounces/list` rows (`{date, type: HARDBOUNCE|SOFTBOUNCE, contact}`) as bounces, with
+    the hash of the address the contact had (never the address)."""
+    out = []
+    for row in rows:
+        contact = row.get("contact") or {}
+        if contact.get("externalId") is None:
+            continue
+        address = normalise_email((contact.get("properties") or {}).get("email"))
+        out.append(Bounce(str(contact["externalId"]), spotler_time(row.get("date")),
+                          hard=str(row.get("type", "")).upper().startswith("HARD"),
+                          email_hash=hash_key(address) if address else None))
+    return out
+
+
+def spotler_time(value) -> datetime:
+    """A Spotler date in UTC: epoch milliseconds, or ISO-8601 (naive means Amsterdam local)."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.isdigit()):
+        return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("Europe/Amsterdam", ambiguous=True, nonexistent="shift_forward")
+    return stamp.tz_convert(timezone.utc).to_pydatetime()

@@ -27,7 +27,7 @@ from afas_pipeline.lib.privacy import hashed_sample
 from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift
 from afas_pipeline.mapping.load import default_mapping
 from afas_pipeline.mapping.models import DestinationMapping
-from afas_pipeline.spotler.adapter import SpotlerAdapter
+from afas_pipeline.spotler.adapter import SpotlerAdapter, contact_changes
 from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, field_hash_column, is_valid_email
 from afas_pipeline.sync.feedback import REACTIVATED, iso
@@ -425,34 +425,27 @@ def refresh_optouts(spotler: SpotlerClient, state: SyncState, keys: list[int | s
     """
     since = state.watermark(DESTINATION, "contact_updates")
     start = (since - FEED_OVERLAP) if since else now - FEED_FIRST_LOOKBACK
-    changed = spotler.updates(start, now)
+    changed = contact_changes(spotler.updates(start, now))
     in_flight = state.writes_in_flight(DESTINATION)
-    inactive = [str(c.get("externalId")) for c in changed
-                if any(ch.get("name") == "EMAIL" and not ch.get("value") for ch in c.get("channels") or [])]
-    switched_off = {
-        str(c.get("externalId")): c for c in changed
-        if any(not p.get("enabled") for p in (c.get("properties") or {}).get("permissions") or [])
-    }
+    inactive = [c.external_id for c in changed if not c.mailable]
+    switched_off = {c.external_id: c for c in changed if not all(c.permissions.values())}
     last_sent = {r.external_id: r.permissions for r in state.records(DESTINATION, switched_off).itertuples(index=False)}
     # The latest write in flight per record: (the feed's mark when it was planned, the permissions it sends).
     intended = {i: (entry.feed_mark, intent["permissions"]) for entry in in_flight for i, intent in entry.intents.items()}
     optouts = []
-    for external_id, contact in switched_off.items():
-        changed_at = contact.get("lastChanged", 0)
-        when = datetime.fromtimestamp(changed_at / 1000, tz=timezone.utc)
+    for external_id, change in switched_off.items():
         mark, intent = intended.get(external_id, (None, {}))
-        after_write = mark is None or when > mark
-        for permission in (contact.get("properties") or {}).get("permissions") or []:
-            key = str(permission.get("bit"))
+        after_write = mark is None or change.changed_at > mark
+        for key, enabled in change.permissions.items():
             ours = (last_sent.get(external_id, {}).get(key) or {}).get("sent")
             if key in intent and after_write:
                 ours = intent[key].get("sent")  # what we may have written, and the contact changed since
-            if not permission.get("enabled") and ours is True:
-                optouts.append((external_id, key, when))
-    stamps = [c["lastChanged"] for c in changed if c.get("lastChanged")]
+            if not enabled and ours is True:
+                optouts.append((external_id, key, change.changed_at))
+    stamps = [c.changed_at for c in changed if c.changed_at.timestamp() > 0]
     # The watermark is the latest change Spotler stamped, in Spotler's clock: a clock of ours that runs
     # ahead of Spotler's would otherwise move the next read past changes Spotler stamps later.
-    seen_until = datetime.fromtimestamp(max(stamps) / 1000, tz=timezone.utc) if stamps else start
+    seen_until = max(stamps) if stamps else start
     with state.transaction():
         state.record_optouts(DESTINATION, optouts)
         state.record_feedback(DESTINATION, [(i, f"optout:{k}", iso(when)) for i, k, when in optouts], "pending")

@@ -31,6 +31,7 @@ from afas_pipeline.lib.privacy import hashed_sample
 from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.afas.lookups import read_by_keys
 from afas_pipeline.afas.updates import GUARDS, Write, guard, write_backs
+from afas_pipeline.spotler import adapter
 from afas_pipeline.spotler.assets import DESTINATION, GROUP
 from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline.sync.feedback import (
@@ -77,11 +78,11 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
                         sync_state: SyncStateResource) -> dg.Output:
         window = context.partition_time_window
         state = sync_state.open()
-        changed = spotler.updates(window.start - UPDATES_OVERLAP, window.end)
+        changed = adapter.contact_changes(spotler.updates(window.start - UPDATES_OVERLAP, window.end))
         records = {r.external_id: {"permissions": r.permissions, "fields": r.fields} for r in
-                   state.records(DESTINATION, [str(c.get("externalId")) for c in changed]).itertuples(index=False)}
+                   state.records(DESTINATION, [c.external_id for c in changed]).itertuples(index=False)}
         permissions, counts = destination_events(changed, records, permission_keys, two_way)
-        bounces = spotler.bounces(window.start - BOUNCES_OVERLAP, window.end)
+        bounces = adapter.bounces(spotler.bounces(window.start - BOUNCES_OVERLAP, window.end))
         events = pd.concat([permissions, bounce_events(bounces)], ignore_index=True)[EVENT_COLUMNS]
         fresh = not_delivered(events, state.feedback_events(DESTINATION, keys=_keys(events)))
         # Into the ledger before anything is written to AFAS: should the write-back die or fail, a later run

@@ -11,7 +11,8 @@ only the first three. No e-mail address or name ever enters this module's output
 - `destination_events` tells a recipient's opt-out/opt-in, or an edit of a two-way field, from an echo
   of our own write: a permission differs from the value last sent, a field's hash from the hash last
   agreed (the sync state), only when someone changed it in the destination.
-- `bounce_events` turns the bounce feed into events.
+- `bounce_events` turns the destination's bounces into events.
+The destination's feeds arrive as typed values (`afas_pipeline.sync.events`), read by its adapter.
 - `desired_values` resolves a contact's events into AFAS field values: per permission the latest event
   wins and an opt-out wins a tie (C1); a switch-on is only written when no opt-out was seen after it;
   per field the latest edit wins; a reactivation clears the bounce detail (R11).
@@ -26,9 +27,9 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mapping.models import DestinationMapping
-from afas_pipeline.sync.audience import field_hash, field_value, normalise_email
+from afas_pipeline.sync.audience import field_hash, field_value
+from afas_pipeline.sync.events import Bounce, ContactChange
 
 EVENT_COLUMNS = ["external_id", "kind", "event_at", "email_hash", "value"]
 #: The kind of event the sync records when it reactivates a hard-bounced contact (R11).
@@ -37,20 +38,6 @@ REACTIVATED = "reactivated"
 
 def iso(value: datetime | pd.Timestamp) -> str:
     return pd.Timestamp(value).tz_convert(timezone.utc).isoformat()
-
-
-def from_ms(ms) -> str:
-    return iso(datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc))
-
-
-def spotler_time(value) -> str:
-    """A Spotler date as UTC ISO text: epoch milliseconds, or ISO-8601 (naive means Amsterdam local)."""
-    if isinstance(value, (int, float)) or (isinstance(value, str) and value.isdigit()):
-        return from_ms(value)
-    stamp = pd.Timestamp(value)
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize("Europe/Amsterdam", ambiguous=True, nonexistent="shift_forward")
-    return iso(stamp)
 
 
 def empty_events() -> pd.DataFrame:
@@ -69,60 +56,47 @@ def value_text(value: str | bool | None) -> str | None:
     return None if value is None else ("yes" if value else "no") if isinstance(value, bool) else value
 
 
-def destination_events(contacts: Iterable[dict], records: dict[str, dict], keys: Iterable,
+def destination_events(changes: Iterable[ContactChange], records: dict[str, dict], keys: Iterable,
                        two_way: Iterable[tuple[str, str]] = ()) -> tuple[pd.DataFrame, dict]:
-    """Opt-outs, opt-ins and two-way field edits among contacts of the destination's change feed (current
-    state each). `records` holds per external id the state's `permissions` and `fields`. A permission
-    equal to what we last sent, a field whose hash is the one last agreed, is an echo of our own write (or
-    known already): no event. A contact we never sent is not ours to judge: counted, no event."""
+    """Opt-outs, opt-ins and two-way field edits among the contacts of the destination's change feed.
+    `records` holds per external id the state's `permissions` and `fields`. A permission equal to what we
+    last sent, a field whose hash is the one last agreed, is an echo of our own write (or known already): no
+    event. A contact we never sent is not ours to judge: counted, no event."""
     keys = [str(k) for k in keys]
     two_way = list(two_way)
     rows, counts = [], {"contacts": 0, "echoes": 0, "unknown": 0}
-    for contact in contacts:
+    for change in changes:
         counts["contacts"] += 1
-        external_id = str(contact.get("externalId"))
-        record = records.get(external_id)
+        record = records.get(change.external_id)
         if record is None:
             counts["unknown"] += 1
             continue
         sent, agreed = record.get("permissions") or {}, record.get("fields") or {}
-        properties = contact.get("properties") or {}
-        when = from_ms(contact.get("lastChanged") or 0)
+        when = iso(change.changed_at)
         changed = False
-        for permission in properties.get("permissions") or []:
-            key = str(permission.get("bit"))
+        for key, enabled in change.permissions.items():
             last = sent_value(sent.get(key))
             if key not in keys or last is None:
                 continue
-            enabled = bool(permission.get("enabled"))
             if enabled != last:
-                rows.append((external_id, f"{'optin' if enabled else 'optout'}:{key}", when, None, None))
+                rows.append((change.external_id, f"{'optin' if enabled else 'optout'}:{key}", when, None, None))
                 changed = True
         for name, kind in two_way:
             last_hash = agreed.get(name)
             if last_hash is None:
                 continue  # never agreed on a value: not ours to judge
-            value = properties.get(name)  # an empty property is not listed
+            value = change.fields.get(name)
             if field_hash(value, kind) != last_hash:
-                rows.append((external_id, f"field:{name}", when, None, value_text(field_value(value, kind))))
+                rows.append((change.external_id, f"field:{name}", when, None, value_text(field_value(value, kind))))
                 changed = True
         if not changed:
             counts["echoes"] += 1
     return _frame(rows), counts
 
 
-def bounce_events(bounces: Iterable[dict]) -> pd.DataFrame:
-    rows = []
-    for bounce in bounces:
-        contact = bounce.get("contact") or {}
-        external_id = contact.get("externalId")
-        if external_id is None:
-            continue
-        kind = "bounce:hard" if str(bounce.get("type", "")).upper().startswith("HARD") else "bounce:soft"
-        address = normalise_email((contact.get("properties") or {}).get("email"))
-        rows.append((str(external_id), kind, spotler_time(bounce.get("date")),
-                     hash_key(address) if address else None, None))
-    return _frame(rows)
+def bounce_events(bounces: Iterable[Bounce]) -> pd.DataFrame:
+    return _frame([(b.external_id, "bounce:hard" if b.hard else "bounce:soft", iso(b.at), b.email_hash, None)
+                   for b in bounces])
 
 
 def _frame(rows: list[tuple]) -> pd.DataFrame:
