@@ -237,7 +237,8 @@ class Account:
                         raise member_exists(email)
                 status = check.status(doc.get("status_if_new"), "status_if_new") or check.status(doc.get("status"),
                                                                                                "status")
-                return aud.member_json(self._create(aud, email, status, doc, at, skip, member, "status_if_new"))
+                return aud.member_json(self._create(aud, email, status, doc, at, skip, member,
+                                                    "status" if patch else "status_if_new"))
             self._update(aud, member, doc, check.status(doc.get("status"), "status"), email, at, skip, "api")
             return aud.member_json(member)
 
@@ -317,7 +318,7 @@ class Account:
             setattr(member, name, value)
         for name in tags:
             self._tag(aud, member, name, True, at)
-        self._status_effects(member, status, attributes, at, "api")
+        self._status_effects(member, status, attributes, at)
         member.last_changed = at
         self._log(aud, member, "created" if archived is None else "restored", "api", at)
         return member
@@ -348,7 +349,7 @@ class Account:
             setattr(member, name, value)
         if status is not None and status != member.status:
             member.status = status
-            self._status_effects(member, status, attributes, at, source)
+            self._status_effects(member, status, attributes, at)
         if member.state() == before:
             return False
         member.last_changed = at
@@ -365,14 +366,15 @@ class Account:
             aud.by_contact[member.contact_id] = member.id
 
     @staticmethod
-    def _status_effects(member: Member, status: str, attributes: dict, at: int, source: str) -> None:
+    def _status_effects(member: Member, status: str, attributes: dict, at: int) -> None:
+        """What a status written through the API brings along (the member's own unsubscribe is
+        ``member_unsubscribes``)."""
         if status == "subscribed" and "timestamp_opt" not in attributes:
             member.timestamp_opt = iso(at)
         if status == "unsubscribed":
-            admin = source != "member"
-            member.unsubscribe_reason = API_UNSUBSCRIBE_REASON if admin else member.unsubscribe_reason
-            member.activity.append({"type": "unsub", "at": at, "campaign_id": None, "is_admin_unsubscribed": admin,
-                                    "unsubscribe_reason": member.unsubscribe_reason})
+            member.unsubscribe_reason = API_UNSUBSCRIBE_REASON
+            member.activity.append({"type": "unsub", "at": at, "campaign_id": None, "is_admin_unsubscribed": True,
+                                    "unsubscribe_reason": API_UNSUBSCRIBE_REASON})
         else:
             member.unsubscribe_reason = ""
 
@@ -432,7 +434,8 @@ class Account:
                 member.status = "unsubscribed"
                 member.unsubscribe_reason = reason or MEMBER_UNSUBSCRIBE_REASON
                 member.activity.append({"type": "unsub", "at": at, "campaign_id": campaign,
-                                        "is_admin_unsubscribed": False, "unsubscribe_reason": member.unsubscribe_reason})
+                                        "is_admin_unsubscribed": False,
+                                        "unsubscribe_reason": member.unsubscribe_reason})
                 member.last_changed = at
                 self._log(aud, member, "unsubscribed", "member", at)
             return aud.member_json(member)
@@ -490,7 +493,7 @@ class Account:
         with self.lock:
             aud = self.audience(list_id)
             if recipients is None:
-                chosen = [m for m in sorted(aud.members.values(), key=lambda m: m.seq)]
+                chosen = sorted(aud.members.values(), key=lambda m: m.seq)
             else:
                 chosen = [self._acting(list_id, key) for key in recipients]
             n = len(self.campaigns) + 1
@@ -594,8 +597,8 @@ class Account:
             raise not_found()
         aud = self.lists.get(c["list_id"])
         members = [self._recipient(c, contact) for contact in c["recipients"]]
-        opened = [m for m in members if m and any(a["type"] == "open" and a["campaign_id"] == cid for a in m.activity)]
-        clicked = [m for m in members if m and any(a["type"] == "click" and a["campaign_id"] == cid for a in m.activity)]
+        opened = [m for m in members if m and _did(m, "open", cid)]
+        clicked = [m for m in members if m and _did(m, "click", cid)]
         sent = len(c["recipients"])
         return {"id": cid, "web_id": c["web_id"], "type": "regular", "create_time": iso(c["create_time"]),
                 "archive_url": f"{ARCHIVE_BASE}/?id={cid}", "long_archive_url": f"{ARCHIVE_BASE}/?u=sandbox&id={cid}",
@@ -698,11 +701,13 @@ class Account:
                 "list_rating": 0, "email_type_option": False, "subscribe_url_short": "", "subscribe_url_long": "",
                 "beamer_address": "", "visibility": "prv", "double_optin": False, "has_welcome": False,
                 "marketing_permissions": False, "modules": [],
-                "stats": {"member_count": by_status["subscribed"], "total_contacts": len(aud.members) - by_status["archived"],
+                "stats": {"member_count": by_status["subscribed"],
+                          "total_contacts": len(aud.members) - by_status["archived"],
                           "unsubscribe_count": by_status["unsubscribed"], "cleaned_count": by_status["cleaned"],
                           "member_count_since_send": 0, "unsubscribe_count_since_send": 0,
                           "cleaned_count_since_send": 0, "campaign_count": len(sent),
-                          "campaign_last_sent": iso(max(sent)) if sent else "", "merge_field_count": len(aud.merge_fields),
+                          "campaign_last_sent": iso(max(sent)) if sent else "",
+                          "merge_field_count": len(aud.merge_fields),
                           "avg_sub_rate": 0, "avg_unsub_rate": 0, "target_sub_rate": 0, "open_rate": 0, "click_rate": 0,
                           "last_sub_date": "", "last_unsub_date": ""}}
 
@@ -844,6 +849,10 @@ class _MemberFilter:
         if self.sort_field is not None:
             return (_seconds(getattr(m, self.sort_field)) or 0, m.seq)
         return (m.seq,)
+
+
+def _did(m: Member, kind: str, cid: str) -> bool:
+    return any(a["type"] == kind and a["campaign_id"] == cid for a in m.activity)
 
 
 def _last_unsub(m: Member) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from afas_sandbox.mailchimp.errors import MERGE_DETAIL, Problem, field_error, invalid
+from afas_sandbox.mailchimp.errors import MERGE_DETAIL, field_error, invalid
 
 EMAIL_SYNTAX = re.compile(r"[^@\s\"(),:;<>\[\\\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                           r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}")
@@ -143,7 +143,8 @@ def merge_values(fields: list[dict], values, *, current: dict | None, skip_requi
     if not skip_required:
         result = {**(current or {}), **cleaned}
         for merge in fields:
-            if merge["required"] and result.get(merge["tag"], "") == "" and (current is None or merge["tag"] in cleaned):
+            touched = current is None or merge["tag"] in cleaned
+            if merge["required"] and touched and result.get(merge["tag"], "") == "":
                 errors.append({"field": merge["tag"], "message": "Please enter a value"})
     if errors:
         raise invalid(errors, MERGE_DETAIL)
