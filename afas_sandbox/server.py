@@ -2,6 +2,7 @@
 
 - ``/afas``: the AFAS Profit emulator (``/afas/ProfitRestServices``, admin ``/afas/_admin``).
 - ``/spotler``: the Spotler Mail+ emulator (``/spotler/integrationservice-1.1.0``, admin ``/spotler/_admin``).
+- ``/mailchimp``: the Mailchimp Marketing API v3 emulator (API root ``/mailchimp/3.0``, admin ``/mailchimp/_admin``).
 
 ``start_sandbox()`` runs it in a background thread (tests, bench); ``serve()`` blocks (the CLI). Both bind
 the socket before uvicorn starts, so the port is known up front, and ``start_sandbox`` returns only once
@@ -27,6 +28,11 @@ from starlette.routing import Mount
 from afas_sandbox.admin_common import ALLOW_REMOTE_OPTION, is_loopback
 from afas_sandbox.afas.app import FULL_ACCESS_TOKEN, LIMITED_TOKEN, AfasEmulator
 from afas_sandbox.faults import quiet_drops
+from afas_sandbox.mailchimp.app import API_KEY as MAILCHIMP_API_KEY
+from afas_sandbox.mailchimp.app import API_ROOT as MAILCHIMP_API_ROOT
+from afas_sandbox.mailchimp.app import LIST_ID as MAILCHIMP_LIST_ID
+from afas_sandbox.mailchimp.app import MailchimpEmulator
+from afas_sandbox.mailchimp.store import SANDBOX_LIST_NAME as MAILCHIMP_LIST_NAME
 from afas_sandbox.spotler.app import BASE_PATH as SPOTLER_BASE_PATH
 from afas_sandbox.spotler.app import CONSUMER_KEY, CONSUMER_SECRET, SpotlerEmulator
 
@@ -39,6 +45,9 @@ SANDBOX_AFAS_LIMITED_TOKEN = LIMITED_TOKEN
 #: The sandbox's Spotler OAuth consumer key and secret: documented constants, not secrets.
 SANDBOX_SPOTLER_KEY = CONSUMER_KEY
 SANDBOX_SPOTLER_SECRET = CONSUMER_SECRET
+#: The sandbox's Mailchimp API key (``<32 hex>-<dc>``) and the audience there from the start: documented constants.
+SANDBOX_MAILCHIMP_KEY = MAILCHIMP_API_KEY
+SANDBOX_MAILCHIMP_LIST_ID = MAILCHIMP_LIST_ID
 STARTUP_TIMEOUT_S = 120.0
 
 log = logging.getLogger("afas_sandbox")
@@ -50,15 +59,18 @@ class SandboxBindError(RuntimeError):
 
 def build_app(contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED, *,
               allow_remote_admin: bool = False) -> tuple[Starlette, AfasEmulator]:
-    app, afas, _ = build_apps(contacts, seed, allow_remote_admin=allow_remote_admin)
+    app, afas, _, _ = build_apps(contacts, seed, allow_remote_admin=allow_remote_admin)
     return app, afas
 
 
-def build_apps(contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED, *,
-               allow_remote_admin: bool = False) -> tuple[Starlette, AfasEmulator, SpotlerEmulator]:
+def build_apps(contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED, *, allow_remote_admin: bool = False
+               ) -> tuple[Starlette, AfasEmulator, SpotlerEmulator, MailchimpEmulator]:
     afas = AfasEmulator(contacts=contacts, seed=seed, allow_remote_admin=allow_remote_admin)
     spotler = SpotlerEmulator(allow_remote_admin=allow_remote_admin)
-    return Starlette(routes=[Mount("/afas", app=afas), Mount("/spotler", app=spotler)]), afas, spotler
+    mailchimp = MailchimpEmulator(allow_remote_admin=allow_remote_admin)
+    app = Starlette(routes=[Mount("/afas", app=afas), Mount("/spotler", app=spotler),
+                            Mount("/mailchimp", app=mailchimp)])
+    return app, afas, spotler, mailchimp
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -129,7 +141,9 @@ def _server(app: Starlette, log_level: str) -> _Server:
 @dataclass
 class Sandbox:
     """A running sandbox. ``afas_token``/``afas_limited_token`` are the 64-hex ``data`` parts;
-    ``spotler_consumer_key``/``spotler_consumer_secret`` sign Spotler calls (OAuth 1.0a, one-legged)."""
+    ``spotler_consumer_key``/``spotler_consumer_secret`` sign Spotler calls (OAuth 1.0a, one-legged);
+    ``mailchimp_api_key`` is the password of Mailchimp's Basic auth (any user name), ``mailchimp_list_id`` the
+    audience there from the start."""
 
     url: str
     afas: AfasEmulator
@@ -137,10 +151,13 @@ class Sandbox:
     _thread: threading.Thread = field(repr=False)
     _socket: socket.socket = field(repr=False)
     spotler: SpotlerEmulator = field(repr=False)
+    mailchimp: MailchimpEmulator = field(repr=False)
     afas_token: str = FULL_ACCESS_TOKEN
     afas_limited_token: str = LIMITED_TOKEN
     spotler_consumer_key: str = CONSUMER_KEY
     spotler_consumer_secret: str = field(default=CONSUMER_SECRET, repr=False)
+    mailchimp_api_key: str = field(default=MAILCHIMP_API_KEY, repr=False)
+    mailchimp_list_id: str = MAILCHIMP_LIST_ID
 
     @property
     def afas_base_url(self) -> str:
@@ -157,6 +174,16 @@ class Sandbox:
     @property
     def spotler_admin_url(self) -> str:
         return self.url + "/spotler/_admin"
+
+    @property
+    def mailchimp_base_url(self) -> str:
+        """The API root (``.../mailchimp/3.0``): what a client puts where ``https://<dc>.api.mailchimp.com/3.0``
+        would go."""
+        return self.url + "/mailchimp" + MAILCHIMP_API_ROOT
+
+    @property
+    def mailchimp_admin_url(self) -> str:
+        return self.url + "/mailchimp/_admin"
 
     def stop(self) -> None:
         self._server.should_exit = True
@@ -182,7 +209,7 @@ def local_url(host: str, port: int) -> str:
 def start_sandbox(host: str = "127.0.0.1", port: int = 0, contacts: int = DEFAULT_CONTACTS,
                   seed: int = DEFAULT_SEED, log_level: str = "warning", *, allow_remote_admin: bool = False) -> Sandbox:
     """Start the sandbox in a daemon thread; port 0 picks a free port."""
-    app, afas, spotler = build_apps(contacts, seed, allow_remote_admin=allow_remote_admin)
+    app, afas, spotler, mailchimp = build_apps(contacts, seed, allow_remote_admin=allow_remote_admin)
     sock = _bind(host, port)
     warning = exposure_warning(sock, allow_remote_admin)
     if warning:
@@ -196,7 +223,7 @@ def start_sandbox(host: str = "127.0.0.1", port: int = 0, contacts: int = DEFAUL
         sock.close()
         raise RuntimeError("the sandbox server failed to start")
     return Sandbox(url=local_url(host, sock.getsockname()[1]), afas=afas, _server=server, _thread=thread,
-                   _socket=sock, spotler=spotler)
+                   _socket=sock, spotler=spotler, mailchimp=mailchimp)
 
 
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED,
@@ -217,7 +244,11 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, contacts: int = DEF
     print(f"  base URL:         {url}/spotler{SPOTLER_BASE_PATH}")
     print(f"  admin URL:        {url}/spotler/_admin")
     print(f"  consumer key:     {CONSUMER_KEY}")
-    print(f"  consumer secret:  {CONSUMER_SECRET}  (sandbox constant, OAuth 1.0a HMAC-SHA1)", flush=True)
+    print(f"  consumer secret:  {CONSUMER_SECRET}  (sandbox constant, OAuth 1.0a HMAC-SHA1)")
+    print(f"Mailchimp Marketing API sandbox (audience {MAILCHIMP_LIST_ID} {MAILCHIMP_LIST_NAME!r}, no members)")
+    print(f"  API root:         {url}/mailchimp{MAILCHIMP_API_ROOT}")
+    print(f"  admin URL:        {url}/mailchimp/_admin")
+    print(f"  API key:          {MAILCHIMP_API_KEY}  (sandbox constant, Basic auth with any user name)", flush=True)
     try:
         _server(app, log_level).run(sockets=[sock])
     finally:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import httpx
 import pytest
 
-from afas_sandbox.server import start_sandbox
+from afas_sandbox.server import (
+    SANDBOX_AFAS_TOKEN,
+    SANDBOX_MAILCHIMP_KEY,
+    SANDBOX_MAILCHIMP_LIST_ID,
+    SANDBOX_SPOTLER_KEY,
+    start_sandbox,
+)
 
 
 def test_start_returns_a_serving_sandbox_and_stop_frees_the_port():
@@ -28,3 +39,46 @@ def test_two_sandboxes_are_independent(sandbox):
 
 def test_other_paths_are_404(sandbox):
     assert httpx.get(sandbox.url + "/spotler/anything").status_code == 404
+    assert httpx.get(sandbox.url + "/mailchimp/anything").status_code == 404
+
+
+def _banner(proc: subprocess.Popen, last: str) -> list[str]:
+    """The lines `afas-pipeline sandbox` prints up to the one starting with `last` (then it serves)."""
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.strip().startswith(last):
+            return lines
+    raise AssertionError(f"the banner ended without a {last!r} line: {lines}")
+
+
+def test_the_cli_banner_shows_how_to_reach_each_emulator_and_its_api_answers():
+    cli = [sys.executable, "-m", "afas_pipeline.cli", "sandbox", "--port", "0", "--contacts", "100"]
+    with subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=os.environ) as proc:
+        try:
+            lines = _banner(proc, "API key:")
+            fields = {}
+            for line in lines:
+                if not line.startswith("  "):
+                    block = line.split(" (")[0]
+                else:
+                    name, _, value = line.strip().partition(":")
+                    fields[(block, name)] = value.split()[0]
+            url = fields[("AFAS sandbox", "base URL")].rsplit("/afas/", 1)[0]
+            assert url.startswith("http://127.0.0.1:")
+            assert fields[("AFAS sandbox", "token (data)")] == SANDBOX_AFAS_TOKEN
+            assert fields[("Spotler Mail+ sandbox", "base URL")] == url + "/spotler/integrationservice-1.1.0"
+            assert fields[("Spotler Mail+ sandbox", "consumer key")] == SANDBOX_SPOTLER_KEY
+            mailchimp = "Mailchimp Marketing API sandbox"
+            root, key = fields[(mailchimp, "API root")], fields[(mailchimp, "API key")]
+            assert root == url + "/mailchimp/3.0"
+            assert fields[(mailchimp, "admin URL")] == url + "/mailchimp/_admin"
+            assert re.fullmatch(r"[0-9a-f]{32}-[a-z]+[0-9]+", key) and key == SANDBOX_MAILCHIMP_KEY
+            assert SANDBOX_MAILCHIMP_LIST_ID in next(line for line in lines if line.startswith(mailchimp))
+            ping = httpx.get(root + "/ping", auth=("anystring", key), timeout=60)
+            assert ping.json() == {"health_status": "Everything's Chimpy!"}
+            audience = httpx.get(f"{root}/lists/{SANDBOX_MAILCHIMP_LIST_ID}", auth=("anystring", key), timeout=60)
+            assert audience.status_code == 200
+            assert httpx.get(fields[(mailchimp, "admin URL")] + "/state", timeout=60).json()["lists"] == 1
+        finally:
+            proc.kill()
