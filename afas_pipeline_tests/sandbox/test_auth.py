@@ -49,7 +49,8 @@ def test_missing_malformed_or_unknown_token_is_401(afas_sandbox_clean, header):
 
 
 def test_full_token_reads_everything(afas):
-    for connector in ("Sync_Contacts", "Sync_Persons", "Sync_Organisations", "Profit_Contacts", "ProfitSubjects"):
+    for connector in ("Sync_Contacts", "Sync_Persons", "Sync_Organisations", "Profit_Contacts", "ProfitSubjects",
+                      "Profit_Debtor", "Profit_Debtor_App", "Profit_Deliveryaddress", "Profit_Contacts_App"):
         assert afas.get(f"/connectors/{connector}", params={"take": 1}).status_code == 200
 
 

@@ -36,7 +36,8 @@ def test_rows_have_exactly_the_connector_fields_with_nulls(afas, contacts):
     assert len(contacts) == 3000
     assert all(list(row) == expected for row in contacts)
     assert any(row["MailWork"] is None for row in contacts)
-    for connector in ("Sync_Persons", "Sync_Organisations", "Profit_Contacts", "ProfitSubjects", "Profit_SubjectTypes"):
+    for connector in ("Sync_Persons", "Sync_Organisations", "Profit_Contacts", "ProfitSubjects", "Profit_SubjectTypes",
+                      "Profit_Debtor", "Profit_Debtor_App", "Profit_Deliveryaddress", "Profit_Contacts_App"):
         rows = all_rows(afas, connector)
         assert all(list(row) == [f.id for f in GET_CONNECTORS[connector].fields] for row in rows), connector
 
@@ -266,8 +267,9 @@ def test_metainfo_describes_fields_and_types(afas):
     assert set(meta["fields"][0]) == {"id", "fieldId", "dataType", "label", "length", "controlType", "decimals",
                                       "decimalsFieldId"}
     listing = afas.get("/metainfo").json()
-    assert {c["id"] for c in listing["getConnectors"]} >= {"Sync_Contacts", "Sync_Persons", "Sync_Organisations",
-                                                           "Profit_Contacts", "ProfitSubjects"}
+    assert {c["id"] for c in listing["getConnectors"]} >= {
+        "Sync_Contacts", "Sync_Persons", "Sync_Organisations", "Profit_Contacts", "ProfitSubjects", "Profit_Debtor",
+        "Profit_Debtor_App", "Profit_Deliveryaddress", "Profit_Contacts_App"}
     assert {c["id"] for c in listing["updateConnectors"]} == {"KnOrganisation", "KnPerson", "KnContact", "KnSubject"}
     assert afas.get("/ProfitVersion").json() == {"version": "22.22.5"}
 

@@ -7,16 +7,23 @@ dates as ``YYYY-MM-DD``.
 
 - ``GET  /state`` -> ``{"version", "seed", "counts": {"organisations", "persons", "contacts", "subjects"}}``
 - ``GET  /records/{table}?key=K`` -> list of records of
-  ``organisations|persons|contacts|subjects|attachments|subject_types`` (all live records without ``key``;
-  ``[]`` when the key is unknown). ``subject_types`` are the dossier item types (``Profit_SubjectTypes`` row
-  keys).
+  ``organisations|persons|contacts|subjects|attachments|subject_types|debtors|delivery_addresses`` (all live
+  records without ``key``; ``[]`` when the key is unknown). ``subject_types`` are the dossier item types
+  (``Profit_SubjectTypes`` row keys); ``debtors`` and ``delivery_addresses`` what ``Profit_Debtor(_App)`` and
+  ``Profit_Deliveryaddress`` show (amounts such as ``CreditLimit`` as JSON numbers).
 - ``POST /edit`` ``{"table", "key", "fields": {...}, "at": "<UTC instant>"}`` -> the edited record. Edits as a
   user in AFAS would: the entity's ``ModifiedDate`` becomes ``at`` (default: now).
 - ``POST /insert`` ``{"table", "fields": {...}, "at"}`` -> the created record (key chosen by the sandbox unless
   given). Inserting a person creates no contact; insert the contact explicitly.
 - ``POST /delete`` ``{"table", "key"}`` -> ``{"deleted": key}``. An organisation or person that still has
-  contacts is refused with 409 (delete the contacts first); a subject takes its attachments along; a
+  contacts or a debtor is refused with 409 (delete those first); a subject takes its attachments along; a
   dossier item type that dossier items still use is refused with 409, as AFAS refuses it.
+
+A debtor belongs to one organisation or one person (``OrganisationId`` or ``PersonId``, set on insert, not
+changed later; a relation has at most one debtor) and keeps that relation's ``IsDebtor`` on while it exists.
+Its ``DeliveryAddressId`` (the default delivery address) must be one of its own ``delivery_addresses``;
+deleting a debtor deletes its delivery addresses, deleting its default address clears the default (an edit
+of the debtor). A delivery address stays with the debtor it was inserted for.
 - ``GET  /dataset`` -> the whole dataset; ``POST /dataset`` with that document replaces the dataset;
   ``POST /dataset/generate`` ``{"contacts", "seed"}`` replaces it with generated data. Each returns the state.
 - ``POST /reset`` -> regenerates the start-up dataset and resets faults and stats (for test isolation).
@@ -37,11 +44,13 @@ from starlette.routing import Route
 from afas_sandbox.afas.model import (
     BOOL,
     DATE,
+    DEC,
     INT,
     KEYS,
     STR,
     TABLES,
     TS,
+    amount_to_cents,
     iso_to_days,
     now_ms,
     parse_utc_instant,
@@ -54,11 +63,16 @@ from afas_sandbox.faults import fault_admin_routes, json_response
 if TYPE_CHECKING:
     from afas_sandbox.afas.app import AfasEmulator
 
-EDITABLE_TABLES = ("organisations", "persons", "contacts", "subjects", "subject_types")
+EDITABLE_TABLES = ("organisations", "persons", "contacts", "subjects", "subject_types", "debtors",
+                   "delivery_addresses")
 READ_ONLY = {"BcId", "ModifiedDate", "CreateDate", "Attachments"}
 REFERENCES = {"contacts": {"PersonId": "persons", "OrganisationId": "organisations"},
               "subjects": {"PersonId": "persons", "OrganisationId": "organisations", "ContactId": "contacts",
-                           "SubjectTypeId": "subject_types"}}
+                           "SubjectTypeId": "subject_types"},
+              "debtors": {"PersonId": "persons", "OrganisationId": "organisations",
+                          "DeliveryAddressId": "delivery_addresses"},
+              "delivery_addresses": {"DebtorId": "debtors"}}
+SET_ON_INSERT = {"debtors": ("OrganisationId", "PersonId"), "delivery_addresses": ("DebtorId",)}
 
 
 def _table(name) -> str:
@@ -87,6 +101,8 @@ def _value(table: str, field: str, raw):
             if isinstance(raw, bool):
                 raise TypeError
             return int(raw)
+        if kind == DEC:
+            return amount_to_cents(raw)
         if kind == DATE:
             return iso_to_days(raw)
         if kind == TS:
@@ -107,7 +123,31 @@ def _values(store: Store, table: str, fields, *, new: bool = False) -> dict:
     for field, target in REFERENCES.get(table, {}).items():
         if values.get(field) is not None and store.tables[target].find(values[field]) is None:
             raise AdminError(f"{field} {values[field]!r} does not exist in {target}")
+    fixed = [f for f in SET_ON_INSERT.get(table, ()) if f in values]
+    if fixed and not new:
+        raise AdminError(f"{', '.join(fixed)} of {table} is set on insert and cannot be changed")
     return values
+
+
+def _relation(store: Store, values: dict) -> tuple[str, int]:
+    """The organisation or person a new debtor is for: (table, row position)."""
+    given = [(table, values[key]) for table, key in (("organisations", "OrganisationId"), ("persons", "PersonId"))
+             if values.get(key) is not None]
+    if len(given) != 1:
+        raise AdminError("a debtor is for exactly one organisation (OrganisationId) or person (PersonId)")
+    table, code = given[0]
+    if len(store.tables["debtors"].where(**{KEYS[table]: code})):
+        raise AdminError(f"{KEYS[table]} {code!r} already has a debtor", 409)
+    return table, store.tables[table].find(code)
+
+
+def _own_delivery_address(store: Store, debtor: str, values: dict) -> None:
+    address = values.get("DeliveryAddressId")
+    if address is None:
+        return
+    pos = store.tables["delivery_addresses"].find(address)
+    if store.tables["delivery_addresses"].cols["DebtorId"][pos] != debtor:
+        raise AdminError(f"delivery address {address} belongs to another debtor")
 
 
 def _at(body: dict) -> int:
@@ -125,7 +165,10 @@ def edit(store: Store, body: dict) -> dict:
         pos = t.find(body.get("key"))
         if pos is None:
             raise AdminError(f"no {table} record with key {body.get('key')!r}", 404)
-        tx.write(table, pos, _values(store, table, body.get("fields")))
+        values = _values(store, table, body.get("fields"))
+        if table == "debtors":
+            _own_delivery_address(store, t.cols["DebtorId"][pos], values)
+        tx.write(table, pos, values)
         return t.records([pos])[0]
 
     return transaction(store, _at(body), work)
@@ -143,8 +186,16 @@ def insert(store: Store, body: dict) -> dict:
                 raise AdminError(f"{key} {code!r} is already in use")
             values[key] = code or store.new_code()
             values["BcId"] = store.new_bcid()
+        elif table == "debtors":
+            if values.get("DeliveryAddressId") is not None:
+                raise AdminError("a new debtor has no delivery addresses yet; set DeliveryAddressId by an edit")
+            relation, relation_pos = _relation(store, values)
+            values[key] = str(store.new_id(table))
+            tx.write(relation, relation_pos, {"IsDebtor": True}, touch=False)
         else:
             values[key] = store.new_id(table)
+        if table == "delivery_addresses" and values.get("DebtorId") is None:
+            raise AdminError("a delivery address needs the DebtorId it belongs to")
         if table == "contacts":
             values.setdefault("ContactKind", "PER" if not values.get("OrganisationId")
                               else "PRS" if values.get("PersonId") else "AFD")
@@ -173,6 +224,14 @@ def delete(store: Store, body: dict) -> dict:
             used = store.tables["contacts"].where(**{KEYS[table]: key})
             if len(used):
                 raise AdminError(f"{table} {key!r} still has {len(used)} contact(s); delete them first", 409)
+            if len(store.tables["debtors"].where(**{KEYS[table]: key})):
+                raise AdminError(f"{table} {key!r} is a debtor; delete the debtor first", 409)
+        if table == "debtors":
+            _delete_debtor(store, tx, pos)
+        if table == "delivery_addresses":
+            debtors = store.tables["debtors"]
+            for debtor_pos in debtors.where(DeliveryAddressId=int(key)):
+                tx.write("debtors", int(debtor_pos), {"DeliveryAddressId": None})
         if table == "subjects":
             for file_pos in store.tables["attachments"].where(SubjectId=int(key)):
                 tx.delete("attachments", int(file_pos))
@@ -184,6 +243,17 @@ def delete(store: Store, body: dict) -> dict:
         return {"deleted": key.item() if hasattr(key, "item") else key}
 
     return transaction(store, now_ms(), work)
+
+
+def _delete_debtor(store: Store, tx: Tx, pos: int) -> None:
+    """A debtor takes its delivery addresses along and switches its relation's ``IsDebtor`` off."""
+    debtors = store.tables["debtors"]
+    for address_pos in store.tables["delivery_addresses"].where(DebtorId=debtors.cols["DebtorId"][pos]):
+        tx.delete("delivery_addresses", int(address_pos))
+    for table in ("organisations", "persons"):
+        code = debtors.cols[KEYS[table]][pos]
+        if code is not None and store.tables[table].find(code) is not None:
+            tx.write(table, store.tables[table].find(code), {"IsDebtor": False}, touch=False)
 
 
 def records(store: Store, table: str, key: str | None) -> list[dict]:

@@ -16,6 +16,14 @@ the repeated hour 02:00-03:00 local on 2026-10-25 and on half-second boundaries.
 Addresses use the reserved ``.example`` top-level domain so that no generated address can reach a
 real mailbox.
 
+Debtors (``debtors``, read through ``Profit_Debtor`` and ``Profit_Debtor_App``) are the organisations and
+persons that carry ``IsDebtor``, with their delivery addresses (``delivery_addresses``,
+``Profit_Deliveryaddress``). They come from a random stream of their own (``debtors``), so the tables
+above are the same with or without them, and carry the edge cases a customer import meets: no e-mail,
+one invoice address shared by several debtors (and one invoice mailbox), Belgian, German and British
+addresses in their own postcode formats, phone numbers as people type them, blocked debtors, and
+modified dates around both DST changes.
+
 Every dataset also holds the same small list of dossier item types (``SUBJECT_TYPES``, what KnSubject's
 ``StId`` refers to), whatever the seed: type 7 "Mailing" is the one ``mappings/spotler.yaml`` uses for the
 mailing history (R17).
@@ -70,6 +78,59 @@ PINNED_MODIFIED_MS = [SPRING_DST_MS - 400, SPRING_DST_MS, SPRING_DST_MS + HOUR_M
                       AUTUMN_DST_MS - 500, AUTUMN_DST_MS, AUTUMN_DST_MS + HOUR_MS - 1,
                       AUTUMN_DST_MS - HOUR_MS - 1, AUTUMN_DST_MS + HOUR_MS, AUTUMN_DST_MS - 499,
                       SPRING_DST_MS - HOUR_MS]
+DEBTOR_STREAM = 0xDEB  # second seed word of the debtors' random stream
+FIRST_DEBTOR_ID = 20001
+FIRST_DELIVERY_ADDRESS_ID = 50001
+SHARED_INVOICE_MAIL = "facturen@administratiekantoor-gedeeld.example"
+INVOICE_MAILBOXES = ["facturen", "administratie", "crediteurenadministratie", "finance"]
+DELIVERY_ADDITIONS = ["Magazijn", "Achteringang", "Laadperron 2", "t.a.v. expeditie"]
+NL_AREA_CODES = ["10", "20", "30", "40", "50", "70", "13", "15", "24", "26", "35", "38", "43", "53", "58", "72"]
+BANKS = ["INGB", "RABO", "ABNA", "SNSB", "TRIO", "ASNB", "KNAB", "BUNQ"]
+# Addresses abroad in their own formats: streets, (postcode, city), house number additions.
+FOREIGN_ADDRESSES = {
+    "BE": (["Kerkstraat", "Stationsstraat", "Grote Markt", "Rue de la Station", "Avenue Louise", "Meir"],
+           [("1000", "Brussel"), ("2000", "Antwerpen"), ("9000", "Gent"), ("3000", "Leuven"), ("8000", "Brugge"),
+            ("4000", "Liège")], ["bus 2", "bus 11", "A"]),
+    "DE": (["Hauptstraße", "Bahnhofstraße", "Schillerstraße", "Goethestraße", "Königsallee", "Lindenweg"],
+           [("10115", "Berlin"), ("40213", "Düsseldorf"), ("50667", "Köln"), ("47533", "Kleve"),
+            ("48143", "Münster"), ("80331", "München")], ["a", "b"]),
+    "GB": (["High Street", "Station Road", "Church Lane", "Baker Street", "Victoria Road"],
+           [("SW1A 2AA", "London"), ("M1 1AE", "Manchester"), ("B2 4QA", "Birmingham"), ("EH1 1YZ", "Edinburgh"),
+            ("LS1 4DY", "Leeds")], ["A", "B"]),
+}
+# How people type one Dutch number (area code without its 0, subscriber number): the forms a
+# normaliser must read, the ones it must give up on (a digit short, the letter O for a zero, words) and
+# empty values. Foreign debtors get their own country's forms (FOREIGN_PHONES).
+NL_PHONE_FORMS = (
+    lambda a, s: f"0{a}-{s}",                        # 06-12345678, 020-1234567
+    lambda a, s: f"+31 {a} {s[:-4]} {s[-4:]}",       # +31 6 1234 5678
+    lambda a, s: f"0{a} {s[:-4]} {s[-4:]}",          # 020 123 4567
+    lambda a, s: f"0031 {a} {s}",                    # 0031 20 1234567
+    lambda a, s: f"(0{a}) {s}",                      # (020) 1234567
+    lambda a, s: f"+31 (0){a} {s}",                  # +31 (0)20 1234567
+    lambda a, s: f"0{a}{s}",                         # 0201234567
+    lambda a, s: f"+31{a}{s}",                       # +31201234567
+    lambda a, s: f"0{a}-{s} toestel {s[:2]}",        # with an extension
+    lambda a, s: f"0{a} " + " ".join(s[i:i + 2] for i in range(0, len(s), 2)),  # 06 12 34 56 78
+    lambda a, s: f"0{a}-{s[:-1]}",                   # a digit short
+    lambda a, s: f"0{a}-{s[:-1]}O",                  # the letter O typed for a zero
+    lambda a, s: "onbekend",
+    lambda a, s: "",
+    lambda a, s: None,
+)
+PLANTED_COUNTRIES = {4: "BE", 5: "DE", 6: "GB"}  # debtor position -> country of its (foreign) address
+# Every form at least once, on the first Dutch debtors.
+PLANTED_PHONES = ["06-12345678", "+31 6 1234 5678", "020 123 4567", "0031 20 1234567", "(020) 1234567",
+                  "+31 (0)20 1234567", "0201234567", "+31612345678", "020-1234567 toestel 12", "06 12 34 56 78",
+                  "06-1234567", "06-1234567O", "onbekend", "", None]
+NL_PHONE_WEIGHTS = np.array([12, 10, 10, 5, 5, 4, 8, 3, 3, 5, 2, 2, 2, 3, 12], dtype=float)
+FOREIGN_PHONES = {
+    "BE": (lambda d: f"+32 2 {d[:3]} {d[3:5]} {d[5:7]}", lambda d: f"0032 470 {d[:2]} {d[2:4]} {d[4:6]}",
+           lambda d: f"02/{d[:3]}.{d[3:5]}.{d[5:7]}"),
+    "DE": (lambda d: f"+49 30 {d[:8]}", lambda d: f"0049 (0)211 {d[:6]}", lambda d: f"030 {d[:7]}"),
+    "GB": (lambda d: f"+44 20 {d[:4]} {d[4:8]}", lambda d: f"07700 {d[:6]}", lambda d: f"0044 161 {d[:3]} {d[3:7]}"),
+}
+
 ASCII_FOLD = str.maketrans({"ø": "o", "Ø": "O", "ı": "i", "ß": "ss", "’": "", "'": ""})
 
 
@@ -301,7 +362,7 @@ def generate(contacts: int, seed: int) -> dict[str, Columns]:
     del orgs["_slug"], people["_local"]
     return {"organisations": orgs, "persons": people, "contacts": cols,
             "subjects": empty_columns("subjects"), "attachments": empty_columns("attachments"),
-            "subject_types": subject_types()}
+            "subject_types": subject_types(), **debtors(orgs, people, seed)}
 
 
 def _plant_contacts(cols: Columns, n: int) -> None:
@@ -324,3 +385,208 @@ def _plant_contacts(cols: Columns, n: int) -> None:
         if "BounceType" in fields:
             cols["BounceDate"][i] = cols["ModifiedDate"][i] // 86_400_000
 
+
+
+# --- debtors -------------------------------------------------------------------------------------------
+
+def debtors(orgs: Columns, persons: Columns, seed: int) -> dict[str, Columns]:
+    """The ``debtors`` and ``delivery_addresses`` tables for the organisations and persons with
+    ``IsDebtor`` (organisations first, then persons, each in table order), from their own random stream."""
+    rng = np.random.default_rng([seed, DEBTOR_STREAM])
+    org_pos, person_pos = np.flatnonzero(orgs["IsDebtor"]), np.flatnonzero(persons["IsDebtor"])
+    n_org, n = len(org_pos), len(org_pos) + len(person_pos)
+    cols = empty_columns("debtors", n)
+    cols["DebtorId"][:] = [str(FIRST_DEBTOR_ID + i) for i in range(n)]
+    cols["OrganisationId"][:n_org] = orgs["OrganisationId"][org_pos]
+    cols["PersonId"][n_org:] = persons["PersonId"][person_pos]
+    first, prefix, last = (persons[f][person_pos] for f in ("FirstName", "Prefix", "LastName"))
+    cols["Name"][:n_org] = orgs["Name"][org_pos]
+    cols["Name"][n_org:] = [" ".join(p for p in parts if p) for parts in zip(first, prefix, last)]
+    cols["SearchName"][:] = [_ascii(str(name).split()[0])[:10].upper() or None for name in cols["Name"][:n_org]] + [
+        _ascii(family)[:10].upper() or None for family in last]
+
+    # The address: an organisation's own (a foreign one in its country's format), a person's drawn here.
+    country = np.concatenate([orgs["Country"][org_pos].astype(object),
+                              np.where(rng.random(len(person_pos)) < 0.94, "NL",
+                                       _pick(rng, ["BE", "DE", "GB"], len(person_pos))).astype(object)])
+    country[country == None] = "NL"  # noqa: E711
+    for i, code in PLANTED_COUNTRIES.items():
+        if i < n:
+            country[i] = code
+    drawn = _addresses(rng, country)
+    dutch_org = np.zeros(n, dtype=bool)
+    dutch_org[:n_org] = country[:n_org] == "NL"
+    for field in ("Street", "HouseNumber", "HouseNumberAddition", "PostalCode", "City"):
+        cols[field][:] = drawn[field]
+        cols[field][:n_org][dutch_org[:n_org]] = orgs[field][org_pos][dutch_org[:n_org]]
+    cols["Country"][:] = country
+
+    work, private = persons["MailWork"][person_pos], persons["MailPrivate"][person_pos]
+    cols["MailWork"][:] = np.concatenate([_invoice_mail(rng, orgs["MailWork"][org_pos]),
+                                          np.where(work != None, work, private)])  # noqa: E711
+    cols["Phone"][:] = _typed_phones(rng, country)
+
+    is_org = np.arange(n) < n_org
+    foreign = country != "NL"
+    cols["Iban"][:] = _with_nulls(rng, _ibans(rng, country), 0.15)
+    vat_digits = rng.integers(10**8, 10**9, n)
+    vat = np.array([f"NL{d}B01" if c == "NL" else f"{c}{'0' if c == 'BE' else ''}{d}"
+                    for c, d in zip(country, vat_digits)], dtype=object)
+    cols["VatNumber"][:] = np.where(is_org & (rng.random(n) < 0.9), vat, None)
+    cols["CollectAccount"][:] = np.where(foreign, "1310", "1300")
+    cols["PaymentCondition"][:] = _pick(rng, ["14", "30", "30", "30", "60"], n)
+    # VAT duty codes as the sandbox numbers them (the OpenAPI description lists none): 1 liable, 4 within
+    # the EU (reverse charged), 5 outside the EU.
+    cols["VatDuty"][:] = np.where(country == "GB", "5", np.where(foreign & is_org, "4", "1"))
+    cols["Blocked"][:] = rng.random(n) < 0.03
+    limits = np.where(is_org, _pick(rng, [0, 1000, 2500, 5000, 10000, 25000], n), _pick(rng, [0, 500, 1000], n))
+    cents = limits.astype(np.int64) * 100
+    odd = rng.random(n) < 0.1
+    cents[odd] = rng.integers(1, 5_000_000, int(odd.sum()))
+    cols["CreditLimit"][:] = np.where(rng.random(n) < 0.15, NULL, cents)
+    cols["Currency"][:] = np.where(country == "GB", "GBP", "EUR")
+    cols["AutoPayment"][:] = (cols["Iban"] != None) & (rng.random(n) < 0.4)  # noqa: E711
+    modified = _modified(rng, n)
+    pinned = max(0, min(n - 10, len(PINNED_MODIFIED_MS)))
+    modified[10: 10 + pinned] = PINNED_MODIFIED_MS[:pinned]
+    cols["ModifiedDate"][:], cols["CreateDate"][:] = modified, _created(rng, modified)
+    _plant_debtors(rng, cols)
+    addresses = _delivery_addresses(rng, cols)
+    return {"debtors": cols, "delivery_addresses": addresses}
+
+
+def _plant_debtors(rng: np.random.Generator, cols: Columns) -> None:
+    """Edge cases at fixed positions among the first debtors (when there are that many), plus a few
+    random debtors that share the previous one's address."""
+    n = len(cols["DebtorId"])
+    address = ("Street", "HouseNumber", "HouseNumberAddition", "PostalCode", "City", "Country")
+    share = np.flatnonzero(rng.random(n) < 0.03)
+    for i in share[share >= 12]:
+        for field in address:
+            cols[field][i] = cols[field][i - 1]
+    if n > 0:
+        cols["MailWork"][0] = None
+    for i in (2, 3):  # one building, one invoice address for several debtors
+        if i < n:
+            for field in address:
+                cols[field][i] = cols[field][1]
+    if n > 4:
+        cols["Phone"][4] = FOREIGN_PHONES["BE"][1]("12345678")  # 0032 470 12 34 56
+    if n > 7:
+        cols["Blocked"][7] = True
+    for i in (8, 9):  # one bookkeeper's mailbox receives the invoices of two debtors
+        if i < n:
+            cols["MailWork"][i] = SHARED_INVOICE_MAIL
+    if n > 11:
+        cols["MailWork"][11] = "  Facturen@Voorbeeld-Debiteur.EXAMPLE "
+    dutch = np.flatnonzero(cols["Country"] == "NL")
+    for i, typed in zip(dutch, PLANTED_PHONES):
+        cols["Phone"][i] = typed
+
+
+def _delivery_addresses(rng: np.random.Generator, debtor_cols: Columns) -> Columns:
+    """0, 1 or 2 delivery addresses per debtor; the first is the debtor's default (``DeliveryAddressId``),
+    often its own address with a note for the driver, the second elsewhere (across the border for some
+    foreign debtors)."""
+    n = len(debtor_cols["DebtorId"])
+    per_debtor = np.searchsorted([0.45, 0.85], rng.random(n), side="right").astype(np.int64)
+    if n > 0:
+        per_debtor[0] = 2
+    if n > 1:
+        per_debtor[1] = 0
+    owner = np.repeat(np.arange(n), per_debtor)
+    rank = np.arange(len(owner)) - np.repeat(np.cumsum(per_debtor) - per_debtor, per_debtor)
+    m = len(owner)
+    cols = empty_columns("delivery_addresses", m)
+    cols["AddressId"][:] = np.arange(m, dtype=np.int64) + FIRST_DELIVERY_ADDRESS_ID
+    cols["DebtorId"][:] = debtor_cols["DebtorId"][owner]
+    home = debtor_cols["Country"][owner]
+    country = np.where((rank == 1) & (home != "NL") & (rng.random(m) < 0.5), "NL", home).astype(object)
+    drawn = _addresses(rng, country)
+    own = (rank == 0) & (rng.random(m) < 0.5)
+    for field in ("Street", "HouseNumber", "HouseNumberAddition", "PostalCode", "City"):
+        cols[field][:] = np.where(own, debtor_cols[field][owner], drawn[field])
+    cols["Country"][:] = country
+    cols["StreetAddition"][:] = np.where(rng.random(m) < 0.3, _pick(rng, DELIVERY_ADDITIONS, m), None)
+    cols["Phone"][:] = np.where(rng.random(m) < 0.3, _typed_phones(rng, country), None)
+    cols["Fax"][:] = np.where(rng.random(m) < 0.05, _phone(rng, m, "0"), None)
+    domain = [None if mail is None or "@" not in mail else mail.strip().rsplit("@", 1)[1]
+              for mail in debtor_cols["MailWork"][owner]]
+    cols["MailWork"][:] = [f"magazijn@{d}" if d and u < 0.2 else None for d, u in zip(domain, rng.random(m))]
+    modified = _modified(rng, m)
+    cols["ModifiedDate"][:], cols["CreateDate"][:] = modified, _created(rng, modified)
+    default = cols["AddressId"][rank == 0]
+    debtor_cols["DeliveryAddressId"][:] = NULL
+    debtor_cols["DeliveryAddressId"][owner[rank == 0]] = default
+    return cols
+
+
+def _addresses(rng: np.random.Generator, country: np.ndarray) -> Columns:
+    """A drawn address per row in that row's country (``NL`` or a key of ``FOREIGN_ADDRESSES``)."""
+    n = len(country)
+    zips = rng.integers(1000, 10000, n)
+    letters = rng.integers(0, 26, (n, 2)) + ord("A")
+    out: Columns = {
+        "Street": _pick(rng, STREETS, n),
+        "HouseNumber": rng.integers(1, 300, n).astype(np.int64),
+        "HouseNumberAddition": np.where(rng.random(n) < 0.1, _pick(rng, HOUSE_ADDITIONS, n), None).astype(object),
+        "PostalCode": np.array([f"{z} {chr(a)}{chr(b)}" for z, (a, b) in zip(zips, letters)], dtype=object),
+        "City": _pick(rng, CITIES, n),
+    }
+    for code, (streets, places, additions) in FOREIGN_ADDRESSES.items():
+        rows = np.flatnonzero(country == code)
+        place = rng.integers(0, len(places), len(rows))
+        out["Street"][rows] = _pick(rng, streets, len(rows))
+        out["HouseNumberAddition"][rows] = np.where(rng.random(len(rows)) < 0.2, _pick(rng, additions, len(rows)), None)
+        out["PostalCode"][rows] = [places[k][0] for k in place]
+        out["City"][rows] = [places[k][1] for k in place]
+    return out
+
+
+def _invoice_mail(rng: np.random.Generator, work: np.ndarray) -> np.ndarray:
+    """The organisation's address, or for about a third the invoice mailbox at the same domain."""
+    box = _pick(rng, INVOICE_MAILBOXES, len(work))
+    other = rng.random(len(work)) < 0.3
+    return np.array([f"{b}@{m.split('@', 1)[1]}" if m is not None and o and "@" in m else m
+                     for m, b, o in zip(work, box, other)], dtype=object)
+
+
+def _typed_phones(rng: np.random.Generator, country: np.ndarray) -> np.ndarray:
+    n = len(country)
+    mobile = rng.random(n) < 0.4
+    area = np.where(mobile, "6", _pick(rng, NL_AREA_CODES, n))
+    digits = rng.integers(0, 10**8, n)
+    form = rng.choice(len(NL_PHONE_FORMS), n, p=NL_PHONE_WEIGHTS / NL_PHONE_WEIGHTS.sum())
+    foreign_form = rng.integers(0, 3, n)
+    out = []
+    for c, a, d, f, g in zip(country, area, digits, form, foreign_form):
+        number = f"{d:08d}"
+        if c in FOREIGN_PHONES:
+            out.append(FOREIGN_PHONES[c][g](number))
+        else:
+            out.append(NL_PHONE_FORMS[f](a, number if a == "6" else number[1:]))
+    return np.array(out, dtype=object)
+
+
+def _bban(country: str, a: int, b: int) -> str:
+    """A national account number of the country's length from two random numbers."""
+    if country == "BE":
+        first = f"{a % 10**10:010d}"
+        check = int(first) % 97 or 97
+        return f"{first}{check:02d}"
+    if country == "DE":
+        return f"{b % 10**8:08d}{a % 10**10:010d}"
+    if country == "GB":
+        return f"{BANKS[a % len(BANKS)][:4]}{b % 10**6:06d}{a % 10**8:08d}"
+    return f"{BANKS[b % len(BANKS)]}{a % 10**10:010d}"
+
+
+def _iban(country: str, bban: str) -> str:
+    """IBAN with valid check digits (ISO 13616: mod 97 of the rearranged digits)."""
+    digits = "".join(str(int(ch, 36)) for ch in bban + country + "00")
+    return f"{country}{98 - int(digits) % 97:02d}{bban}"
+
+
+def _ibans(rng: np.random.Generator, country: np.ndarray) -> np.ndarray:
+    a, b = rng.integers(0, 10**10, len(country)), rng.integers(0, 10**8, len(country))
+    return np.array([_iban(c, _bban(c, int(x), int(y))) for c, x, y in zip(country, a, b)], dtype=object)

@@ -7,11 +7,21 @@ Storage is columnar numpy so that 1,000,000 contacts fit comfortably in memory:
 - ``bool`` columns are numpy bool (never empty);
 - ``ts`` columns are int64 milliseconds since the Unix epoch in UTC, ``NULL`` when empty. AFAS keeps
   sub-second precision and so do we; only the GetConnector display rounds to whole seconds;
-- ``date`` columns are int64 days since 1970-01-01, ``NULL`` when empty.
+- ``date`` columns are int64 days since 1970-01-01, ``NULL`` when empty;
+- ``dec`` columns (amounts, AFAS's ``decimal``) are int64 hundredths, ``NULL`` when empty, so they
+  compare, sort and keep ``NULL`` exactly like the other integer columns.
 
 Organisations and persons share AFAS's number space for ``BcCo`` (both are "relaties"), so a code is
 never used by an organisation and a person at the same time. ``BcId`` is AFAS's internal id; for the
 generated data it equals the numeric ``BcCo``.
+
+A debtor (``debtors``) is an organisation or a person in its role of customer (AFAS's sales relation,
+UpdateConnectors KnSalesRelationOrg/KnSalesRelationPer): exactly one of ``OrganisationId`` and
+``PersonId`` is set, and that relation carries ``IsDebtor``. It keeps the debtor card as AFAS shows it in
+``Profit_Debtor``: name, address, phone and e-mail are copies taken when the data is generated (an edit of
+the organisation or person does not reach them; edit the debtor). ``delivery_addresses`` are a debtor's
+delivery addresses (``Profit_Deliveryaddress``); the debtor's ``DeliveryAddressId`` (KnSalesRelation
+``CdDa``, "Voorkeur afleveradres") marks its default one.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ NULL = np.iinfo(np.int64).min
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 UTC = dt.timezone.utc
 
-STR, INT, BOOL, TS, DATE = "str", "int", "bool", "ts", "date"
+STR, INT, BOOL, TS, DATE, DEC = "str", "int", "bool", "ts", "date", "dec"
 
 TABLES: dict[str, dict[str, str]] = {
     "organisations": {
@@ -60,12 +70,35 @@ TABLES: dict[str, dict[str, str]] = {
         "LinkFile": BOOL, "EditMode": STR, "VisibleOutsite": BOOL, "VisibleInsite": BOOL, "UseNumber": BOOL,
         "LastNumber": INT,
     },
+    "debtors": {
+        "DebtorId": STR, "OrganisationId": STR, "PersonId": STR, "Name": STR, "SearchName": STR,
+        "Street": STR, "HouseNumber": INT, "HouseNumberAddition": STR, "PostalCode": STR, "City": STR,
+        "Country": STR, "Phone": STR, "MailWork": STR, "Iban": STR, "VatNumber": STR, "CollectAccount": STR,
+        "PaymentCondition": STR, "VatDuty": STR, "Blocked": BOOL, "CreditLimit": DEC, "Currency": STR,
+        "AutoPayment": BOOL, "DeliveryAddressId": INT, "ModifiedDate": TS, "CreateDate": TS,
+    },
+    "delivery_addresses": {
+        "AddressId": INT, "DebtorId": STR, "StreetAddition": STR, "Street": STR, "HouseNumber": INT,
+        "HouseNumberAddition": STR, "PostalCode": STR, "City": STR, "Country": STR, "Phone": STR, "Fax": STR,
+        "MailWork": STR, "ModifiedDate": TS, "CreateDate": TS,
+    },
 }
 KEYS = {"organisations": "OrganisationId", "persons": "PersonId", "contacts": "ContactId",
-        "subjects": "SubjectId", "attachments": "FileId", "subject_types": "SubjectTypeId"}
-DTYPES = {STR: object, INT: np.int64, BOOL: np.bool_, TS: np.int64, DATE: np.int64}
+        "subjects": "SubjectId", "attachments": "FileId", "subject_types": "SubjectTypeId",
+        "debtors": "DebtorId", "delivery_addresses": "AddressId"}
+DTYPES = {STR: object, INT: np.int64, BOOL: np.bool_, TS: np.int64, DATE: np.int64, DEC: np.int64}
+NUMERIC = (INT, TS, DATE, DEC)  # int64 storage, NULL when empty
 
 Columns = dict[str, np.ndarray]
+
+FREE_FIELDS = {  # KnContact free fields: GUID field id -> (canonical column, kind, label)
+    "UAC187778054F7C9022679701BEC7FD67": ("PermissionNewsletter", "boolean", "Nieuwsbrief"),
+    "UEC610801D5DDDD07589D4D58C7D95E70": ("PermissionEvents", "boolean", "Evenementen"),
+    "U75F1C487D4A16C8A1AF773D9EA276418": ("BounceDate", "date", "Bouncedatum"),
+    "UCC1D3710DBFE152311FF890317793493": ("BounceType", "string", "Bouncetype"),
+    "U5CDDF537F9AA47670ABAC39E715EF1A8": ("HardBounce", "boolean", "Harde bounce"),
+}
+FREE_FIELD_IDS = {column: guid for guid, (column, _, _) in FREE_FIELDS.items()}
 
 
 def empty_columns(table: str, n: int = 0) -> Columns:
@@ -135,3 +168,17 @@ def days_to_iso(days: int) -> str | None:
 
 def iso_to_days(text: str) -> int:
     return (dt.date.fromisoformat(text.strip()[:10]) - dt.date(1970, 1, 1)).days
+
+
+def cents_to_amount(cents: int) -> float | None:
+    return None if cents == NULL else cents / 100
+
+
+def amount_to_cents(amount) -> int:
+    """A JSON number (or its text) -> hundredths; ``bool`` and non-finite values are refused."""
+    if isinstance(amount, bool):
+        raise TypeError("an amount is a number")
+    cents = float(amount) * 100
+    if not abs(cents) < 2**62:  # also NaN and infinity
+        raise ValueError(f"invalid amount {amount!r}")
+    return round(cents)

@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from afas_sandbox.afas.model import NULL, naive_ms, parse_local
+from afas_sandbox.afas.model import NULL, amount_to_cents, naive_ms, parse_local
 
 TEXT_OPS = {6, 7, 10, 11, 12, 13, 14, 15}
 GENERIC_ERROR = "An unexpected error has occurred."
@@ -117,6 +117,8 @@ def _convert(kind: str, field: str, value: str):
             return value.lower()
         if kind == "int":
             return int(value.strip())
+        if kind == "decimal":  # stored in hundredths
+            return amount_to_cents(value.strip())
         if kind == "boolean":
             v = value.strip().lower()
             if v in ("1", "true", "ja", "yes"):
@@ -143,6 +145,9 @@ class ColumnCache:
                 self._lowered[field] = _lower(values)
             elif kind == "boolean":
                 self._lowered[field] = np.where(values, "true", "false").astype(object)
+            elif kind == "decimal":
+                self._lowered[field] = np.array([None if v == NULL else str(v / 100) for v in values.tolist()],
+                                                dtype=object)
             else:
                 self._lowered[field] = np.array([None if v == NULL else str(v) for v in values.tolist()], dtype=object)
         return self._lowered[field]

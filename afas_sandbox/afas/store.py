@@ -25,14 +25,18 @@ from afas_sandbox.afas.connectors import GET_CONNECTORS, GetConnector
 from afas_sandbox.afas.model import (
     BOOL,
     DATE,
+    DEC,
     DTYPES,
     INT,
     KEYS,
     NULL,
+    NUMERIC,
     STR,
     TABLES,
     TS,
     Columns,
+    amount_to_cents,
+    cents_to_amount,
     days_to_iso,
     empty_columns,
     iso_to_days,
@@ -93,7 +97,7 @@ class Table:
         kind = self.schema[field]
         if kind == BOOL:
             return bool(value)
-        if kind in (INT, TS, DATE):
+        if kind in NUMERIC:
             return None if value == NULL else int(value)
         return value
 
@@ -113,7 +117,7 @@ class Table:
             self._cols = {c: np.concatenate([v, spare[c]]) for c, v in self._cols.items()}
             self._alive = np.concatenate([self._alive, np.zeros(extra, dtype=bool)])
         for field, value in values.items():
-            self._cols[field][pos] = NULL if value is None and self.schema[field] in (INT, TS, DATE) else value
+            self._cols[field][pos] = NULL if value is None and self.schema[field] in NUMERIC else value
         self._alive[pos] = True
         self._n = pos + 1
         self.pos[self.normalise_key(values[self.key])] = pos
@@ -157,6 +161,8 @@ class Table:
                 values = [days_to_iso(v) for v in values]
             elif kind == INT:
                 values = [None if v == NULL else v for v in values]
+            elif kind == DEC:
+                values = [cents_to_amount(v) for v in values]
             columns.append(values)
         names = list(self.schema)
         return [dict(zip(names, row)) for row in zip(*columns)]
@@ -173,11 +179,21 @@ class Table:
                 cols[field][:] = [NULL if v is None else iso_to_days(v) for v in raw]
             elif kind == INT:
                 cols[field][:] = [NULL if v is None else int(v) for v in raw]
+            elif kind == DEC:
+                cols[field][:] = [NULL if v is None else amount_to_cents(v) for v in raw]
             elif kind == BOOL:
                 cols[field][:] = [bool(v) for v in raw]
             else:
                 cols[field][:] = [None if v is None else str(v) for v in raw]
         return cls(name, cols)
+
+
+def _max_number(table: Table) -> int:
+    """The highest key of a numbered table; text keys (debtor numbers) count when they are digits."""
+    keys = table.cols[table.key]
+    if table.schema[table.key] != STR:
+        return int(keys.max(initial=0))
+    return max((int(k) for k in keys if k is not None and k.isdigit()), default=0)
 
 
 class View:
@@ -216,12 +232,12 @@ class View:
 
 def _display(kind: str, values: np.ndarray) -> list:
     """AFAS display values: date-times as Amsterdam wall clock rounded to the second with a fake ``Z``,
-    dates as ``T00:00:00Z``."""
+    dates as ``T00:00:00Z``, decimals as JSON numbers (``2500.5``)."""
     if kind in ("string", "boolean"):
         return values.tolist()
     null = values == NULL
-    if kind == "int":
-        out = values.astype(object)
+    if kind in ("int", "decimal"):
+        out = (values / 100 if kind == "decimal" else values).astype(object)
         out[null] = None
         return out.tolist()
     seconds = np.where(null, 0, (values + 500) // 1000) if kind == "datetime" else np.where(null, 0, values // 1000)
@@ -254,8 +270,8 @@ class Store:
             self.next_code = max(numeric, default=99999) + 1
             self.next_bcid = max([int(tables[t].cols["BcId"].max(initial=0)) for t in ("organisations", "persons")]
                                  + [self.next_code - 1]) + 1
-            self.next_ids = {t: int(tables[t].cols[KEYS[t]].max(initial=0)) + 1
-                             for t in ("contacts", "subjects", "attachments", "subject_types")}
+            self.next_ids = {t: _max_number(tables[t]) + 1 for t in (
+                "contacts", "subjects", "attachments", "subject_types", "debtors", "delivery_addresses")}
             self.bump()
 
     def export(self) -> dict:
@@ -265,10 +281,15 @@ class Store:
 
     def load(self, doc: dict) -> None:
         """Replace the data with an exported document. A document from before the sandbox had dossier item
-        types (no ``subject_types``) gets the standard ones, so its dossier items keep a valid type."""
+        types (no ``subject_types``) gets the standard ones, so its dossier items keep a valid type; one from
+        before it had debtors gets them generated from its organisations' and persons' ``IsDebtor``."""
         tables = {name: Table.from_records(name, doc["tables"].get(name, [])) for name in TABLES}
         if "subject_types" not in doc["tables"]:
             tables["subject_types"] = Table("subject_types", dataset.subject_types())
+        if "debtors" not in doc["tables"]:
+            seed = doc.get("seed") if isinstance(doc.get("seed"), int) else 0
+            made = dataset.debtors(tables["organisations"].live(), tables["persons"].live(), seed)
+            tables.update({name: Table(name, cols) for name, cols in made.items()})
         self._replace(tables, doc.get("seed"))
 
     # --- versions and views --------------------------------------------------------------------------

@@ -33,18 +33,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from afas_sandbox.afas.model import iso_to_days, local_to_utc_ms, parse_local
+from afas_sandbox.afas.model import FREE_FIELDS, iso_to_days, local_to_utc_ms, parse_local
 from afas_sandbox.afas.store import Store
 
 UPDATE_ERROR_NUMBER = -2147220469
-
-FREE_FIELDS = {  # KnContact free fields: GUID field id -> (canonical column, kind, label)
-    "UAC187778054F7C9022679701BEC7FD67": ("PermissionNewsletter", "boolean", "Nieuwsbrief"),
-    "UEC610801D5DDDD07589D4D58C7D95E70": ("PermissionEvents", "boolean", "Evenementen"),
-    "U75F1C487D4A16C8A1AF773D9EA276418": ("BounceDate", "date", "Bouncedatum"),
-    "UCC1D3710DBFE152311FF890317793493": ("BounceType", "string", "Bouncetype"),
-    "U5CDDF537F9AA47670ABAC39E715EF1A8": ("HardBounce", "boolean", "Harde bounce"),
-}
 
 
 class UpdateError(Exception):
