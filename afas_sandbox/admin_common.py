@@ -69,3 +69,22 @@ class LoopbackOnly:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def clock_offset_s(body: dict) -> float:
+    """`offset_s` of a `PUT /clock` body: how far the account's clock runs ahead (negative: behind)."""
+    offset = body.get("offset_s")
+    if isinstance(offset, bool) or not isinstance(offset, (int, float)):
+        raise AdminError("offset_s is a number of seconds (negative: the account's clock runs behind)")
+    return float(offset)
+
+
+def load_document(load, body: dict, collection: str, kind: type = list) -> None:
+    """`load(body)` for a dataset document, which must hold `collection` (a list, or `kind`); a document that does
+    not fit is a 400 naming why, never a half-loaded account."""
+    if not isinstance(body.get(collection), kind):
+        raise AdminError(f"a dataset document has '{collection}'")
+    try:
+        load(body)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise AdminError(f"invalid dataset: {exc!r}") from None

@@ -57,7 +57,7 @@ from afas_sandbox.afas.model import (
 )
 from afas_sandbox.afas.store import Store
 from afas_sandbox.afas.updates import Tx, transaction
-from afas_sandbox.admin_common import AdminError, json_object
+from afas_sandbox.admin_common import AdminError, json_object, load_document
 from afas_sandbox.faults import fault_admin_routes, json_response
 
 if TYPE_CHECKING:
@@ -285,12 +285,7 @@ def admin_routes(emulator: "AfasEmulator") -> list[Route]:
         return handle
 
     def load_dataset(body: dict) -> dict:
-        if not isinstance(body.get("tables"), dict):
-            raise AdminError("a dataset document has 'tables'")
-        try:
-            store.load(body)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise AdminError(f"invalid dataset: {exc}") from None
+        load_document(store.load, body, "tables", dict)
         return state(store)
 
     def generate(body: dict) -> dict:

@@ -46,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from afas_sandbox.admin_common import AdminError, json_object
+from afas_sandbox.admin_common import AdminError, clock_offset_s, json_object, load_document
 from afas_sandbox.faults import fault_admin_routes, json_response
 from afas_sandbox.mailchimp.errors import Problem
 from afas_sandbox.mailchimp.store import SANDBOX_LIST_ID, ActionRefused, iso
@@ -149,19 +149,11 @@ def admin_routes(emulator: "MailchimpEmulator") -> list[Route]:
 
     def clock(request: Request, body: dict):
         if request.method == "PUT":
-            offset = body.get("offset_s")
-            if isinstance(offset, bool) or not isinstance(offset, (int, float)):
-                raise AdminError("offset_s is a number of seconds (negative: the account's clock runs behind)")
-            account.clock_offset_s = int(offset)
+            account.clock_offset_s = int(clock_offset_s(body))
         return {"offset_s": account.clock_offset_s, "now": iso(account.now())}
 
     def load(request: Request, body: dict):
-        if not isinstance(body.get("lists"), list):
-            raise AdminError("a dataset document has 'lists'")
-        try:
-            account.load(body)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise AdminError(f"invalid dataset: {exc!r}") from None
+        load_document(account.load, body, "lists")
         return account.counts()
 
     def reset(request: Request, body: dict):

@@ -44,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from afas_sandbox.admin_common import AdminError, json_object
+from afas_sandbox.admin_common import AdminError, clock_offset_s, json_object, load_document
 from afas_sandbox.faults import fault_admin_routes, json_response
 from afas_sandbox.spotler.store import Invalid, now_ms
 
@@ -150,19 +150,11 @@ def admin_routes(emulator: "SpotlerEmulator") -> list[Route]:
 
     def clock(request: Request, body: dict):
         if request.method == "PUT":
-            offset = body.get("offset_s")
-            if isinstance(offset, bool) or not isinstance(offset, (int, float)):
-                raise AdminError("offset_s is a number of seconds (negative: the account's clock runs behind)")
-            account.clock_offset_ms = int(offset * 1000)
+            account.clock_offset_ms = int(clock_offset_s(body) * 1000)
         return {"offset_s": account.clock_offset_ms / 1000, "now": account.now()}
 
     def load(request: Request, body: dict):
-        if not isinstance(body.get("contacts"), list):
-            raise AdminError("a dataset document has 'contacts'")
-        try:
-            account.load(body)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise AdminError(f"invalid dataset: {exc!r}") from None
+        load_document(account.load, body, "contacts")
         return account.counts()
 
     def reset(request: Request, body: dict):
