@@ -1,5 +1,6 @@
 """The Spotler side of a sync: audience members and their plan as Spotler contact documents, and Spotler's
-feeds (`contact/updates/list`, `contact/bounces/list`) as the typed values of `afas_pipeline.sync.events`.
+feeds (`contact/updates/list`, `contact/bounces/list`, `mailing-interaction/*`) as the typed values of
+`afas_pipeline.sync.events`.
 
 Everything else (audience, plan, state, consent, the way back) is destination-neutral; a second
 destination brings its own mapping file and an adapter like this one.
@@ -16,7 +17,7 @@ import pandas as pd
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.sync.audience import normalise_email, property_column
-from afas_pipeline.sync.events import Bounce, ContactChange
+from afas_pipeline.sync.events import Bounce, ContactChange, Interaction, MailingSent
 from afas_pipeline.sync.plan import set_column
 
 #: AFAS gender codes (M man, V vrouw, O onbekend, X non-binary) to Spotler's M/F; others stay empty.
@@ -113,6 +114,35 @@ def bounces(rows: Iterable[dict]) -> list[Bounce]:
         out.append(Bounce(str(contact["externalId"]), spotler_time(row.get("date")),
                           hard=str(row.get("type", "")).upper().startswith("HARD"),
                           email_hash=hash_key(address) if address else None))
+    return out
+
+
+def mails_sent(rows: Iterable[dict]) -> list[MailingSent]:
+    """`mailing-interaction/sent` rows as mails sent; a row without mailing, contact or date is left out."""
+    out = []
+    for row in rows:
+        mailing, external_id = str(row.get("encryptedMailingId") or ""), str(row.get("externalContactId") or "")
+        if not mailing or not external_id or row.get("date") is None:
+            continue
+        trend = row.get("trendReportId")
+        out.append(MailingSent(mailing, external_id, spotler_time(row["date"]), name=str(row.get("name") or ""),
+                               subject=str(row.get("subject") or ""), link=str(row.get("onlineVersionLink") or ""),
+                               trend_report_id=None if trend is None else str(trend)))
+    return out
+
+
+def interactions(kind: str, rows: Iterable[dict]) -> list[Interaction]:
+    """`mailing-interaction/{kind}` rows (opened, clicked, bounced) as interactions; a bounce's kind carries its
+    type (`bounced:hard`, `bounced:soft`)."""
+    out = []
+    for row in rows:
+        mailing, external_id = str(row.get("encryptedMailingId") or ""), str(row.get("externalContactId") or "")
+        if not mailing or not external_id or row.get("date") is None:
+            continue
+        label = kind
+        if kind == "bounced":
+            label = "bounced:" + ("hard" if str(row.get("bounceType") or "").upper() == "HARD" else "soft")
+        out.append(Interaction(mailing, external_id, label, spotler_time(row["date"])))
     return out
 
 

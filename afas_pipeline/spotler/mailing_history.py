@@ -34,7 +34,9 @@ from afas_pipeline.afas.dossier import find_item, reaction_body, subject_body, w
 from afas_pipeline.afas.lookups import read_by_keys
 from afas_pipeline.spotler.assets import DESTINATION, GROUP
 from afas_pipeline.spotler.client import SpotlerClient
-from afas_pipeline.sync.mailing_history import ITEM_COLUMNS, ms_to_utc, reactions, sent_items
+from afas_pipeline.spotler.adapter import interactions, mails_sent
+from afas_pipeline.sync.events import MailingSent
+from afas_pipeline.sync.mailing_history import ITEM_COLUMNS, reactions, sent_items
 from afas_pipeline.sync.state import SyncState, SyncStateResource
 
 #: How far before its window the feeds are read: Spotler stamps changes a moment late. Reading an
@@ -90,7 +92,7 @@ def build_mailing_history_asset(mapping: DestinationMapping, sources: AfasSource
         start, end = window.start - HISTORY_OVERLAP, window.end
         state = sync_state.open()
 
-        sent = spotler.interactions("sent", change_start=start, change_end=end)
+        sent = mails_sent(spotler.interactions("sent", change_start=start, change_end=end))
         campaign_ids = _campaign_ids(spotler, sent) if config.mailings == "trend_reports" else set()
         items, skipped = sent_items(sent, config, campaign_ids)
         todo = _items_to_create(state, spotler, config, items)
@@ -303,7 +305,7 @@ def _add_reactions(afas: AfasClient, state: SyncState, spotler: SpotlerClient, c
     result = AddedReactions()
     read = []
     for kind in config.interactions:
-        read += reactions(kind, spotler.interactions(kind, change_start=start, change_end=end))
+        read += reactions(interactions(kind, spotler.interactions(kind, change_start=start, change_end=end)))
     held = set(_keys(state.mailing_items(DESTINATION, {(r[0], r[1]) for r in read})))
     fresh = [r for r in read if (r[0], r[1]) in held]
     result.read, result.held = len(read), len(fresh)
@@ -352,13 +354,13 @@ def _keep(frame: pd.DataFrame, mask: list[bool]) -> pd.DataFrame:
     return frame[pd.Series(mask, index=frame.index, dtype=bool)]
 
 
-def _campaign_ids(spotler: SpotlerClient, sent: list[dict]) -> set[str]:
+def _campaign_ids(spotler: SpotlerClient, sent: list[MailingSent]) -> set[str]:
     """The mailings of `sent` that are campaign mails: Spotler's `GET mailing` lists every other mailing."""
-    untied = {str(s.get("encryptedMailingId")) for s in sent if s.get("trendReportId") is None}
+    untied = {mail.mailing_id for mail in sent if mail.trend_report_id is None}
     if not untied:
         return set()
-    dates = [int(s["date"]) for s in sent if s.get("date") is not None]
-    listed = spotler.mailings(ms_to_utc(min(dates)) - timedelta(days=1), ms_to_utc(max(dates)) + timedelta(days=1))
+    dates = [mail.at for mail in sent]
+    listed = spotler.mailings(min(dates) - timedelta(days=1), max(dates) + timedelta(days=1))
     return untied - {str(m.get("encryptedId")) for m in listed}
 
 
@@ -370,7 +372,7 @@ def _reread(spotler: SpotlerClient, config, waiting: pd.DataFrame, keys: set[Key
     rows = _keep(waiting, [k in keys for k in _keys(waiting)])
     for sent_at in sorted(set(rows["sent_at"])):
         at = pd.Timestamp(sent_at).to_pydatetime()
-        sent = spotler.interactions("sent", start=at, end=at + timedelta(seconds=1))
+        sent = mails_sent(spotler.interactions("sent", start=at, end=at + timedelta(seconds=1)))
         campaign_ids = _campaign_ids(spotler, sent) if config.mailings == "trend_reports" else set()
         items, _ = sent_items(sent, config, campaign_ids)
         frames.append(_keep(items, [k in keys for k in _keys(items)]))

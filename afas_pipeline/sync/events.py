@@ -27,3 +27,26 @@ class Bounce:
     at: datetime  # UTC
     hard: bool
     email_hash: str | None = None  # the hash of the address that bounced (R11), when the destination says it
+
+
+@dataclass(frozen=True)
+class MailingSent:
+    """A mail of a mailing the destination sent to one contact (R17)."""
+
+    mailing_id: str
+    external_id: str
+    at: datetime  # UTC
+    name: str = ""
+    subject: str = ""
+    link: str = ""  # the recipient's personal online version
+    trend_report_id: str | None = None  # the trend report the mailing belongs to, if any
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """A recipient's interaction with a mail: `opened`, `clicked`, `bounced:hard` or `bounced:soft` (R17)."""
+
+    mailing_id: str
+    external_id: str
+    kind: str
+    at: datetime  # UTC

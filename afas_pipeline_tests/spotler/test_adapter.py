@@ -34,3 +34,20 @@ def test_a_bounce_carries_the_hash_of_the_address_never_the_address():
 def test_spotler_times_in_both_forms_are_utc():
     assert spotler_time("1763287500000") == spotler_time(1763287500000) == datetime(2025, 11, 16, 10, 5, tzinfo=timezone.utc)
     assert spotler_time("2026-07-01T12:00:00").utcoffset().total_seconds() == 0
+
+
+def test_mailing_interactions_become_mails_sent_and_reactions_and_rows_without_ids_are_left_out():
+    from afas_pipeline.spotler.adapter import interactions, mails_sent
+
+    (mail,) = mails_sent([
+        {"encryptedMailingId": "M1", "externalContactId": 10001, "date": 1763287500000, "name": "Nieuwsbrief",
+         "subject": "Nieuws", "onlineVersionLink": "https://x.example/v/1", "trendReportId": 7},
+        {"encryptedMailingId": "M1", "externalContactId": None, "date": 1763287500000},
+    ])
+    assert (mail.mailing_id, mail.external_id, mail.trend_report_id, mail.link) == ("M1", "10001", "7", "https://x.example/v/1")
+    assert mail.at == datetime(2025, 11, 16, 10, 5, tzinfo=timezone.utc)
+    bounced = interactions("bounced", [
+        {"encryptedMailingId": "M1", "externalContactId": "10001", "date": 1763287600000, "bounceType": "HARD"},
+        {"encryptedMailingId": "M1", "externalContactId": "10002", "date": 1763287600000, "bounceType": "SOFT"},
+    ])
+    assert [(i.external_id, i.kind) for i in bounced] == [("10001", "bounced:hard"), ("10002", "bounced:soft")]
