@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 
+from collections.abc import Callable
+
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from afas_sandbox.faults import json_response
 
 
 class AdminError(Exception):
@@ -88,3 +93,26 @@ def load_document(load, body: dict, collection: str, kind: type = list) -> None:
         load(body)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise AdminError(f"invalid dataset: {exc!r}") from None
+
+
+def admin_endpoint(work: Callable[[Request, dict], object],
+                   refusal: Callable[[Exception], tuple[int, dict] | None] = lambda exc: None):
+    """A JSON admin endpoint around `work(request, body)` (run off the event loop): 200 with its answer; an
+    `AdminError` as its status, an unknown record (`LookupError`) as 404, and what `refusal` turns into
+    (status, body) for the emulator's own refusals."""
+
+    async def handle(request: Request) -> Response:
+        try:
+            body = await json_object(request) if request.method in ("POST", "PUT") else {}
+            return json_response(200, await run_in_threadpool(work, request, body))
+        except AdminError as exc:
+            return json_response(exc.status, {"error": exc.message})
+        except LookupError as exc:
+            return json_response(404, {"error": exc.args[0]})
+        except Exception as exc:
+            answer = refusal(exc)
+            if answer is None:
+                raise
+            return json_response(*answer)
+
+    return handle

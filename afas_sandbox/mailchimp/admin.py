@@ -41,13 +41,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
-from afas_sandbox.admin_common import AdminError, clock_offset_s, json_object, load_document
-from afas_sandbox.faults import fault_admin_routes, json_response
+from afas_sandbox.admin_common import AdminError, admin_endpoint, clock_offset_s, load_document
+from afas_sandbox.faults import fault_admin_routes
 from afas_sandbox.mailchimp.errors import Problem
 from afas_sandbox.mailchimp.store import SANDBOX_LIST_ID, ActionRefused, iso
 
@@ -82,23 +80,18 @@ def _string(body: dict, name: str, required: bool) -> str | None:
 def admin_routes(emulator: "MailchimpEmulator") -> list[Route]:
     account = emulator.account
 
+    def refusal(exc: Exception) -> tuple[int, dict] | None:
+        if isinstance(exc, ActionRefused):
+            return 409, {"error": exc.args[0]}
+        if isinstance(exc, Problem):
+            error = {"error": f"{exc.title}: {exc.detail}"}
+            if exc.errors is not None:
+                error["errors"] = exc.errors
+            return exc.status, error
+        return None
+
     def endpoint(work):
-        async def handle(request: Request) -> Response:
-            try:
-                body = await json_object(request) if request.method in ("POST", "PUT") else {}
-                return json_response(200, await run_in_threadpool(work, request, body))
-            except AdminError as exc:
-                return json_response(exc.status, {"error": exc.message})
-            except LookupError as exc:
-                return json_response(404, {"error": exc.args[0]})
-            except ActionRefused as exc:
-                return json_response(409, {"error": exc.args[0]})
-            except Problem as problem:
-                error = {"error": f"{problem.title}: {problem.detail}"}
-                if problem.errors is not None:
-                    error["errors"] = problem.errors
-                return json_response(problem.status, error)
-        return handle
+        return admin_endpoint(work, refusal)
 
     def list_id(request: Request, body: dict) -> str:
         chosen = body.get("list_id") or request.query_params.get("list_id") or SANDBOX_LIST_ID

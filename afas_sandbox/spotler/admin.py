@@ -39,13 +39,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
-from afas_sandbox.admin_common import AdminError, clock_offset_s, json_object, load_document
-from afas_sandbox.faults import fault_admin_routes, json_response
+from afas_sandbox.admin_common import AdminError, admin_endpoint, clock_offset_s, load_document
+from afas_sandbox.faults import fault_admin_routes
 from afas_sandbox.spotler.store import Invalid, now_ms
 
 if TYPE_CHECKING:
@@ -84,16 +82,7 @@ def _mailing(body: dict, required: bool) -> str | None:
 def admin_routes(emulator: "SpotlerEmulator") -> list[Route]:
     account = emulator.account
 
-    def endpoint(work):
-        async def handle(request: Request) -> Response:
-            try:
-                body = await json_object(request) if request.method in ("POST", "PUT") else {}
-                return json_response(200, await run_in_threadpool(work, request, body))
-            except AdminError as exc:
-                return json_response(exc.status, {"error": exc.message})
-            except LookupError as exc:
-                return json_response(404, {"error": exc.args[0]})
-        return handle
+    endpoint = admin_endpoint
 
     def recipient(request: Request, body: dict):
         external_id, action = request.path_params["external_id"], request.path_params["action"]
