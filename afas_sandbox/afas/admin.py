@@ -157,14 +157,20 @@ def _at(body: dict) -> int:
         raise AdminError(f"invalid 'at': {body.get('at')!r}") from None
 
 
+def _position(store: Store, table: str, key) -> int:
+    """The row of `table` with `key`, or a 404 naming both."""
+    pos = store.tables[table].find(key)
+    if pos is None:
+        raise AdminError(f"no {table} record with key {key!r}", 404)
+    return pos
+
+
 def edit(store: Store, body: dict) -> dict:
     table = _table(body.get("table"))
 
     def work(tx: Tx) -> dict:
         t = store.tables[table]
-        pos = t.find(body.get("key"))
-        if pos is None:
-            raise AdminError(f"no {table} record with key {body.get('key')!r}", 404)
+        pos = _position(store, table, body.get("key"))
         values = _values(store, table, body.get("fields"))
         if table == "debtors":
             _own_delivery_address(store, t.cols["DebtorId"][pos], values)
@@ -216,9 +222,7 @@ def delete(store: Store, body: dict) -> dict:
 
     def work(tx: Tx) -> dict:
         t = store.tables[table]
-        pos = t.find(body.get("key"))
-        if pos is None:
-            raise AdminError(f"no {table} record with key {body.get('key')!r}", 404)
+        pos = _position(store, table, body.get("key"))
         key = t.cols[KEYS[table]][pos]
         if table in ("organisations", "persons"):
             used = store.tables["contacts"].where(**{KEYS[table]: key})
