@@ -169,22 +169,26 @@ def validate_mappings(drift: bool = False) -> int:
             problems += 1
             print(f"invalid: {exc}", file=sys.stderr)
     if drift and not problems:
-        from afas_pipeline.resources import afas_client, spotler_client
-        from afas_pipeline.spotler.assets import mapping_drift
+        from afas_pipeline.chain.component import declared_destinations
+        from afas_pipeline.chain.sync import mapping_drift
+        from afas_pipeline.resources import build_resources
 
         problem = _settings_problem()
         if problem:
             return _error(problem)
-        for path, mapping in mappings.items():
+        resources = build_resources()
+        for declared in declared_destinations():
+            destination = declared.destination()
+            path = MAPPINGS_DIR / declared.mapping
             try:
-                found = mapping_drift(afas_client(), spotler_client(), mapping, sources)
+                found = mapping_drift(resources["afas"], destination, resources[destination.name], sources)
             except (AfasError, SpotlerError) as exc:
                 return _error(f"drift: {path}: {exc}")
             for problem in found:
                 print(f"drift: {path}: {problem}", file=sys.stderr)
             problems += len(found)
             if not found:
-                print(f"fits AFAS and {mapping.destination}: {path}")
+                print(f"fits AFAS and {destination.name}: {path}")
     return 1 if problems else 0
 
 

@@ -1,13 +1,15 @@
 """The afas-pipeline code location: a table of contents."""
 
+from pathlib import Path
+
 import dagster as dg
 
 from afas_pipeline.afas.assets import build_afas_assets
 from afas_pipeline.resources import build_resources
 from afas_pipeline.schedules import build_jobs_and_schedules
-from afas_pipeline.spotler.assets import build_spotler_assets
 
-assets = [*build_afas_assets(), *build_spotler_assets()]
+# One folder per destination under afas_pipeline/defs/, each a defs.yaml naming its mapping and adapter.
+assets = [*build_afas_assets(), *dg.load_from_defs_folder(path_within_project=Path(__file__).parent).assets]
 jobs, schedules = build_jobs_and_schedules(assets)
 
 defs = dg.Definitions(

@@ -24,7 +24,6 @@ from afas_pipeline.lib.parquet_io import ParquetIOManager
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.urls import base_url_problem
 from afas_pipeline.mapping.load import mappings_folder_problems
-from afas_pipeline.spotler.assets import DESTINATION as SPOTLER
 from afas_pipeline.spotler.client import DEFAULT_BASE_URL as SPOTLER_URL_EXAMPLE
 from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline.sync.state import SyncStateResource
@@ -43,8 +42,9 @@ DEFAULT_SANDBOX_URL = "http://127.0.0.1:8765"
 SANDBOX_AFAS_TOKEN = "3F4C8A34E5A41B1BD3996776431E1EB94C5CF79EE3985EA2085301168734E371"
 SANDBOX_SPOTLER_KEY = "afaspipeline-sandbox"
 SANDBOX_SPOTLER_SECRET = "sandbox-secret-7d1e0c5b9a3f4e21"
-#: The destinations this code location builds; each needs its `<destination>.yaml` in the mappings folder.
-DESTINATIONS = (SPOTLER,)
+#: The destinations this code location builds (one folder each under afas_pipeline/defs/); each needs its
+#: `<destination>.yaml` in the mappings folder.
+DESTINATIONS = tuple(sorted(p.parent.name for p in (Path(__file__).parent / "defs").glob("*/defs.yaml")))
 AFAS_ENVIRONMENTS = ("production", "test", "accept")
 
 _HEX64 = re.compile(r"[0-9A-Fa-f]{64}")

@@ -76,7 +76,7 @@ def test_jobs_select_one_cadence_each():
     full_keys = {k.to_user_string() for k in full.asset_layer.executable_asset_keys}
     assert delta_keys == {f"afas_{e}_changes" for e in ENTITIES} | {
         "spotler_audience_delta", "spotler_sync_plan_delta", "spotler_sync_delta", "spotler_rejected",
-        "spotler_changes", "afas_write_back", "mailing_history"}
+        "spotler_optout_feedback", "spotler_bounce_feedback", "spotler_afas_write_back", "spotler_mailing_history"}
     assert full_keys == {f"afas_{e}" for e in ENTITIES} | {
         "spotler_audience", "spotler_sync_plan", "spotler_sync", "spotler_rejected"}
     assert delta.tags["afas_pipeline/cadence"] == "delta"
@@ -105,19 +105,21 @@ def test_the_spotler_chain_hangs_off_the_afas_reads_of_its_cadence():
 
 def test_the_way_back_hangs_off_spotler_with_blocking_checks_in_front_of_afas():
     graph = _graph()
-    assert {k.to_user_string() for k in graph.get(dg.AssetKey("afas_write_back")).parent_keys} == {"spotler_changes"}
+    write_back = dg.AssetKey("spotler_afas_write_back")
+    assert {k.to_user_string() for k in graph.get(write_back).parent_keys} == {
+        "spotler_optout_feedback", "spotler_bounce_feedback"}
     # One graph AFAS -> Spotler -> AFAS: the way back runs after its window's sync to Spotler.
-    for name in ("spotler_changes", "mailing_history"):
+    for name in ("spotler_optout_feedback", "spotler_bounce_feedback", "spotler_mailing_history"):
         assert {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys} == {"spotler_sync_delta"}
-    upstream = {k.to_user_string() for k in graph.upstream_key_iterator(dg.AssetKey("afas_write_back"))}
-    assert {"afas_contacts_changes", "spotler_sync_delta", "spotler_changes"} <= upstream
-    for name in ("spotler_changes", "afas_write_back"):
+    upstream = {k.to_user_string() for k in graph.upstream_key_iterator(write_back)}
+    assert {"afas_contacts_changes", "spotler_sync_delta", "spotler_bounce_feedback"} <= upstream
+    for name in ("spotler_optout_feedback", "spotler_bounce_feedback", "spotler_afas_write_back"):
         node = graph.get(dg.AssetKey(name))
         assert node.partitions_def == delta_partitions
         assert node.group_name == "spotler"
         assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run == 96
     for check in ("no_protected_field", "no_create", "only_mapped_fields"):
-        spec = graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey("afas_write_back"), check))
+        spec = graph.get_check_spec(dg.AssetCheckKey(write_back, check))
         assert spec.blocking
 
 
@@ -156,4 +158,4 @@ def test_dg_lists_and_checks_the_definitions_in_this_project():
     assert "All definitions loaded successfully" in checked.stdout + checked.stderr
     listed = subprocess.run([dg_cli, "list", "defs", "--json"], cwd=root, capture_output=True, text=True, timeout=300)
     assert listed.returncode == 0, listed.stderr[-2000:]
-    assert "spotler_sync_delta" in listed.stdout and "afas_write_back" in listed.stdout
+    assert "spotler_sync_delta" in listed.stdout and "spotler_afas_write_back" in listed.stdout

@@ -17,6 +17,7 @@ from afas_pipeline.lib.timewindows import utc_to_afas_wall
 #: AFAS limits: KnSubject.Ds (Onderwerp) 255 characters, KnSubject.SbTx (Toelichting) 4000.
 DESCRIPTION_MAX = 255
 TEXT_MAX = 4000
+#: The marker line of an item made for Spotler's mailings; each destination names its own (`dossier_marker`).
 MARKER = "Spotler mailing id: "
 REACTIONS_HEADER = "Reactions:"
 LABELS = {"opened": "opened", "clicked": "clicked", "bounced:hard": "bounced (hard)", "bounced:soft": "bounced (soft)"}
@@ -31,16 +32,16 @@ def _wall(at: str | datetime) -> datetime:
     return utc_to_afas_wall(pd.Timestamp(at).tz_convert(timezone.utc).to_pydatetime())
 
 
-def item_text(item: dict) -> str:
+def item_text(item: dict, marker: str = MARKER) -> str:
     lines = [f"Mailing: {item['name']}", f"Subject: {item['subject']}",
              f"Sent: {_wall(item['sent_at']):%Y-%m-%d %H:%M} (Amsterdam time)"]
     if _text(item.get("link")):
         lines.append(f"Online version: {item['link']}")
-    lines += [f"{MARKER}{item['mailing_id']}", REACTIONS_HEADER]
+    lines += [f"{marker}{item['mailing_id']}", REACTIONS_HEADER]
     return "\n".join(lines)[:TEXT_MAX]
 
 
-def subject_body(item: dict, contact: dict, subject_type: int) -> dict:
+def subject_body(item: dict, contact: dict, subject_type: int, marker: str = MARKER) -> dict:
     """The KnSubject POST for one item, linked to the contact person (CdId, with its organisation)."""
     name = item["name"] or item["subject"] or item["mailing_id"]
     link = {"DoCRM": True, "ToBC": True, "CdId": int(contact["ContactId"])}
@@ -48,17 +49,18 @@ def subject_body(item: dict, contact: dict, subject_type: int) -> dict:
     if organisation:
         link["BcId"] = organisation
     return {"KnSubject": {"Element": {
-        "Fields": {"StId": int(subject_type), "Ds": f"Mailing: {name}"[:DESCRIPTION_MAX], "SbTx": item_text(item),
+        "Fields": {"StId": int(subject_type), "Ds": f"Mailing: {name}"[:DESCRIPTION_MAX], "SbTx": item_text(item, marker),
                    "Da": f"{_wall(item['sent_at']):%Y-%m-%dT%H:%M:%S}"},
         "Objects": [{"KnSubjectLink": {"Element": {"Fields": link}}}],
     }}}
 
 
-def find_item(subjects: pd.DataFrame, mailing_id: str, external_id: str, subject_type: int) -> str | None:
+def find_item(subjects: pd.DataFrame, mailing_id: str, external_id: str, subject_type: int,
+              marker: str = MARKER) -> str | None:
     """The SbId of an item AFAS already holds for (mailing, contact), found by its marker line."""
     if subjects.empty:
         return None
-    marker = f"{MARKER}{mailing_id}"
+    marker = f"{marker}{mailing_id}"
     hit = subjects[(subjects["ContactId"].astype(str) == str(external_id))
                    & (subjects["SubjectTypeId"].astype(str) == str(subject_type))
                    & subjects["Text"].fillna("").str.split("\n").map(lambda lines: marker in lines)]

@@ -1,33 +1,44 @@
-"""The Spotler side of a sync: audience members and their plan as Spotler contact documents, and Spotler's
-feeds (`contact/updates/list`, `contact/bounces/list`, `mailing-interaction/*`) as the typed values of
-`afas_pipeline.sync.events`.
+"""The Spotler side of a sync (`afas_pipeline.sync.destination.Destination`): audience members and their plan as
+Spotler contact documents, and Spotler's feeds (`contact/updates/list`, `contact/bounces/list`,
+`mailing-interaction/*`) as the typed values of `afas_pipeline.sync.events`.
 
-Everything else (audience, plan, state, consent, the way back) is destination-neutral; a second
-destination brings its own mapping file and an adapter like this one.
+Everything else (audience, plan, state, consent, the way back) is destination-neutral (`afas_pipeline.chain`);
+`afas_pipeline/defs/spotler/defs.yaml` names this adapter and the mapping file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime, timezone
-from typing import Any
+import re
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from afas_pipeline.afas.dossier import MARKER
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.sync.audience import normalise_email, property_column
 from afas_pipeline.sync.events import Bounce, ContactChange, Interaction, MailingSent
 from afas_pipeline.sync.plan import set_column
 
+if TYPE_CHECKING:
+    from afas_pipeline.spotler.client import ContactResult, SpotlerClient
+
 #: AFAS gender codes (M man, V vrouw, O onbekend, X non-binary) to Spotler's M/F; others stay empty.
 GENDERS = {"M": "M", "V": "F"}
 
 
 class SpotlerAdapter:
-    destination = "spotler"
+    """Spotler Mail+ as a destination: contacts by externalId, permissions by bit, the EMAIL channel for R11."""
 
-    def __init__(self, mapping: DestinationMapping):
+    title = "Spotler"
+    kind = "spotler"
+    dossier_marker = MARKER
+
+    def __init__(self, mapping: DestinationMapping, name: str = "spotler"):
+        self.name = name
         self.mapping = mapping
         self._types = {f.property: f.type for f in mapping.fields}
         self._properties = [name for _, name in mapping.properties() if name != mapping.email.property]
@@ -63,6 +74,43 @@ class SpotlerAdapter:
             documents.append(document)
         return documents
 
+    def write(self, client: SpotlerClient, documents: list[dict],
+              on_batch: Callable[[list[ContactResult]], None]) -> None:
+        client.upsert_contacts(documents, on_batch=on_batch)
+
+    def changes(self, client: SpotlerClient, start: datetime, end: datetime) -> list[ContactChange]:
+        return contact_changes(client.updates(start, end))
+
+    def bounces(self, client: SpotlerClient, start: datetime, end: datetime) -> list[Bounce]:
+        return bounces(client.bounces(start, end))
+
+    def current_fields(self, client: SpotlerClient, external_ids: Iterable[str]) -> Mapping[str, Mapping | None]:
+        ids = list(external_ids)
+        with ThreadPoolExecutor(max_workers=max(1, client.max_concurrency)) as pool:
+            contacts = dict(zip(ids, pool.map(client.get_contact, ids)))
+        return {i: None if c is None else dict(c.get("properties") or {}) for i, c in contacts.items()}
+
+    def properties(self, client: SpotlerClient) -> list[dict]:
+        return client.properties()
+
+    def write_counts(self, client: SpotlerClient) -> dict[str, int]:
+        stats = client.stats
+        return {"write_batches": stats.batches, "contacts_sent": stats.contacts_sent}
+
+    def refusal_reason(self, result: ContactResult) -> str:
+        """The code, and the property Spotler names, so an operator knows which AFAS field to fix; never the
+        value (Spotler's message may quote it)."""
+        match = re.search(r"property '([^']+)'", result.message or "")
+        return f"{result.code}:{match.group(1)}" if match else result.code
+
+    def resubscriptions(self, documents: list[dict], actions: list[str]) -> list[int]:
+        # Spotler has no consent state of its own beyond the permission bits, which C1 guards in the plan.
+        return []
+
+    @property
+    def mailings(self) -> SpotlerMailings:
+        return SpotlerMailings()
+
     def _column(self, name: str, column: pd.Series) -> list[Any]:
         """A mapped column in Spotler's terms; None clears the property (merge keeps omitted ones, not nulls)."""
         kind = self._types.get(name)
@@ -76,6 +124,29 @@ class SpotlerAdapter:
         elif kind != "number":
             column = column.astype("string")
         return _objects(column.where(present))
+
+
+class SpotlerMailings:
+    """Spotler's mailing feed (R17): `mailing-interaction/*` and, for campaign mails, `GET mailing`."""
+
+    def sent(self, client: SpotlerClient, *, change_start: datetime, change_end: datetime) -> list[MailingSent]:
+        return mails_sent(client.interactions("sent", change_start=change_start, change_end=change_end))
+
+    def sent_at(self, client: SpotlerClient, start: datetime, end: datetime) -> list[MailingSent]:
+        return mails_sent(client.interactions("sent", start=start, end=end))
+
+    def interactions(self, client: SpotlerClient, kind: str, *, change_start: datetime,
+                     change_end: datetime) -> list[Interaction]:
+        return interactions(kind, client.interactions(kind, change_start=change_start, change_end=change_end))
+
+    def campaign_ids(self, client: SpotlerClient, sent: list[MailingSent]) -> set[str]:
+        """The mailings of `sent` that are campaign mails: Spotler's `GET mailing` lists every other mailing."""
+        untied = {mail.mailing_id for mail in sent if mail.trend_report_id is None}
+        if not untied:
+            return set()
+        dates = [mail.at for mail in sent]
+        listed = client.mailings(min(dates) - timedelta(days=1), max(dates) + timedelta(days=1))
+        return untied - {str(m.get("encryptedId")) for m in listed}
 
 
 def _objects(column: pd.Series) -> list[Any]:

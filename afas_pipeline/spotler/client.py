@@ -96,6 +96,11 @@ class ContactResult:
     def ok(self) -> bool:
         return self.code == "OK"
 
+    @property
+    def consent_refusal(self) -> bool:
+        """Spotler refuses no contact for a consent reason of its own: its permissions are ours to guard (C1)."""
+        return False
+
 
 @dataclass
 class WriteStats:

@@ -6,7 +6,7 @@ into an empty Spotler account) and plays a random sequence of steps on six conta
   one, so that R11's "back to the bounced address" stays the other test's business);
 - a recipient in Spotler unsubscribing from or subscribing to bit 1 or 2, or bouncing (hard or soft);
 - a Spotler user editing the function (a two-way field, `direction: both`);
-- a sync (the full chain to Spotler) or a feedback run (`spotler_changes` -> `afas_write_back`);
+- a sync (the full chain to Spotler) or a feedback run (`spotler_optout_feedback`, `spotler_bounce_feedback` -> `spotler_afas_write_back`);
 - a crash: the next sync or feedback run dies at a chosen fail point (between two write batches, between a
   write and its state save, while the feed is recorded, during the AFAS read or the write-back, ...); the
   run after it resumes;
@@ -54,7 +54,7 @@ from afas_pipeline_tests.properties.test_sync_model import (
     valid_email,
 )
 
-FEEDBACK_ASSETS = [a for a in ALL_ASSETS if a.key.to_user_string() in ("spotler_changes", "afas_write_back")]
+FEEDBACK_ASSETS = [a for a in ALL_ASSETS if a.key.to_user_string() in ("spotler_optout_feedback", "spotler_bounce_feedback", "spotler_afas_write_back")]
 #: Spotler's clock runs this far behind the real time; the steps' clock a minute more (see the docstring).
 BEHIND = dt.timedelta(minutes=15)
 STEPS_BEHIND_SPOTLER = dt.timedelta(minutes=1)
@@ -191,7 +191,7 @@ class LoopWorld(World):
         assert not failed, f"write-back checks failed: {failed}"
         # One materialization per window of the range, with the same metadata: the run's.
         materialization = [e for e in result.get_asset_materialization_events()
-                           if e.materialization.asset_key.to_user_string() == "afas_write_back"][-1]
+                           if e.materialization.asset_key.to_user_string() == "spotler_afas_write_back"][-1]
         return {k: v.value for k, v in materialization.materialization.metadata.items()}
 
     def troubled_run(self, trouble: Crash | Outage) -> str:

@@ -11,9 +11,14 @@ import pandas as pd
 import pytest
 
 from afas_pipeline.afas.client import AfasClient
+from afas_pipeline.afas.sources import AfasSources, default_sources
+from afas_pipeline.chain import build_destination_assets
 from afas_pipeline.definitions import assets as ALL_ASSETS
 from afas_pipeline.lib.parquet_io import ParquetIOManager
 from afas_sandbox.server import Sandbox
+from afas_pipeline.mapping.load import default_mapping
+from afas_pipeline.mapping.models import DestinationMapping
+from afas_pipeline.spotler.adapter import SpotlerAdapter
 from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline.sync.state import SyncState, SyncStateResource
 
@@ -23,11 +28,17 @@ FULL_PARTITION = "2026-11-22-06:00"
 
 
 #: The way back (Spotler -> AFAS), run by `SyncWorld.feedback`, not by `sync`/`delta`.
-FEEDBACK_ASSETS = frozenset({"spotler_changes", "afas_write_back"})
+FEEDBACK_ASSETS = frozenset({"spotler_optout_feedback", "spotler_bounce_feedback", "spotler_afas_write_back"})
 
 
 #: The mailing history (R17), run by `SyncWorld.history`, not by `sync`/`delta`/`feedback`.
-HISTORY_ASSETS = frozenset({"mailing_history"})
+HISTORY_ASSETS = frozenset({"spotler_mailing_history"})
+
+
+def spotler_assets(mapping: DestinationMapping | None = None,
+                   sources: AfasSources | None = None) -> list[dg.AssetsDefinition]:
+    """Spotler's chain built from another mapping or other AFAS sources than the shipped ones."""
+    return build_destination_assets(SpotlerAdapter(mapping or default_mapping("spotler")), sources or default_sources())
 
 
 def _feedback(asset) -> bool:
@@ -95,7 +106,7 @@ class SyncWorld:
 
     def feedback(self, partition: str | None = None, *, tags: dict | None = None,
                  raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-        """The way back for one 15-minute window (or a backfill range given as tags): spotler_changes ->
+        """The way back for one 15-minute window (or a backfill range given as tags): spotler_optout_feedback, spotler_bounce_feedback ->
         afas_write_back."""
         return dg.materialize(
             [a for a in self.assets if _feedback(a)],

@@ -2,7 +2,7 @@
 
 Each test syncs a 300-contact AFAS sandbox to an empty Spotler account, then acts as a recipient in
 Spotler (unsubscribe, bounce) with explicit times in a quiet window, and runs the feedback assets
-`spotler_changes` -> `afas_write_back` through Dagster for those 15-minute windows.
+`spotler_optout_feedback`, `spotler_bounce_feedback` -> `spotler_afas_write_back` through Dagster for those 15-minute windows.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from afas_pipeline.mapping.errors import MappingError
 from afas_pipeline.mapping.load import MAPPINGS_DIR, default_mapping, load_mapping
-from afas_pipeline.spotler.feedback import AFAS
+from afas_pipeline.chain.feedback import AFAS
 from afas_pipeline.afas.updates import Write, guard
 from afas_pipeline_tests.spotler.conftest import email_active
 
@@ -60,7 +60,7 @@ def test_r12_an_unsubscribe_reaches_afas_within_two_15_minute_partitions(world):
     second = world.feedback(NEXT)
 
     assert _afas_contact(world, _id(contact))["PermissionNewsletter"] is False
-    sent = world.metadata(first, "afas_write_back")["calls_sent"] + world.metadata(second, "afas_write_back")["calls_sent"]
+    sent = world.metadata(first, "spotler_afas_write_back")["calls_sent"] + world.metadata(second, "spotler_afas_write_back")["calls_sent"]
     assert sent == 1
     assert sum(_afas_puts(world).values()) == 1
     # The state learned the new value: the next AFAS -> Spotler delta sends nothing back.
@@ -82,7 +82,7 @@ def test_r12_a_bounce_reported_late_still_reaches_afas(world):
     row = _afas_contact(world, _id(contact))
     assert _bounce_date(row) == "2026-11-16"
     assert row["BounceType"] == "soft"
-    assert world.metadata(result, "spotler_changes")["events/bounce:soft"] == 1
+    assert world.metadata(result, "spotler_bounce_feedback")["events/bounce:soft"] == 1
 
 
 def test_r12_a_rerun_of_the_feedback_partitions_writes_nothing_twice(world):
@@ -97,8 +97,8 @@ def test_r12_a_rerun_of_the_feedback_partitions_writes_nothing_twice(world):
 
     assert _afas_puts(world) == {}
     for result in reruns:
-        assert world.metadata(result, "spotler_changes")["dagster/row_count"] == 0
-        assert world.metadata(result, "afas_write_back")["calls_sent"] == 0
+        assert _fresh_events(world, result) == 0
+        assert world.metadata(result, "spotler_afas_write_back")["calls_sent"] == 0
     delivered = world.state().feedback_events("spotler", status="delivered")
     assert sorted(delivered["kind"]) == ["bounce:hard", "optout:1"]
 
@@ -138,8 +138,8 @@ def test_r14_a_bounce_of_a_contact_afas_does_not_have_creates_nothing(world):
 
     assert len(world.afas_contacts()) == before
     assert _afas_puts(world) == {}
-    assert world.metadata(result, "afas_write_back")["contacts/not_in_afas"] == 1
-    assert world.metadata(result, "afas_write_back")["calls_sent"] == 0
+    assert world.metadata(result, "spotler_afas_write_back")["contacts/not_in_afas"] == 1
+    assert world.metadata(result, "spotler_afas_write_back")["calls_sent"] == 0
 
 
 def _with_stranger(dataset: dict, external_id: str) -> dict:
@@ -218,7 +218,7 @@ def test_c1_a_stale_optin_never_switches_a_permission_on_in_afas(world):
     result = world.feedback(WINDOW)
 
     assert _afas_contact(world, _id(contact))["PermissionNewsletter"] is False
-    assert world.metadata(result, "afas_write_back")["held_by_consent"] == 1
+    assert world.metadata(result, "spotler_afas_write_back")["held_by_consent"] == 1
 
 
 def test_c4_an_afas_500_becomes_a_rejected_record_with_its_reference_and_is_delivered_next_run(world):
@@ -232,7 +232,7 @@ def test_c4_an_afas_500_becomes_a_rejected_record_with_its_reference_and_is_deli
     rejected = world.state().rejected(AFAS)
     assert list(rejected["external_id"]) == [_id(contact)]
     assert rejected["reason"].iloc[0].startswith("profitLogReference=")
-    assert world.metadata(failed, "afas_write_back")["contacts/rejected"] == 1
+    assert world.metadata(failed, "spotler_afas_write_back")["contacts/rejected"] == 1
     assert list(world.state().feedback_events("spotler", status="pending")["external_id"]) == [_id(contact)]
 
     world.afas("PUT", "/faults", json={"error_500_rate": 0.0})
@@ -269,7 +269,7 @@ def test_c4_a_refused_put_keeps_its_profit_log_reference_and_is_retried_next_run
     rejected = world.state().rejected(AFAS)
     assert list(rejected["external_id"]) == [_id(contact)]
     assert rejected["reason"].iloc[0].startswith("profitLogReference=") and len(rejected["reason"].iloc[0]) > 20
-    assert world.metadata(failed, "afas_write_back")["contacts/rejected"] == 1
+    assert world.metadata(failed, "spotler_afas_write_back")["contacts/rejected"] == 1
     assert _afas_contact(world, _id(contact))["PermissionNewsletter"] is True
 
     world.afas("PUT", "/faults", json={"error_500_rate": 0.0})
@@ -290,8 +290,8 @@ def test_r12_a_backfill_of_the_feedback_partitions_delivers_each_event_once_in_o
     first = world.feedback(tags=backfill)
     again = world.feedback(tags=backfill)
 
-    assert world.metadata(first, "afas_write_back")["calls_sent"] == 2
-    assert world.metadata(again, "afas_write_back")["calls_sent"] == 0
+    assert world.metadata(first, "spotler_afas_write_back")["calls_sent"] == 2
+    assert world.metadata(again, "spotler_afas_write_back")["calls_sent"] == 0
     assert sum(_afas_puts(world).values()) == 2
     assert _afas_contact(world, _id(contacts[0]))["PermissionNewsletter"] is False
     assert _afas_contact(world, _id(contacts[1]))["BounceType"] == "soft"
@@ -315,8 +315,8 @@ def test_r11_a_new_address_after_a_hard_bounce_reactivates_the_contact_and_clear
     cleared = _afas_contact(world, _id(contact))
     assert pd.isna(cleared["BounceType"]) and cleared["HardBounce"] is False and _bounce_date(cleared) is None
     assert sum(_afas_puts(world).values()) == 1
-    assert world.metadata(result, "afas_write_back")["contacts/delivered"] == 1
-    assert world.metadata(result, "afas_write_back")["events/reactivated"] == 1
+    assert world.metadata(result, "spotler_afas_write_back")["contacts/delivered"] == 1
+    assert world.metadata(result, "spotler_afas_write_back")["events/reactivated"] == 1
     # Delivered once: the next window and a rerun leave AFAS alone, and the contact stays active.
     world.afas("POST", "/stats/reset")
     world.feedback("2026-11-17-09:30")
@@ -335,7 +335,7 @@ def test_r13_a_two_way_field_edited_in_spotler_reaches_afas_and_is_not_sent_back
 
     result = world.feedback(WINDOW)
 
-    assert world.metadata(result, "spotler_changes")["events/field:function"] == 1
+    assert world.metadata(result, "spotler_optout_feedback")["events/field:function"] == 1
     assert _afas_contact(world, edited)["Function"] == "Hoofd Marketing"
     assert _afas_contact(world, untouched)["Function"] == contacts[1]["Function"]
     puts = _afas_puts(world)
@@ -347,7 +347,7 @@ def test_r13_a_two_way_field_edited_in_spotler_reaches_afas_and_is_not_sent_back
     world.delta(NEXT)
     world.sync()
     assert world.spotler_writes() == 0
-    assert world.metadata(world.feedback(NEXT), "spotler_changes")["dagster/row_count"] == 0
+    assert _fresh_events(world, world.feedback(NEXT)) == 0
 
 
 def test_r13_a_two_way_field_edited_on_both_sides_in_one_window_ends_with_afas_value_on_both(world):
@@ -373,7 +373,7 @@ def test_r13_a_table_link_field_never_flows_back(world):
 
     result = world.feedback(WINDOW)
 
-    assert world.metadata(result, "spotler_changes")["dagster/row_count"] == 0
+    assert _fresh_events(world, result) == 0
     assert _afas_puts(world) == {}
 
 
@@ -432,7 +432,7 @@ def test_c4_a_refused_two_way_field_write_is_retried_with_the_value_spotler_hold
 
     result = world.feedback(NEXT)  # a window that does not read the second edit
 
-    assert world.metadata(result, "afas_write_back")["field_values_reread_from_spotler"] == 1
+    assert world.metadata(result, "spotler_afas_write_back")["field_values_reread"] == 1
     assert _afas_contact(world, _id(contact))["Function"] == "Tweede"
     assert world.state().feedback_events("spotler", status="pending").empty
 
@@ -502,3 +502,8 @@ def test_r12_c1_a_recipients_optout_and_the_syncs_own_switch_off_in_one_window_b
     afas = _afas_contact(world, external_id)
     assert spotler_bits[1] is False and afas["PermissionNewsletter"] is False  # C1, and both sides agree
     assert spotler_bits[2] is bool(afas["PermissionEvents"])
+
+
+def _fresh_events(world, result) -> int:
+    """Events a feedback run found that the ledger did not hold as delivered, opt-outs and bounces together."""
+    return sum(world.metadata(result, f"spotler_{kind}_feedback")["dagster/row_count"] for kind in ("optout", "bounce"))

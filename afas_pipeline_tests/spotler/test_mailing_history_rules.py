@@ -20,8 +20,8 @@ from afas_pipeline.afas.assets import build_afas_assets
 from afas_pipeline.afas.client import AfasClient
 from afas_pipeline.definitions import assets as ALL_ASSETS
 from afas_pipeline.mapping.load import MAPPINGS_DIR, default_mapping, load_mapping
-from afas_pipeline.spotler.assets import build_spotler_assets
-from afas_pipeline.spotler.mailing_history import AFAS, CLAIM_LEASE, QUARANTINE_AFTER, rejection_key
+from afas_pipeline_tests.spotler.conftest import spotler_assets
+from afas_pipeline.chain.mailing_history import AFAS, CLAIM_LEASE, QUARANTINE_AFTER, rejection_key
 from afas_pipeline.sync.state import SyncStateResource
 from afas_pipeline.afas.dossier import MARKER, TEXT_MAX, with_reactions
 from afas_pipeline_tests.waiting import wait_until
@@ -68,7 +68,7 @@ def _with_mapping(world, tmp_path, old: str, new: str) -> None:
     assert changed != text
     path = tmp_path / "spotler.yaml"
     path.write_text(changed)
-    world.assets = [*build_afas_assets(), *build_spotler_assets(mapping=load_mapping(path))]
+    world.assets = [*build_afas_assets(), *spotler_assets(mapping=load_mapping(path))]
 
 
 def test_r17_one_dossier_item_per_mailing_per_contact_with_name_subject_send_date_and_link(world):
@@ -94,7 +94,7 @@ def test_r17_one_dossier_item_per_mailing_per_contact_with_name_subject_send_dat
         assert f"Online version: {links[str(item['ContactId'])]}" in text
         assert f"{MARKER}{mailing['encryptedId']}" in text
         assert pd.Timestamp(item["Date"]).strftime("%Y-%m-%d %H:%M") in ("2026-11-16 10:05", "2026-11-16 11:05")
-    metadata = world.metadata(result, "mailing_history")
+    metadata = world.metadata(result, "spotler_mailing_history")
     assert metadata["items/created"] == 3 and metadata["posts_sent"] == 3
     state = world.state().mailing_items("spotler")
     assert sorted(state["sbid"]) == sorted(items["SubjectId"].astype(str))
@@ -132,7 +132,7 @@ def test_r17_opened_clicked_and_bounced_are_added_later_to_the_same_item(world):
     world.afas("POST", "/stats/reset")
     again = [world.history(NEXT), world.history(LATER)]
     assert _writes(world) == {}
-    assert all(world.metadata(r, "mailing_history")["reactions_added"] == 0 for r in again)
+    assert all(world.metadata(r, "spotler_mailing_history")["reactions_added"] == 0 for r in again)
     assert _items(world).loc[_items(world)["SubjectId"] == sbid, "Text"].iloc[0] == text
 
 
@@ -150,7 +150,7 @@ def test_r17_a_rerun_and_a_backfill_create_no_second_dossier_item(world):
     assert _posts(world) == 0
     assert len(_items(world)) == 2
     for result in (rerun, following, backfill):
-        metadata = world.metadata(result, "mailing_history")
+        metadata = world.metadata(result, "spotler_mailing_history")
         assert metadata["posts_sent"] == 0 and metadata["items/exists"] == 2
     # A later open goes to the existing item.
     world.spotler("POST", f"/recipients/{_id(contacts[0])}/open", json={"mailing": mailing, "at": "2026-11-16T10:50:00Z"})
@@ -174,8 +174,8 @@ def test_r17_a_mailing_sent_before_enabled_from_creates_nothing(world):
 
     assert _items(world).empty
     assert _writes(world) == {}
-    assert world.metadata(backfill, "mailing_history")["skipped/before_enabled_from"] == 2
-    assert world.metadata(window, "mailing_history")["interactions_for_held_items"] == 0
+    assert world.metadata(backfill, "spotler_mailing_history")["skipped/before_enabled_from"] == 2
+    assert world.metadata(window, "spotler_mailing_history")["interactions_for_held_items"] == 0
     assert world.state().mailing_items("spotler").empty
 
     # A mailing sent at the moment the history was switched on does get its items.
@@ -195,7 +195,7 @@ def test_r17_trend_report_setting_skips_other_mailings_but_keeps_campaign_mails(
 
     names = sorted(_items(world)["Description"])
     assert names == ["Mailing: Campagne"] * 2 + ["Mailing: Trendrapport"] * 2
-    metadata = world.metadata(result, "mailing_history")
+    metadata = world.metadata(result, "spotler_mailing_history")
     assert metadata["skipped/not_a_trend_report"] == 2
     assert metadata["items/created"] == 4
 
@@ -226,7 +226,7 @@ def test_r17_an_afas_500_on_the_post_is_retried_next_run_and_ends_with_exactly_o
     assert stats["requests"].get("POST connectors/KnSubject") == 1  # sent once, never blindly repeated
     world.afas("PUT", "/faults", json={})  # AFAS answers again
     assert _items(world).empty
-    metadata = world.metadata(failed, "mailing_history")
+    metadata = world.metadata(failed, "spotler_mailing_history")
     assert metadata["items/rejected"] == 1 and metadata["rejected"] == 1 and metadata["posts_sent"] == 1
     rejected = world.state().rejected(AFAS)
     assert list(rejected["external_id"]) == [rejection_key(mailing, _id(contact))]
@@ -237,8 +237,8 @@ def test_r17_an_afas_500_on_the_post_is_retried_next_run_and_ends_with_exactly_o
 
     items = _items(world)
     assert len(items) == 1 and str(items["ContactId"].iloc[0]) == _id(contact)
-    assert world.metadata(retried, "mailing_history")["items/created"] == 1
-    assert world.metadata(again, "mailing_history")["posts_sent"] == 0
+    assert world.metadata(retried, "spotler_mailing_history")["items/created"] == 1
+    assert world.metadata(again, "spotler_mailing_history")["posts_sent"] == 0
     assert world.state().rejected(AFAS).empty
     assert world.state().mailing_items("spotler")["sbid"].tolist() == [str(items["SubjectId"].iloc[0])]
 
@@ -253,7 +253,7 @@ def test_r17_a_subject_type_afas_does_not_have_stops_every_post_and_the_items_wa
 
     assert not stopped.success  # the blocking check fails the run
     assert _posts(world) == 0 and _items(world).empty
-    metadata = world.metadata(stopped, "mailing_history")
+    metadata = world.metadata(stopped, "spotler_mailing_history")
     assert metadata["items/stopped"] == 2 and metadata["stopped/subject_type_exists"] == 2
     assert metadata["posts_sent"] == 0 and metadata["rejected"] == 0
     (check,) = stopped.get_asset_check_evaluations()
@@ -268,7 +268,7 @@ def test_r17_a_subject_type_afas_does_not_have_stops_every_post_and_the_items_wa
     items = _items(world)
     assert sorted(items["ContactId"].astype(str)) == sorted(_id(c) for c in contacts)
     assert set(items["SubjectTypeId"]) == {SUBJECT_TYPE}
-    assert world.metadata(fixed, "mailing_history")["items/created"] == 2
+    assert world.metadata(fixed, "spotler_mailing_history")["items/created"] == 2
 
 
 def test_r17_reactions_are_appended_once_in_time_order_and_never_past_afas_text_limit():
@@ -312,7 +312,7 @@ def test_r17_a_refused_post_holds_back_no_other_reaction_and_arrives_once_afas_a
     items = _items(world)
     assert set(items["ContactId"].astype(str)) == others
     assert _opened(items, "2026-11-16 11:10:00") == others  # the waiting item holds back no other reaction
-    assert world.metadata(first, "mailing_history")["reactions_added"] == 29
+    assert world.metadata(first, "spotler_mailing_history")["reactions_added"] == 29
     assert list(world.state().rejected(AFAS)["external_id"]) == [rejection_key(mailing, stuck)]
 
     world.history(NEXT)
@@ -350,7 +350,7 @@ def test_r17_a_stuck_item_is_retried_on_its_own_and_never_blocks_the_others(worl
     items = _items(world)
     assert set(items["ContactId"].astype(str)) == others
     assert _opened(items, "2026-11-16 11:20:00") == others
-    metadata = world.metadata(retried, "mailing_history")
+    metadata = world.metadata(retried, "spotler_mailing_history")
     assert metadata["items/created"] == 29 and metadata["items/rejected"] == 1 and metadata["rejected"] == 1
     rejected = world.state().rejected(AFAS)
     assert list(rejected["external_id"]) == [rejection_key(mailing, stuck)]
@@ -386,7 +386,7 @@ def _history_run(world, partition: str, afas: AfasClient, instance: dg.DagsterIn
     resources = {**world.resources(), "afas": afas}
     if unlocked:
         resources["sync_state"] = UnlockedState(path=str(world.state_path))
-    return dg.materialize([a for a in world.assets if a.key.to_user_string() == "mailing_history"],
+    return dg.materialize([a for a in world.assets if a.key.to_user_string() == "spotler_mailing_history"],
                           partition_key=partition, resources=resources, instance=instance,
                           raise_on_error=raise_on_error)
 
@@ -416,7 +416,7 @@ def test_c3_two_runs_that_meet_post_each_dossier_item_once(world):
     def first_run() -> None:
         with dg.DagsterInstance.ephemeral() as instance:  # its own run process: its own instance and client
             result = _history_run(world, WINDOW, _afas_client(world, HeldAfas), instance, unlocked=True)
-            first.append(world.metadata(result, "mailing_history"))
+            first.append(world.metadata(result, "spotler_mailing_history"))
 
     runner = threading.Thread(target=first_run)
     runner.start()
@@ -433,7 +433,7 @@ def test_c3_two_runs_that_meet_post_each_dossier_item_once(world):
     per_contact = items["ContactId"].astype(str).value_counts()
     assert sorted(per_contact.index) == sorted(_id(c) for c in contacts)
     assert set(per_contact) == {1}  # one dossier item per (mailing, contact)
-    ran = [*first, world.metadata(second, "mailing_history")]
+    ran = [*first, world.metadata(second, "spotler_mailing_history")]
     assert [m["items/created"] for m in ran] == [4, 26]
     assert [m["items/claimed_elsewhere"] for m in ran] == [26, 4]
     assert sum(m["posts_sent"] for m in ran) == 30 == _posts(world)
@@ -464,7 +464,7 @@ def test_c3_a_run_that_died_mid_post_leaves_claims_taken_over_only_after_a_look_
     # may belong to a run that is still POSTing it: left alone.
     world.afas("POST", "/stats/reset")
     soon = world.history(WINDOW)
-    metadata = world.metadata(soon, "mailing_history")
+    metadata = world.metadata(soon, "spotler_mailing_history")
     assert metadata["items/found_in_afas"] == 1 and metadata["items/claimed_elsewhere"] == 1 and _posts(world) == 0
 
     # The run died longer ago than the claim lease: the next run looks the item up in AFAS, then POSTs it once.
@@ -475,7 +475,7 @@ def test_c3_a_run_that_died_mid_post_leaves_claims_taken_over_only_after_a_look_
 
     items = _items(world)
     assert sorted(items["ContactId"].astype(str)) == sorted([posted, lost])
-    metadata = world.metadata(later, "mailing_history")
+    metadata = world.metadata(later, "spotler_mailing_history")
     assert metadata["items/created"] == 1 and metadata["retried_from_earlier_runs"] == 1 and _posts(world) == 1
     state = world.state().mailing_items("spotler")
     assert state["sbid"].notna().all() and state["claimed_by"].isna().all()

@@ -7,7 +7,7 @@ latest the 6-hour full sync (R2), repairs everything the outage left behind.
 
 from __future__ import annotations
 
-from afas_pipeline.spotler.feedback import AFAS
+from afas_pipeline.chain.feedback import AFAS
 from afas_pipeline_tests.properties.test_sync_model import seen_in_spotler
 
 FULL_RUNS = ("2026-11-21-00:00", "2026-11-21-06:00", "2026-11-21-12:00", "2026-11-21-18:00", "2026-11-22-00:00",

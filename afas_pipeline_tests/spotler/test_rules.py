@@ -14,7 +14,7 @@ from afas_pipeline.afas.sources import AfasSource, AfasSources, default_sources
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mapping.errors import MappingError
 from afas_pipeline.mapping.load import default_mapping, load_mapping
-from afas_pipeline.spotler.assets import build_spotler_assets
+from afas_pipeline_tests.spotler.conftest import spotler_assets
 from afas_pipeline.afas.assets import build_afas_assets
 from afas_pipeline_tests.spotler.conftest import email_active, permissions
 
@@ -183,7 +183,7 @@ def test_r8_a_debtor_filter_is_allowed_and_any_other_filter_is_refused(world, tm
     text = open(default_mapping("spotler").file, encoding="utf-8").read()
     debtors = tmp_path / "spotler.yaml"
     debtors.write_text(text.replace("# - {field: IsDebtor, equals: true}", "- {field: IsDebtor, equals: true}"))
-    world.assets = [*build_afas_assets(), *build_spotler_assets(mapping=load_mapping(debtors))]
+    world.assets = [*build_afas_assets(), *spotler_assets(mapping=load_mapping(debtors))]
     world.sync()
     audience = world.stored("spotler_audience")
     members = audience[audience["excluded_by"].isna()]
@@ -208,7 +208,7 @@ def test_r9_a_contacts_connector_without_the_ids_is_refused_before_anything_is_w
         persons=shipped.persons,
         organisations=shipped.organisations,
     )
-    world.assets = [*build_afas_assets(sources), *build_spotler_assets(sources=sources)]
+    world.assets = [*build_afas_assets(sources), *spotler_assets(sources=sources)]
     result = world.sync(raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
@@ -390,7 +390,7 @@ def test_schema_drift_stops_the_sync_before_any_write(world, tmp_path):
     text = open(default_mapping("spotler").file, encoding="utf-8").read()
     drifted = tmp_path / "spotler.yaml"
     drifted.write_text(text.replace("property: function,", "property: jobTitle,"))
-    world.assets = [*build_afas_assets(), *build_spotler_assets(mapping=load_mapping(drifted))]
+    world.assets = [*build_afas_assets(), *spotler_assets(mapping=load_mapping(drifted))]
 
     result = world.sync(raise_on_error=False)
 

@@ -1,6 +1,6 @@
-"""Spotler -> AFAS: mailing history as dossier items (R17).
+"""Destination -> AFAS: mailing history as dossier items (R17).
 
-`mailing_history`, per 15-minute window: the mails Spotler sent (`mailing-interaction/sent`, by change date,
+`<d>_mailing_history`, per 15-minute window: the mails the destination sent (its mailing feed, by change date,
 read from 15 minutes before the window) become one AFAS dossier item (KnSubject POST, linked to the contact
 person) per mailing per contact, with name, subject, send date and the link to the personal online version;
 the interactions the mapping chooses (opened, clicked, bounced) are appended to that item as dated reactions
@@ -18,6 +18,7 @@ counts and hashes only in logs and metadata.
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -32,14 +33,12 @@ from afas_pipeline.mapping.drift import SUBJECT_TYPES_CONNECTOR, live_subject_ty
 from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.afas.dossier import find_item, reaction_body, subject_body, with_reactions
 from afas_pipeline.afas.lookups import read_by_keys
-from afas_pipeline.spotler.assets import DESTINATION, GROUP
-from afas_pipeline.spotler.client import SpotlerClient
-from afas_pipeline.spotler.adapter import interactions, mails_sent
+from afas_pipeline.sync.destination import Destination, MailingFeed
 from afas_pipeline.sync.events import MailingSent
 from afas_pipeline.sync.mailing_history import ITEM_COLUMNS, reactions, sent_items
-from afas_pipeline.sync.state import SyncState, SyncStateResource
+from afas_pipeline.sync.state import SyncState
 
-#: How far before its window the feeds are read: Spotler stamps changes a moment late. Reading an
+#: How far before its window the feeds are read: destinations stamp changes a moment late. Reading an
 #: interaction twice is harmless: the sync state adds it once.
 HISTORY_OVERLAP = timedelta(minutes=15)
 #: Where refused dossier-item calls are kept in the sync state (like the write-back's).
@@ -57,48 +56,73 @@ def rejection_key(mailing_id: str, external_id: str) -> str:
     return f"mailing_history:{mailing_id}:{external_id}"
 
 
-def build_mailing_history_asset(mapping: DestinationMapping, sources: AfasSources,
+@dataclass(frozen=True)
+class Mailings:
+    """One destination's mailing feed with its client: where a run reads the mails sent and the interactions."""
+
+    name: str  # the destination: its key in the sync state
+    feed: MailingFeed
+    client: Any
+    marker: str  # the marker line of its dossier items
+
+    def sent(self, start, end, *, by_change: bool = True) -> list[MailingSent]:
+        if by_change:
+            return self.feed.sent(self.client, change_start=start, change_end=end)
+        return self.feed.sent_at(self.client, start, end)
+
+    def interactions(self, kind: str, start, end) -> list:
+        return self.feed.interactions(self.client, kind, change_start=start, change_end=end)
+
+    def campaign_ids(self, sent: list[MailingSent]) -> set[str]:
+        return self.feed.campaign_ids(self.client, sent)
+
+
+def build_mailing_history_asset(destination: Destination, sources: AfasSources,
                                 after: dg.AssetKey) -> list[dg.AssetsDefinition]:
-    """The mailing history, run after `after` (the 15-minute AFAS -> Spotler sync) of the same window."""
+    """The mailing history, run after `after` (the 15-minute AFAS -> destination sync) of the same window."""
+    d, title, mapping = destination.name, destination.title, destination.mapping
     config = mapping.mailing_history
-    if config is None:
+    if config is None or destination.mailings is None:
         return []
+    name = f"{d}_mailing_history"
 
     @dg.asset(
-        name="mailing_history",
+        name=name,
         description=(
-            "R17: Spotler's mailings as AFAS dossier items, one per mailing per contact (KnSubject linked to "
+            f"R17: {title}'s mailings as AFAS dossier items, one per mailing per contact (KnSubject linked to "
             "the contact person) with mailing name, subject, send date and the link to the personal online "
             f"version; {', '.join(config.interactions) or 'no'} interactions appended as dated reactions. "
             f"Mailings: {config.mailings} (campaign mails always); only those sent at or after "
             f"{config.enabled_from.isoformat()}. Idempotent by (mailing id, external id) -> SbId in the sync "
             "state; refused calls are kept as rejected records and retried. Keys and counts only."
         ),
-        group_name=GROUP,
+        group_name=d,
         owners=OWNERS,
         partitions_def=delta_partitions,
         backfill_policy=DELTA_BACKFILL,
         deps=[after],
-        kinds={"afas", "spotler", "pandas", "parquet"},
+        kinds={"afas", destination.kind, "pandas", "parquet"},
+        required_resource_keys={"afas", "sync_state", d},
         check_specs=[dg.AssetCheckSpec(
-            "subject_type_exists", asset="mailing_history", blocking=True,
+            "subject_type_exists", asset=name, blocking=True,
             description=f"R17: mailing_history.subject_type ({config.subject_type}) is a dossier item type AFAS has "
                         f"(GetConnector {SUBJECT_TYPES_CONNECTOR}); otherwise no dossier item is POSTed and the items "
                         "wait in the sync state for the next run.")],
     )
-    def mailing_history(context: dg.AssetExecutionContext, afas: AfasClient, spotler: SpotlerClient,
-                        sync_state: SyncStateResource):
+    def mailing_history(context: dg.AssetExecutionContext):
         window = context.partition_time_window
         start, end = window.start - HISTORY_OVERLAP, window.end
-        state = sync_state.open()
+        afas: AfasClient = context.resources.afas
+        state = context.resources.sync_state.open()
+        mailings = Mailings(d, destination.mailings, getattr(context.resources, d), destination.dossier_marker)
 
-        sent = mails_sent(spotler.interactions("sent", change_start=start, change_end=end))
-        campaign_ids = _campaign_ids(spotler, sent) if config.mailings == "trend_reports" else set()
+        sent = mailings.sent(start, end)
+        campaign_ids = mailings.campaign_ids(sent) if config.mailings == "trend_reports" else set()
         items, skipped = sent_items(sent, config, campaign_ids)
-        todo = _items_to_create(state, spotler, config, items)
-        made = _create_items(afas, state, mapping, sources, todo, context.run.run_id)
+        todo = _items_to_create(state, mailings, config, items)
+        made = _create_items(afas, state, mailings, mapping, sources, todo, context.run.run_id)
         outcome = {**{k: "exists" if k in todo.made else "quarantined" for k in _keys(items)}, **made.outcome}
-        added = _add_reactions(afas, state, spotler, config, start, end)
+        added = _add_reactions(afas, state, mailings, config, start, end)
 
         rejected = {**made.rejected, **added.rejected}  # one record per item and run: quarantine counts runs
         state.clear_rejections(AFAS, [rejection_key(*key) for key in added.done])
@@ -121,13 +145,13 @@ def build_mailing_history_asset(mapping: DestinationMapping, sources: AfasSource
             "interactions_for_held_items": added.held,
             "reactions_added": added.added,
             "reactions_not_fitting_in_text": added.dropped,
-            "reactions_pending": int(len(state.mailing_reactions(DESTINATION, status="pending"))),
+            "reactions_pending": int(len(state.mailing_reactions(d, status="pending"))),
             "puts_sent": added.puts,
             "rejected": len(rejected),
             "rejected_keys": hashed_sample(rejection_key(*k) for k in rejected),
             "stopped/subject_type_exists": made.stopped,
         }
-        context.log.info(f"mailing_history: {metadata}")
+        context.log.info(f"{name}: {metadata}")
         unanswered = made.unanswered + added.unanswered
         if unanswered:
             raise AfasUnavailable(
@@ -160,7 +184,7 @@ Key = tuple[str, str]  # (mailing id, external id): one dossier item
 @dataclass
 class ItemsToCreate:
     """What this run makes dossier items for: the window's sends without one, and those whose POST waits from
-    earlier runs (not quarantined), read again from Spotler."""
+    earlier runs (not quarantined), read again from the destination."""
 
     items: pd.DataFrame  # ITEM_COLUMNS
     retried: set[Key]  # the state holds these without an SbId: looked up in AFAS before any POST
@@ -202,22 +226,23 @@ def _sbids(frame: pd.DataFrame) -> dict[Key, str]:
     return {key: str(sbid) for key, sbid in zip(_keys(frame), frame["sbid"]) if not pd.isna(sbid)}
 
 
-def _items_to_create(state: SyncState, spotler: SpotlerClient, config, items: pd.DataFrame) -> ItemsToCreate:
-    known = state.mailing_items(DESTINATION, _keys(items))
+def _items_to_create(state: SyncState, mailings: Mailings, config, items: pd.DataFrame) -> ItemsToCreate:
+    known = state.mailing_items(mailings.name, _keys(items))
     made = _sbids(known)
     rejected_now = state.rejected(AFAS)
     quarantined = set(rejected_now.loc[rejected_now["quarantined"], "external_id"])
-    waiting = state.mailing_items(DESTINATION, pending_only=True)
+    waiting = state.mailing_items(mailings.name, pending_only=True)
     waiting = _keep(waiting, [rejection_key(*k) not in quarantined for k in _keys(waiting)])
     new = _keep(items, [k not in made and rejection_key(*k) not in quarantined for k in _keys(items)])
     waiting_keys = set(_keys(waiting))
-    retries = _reread(spotler, config, waiting, waiting_keys - set(_keys(new)))
+    retries = _reread(mailings, config, waiting, waiting_keys - set(_keys(new)))
     todo = pd.concat([new, retries], ignore_index=True) if len(retries) else new
     return ItemsToCreate(items=todo, retried=waiting_keys & set(_keys(todo)),
                          seen=dict(zip(_keys(waiting), waiting["updated_at"])), made=made, waiting=len(waiting_keys))
 
 
-def _create_items(afas: AfasClient, state: SyncState, mapping: DestinationMapping, sources: AfasSources,
+def _create_items(afas: AfasClient, state: SyncState, mailings: Mailings, mapping: DestinationMapping,
+                  sources: AfasSources,
                   todo: ItemsToCreate, run_id: str) -> CreatedItems:
     """The dossier items: found again in AFAS (a retried POST whose answer was lost) or POSTed, each by at most
     one run (its claim in the sync state)."""
@@ -230,11 +255,11 @@ def _create_items(afas: AfasClient, state: SyncState, mapping: DestinationMappin
         result.drift = live_subject_type_drift(afas, mapping)
         contacts, _ = read_by_keys(afas, sources.contacts, todo.items["external_id"])
         retried = _keep(todo.items, [k in todo.retried for k in _keys(todo.items)])
-        found, unreadable = _find_existing(afas, retried, config.subject_type)
+        found, unreadable = _find_existing(afas, retried, config.subject_type, mailings.marker)
     except AfasError as exc:  # AFAS could not be read: no verdict on any item; each waits for the next run (C4)
         for item in records:
             result.outcome[(item["mailing_id"], item["external_id"])] = "waiting"
-        state.save_mailing_items(DESTINATION, [(item["mailing_id"], item["external_id"], item["sent_at"], None)
+        state.save_mailing_items(mailings.name, [(item["mailing_id"], item["external_id"], item["sent_at"], None)
                                                for item in records])
         result.unanswered.append(exc)
         return result
@@ -255,15 +280,15 @@ def _create_items(afas: AfasClient, state: SyncState, mapping: DestinationMappin
             to_save.append((*key, item["sent_at"], None))
             result.stopped += 1
         else:
-            to_post.append((item, subject_body(item, by_id[item["external_id"]], config.subject_type)))
-    state.save_mailing_items(DESTINATION, to_save)
+            to_post.append((item, subject_body(item, by_id[item["external_id"]], config.subject_type, mailings.marker)))
+    state.save_mailing_items(mailings.name, to_save)
     gone = [k for k, o in result.outcome.items() if o == "not_in_afas"]
-    state.drop_waiting_mailing_items(DESTINATION, gone, lease=CLAIM_LEASE)
+    state.drop_waiting_mailing_items(mailings.name, gone, lease=CLAIM_LEASE)
     state.clear_rejections(AFAS, [rejection_key(*k) for k in gone])
 
     def create(post: tuple[dict, dict]) -> tuple[str, str | None, AfasError | None]:
         item, body = post
-        return _create_one(afas, state, item, body, todo.seen.get((item["mailing_id"], item["external_id"])), run_id)
+        return _create_one(afas, state, mailings.name, item, body, todo.seen.get((item["mailing_id"], item["external_id"])), run_id)
 
     for (item, _), (answer, _) in zip(to_post, afas.each(create, to_post)):
         key = (item["mailing_id"], item["external_id"])
@@ -280,38 +305,38 @@ def _create_items(afas: AfasClient, state: SyncState, mapping: DestinationMappin
     return result
 
 
-def _create_one(afas: AfasClient, state: SyncState, item: dict, body: dict, seen: str | None,
+def _create_one(afas: AfasClient, state: SyncState, d: str, item: dict, body: dict, seen: str | None,
                 run_id: str) -> tuple[str, str | None, AfasError | None]:
     """Claim the item, POST it, save its SbId: (outcome, SbId, error). A claim another run holds means that
     run POSTs it (or did, and the next run finds it in AFAS): this run leaves it alone."""
     key = (item["mailing_id"], item["external_id"])
-    if not state.claim_mailing_item(DESTINATION, key, item["sent_at"], run_id, seen=seen, lease=CLAIM_LEASE):
+    if not state.claim_mailing_item(d, key, item["sent_at"], run_id, seen=seen, lease=CLAIM_LEASE):
         return "claimed_elsewhere", None, None
     try:
         sbid = _answered_sbid(afas.insert("KnSubject", body))
     except AfasError as exc:
-        state.release_mailing_claim(DESTINATION, key, run_id)  # retried next run, after a look-up in AFAS
+        state.release_mailing_claim(d, key, run_id)  # retried next run, after a look-up in AFAS
         return "rejected", None, exc
     if sbid is None:
-        state.release_mailing_claim(DESTINATION, key, run_id)
+        state.release_mailing_claim(d, key, run_id)
         return "rejected", None, None
-    state.save_mailing_items(DESTINATION, [(*key, item["sent_at"], sbid)])
+    state.save_mailing_items(d, [(*key, item["sent_at"], sbid)])
     return "created", sbid, None
 
 
-def _add_reactions(afas: AfasClient, state: SyncState, spotler: SpotlerClient, config, start, end) -> AddedReactions:
+def _add_reactions(afas: AfasClient, state: SyncState, mailings: Mailings, config, start, end) -> AddedReactions:
     """The chosen interactions of the window, for items we hold, added to their text; those of items still
     without an SbId wait in the state."""
     result = AddedReactions()
     read = []
     for kind in config.interactions:
-        read += reactions(interactions(kind, spotler.interactions(kind, change_start=start, change_end=end)))
-    held = set(_keys(state.mailing_items(DESTINATION, {(r[0], r[1]) for r in read})))
+        read += reactions(mailings.interactions(kind, start, end))
+    held = set(_keys(state.mailing_items(mailings.name, {(r[0], r[1]) for r in read})))
     fresh = [r for r in read if (r[0], r[1]) in held]
     result.read, result.held = len(read), len(fresh)
-    state.record_mailing_reactions(DESTINATION, fresh, "pending")
-    pending = state.mailing_reactions(DESTINATION, status="pending")
-    sbid_of = _sbids(state.mailing_items(DESTINATION, set(_keys(pending))))
+    state.record_mailing_reactions(mailings.name, fresh, "pending")
+    pending = state.mailing_reactions(mailings.name, status="pending")
+    sbid_of = _sbids(state.mailing_items(mailings.name, set(_keys(pending))))
     ready = _keep(pending, [k in sbid_of for k in _keys(pending)])
     if not len(ready):
         return result
@@ -344,7 +369,7 @@ def _add_reactions(afas: AfasClient, state: SyncState, spotler: SpotlerClient, c
         else:
             result.unanswered.append(error)
     state.record_mailing_reactions(
-        DESTINATION, [(m, e, k, t) for m, e, k, t in ready[REACTION_KEYS].itertuples(index=False)
+        mailings.name, [(m, e, k, t) for m, e, k, t in ready[REACTION_KEYS].itertuples(index=False)
                       if (str(m), str(e)) in result.done], "delivered")
     return result
 
@@ -354,17 +379,7 @@ def _keep(frame: pd.DataFrame, mask: list[bool]) -> pd.DataFrame:
     return frame[pd.Series(mask, index=frame.index, dtype=bool)]
 
 
-def _campaign_ids(spotler: SpotlerClient, sent: list[MailingSent]) -> set[str]:
-    """The mailings of `sent` that are campaign mails: Spotler's `GET mailing` lists every other mailing."""
-    untied = {mail.mailing_id for mail in sent if mail.trend_report_id is None}
-    if not untied:
-        return set()
-    dates = [mail.at for mail in sent]
-    listed = spotler.mailings(min(dates) - timedelta(days=1), max(dates) + timedelta(days=1))
-    return untied - {str(m.get("encryptedId")) for m in listed}
-
-
-def _reread(spotler: SpotlerClient, config, waiting: pd.DataFrame, keys: set[Key]) -> pd.DataFrame:
+def _reread(mailings: Mailings, config, waiting: pd.DataFrame, keys: set[Key]) -> pd.DataFrame:
     """The sent interactions of items whose POST waits for a retry, read again by their send time."""
     if not keys:
         return pd.DataFrame(columns=ITEM_COLUMNS).astype("string")
@@ -372,8 +387,8 @@ def _reread(spotler: SpotlerClient, config, waiting: pd.DataFrame, keys: set[Key
     rows = _keep(waiting, [k in keys for k in _keys(waiting)])
     for sent_at in sorted(set(rows["sent_at"])):
         at = pd.Timestamp(sent_at).to_pydatetime()
-        sent = mails_sent(spotler.interactions("sent", start=at, end=at + timedelta(seconds=1)))
-        campaign_ids = _campaign_ids(spotler, sent) if config.mailings == "trend_reports" else set()
+        sent = mailings.sent(at, at + timedelta(seconds=1), by_change=False)
+        campaign_ids = mailings.campaign_ids(sent) if config.mailings == "trend_reports" else set()
         items, _ = sent_items(sent, config, campaign_ids)
         frames.append(_keep(items, [k in keys for k in _keys(items)]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ITEM_COLUMNS).astype("string")
@@ -403,7 +418,7 @@ def _read_subjects(afas: AfasClient, field: str, values: list[str]) -> tuple[pd.
 
 
 def _find_existing(afas: AfasClient, retries: pd.DataFrame,
-                   subject_type: int) -> tuple[dict[Key, str], dict[Key, AfasServerError]]:
+                   subject_type: int, marker: str) -> tuple[dict[Key, str], dict[Key, AfasServerError]]:
     """Items AFAS already made for a retried POST (its answer may have been lost), found by marker line; and
     the items whose contact's dossier items AFAS would not read."""
     if not len(retries):
@@ -414,7 +429,7 @@ def _find_existing(afas: AfasClient, retries: pd.DataFrame,
         if key[1] in refused:
             unreadable[key] = refused[key[1]]
             continue
-        sbid = find_item(subjects, key[0], key[1], subject_type)
+        sbid = find_item(subjects, key[0], key[1], subject_type, marker)
         if sbid is not None:
             found[key] = sbid
     return found, unreadable

@@ -1,20 +1,22 @@
-"""Spotler -> AFAS: opt-outs, opt-ins, bounces and two-way fields flow back every 15 minutes (R11-R16, C1).
+"""Destination -> AFAS: opt-outs, opt-ins, bounces and two-way fields flow back every 15 minutes (R11-R16, C1).
 
-- `spotler_changes`: per 15-minute window, after that window's AFAS -> Spotler delta (`spotler_sync_delta`,
-  so our own writes of the window are known and not taken for changes), the events Spotler holds:
-  permission changes and edits of two-way fields (`direction: both`) from `contact/updates/list` (read from
-  15 minutes before the window) and bounces from `contact/bounces/list` (read from 24 hours before it, so
-  a bounce Spotler reports late still arrives), minus the events the ledger in the sync state already
-  holds as delivered. Echoes of our own writes are not events. The events go into the ledger (pending)
-  before anything is written to AFAS, so a write-back that dies or fails is finished by a later run.
-- `afas_write_back`: those events, the ones still pending from earlier runs and the reactivations the
+Per 15-minute window, after that window's AFAS -> destination delta (`<d>_sync_delta`, so our own writes of
+the window are known and not taken for changes):
+- `<d>_optout_feedback`: the recipients' permission changes (opt-outs, opt-ins) and edits of two-way fields
+  (`direction: both`) in the destination's change feed, read from 15 minutes before the window. Echoes of our
+  own writes are not events.
+- `<d>_bounce_feedback`: the bounces the destination reports, read from 24 hours before the window, so a
+  bounce reported late still arrives.
+Both leave out the events the ledger in the sync state already holds as delivered, and put theirs into the
+ledger (pending) before anything is written to AFAS, so a write-back that dies or fails is finished by a
+later run.
+- `<d>_afas_write_back`: those events, the ones still pending from earlier runs and the reactivations the
   sync queued (R11: clear the bounce detail), written to AFAS with UpdateConnector PUTs: only mapped
   write-back fields, only changed entities, never a create. A refused call becomes a rejected record
   (destination "afas", with AFAS's profitLogReference), retried next run.
 """
 
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from time import perf_counter
 
@@ -24,23 +26,20 @@ import pandas as pd
 from afas_pipeline.afas.assets import OWNERS
 from afas_pipeline.afas.client import AfasClient
 from afas_pipeline.afas.errors import AfasError, AfasUnavailable, is_refusal
+from afas_pipeline.afas.lookups import read_by_keys
 from afas_pipeline.afas.partitions import DELTA_BACKFILL, delta_partitions
 from afas_pipeline.afas.sources import AfasSources
+from afas_pipeline.afas.updates import GUARDS, Write, guard, write_backs
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.privacy import hashed_sample
-from afas_pipeline.mapping.models import DestinationMapping
-from afas_pipeline.afas.lookups import read_by_keys
-from afas_pipeline.afas.updates import GUARDS, Write, guard, write_backs
-from afas_pipeline.spotler import adapter
-from afas_pipeline.spotler.assets import DESTINATION, GROUP
-from afas_pipeline.spotler.client import SpotlerClient
+from afas_pipeline.sync.audience import field_value
+from afas_pipeline.sync.destination import Destination
 from afas_pipeline.sync.feedback import (
     EVENT_COLUMNS, bounce_events, desired_values, destination_events, not_delivered, value_text,
 )
-from afas_pipeline.sync.audience import field_value
-from afas_pipeline.sync.state import SyncState, SyncStateResource
+from afas_pipeline.sync.state import SyncState
 
-#: How far before its window each read starts: Spotler stamps changes a moment late, and reports bounces
+#: How far before its window each read starts: destinations stamp changes a moment late, and report bounces
 #: up to a day late. Reading an event twice is harmless: the ledger delivers it once.
 UPDATES_OVERLAP = timedelta(minutes=15)
 BOUNCES_OVERLAP = timedelta(hours=24)
@@ -54,67 +53,89 @@ class WriteBackConfig(dg.Config):
     """Compute and check the calls, write nothing, change no state."""
 
 
-def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, permission_keys: list,
+def build_feedback_assets(destination: Destination, sources: AfasSources,
                           after: dg.AssetKey) -> list[dg.AssetsDefinition]:
-    """The way back, run after `after` (the 15-minute AFAS -> Spotler sync) of the same window."""
-    common = dict(group_name=GROUP, owners=OWNERS, partitions_def=delta_partitions, backfill_policy=DELTA_BACKFILL)
+    """The way back, run after `after` (the 15-minute AFAS -> destination sync) of the same window."""
+    d, title, mapping = destination.name, destination.title, destination.mapping
+    common = dict(group_name=d, owners=OWNERS, partitions_def=delta_partitions, backfill_policy=DELTA_BACKFILL)
     two_way = mapping.two_way_fields()
+    write_back_name = f"{d}_afas_write_back"
 
     @dg.asset(
-        name="spotler_changes",
+        name=f"{d}_optout_feedback",
         description=(
-            "What changed in Spotler per 15-minute window (R12), read after that window's sync to Spotler: "
-            "recipients' opt-outs and opt-ins (permissions that differ from what the sync last sent; echoes of "
-            "our own writes are not events), edits of two-way fields (a value whose hash differs from the one "
-            "last agreed) and bounces, read with overlapping windows (updates 15 minutes, bounces 24 hours back) "
-            "and de-duplicated against the delivered-event ledger. Keys, kinds, times and hashes; the new "
-            "value only for a two-way field."
+            f"Opt-outs, opt-ins and profile edits in {title} per 15-minute window (R12), read after that window's "
+            f"sync to {title}: permissions that differ from what the sync last sent (echoes of our own writes are "
+            "not events) and edits of two-way fields (a value whose hash differs from the one last agreed), read "
+            "15 minutes back and de-duplicated against the delivered-event ledger. Keys, kinds, times and hashes; "
+            "the new value only for a two-way field."
         ),
         deps=[after],
-        kinds={"spotler", "pandas", "parquet"},
+        kinds={destination.kind, "pandas", "parquet"},
+        required_resource_keys={"sync_state", d},
         **common,
     )
-    def spotler_changes(context: dg.AssetExecutionContext, spotler: SpotlerClient,
-                        sync_state: SyncStateResource) -> dg.Output:
+    def optout_feedback(context: dg.AssetExecutionContext) -> dg.Output:
         window = context.partition_time_window
-        state = sync_state.open()
-        changed = adapter.contact_changes(spotler.updates(window.start - UPDATES_OVERLAP, window.end))
+        state = context.resources.sync_state.open()
+        changed = destination.changes(getattr(context.resources, d), window.start - UPDATES_OVERLAP, window.end)
         records = {r.external_id: {"permissions": r.permissions, "fields": r.fields} for r in
-                   state.records(DESTINATION, [c.external_id for c in changed]).itertuples(index=False)}
-        permissions, counts = destination_events(changed, records, permission_keys, two_way)
-        bounces = adapter.bounces(spotler.bounces(window.start - BOUNCES_OVERLAP, window.end))
-        events = pd.concat([permissions, bounce_events(bounces)], ignore_index=True)[EVENT_COLUMNS]
-        fresh = not_delivered(events, state.feedback_events(DESTINATION, keys=_keys(events)))
-        # Into the ledger before anything is written to AFAS: should the write-back die or fail, a later run
-        # delivers them, however far its own window lies from theirs (C4).
-        state.record_feedback(DESTINATION, _keys(fresh), "pending")
+                   state.records(d, [c.external_id for c in changed]).itertuples(index=False)}
+        events, counts = destination_events(changed, records, destination.permission_keys, two_way)
+        fresh = _record_fresh(state, d, events[EVENT_COLUMNS])
         metadata = {
             "dagster/row_count": len(fresh),
             "contacts_changed": counts["contacts"],
             "echoes_or_known": counts["echoes"],
             "never_synced": counts["unknown"],
-            "bounces_read": len(bounces),
             "events_read": len(events),
             "already_delivered": len(events) - len(fresh),
             **{f"events/{k}": int(v) for k, v in fresh["kind"].value_counts().items()},
         }
-        context.log.info(f"spotler_changes: {metadata}")
+        context.log.info(f"{d}_optout_feedback: {metadata}")
         return dg.Output(fresh.astype("string"), metadata=metadata)
 
     @dg.asset(
-        name="afas_write_back",
+        name=f"{d}_bounce_feedback",
         description=(
-            "Spotler's events written back to AFAS (R11-R16): permission values, two-way fields and bounce "
+            f"Bounces {title} reports per 15-minute window (R11, R16): hard and soft, with the hash of the address "
+            "that bounced, read 24 hours back (bounces are reported late) and de-duplicated against the "
+            "delivered-event ledger. Keys, kinds, times and hashes only."
+        ),
+        deps=[after],
+        kinds={destination.kind, "pandas", "parquet"},
+        required_resource_keys={"sync_state", d},
+        **common,
+    )
+    def bounce_feedback(context: dg.AssetExecutionContext) -> dg.Output:
+        window = context.partition_time_window
+        state = context.resources.sync_state.open()
+        bounces = destination.bounces(getattr(context.resources, d), window.start - BOUNCES_OVERLAP, window.end)
+        events = bounce_events(bounces)[EVENT_COLUMNS]
+        fresh = _record_fresh(state, d, events)
+        metadata = {
+            "dagster/row_count": len(fresh),
+            "bounces_read": len(bounces),
+            "already_delivered": len(events) - len(fresh),
+            **{f"events/{k}": int(v) for k, v in fresh["kind"].value_counts().items()},
+        }
+        context.log.info(f"{d}_bounce_feedback: {metadata}")
+        return dg.Output(fresh.astype("string"), metadata=metadata)
+
+    @dg.asset(
+        name=write_back_name,
+        description=(
+            f"{title}'s events written back to AFAS (R11-R16): permission values, two-way fields and bounce "
             "detail (date, soft/hard, hard-bounce flag; cleared when the sync reactivates a contact after a new "
-            "address, R11) through the write-backs of mappings/spotler.yaml, one PUT per entity whose mapped "
+            f"address, R11) through the write-backs of {mapping.file or f'mappings/{d}.yaml'}, one PUT per entity whose mapped "
             "fields changed (R15), never a create (R14). C1: an opt-out wins a tie "
             "and a stale switch-on is never written. Refused calls are kept with AFAS's profitLogReference "
             "and retried next run; the sync state learns what AFAS now holds so nothing echoes back."
         ),
-        ins={"changes": dg.AssetIn("spotler_changes")},
+        ins={"optouts": dg.AssetIn(f"{d}_optout_feedback"), "bounces": dg.AssetIn(f"{d}_bounce_feedback")},
         kinds={"afas", "pandas", "parquet"},
         check_specs=[
-            dg.AssetCheckSpec(name, asset="afas_write_back", blocking=True, description=description)
+            dg.AssetCheckSpec(name, asset=write_back_name, blocking=True, description=description)
             for name, description in (
                 ("no_protected_field", "R13: no company name, street, house number, postal code or city in any "
                                        "payload; a payload with one is stopped before it is sent."),
@@ -123,26 +144,30 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
                                        "or a bounce date); anything else is stopped."),
             )
         ],
+        required_resource_keys={"afas", "sync_state", d},
         **common,
     )
-    def afas_write_back(context: dg.AssetExecutionContext, config: WriteBackConfig, afas: AfasClient,
-                        spotler: SpotlerClient, sync_state: SyncStateResource, changes: pd.DataFrame):
+    def afas_write_back(context: dg.AssetExecutionContext, config: WriteBackConfig, optouts: pd.DataFrame,
+                        bounces: pd.DataFrame):
         started = perf_counter()
         seconds: dict[str, float] = {}  # where the run's time went, for the UI's plots
-        state = sync_state.open()
-        pending = state.feedback_events(DESTINATION, status="pending")
+        afas: AfasClient = context.resources.afas
+        state = context.resources.sync_state.open()
+        changes = pd.concat([optouts.reindex(columns=EVENT_COLUMNS), bounces.reindex(columns=EVENT_COLUMNS)],
+                            ignore_index=True)
+        pending = state.feedback_events(d, status="pending")
         events = pd.concat([changes.reindex(columns=EVENT_COLUMNS).astype("string"),
                             pending.reindex(columns=EVENT_COLUMNS).astype("string")],
                            ignore_index=True).drop_duplicates(["external_id", "kind", "event_at"], keep="first")
-        events = not_delivered(events, state.feedback_events(DESTINATION, keys=_keys(events)))
-        events, refetched = _field_values(spotler, events, dict(two_way))
+        events = not_delivered(events, state.feedback_events(d, keys=_keys(events)))
+        events, refetched = _field_values(destination, getattr(context.resources, d), events, dict(two_way))
         optouts = {(str(r.external_id), str(r.permission)): r.opted_out_at
-                   for r in state.optouts(DESTINATION).itertuples(index=False)}
+                   for r in state.optouts(d).itertuples(index=False)}
         # The optouts table keeps the latest opt-out; the events of this run count too.
         for r in events[events["kind"].str.startswith("optout")].itertuples(index=False):
             key, when = (str(r.external_id), r.kind.split(":", 1)[1]), pd.Timestamp(r.event_at)
             optouts[key] = max(optouts.get(key, when), when)
-        desired = desired_values(events, mapping, optouts, _afas_on_since(state, events))
+        desired = desired_values(events, mapping, optouts, _afas_on_since(state, d, events))
         stopped = {name: 0 for name in GUARDS}
         outcome: dict[str, str] = {}  # external id -> delivered | unchanged | not_in_afas | rejected | stopped
         references: dict[str, str | None] = {}
@@ -184,7 +209,7 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
         if not config.dry_run:
             failpoint("afas_write_back.before_ledger")
             remembering = perf_counter()
-            _remember(state, events, desired, outcome)
+            _remember(state, d, events, desired, outcome)
             seconds["state"] = perf_counter() - remembering
         if unanswered:
             raise AfasUnavailable(
@@ -197,7 +222,7 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
             "events": len(events),
             "events_pending_from_earlier_runs": len(pending),
             **{f"events/{k}": int(v) for k, v in events["kind"].value_counts().items()},
-            "field_values_reread_from_spotler": refetched,
+            "field_values_reread": refetched,
             "contacts": len(desired),
             "calls_planned": len(writes),
             "calls_sent": calls_sent,
@@ -207,7 +232,7 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
             "dry_run": config.dry_run,
             **{f"seconds/{k}": round(v, 3) for k, v in seconds.items()},
         }
-        context.log.info(f"afas_write_back: {metadata}")
+        context.log.info(f"{write_back_name}: {metadata}")
         out = events.assign(outcome=events["external_id"].map(outcome).astype("string"),
                             profit_log_reference=events["external_id"].map(references).astype("string"))
         yield dg.Output(out.drop(columns=["email_hash", "value"]), metadata=metadata)
@@ -216,13 +241,22 @@ def build_feedback_assets(mapping: DestinationMapping, sources: AfasSources, per
             yield dg.AssetCheckResult(check_name=name, passed=stopped[name] == 0,
                                       metadata={"stopped": stopped[name], "offender_keys": hashed_sample(offenders)})
 
-    return [spotler_changes, afas_write_back]
+    return [optout_feedback, bounce_feedback, afas_write_back]
 
 
-def _afas_on_since(state: SyncState, events: pd.DataFrame) -> dict[tuple[str, str], pd.Timestamp]:
+def _record_fresh(state: SyncState, d: str, events: pd.DataFrame) -> pd.DataFrame:
+    """The events the ledger does not hold as delivered, put into it as pending before anything is written
+    to AFAS: should the write-back die or fail, a later run delivers them, however far its own window lies
+    from theirs (C4)."""
+    fresh = not_delivered(events, state.feedback_events(d, keys=_keys(events)))
+    state.record_feedback(d, _keys(fresh), "pending")
+    return fresh
+
+
+def _afas_on_since(state: SyncState, d: str, events: pd.DataFrame) -> dict[tuple[str, str], pd.Timestamp]:
     """Per (external id, permission key) of the events' contacts, since when the syncs have seen AFAS's own
     permission field on."""
-    records = state.records(DESTINATION, set(events["external_id"]))
+    records = state.records(d, set(events["external_id"]))
     return {(str(r.external_id), str(key)): pd.Timestamp(entry["on_since"])
             for r in records.itertuples(index=False) for key, entry in r.permissions.items()
             if isinstance(entry, dict) and entry.get("afas") is True and entry.get("on_since")}
@@ -232,28 +266,28 @@ def _keys(events: pd.DataFrame) -> list[tuple[str, str, str]]:
     return list(zip(events["external_id"], events["kind"], events["event_at"]))
 
 
-def _field_values(spotler: SpotlerClient, events: pd.DataFrame, kinds: dict[str, str]) -> tuple[pd.DataFrame, int]:
+def _field_values(destination: Destination, client, events: pd.DataFrame,
+                  kinds: dict[str, str]) -> tuple[pd.DataFrame, int]:
     """Two-way field events without their value (pending from an earlier run: the ledger keeps no values;
-    or a value emptied in Spotler) get the value Spotler holds now. One whose contact Spotler no longer has
-    is left out of this run (it stays pending in the ledger). Returns the events and how many contacts
-    were read."""
+    or a value emptied in the destination) get the value the destination holds now. One whose record the
+    destination no longer has is left out of this run (it stays pending in the ledger). Returns the events
+    and how many records were read."""
     kind = events["kind"].fillna("")
     missing = kind.str.startswith("field:") & events["value"].isna()
     if not missing.any():
         return events, 0
     ids = sorted(set(events.loc[missing, "external_id"]))
-    with ThreadPoolExecutor(max_workers=max(1, spotler.max_concurrency)) as pool:
-        contacts = dict(zip(ids, pool.map(spotler.get_contact, ids)))
+    current = destination.current_fields(client, ids)
     events = events.copy()
     unresolved = []
     for i in events.index[missing]:
         name = str(events.at[i, "kind"]).split(":", 1)[1]
-        contact = contacts.get(events.at[i, "external_id"])
-        if contact is None or name not in kinds:
+        fields = current.get(events.at[i, "external_id"])
+        if fields is None or name not in kinds:
             unresolved.append(i)
             continue
         # An empty property is not listed: its value is none.
-        events.at[i, "value"] = value_text(field_value((contact.get("properties") or {}).get(name), kinds[name]))
+        events.at[i, "value"] = value_text(field_value(fields.get(name), kinds[name]))
     return events.drop(index=unresolved).reset_index(drop=True), len(ids)
 
 
@@ -278,23 +312,23 @@ def _reject(state: SyncState, external_id: str, error: AfasError, dry_run: bool)
     }], QUARANTINE_AFTER)
 
 
-def _remember(state: SyncState, events: pd.DataFrame, desired: dict, outcome: dict[str, str]) -> None:
+def _remember(state: SyncState, d: str, events: pd.DataFrame, desired: dict, outcome: dict[str, str]) -> None:
     """The ledger, the rejected records and the sync state after a run."""
     done = {i for i, o in outcome.items() if o in ("delivered", "unchanged")}
     keys = _keys(events)
-    state.record_feedback(DESTINATION, [k for k in keys if k[0] in done], "delivered")
-    state.record_feedback(DESTINATION, [k for k in keys if outcome.get(k[0]) == "not_in_afas"], "skipped")
-    state.record_feedback(DESTINATION, [k for k in keys if outcome.get(k[0]) in ("rejected", "stopped", "unanswered")],
+    state.record_feedback(d, [k for k in keys if k[0] in done], "delivered")
+    state.record_feedback(d, [k for k in keys if outcome.get(k[0]) == "not_in_afas"], "skipped")
+    state.record_feedback(d, [k for k in keys if outcome.get(k[0]) in ("rejected", "stopped", "unanswered")],
                           "pending")
     state.clear_rejections(AFAS, done)
     state.update_after_write_back(
-        DESTINATION,
+        d,
         permissions={i: desired[i].permissions for i in done if desired[i].permissions},
         switched_at={i: desired[i].switched_at for i in done if desired[i].switched_at},
         bounced={i: desired[i].bounced_email_hash for i in done if desired[i].bounced_email_hash},
         fields={i: desired[i].fields for i in done if desired[i].fields},
     )
-    state.record_optouts(DESTINATION, [
+    state.record_optouts(d, [
         (str(r.external_id), r.kind.split(":", 1)[1], pd.Timestamp(r.event_at).to_pydatetime())
         for r in events.itertuples(index=False) if r.external_id in done and str(r.kind).startswith("optout")
     ])

@@ -1,0 +1,390 @@
+"""AFAS -> a destination as a lineage graph: audience, plan, sync, and what the destination refused.
+
+Each chain exists twice per destination, once per cadence, downstream of the AFAS reads of that cadence:
+- the 6-hour full chain `<d>_audience` -> `<d>_sync_plan` -> `<d>_sync` (R2);
+- the 15-minute delta chain `<d>_audience_delta` -> `<d>_sync_plan_delta` -> `<d>_sync_delta` (R1).
+Both feed `<d>_rejected`, the records the destination refused, retried on the next run. `<d>` is the
+destination's name (`spotler`, `mailchimp`): keys, groups and sync state never collide between destinations.
+The way back (`<d>_optout_feedback`, `<d>_bounce_feedback` -> `<d>_afas_write_back`) lives in
+`chain/feedback.py`, the mailing history as AFAS dossier items (`<d>_mailing_history`, R17) in
+`chain/mailing_history.py`. Nothing here names a vendor's field: the destination's adapter
+(`afas_pipeline.sync.destination.Destination`) does.
+"""
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pandas as pd
+
+from afas_pipeline.afas.assets import OWNERS
+from afas_pipeline.afas.client import AfasClient
+from afas_pipeline.afas.lookups import complete_by_keys, read_by_keys
+from afas_pipeline.afas.partitions import DELTA_BACKFILL, FULL_BACKFILL, delta_partitions, full_partitions
+from afas_pipeline.afas.sources import AfasSources
+from afas_pipeline.chain.writer import StateWriter, results_frame, send_in_chunks
+from afas_pipeline.lib.failpoints import failpoint
+from afas_pipeline.lib.privacy import hashed_sample
+from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift
+from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, is_valid_email
+from afas_pipeline.sync.destination import Destination
+from afas_pipeline.sync.feedback import iso
+from afas_pipeline.sync.plan import consent_violations, plan_sync, summarise
+from afas_pipeline.sync.state import SyncState
+
+#: How far back each read of the destination's change feed starts before the previous read ended, so a
+#: change it stamps late is still seen. Seeing one twice is harmless.
+FEED_OVERLAP = timedelta(minutes=15)
+#: The first read of the change feed, with no watermark yet, looks back this far.
+FEED_FIRST_LOOKBACK = timedelta(days=1)
+
+
+CADENCES = {
+    "full": {"suffix": "", "partitions": full_partitions, "backfill": FULL_BACKFILL, "afas": ""},
+    "delta": {"suffix": "_delta", "partitions": delta_partitions, "backfill": DELTA_BACKFILL, "afas": "_changes"},
+}
+
+
+class SyncConfig(dg.Config):
+    """How `<destination>_sync` carries out its plan."""
+
+    dry_run: bool = False
+    """Stop at the plan: write nothing to the destination and change no sync state."""
+    quarantine_after: int = 5
+    """A record the destination refuses this many runs in a row is quarantined: no more retries until an operator acts."""
+
+
+def build_sync_assets(destination: Destination, sources: AfasSources) -> list[dg.AssetsDefinition]:
+    """Both cadences' chains to the destination and its rejected records."""
+    chains = [asset for cadence in CADENCES for asset in _chain(cadence, destination, sources)]
+    return [*chains, _rejected_asset(destination, chains)]
+
+
+def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list[dg.AssetsDefinition]:
+    c = CADENCES[cadence]
+    d, title, mapping = destination.name, destination.title, destination.mapping
+    names = {step: f"{d}_{step}{c['suffix']}" for step in ("audience", "sync_plan", "sync")}
+    keys = destination.permission_keys
+    two_way = [name for name, _ in mapping.two_way_fields()]
+    file = mapping.file or f"mappings/{d}.yaml"
+    common = dict(group_name=d, owners=OWNERS, partitions_def=c["partitions"], backfill_policy=c["backfill"])
+    window = "every 6 hours (R2)" if cadence == "full" else "every 15 minutes (R1)"
+
+    @dg.asset(
+        name=names["audience"],
+        description=(
+            f"Who goes to {title}, {window}: AFAS contacts joined with their person and organisation, the "
+            "rules applied (R3 e-mail, R4 person at organisation, R7 blocked, R8 filters, C2 normalised e-mail) "
+            f"and the mapping of {file}. One row per AFAS contact; a left-out row names its rule."
+        ),
+        ins={
+            "contacts": dg.AssetIn(f"afas_contacts{c['afas']}"),
+            "persons": dg.AssetIn(f"afas_persons{c['afas']}"),
+            "organisations": dg.AssetIn(f"afas_organisations{c['afas']}"),
+        },
+        kinds={"pandas", "parquet"},
+        check_specs=[
+            dg.AssetCheckSpec("r3_every_member_has_a_valid_email", asset=names["audience"], blocking=True,
+                              description="R3: no member without an e-mail address or with a malformed one."),
+            dg.AssetCheckSpec("r4_only_persons_at_organisations", asset=names["audience"], blocking=True,
+                              description="R4: every member is a contact of kind person at organisation."),
+            dg.AssetCheckSpec("c2_one_record_per_contact", asset=names["audience"], blocking=True,
+                              description="C2: one member per AFAS contact; e-mails trimmed and lower-cased."),
+            dg.AssetCheckSpec("c4_every_contact_accounted_for", asset=names["audience"], blocking=True,
+                              description="C4: contacts read = members + excluded, each excluded row naming its rule."),
+        ],
+        required_resource_keys={"afas", "sync_state"},
+        **common,
+    )
+    def audience(context: dg.AssetExecutionContext, contacts: pd.DataFrame, persons: pd.DataFrame,
+                 organisations: pd.DataFrame):
+        afas: AfasClient = context.resources.afas
+        lookups = 0
+        if cadence == "delta":
+            # A delta holds the changed contacts; their persons and organisations, and contacts waiting
+            # for a retry, may have changed in another window: read those from AFAS as they are now.
+            state = context.resources.sync_state.open()
+            retry = _pending_retries(state, d, exclude=contacts[sources.contacts.key].astype(str))
+            extra, calls = read_by_keys(afas, sources.contacts, retry)
+            contacts, lookups = pd.concat([contacts, extra], ignore_index=True) if len(extra) else contacts, calls
+            persons, calls = complete_by_keys(afas, sources.persons, persons, contacts["PersonId"])
+            lookups += calls
+            organisations, calls = complete_by_keys(afas, sources.organisations, organisations, contacts["OrganisationId"])
+            lookups += calls
+        result = build_audience(contacts, persons, organisations, mapping)
+        members = result.members
+        excluded = result.excluded_counts()
+        context.log.info(f"audience: {len(members)} of {result.input_rows} contacts; excluded {excluded}")
+        yield dg.Output(
+            result.rows,
+            metadata={
+                "dagster/row_count": len(result.rows),
+                "contacts_read": result.input_rows,
+                "members": len(members),
+                **{f"excluded/{rule}": n for rule, n in excluded.items()},
+                "afas_lookups": lookups,
+            },
+        )
+        yield from _audience_checks(result.rows, result.input_rows, contacts, sources.contacts.key)
+
+    @dg.asset(
+        name=names["sync_plan"],
+        description=(
+            "What the sync will do per contact: create, update, leave unchanged or skip (R11), which "
+            f"permissions it switches, and which switch-ons it holds back because {title} saw an opt-out "
+            "later (C1). Keys and hashes only. A dry run stops here."
+        ),
+        ins={"audience": dg.AssetIn(names["audience"])},
+        kinds={"pandas", "parquet"},
+        check_specs=[
+            dg.AssetCheckSpec("c1_no_optout_undone", asset=names["sync_plan"], blocking=True,
+                              description=f"C1: no planned switch-on of a permission {title} saw switched off "
+                                          "after AFAS last changed the contact."),
+            dg.AssetCheckSpec(f"mapping_matches_afas_and_{d}", asset=names["sync_plan"], blocking=True,
+                              description="Schema drift stops the sync before any write: every mapped AFAS field "
+                                          f"and write-back target exists (metainfo), every {title} property and "
+                                          "permission exists."),
+        ],
+        required_resource_keys={"afas", "sync_state", d},
+        **common,
+    )
+    def sync_plan(context: dg.AssetExecutionContext, audience: pd.DataFrame):
+        client = getattr(context.resources, d)
+        drift = mapping_drift(context.resources.afas, destination, client, sources)
+        state = context.resources.sync_state.open()
+        seen = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc))
+        members = audience[audience["excluded_by"].isna()]
+        records = state.records(d, members["external_id"])
+        optouts = state.optouts(d)
+        rejected = state.rejected(d)
+        quarantined = frozenset(rejected.loc[rejected["quarantined"], "external_id"])
+        plan = plan_sync(members, records, optouts, keys, quarantined=quarantined, two_way=two_way)
+        summary = summarise(plan, keys)
+        context.log.info(f"plan: {summary}")
+        yield dg.Output(plan, metadata={"dagster/row_count": len(plan), **summary.as_metadata(),
+                                        "optouts_seen": seen})
+        violations = consent_violations(plan, optouts, keys)
+        yield dg.AssetCheckResult(
+            check_name="c1_no_optout_undone",
+            passed=violations.empty,
+            description=f"{len(violations)} planned switch-ons would undo an opt-out",
+            metadata={"violations": len(violations), "offender_keys": hashed_sample(violations["external_id"]),
+                      "held_by_consent": summary.held_by_consent},
+        )
+        yield dg.AssetCheckResult(
+            check_name=f"mapping_matches_afas_and_{d}",
+            passed=not drift,
+            description="; ".join(drift) if drift else f"{file} fits AFAS and {title}",
+            metadata={"problems": len(drift)},
+        )
+
+    @dg.asset(
+        name=names["sync"],
+        description=(
+            f"The plan carried out in {title}, exactly: batched upserts (merge, never purge, never a delete: R10), "
+            f"then the sync state (keys and hashes) updated for what {title} accepted, so a rerun of an unchanged "
+            f"window sends nothing (C3). Refused records go to {d}_rejected."
+        ),
+        ins={"audience": dg.AssetIn(names["audience"]), "plan": dg.AssetIn(names["sync_plan"])},
+        kinds={destination.kind, "pandas", "parquet"},
+        check_specs=[
+            dg.AssetCheckSpec("c4_every_contact_synced_excluded_or_rejected", asset=names["sync"],
+                              description="C4: contacts read = synced + unchanged + skipped + excluded + rejected."),
+            dg.AssetCheckSpec("no_resubscription", asset=names["sync"],
+                              description=f"MC3: no document subscribes a record {title} already has (its own "
+                                          "consent, only the recipient gives it back); such documents are never sent."),
+        ],
+        required_resource_keys={"sync_state", d},
+        **common,
+    )
+    def sync(context: dg.AssetExecutionContext, config: SyncConfig, audience: pd.DataFrame, plan: pd.DataFrame):
+        client = getattr(context.resources, d)
+        state = context.resources.sync_state.open()
+        resubscriptions = 0
+        if config.dry_run:
+            results = results_frame(plan, {}, dry_run=True)
+        else:
+            writer = StateWriter(state, destination, plan, two_way, config.quarantine_after)
+            members = audience[audience["excluded_by"].isna()].drop(columns=["content_hash", "email_hash"])
+            rows = plan[plan["action"].isin(["create", "update"])].merge(
+                members, on="external_id", how="left", suffixes=("", "_member"))
+            writer.save_unsent()
+            try:
+                outcome = send_in_chunks(destination, client, rows, writer)
+            finally:
+                resubscriptions = writer.resubscriptions
+            results = results_frame(plan, outcome, dry_run=False)
+        counts = results["status"].value_counts()
+        excluded = int(audience["excluded_by"].notna().sum())
+        accounted = len(results) + excluded
+        rejected = int(counts.get("rejected", 0))
+        metadata = {
+            "dagster/row_count": len(results),
+            "dry_run": config.dry_run,
+            "created": int(((results["status"] == "ok") & (results["action"] == "create")).sum()),
+            "updated": int(((results["status"] == "ok") & (results["action"] == "update")).sum()),
+            "unchanged": int(counts.get("unchanged", 0)),
+            # R11: made mailable again after a hard bounce; their bounce detail in AFAS is cleared next.
+            "reactivated": int(((results["status"] == "ok") & results["reactivate"].astype(bool)).sum()),
+            "skipped_hard_bounce": int(counts.get("skip_hard_bounce", 0)),
+            "quarantined": int(counts.get("quarantined", 0)),
+            "rejected": rejected,
+            "excluded_by_consent": int(counts.get("excluded_by_consent", 0)),
+            "excluded": excluded,
+            "completion_ratio": round(1 - rejected / accounted, 4) if accounted else 1.0,
+            # Writes only: the plan's read of the change feed is not a write.
+            **destination.write_counts(client),
+        }
+        context.log.info(f"sync: {metadata}")
+        yield dg.Output(results, metadata=metadata)
+        yield dg.AssetCheckResult(
+            check_name="c4_every_contact_synced_excluded_or_rejected",
+            passed=accounted == len(audience),
+            description=f"{accounted} of {len(audience)} contacts accounted for",
+            metadata={"contacts": len(audience), "accounted": accounted, "rejected": rejected},
+        )
+        yield dg.AssetCheckResult(
+            check_name="no_resubscription", passed=resubscriptions == 0,
+            description=f"{resubscriptions} documents would have subscribed an existing record; none was sent",
+            metadata={"stopped": resubscriptions},
+        )
+
+    return [audience, sync_plan, sync]
+
+
+def _rejected_asset(destination: Destination, chains: list[dg.AssetsDefinition]) -> dg.AssetsDefinition:
+    d, title = destination.name, destination.title
+    syncs = [a for a in chains if a.key.to_user_string() in (f"{d}_sync", f"{d}_sync_delta")]
+
+    @dg.asset(
+        name=f"{d}_rejected",
+        group_name=d,
+        owners=OWNERS,
+        kinds={destination.kind, "pandas"},
+        deps=syncs,
+        description=(
+            f"Records {title} refused (C4): external id, reason code, HTTP status, attempts. Each is retried on "
+            "the next run and quarantined after `quarantine_after` refusals; one refused for the destination's "
+            "own consent reasons (`consent:...`) is kept at once and not retried. Keys only, no personal data."
+        ),
+        required_resource_keys={"sync_state"},
+    )
+    def rejected(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        rejected = context.resources.sync_state.open().rejected(d)
+        return dg.MaterializeResult(
+            value=rejected,
+            metadata={
+                "dagster/row_count": len(rejected),
+                "pending_retry": int((~rejected["quarantined"]).sum()),
+                "quarantined": int(rejected["quarantined"].sum()),
+                "by_reason": {str(k): int(v) for k, v in rejected["reason"].value_counts().items()},
+            },
+        )
+
+    return rejected
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def mapping_drift(afas: AfasClient, destination: Destination, client, sources: AfasSources) -> list[str]:
+    """Every way the mapping no longer fits the live AFAS connectors and the destination's account."""
+    mapping = destination.mapping
+    get_meta = {s.connector: afas.metainfo(s.connector) for s in (sources.contacts, sources.persons, sources.organisations)}
+    update_meta = {c: afas.update_metainfo(c) for c in sorted({t.connector for t in mapping.write_backs()})}
+    return [*afas_drift(mapping, get_meta, update_meta, sources=sources),
+            *live_subject_type_drift(afas, mapping),
+            *destination_drift(mapping, destination.properties(client))]
+
+
+def _pending_retries(state: SyncState, d: str, exclude: pd.Series) -> list[str]:
+    """Records the delta sends again though AFAS did not change them: refused earlier (not quarantined), or
+    whose last write may not have arrived (a run died before the destination's answer was saved)."""
+    rejected = state.rejected(d)
+    pending = set(rejected.loc[~rejected["quarantined"], "external_id"]) | set(state.in_doubt(d))
+    return sorted(pending - set(exclude))
+
+
+def refresh_optouts(destination: Destination, client, state: SyncState, now: datetime) -> int:
+    """Read the destination's change feed since the last read and remember what happened there: permissions
+    switched off (C1) and records made inactive (R11).
+
+    A permission that is off in the destination while we last sent it on was switched off by someone there:
+    an opt-out, dated by the record's last change. It is remembered for the plan (C1) and queued for the
+    write-back to AFAS (R12), so that it reaches AFAS even when this run's own write to the contact restamps
+    its last change, or switches the same permission off. A record the destination made unmailable has bounced
+    (or was inactivated): its current address is the bounced one.
+
+    Writes a run started and never saw answered (it died, or the destination went away) count as sent when the
+    contact changed after them: an opt-out after a write we may have made is still an opt-out. Those
+    records are then sent again by the next plan. All of it is saved with the new watermark in one
+    transaction: the feed is never marked read past what was recorded.
+    """
+    d = destination.name
+    since = state.watermark(d, "contact_updates")
+    start = (since - FEED_OVERLAP) if since else now - FEED_FIRST_LOOKBACK
+    changed = destination.changes(client, start, now)
+    in_flight = state.writes_in_flight(d)
+    inactive = [c.external_id for c in changed if not c.mailable]
+    switched_off = {c.external_id: c for c in changed if not all(c.permissions.values())}
+    last_sent = {r.external_id: r.permissions for r in state.records(d, switched_off).itertuples(index=False)}
+    # The latest write in flight per record: (the feed's mark when it was planned, the permissions it sends).
+    intended = {i: (entry.feed_mark, intent["permissions"]) for entry in in_flight for i, intent in entry.intents.items()}
+    optouts = []
+    for external_id, change in switched_off.items():
+        mark, intent = intended.get(external_id, (None, {}))
+        after_write = mark is None or change.changed_at > mark
+        for key, enabled in change.permissions.items():
+            ours = (last_sent.get(external_id, {}).get(key) or {}).get("sent")
+            if key in intent and after_write:
+                ours = intent[key].get("sent")  # what we may have written, and the contact changed since
+            if not enabled and ours is True:
+                optouts.append((external_id, key, change.changed_at))
+    stamps = [c.changed_at for c in changed if c.changed_at.timestamp() > 0]
+    # The watermark is the latest change the destination stamped, in its clock: a clock of ours that runs
+    # ahead of its clock would otherwise move the next read past changes it stamps later.
+    seen_until = max(stamps) if stamps else start
+    with state.transaction():
+        state.record_optouts(d, optouts)
+        state.record_feedback(d, [(i, f"optout:{k}", iso(when)) for i, k, when in optouts], "pending")
+        state.mark_bounced(d, inactive)
+        state.resolve_in_doubt(d, in_flight)
+        failpoint(f"{d}_sync_plan.feed_recorded")
+        state.set_watermark(d, "contact_updates", seen_until)
+    return len(optouts)
+
+
+def _audience_checks(rows: pd.DataFrame, input_rows: int, contacts: pd.DataFrame, key: str) -> Iterator[dg.AssetCheckResult]:
+    members = rows[rows["excluded_by"].isna()]
+    valid = members["email"].fillna("").map(lambda e: bool(e) and is_valid_email(e)).astype(bool)
+    bad_email = members["email"].isna().astype(bool) | ~valid
+    yield dg.AssetCheckResult(
+        check_name="r3_every_member_has_a_valid_email", passed=not bad_email.any(),
+        metadata={"offenders": int(bad_email.sum()), "offender_keys": hashed_sample(members.loc[bad_email, "external_id"]),
+                  "excluded_R3": int((rows["excluded_by"] == "R3").sum()),
+                  "excluded_R3_syntax": int((rows["excluded_by"] == "R3-syntax").sum())},
+    )
+    kinds = contacts.drop_duplicates(key, keep="last").set_index(contacts.drop_duplicates(key, keep="last")[key].astype(str))["ContactKind"]
+    not_prs = members["external_id"].map(kinds) != "PRS"
+    yield dg.AssetCheckResult(
+        check_name="r4_only_persons_at_organisations", passed=not not_prs.any(),
+        metadata={"offenders": int(not_prs.sum()), "offender_keys": hashed_sample(members.loc[not_prs, "external_id"]),
+                  "excluded_R4": int((rows["excluded_by"] == "R4").sum())},
+    )
+    duplicate_ids = members["external_id"].duplicated(keep=False)
+    not_normalised = members["email"].notna() & (members["email"] != members["email"].str.strip().str.lower())
+    shared = members["email"].duplicated(keep=False) & members["email"].notna()
+    yield dg.AssetCheckResult(
+        check_name="c2_one_record_per_contact", passed=not (duplicate_ids.any() or not_normalised.any()),
+        metadata={"duplicate_ids": int(duplicate_ids.sum()), "not_normalised": int(not_normalised.sum()),
+                  # One address on several contacts is allowed (one contact = one record) but worth knowing.
+                  "members_sharing_an_address": int(shared.sum()),
+                  "sharing_keys": hashed_sample(members.loc[shared, "external_id"]),
+                  "offender_keys": hashed_sample(members.loc[duplicate_ids | not_normalised, "external_id"])},
+    )
+    unnamed = rows["excluded_by"].notna() & ~rows["excluded_by"].isin(list(EXCLUSION_RULES))
+    yield dg.AssetCheckResult(
+        check_name="c4_every_contact_accounted_for", passed=len(rows) == input_rows and not unnamed.any(),
+        metadata={"contacts_read": input_rows, "rows": len(rows), "members": len(members),
+                  "excluded": int(rows["excluded_by"].notna().sum()), "excluded_without_rule": int(unnamed.sum())},
+    )

@@ -1,0 +1,209 @@
+"""Carrying out a plan: documents sent chunk by chunk, and each batch's answers saved in the sync state as soon as
+they come back, so a run that dies halfway leaves a state the next run can trust (C3, C4)."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pandas as pd
+
+from afas_pipeline.lib.failpoints import failpoint
+from afas_pipeline.sync.audience import field_hash_column
+from afas_pipeline.sync.destination import Destination, WriteResult
+from afas_pipeline.sync.feedback import REACTIVATED
+from afas_pipeline.sync.plan import set_column
+from afas_pipeline.sync.state import SyncState
+
+#: The reason a record refused for the destination's own consent reasons is kept with (then its code).
+CONSENT_REASON = "consent:"
+#: Records per chunk of documents handed to the destination's client (it batches and parallelises them).
+SEND_CHUNK = 5000
+
+
+def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, writer: "StateWriter") -> dict:
+    """Send the documents of `rows` and save each batch's outcome in the sync state as soon as the destination
+    answered it (a run killed later re-sends nothing that was acknowledged). Each chunk is recorded as in
+    flight before it is sent (see `StateWriter`). The next chunk is built while the previous one is on its
+    way. A document that would re-subscribe a record the destination already has is never sent (MC3): it is
+    counted in `writer.resubscriptions`. Returns the destination's result per id; raises the destination's
+    write-incomplete error when a batch got no answer, after the answered ones were saved."""
+    outcome: dict = {}
+
+    def send(chunk: pd.DataFrame, documents: list) -> None:
+        entry = writer.begin(chunk)
+        failpoint(f"{destination.name}_sync.intent_recorded")
+        destination.write(client, documents, writer.save_batch)
+        writer.end(entry)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{destination.name}-send") as sender:
+        sending = None
+        try:
+            for start in range(0, len(rows), SEND_CHUNK):
+                chunk = rows.iloc[start : start + SEND_CHUNK]
+                documents = destination.documents(chunk)
+                stopped = destination.resubscriptions(documents, chunk["action"].tolist())
+                if stopped:
+                    writer.resubscriptions += len(stopped)
+                    keep = [i for i in range(len(documents)) if i not in set(stopped)]
+                    chunk, documents = chunk.iloc[keep], [documents[i] for i in keep]
+                if sending is not None:
+                    sending.result()
+                sending = sender.submit(send, chunk, documents)
+            if sending is not None:
+                sending.result()
+        finally:
+            outcome.update(writer.outcome)
+    return outcome
+
+
+class StateWriter:
+    """Carries one sync's outcome into the sync state, batch by batch, so that a run that dies halfway
+    leaves a state the next run can trust.
+
+    Before a chunk is sent, what its success would save is recorded as writes in flight (with how far
+    the destination's change feed had been read). Each batch the destination answers is saved in one
+    transaction: what it accepted (content, two-way field values, permissions), AFAS's permission fields and since when
+    they are on (C1), each record's bounced address (R11), the `reactivated` events for the write-back
+    (R11) and the refused records (C4). Once every batch of the chunk is saved, the chunk is no longer in
+    flight. Records not sent (unchanged, skipped, quarantined) are saved first: only AFAS's side changed."""
+
+    def __init__(self, state: SyncState, destination: Destination, plan: pd.DataFrame, two_way: list[str],
+                 quarantine_after: int):
+        self.state, self.destination, self.plan, self.two_way = state, destination, plan, two_way
+        self.name, self.keys = destination.name, destination.permission_keys
+        self.quarantine_after = quarantine_after
+        self.previous = {str(r["external_id"]): r
+                         for r in state.records(self.name, plan["external_id"]).to_dict("records")}
+        self.feed_mark = state.watermark(self.name, "contact_updates")
+        self.outcome: dict = {}
+        self.resubscriptions = 0
+        self._accepted: dict[str, dict] = {}
+        self._refused: dict[str, dict] = {}
+        self._reactivate: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def save_unsent(self) -> None:
+        unsent = self.plan[~self.plan["action"].isin(["create", "update"])]
+        rows = _state_rows(unsent, self.previous, self.keys, self.two_way, accepted=False)
+        self.state.save_records(self.name, list(rows.values()))
+
+    def begin(self, chunk: pd.DataFrame) -> int:
+        accepted = _state_rows(chunk, self.previous, self.keys, self.two_way, accepted=True)
+        refused = _state_rows(chunk, self.previous, self.keys, self.two_way, accepted=False)
+        reactivate = chunk[chunk["reactivate"].astype(bool)]
+        with self._lock:
+            self._accepted.update(accepted)
+            self._refused.update(refused)
+            # Dated by AFAS's change of the address, so that a bounce the destination reports after it is the later event.
+            self._reactivate.update((str(i), _utc_text(t)) for i, t in zip(reactivate["external_id"], reactivate["afas_modified"]))
+        intents = {i: {"content_hash": r["content_hash"], "permissions": r["permissions"]} for i, r in accepted.items()}
+        return self.state.begin_writes(self.name, intents, self.feed_mark)
+
+    def save_batch(self, results: list[WriteResult]) -> None:
+        """The destination's answers to one batch, saved together (called from the sending threads). A
+        refusal for the destination's own consent reasons is an outcome: saved like an accepted record (so
+        it is not sent again until AFAS changes it) and kept, quarantined at once, with its reason."""
+        failpoint(f"{self.name}_sync.batch_acknowledged")
+        settled = [r for r in results if not r.ok and r.consent_refusal]
+        ok = [r.external_id for r in results if r.ok]
+        refused = [r for r in results if not r.ok and not r.consent_refusal]
+        with self._lock:
+            rows = [self._accepted[i] for i in ok + [r.external_id for r in settled] if i in self._accepted]
+            rows += [self._refused[r.external_id] for r in refused if r.external_id in self._refused]
+            events = [(i, REACTIVATED, self._reactivate[i]) for i in ok if i in self._reactivate]
+            self.outcome.update((r.external_id, r) for r in results)
+        with self.state.transaction():
+            self.state.save_records(self.name, rows)
+            self.state.record_feedback(self.name, events, "pending")
+            self.state.record_rejections(self.name, (
+                {"external_id": r.external_id, "reason": self.destination.refusal_reason(r),
+                 "status_code": r.status_code} for r in refused), self.quarantine_after)
+            self.state.record_rejections(self.name, (
+                {"external_id": r.external_id, "reason": f"{CONSENT_REASON}{r.code}", "status_code": r.status_code}
+                for r in settled), 1)
+            self.state.clear_rejections(self.name, ok)
+        failpoint(f"{self.name}_sync.batch_saved")
+
+    def end(self, entry: int) -> None:
+        self.state.end_writes(entry)
+
+
+def results_frame(plan: pd.DataFrame, outcome: dict, dry_run: bool) -> pd.DataFrame:
+    """Per plan row what became of it: ok, rejected, excluded_by_consent, dry_run, or the plan's own action."""
+    status, code, status_code = [], [], []
+    for row in plan[["external_id", "action"]].itertuples(index=False):
+        if row.action not in ("create", "update"):
+            status.append(row.action), code.append(None), status_code.append(None)
+        elif dry_run:
+            status.append("dry_run"), code.append(None), status_code.append(None)
+        else:
+            result = outcome.get(row.external_id)
+            ok = result is not None and result.ok
+            settled = result is not None and not ok and result.consent_refusal
+            status.append("ok" if ok else "excluded_by_consent" if settled else "rejected")
+            code.append(result.code if result else "NO_RESULT")
+            status_code.append(result.status_code if result else None)
+    out = plan[["external_id", "action"]].copy()
+    out["status"] = status
+    out["code"] = pd.Series(code, index=out.index, dtype="string")
+    out["status_code"] = pd.Series(status_code, index=out.index, dtype="Int64")
+    # What was sent, for the UI and a reader of the stored results: which permission values and whether the
+    # properties went, and R11's reactivations (keys and hashes only, like the plan).
+    for column in plan.columns:
+        if column.startswith("set:") or column in ("content_hash", "send_properties", "reactivate"):
+            out[column] = plan[column]
+    return out
+
+
+def _state_rows(frame: pd.DataFrame, previous: dict[str, dict], keys: list, two_way: list[str],
+                accepted: bool) -> dict[str, dict]:
+    """Per record of `frame` (plan rows), the state row to save when the destination accepted what the plan sent
+    (`accepted`), or when it was not sent or refused: then only AFAS's permission fields, since when they
+    are on (C1) and the bounced address (R11) may change, and a record whose row would not change, or
+    that the destination never accepted, is left out."""
+    columns = {name: frame[name].to_numpy(dtype=object, na_value=None).tolist()
+               for name in ("external_id", "content_hash", "email_hash", "bounced_email_hash", "send_properties")}
+    sent = {str(k): frame[set_column(k)].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
+    afas = {str(k): frame[f"afas:{k}"].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
+    since = {str(k): [None if pd.isna(t) else pd.Timestamp(t).isoformat() for t in frame[f"on_since:{k}"]] for k in keys}
+    field_hashes = {name: frame[field_hash_column(name)].to_numpy(dtype=object, na_value=None).tolist()
+                    for name in two_way}
+    rows = {}
+    for i, external_id in enumerate(columns["external_id"]):
+        external_id = str(external_id)
+        before = previous.get(external_id)
+        before = before if before is not None and isinstance(before.get("content_hash"), str) else None
+        if before is None and not accepted:
+            continue  # never accepted: nothing to remember
+        permissions = {k: dict(v) for k, v in (before["permissions"] if before else {}).items()}
+        for k in sent:
+            entry = permissions.setdefault(k, {})
+            if accepted and sent[k][i] is not None:
+                entry["sent"] = bool(sent[k][i])
+            entry["afas"], entry["on_since"] = bool(afas[k][i]), since[k][i]
+        fresh = accepted and (columns["send_properties"][i] or before is None)
+        row = {
+            "external_id": external_id,
+            "content_hash": columns["content_hash"][i] if fresh else before["content_hash"],
+            "email_hash": columns["email_hash"][i] if fresh else _text(before["email_hash"]),
+            "permissions": permissions,
+            "fields": ({name: hashes[i] for name, hashes in field_hashes.items()} if fresh
+                       else (before["fields"] if before else {})),
+            "bounced_email_hash": columns["bounced_email_hash"][i],
+        }
+        if accepted or row["bounced_email_hash"] != _text(before["bounced_email_hash"]) \
+                or permissions != before["permissions"]:
+            rows[external_id] = row
+    return rows
+
+
+def _utc_text(value) -> str:
+    """A time as UTC ISO text (naive means UTC); now when there is none."""
+    stamp = pd.Timestamp(value) if value is not None and not pd.isna(value) else pd.Timestamp.now(tz="UTC")
+    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).isoformat()
+
+
+def _text(value) -> str | None:
+    return None if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
