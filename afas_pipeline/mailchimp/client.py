@@ -317,11 +317,17 @@ class MailchimpClient(HttpClientLifecycle, dg.ConfigurableResource):
 
     def _put_all(self, writes: list[MemberWrite], groups: _Groups) -> list[MemberResult | MailchimpError]:
         outcomes: list[MemberResult | MailchimpError | None] = [None] * len(writes)
+        stop = threading.Event()  # set by the worker that meets an auth error: no other write starts
 
         def deliver(index: int) -> None:
-            outcome = self._put_or_unanswered(writes[index])
-            outcomes[index] = outcome
-            groups.settle(index, outcome if isinstance(outcome, MemberResult) else None)
+            if stop.is_set():
+                return
+            try:
+                outcome = outcomes[index] = self._put_or_unanswered(writes[index])
+                groups.settle(index, outcome if isinstance(outcome, MemberResult) else None)
+            except BaseException:  # an auth error, or on_batch's own
+                stop.set()
+                raise
 
         workers = self._workers_for(writes)
         if workers == 1:
