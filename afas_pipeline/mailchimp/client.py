@@ -391,6 +391,8 @@ class MailchimpClient(HttpClientLifecycle, dg.ConfigurableResource):
                 setattr(self._stats, name, getattr(self._stats, name) + delta)
 
     def _shown_root(self) -> str:
+        if isinstance(self.api_key, dg.EnvVar) and not self.base_url:
+            return "<from the key, read at run time>"
         try:
             return self.api_root()
         except MailchimpConfigError:

@@ -237,3 +237,20 @@ def test_members_changed_pages_until_total_items_and_drops_later_changes():
     assert [r.url.params["offset"] for r in seen] == ["0", "2", "4"]
     assert {r.url.params["since_last_changed"] for r in seen} == {"2026-10-25T00:00:00+00:00"}
     assert all("status" not in r.url.params for r in seen), "every status"
+
+
+def test_the_key_may_come_from_the_environment_at_run_time(monkeypatch):
+    import dagster as dg
+
+    monkeypatch.setenv("UNIT_MAILCHIMP_KEY", KEY)
+    client = MailchimpClient(api_key=dg.EnvVar("UNIT_MAILCHIMP_KEY"), list_id="x")
+    assert "read at run time" in repr(client)
+    seen: list[str] = []
+
+    @dg.asset
+    def probe(mailchimp: MailchimpClient) -> None:
+        seen.append(mailchimp.api_root())
+        seen.append(repr(mailchimp))
+
+    assert dg.materialize([probe], resources={"mailchimp": client}).success
+    assert seen[0] == ROOT and KEY not in seen[1] and ROOT in seen[1]
