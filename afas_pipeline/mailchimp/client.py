@@ -248,7 +248,9 @@ class MailchimpClient(HttpClientLifecycle, dg.ConfigurableResource):
         of ``batch_size`` consecutive writes as soon as the group is settled (from a worker thread, one call
         at a time), so a caller can save them while the rest is sent. Raises ``MailchimpAuthError`` at once,
         and ``MailchimpWriteIncomplete`` at the end when some writes got no answer after the retries (their
-        results are missing from the list and were not passed to ``on_batch``).
+        results are missing from the list and were not passed to ``on_batch``). An exception raised by
+        ``on_batch`` stops the writes not yet started and propagates. Writes touching the same member (a hash
+        or a target address twice) are sent one at a time, in order.
         """
         writes = list(writes)
         _check_writes(writes)
