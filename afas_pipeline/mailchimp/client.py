@@ -1,0 +1,639 @@
+"""The Mailchimp Marketing API v3 client: a Dagster resource that upserts audience members and reads what
+changed in Mailchimp.
+
+What it takes care of, so callers do not have to:
+- the API key: ``<32 hex>-<dc>``, the data centre naming the default API root
+  ``https://<dc>.api.mailchimp.com/3.0``; sent as HTTP Basic password (any user name), never logged, never
+  in a repr or an error;
+- member upserts, one ``PUT lists/{list_id}/members/{subscriber_hash}`` per member (Mailchimp has no
+  synchronous bulk upsert that answers per member with the member's state), up to ``max_concurrency`` in
+  flight per API root, shared by every client in the process (Mailchimp allows 10 simultaneous connections);
+- retries with exponential backoff and jitter after 429, 5xx, a bare 403 without body (Mailchimp over its
+  connection limit) and network errors, honouring ``Retry-After`` should it ever come (Mailchimp sends none).
+  A PUT is idempotent except for a rename, whose retry after an unanswered attempt can find the new address
+  taken by the member itself: that case is checked, not reported as "Member Exists";
+- refused members as data (``MemberResult`` with Mailchimp's problem ``title`` as code), never as
+  exceptions; members that got no answer at all are not refused: ``MailchimpWriteIncomplete`` says which,
+  once the answered ones are handed over; a wrong key raises at once;
+- paging of collections by ``count``/``offset`` until ``total_items``;
+- log lines with counts only, never an address, a name or a subscriber hash.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote
+
+import dagster as dg
+import httpx
+import orjson
+import tenacity
+from pydantic import Field, PrivateAttr
+
+from afas_pipeline.lib.http import HttpClientLifecycle, RetryAfterWait, limiter_for, redact_httpx_queries
+from afas_pipeline.lib.text import printable
+from afas_pipeline.lib.timewindows import require_utc
+from afas_pipeline.lib.urls import base_url_problem
+from afas_pipeline.mailchimp.errors import (
+    MailchimpAuthError,
+    MailchimpConfigError,
+    MailchimpError,
+    MailchimpRequestError,
+    MailchimpUnavailable,
+    MailchimpWriteIncomplete,
+)
+
+__all__ = ["MailchimpClient", "MemberResult", "MemberWrite", "WriteStats", "api_root_for_key", "subscriber_hash"]
+
+logger = logging.getLogger("afas_pipeline.mailchimp")
+
+MAX_GROUP = 500  # members per on_batch call at most (Mailchimp's own batch size)
+MAX_PAGE_SIZE = 1000  # Mailchimp's largest ``count``
+MAX_CONNECTIONS = 10  # Mailchimp's simultaneous connections per user, across all apps
+CONSENT_TITLES = frozenset({"Member In Compliance State", "Forgotten Email Not Subscribed"})
+API_KEY_SETTING = "MAILCHIMP_API_KEY"
+API_URL_EXAMPLE = "https://us21.api.mailchimp.com/3.0"
+_API_KEY = re.compile(r"[0-9a-f]{32}-([a-z]{2,}[0-9]+)")
+_HASH = re.compile(r"[0-9a-f]{32}")
+_MEMBER_ROUTE = "lists/{list_id}/members/{subscriber_hash}"
+_MEMBERS_ROUTE = "lists/{list_id}/members"
+_MERGE_FIELDS_ROUTE = "lists/{list_id}/merge-fields"
+
+redact_httpx_queries()
+
+
+def subscriber_hash(email: str) -> str:
+    """Mailchimp's member id: the md5 hex of the trimmed, lower-cased address."""
+    return hashlib.md5(email.strip().lower().encode("utf-8")).hexdigest()
+
+
+def api_root_for_key(api_key: str) -> str:
+    """``https://<dc>.api.mailchimp.com/3.0`` for a key ``<32 hex>-<dc>``; a malformed key raises
+    ``MailchimpConfigError`` naming the setting, never the key."""
+    return f"https://{_data_centre(api_key)}.api.mailchimp.com/3.0"
+
+
+def _data_centre(api_key: str) -> str:
+    match = _API_KEY.fullmatch(api_key.strip()) if isinstance(api_key, str) else None
+    if match is None:
+        raise MailchimpConfigError(
+            f"the Mailchimp API key (setting api_key, {API_KEY_SETTING}) is not in Mailchimp's form: expected 32 lower-case hexadecimal characters, a dash "
+            f"and the data centre (like 0123...cdef-us21); copy the whole key from Mailchimp's Account > Extras > API keys"
+        )
+    return match.group(1)
+
+
+# --- writes, results and counts -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemberWrite:
+    """One member to upsert: ``subscriber_hash`` addresses the member (for a rename the OLD address's hash),
+    ``body`` is the JSON body of the PUT (``email_address``, ``status_if_new`` and/or ``status``,
+    ``merge_fields``, ...)."""
+
+    external_id: str
+    subscriber_hash: str
+    body: dict
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    """What became of one member write.
+
+    ``code`` is ``OK`` or Mailchimp's problem ``title`` verbatim ("Member In Compliance State", "Forgotten
+    Email Not Subscribed", "Invalid Resource", "Member Exists", "Resource Not Found", ...), ``HTTP_<status>``
+    for a refusal without a problem body. ``message`` is Mailchimp's detail plus its field errors: it may
+    quote the address, so it is not for logs. ``subscriber_hash`` is the hash the member has after an
+    accepted write (of the address Mailchimp answered with), None for a refusal.
+    """
+
+    external_id: str
+    code: str
+    message: str | None = None
+    status_code: int | None = None
+    subscriber_hash: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "OK"
+
+    @property
+    def consent_refusal(self) -> bool:
+        """Mailchimp keeps an unsubscribed, cleaned or forgotten address from being subscribed again: the
+        person's choice, an outcome to record, not a failure to repeat."""
+        return self.code in CONSENT_TITLES
+
+
+@dataclass
+class WriteStats:
+    """Counts over the client's lifetime (numbers only, fit for Dagster metadata)."""
+
+    requests: int = 0  # HTTP attempts, retries and reads included
+    retries: int = 0
+    members_sent: int = 0  # writes handed to put_members
+    members_failed: int = 0  # of those, refusals other than consent refusals
+    batches: int = 0  # groups of batch_size writes
+
+    def as_metadata(self) -> dict[str, int]:
+        return asdict(self)
+
+
+# --- retry plumbing -------------------------------------------------------------------------------
+
+
+class _Transient(Exception):
+    """An attempt that may succeed when repeated (429, 5xx, bare 403, network)."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None, status: int | None = None,
+                 title: str | None = None, detail: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.retry_after, self.status, self.title, self.detail = reason, retry_after, status, title, detail
+
+
+@dataclass
+class _Trace:
+    """Attempts of one call that got no final answer: a write among them may have been applied."""
+
+    unanswered: int = 0
+
+
+class _Groups:
+    """Hands results to ``on_batch`` per group of ``size`` consecutive writes, once every write of the
+    group is settled (answered or given up); one call at a time, from whichever thread settles the group."""
+
+    def __init__(self, total: int, size: int, on_batch: Callable[[list[MemberResult]], None] | None) -> None:
+        self._size, self._on_batch = size, on_batch
+        self._pending = [min(size, total - start) for start in range(0, total, size)]
+        self._settled: list[MemberResult | None] = [None] * total
+        self._lock, self._calling = threading.Lock(), threading.Lock()
+
+    @property
+    def count(self) -> int:
+        return len(self._pending)
+
+    def settle(self, index: int, result: MemberResult | None) -> None:
+        group = index // self._size
+        with self._lock:
+            self._settled[index] = result
+            self._pending[group] -= 1
+            if self._pending[group]:
+                return
+            answered = [r for r in self._settled[group * self._size : (group + 1) * self._size] if r is not None]
+        if self._on_batch is not None and answered:
+            with self._calling:
+                self._on_batch(answered)
+
+
+# --- the resource ---------------------------------------------------------------------------------
+
+
+class MailchimpClient(HttpClientLifecycle, dg.ConfigurableResource):
+    """Mailchimp Marketing API v3 client for one audience (Basic auth with the API key)."""
+
+    api_key: str = Field(repr=False, description="The API key <32 hex>-<dc>; from dg.EnvVar. Never logged.")
+    base_url: str | None = Field(default=None, description="API root up to and including /3.0; default from the key's data centre.")
+    list_id: str = Field(description="The audience (list) id.")
+    batch_size: int = Field(default=MAX_GROUP, gt=0, le=MAX_GROUP, description="Members per on_batch call.")
+    max_concurrency: int = Field(default=8, gt=0, le=MAX_CONNECTIONS,
+                                 description="Calls in flight per API root in this process (Mailchimp allows 10).")
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)
+    backoff_initial_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+    max_retry_after_s: float = Field(default=300.0, ge=0)
+    page_size: int = Field(default=MAX_PAGE_SIZE, gt=0, le=MAX_PAGE_SIZE, description="Rows per page of a collection.")
+
+    _http: httpx.Client | None = PrivateAttr(default=None)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+    _stats: WriteStats = PrivateAttr(default_factory=WriteStats)
+
+    def __repr__(self) -> str:
+        return f"MailchimpClient(url={self._shown_root()!r}, list_id={self.list_id!r}, api_key=<redacted>)"
+
+    def __str__(self) -> str:
+        return self.__repr__()
+
+    def api_root(self) -> str:
+        """The API root requests go to: ``base_url``, else the one of the key's data centre. Checks the key."""
+        _data_centre(self.api_key)
+        return (self.base_url or api_root_for_key(self.api_key)).rstrip("/")
+
+    @property
+    def stats(self) -> WriteStats:
+        """A snapshot of the counts so far."""
+        with self._lock:
+            return replace(self._stats)
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._stats = WriteStats()
+
+    # -- public API: writes --
+
+    def put_members(self, writes: Sequence[MemberWrite],
+                    on_batch: Callable[[list[MemberResult]], None] | None = None) -> list[MemberResult]:
+        """Upsert members, one PUT each, up to ``max_concurrency`` in flight. Returns one result per write,
+        in input order; refusals are results, not exceptions. ``on_batch`` gets the results of each group
+        of ``batch_size`` consecutive writes as soon as the group is settled (from a worker thread, one call
+        at a time), so a caller can save them while the rest is sent. Raises ``MailchimpAuthError`` at once,
+        and ``MailchimpWriteIncomplete`` at the end when some writes got no answer after the retries (their
+        results are missing from the list and were not passed to ``on_batch``). An exception raised by
+        ``on_batch`` stops the writes not yet started and propagates. Writes touching the same member (a hash
+        or a target address twice) are sent one at a time, in order.
+        """
+        writes = list(writes)
+        _check_writes(writes)
+        if not writes:
+            return []
+        started = time.perf_counter()
+        groups = _Groups(len(writes), self.batch_size, on_batch)
+        self._count(members_sent=len(writes), batches=groups.count)
+        outcomes = self._put_all(writes, groups)
+        results = [o for o in outcomes if isinstance(o, MemberResult)]
+        failed = sum(not (r.ok or r.consent_refusal) for r in results)
+        self._count(members_failed=failed)
+        unanswered = [(w, o) for w, o in zip(writes, outcomes) if isinstance(o, MailchimpError)]
+        logger.info(
+            "put %d members: %d ok, %d consent refusals, %d other refusals, %d unanswered, %.2fs",
+            len(writes), sum(r.ok for r in results), sum(r.consent_refusal for r in results), failed,
+            len(unanswered), time.perf_counter() - started,
+        )
+        if unanswered:
+            raise _incomplete(results, unanswered, len(writes))
+        return results
+
+    # -- public API: reads --
+
+    def ping(self) -> dict:
+        """``GET ping``: ``{"health_status": "Everything's Chimpy!"}`` when the key is accepted."""
+        return self._json(self._send("GET", "ping", route="ping"), "ping") or {}
+
+    def merge_fields(self) -> list[dict]:
+        """The audience's merge fields (all pages)."""
+        return self._pages(f"{self._list_path()}/merge-fields", _MERGE_FIELDS_ROUTE, "merge_fields", {})
+
+    def get_member(self, subscriber_hash: str) -> dict | None:
+        """The member with this hash, archived ones included; None when Mailchimp answers 404 (unknown,
+        renamed away or deleted permanently)."""
+        try:
+            response = self._send("GET", self._member_path(subscriber_hash), route=_MEMBER_ROUTE)
+        except MailchimpRequestError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        return self._json(response, _MEMBER_ROUTE)
+
+    def members_changed(self, since: datetime, until: datetime | None = None) -> list[dict]:
+        """Members of every status whose ``last_changed`` is at or after ``since`` (whole seconds, rounded
+        down), without those changed after ``until``. All pages.
+
+        Pages are read by offset in the order members joined, which a change during the read does not
+        disturb (a member changed meanwhile stays in place; one who joins is appended). A member deleted
+        permanently meanwhile shifts the later pages, so poll with overlapping windows. Each member appears
+        once (by ``contact_id``; the last version read wins).
+        """
+        lo = require_utc(since, "since").replace(microsecond=0)
+        hi = require_utc(until, "until") if until is not None else None
+        if hi is not None and hi < lo:
+            raise ValueError("until lies before since")
+        rows = self._pages(f"{self._list_path()}/members", _MEMBERS_ROUTE, "members",
+                           {"since_last_changed": lo.isoformat()})
+        latest: dict[str, dict] = {}
+        for row in rows:
+            if hi is None or not _changed_after(row, hi):
+                latest[str(row.get("contact_id") or row.get("id"))] = row
+        return list(latest.values())
+
+    # -- internals: writes --
+
+    def _put_all(self, writes: list[MemberWrite], groups: _Groups) -> list[MemberResult | MailchimpError]:
+        outcomes: list[MemberResult | MailchimpError | None] = [None] * len(writes)
+        stop = threading.Event()  # set by the worker that meets an auth error: no other write starts
+
+        def deliver(index: int) -> None:
+            if stop.is_set():
+                return
+            try:
+                outcome = outcomes[index] = self._put_or_unanswered(writes[index])
+                groups.settle(index, outcome if isinstance(outcome, MemberResult) else None)
+            except BaseException:  # an auth error, or on_batch's own
+                stop.set()
+                raise
+
+        workers = self._workers_for(writes)
+        if workers == 1:
+            for index in range(len(writes)):
+                deliver(index)
+            return outcomes  # type: ignore[return-value]
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailchimp-put")
+        try:
+            for future in as_completed([pool.submit(deliver, i) for i in range(len(writes))]):
+                future.result()  # an auth error, or on_batch's own: stop sending at once
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return outcomes  # type: ignore[return-value]
+
+    def _workers_for(self, writes: list[MemberWrite]) -> int:
+        hashes = [h for w in writes for h in {w.subscriber_hash, _target_hash(w)}]
+        if len(hashes) != len(set(hashes)):
+            # Two writes touching one member in parallel would make the outcome a race; in order, the last wins.
+            logger.warning("%d write(s) touch a member another write touches; sending one at a time",
+                           len(hashes) - len(set(hashes)))
+            return 1
+        return min(self.max_concurrency, len(writes))
+
+    def _put_or_unanswered(self, write: MemberWrite) -> MemberResult | MailchimpError:
+        try:
+            return self._put_one(write)
+        except (MailchimpAuthError, MailchimpConfigError):
+            raise
+        except MailchimpError as exc:
+            return exc
+
+    def _put_one(self, write: MemberWrite) -> MemberResult:
+        trace = _Trace()
+        try:
+            response = self._send("PUT", self._member_path(write.subscriber_hash), route=_MEMBER_ROUTE,
+                                  body=write.body, trace=trace)
+        except MailchimpRequestError as exc:
+            result = _refusal(write.external_id, exc)
+            if result.code == "Member Exists" and trace.unanswered and _target_hash(write) != write.subscriber_hash:
+                return self._settle_rename(write, result)
+            return result
+        return _accepted(write, self._json(response, _MEMBER_ROUTE), response.status_code)
+
+    def _settle_rename(self, write: MemberWrite, refused: MemberResult) -> MemberResult:
+        """A rename retried after an attempt without answer: that attempt may have been applied, and the
+        retry then finds the new address taken by this very member. The old hash gone and the new address
+        showing the write's merge fields says so; anything else keeps the refusal."""
+        if self.get_member(write.subscriber_hash) is not None:
+            return refused
+        member = self.get_member(_target_hash(write))
+        if member is None or not _shows(member, write.body):
+            return refused
+        logger.info("a rename retried after a lost answer had been applied; counted as OK")
+        return _accepted(write, member, 200)
+
+    # -- internals: HTTP --
+
+    def _count(self, **deltas: int) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self._stats, name, getattr(self._stats, name) + delta)
+
+    def _shown_root(self) -> str:
+        if isinstance(self.api_key, dg.EnvVar) and not self.base_url:
+            return "<from the key, read at run time>"
+        try:
+            return self.api_root()
+        except MailchimpConfigError:
+            return "<invalid api_key>"
+
+    def _client(self) -> httpx.Client:
+        with self._lock:
+            if self._http is None:
+                root = self.api_root()
+                problem = base_url_problem("MAILCHIMP_BASE_URL", root, sends="the API key", example=API_URL_EXAMPLE)
+                if problem:
+                    raise MailchimpConfigError(problem)
+                self._http = httpx.Client(
+                    base_url=root + "/",
+                    auth=httpx.BasicAuth("afas-pipeline", self.api_key.strip()),
+                    timeout=self.timeout_s,
+                    headers={"Accept": "application/json"},
+                    limits=httpx.Limits(max_connections=self.max_concurrency),
+                )
+            return self._http
+
+    def _list_path(self) -> str:
+        return f"lists/{_segment(self.list_id)}"
+
+    def _member_path(self, member_hash: str) -> str:
+        return f"{self._list_path()}/members/{_segment(member_hash)}"
+
+    def _pages(self, path: str, route: str, key: str, params: dict[str, str]) -> list[dict]:
+        """Every row of a collection, ``count``/``offset`` paged until ``total_items``."""
+        rows: list[dict] = []
+        while True:
+            query = {**params, "count": str(self.page_size), "offset": str(len(rows))}
+            payload = self._json(self._send("GET", path, route=route, params=query), route)
+            page = payload.get(key) if isinstance(payload, dict) else None
+            if not isinstance(page, list):
+                raise MailchimpError(f"Mailchimp returned a page without '{key}'", endpoint=route)
+            rows.extend(page)
+            total = payload.get("total_items")
+            if not page or not isinstance(total, int) or len(rows) >= total:
+                return rows
+
+    def _json(self, response: httpx.Response, route: str) -> Any:
+        if not response.content.strip():
+            return None
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise MailchimpError("Mailchimp returned a body that is not JSON", endpoint=route,
+                                 status_code=response.status_code) from None
+
+    def _send(self, method: str, path: str, *, route: str, params: dict[str, str] | None = None,
+              body: Any = None, trace: _Trace | None = None) -> httpx.Response:
+        """One call with retries. ``route`` names it in logs and errors, without list id or hash."""
+        http = self._client()
+        url = http.base_url.join(path)
+        if params:
+            url = url.copy_merge_params(params)
+        content = orjson.dumps(body) if body is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        limiter = limiter_for(str(http.base_url))
+        what = f"{method} {route}"
+
+        def attempt() -> httpx.Response:
+            self._count(requests=1)
+            with limiter.slot(self.max_concurrency):
+                try:
+                    response = http.request(method, url, content=content, headers=headers)
+                except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                    raise MailchimpConfigError(f"bad Mailchimp base URL: {exc}", endpoint=route) from None
+                except httpx.TransportError as exc:
+                    _note_unanswered(trace)
+                    raise _Transient(f"{type(exc).__name__} on {what}") from None
+            return self._checked(response, what, route, trace)
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            self._count(retries=1)
+            exc = state.outcome.exception() if state.outcome else None
+            logger.warning("Mailchimp %s: %s; retry %d of %d in %.2fs", what, getattr(exc, "reason", type(exc).__name__),
+                           state.attempt_number, self.max_attempts - 1, state.upcoming_sleep)
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=RetryAfterWait(self.backoff_initial_s, self.backoff_max_s),
+            retry=tenacity.retry_if_exception_type(_Transient),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Transient as exc:
+            raise MailchimpUnavailable(
+                f"{what}: Mailchimp stayed unavailable ({exc.reason}) after {self.max_attempts} attempt(s)",
+                endpoint=route, status_code=exc.status, title=exc.title, detail=self._scrub(exc.detail),
+            ) from None
+
+    def _checked(self, response: httpx.Response, what: str, route: str, trace: _Trace | None) -> httpx.Response:
+        status = response.status_code
+        if status < 400:
+            return response
+        if status == 429 or status >= 500 or (status == 403 and not response.content.strip()):
+            _note_unanswered(trace)
+            raise self._transient(response, what, route)
+        raise self._error_from(response, what, route)
+
+    def _transient(self, response: httpx.Response, what: str, route: str) -> _Transient:
+        status = response.status_code
+        title, detail, _ = _problem(response)
+        reason = f"{status} {title or ('without body' if status == 403 else '')}".strip()
+        retry_after = _retry_after(response)
+        if retry_after is not None and retry_after > self.max_retry_after_s:
+            raise MailchimpUnavailable(
+                f"Mailchimp is unavailable for {what} ({status}) and asks to retry after {retry_after:.0f}s, "
+                f"longer than max_retry_after_s={self.max_retry_after_s:.0f}s; not waiting",
+                endpoint=route, status_code=status, title=title, detail=self._scrub(detail),
+            )
+        return _Transient(reason + f" on {what}", retry_after=retry_after, status=status, title=title, detail=detail)
+
+    def _error_from(self, response: httpx.Response, what: str, route: str) -> MailchimpError:
+        status = response.status_code
+        title, detail, field_errors = _problem(response)
+        detail = self._scrub(detail)
+        logger.warning("Mailchimp %s failed: status %d, title %s", what, status, title)
+        if status in (401, 403):
+            return MailchimpAuthError(
+                f"Mailchimp refused {what} ({status} {title or 'unauthorised'}): check the API key "
+                f"(api_key, {API_KEY_SETTING}) and its data centre (the part after the dash must match the API root)",
+                endpoint=route, status_code=status, title=title, detail=detail,
+            )
+        error = MailchimpRequestError(f"Mailchimp refused {what} ({status} {title or 'without a problem body'})",
+                                      endpoint=route, status_code=status, title=title, detail=detail)
+        error.field_errors = [{k: self._scrub(v) for k, v in e.items()} for e in field_errors]
+        return error
+
+    def _scrub(self, text: str | None) -> str | None:
+        key = self.api_key.strip() if isinstance(self.api_key, str) else ""
+        if text and key:
+            text = text.replace(key, "<redacted>")
+        return text
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _check_writes(writes: list) -> None:
+    """Each write well formed, before anything is sent; messages name the position, never the data."""
+    for index, write in enumerate(writes):
+        if not isinstance(write, MemberWrite):
+            raise TypeError(f"write {index} is a {type(write).__name__}, not a MemberWrite")
+        if not isinstance(write.external_id, str) or not write.external_id:
+            raise ValueError(f"write {index} has no external_id")
+        if not isinstance(write.subscriber_hash, str) or not _HASH.fullmatch(write.subscriber_hash):
+            raise ValueError(f"write {index}: subscriber_hash is not 32 lower-case hex characters (use subscriber_hash())")
+        if not isinstance(write.body, dict) or not isinstance(write.body.get("email_address"), str):
+            raise ValueError(f"write {index}: body is not a dict with an email_address")
+
+
+def _target_hash(write: MemberWrite) -> str:
+    """The hash of the address the write's body names (differs from ``write.subscriber_hash`` for a rename)."""
+    return subscriber_hash(write.body["email_address"])
+
+
+def _note_unanswered(trace: _Trace | None) -> None:
+    if trace is not None:
+        trace.unanswered += 1
+
+
+def _accepted(write: MemberWrite, member: Any, status: int) -> MemberResult:
+    address = member.get("email_address") if isinstance(member, dict) else None
+    member_hash = subscriber_hash(address) if isinstance(address, str) else _target_hash(write)
+    return MemberResult(write.external_id, "OK", None, status, member_hash)
+
+
+def _refusal(external_id: str, exc: MailchimpRequestError) -> MemberResult:
+    code = exc.title or f"HTTP_{exc.status_code}"
+    fields = "; ".join(f"{e.get('field') or '?'}: {e.get('message') or ''}" for e in getattr(exc, "field_errors", []))
+    message = " ".join(part for part in (exc.detail, f"({fields})" if fields else None) if part) or None
+    return MemberResult(external_id, code, message, exc.status_code, None)
+
+
+def _shows(member: dict, body: dict) -> bool:
+    """Whether the member holds the write's plain merge values (text and numbers; addresses not compared)."""
+    held = member.get("merge_fields") or {}
+    wanted = body.get("merge_fields") or {}
+    return all(str(held.get(tag, "")) == str(value) for tag, value in wanted.items() if isinstance(value, (str, int, float)))
+
+
+def _incomplete(results: list[MemberResult], unanswered: list[tuple[MemberWrite, MailchimpError]],
+                total: int) -> MailchimpWriteIncomplete:
+    cause = unanswered[0][1]
+    error = MailchimpWriteIncomplete(
+        f"{len(unanswered)} of {total} member writes got no answer ({cause.message}); the other {len(results)} "
+        "were answered. None of the unanswered counts as refused: run again once Mailchimp answers",
+        endpoint=_MEMBER_ROUTE, status_code=cause.status_code, title=cause.title,
+    )
+    error.results = results
+    error.unanswered = [w.external_id for w, _ in unanswered]
+    return error
+
+
+def _changed_after(member: dict, until: datetime) -> bool:
+    try:
+        changed = datetime.fromisoformat(str(member.get("last_changed")))
+    except ValueError:
+        return False  # unreadable: kept, never silently dropped
+    if changed.tzinfo is None:
+        changed = changed.replace(tzinfo=timezone.utc)
+    return changed > until
+
+
+def _segment(value: str) -> str:
+    return quote(str(value), safe="")
+
+
+def _problem(response: httpx.Response) -> tuple[str | None, str | None, list[dict]]:
+    """(title, detail, errors) of a problem+json body; Nones and [] when there is none."""
+    try:
+        body = orjson.loads(response.content) if response.content.strip() else None
+    except orjson.JSONDecodeError:
+        return None, None, []
+    if not isinstance(body, dict):
+        return None, None, []
+    title, detail = body.get("title"), body.get("detail")
+    errors = [
+        {"field": printable(e.get("field") or ""), "message": printable(e.get("message") or "")}
+        for e in body.get("errors") or [] if isinstance(e, dict)
+    ]
+    return (printable(title) if title else None), (str(detail) if detail else None), errors
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    header = response.headers.get("Retry-After")
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    try:  # the HTTP-date form
+        when = email.utils.parsedate_to_datetime(header)
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
