@@ -1,0 +1,1 @@
+"""The Mailchimp side of a sync: merge-field values (`merge_values`)."""
