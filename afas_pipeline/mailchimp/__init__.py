@@ -1,4 +1,5 @@
-"""Mailchimp Marketing API v3: the REST client (the sandbox emulator lives apart, in ``afas_sandbox.mailchimp``)."""
+"""Mailchimp Marketing API v3: the REST client, merge-field values (`merge_values`) and the adapter (the sandbox
+emulator lives apart, in ``afas_sandbox.mailchimp``)."""
 
 from afas_pipeline.mailchimp.client import (
     MailchimpClient,

@@ -1,6 +1,11 @@
-"""Fixtures of the Mailchimp client's tests: the session sandbox (``sandbox``, from the top conftest) with its
-Mailchimp account reset around each test, reused from the emulator's own tests."""
+"""The Mailchimp sandbox fixtures of `afas_pipeline_tests.sandbox.mailchimp` (the session sandbox with its Mailchimp
+account reset around each test), shared with this folder."""
 
-from afas_pipeline_tests.sandbox.mailchimp.conftest import mailchimp_sandbox_clean
+from __future__ import annotations
 
-__all__ = ["mailchimp_sandbox_clean"]
+from afas_pipeline_tests.sandbox.mailchimp.conftest import (
+    mailchimp,
+    mailchimp_sandbox_clean,
+)
+
+__all__ = ["mailchimp", "mailchimp_sandbox_clean"]
