@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from afas_pipeline.defs import DESTINATIONS
 from afas_pipeline.lib.text import one_line, printable
 from afas_pipeline.lib.urls import shown_url
 
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     sync = sub.add_parser("sync", help="materialise the sync graph once, in-process, and print counts per asset")
     sync.add_argument("--cadence", choices=("full", "delta"), default="full", help="which job (default: full)")
     sync.add_argument("--partition", help="partition key, e.g. 2026-11-22-12:00 (default: the last closed window)")
+    sync.add_argument("--destination", choices=DESTINATIONS, default=None,
+                      help=f"sync to one destination only ({', '.join(DESTINATIONS)}; default: every destination)")
 
     up = sub.add_parser("up", help="sandbox, a first full sync, then the Dagster UI and daemon with schedules on")
     _sandbox_args(up)
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     validate = sub.add_parser("validate-mappings", help="validate the files under mappings/ and exit")
     validate.add_argument("--drift", action="store_true",
-                          help="also compare them with the live AFAS metainfo and Spotler properties "
+                          help="also compare them with the live AFAS metainfo and each destination's properties "
                                "(the sandbox unless production is configured)")
 
     args = parser.parse_args(argv)
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_sandbox(args)
     if args.command == "sync":
         try:
-            return run_sync(cadence=args.cadence, partition=args.partition)
+            return run_sync(cadence=args.cadence, partition=args.partition, destination=args.destination)
         except ArgumentProblem as exc:
             sync.print_usage(sys.stderr)
             print(f"{sync.prog}: error: {printable(exc)}", file=sys.stderr)
@@ -204,7 +207,7 @@ def _settings_problem() -> str | None:
     return _sandbox_unreachable()
 
 
-def run_sync(cadence: str, partition: str | None) -> int:
+def run_sync(cadence: str, partition: str | None, destination: str | None = None) -> int:
     """Run one job in this process against the instance in $DAGSTER_HOME (or a throwaway one)."""
     import warnings
 
@@ -227,10 +230,15 @@ def run_sync(cadence: str, partition: str | None) -> int:
         return _error(exc)
 
     job = defs.resolve_job_def(f"afas_{cadence}_job")
+    # One destination: the AFAS reads and that destination's assets (their keys start with its name).
+    selection = None if destination is None else [
+        k for k in job.asset_layer.executable_asset_keys
+        if k.to_user_string().startswith(("afas_", f"{destination}_"))]
     instance = _instance()
     started = time.monotonic()
     result = job.execute_in_process(
         partition_key=key,
+        asset_selection=selection,
         instance=instance,
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
@@ -244,6 +252,8 @@ def run_sync(cadence: str, partition: str | None) -> int:
     for evaluation in result.get_asset_check_evaluations():
         state = "passed" if evaluation.passed else "FAILED"
         print(f"  check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} {state}")
+        if not evaluation.passed and evaluation.description:
+            print(f"    {one_line(evaluation.description)}")
     if not result.success:
         for line in failure_lines(result):
             print(line, file=sys.stderr)

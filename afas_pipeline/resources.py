@@ -20,18 +20,22 @@ from pathlib import Path
 import dagster as dg
 
 from afas_pipeline.afas.client import AFAS_URL_EXAMPLE, AfasClient
+from afas_pipeline.defs import DESTINATIONS
 from afas_pipeline.lib.parquet_io import ParquetIOManager
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.urls import base_url_problem
 from afas_pipeline.mapping.load import mappings_folder_problems
 from afas_pipeline.spotler.client import DEFAULT_BASE_URL as SPOTLER_URL_EXAMPLE
 from afas_pipeline.spotler.client import SpotlerClient
+from afas_pipeline.mailchimp.client import API_URL_EXAMPLE as MAILCHIMP_URL_EXAMPLE
+from afas_pipeline.mailchimp.client import MailchimpClient
 from afas_pipeline.sync.state import SyncStateResource
 
 #: Every environment variable the pipeline reads (README, "Configuration").
 SETTINGS = (
     "AFAS_TOKEN", "AFAS_ENVIRONMENT_ID", "AFAS_ENVIRONMENT", "AFAS_BASE_URL", "AFAS_INTEGRATION_ID",
-    "SPOTLER_CONSUMER_KEY", "SPOTLER_CONSUMER_SECRET", "SPOTLER_BASE_URL", "AFAS_PIPELINE_STATE",
+    "SPOTLER_CONSUMER_KEY", "SPOTLER_CONSUMER_SECRET", "SPOTLER_BASE_URL", "MAILCHIMP_API_KEY", "MAILCHIMP_LIST_ID",
+    "MAILCHIMP_BASE_URL", "AFAS_PIPELINE_STATE",
     "AFAS_PIPELINE_STORAGE", "AFAS_PIPELINE_MAPPINGS", "AFAS_PIPELINE_HASH_SALT", "AFAS_PIPELINE_SANDBOX_URL",
     "DAGSTER_HOME",
 )
@@ -42,14 +46,15 @@ DEFAULT_SANDBOX_URL = "http://127.0.0.1:8765"
 SANDBOX_AFAS_TOKEN = "3F4C8A34E5A41B1BD3996776431E1EB94C5CF79EE3985EA2085301168734E371"
 SANDBOX_SPOTLER_KEY = "afaspipeline-sandbox"
 SANDBOX_SPOTLER_SECRET = "sandbox-secret-7d1e0c5b9a3f4e21"
-#: The destinations this code location builds (one folder each under afas_pipeline/defs/); each needs its
-#: `<destination>.yaml` in the mappings folder.
-DESTINATIONS = tuple(sorted(p.parent.name for p in (Path(__file__).parent / "defs").glob("*/defs.yaml")))
+SANDBOX_MAILCHIMP_KEY = "3409dd0b1dab00826e94dc27237299c3-us21"
+SANDBOX_MAILCHIMP_LIST = "f3768f3c95"
+
 AFAS_ENVIRONMENTS = ("production", "test", "accept")
 
 _HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
 _XML_TOKEN = re.compile(r"<token>.*<data>\s*[0-9A-Fa-f]{64}\s*</data>.*</token>", re.DOTALL)
 _DIGITS = re.compile(r"[0-9]+")
+_MAILCHIMP_KEY = re.compile(r"[0-9a-f]{32}-[a-z]{2,}[0-9]+")
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f]")
 
 
@@ -77,9 +82,17 @@ def spotler_mode(env: Mapping[str, str] = os.environ) -> str:
     return "production" if _set(env, "SPOTLER_CONSUMER_KEY") else "sandbox"
 
 
+def mailchimp_mode(env: Mapping[str, str] = os.environ) -> str:
+    """`production` when a Mailchimp API key is configured, else `sandbox`."""
+    problems = list(_mailchimp_problems(env))
+    if problems:
+        raise ConfigurationError(problems)
+    return "production" if _set(env, "MAILCHIMP_API_KEY") else "sandbox"
+
+
 def sandbox_url(env: Mapping[str, str] = os.environ) -> str | None:
-    """The sandbox's URL when AFAS or Spotler is the sandbox, else None."""
-    if afas_mode(env) == "sandbox" or spotler_mode(env) == "sandbox":
+    """The sandbox's URL when AFAS, Spotler or Mailchimp is the sandbox, else None."""
+    if "sandbox" in (afas_mode(env), spotler_mode(env), mailchimp_mode(env)):
         return (env.get("AFAS_PIPELINE_SANDBOX_URL") or DEFAULT_SANDBOX_URL).rstrip("/")
     return None
 
@@ -89,6 +102,7 @@ def check_settings(env: Mapping[str, str] = os.environ) -> None:
     problems = [
         *_afas_problems(env),
         *_spotler_problems(env),
+        *_mailchimp_problems(env),
         *_sandbox_problems(env),
         *_folder_problems(env),
         *_salt_problems(env),
@@ -122,11 +136,20 @@ def spotler_client(env: Mapping[str, str] = os.environ) -> SpotlerClient:
     )
 
 
+def mailchimp_client(env: Mapping[str, str] = os.environ) -> MailchimpClient:
+    if mailchimp_mode(env) == "sandbox":
+        return MailchimpClient(base_url=f"{_sandbox_url(env)}/mailchimp/3.0", api_key=SANDBOX_MAILCHIMP_KEY,
+                               list_id=SANDBOX_MAILCHIMP_LIST)
+    options = {"base_url": env["MAILCHIMP_BASE_URL"]} if env.get("MAILCHIMP_BASE_URL") else {}
+    return MailchimpClient(api_key=dg.EnvVar("MAILCHIMP_API_KEY"), list_id=env["MAILCHIMP_LIST_ID"], **options)
+
+
 def build_resources(env: Mapping[str, str] = os.environ) -> dict[str, object]:
     check_settings(env)
     return {
         "afas": afas_client(env),
         "spotler": spotler_client(env),
+        "mailchimp": mailchimp_client(env),
         "sync_state": SyncStateResource(path=env.get("AFAS_PIPELINE_STATE") or None),
         "io_manager": ParquetIOManager(base_dir=env.get("AFAS_PIPELINE_STORAGE") or None),
     }
@@ -197,9 +220,31 @@ def _spotler_problems(env: Mapping[str, str]) -> Iterator[str]:
                                               sends="OAuth-signed requests", example=SPOTLER_URL_EXAMPLE))
 
 
+def _mailchimp_problems(env: Mapping[str, str]) -> Iterator[str]:
+    key, list_id = _set(env, "MAILCHIMP_API_KEY"), _set(env, "MAILCHIMP_LIST_ID")
+    if key != list_id:
+        given, missing = ("MAILCHIMP_API_KEY", "MAILCHIMP_LIST_ID")[:: 1 if key else -1]
+        yield (f"{missing} is not set, but {given} is: set both for production Mailchimp (the audience's id is in "
+               f"its settings), or neither for the sandbox")
+    if not key:
+        if _set(env, "MAILCHIMP_BASE_URL"):
+            yield ("MAILCHIMP_BASE_URL is set, but MAILCHIMP_API_KEY is not, so the sandbox would be used: set the "
+                   "key and MAILCHIMP_LIST_ID too, or unset MAILCHIMP_BASE_URL")
+        return
+    if not _MAILCHIMP_KEY.fullmatch(env.get("MAILCHIMP_API_KEY", "").strip()):
+        # Its length helps to spot a truncated copy; the value itself is never shown.
+        yield (f"MAILCHIMP_API_KEY is not a Mailchimp API key ({len(env['MAILCHIMP_API_KEY'])} characters): set it "
+               f"to the key as Mailchimp shows it, 32 hexadecimal characters, a dash and the data centre (e.g. -us21)")
+    if _CONTROL_OR_SPACE.search(env.get("MAILCHIMP_LIST_ID", "")):
+        yield "MAILCHIMP_LIST_ID holds a space or a control character: set it to the audience id Mailchimp shows"
+    if env.get("MAILCHIMP_BASE_URL"):
+        yield from _optional(base_url_problem("MAILCHIMP_BASE_URL", env["MAILCHIMP_BASE_URL"],
+                                              sends="the Mailchimp API key", example=MAILCHIMP_URL_EXAMPLE))
+
+
 def _sandbox_problems(env: Mapping[str, str]) -> Iterator[str]:
-    if _wants_production_afas(env) and _set(env, "SPOTLER_CONSUMER_KEY"):
-        return  # neither side uses the sandbox
+    if _wants_production_afas(env) and _set(env, "SPOTLER_CONSUMER_KEY") and _set(env, "MAILCHIMP_API_KEY"):
+        return  # no side uses the sandbox
     url = env.get("AFAS_PIPELINE_SANDBOX_URL")
     if url:
         yield from _optional(base_url_problem("AFAS_PIPELINE_SANDBOX_URL", url, sends="the sandbox's credentials",

@@ -68,8 +68,8 @@ def test_validate_mappings_accepts_the_shipped_files(capsys):
 def test_validate_mappings_fails_when_the_mapping_of_a_destination_is_missing(tmp_path):
     folder = tmp_path / "mappings"
     folder.mkdir()
-    shipped = Path(__file__).resolve().parents[1] / "mappings" / "afas_sources.yaml"
-    (folder / "afas_sources.yaml").write_text(shipped.read_text())
+    for name in ("afas_sources.yaml", "mailchimp.yaml"):
+        (folder / name).write_text((Path(__file__).resolve().parents[1] / "mappings" / name).read_text())
     result = _cli("validate-mappings", env={"AFAS_PIPELINE_MAPPINGS": str(folder)})
     assert result.returncode == 1
     [line] = result.stderr.splitlines()

@@ -32,7 +32,8 @@ def _file(tmp_path: Path) -> str:
 def _mappings_without_spotler(tmp_path: Path) -> str:
     folder = tmp_path / "mappings"
     folder.mkdir()
-    (folder / "afas_sources.yaml").write_text((SHIPPED_MAPPINGS / "afas_sources.yaml").read_text())
+    for name in ("afas_sources.yaml", "mailchimp.yaml"):
+        (folder / name).write_text((SHIPPED_MAPPINGS / name).read_text())
     return str(folder)
 
 
@@ -138,7 +139,7 @@ def test_several_bad_settings_are_all_named_one_line_each():
 ], ids=["sandbox", "production", "token xml on loopback", "sandbox elsewhere on this machine"])
 def test_good_settings_pass(settings):
     check_settings(settings)
-    assert set(build_resources(settings)) == {"afas", "spotler", "sync_state", "io_manager"}
+    assert set(build_resources(settings)) == {"afas", "spotler", "mailchimp", "sync_state", "io_manager"}
 
 
 def test_the_code_location_fails_to_load_with_the_same_line(tmp_path):

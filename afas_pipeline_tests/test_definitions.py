@@ -1,11 +1,23 @@
 """The whole definitions graph, as an engineer sees it in the Dagster UI."""
 
 import dagster as dg
+import pytest
 
 from afas_pipeline.afas.partitions import delta_partitions, full_partitions
+from afas_pipeline.defs import DESTINATIONS
 from afas_pipeline.definitions import defs
 
 ENTITIES = ("contacts", "persons", "organisations")
+
+
+def test_every_destination_is_declared():
+    assert DESTINATIONS == ("mailchimp", "spotler")
+
+
+def _delta_chain(d: str) -> set[str]:
+    names = {f"{d}_audience_delta", f"{d}_sync_plan_delta", f"{d}_sync_delta", f"{d}_rejected",
+             f"{d}_optout_feedback", f"{d}_bounce_feedback", f"{d}_afas_write_back"}
+    return names | ({f"{d}_mailing_history"} if d == "spotler" else set())
 
 
 def _graph():
@@ -74,49 +86,49 @@ def test_jobs_select_one_cadence_each():
     assert full.partitions_def == full_partitions
     delta_keys = {k.to_user_string() for k in delta.asset_layer.executable_asset_keys}
     full_keys = {k.to_user_string() for k in full.asset_layer.executable_asset_keys}
-    assert delta_keys == {f"afas_{e}_changes" for e in ENTITIES} | {
-        "spotler_audience_delta", "spotler_sync_plan_delta", "spotler_sync_delta", "spotler_rejected",
-        "spotler_optout_feedback", "spotler_bounce_feedback", "spotler_afas_write_back", "spotler_mailing_history"}
+    assert delta_keys == {f"afas_{e}_changes" for e in ENTITIES} | set().union(*map(_delta_chain, DESTINATIONS))
     assert full_keys == {f"afas_{e}" for e in ENTITIES} | {
-        "spotler_audience", "spotler_sync_plan", "spotler_sync", "spotler_rejected"}
+        f"{d}_{step}" for d in DESTINATIONS for step in ("audience", "sync_plan", "sync", "rejected")}
     assert delta.tags["afas_pipeline/cadence"] == "delta"
 
 
-def test_the_spotler_chain_hangs_off_the_afas_reads_of_its_cadence():
+@pytest.mark.parametrize("d", DESTINATIONS)
+def test_each_destination_chain_hangs_off_the_afas_reads_of_its_cadence(d):
     graph = _graph()
 
     def parents(name):
         return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
 
-    assert parents("spotler_audience") == {"afas_contacts", "afas_persons", "afas_organisations"}
-    assert parents("spotler_audience_delta") == {f"afas_{e}_changes" for e in ENTITIES}
-    assert parents("spotler_sync_plan") == {"spotler_audience"}
-    assert parents("spotler_sync") == {"spotler_audience", "spotler_sync_plan"}
-    assert parents("spotler_rejected") == {"spotler_sync", "spotler_sync_delta"}
+    assert parents(f"{d}_audience") == {"afas_contacts", "afas_persons", "afas_organisations"}
+    assert parents(f"{d}_audience_delta") == {f"afas_{e}_changes" for e in ENTITIES}
+    assert parents(f"{d}_sync_plan") == {f"{d}_audience"}
+    assert parents(f"{d}_sync") == {f"{d}_audience", f"{d}_sync_plan"}
+    assert parents(f"{d}_rejected") == {f"{d}_sync", f"{d}_sync_delta"}
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     for suffix in ("", "_delta"):
-        assert (f"spotler_audience{suffix}", "r3_every_member_has_a_valid_email") in checks
-        assert (f"spotler_audience{suffix}", "r4_only_persons_at_organisations") in checks
-        assert (f"spotler_audience{suffix}", "c2_one_record_per_contact") in checks
-        assert (f"spotler_sync_plan{suffix}", "c1_no_optout_undone") in checks
-        spec = graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey(f"spotler_sync_plan{suffix}"), "c1_no_optout_undone"))
+        assert (f"{d}_audience{suffix}", "r3_every_member_has_a_valid_email") in checks
+        assert (f"{d}_audience{suffix}", "r4_only_persons_at_organisations") in checks
+        assert (f"{d}_audience{suffix}", "c2_one_record_per_contact") in checks
+        assert (f"{d}_sync_plan{suffix}", "c1_no_optout_undone") in checks
+        spec = graph.get_check_spec(dg.AssetCheckKey(dg.AssetKey(f"{d}_sync_plan{suffix}"), "c1_no_optout_undone"))
         assert spec.blocking
 
 
-def test_the_way_back_hangs_off_spotler_with_blocking_checks_in_front_of_afas():
+@pytest.mark.parametrize("d", DESTINATIONS)
+def test_the_way_back_hangs_off_each_destination_with_blocking_checks_in_front_of_afas(d):
     graph = _graph()
-    write_back = dg.AssetKey("spotler_afas_write_back")
+    write_back = dg.AssetKey(f"{d}_afas_write_back")
     assert {k.to_user_string() for k in graph.get(write_back).parent_keys} == {
-        "spotler_optout_feedback", "spotler_bounce_feedback"}
-    # One graph AFAS -> Spotler -> AFAS: the way back runs after its window's sync to Spotler.
-    for name in ("spotler_optout_feedback", "spotler_bounce_feedback", "spotler_mailing_history"):
-        assert {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys} == {"spotler_sync_delta"}
+        f"{d}_optout_feedback", f"{d}_bounce_feedback"}
+    # One graph AFAS -> destination -> AFAS: the way back runs after its window's sync.
+    for name in (f"{d}_optout_feedback", f"{d}_bounce_feedback", *[f"{d}_mailing_history"] * (d == "spotler")):
+        assert {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys} == {f"{d}_sync_delta"}
     upstream = {k.to_user_string() for k in graph.upstream_key_iterator(write_back)}
-    assert {"afas_contacts_changes", "spotler_sync_delta", "spotler_bounce_feedback"} <= upstream
-    for name in ("spotler_optout_feedback", "spotler_bounce_feedback", "spotler_afas_write_back"):
+    assert {"afas_contacts_changes", f"{d}_sync_delta", f"{d}_bounce_feedback"} <= upstream
+    for name in (f"{d}_optout_feedback", f"{d}_bounce_feedback", f"{d}_afas_write_back"):
         node = graph.get(dg.AssetKey(name))
         assert node.partitions_def == delta_partitions
-        assert node.group_name == "spotler"
+        assert node.group_name == d
         assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run == 96
     for check in ("no_protected_field", "no_create", "only_mapped_fields"):
         spec = graph.get_check_spec(dg.AssetCheckKey(write_back, check))

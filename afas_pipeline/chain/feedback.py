@@ -160,7 +160,7 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
                             pending.reindex(columns=EVENT_COLUMNS).astype("string")],
                            ignore_index=True).drop_duplicates(["external_id", "kind", "event_at"], keep="first")
         events = not_delivered(events, state.feedback_events(d, keys=_keys(events)))
-        events, refetched = _field_values(destination, getattr(context.resources, d), events, dict(two_way))
+        events, refetched = _field_values(destination, getattr(context.resources, d), state, events, dict(two_way))
         optouts = {(str(r.external_id), str(r.permission)): r.opted_out_at
                    for r in state.optouts(d).itertuples(index=False)}
         # The optouts table keeps the latest opt-out; the events of this run count too.
@@ -266,7 +266,7 @@ def _keys(events: pd.DataFrame) -> list[tuple[str, str, str]]:
     return list(zip(events["external_id"], events["kind"], events["event_at"]))
 
 
-def _field_values(destination: Destination, client, events: pd.DataFrame,
+def _field_values(destination: Destination, client, state: SyncState, events: pd.DataFrame,
                   kinds: dict[str, str]) -> tuple[pd.DataFrame, int]:
     """Two-way field events without their value (pending from an earlier run: the ledger keeps no values;
     or a value emptied in the destination) get the value the destination holds now. One whose record the
@@ -277,7 +277,11 @@ def _field_values(destination: Destination, client, events: pd.DataFrame,
     if not missing.any():
         return events, 0
     ids = sorted(set(events.loc[missing, "external_id"]))
-    current = destination.current_fields(client, ids)
+    saved = state.records(destination.name, ids)
+    keys = dict.fromkeys(ids)
+    keys.update({str(r.external_id): None if pd.isna(r.destination_key) else str(r.destination_key)
+                 for r in saved.itertuples(index=False)})
+    current = destination.current_fields(client, keys)
     events = events.copy()
     unresolved = []
     for i in events.index[missing]:

@@ -29,7 +29,7 @@ from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subj
 from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, is_valid_email
 from afas_pipeline.sync.destination import Destination
 from afas_pipeline.sync.feedback import iso
-from afas_pipeline.sync.plan import consent_violations, plan_sync, summarise
+from afas_pipeline.sync.plan import consent_violations, plan_sync, skip_shared_addresses, summarise
 from afas_pipeline.sync.state import SyncState
 
 #: How far back each read of the destination's change feed starts before the previous read ended, so a
@@ -159,6 +159,9 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         rejected = state.rejected(d)
         quarantined = frozenset(rejected.loc[rejected["quarantined"], "external_id"])
         plan = plan_sync(members, records, optouts, keys, quarantined=quarantined, two_way=two_way)
+        if destination.keyed_by_address:
+            owners = state.records(d)
+            plan = skip_shared_addresses(plan, dict(zip(owners["email_hash"].astype(str), owners["external_id"])))
         summary = summarise(plan, keys)
         context.log.info(f"plan: {summary}")
         yield dg.Output(plan, metadata={"dagster/row_count": len(plan), **summary.as_metadata(),

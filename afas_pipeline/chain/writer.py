@@ -40,7 +40,7 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, wr
         try:
             for start in range(0, len(rows), SEND_CHUNK):
                 chunk = rows.iloc[start : start + SEND_CHUNK]
-                documents = destination.documents(chunk)
+                documents = destination.documents(chunk, writer.destination_keys(chunk["external_id"]))
                 stopped = destination.resubscriptions(documents, chunk["action"].tolist())
                 if stopped:
                     writer.resubscriptions += len(stopped)
@@ -82,6 +82,14 @@ class StateWriter:
         self._reactivate: dict[str, str] = {}
         self._lock = threading.Lock()
 
+    def destination_keys(self, external_ids) -> dict[str, str | None]:
+        """The destination's own key of each record as last saved (None: not known, or not used)."""
+        keys = {}
+        for i in external_ids:
+            key = (self.previous.get(str(i)) or {}).get("destination_key")
+            keys[str(i)] = None if key is None or pd.isna(key) else str(key)
+        return keys
+
     def save_unsent(self) -> None:
         unsent = self.plan[~self.plan["action"].isin(["create", "update"])]
         rows = _state_rows(unsent, self.previous, self.keys, self.two_way, accepted=False)
@@ -108,7 +116,8 @@ class StateWriter:
         ok = [r.external_id for r in results if r.ok]
         refused = [r for r in results if not r.ok and not r.consent_refusal]
         with self._lock:
-            rows = [self._accepted[i] for i in ok + [r.external_id for r in settled] if i in self._accepted]
+            rows = [{**self._accepted[r.external_id], "destination_key": getattr(r, "destination_key", None)}
+                    for r in [*results] if (r.ok or r in settled) and r.external_id in self._accepted]
             rows += [self._refused[r.external_id] for r in refused if r.external_id in self._refused]
             events = [(i, REACTIVATED, self._reactivate[i]) for i in ok if i in self._reactivate]
             self.outcome.update((r.external_id, r) for r in results)

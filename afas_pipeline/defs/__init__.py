@@ -1,0 +1,7 @@
+"""The destinations, declared as data: one folder each, with a defs.yaml naming its mapping and adapter
+(`afas_pipeline.chain.component.DestinationComponent`). Dagster loads them (`dg.load_from_defs_folder`)."""
+
+from pathlib import Path
+
+#: The destinations' names, one per folder; each needs its `<name>.yaml` in the mappings folder.
+DESTINATIONS = tuple(sorted(p.parent.name for p in Path(__file__).parent.glob("*/defs.yaml")))

@@ -123,10 +123,16 @@ class MemberResult:
     message: str | None = None
     status_code: int | None = None
     subscriber_hash: str | None = None
+    fields: tuple[str, ...] = ()  # the merge fields Mailchimp's field errors name (names only, never values)
 
     @property
     def ok(self) -> bool:
         return self.code == "OK"
+
+    @property
+    def destination_key(self) -> str | None:
+        """The member's key after the write, for the sync state: the address's hash changes with a rename."""
+        return self.subscriber_hash
 
     @property
     def consent_refusal(self) -> bool:
@@ -571,7 +577,8 @@ def _refusal(external_id: str, exc: MailchimpRequestError) -> MemberResult:
     code = exc.title or f"HTTP_{exc.status_code}"
     fields = "; ".join(f"{e.get('field') or '?'}: {e.get('message') or ''}" for e in getattr(exc, "field_errors", []))
     message = " ".join(part for part in (exc.detail, f"({fields})" if fields else None) if part) or None
-    return MemberResult(external_id, code, message, exc.status_code, None)
+    names = tuple(sorted({str(e["field"]) for e in getattr(exc, "field_errors", []) if e.get("field")}))
+    return MemberResult(external_id, code, message, exc.status_code, None, names)
 
 
 def _shows(member: dict, body: dict) -> bool:

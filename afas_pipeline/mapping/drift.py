@@ -27,6 +27,7 @@ from afas_pipeline.mapping.models import (
 # Which metainfo dataTypes (GET /metainfo/get and /metainfo/update) can hold each mapping type.
 COMPATIBLE_TYPES: dict[str, frozenset[str]] = {
     "text": frozenset({"string"}),
+    "phone": frozenset({"string"}),  # a text field holding a phone number (normalised before it is sent)
     "yes_no": frozenset({"boolean"}),
     "table_link": frozenset({"string", "int"}),
     "date": frozenset({"date"}),

@@ -36,7 +36,7 @@ from afas_pipeline.mapping.errors import Problem
 
 Entity = Literal["contact", "person", "organisation"]
 ENTITIES: tuple[Entity, ...] = ("contact", "person", "organisation")
-FieldType = Literal["text", "yes_no", "table_link", "date", "number"]
+FieldType = Literal["text", "yes_no", "table_link", "date", "number", "phone"]
 Direction = Literal["to_destination", "both"]
 UpdateConnector = Literal["KnContact", "KnPerson", "KnOrganisation"]
 

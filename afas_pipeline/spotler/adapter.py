@@ -22,6 +22,7 @@ from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.sync.audience import normalise_email, property_column
 from afas_pipeline.sync.events import Bounce, ContactChange, Interaction, MailingSent
 from afas_pipeline.sync.plan import set_column
+from afas_pipeline.sync.values import plain_values, typed_values
 
 if TYPE_CHECKING:
     from afas_pipeline.spotler.client import ContactResult, SpotlerClient
@@ -35,6 +36,7 @@ class SpotlerAdapter:
 
     title = "Spotler"
     kind = "spotler"
+    keyed_by_address = False
     dossier_marker = MARKER
 
     def __init__(self, mapping: DestinationMapping, name: str = "spotler"):
@@ -48,13 +50,13 @@ class SpotlerAdapter:
     def permission_keys(self) -> list[int | str]:
         return self._permission_keys
 
-    def documents(self, rows: pd.DataFrame) -> list[dict[str, Any]]:
+    def documents(self, rows: pd.DataFrame, keys: Mapping[str, str | None] | None = None) -> list[dict[str, Any]]:
         """The `contact` documents for `POST contact/list`, one per row of plan joined with its member:
         only what the plan says to send (merge, not purge). Values are converted column by column."""
-        values = {self.mapping.email.property: _objects(rows["email"])}
+        values = {self.mapping.email.property: plain_values(rows["email"])}
         for name in self._properties:
             values[name] = self._column(name, rows[property_column(name)])
-        permissions = {int(key): _objects(rows[set_column(key)]) for key in self._permission_keys}
+        permissions = {int(key): plain_values(rows[set_column(key)]) for key in self._permission_keys}
         send = rows["send_properties"].astype(bool).tolist()
         reactivate = rows["reactivate"].astype(bool).tolist()
         deactivate = rows["deactivate"].astype(bool).tolist()
@@ -84,8 +86,8 @@ class SpotlerAdapter:
     def bounces(self, client: SpotlerClient, start: datetime, end: datetime) -> list[Bounce]:
         return bounces(client.bounces(start, end))
 
-    def current_fields(self, client: SpotlerClient, external_ids: Iterable[str]) -> Mapping[str, Mapping | None]:
-        ids = list(external_ids)
+    def current_fields(self, client: SpotlerClient, keys: Mapping[str, str | None]) -> Mapping[str, Mapping | None]:
+        ids = list(keys)
         with ThreadPoolExecutor(max_workers=max(1, client.max_concurrency)) as pool:
             contacts = dict(zip(ids, pool.map(client.get_contact, ids)))
         return {i: None if c is None else dict(c.get("properties") or {}) for i, c in contacts.items()}
@@ -113,17 +115,9 @@ class SpotlerAdapter:
 
     def _column(self, name: str, column: pd.Series) -> list[Any]:
         """A mapped column in Spotler's terms; None clears the property (merge keeps omitted ones, not nulls)."""
-        kind = self._types.get(name)
-        present = column.notna()
         if name == "gender":
-            column = column.astype("string").str.upper().map(GENDERS)
-        elif kind == "yes_no":
-            column = column.astype("boolean").map({True: "yes", False: "no"})
-        elif kind == "date":
-            column = pd.to_datetime(column, utc=True).dt.strftime("%Y-%m-%d")
-        elif kind != "number":
-            column = column.astype("string")
-        return _objects(column.where(present))
+            return plain_values(column.astype("string").str.upper().map(GENDERS).where(column.notna()))
+        return typed_values(column, self._types.get(name))
 
 
 class SpotlerMailings:
@@ -147,12 +141,6 @@ class SpotlerMailings:
         dates = [mail.at for mail in sent]
         listed = client.mailings(min(dates) - timedelta(days=1), max(dates) + timedelta(days=1))
         return untied - {str(m.get("encryptedId")) for m in listed}
-
-
-def _objects(column: pd.Series) -> list[Any]:
-    """Plain Python values (JSON-ready) with None for every kind of missing value."""
-    values = column.to_numpy(dtype=object, na_value=None).tolist()
-    return [v.item() if hasattr(v, "item") else v for v in values]
 
 
 def contact_changes(contacts: Iterable[dict]) -> list[ContactChange]:

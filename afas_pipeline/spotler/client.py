@@ -96,6 +96,9 @@ class ContactResult:
     def ok(self) -> bool:
         return self.code == "OK"
 
+    #: Spotler keys a contact by its externalId: it has no key of its own to remember.
+    destination_key = None
+
     @property
     def consent_refusal(self) -> bool:
         """Spotler refuses no contact for a consent reason of its own: its permissions are ours to guard (C1)."""

@@ -8,7 +8,7 @@ chain (`afas_pipeline.chain`) holds no vendor code and an adapter holds no rule.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -28,6 +28,9 @@ class WriteResult(Protocol):
     external_id: str
     code: str
     status_code: int | None
+    #: The destination's own key of the record after the write, when it is not the external id (Mailchimp's
+    #: subscriber hash, which changes with the address); saved in the sync state.
+    destination_key: str | None
 
     @property
     def ok(self) -> bool: ...
@@ -53,6 +56,9 @@ class Destination(Protocol):
     #: Asset kinds shown on its assets in the UI.
     kind: str
     mapping: DestinationMapping
+    #: Whether the destination knows a record by its e-mail address (Mailchimp): then two AFAS contacts sharing
+    #: an address cannot both be records of their own, and the later ones are skipped (C2).
+    keyed_by_address: bool
     #: The text every AFAS dossier item made for this destination starts with (R17), so a retried POST
     #: whose answer was lost is found in AFAS instead of being made twice.
     dossier_marker: str
@@ -61,8 +67,9 @@ class Destination(Protocol):
     def permission_keys(self) -> list[int | str]:
         """The destination's permission keys, in mapping order (Spotler bits, Mailchimp statuses or ids)."""
 
-    def documents(self, rows: pd.DataFrame) -> list[Any]:
-        """One document per row of plan joined with its member (only what the plan says to send)."""
+    def documents(self, rows: pd.DataFrame, keys: Mapping[str, str | None]) -> list[Any]:
+        """One document per row of plan joined with its member (only what the plan says to send). `keys` holds per
+        external id the destination's own key of the record as last saved (`WriteResult.destination_key`)."""
 
     def write(self, client: Any, documents: list[Any], on_batch: Callable[[list[WriteResult]], None]) -> None:
         """Send the documents; each batch's results go to `on_batch` as soon as they are in."""
@@ -73,8 +80,9 @@ class Destination(Protocol):
     def bounces(self, client: Any, start: datetime, end: datetime) -> list[Bounce]:
         """The bounces the destination reports between `start` and `end`."""
 
-    def current_fields(self, client: Any, external_ids: Iterable[str]) -> Mapping[str, Mapping[str, object] | None]:
-        """Per external id the record's fields as the destination holds them now (None: it has no such record)."""
+    def current_fields(self, client: Any, keys: Mapping[str, str | None]) -> Mapping[str, Mapping[str, object] | None]:
+        """Per external id (with the destination's own key as last saved) the record's fields as the destination
+        holds them now (None: it has no such record)."""
 
     def properties(self, client: Any) -> list[dict]:
         """The destination's property list for the drift check: `[{name, type, entries?}]`, permissions as

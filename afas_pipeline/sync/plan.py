@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from collections.abc import Mapping
+
 import pandas as pd
 
 from afas_pipeline.sync.audience import afas_permission_column, field_hash_column, permission_column
 
-ACTIONS = ("create", "update", "unchanged", "skip_hard_bounce", "quarantined")
+ACTIONS = ("create", "update", "unchanged", "skip_hard_bounce", "quarantined", "skip_shared_address")
 
 
 def set_column(key: int | str) -> str:
@@ -47,6 +49,7 @@ class PlanSummary:
     permissions_off: int
     held_by_consent: int
     reactivate: int
+    skip_shared_address: int = 0
 
     def as_metadata(self) -> dict[str, int]:
         return {f"plan/{k}": v for k, v in self.__dict__.items()}
@@ -158,11 +161,34 @@ def summarise(plan: pd.DataFrame, permission_keys: list[int | str]) -> PlanSumma
         unchanged=int(counts.get("unchanged", 0)),
         skip_hard_bounce=int(counts.get("skip_hard_bounce", 0)),
         quarantined=int(counts.get("quarantined", 0)),
+        skip_shared_address=int(counts.get("skip_shared_address", 0)),
         permissions_on=on,
         permissions_off=off,
         held_by_consent=sum(int(plan[held_column(k)].sum()) for k in permission_keys),
         reactivate=int(plan["reactivate"].sum()),
     )
+
+
+def skip_shared_addresses(plan: pd.DataFrame, owners: Mapping[str, str]) -> pd.DataFrame:
+    """One address, one record (C2), for a destination that knows a record by its address (Mailchimp): two AFAS
+    contacts with one address would otherwise overwrite one member in turn. Of the records to be sent with the
+    same address, the one the sync state says holds it (`owners`: email hash -> external id) keeps it, else the
+    lowest external id; the others are skipped (`skip_shared_address`) until AFAS gives them an address of their
+    own."""
+    sending = plan["action"].isin(["create", "update"]) & plan["email_hash"].notna()
+    if not sending.any():
+        return plan
+    candidates = plan.loc[sending, ["external_id", "email_hash"]].astype(str)
+    order = candidates["external_id"].map(lambda i: (len(i), i))
+    first = candidates.assign(order=order).sort_values("order").drop_duplicates("email_hash")
+    keeper = dict(zip(first["email_hash"], first["external_id"]))
+    keeper.update({h: owner for h, owner in owners.items() if h in keeper})
+    losing = sending & (plan["email_hash"].astype(str).map(keeper) != plan["external_id"].astype(str))
+    if not losing.any():
+        return plan
+    plan = plan.copy()
+    plan.loc[losing, "action"] = "skip_shared_address"
+    return plan
 
 
 def consent_violations(plan: pd.DataFrame, optouts: pd.DataFrame, permission_keys: list[int | str]) -> pd.DataFrame:

@@ -77,9 +77,10 @@ CREATE TABLE IF NOT EXISTS writes_in_flight (
     feed_mark TEXT, intents TEXT NOT NULL);
 """
 
-RECORD_COLUMNS = ["external_id", "content_hash", "email_hash", "permissions", "bounced_email_hash", "fields"]
+RECORD_COLUMNS = ["external_id", "content_hash", "email_hash", "permissions", "bounced_email_hash", "fields",
+                  "destination_key"]
 #: Columns added after the first release, with their definition: added to an older state file on open.
-ADDED_COLUMNS = {"records": {"fields": "TEXT NOT NULL DEFAULT '{}'"}, "rejected": {"last_run": "TEXT"},
+ADDED_COLUMNS = {"records": {"fields": "TEXT NOT NULL DEFAULT '{}'", "destination_key": "TEXT"}, "rejected": {"last_run": "TEXT"},
                  "mailing_history": {"claimed_by": "TEXT", "claimed_at": "TEXT"}}
 #: The content hash of a record whose last write may or may not have reached the destination (the run died
 #: before its answer was saved): it equals no real hash, so the next plan sends the record again.
@@ -177,7 +178,8 @@ class SyncState:
         with self._connect() as db:
             if external_ids is None:
                 rows = db.execute(
-                    "SELECT external_id, content_hash, email_hash, permissions, bounced_email_hash, fields FROM records "
+                    "SELECT external_id, content_hash, email_hash, permissions, bounced_email_hash, fields, "
+                    "destination_key FROM records "
                     "WHERE destination=?",
                     (destination,),
                 ).fetchall()
@@ -186,33 +188,38 @@ class SyncState:
                 db.execute("DELETE FROM wanted")
                 db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((str(i),) for i in external_ids))
                 rows = db.execute(
-                    "SELECT r.external_id, content_hash, email_hash, permissions, bounced_email_hash, fields FROM records r "
+                    "SELECT r.external_id, content_hash, email_hash, permissions, bounced_email_hash, fields, "
+                    "destination_key FROM records r "
                     "JOIN wanted w ON w.external_id = r.external_id WHERE destination=?",
                     (destination,),
                 ).fetchall()
         df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
         df["permissions"] = df["permissions"].map(json.loads)
         df["fields"] = df["fields"].map(json.loads)
-        return df.astype({c: "string" for c in ("external_id", "content_hash", "email_hash", "bounced_email_hash")})
+        return df.astype({c: "string" for c in ("external_id", "content_hash", "email_hash", "bounced_email_hash",
+                                                "destination_key")})
 
     def save_records(self, destination: str, rows: Iterable[dict]) -> int:
         """Upsert state rows: external_id, content_hash, email_hash, permissions (dict), bounced_email_hash,
-        fields (dict: two-way property -> value hash)."""
+        fields (dict: two-way property -> value hash) and, optionally, destination_key (the destination's own key
+        of the record when it is not the external id, e.g. Mailchimp's subscriber hash; a row without one keeps
+        the key saved before)."""
         now = _now()
         values = [
             (destination, str(r["external_id"]), r["content_hash"], r["email_hash"],
              json.dumps(r["permissions"], sort_keys=True), r.get("bounced_email_hash"), now,
-             json.dumps(r.get("fields") or {}, sort_keys=True))
+             json.dumps(r.get("fields") or {}, sort_keys=True), r.get("destination_key"))
             for r in rows
         ]
         with self._connect() as db:
             db.executemany(
                 "INSERT INTO records (destination, external_id, content_hash, email_hash, permissions, "
-                "bounced_email_hash, synced_at, fields) VALUES (?,?,?,?,?,?,?,?) "
+                "bounced_email_hash, synced_at, fields, destination_key) VALUES (?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(destination, external_id) DO UPDATE SET "
                 "content_hash=excluded.content_hash, email_hash=excluded.email_hash, "
                 "permissions=excluded.permissions, bounced_email_hash=excluded.bounced_email_hash, "
-                "synced_at=excluded.synced_at, fields=excluded.fields",
+                "synced_at=excluded.synced_at, fields=excluded.fields, "
+                "destination_key=COALESCE(excluded.destination_key, records.destination_key)",
                 values,
             )
         return len(values)

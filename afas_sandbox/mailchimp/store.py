@@ -67,6 +67,12 @@ DEFAULT_MERGE_FIELDS: list[dict] = [
     {"merge_id": 4, "tag": "PHONE", "name": "Phone Number", "type": "phone", "options": {"phone_format": "none"}},
     {"merge_id": 5, "tag": "COMPANY", "name": "Company", "type": "text", "options": {"size": 25}},
 ]
+#: What the sandbox audience has besides, as a Mailchimp user linking AFAS would set it up: the AFAS contact id each
+#: member carries (the pipeline's key of a member), and the contact's job title (a field that flows both ways).
+SANDBOX_MERGE_FIELDS: list[dict] = [
+    {"merge_id": 6, "tag": "AFASID", "name": "AFAS contact id", "type": "text", "options": {"size": 25}},
+    {"merge_id": 7, "tag": "JOBTITLE", "name": "Job title", "type": "text", "options": {"size": 25}},
+]
 
 
 class ActionRefused(Exception):
@@ -177,7 +183,7 @@ class Audience:
 
 def _default_audience(at: int) -> Audience:
     return Audience(SANDBOX_LIST_ID, 100001, SANDBOX_LIST_NAME, at,
-                    [_merge_field(f, i + 2) for i, f in enumerate(DEFAULT_MERGE_FIELDS)])
+                    [_merge_field(f, i + 2) for i, f in enumerate(DEFAULT_MERGE_FIELDS + SANDBOX_MERGE_FIELDS)])
 
 
 class Account:

@@ -66,23 +66,23 @@ def test_the_account_root_answers(mailchimp: httpx.Client):
     assert root.status_code == 200 and root.json()["account_name"] == "AFAS pipeline sandbox"
 
 
-def test_the_audience_exists_from_the_start_with_the_default_merge_fields_and_company(mailchimp: httpx.Client):
+def test_the_audience_exists_from_the_start_with_the_default_merge_fields_and_the_afas_ones(mailchimp: httpx.Client):
     lists = mailchimp.get("lists").json()
     assert lists["total_items"] == 1 and lists["lists"][0]["id"] == SANDBOX_MAILCHIMP_LIST_ID
     assert mailchimp.get(f"lists/{SANDBOX_MAILCHIMP_LIST_ID}").json()["stats"]["member_count"] == 0
     fields = mailchimp.get(f"lists/{SANDBOX_MAILCHIMP_LIST_ID}/merge-fields").json()
     assert [(f["tag"], f["type"], f["required"]) for f in fields["merge_fields"]] == [
         ("FNAME", "text", False), ("LNAME", "text", False), ("ADDRESS", "address", False),
-        ("PHONE", "phone", False), ("COMPANY", "text", False)]
-    assert fields["total_items"] == 5 and {f["list_id"] for f in fields["merge_fields"]} == {SANDBOX_MAILCHIMP_LIST_ID}
+        ("PHONE", "phone", False), ("COMPANY", "text", False), ("AFASID", "text", False), ("JOBTITLE", "text", False)]
+    assert fields["total_items"] == 7 and {f["list_id"] for f in fields["merge_fields"]} == {SANDBOX_MAILCHIMP_LIST_ID}
 
 
 def test_merge_fields_are_created_read_filtered_and_deleted(mailchimp: httpx.Client):
     base = f"lists/{SANDBOX_MAILCHIMP_LIST_ID}/merge-fields"
     created = mailchimp.post(base, json={"name": "Functie", "type": "text", "tag": "function", "required": True})
     assert created.status_code == 200, created.text
-    assert (created.json()["merge_id"], created.json()["tag"], created.json()["required"]) == (6, "FUNCTION", True)
-    assert mailchimp.get(f"{base}/6").json()["name"] == "Functie"
+    assert (created.json()["merge_id"], created.json()["tag"], created.json()["required"]) == (8, "FUNCTION", True)
+    assert mailchimp.get(f"{base}/8").json()["name"] == "Functie"
     assert [f["tag"] for f in mailchimp.get(base, params={"required": "true"}).json()["merge_fields"]] == ["FUNCTION"]
     assert [f["tag"] for f in mailchimp.get(base, params={"type": "address"}).json()["merge_fields"]] == ["ADDRESS"]
     duplicate = problem(mailchimp.post(base, json={"name": "Again", "type": "text", "tag": "FNAME"}), 400,
@@ -90,9 +90,9 @@ def test_merge_fields_are_created_read_filtered_and_deleted(mailchimp: httpx.Cli
     assert duplicate["errors"][0]["field"] == "tag"
     wrong = problem(mailchimp.post(base, json={"name": "X", "type": "colour"}), 400, "Invalid Resource")
     assert [e["field"] for e in wrong["errors"]] == ["type"]
-    assert mailchimp.post(base, json={"name": "Auto", "type": "number"}).json()["tag"] == "MMERGE7"
-    assert mailchimp.delete(f"{base}/6").status_code == 204
-    problem(mailchimp.get(f"{base}/6"), 404, "Resource Not Found")
+    assert mailchimp.post(base, json={"name": "Auto", "type": "number"}).json()["tag"] == "MMERGE9"
+    assert mailchimp.delete(f"{base}/8").status_code == 204
+    problem(mailchimp.get(f"{base}/8"), 404, "Resource Not Found")
 
 
 def _asgi_get(app, client_host: str, path: str) -> int:

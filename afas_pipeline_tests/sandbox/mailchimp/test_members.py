@@ -19,7 +19,7 @@ def test_put_creates_a_member_with_status_if_new_under_its_subscriber_hash(mailc
     assert doc["email_address"] == "Jan.Jansen@Voorbeeld.example"
     assert (doc["status"], doc["full_name"]) == ("pending", "Jan Jansen")
     assert doc["merge_fields"] == {"FNAME": "Jan", "LNAME": "Jansen", "ADDRESS": "", "PHONE": "",
-                                   "COMPANY": "Voorbeeld BV"}
+                                   "COMPANY": "Voorbeeld BV", "AFASID": "", "JOBTITLE": ""}
     assert doc["last_changed"].endswith("+00:00") and len(doc["unique_email_id"]) == 10
     assert mailchimp.get(f"{members}/{doc['id']}").json() == doc
 
@@ -44,7 +44,7 @@ def test_patch_merges_merge_fields_and_an_empty_string_clears_one(mailchimp: htt
                                json={"merge_fields": {"LNAME": "", "COMPANY": "Boer BV"}})
     assert response.status_code == 200, response.text
     assert response.json()["merge_fields"] == {"FNAME": "Bas", "LNAME": "", "ADDRESS": "", "PHONE": "+31 30 123 4567",
-                                               "COMPANY": "Boer BV"}
+                                               "COMPANY": "Boer BV", "AFASID": "", "JOBTITLE": ""}
     problem(mailchimp.patch(f"{members}/{subscriber_hash('nobody@voorbeeld.example')}", json={}), 404,
             "Resource Not Found")
 

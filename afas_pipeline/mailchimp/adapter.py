@@ -1,0 +1,213 @@
+"""The Mailchimp side of a sync (`afas_pipeline.sync.destination.Destination`): audience members and their plan as
+member upserts (`PUT lists/{id}/members/{hash}`), and Mailchimp's members changed since a moment
+(`since_last_changed`) as the typed values of `afas_pipeline.sync.events`.
+
+Consent, the way Mailchimp users lost it elsewhere (MC3):
+- Mailchimp's audience status is the one permission, id `status` in `mappings/mailchimp.yaml`.
+- A new member gets `status_if_new`: `subscribed` with the AFAS opt-in on, `transactional` (Mailchimp's
+  "non-subscribed": receives no campaign, keeps its place in the audience) without it, `cleaned` when AFAS already
+  knows its address to hard-bounce (R11). `status_if_new` is ignored for a member Mailchimp already has.
+- `status: subscribed` is never sent to an existing member: AFAS switching the opt-in on sends `pending`, so that
+  Mailchimp asks the person to confirm (double opt-in); AFAS switching it off (or blocking the contact, R7) sends
+  `unsubscribed`. `resubscriptions` finds any document that would do otherwise; the chain never sends those.
+
+Identity (C2, MC4): the member carries the AFAS external id in the merge field the mapping feeds from
+`external_id`; the sync state keeps the member's subscriber hash, so an AFAS e-mail change renames the member
+(the old hash gets the new `email_address`) instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+
+from afas_pipeline.lib.privacy import hash_key
+from afas_pipeline.mailchimp.client import MailchimpClient, MemberResult, MemberWrite, subscriber_hash
+from afas_pipeline.mailchimp.merge_values import address_values, phone_values
+from afas_pipeline.mapping.models import DestinationMapping
+from afas_pipeline.sync.audience import normalise_email, property_column
+from afas_pipeline.sync.events import Bounce, ContactChange
+from afas_pipeline.sync.plan import set_column
+from afas_pipeline.sync.values import plain_values, typed_values
+
+#: The permission id of Mailchimp's audience status (subscribed or not) in the mapping.
+STATUS = "status"
+#: ADDRESS is one merge field fed by several AFAS fields, mapped as `ADDRESS.<part>`.
+ADDRESS = "ADDRESS"
+ADDRESS_PARTS = ("street", "house_number", "addition", "zip", "city", "country")
+#: The statuses that say whether the member may get campaigns; pending, cleaned and archived say nothing of
+#: the person's choice (cleaned is a bounce, R11).
+STATUS_PERMISSION = {"subscribed": True, "unsubscribed": False, "transactional": False}
+
+
+class MailchimpAdapter:
+    """Mailchimp as a destination: members by subscriber hash, the audience status as the one permission."""
+
+    title = "Mailchimp"
+    kind = "mailchimp"
+    keyed_by_address = True
+    dossier_marker = "Mailchimp campaign id: "
+    mailings = None  # the mailing history (R17) reads Spotler's feed; Mailchimp's campaigns are not read yet
+
+    def __init__(self, mapping: DestinationMapping, name: str = "mailchimp"):
+        self.name, self.mapping = name, mapping
+        keys = [key for _, key in mapping.permission_keys()]
+        if keys not in ([], [STATUS]):
+            raise ValueError(f"{mapping.file or 'mappings/mailchimp.yaml'}: permissions: Mailchimp has one "
+                             f"permission, the audience status: map one AFAS opt-in field to `id: {STATUS}` "
+                             f"(found {', '.join(map(str, keys))})")
+        self._permission_keys = keys
+        id_fields = [f.property for f in mapping.fields if f.afas == mapping.external_id]
+        if not id_fields:
+            raise ValueError(f"{mapping.file or 'mappings/mailchimp.yaml'}: fields: map {mapping.external_id} (the "
+                             "external_id) to a text merge field, e.g. AFASID: Mailchimp members carry no id of ours")
+        self.id_tag = id_fields[0]
+        self._types = {f.property: f.type for f in mapping.fields}
+        self._address = {f.property.split(".", 1)[1]: f.property for f in mapping.fields
+                         if f.property.startswith(f"{ADDRESS}.")}
+        self._plain = [f.property for f in mapping.fields if not f.property.startswith(f"{ADDRESS}.")]
+        self._left_out = 0
+        self._lock = threading.Lock()
+
+    @property
+    def permission_keys(self) -> list[int | str]:
+        return self._permission_keys
+
+    # -- AFAS -> Mailchimp --
+
+    def documents(self, rows: pd.DataFrame, keys: Mapping[str, str | None]) -> list[MemberWrite]:
+        """One member upsert per row of plan joined with its member: merge fields only when the plan sends the
+        properties; the status as the consent rules above say."""
+        emails = rows["email"].astype("string").tolist()
+        values = {tag: self._column(tag, rows) for tag in self._plain}
+        if self._address:
+            values[ADDRESS] = [a if a is not None else "" for a in self._address_column(rows)]
+        status = plain_values(rows[set_column(STATUS)]) if STATUS in self._permission_keys else [None] * len(rows)
+        send = rows["send_properties"].astype(bool).tolist()
+        deactivate = rows["deactivate"].astype(bool).tolist()
+        documents = []
+        for i, (external_id, action) in enumerate(zip(rows["external_id"].astype(str), rows["action"])):
+            body: dict[str, Any] = {"email_address": emails[i]}
+            if send[i]:
+                body["merge_fields"] = {tag: column[i] for tag, column in values.items()}
+            if action == "create":
+                body["status_if_new"] = "cleaned" if deactivate[i] else "subscribed" if status[i] else "transactional"
+            else:
+                # Should the member be gone from Mailchimp (archived), the PUT makes it anew: never as subscribed.
+                body["status_if_new"] = "transactional"
+                if status[i] is not None:
+                    body["status"] = "pending" if status[i] else "unsubscribed"
+            member = keys.get(external_id) or subscriber_hash(emails[i])
+            documents.append(MemberWrite(external_id, member, body))
+        return documents
+
+    def resubscriptions(self, documents: list[MemberWrite], actions: list[str]) -> list[int]:
+        return [i for i, (doc, action) in enumerate(zip(documents, actions))
+                if action != "create" and doc.body.get("status") == "subscribed"]
+
+    def write(self, client: MailchimpClient, documents: list[MemberWrite],
+              on_batch: Callable[[list[MemberResult]], None]) -> None:
+        client.put_members(documents, on_batch=on_batch)
+
+    def write_counts(self, client: MailchimpClient) -> dict[str, int]:
+        stats = client.stats
+        with self._lock:
+            left_out, self._left_out = self._left_out, 0
+        return {"members_sent": stats.members_sent, "write_requests": stats.requests,
+                "phones_left_out_unparseable": left_out}
+
+    def refusal_reason(self, result: MemberResult) -> str:
+        """Mailchimp's title and the merge fields it names; never its detail (it may quote the address)."""
+        return f"{result.code}:{','.join(result.fields)}" if result.fields else result.code
+
+    # -- Mailchimp -> AFAS --
+
+    def changes(self, client: MailchimpClient, start: datetime, end: datetime) -> list[ContactChange]:
+        return [change for member in client.members_changed(start, end) if (change := self._change(member))]
+
+    def bounces(self, client: MailchimpClient, start: datetime, end: datetime) -> list[Bounce]:
+        """Cleaned members: Mailchimp cleans an address after a hard bounce (soft bounces leave the status)."""
+        out = []
+        for member in client.members_changed(start, end):
+            external_id = self._external_id(member)
+            if external_id is None or member.get("status") != "cleaned":
+                continue
+            address = normalise_email(member.get("email_address"))
+            out.append(Bounce(external_id, mailchimp_time(member.get("last_changed")), hard=True,
+                              email_hash=hash_key(address) if address else None))
+        return out
+
+    def current_fields(self, client: MailchimpClient,
+                       keys: Mapping[str, str | None]) -> Mapping[str, Mapping[str, object] | None]:
+        known = {i: k for i, k in keys.items() if k}
+        with ThreadPoolExecutor(max_workers=max(1, client.max_concurrency)) as pool:
+            members = dict(zip(known, pool.map(client.get_member, known.values())))
+        out: dict[str, Mapping[str, object] | None] = dict.fromkeys(keys)
+        for external_id, member in members.items():
+            if member is not None and member.get("status") != "archived":
+                out[external_id] = _plain_fields(member)
+        return out
+
+    def properties(self, client: MailchimpClient) -> list[dict]:
+        """Merge fields by tag (ADDRESS also as its parts), the address, and the status as a permission set."""
+        merge = client.merge_fields()
+        props = [{"name": "EMAIL", "type": "email"}, {"name": STATUS, "type": "set", "entries": [{"id": STATUS}]}]
+        for field in merge:
+            props.append({"name": field["tag"], "type": field.get("type")})
+            if field.get("type") == "address":
+                props += [{"name": f"{field['tag']}.{part}", "type": "text"} for part in ADDRESS_PARTS]
+        return props
+
+    # -- helpers --
+
+    def _change(self, member: dict) -> ContactChange | None:
+        external_id = self._external_id(member)
+        if external_id is None:
+            return None  # not a member this pipeline made: not ours to judge
+        status = member.get("status")
+        permissions = {STATUS: STATUS_PERMISSION[status]} if status in STATUS_PERMISSION else {}
+        return ContactChange(external_id=external_id, changed_at=mailchimp_time(member.get("last_changed")),
+                             permissions=permissions, fields=_plain_fields(member), mailable=status != "cleaned")
+
+    def _external_id(self, member: dict) -> str | None:
+        value = str((member.get("merge_fields") or {}).get(self.id_tag) or "").strip()
+        return value or None
+
+    def _column(self, tag: str, rows: pd.DataFrame) -> list[Any]:
+        """A merge field's values; "" clears one (Mailchimp merges, and keeps an omitted field)."""
+        column = rows[property_column(tag)]
+        if self._types.get(tag) == "phone":
+            values, left_out = phone_values(column)
+            with self._lock:
+                self._left_out += left_out
+        else:
+            values = typed_values(column, self._types.get(tag))
+        # Merge values travel as text (a number in a text field too); "" clears one.
+        return [str(v) if v is not None else "" for v in values]
+
+    def _address_column(self, rows: pd.DataFrame) -> list[dict | None]:
+        def part(name: str) -> pd.Series:
+            tag = self._address.get(name)
+            return rows[property_column(tag)] if tag else pd.Series([None] * len(rows), index=rows.index)
+
+        return address_values(part("street"), part("house_number"), part("addition"), part("zip"), part("city"),
+                              part("country"))
+
+
+def _plain_fields(member: dict) -> dict[str, object]:
+    """The member's merge fields with a value, the ADDRESS object left out (it never flows back: R13)."""
+    return {tag: value for tag, value in (member.get("merge_fields") or {}).items()
+            if value not in ("", None) and not isinstance(value, dict)}
+
+
+def mailchimp_time(value) -> datetime:
+    """A Mailchimp time (ISO 8601 with offset) in UTC; the epoch when there is none."""
+    if not value:
+        return datetime.fromtimestamp(0, tz=timezone.utc)
+    stamp = pd.Timestamp(value)
+    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).to_pydatetime()
