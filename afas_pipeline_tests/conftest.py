@@ -42,6 +42,19 @@ def spotler_sandbox_clean(sandbox: Sandbox) -> Sandbox:
     reset_spotler_sandbox(sandbox)
 
 
+def reset_mailchimp_sandbox(sb: Sandbox) -> None:
+    """The start-up Mailchimp account (the sandbox audience, no members), faults off, stats zeroed, real time."""
+    httpx.post(sb.mailchimp_admin_url + "/reset", timeout=60).raise_for_status()
+
+
+@pytest.fixture
+def mailchimp_sandbox_clean(sandbox: Sandbox) -> Sandbox:
+    """The session sandbox with its Mailchimp account reset before and after the test."""
+    reset_mailchimp_sandbox(sandbox)
+    yield sandbox
+    reset_mailchimp_sandbox(sandbox)
+
+
 @pytest.fixture(autouse=True)
 def _no_armed_failpoints():
     """No fail point armed by one test is left for the next (afas_pipeline.lib.failpoints)."""

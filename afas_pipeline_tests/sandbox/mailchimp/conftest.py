@@ -5,22 +5,14 @@ import hashlib
 import httpx
 import pytest
 
+from afas_pipeline_tests.conftest import mailchimp_sandbox_clean, reset_mailchimp_sandbox
 from afas_sandbox.server import Sandbox
+
+__all__ = ["mailchimp_sandbox_clean", "reset_mailchimp_sandbox"]
 
 PROBLEM_JSON = "application/problem+json"
 
 
-def reset_mailchimp_sandbox(sb: Sandbox) -> None:
-    """The start-up account (the sandbox audience, no members), faults off, stats zeroed, real time."""
-    httpx.post(sb.mailchimp_admin_url + "/reset", timeout=60).raise_for_status()
-
-
-@pytest.fixture
-def mailchimp_sandbox_clean(sandbox: Sandbox) -> Sandbox:
-    """The session sandbox with its Mailchimp account reset before and after the test."""
-    reset_mailchimp_sandbox(sandbox)
-    yield sandbox
-    reset_mailchimp_sandbox(sandbox)
 
 
 def mailchimp_client(sb: Sandbox, key: str | None = None, user: str = "anystring") -> httpx.Client:
