@@ -400,9 +400,12 @@ def run_up(args: argparse.Namespace) -> int:
         # The first-visit "join the community" modal would cover the lineage graph.
         httpx.post(f"{ui_url}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=10)
 
-        print(f"\nDagster UI:      {ui_url}/locations/afas_pipeline/asset-groups/spotler/lineage")
-        print("                 (AFAS -> Spotler -> AFAS lineage with data from the first runs; schedules are on)")
-        print(f"Sandbox:         {sandbox_url}/afas/ProfitRestServices and {sandbox_url}/spotler/integrationservice-1.1.0")
+        print(f"\nDagster UI:      {ui_url}/asset-groups")
+        for name in DESTINATIONS:
+            print(f"  {name + ':':<14} {ui_url}/locations/afas_pipeline/asset-groups/{name}/lineage")
+        print("                 (AFAS -> destination -> AFAS lineage with data from the first runs; schedules are on)")
+        print(f"Sandbox:         {sandbox_url}/afas/ProfitRestServices, {sandbox_url}/spotler/integrationservice-1.1.0 "
+              f"and {sandbox_url}/mailchimp/3.0")
         print("                 (credentials printed above and in the README)")
         print("Stop with Ctrl-C.", flush=True)
         while all(child.poll() is None for child in children):

@@ -2,7 +2,9 @@
 
 Production AFAS is selected by setting `AFAS_TOKEN` together with `AFAS_ENVIRONMENT_ID` (and optionally
 `AFAS_ENVIRONMENT=test|accept`) or an explicit `AFAS_BASE_URL`; production Spotler by setting
-`SPOTLER_CONSUMER_KEY` and `SPOTLER_CONSUMER_SECRET` (and optionally `SPOTLER_BASE_URL`). Secrets are
+`SPOTLER_CONSUMER_KEY` and `SPOTLER_CONSUMER_SECRET` (and optionally `SPOTLER_BASE_URL`); production Mailchimp
+by setting `MAILCHIMP_API_KEY` and `MAILCHIMP_LIST_ID` (and optionally `MAILCHIMP_BASE_URL`). Each destination's
+client is the resource of the destination's name (`afas_pipeline/defs/<name>/`). Secrets are
 only ever read through `dg.EnvVar`, so they never land in the run config that the Dagster UI shows.
 
 The settings are checked here, once, before any resource is built: a setting that cannot work stops the
