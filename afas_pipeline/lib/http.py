@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import tenacity
 
-__all__ = ["RetryAfterWait", "UrlLimiter", "limiter_for", "redact_httpx_queries"]
+__all__ = ["RetryAfterWait", "UrlLimiter", "call_with_retries", "limiter_for", "redact_httpx_queries"]
 
 
 class UrlLimiter:
@@ -59,6 +59,30 @@ class RetryAfterWait(tenacity.wait.wait_base):
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         return max(backoff, float(retry_after)) if retry_after is not None else backoff
+
+
+def call_with_retries(attempt: Callable[[], Any], *, transient: type[Exception], max_attempts: int,
+                      backoff_initial_s: float, backoff_max_s: float, logger: logging.Logger, what: str,
+                      on_retry: Callable[[], None]) -> Any:
+    """`attempt()` until it returns or raises anything but `transient`, at most `max_attempts` times, waiting
+    between attempts with `RetryAfterWait`. Each retry is logged (`what` and the exception's `reason`, never a
+    body) and counted through `on_retry`; the last `transient` is re-raised for the client to turn into its
+    "unavailable" error."""
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        on_retry()
+        exc = state.outcome.exception() if state.outcome else None
+        logger.warning("%s: %s; retry %d of %d in %.2fs", what, getattr(exc, "reason", type(exc).__name__),
+                       state.attempt_number, max_attempts - 1, state.upcoming_sleep)
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(max_attempts),
+        wait=RetryAfterWait(backoff_initial_s, backoff_max_s),
+        retry=tenacity.retry_if_exception_type(transient),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    return retrying(attempt)
 
 
 class _RedactQuery(logging.Filter):

@@ -37,10 +37,9 @@ from urllib.parse import quote
 import dagster as dg
 import httpx
 import orjson
-import tenacity
 from pydantic import Field, PrivateAttr
 
-from afas_pipeline.lib.http import HttpClientLifecycle, RetryAfterWait, limiter_for, redact_httpx_queries
+from afas_pipeline.lib.http import HttpClientLifecycle, call_with_retries, limiter_for, redact_httpx_queries
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import require_utc
 from afas_pipeline.lib.urls import base_url_problem
@@ -475,21 +474,10 @@ class MailchimpClient(HttpClientLifecycle, dg.ConfigurableResource):
                     raise _Transient(f"{type(exc).__name__} on {what}") from None
             return self._checked(response, what, route, trace)
 
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            self._count(retries=1)
-            exc = state.outcome.exception() if state.outcome else None
-            logger.warning("Mailchimp %s: %s; retry %d of %d in %.2fs", what, getattr(exc, "reason", type(exc).__name__),
-                           state.attempt_number, self.max_attempts - 1, state.upcoming_sleep)
-
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=RetryAfterWait(self.backoff_initial_s, self.backoff_max_s),
-            retry=tenacity.retry_if_exception_type(_Transient),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
         try:
-            return retrying(attempt)
+            return call_with_retries(attempt, transient=_Transient, max_attempts=self.max_attempts,
+                                     backoff_initial_s=self.backoff_initial_s, backoff_max_s=self.backoff_max_s,
+                                     logger=logger, what=f"Mailchimp {what}", on_retry=lambda: self._count(retries=1))
         except _Transient as exc:
             raise MailchimpUnavailable(
                 f"{what}: Mailchimp stayed unavailable ({exc.reason}) after {self.max_attempts} attempt(s)",

@@ -11,54 +11,14 @@ carries the API key. Text Mailchimp wrote (``title``, ``detail``) is kept with c
 
 from __future__ import annotations
 
-from afas_pipeline.lib.text import printable
+from afas_pipeline.lib.errors import ServiceError
 
 
-class MailchimpError(Exception):
+class MailchimpError(ServiceError):
     """A call to Mailchimp failed."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        endpoint: str | None = None,
-        status_code: int | None = None,
-        title: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        self.message = printable(message)
-        self.endpoint = _clean(endpoint)
-        self.status_code = status_code
-        self.title = _clean(title)
-        self.detail = _clean(detail)
-        super().__init__(self.message)
-
-    def __str__(self) -> str:
-        details = []
-        if self.endpoint:
-            details.append(f"endpoint={self.endpoint}")
-        if self.status_code is not None:
-            details.append(f"status={self.status_code}")
-        if self.title and self.title not in self.message:
-            details.append(f"title={self.title}")
-        if self.detail and self.detail not in self.message:
-            details.append(f"Mailchimp says: '{self.detail}'")
-        return self.message + (" (" + ", ".join(details) + ")" if details else "")
-
-    def __reduce__(self):  # keep the keyword fields when pickled (Dagster moves errors between processes)
-        kwargs = {"endpoint": self.endpoint, "status_code": self.status_code, "title": self.title, "detail": self.detail}
-        return (_rebuild, (type(self), self.message, kwargs, dict(self.__dict__)))
-
-
-def _clean(text: str | None) -> str | None:
-    return None if text is None else printable(text)
-
-
-def _rebuild(cls, message, kwargs, state):
-    error = cls.__new__(cls)
-    MailchimpError.__init__(error, message, **kwargs)
-    error.__dict__.update(state)
-    return error
+    service = "Mailchimp"
+    details = (("title", "title"), ("detail", None))
 
 
 class MailchimpConfigError(MailchimpError, ValueError):

@@ -35,12 +35,11 @@ import authlib.deprecate  # noqa: F401  (imported first: it installs an "always 
 import dagster as dg
 import httpx
 import orjson
-import tenacity
 from authlib.common.security import is_secure_transport
 from pydantic import Field, PrivateAttr
 
 from afas_pipeline.lib.failpoints import failpoint
-from afas_pipeline.lib.http import HttpClientLifecycle, RetryAfterWait, limiter_for, redact_httpx_queries
+from afas_pipeline.lib.http import HttpClientLifecycle, call_with_retries, limiter_for, redact_httpx_queries
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import require_utc
 from afas_pipeline.spotler.errors import (
@@ -495,23 +494,10 @@ class SpotlerClient(HttpClientLifecycle, dg.ConfigurableResource):
                 raise self._error_from(response, method, path)
             return response
 
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            self._count(retries=1)
-            exc = state.outcome.exception() if state.outcome else None
-            logger.warning(
-                "Spotler %s: %s; retry %d of %d in %.2fs",
-                what, getattr(exc, "reason", type(exc).__name__), state.attempt_number, self.max_attempts - 1, state.upcoming_sleep,
-            )
-
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.max_attempts),
-            wait=RetryAfterWait(self.backoff_initial_s, self.backoff_max_s),
-            retry=tenacity.retry_if_exception_type(_Transient),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
         try:
-            return retrying(attempt)
+            return call_with_retries(attempt, transient=_Transient, max_attempts=self.max_attempts,
+                                     backoff_initial_s=self.backoff_initial_s, backoff_max_s=self.backoff_max_s,
+                                     logger=logger, what=f"Spotler {what}", on_retry=lambda: self._count(retries=1))
         except _Transient as exc:
             raise SpotlerUnavailable(
                 f"{what}: Spotler stayed unavailable ({exc.reason}) after {self.max_attempts} attempt(s)",

@@ -10,59 +10,14 @@ is kept with control characters escaped (`lib.text.printable`), so an error can 
 
 from __future__ import annotations
 
-from afas_pipeline.lib.text import printable
+from afas_pipeline.lib.errors import ServiceError
 
 
-class SpotlerError(Exception):
+class SpotlerError(ServiceError):
     """A call to Spotler Mail+ failed."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        endpoint: str | None = None,
-        status_code: int | None = None,
-        error_type: str | None = None,
-        spotler_message: str | None = None,
-    ) -> None:
-        self.message = printable(message)
-        self.endpoint = _clean(endpoint)
-        self.status_code = status_code
-        self.error_type = _clean(error_type)
-        self.spotler_message = _clean(spotler_message)
-        super().__init__(self.message)
-
-    def __str__(self) -> str:
-        details = []
-        if self.endpoint:
-            details.append(f"endpoint={self.endpoint}")
-        if self.status_code is not None:
-            details.append(f"status={self.status_code}")
-        if self.error_type and self.error_type not in self.message:
-            details.append(f"errorType={self.error_type}")
-        if self.spotler_message and self.spotler_message not in self.message:
-            details.append(f"Spotler says: '{self.spotler_message}'")
-        return self.message + (" (" + ", ".join(details) + ")" if details else "")
-
-    def __reduce__(self):  # keep the keyword fields when pickled (Dagster moves errors between processes)
-        kwargs = {
-            "endpoint": self.endpoint,
-            "status_code": self.status_code,
-            "error_type": self.error_type,
-            "spotler_message": self.spotler_message,
-        }
-        return (_rebuild, (type(self), self.message, kwargs, dict(self.__dict__)))
-
-
-def _clean(text: str | None) -> str | None:
-    return None if text is None else printable(text)
-
-
-def _rebuild(cls, message, kwargs, state):
-    error = cls.__new__(cls)
-    SpotlerError.__init__(error, message, **kwargs)
-    error.__dict__.update(state)
-    return error
+    service = "Spotler"
+    details = (("error_type", "errorType"), ("spotler_message", None))
 
 
 class SpotlerAuthError(SpotlerError):

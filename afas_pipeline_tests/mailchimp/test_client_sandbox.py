@@ -237,8 +237,8 @@ def test_ping_and_merge_fields_over_several_pages(sb, admin):
     with make_client(sb, page_size=2) as client:
         assert client.ping() == {"health_status": "Everything's Chimpy!"}
         fields = client.merge_fields()
-    assert [f["tag"] for f in fields] == ["FNAME", "LNAME", "ADDRESS", "PHONE", "COMPANY"]
-    assert server_requests(admin, "GET lists/{list_id}/merge-fields") == 3
+    assert [f["tag"] for f in fields] == ["FNAME", "LNAME", "ADDRESS", "PHONE", "COMPANY", "AFASID", "JOBTITLE"]
+    assert server_requests(admin, "GET lists/{list_id}/merge-fields") == 4
 
 
 # --- faults --------------------------------------------------------------------------------------

@@ -190,7 +190,8 @@ def test_a_refusal_carries_title_detail_and_field_errors():
                      errors=[{"field": "ADDRESS", "message": "Please enter a complete address"}])
     (result,) = mocked([answer]).put_members([a_write()])
     assert result == MemberResult("1", "Invalid Resource",
-                                  "Your merge fields were invalid. (ADDRESS: Please enter a complete address)", 400, None)
+                                  "Your merge fields were invalid. (ADDRESS: Please enter a complete address)", 400, None,
+                                  ("ADDRESS",))
 
 
 def test_a_refusal_without_problem_body_is_http_status():
