@@ -10,9 +10,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import orjson
 import tenacity
 
-__all__ = ["RetryAfterWait", "UrlLimiter", "call_with_retries", "limiter_for", "redact_httpx_queries"]
+__all__ = ["RetryAfterWait", "UrlLimiter", "call_with_retries", "json_request", "limiter_for", "redact_httpx_queries",
+           "send_in_slot"]
 
 
 class UrlLimiter:
@@ -59,6 +61,30 @@ class RetryAfterWait(tenacity.wait.wait_base):
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         return max(backoff, float(retry_after)) if retry_after is not None else backoff
+
+
+def json_request(http: httpx.Client, path: str, params: dict[str, str] | None,
+                 body: Any) -> tuple[httpx.URL, bytes | None, dict[str, str] | None]:
+    """The URL (base URL + path + query), the JSON body and its headers of one call."""
+    url = http.base_url.join(path)
+    if params:
+        url = url.copy_merge_params(params)
+    content = orjson.dumps(body) if body is not None else None
+    return url, content, {"Content-Type": "application/json"} if body is not None else None
+
+
+def send_in_slot(http: httpx.Client, method: str, url: httpx.URL, *, content: bytes | None,
+                 headers: dict[str, str] | None, limit: int, bad_url: Callable[[Exception], Exception],
+                 unanswered: Callable[[Exception], Exception]) -> httpx.Response:
+    """One attempt, once fewer than `limit` calls to the base URL are in flight. A URL httpx cannot use raises
+    `bad_url(exc)` (a configuration error), no answer at all `unanswered(exc)` (an attempt worth repeating)."""
+    with limiter_for(str(http.base_url)).slot(limit):
+        try:
+            return http.request(method, url, content=content, headers=headers)
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            raise bad_url(exc) from None
+        except httpx.TransportError as exc:
+            raise unanswered(exc) from None
 
 
 def call_with_retries(attempt: Callable[[], Any], *, transient: type[Exception], max_attempts: int,

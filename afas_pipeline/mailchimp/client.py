@@ -39,7 +39,13 @@ import httpx
 import orjson
 from pydantic import Field, PrivateAttr
 
-from afas_pipeline.lib.http import HttpClientLifecycle, call_with_retries, limiter_for, redact_httpx_queries
+from afas_pipeline.lib.http import (
+    HttpClientLifecycle,
+    call_with_retries,
+    json_request,
+    redact_httpx_queries,
+    send_in_slot,
+)
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import require_utc
 from afas_pipeline.lib.urls import base_url_problem
@@ -454,24 +460,19 @@ class MailchimpClient(HttpClientLifecycle, dg.ConfigurableResource):
               body: Any = None, trace: _Trace | None = None) -> httpx.Response:
         """One call with retries. ``route`` names it in logs and errors, without list id or hash."""
         http = self._client()
-        url = http.base_url.join(path)
-        if params:
-            url = url.copy_merge_params(params)
-        content = orjson.dumps(body) if body is not None else None
-        headers = {"Content-Type": "application/json"} if body is not None else None
-        limiter = limiter_for(str(http.base_url))
+        url, content, headers = json_request(http, path, params, body)
         what = f"{method} {route}"
+
+        def unanswered(exc: Exception) -> Exception:
+            _note_unanswered(trace)
+            return _Transient(f"{type(exc).__name__} on {what}")
 
         def attempt() -> httpx.Response:
             self._count(requests=1)
-            with limiter.slot(self.max_concurrency):
-                try:
-                    response = http.request(method, url, content=content, headers=headers)
-                except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-                    raise MailchimpConfigError(f"bad Mailchimp base URL: {exc}", endpoint=route) from None
-                except httpx.TransportError as exc:
-                    _note_unanswered(trace)
-                    raise _Transient(f"{type(exc).__name__} on {what}") from None
+            response = send_in_slot(
+                http, method, url, content=content, headers=headers, limit=self.max_concurrency,
+                bad_url=lambda exc: MailchimpConfigError(f"bad Mailchimp base URL: {exc}", endpoint=route),
+                unanswered=unanswered)
             return self._checked(response, what, route, trace)
 
         try:

@@ -39,7 +39,13 @@ from authlib.common.security import is_secure_transport
 from pydantic import Field, PrivateAttr
 
 from afas_pipeline.lib.failpoints import failpoint
-from afas_pipeline.lib.http import HttpClientLifecycle, call_with_retries, limiter_for, redact_httpx_queries
+from afas_pipeline.lib.http import (
+    HttpClientLifecycle,
+    call_with_retries,
+    json_request,
+    redact_httpx_queries,
+    send_in_slot,
+)
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import require_utc
 from afas_pipeline.spotler.errors import (
@@ -458,24 +464,16 @@ class SpotlerClient(HttpClientLifecycle, dg.ConfigurableResource):
     ) -> httpx.Response:
         """One call with retries. ``route`` names the call in logs and errors without the externalId in it."""
         http = self._client()
-        path_for_url, path = path, route or path
-        url = http.base_url.join(path_for_url)
-        if params:
-            url = url.copy_merge_params(params)
-        content = orjson.dumps(body) if body is not None else None
-        headers = {"Content-Type": "application/json"} if body is not None else None
-        limiter = limiter_for(str(http.base_url))
+        url, content, headers = json_request(http, path, params, body)
+        path = route or path
         what = f"{method} {path}"
 
         def attempt() -> httpx.Response:
             self._count(requests=1)
-            with limiter.slot(self.max_concurrency):
-                try:
-                    response = http.request(method, url, content=content, headers=headers)
-                except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-                    raise SpotlerConfigError(f"bad Spotler base URL: {exc}", endpoint=path) from None
-                except httpx.TransportError as exc:
-                    raise _Transient(f"{type(exc).__name__} on {what}") from None
+            response = send_in_slot(
+                http, method, url, content=content, headers=headers, limit=self.max_concurrency,
+                bad_url=lambda exc: SpotlerConfigError(f"bad Spotler base URL: {exc}", endpoint=path),
+                unanswered=lambda exc: _Transient(f"{type(exc).__name__} on {what}"))
             status = response.status_code
             if status == 429 or status >= 500:
                 error_type, message = _error_info(response)
