@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import dagster as dg
 import httpx
 import orjson
 import tenacity
+from pydantic import Field, PrivateAttr
 
 __all__ = ["RetryAfterWait", "UrlLimiter", "call_with_retries", "json_request", "limiter_for", "redact_httpx_queries",
            "send_in_slot"]
@@ -148,3 +150,20 @@ class HttpClientLifecycle:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RetryingHttpResource(HttpClientLifecycle, dg.ConfigurableResource):
+    """The settings and state every destination's API client shares: how often and how long it retries, the
+    longest Retry-After it waits for, its keep-alive client. Its repr (and str) is the subclass's, which never
+    shows a secret."""
+
+    max_attempts: int = Field(default=6, ge=1)
+    backoff_initial_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+    max_retry_after_s: float = Field(default=300.0, ge=0)
+
+    _http: httpx.Client | None = PrivateAttr(default=None)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    def __str__(self) -> str:
+        return self.__repr__()

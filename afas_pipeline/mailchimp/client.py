@@ -40,7 +40,7 @@ import orjson
 from pydantic import Field, PrivateAttr
 
 from afas_pipeline.lib.http import (
-    HttpClientLifecycle,
+    RetryingHttpResource,
     call_with_retries,
     json_request,
     redact_httpx_queries,
@@ -209,7 +209,7 @@ class _Groups:
 # --- the resource ---------------------------------------------------------------------------------
 
 
-class MailchimpClient(HttpClientLifecycle, dg.ConfigurableResource):
+class MailchimpClient(RetryingHttpResource):
     """Mailchimp Marketing API v3 client for one audience (Basic auth with the API key)."""
 
     api_key: str = Field(repr=False, description="The API key <32 hex>-<dc>; from dg.EnvVar. Never logged.")
@@ -219,21 +219,12 @@ class MailchimpClient(HttpClientLifecycle, dg.ConfigurableResource):
     max_concurrency: int = Field(default=8, gt=0, le=MAX_CONNECTIONS,
                                  description="Calls in flight per API root in this process (Mailchimp allows 10).")
     timeout_s: float = Field(default=120.0, gt=0)
-    max_attempts: int = Field(default=6, ge=1)
-    backoff_initial_s: float = Field(default=0.5, ge=0)
-    backoff_max_s: float = Field(default=30.0, ge=0)
-    max_retry_after_s: float = Field(default=300.0, ge=0)
     page_size: int = Field(default=MAX_PAGE_SIZE, gt=0, le=MAX_PAGE_SIZE, description="Rows per page of a collection.")
 
-    _http: httpx.Client | None = PrivateAttr(default=None)
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)
     _stats: WriteStats = PrivateAttr(default_factory=WriteStats)
 
     def __repr__(self) -> str:
         return f"MailchimpClient(url={self._shown_root()!r}, list_id={self.list_id!r}, api_key=<redacted>)"
-
-    def __str__(self) -> str:
-        return self.__repr__()
 
     def api_root(self) -> str:
         """The API root requests go to: ``base_url``, else the one of the key's data centre. Checks the key."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import threading
 import time
 import warnings
 from collections import defaultdict, deque
@@ -32,7 +31,6 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import authlib.deprecate  # noqa: F401  (imported first: it installs an "always show" warning filter)
-import dagster as dg
 import httpx
 import orjson
 from authlib.common.security import is_secure_transport
@@ -40,7 +38,7 @@ from pydantic import Field, PrivateAttr
 
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.http import (
-    HttpClientLifecycle,
+    RetryingHttpResource,
     call_with_retries,
     json_request,
     redact_httpx_queries,
@@ -171,7 +169,7 @@ class _Transient(Exception):
 # --- the resource ---------------------------------------------------------------------------------
 
 
-class SpotlerClient(HttpClientLifecycle, dg.ConfigurableResource):
+class SpotlerClient(RetryingHttpResource):
     """Spotler Mail+ REST client (OAuth 1.0a one-legged: consumer key and secret)."""
 
     base_url: str = Field(default=DEFAULT_BASE_URL, description="REST base URL, up to and including integrationservice-1.1.0.")
@@ -182,21 +180,12 @@ class SpotlerClient(HttpClientLifecycle, dg.ConfigurableResource):
                            description="Rows per page of the change feeds (Spotler allows up to 10000).")
     max_concurrency: int = Field(default=4, gt=0, description="Calls in flight per base URL in this process.")
     timeout_s: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=6, ge=1)
-    backoff_initial_s: float = Field(default=0.5, ge=0)
-    backoff_max_s: float = Field(default=30.0, ge=0)
-    max_retry_after_s: float = Field(default=300.0, ge=0)
 
-    _http: httpx.Client | None = PrivateAttr(default=None)
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)
     _stats: WriteStats = PrivateAttr(default_factory=WriteStats)
 
     # The secret must not leak through reprs; pydantic's __str__ already honours repr=False.
     def __repr__(self) -> str:
         return f"SpotlerClient(url={self.base_url!r}, consumer_secret=<redacted>)"
-
-    def __str__(self) -> str:
-        return self.__repr__()
 
     @property
     def stats(self) -> WriteStats:
