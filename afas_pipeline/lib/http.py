@@ -7,7 +7,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import replace
+from typing import Any, ClassVar
 
 import dagster as dg
 import httpx
@@ -164,6 +165,31 @@ class RetryingHttpResource(HttpClientLifecycle, dg.ConfigurableResource):
 
     _http: httpx.Client | None = PrivateAttr(default=None)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
+    _stats: Any = PrivateAttr(default=None)
+
+    #: The dataclass of the client's counts (numbers only, fit for Dagster metadata).
+    stats_type: ClassVar[type]
 
     def __str__(self) -> str:
         return self.__repr__()
+
+    @property
+    def stats(self):
+        """A snapshot of the counts so far."""
+        with self._lock:
+            return replace(self._counts())
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._stats = self.stats_type()
+
+    def _count(self, **deltas: int) -> None:
+        with self._lock:
+            counts = self._counts()
+            for name, delta in deltas.items():
+                setattr(counts, name, getattr(counts, name) + delta)
+
+    def _counts(self):
+        if self._stats is None:
+            self._stats = self.stats_type()
+        return self._stats

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
@@ -37,7 +37,7 @@ from urllib.parse import quote
 import dagster as dg
 import httpx
 import orjson
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from afas_pipeline.lib.http import (
     RetryingHttpResource,
@@ -221,7 +221,7 @@ class MailchimpClient(RetryingHttpResource):
     timeout_s: float = Field(default=120.0, gt=0)
     page_size: int = Field(default=MAX_PAGE_SIZE, gt=0, le=MAX_PAGE_SIZE, description="Rows per page of a collection.")
 
-    _stats: WriteStats = PrivateAttr(default_factory=WriteStats)
+    stats_type = WriteStats
 
     def __repr__(self) -> str:
         return f"MailchimpClient(url={self._shown_root()!r}, list_id={self.list_id!r}, api_key=<redacted>)"
@@ -230,16 +230,6 @@ class MailchimpClient(RetryingHttpResource):
         """The API root requests go to: ``base_url``, else the one of the key's data centre. Checks the key."""
         _data_centre(self.api_key)
         return (self.base_url or api_root_for_key(self.api_key)).rstrip("/")
-
-    @property
-    def stats(self) -> WriteStats:
-        """A snapshot of the counts so far."""
-        with self._lock:
-            return replace(self._stats)
-
-    def reset_stats(self) -> None:
-        with self._lock:
-            self._stats = WriteStats()
 
     # -- public API: writes --
 
@@ -388,11 +378,6 @@ class MailchimpClient(RetryingHttpResource):
         return _accepted(write, member, 200)
 
     # -- internals: HTTP --
-
-    def _count(self, **deltas: int) -> None:
-        with self._lock:
-            for name, delta in deltas.items():
-                setattr(self._stats, name, getattr(self._stats, name) + delta)
 
     def _shown_root(self) -> str:
         if isinstance(self.api_key, dg.EnvVar) and not self.base_url:

@@ -25,7 +25,7 @@ import warnings
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import quote
@@ -34,7 +34,7 @@ import authlib.deprecate  # noqa: F401  (imported first: it installs an "always 
 import httpx
 import orjson
 from authlib.common.security import is_secure_transport
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.http import (
@@ -181,21 +181,11 @@ class SpotlerClient(RetryingHttpResource):
     max_concurrency: int = Field(default=4, gt=0, description="Calls in flight per base URL in this process.")
     timeout_s: float = Field(default=60.0, gt=0)
 
-    _stats: WriteStats = PrivateAttr(default_factory=WriteStats)
+    stats_type = WriteStats
 
     # The secret must not leak through reprs; pydantic's __str__ already honours repr=False.
     def __repr__(self) -> str:
         return f"SpotlerClient(url={self.base_url!r}, consumer_secret=<redacted>)"
-
-    @property
-    def stats(self) -> WriteStats:
-        """A snapshot of the counts so far."""
-        with self._lock:
-            return replace(self._stats)
-
-    def reset_stats(self) -> None:
-        with self._lock:
-            self._stats = WriteStats()
 
     # -- public API: writes --
 
@@ -370,11 +360,6 @@ class SpotlerClient(RetryingHttpResource):
             after = following
 
     # -- internals --
-
-    def _count(self, **deltas: int) -> None:
-        with self._lock:
-            for name, delta in deltas.items():
-                setattr(self._stats, name, getattr(self._stats, name) + delta)
 
     def _client(self) -> httpx.Client:
         with self._lock:
