@@ -130,10 +130,15 @@ class SyncWorld:
 
     # -- AFAS, as a user in AFAS would --
 
-    def afas(self, method: str, path: str, **kwargs):
-        response = httpx.request(method, f"{self.sandbox.afas_admin_url}{path}", timeout=30, **kwargs)
+    @staticmethod
+    def admin_call(admin_url: str, method: str, path: str, **kwargs):
+        """One call to a sandbox's admin API; its JSON answer (None when empty)."""
+        response = httpx.request(method, f"{admin_url}{path}", timeout=30, **kwargs)
         response.raise_for_status()
-        return response.json()
+        return response.json() if response.content else None
+
+    def afas(self, method: str, path: str, **kwargs):
+        return self.admin_call(self.sandbox.afas_admin_url, method, path, **kwargs)
 
     def afas_edit(self, table: str, key, at: str | None = None, **fields) -> dict:
         body = {"table": table, "key": str(key), "fields": fields}
@@ -144,3 +149,14 @@ class SyncWorld:
     def afas_contacts(self) -> pd.DataFrame:
         return pd.DataFrame(self.afas("GET", "/records/contacts"))
 
+    def pick_among(self, n: int, present: set[str] | None, wanted: bool | None, **conditions) -> list[dict]:
+        """The first `n` AFAS contacts matching conditions (field -> value, or a callable) that are (`wanted` True)
+        or are not (False) among `present`, the external ids the destination holds; any when `wanted` is None."""
+        df = self.afas_contacts()
+        if wanted is not None:
+            inside = df["ContactId"].astype(str).isin(present or set())
+            df = df[inside if wanted else ~inside]
+        for name, value in conditions.items():
+            df = df[df[name].map(value)] if callable(value) else df[df[name] == value]
+        assert len(df) >= n, f"the dataset has only {len(df)} contacts with {conditions}"
+        return df.head(n).to_dict("records")

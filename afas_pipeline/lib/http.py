@@ -189,6 +189,21 @@ class RetryingHttpResource(HttpClientLifecycle, dg.ConfigurableResource):
             for name, delta in deltas.items():
                 setattr(counts, name, getattr(counts, name) + delta)
 
+    def _retrying(self, attempt: Callable[[], Any], *, what: str, transient: type[Exception],
+                  logger: logging.Logger) -> Any:
+        """`call_with_retries` with this client's settings, each retry counted in its stats."""
+        return call_with_retries(attempt, transient=transient, max_attempts=self.max_attempts,
+                                 backoff_initial_s=self.backoff_initial_s, backoff_max_s=self.backoff_max_s,
+                                 logger=logger, what=what, on_retry=lambda: self._count(retries=1))
+
+    def _too_long_to_wait(self, retry_after: float | None, service: str, what: str, status: int) -> str | None:
+        """Why not to wait for a Retry-After longer than `max_retry_after_s` (the message of the client's
+        "unavailable" error), or None when waiting is fine."""
+        if retry_after is None or retry_after <= self.max_retry_after_s:
+            return None
+        return (f"{service} is unavailable for {what} ({status}) and asks to retry after {retry_after:.0f}s, "
+                f"longer than max_retry_after_s={self.max_retry_after_s:.0f}s; not waiting")
+
     def _counts(self):
         if self._stats is None:
             self._stats = self.stats_type()

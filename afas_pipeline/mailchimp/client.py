@@ -41,7 +41,6 @@ from pydantic import Field
 
 from afas_pipeline.lib.http import (
     RetryingHttpResource,
-    call_with_retries,
     json_request,
     redact_httpx_queries,
     send_in_slot,
@@ -452,9 +451,7 @@ class MailchimpClient(RetryingHttpResource):
             return self._checked(response, what, route, trace)
 
         try:
-            return call_with_retries(attempt, transient=_Transient, max_attempts=self.max_attempts,
-                                     backoff_initial_s=self.backoff_initial_s, backoff_max_s=self.backoff_max_s,
-                                     logger=logger, what=f"Mailchimp {what}", on_retry=lambda: self._count(retries=1))
+            return self._retrying(attempt, what=f"Mailchimp {what}", transient=_Transient, logger=logger)
         except _Transient as exc:
             raise MailchimpUnavailable(
                 f"{what}: Mailchimp stayed unavailable ({exc.reason}) after {self.max_attempts} attempt(s)",
@@ -475,12 +472,10 @@ class MailchimpClient(RetryingHttpResource):
         title, detail, _ = _problem(response)
         reason = f"{status} {title or ('without body' if status == 403 else '')}".strip()
         retry_after = _retry_after(response)
-        if retry_after is not None and retry_after > self.max_retry_after_s:
-            raise MailchimpUnavailable(
-                f"Mailchimp is unavailable for {what} ({status}) and asks to retry after {retry_after:.0f}s, "
-                f"longer than max_retry_after_s={self.max_retry_after_s:.0f}s; not waiting",
-                endpoint=route, status_code=status, title=title, detail=self._scrub(detail),
-            )
+        refusal = self._too_long_to_wait(retry_after, "Mailchimp", what, status)
+        if refusal:
+            raise MailchimpUnavailable(refusal, endpoint=route, status_code=status, title=title,
+                                       detail=self._scrub(detail))
         return _Transient(reason + f" on {what}", retry_after=retry_after, status=status, title=title, detail=detail)
 
     def _error_from(self, response: httpx.Response, what: str, route: str) -> MailchimpError:

@@ -39,7 +39,6 @@ from pydantic import Field
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.http import (
     RetryingHttpResource,
-    call_with_retries,
     json_request,
     redact_httpx_queries,
     send_in_slot,
@@ -452,12 +451,10 @@ class SpotlerClient(RetryingHttpResource):
             if status == 429 or status >= 500:
                 error_type, message = _error_info(response)
                 retry_after = _retry_after(response)
-                if retry_after is not None and retry_after > self.max_retry_after_s:
-                    raise SpotlerUnavailable(
-                        f"Spotler is unavailable for {what} ({status}) and asks to retry after {retry_after:.0f}s, "
-                        f"longer than max_retry_after_s={self.max_retry_after_s:.0f}s; not waiting",
-                        endpoint=path, status_code=status, error_type=error_type, spotler_message=self._scrub(message),
-                    )
+                refusal = self._too_long_to_wait(retry_after, "Spotler", what, status)
+                if refusal:
+                    raise SpotlerUnavailable(refusal, endpoint=path, status_code=status, error_type=error_type,
+                                             spotler_message=self._scrub(message))
                 raise _Transient(
                     f"{status} {error_type or ''} on {what}".replace("  ", " "),
                     retry_after=retry_after, status=status, error_type=error_type, spotler_message=message,
@@ -467,9 +464,7 @@ class SpotlerClient(RetryingHttpResource):
             return response
 
         try:
-            return call_with_retries(attempt, transient=_Transient, max_attempts=self.max_attempts,
-                                     backoff_initial_s=self.backoff_initial_s, backoff_max_s=self.backoff_max_s,
-                                     logger=logger, what=f"Spotler {what}", on_retry=lambda: self._count(retries=1))
+            return self._retrying(attempt, what=f"Spotler {what}", transient=_Transient, logger=logger)
         except _Transient as exc:
             raise SpotlerUnavailable(
                 f"{what}: Spotler stayed unavailable ({exc.reason}) after {self.max_attempts} attempt(s)",

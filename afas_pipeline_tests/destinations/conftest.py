@@ -12,12 +12,6 @@ from afas_pipeline.mailchimp.client import subscriber_hash
 from afas_pipeline_tests.world import WORLD_CONTACTS, SyncWorld
 
 
-def _json(method: str, url: str, **kwargs):
-    response = httpx.request(method, url, timeout=30, **kwargs)
-    response.raise_for_status()
-    return response.json() if response.content else None
-
-
 @dataclass
 class SpotlerProbe:
     """Spotler contacts by externalId; newsletter permission bit 1; the job title in property `function`."""
@@ -25,7 +19,7 @@ class SpotlerProbe:
     world: SyncWorld
 
     def _admin(self, method: str, path: str, **kwargs):
-        return _json(method, f"{self.world.sandbox.spotler_admin_url}{path}", **kwargs)
+        return self.world.admin_call(self.world.sandbox.spotler_admin_url, method, path, **kwargs)
 
     def records(self) -> dict[str, dict]:
         return {str(c["externalId"]): c for c in self._admin("GET", "/contacts")}
@@ -54,7 +48,7 @@ class MailchimpProbe:
     world: SyncWorld
 
     def _admin(self, method: str, path: str, **kwargs):
-        return _json(method, f"{self.world.sandbox.mailchimp_admin_url}{path}", **kwargs)
+        return self.world.admin_call(self.world.sandbox.mailchimp_admin_url, method, path, **kwargs)
 
     def records(self) -> dict[str, dict]:
         return {str(m["merge_fields"].get("AFASID")): m for m in self._admin("GET", "/members")

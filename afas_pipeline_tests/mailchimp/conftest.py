@@ -27,21 +27,13 @@ class MailchimpWorld(SyncWorld):
     def pick(self, n: int = 1, *, in_mailchimp: bool | None = True, **conditions) -> list[dict]:
         """The first `n` AFAS contacts matching conditions (field -> value, or a callable); by default only
         contacts the last sync put in Mailchimp (members carrying their ContactId in AFASID)."""
-        df = self.afas_contacts()
-        if in_mailchimp is not None:
-            present = df["ContactId"].astype(str).isin(set(self.members()))
-            df = df[present if in_mailchimp else ~present]
-        for name, wanted in conditions.items():
-            df = df[df[name].map(wanted)] if callable(wanted) else df[df[name] == wanted]
-        assert len(df) >= n, f"the dataset has only {len(df)} contacts with {conditions}"
-        return df.head(n).to_dict("records")
+        present = set(self.members()) if in_mailchimp is not None else None
+        return self.pick_among(n, present, in_mailchimp, **conditions)
 
     # -- Mailchimp, as a member or a Mailchimp user would --
 
     def mc(self, method: str, path: str, **kwargs):
-        response = httpx.request(method, f"{self.sandbox.mailchimp_admin_url}{path}", timeout=30, **kwargs)
-        response.raise_for_status()
-        return response.json()
+        return self.admin_call(self.sandbox.mailchimp_admin_url, method, path, **kwargs)
 
     def all_members(self) -> list[dict]:
         """Every member of the audience (archived too), in their REST form."""

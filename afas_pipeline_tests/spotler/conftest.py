@@ -35,21 +35,13 @@ class SyncWorld(BaseWorld):
     def pick(self, n: int = 1, *, in_spotler: bool | None = True, **conditions) -> list[dict]:
         """The first `n` AFAS contacts matching conditions (field -> value, or a callable); by default
         only contacts the last sync put in Spotler (valid address, person at organisation, ...)."""
-        df = self.afas_contacts()
-        if in_spotler is not None:
-            present = df["ContactId"].astype(str).isin(set(self.spotler_contacts()))
-            df = df[present if in_spotler else ~present]
-        for name, wanted in conditions.items():
-            df = df[df[name].map(wanted)] if callable(wanted) else df[df[name] == wanted]
-        assert len(df) >= n, f"the dataset has only {len(df)} contacts with {conditions}"
-        return df.head(n).to_dict("records")
+        present = set(self.spotler_contacts()) if in_spotler is not None else None
+        return self.pick_among(n, present, in_spotler, **conditions)
 
     # -- Spotler, as a recipient or a Spotler user would --
 
     def spotler(self, method: str, path: str, **kwargs):
-        response = httpx.request(method, f"{self.sandbox.spotler_admin_url}{path}", timeout=30, **kwargs)
-        response.raise_for_status()
-        return response.json()
+        return self.admin_call(self.sandbox.spotler_admin_url, method, path, **kwargs)
 
     def spotler_contact(self, external_id) -> dict | None:
         response = httpx.get(f"{self.sandbox.spotler_admin_url}/contacts/{external_id}", timeout=30)
