@@ -171,13 +171,6 @@ class _Transient(Exception):
         self.reason, self.retry_after, self.status, self.title, self.detail = reason, retry_after, status, title, detail
 
 
-@dataclass
-class _Trace:
-    """Attempts of one call that got no final answer: a write among them may have been applied."""
-
-    unanswered: int = 0
-
-
 class _Groups:
     """Hands results to ``on_batch`` per group of ``size`` consecutive writes, once every write of the
     group is settled (answered or given up); one call at a time, from whichever thread settles the group."""
@@ -353,20 +346,21 @@ class MailchimpClient(RetryingHttpResource):
             return exc
 
     def _put_one(self, write: MemberWrite) -> MemberResult:
-        trace = _Trace()
         try:
             response = self._send("PUT", self._member_path(write.subscriber_hash), route=_MEMBER_ROUTE,
-                                  body=write.body, trace=trace)
+                                  body=write.body)
         except MailchimpRequestError as exc:
             result = _refusal(write.external_id, exc)
-            if result.code == "Member Exists" and trace.unanswered and _target_hash(write) != write.subscriber_hash:
+            # A rename already applied (by a retry whose first attempt's answer was lost, or by a run that died
+            # before it saved the new hash) finds its new address taken by this very member.
+            if result.code == "Member Exists" and _target_hash(write) != write.subscriber_hash:
                 return self._settle_rename(write, result)
             return result
         return _accepted(write, self._json(response, _MEMBER_ROUTE), response.status_code)
 
     def _settle_rename(self, write: MemberWrite, refused: MemberResult) -> MemberResult:
-        """A rename retried after an attempt without answer: that attempt may have been applied, and the
-        retry then finds the new address taken by this very member. The old hash gone and the new address
+        """A rename refused as "Member Exists" may have been applied before (an attempt whose answer was lost, or
+        a run that died before saving the new hash): then the new address is taken by this very member. The old hash gone and the new address
         showing the write's merge fields says so; anything else keeps the refusal."""
         if self.get_member(write.subscriber_hash) is not None:
             return refused
@@ -432,23 +426,19 @@ class MailchimpClient(RetryingHttpResource):
                                  status_code=response.status_code) from None
 
     def _send(self, method: str, path: str, *, route: str, params: dict[str, str] | None = None,
-              body: Any = None, trace: _Trace | None = None) -> httpx.Response:
+              body: Any = None) -> httpx.Response:
         """One call with retries. ``route`` names it in logs and errors, without list id or hash."""
         http = self._client()
         url, content, headers = json_request(http, path, params, body)
         what = f"{method} {route}"
-
-        def unanswered(exc: Exception) -> Exception:
-            _note_unanswered(trace)
-            return _Transient(f"{type(exc).__name__} on {what}")
 
         def attempt() -> httpx.Response:
             self._count(requests=1)
             response = send_in_slot(
                 http, method, url, content=content, headers=headers, limit=self.max_concurrency,
                 bad_url=lambda exc: MailchimpConfigError(f"bad Mailchimp base URL: {exc}", endpoint=route),
-                unanswered=unanswered)
-            return self._checked(response, what, route, trace)
+                unanswered=lambda exc: _Transient(f"{type(exc).__name__} on {what}"))
+            return self._checked(response, what, route)
 
         try:
             return self._retrying(attempt, what=f"Mailchimp {what}", transient=_Transient, logger=logger)
@@ -458,12 +448,11 @@ class MailchimpClient(RetryingHttpResource):
                 endpoint=route, status_code=exc.status, title=exc.title, detail=self._scrub(exc.detail),
             ) from None
 
-    def _checked(self, response: httpx.Response, what: str, route: str, trace: _Trace | None) -> httpx.Response:
+    def _checked(self, response: httpx.Response, what: str, route: str) -> httpx.Response:
         status = response.status_code
         if status < 400:
             return response
         if status == 429 or status >= 500 or (status == 403 and not response.content.strip()):
-            _note_unanswered(trace)
             raise self._transient(response, what, route)
         raise self._error_from(response, what, route)
 
@@ -520,11 +509,6 @@ def _check_writes(writes: list) -> None:
 def _target_hash(write: MemberWrite) -> str:
     """The hash of the address the write's body names (differs from ``write.subscriber_hash`` for a rename)."""
     return subscriber_hash(write.body["email_address"])
-
-
-def _note_unanswered(trace: _Trace | None) -> None:
-    if trace is not None:
-        trace.unanswered += 1
 
 
 def _accepted(write: MemberWrite, member: Any, status: int) -> MemberResult:

@@ -302,6 +302,15 @@ def test_a_rename_whose_answer_was_lost_is_not_member_exists(sb, admin, client):
     assert client.stats.retries == 1
 
 
+def test_a_rename_a_dead_run_applied_is_settled_by_the_next_run(admin, client):
+    client.put_members([write(1, "oud@voorbeeld.example", merge_fields={"FNAME": "Anna"})])
+    rename = write(1, "nieuw@voorbeeld.example", old="oud@voorbeeld.example", merge_fields={"FNAME": "Anna"})
+    client.put_members([rename])  # applied; the run died before it saved the new hash
+    (result,) = client.put_members([rename])  # the next run sends it again, to the old hash
+    assert result.ok and result.subscriber_hash == subscriber_hash("nieuw@voorbeeld.example")
+    assert len(admin.get("members").json()) == 1
+
+
 def test_a_lost_answer_does_not_turn_a_real_member_exists_into_ok(sb, admin, client):
     client.put_members([write(1), write(2, merge_fields={"FNAME": "Bram"})])
     seed = next(s for s in range(1000) if _draws(s, 2) == [True, False])
