@@ -278,9 +278,10 @@ class MailchimpClient(RetryingHttpResource):
             raise
         return self._json(response, _MEMBER_ROUTE)
 
-    def members_changed(self, since: datetime, until: datetime | None = None) -> list[dict]:
-        """Members of every status whose ``last_changed`` is at or after ``since`` (whole seconds, rounded
-        down), without those changed after ``until``. All pages.
+    def members_changed(self, since: datetime, until: datetime | None = None, *,
+                        status: str | None = None) -> list[dict]:
+        """Members of every status (or of ``status`` only) whose ``last_changed`` is at or after ``since`` (whole
+        seconds, rounded down), without those changed after ``until``. All pages.
 
         Pages are read by offset in the order members joined, which a change during the read does not
         disturb (a member changed meanwhile stays in place; one who joins is appended). A member deleted
@@ -291,8 +292,8 @@ class MailchimpClient(RetryingHttpResource):
         hi = require_utc(until, "until") if until is not None else None
         if hi is not None and hi < lo:
             raise ValueError("until lies before since")
-        rows = self._pages(f"{self._list_path()}/members", _MEMBERS_ROUTE, "members",
-                           {"since_last_changed": lo.isoformat()})
+        params = {"since_last_changed": lo.isoformat(), **({"status": status} if status else {})}
+        rows = self._pages(f"{self._list_path()}/members", _MEMBERS_ROUTE, "members", params)
         latest: dict[str, dict] = {}
         for row in rows:
             if hi is None or not _changed_after(row, hi):

@@ -346,5 +346,12 @@ def test_members_changed_since_a_time_every_status_all_pages(sb, admin):
     assert sorted(m["email_address"] for m in older) == sorted(address(f"oud{i}") for i in range(3))
 
 
+def test_members_changed_of_one_status(sb, admin, client):
+    client.put_members([write(i) for i in range(3)])
+    admin.post(f"members/{address(1)}/clean", json={}).raise_for_status()
+    cleaned = client.members_changed(dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10), status="cleaned")
+    assert [m["email_address"] for m in cleaned] == [address(1)]
+
+
 def test_get_member_of_an_unknown_hash_is_none(client):
     assert client.get_member(subscriber_hash("niemand@voorbeeld.example")) is None
