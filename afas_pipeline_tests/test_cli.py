@@ -23,17 +23,24 @@ def _cli(*args, env=None) -> subprocess.CompletedProcess:
 
 
 def test_sync_materialises_the_full_graph_and_prints_counts_per_asset(sandbox, afas_sandbox_clean,
-                                                                     spotler_sandbox_clean, tmp_path):
+                                                                     spotler_sandbox_clean, mailchimp_sandbox_clean,
+                                                                     tmp_path):
     env = {"AFAS_PIPELINE_SANDBOX_URL": sandbox.url, "DAGSTER_HOME": str(tmp_path),
            "AFAS_PIPELINE_STATE": str(tmp_path / "state.sqlite")}
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
     first = _cli("sync", "--partition", "2026-11-22-06:00", env=env)
     assert first.returncode == 0, first.stderr[-2000:]
-    lines = {line.split()[0]: line.split()[1] for line in first.stdout.splitlines() if line.startswith(("afas_", "spotler_"))}
+    lines = {line.split()[0]: line.split()[1] for line in first.stdout.splitlines()
+             if line.startswith(("afas_", "spotler_", "mailchimp_"))}
     assert lines["afas_contacts"] == "3000"
-    assert int(lines["spotler_sync"]) > 2000
+    assert int(lines["spotler_sync"]) > 2000 and int(lines["mailchimp_sync"]) > 2000  # every destination
     assert "FAILED" not in first.stdout
+
+    one = _cli("sync", "--cadence", "delta", "--partition", "2026-11-22-06:00", "--destination", "mailchimp", env=env)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assets = [line.split()[0] for line in one.stdout.splitlines() if line.startswith(("afas_", "spotler_", "mailchimp_"))]
+    assert "mailchimp_sync_delta" in assets and not any(name.startswith("spotler_") for name in assets)
 
     # The instance in DAGSTER_HOME keeps the run, as the UI would show it.
     assert (tmp_path / "history" / "runs.db").exists() or any(tmp_path.glob("**/runs.db"))
@@ -198,3 +205,9 @@ def test_two_syncs_starting_together_on_a_fresh_dagster_home_both_succeed(tmp_pa
         statuses = sorted(run.status.value for run in instance.get_runs())
     assert statuses == ["SUCCESS", "SUCCESS"]
     assert (home / INSTANCE_LOCK).exists()  # the two met at the lock
+
+
+def test_sync_names_the_destinations_it_can_reach_and_refuses_another():
+    assert "--destination {mailchimp,spotler}" in _cli("sync", "--help").stdout
+    refused = _cli("sync", "--destination", "nope")
+    assert refused.returncode == 2 and "invalid choice: 'nope'" in refused.stderr
