@@ -20,6 +20,8 @@ TOKEN = "3F4C8A34E5A41B1BD3996776431E1EB94C5CF79EE3985EA2085301168734E371"
 SECRET = "s3cr3t-spotler-value"
 AFAS = {"AFAS_TOKEN": TOKEN, "AFAS_ENVIRONMENT_ID": "12345"}
 SPOTLER = {"SPOTLER_CONSUMER_KEY": "my-key", "SPOTLER_CONSUMER_SECRET": SECRET}
+MC_KEY = "0123456789abcdef0123456789abcdef-us21"
+MAILCHIMP = {"MAILCHIMP_API_KEY": MC_KEY, "MAILCHIMP_LIST_ID": "a1b2c3d4e5"}
 SHIPPED_MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
 
 
@@ -66,6 +68,14 @@ BAD_SETTINGS = [
      "SPOTLER_BASE_URL", "use https"),
     ("spotler base url without credentials", {"SPOTLER_BASE_URL": "https://restapi.mailplus.nl/integrationservice-1.1.0"},
      "SPOTLER_BASE_URL", "set the key and secret too"),
+    ("mailchimp key only", {"MAILCHIMP_API_KEY": MC_KEY}, "MAILCHIMP_LIST_ID", "set both"),
+    ("mailchimp list only", {"MAILCHIMP_LIST_ID": "a1b2c3d4e5"}, "MAILCHIMP_API_KEY", "set both"),
+    ("mailchimp key without data centre", {**MAILCHIMP, "MAILCHIMP_API_KEY": MC_KEY[:32]}, "MAILCHIMP_API_KEY",
+     "the data centre"),
+    ("mailchimp base url plain http", {**MAILCHIMP, "MAILCHIMP_BASE_URL": "http://us21.api.mailchimp.com/3.0"},
+     "MAILCHIMP_BASE_URL", "use https"),
+    ("mailchimp base url without key", {"MAILCHIMP_BASE_URL": "https://us21.api.mailchimp.com/3.0"},
+     "MAILCHIMP_BASE_URL", "set the key"),
     ("sandbox url without scheme", {"AFAS_PIPELINE_SANDBOX_URL": "localhost:8765"}, "AFAS_PIPELINE_SANDBOX_URL",
      "http://127.0.0.1:8765"),
     ("sandbox url on another machine", {"AFAS_PIPELINE_SANDBOX_URL": "http://192.0.2.10:8765"},
@@ -106,7 +116,7 @@ def test_a_bad_setting_is_one_line_naming_the_setting_and_the_fix(name, given, s
     [line] = caught.value.problems
     assert setting in line and fix in line, line
     assert "\n" not in line and "\r" not in line
-    assert TOKEN not in line and SECRET not in line and TOKEN[:63] not in line
+    assert TOKEN not in line and SECRET not in line and TOKEN[:63] not in line and MC_KEY[:32] not in line
 
 
 @pytest.mark.parametrize("name,given,setting,fix", BAD_SETTINGS, ids=[case[0] for case in BAD_SETTINGS])
@@ -119,7 +129,7 @@ def test_sync_refuses_a_bad_setting_with_that_line_and_exit_code_1(name, given, 
     err = capsys.readouterr().err
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and setting in lines[0], err
-    assert TOKEN not in err and SECRET not in err
+    assert TOKEN not in err and SECRET not in err and MC_KEY[:32] not in err
 
 
 def test_several_bad_settings_are_all_named_one_line_each():
@@ -132,7 +142,7 @@ def test_several_bad_settings_are_all_named_one_line_each():
 
 @pytest.mark.parametrize("settings", [
     {},
-    {**AFAS, **SPOTLER, "AFAS_ENVIRONMENT": "test", "AFAS_INTEGRATION_ID": "12345_123456"},
+    {**AFAS, **SPOTLER, **MAILCHIMP, "AFAS_ENVIRONMENT": "test", "AFAS_INTEGRATION_ID": "12345_123456"},
     {"AFAS_TOKEN": f"<token><version>1</version><data>{TOKEN}</data></token>",
      "AFAS_BASE_URL": "http://127.0.0.1:8765/afas/ProfitRestServices"},
     {"AFAS_PIPELINE_SANDBOX_URL": "http://localhost:9999", "AFAS_PIPELINE_HASH_SALT": "our own salt"},
