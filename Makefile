@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/bench_extract.py
 	$(VENV)/bin/python bench/bench_sync.py
 	$(VENV)/bin/python bench/bench_feedback.py
+	$(VENV)/bin/python bench/bench_mailchimp.py
 
 clean:
 	rm -rf $(VENV) .dagster_home .pytest_cache

@@ -4,16 +4,17 @@
 
 It starts the sandbox (`afas-pipeline sandbox --contacts N`) in its own process, so the server has its own
 core, and brings Spotler in sync first: `afas_full_job` in a fresh worker process with fresh sync state and
-storage (the feedback only judges contacts the sync sent). Then, each pipeline run in a fresh worker process
-(in-process executor, ephemeral instance) that first materialises the same assets on an empty window with
-throwaway state (Dagster's machinery and the code loaded, as in a code server that has run before; printed
-as the warm-up run), it measures:
+storage (the feedback only judges contacts the sync sent). Spotler only: the jobs are built over the afas_*
+and spotler_* assets, as in bench_sync.py (the code location's jobs also run Mailchimp). Then, each pipeline
+run in a fresh worker process (in-process executor, ephemeral instance) that first materialises the same
+assets on an empty window with throwaway state (Dagster's machinery and the code loaded, as in a code server
+that has run before; printed as the warm-up run), it measures:
 - feedback: through the Spotler admin API, --events recipient events on distinct synced contacts inside the
   15-minute window FEEDBACK_WINDOW: 70 % unsubscribes (bit 1 or 2), 30 % bounces (half hard, half soft);
-  then `spotler_changes` and `afas_write_back` for that window;
+  then `spotler_optout_feedback`, `spotler_bounce_feedback` and `spotler_afas_write_back` for that window;
 - mailing history: one mailing (admin `POST /mailings`) to every contact Spotler holds (the members of the N
   AFAS contacts; those made inactive by a hard bounce are skipped by Spotler and counted), sent at
-  MAILING_AT, after `mailing_history.enabled_from`; then `mailing_history` for the window that holds it
+  MAILING_AT, after `mailing_history.enabled_from`; then `spotler_mailing_history` for the window that holds it
   (goal: one KnSubject POST per mail sent).
 For each: wall time, AFAS requests per UpdateConnector entity and verb (KnContact, KnPerson, KnOrganisation,
 KnSubject), GetConnector reads and metainfo calls (the sandbox's /stats), Spotler requests, peak memory
@@ -63,9 +64,10 @@ WARMUP_WINDOW = "2026-11-16-09:00"
 #: The measured parts: the assets materialised (job `bench_<part>`), their window, and the metadata value
 #: that counts the UpdateConnector calls the pipeline sent (the bare script makes as many).
 PARTS = {
-    "feedback": {"assets": ["spotler_changes", "afas_write_back"], "window": FEEDBACK_WINDOW,
-                 "calls": ("afas_write_back", "calls_sent")},
-    "mailing_history": {"assets": ["mailing_history"], "window": MAILING_WINDOW, "calls": ("mailing_history", "posts_sent")},
+    "feedback": {"assets": ["spotler_optout_feedback", "spotler_bounce_feedback", "spotler_afas_write_back"],
+                 "window": FEEDBACK_WINDOW, "calls": ("spotler_afas_write_back", "calls_sent")},
+    "mailing_history": {"assets": ["spotler_mailing_history"], "window": MAILING_WINDOW,
+                        "calls": ("spotler_mailing_history", "posts_sent")},
 }
 UPDATE_CONNECTORS = ("KnContact", "KnPerson", "KnOrganisation", "KnSubject")
 PAGE = 5000  # rows per AFAS GetConnector page, as the client's default

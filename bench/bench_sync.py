@@ -2,6 +2,9 @@
 
     python bench/bench_sync.py [--contacts 100000] [--deltas 100 1000] [--profile]
 
+Spotler only: the jobs `afas_full_job` and `afas_delta_job` are built over the afas_* and spotler_* assets
+(the code location's jobs also run every other destination; bench_mailchimp.py measures Mailchimp).
+
 It starts the sandbox (`afas-pipeline sandbox --contacts N --port P`) in its own process, so the
 server has its own core, and measures in fresh worker processes:
 - full: the job `afas_full_job` executed in-process (in-process executor, ephemeral instance) with
@@ -92,16 +95,25 @@ def _request_counts(stats: dict) -> dict:
 # --- worker: the pipeline -----------------------------------------------------------------------
 
 
-def _defs(url: str, state: str, storage: str):
+#: The assets a Spotler benchmark measures: AFAS's and Spotler's chain (the jobs of the code location also run
+#: every other destination, such as Mailchimp).
+SPOTLER_ASSETS = ("afas_", "spotler_")
+
+
+def _defs(url: str, state: str, storage: str, prefixes: tuple[str, ...] = SPOTLER_ASSETS):
+    """The code location's assets whose keys start with one of `prefixes` (AFAS and Spotler by default), with
+    its jobs `afas_full_job` and `afas_delta_job` built over those alone, the resources pointed at this run's
+    sandbox, sync state and storage."""
     import dagster as dg
 
-    from afas_pipeline.definitions import assets, jobs
+    from afas_pipeline.definitions import assets
     from afas_pipeline.resources import build_resources
+    from afas_pipeline.schedules import build_jobs_and_schedules
 
+    chosen = [a for a in assets if all(k.to_user_string().startswith(prefixes) for k in a.keys)]
+    jobs, _ = build_jobs_and_schedules(chosen)
     env = {"AFAS_PIPELINE_SANDBOX_URL": url, "AFAS_PIPELINE_STATE": state, "AFAS_PIPELINE_STORAGE": storage}
-    # The code location of afas_pipeline/definitions.py, with the resources pointed at this run's
-    # sandbox, sync state and storage.
-    return dg.Definitions(assets=assets, jobs=jobs, resources=build_resources(env), executor=dg.in_process_executor)
+    return dg.Definitions(assets=chosen, jobs=jobs, resources=build_resources(env), executor=dg.in_process_executor)
 
 
 def _step_seconds(result) -> dict[str, float]:
@@ -171,13 +183,14 @@ def _sync_figures(run: dict, suffix: str) -> dict:
     }
 
 
-def _edit_members(url: str, storage: str, count: int, window: str, label: str) -> list[str]:
+def _edit_members(url: str, storage: str, count: int, window: str, label: str,
+                  audience_asset: str = "spotler_audience") -> list[str]:
     """Edit `count` audience members, spread over the audience, inside the 15-minute `window`."""
     import datetime as dt
 
     import pandas as pd
 
-    audience = pd.read_parquet(Path(storage) / "spotler_audience" / f"{FULL_PARTITION}.parquet",
+    audience = pd.read_parquet(Path(storage) / audience_asset / f"{FULL_PARTITION}.parquet",
                                columns=["external_id", "excluded_by"])
     members = sorted(audience.loc[audience["excluded_by"].isna(), "external_id"].astype(str), key=int)
     step = max(len(members) // count, 1)

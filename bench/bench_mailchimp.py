@@ -1,0 +1,313 @@
+"""Mailchimp benchmark: AFAS -> Mailchimp through Dagster versus a bare script making the same PUT calls.
+
+    python bench/bench_mailchimp.py [--contacts 100000] [--delta 100] [--repeats 1]
+
+Mailchimp only: the jobs `afas_full_job` and `afas_delta_job` are built over the afas_* and mailchimp_* assets
+(the code location's jobs also run Spotler; bench_sync.py measures Spotler).
+
+It starts the sandbox (`afas-pipeline sandbox --contacts N`) in its own process, so the server has its own
+core, and measures in fresh worker processes:
+- full: `afas_full_job` executed in-process (in-process executor, ephemeral instance) with fresh sync state
+  and storage against a reset Mailchimp audience: wall time, AFAS and Mailchimp requests (the sandboxes'
+  /stats), members sent, peak memory growth of the run. The worker first runs the delta job on an empty
+  window with throwaway state and storage (Dagster's machinery and the code loaded, as in a code server that
+  has run before; printed as the warm-up run). The Mailchimp account's clock is set back to FULL_CLOCK
+  (admin `PUT /clock`) for the full sync, so that its writes lie before the delta window and its 24-hour
+  bounce look-back, as a full sync days before a delta would in production; it is back at real time for
+  the delta;
+- delta: --delta audience members edited through the AFAS admin `/edit` inside the 15-minute window
+  DELTA_WINDOW, then `afas_delta_job` for that window (the Mailchimp chain's sync, opt-out and bounce feedback
+  and write-back): the Mailchimp requests, per route, from the Mailchimp sandbox's admin /stats (goal: in
+  proportion to the edits, not to the audience);
+- bare: in a fresh process against a reset Mailchimp audience, an httpx loop paging Sync_Contacts,
+  Sync_Persons and Sync_Organisations, a minimal join (persons at organisations with an address, one member
+  per address), and as many `PUT lists/{id}/members/{md5(address)}` as the pipeline sent (merge fields
+  AFASID, FNAME, LNAME, COMPANY, JOBTITLE; `status_if_new` from the newsletter opt-in), HTTP Basic auth, at
+  most the client's `max_concurrency` (8) in flight; best of --repeats runs. Ratio pipeline/bare (goal <= 1.3).
+One JSON line per measurement, then a human summary with the goals. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+from bench_sync import (  # bench/ is on the path when a benchmark runs
+    CONNECTORS,
+    FULL_PARTITION,
+    WARMUP_PARTITION,
+    _defs,
+    _edit_members,
+    _reset_peak,
+    _run,
+    _slim,
+    _status_mb,
+)
+from sandbox_process import sandbox_process
+
+ROOT = Path(__file__).resolve().parents[1]
+MAILCHIMP_ASSETS = ("afas_", "mailchimp_")
+DELTA_WINDOW = "2026-11-16-10:00"
+#: The Mailchimp account's clock during the full sync: before the delta window and its look-backs.
+FULL_CLOCK = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def _mc(url: str) -> str:
+    return f"{url}/mailchimp/_admin"
+
+
+def _mc_reset(url: str) -> None:
+    httpx.post(f"{_mc(url)}/reset", timeout=120).raise_for_status()
+
+
+def _mc_stats(url: str) -> dict:
+    stats = httpx.get(f"{_mc(url)}/stats", timeout=30).raise_for_status().json()
+    return {"mailchimp_requests": stats["total"], "mailchimp_by_route": stats["requests"],
+            "mailchimp_peak_concurrency": stats["peak_concurrency"],
+            "mailchimp_rejected_concurrency": stats["rejected_concurrency"]}
+
+
+def _mc_clock(url: str, at: datetime | None) -> None:
+    offset = 0 if at is None else round(at.timestamp() - time.time())
+    httpx.put(f"{_mc(url)}/clock", json={"offset_s": offset}, timeout=30).raise_for_status()
+
+
+def _run_mc(defs, job: str, partition: str, url: str) -> dict:
+    """bench_sync's `_run` (AFAS and Spotler stats, metadata, steps) plus the Mailchimp sandbox's stats."""
+    httpx.post(f"{_mc(url)}/stats/reset", timeout=30).raise_for_status()
+    run = _run(defs, job, partition, url)
+    run.update(_mc_stats(url))
+    return run
+
+
+def _figures(run: dict, suffix: str) -> dict:
+    sync = run["metadata"].get(f"mailchimp_sync{suffix}", {})
+    audience = run["metadata"].get(f"mailchimp_audience{suffix}", {})
+    return {k: sync.get(k) for k in ("members_sent", "write_requests", "created", "updated", "unchanged",
+                                     "rejected", "excluded", "phones_left_out_unparseable")} | {
+        "members": audience.get("members"), "contacts_read": audience.get("contacts_read"),
+        "afas_lookups": audience.get("afas_lookups")}
+
+
+# --- worker: the pipeline -----------------------------------------------------------------------
+
+
+def worker_pipeline(url: str, delta: int) -> dict:
+    import logging
+    import warnings
+
+    import dagster as dg
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-mailchimp-"))
+    out: dict = {}
+
+    _mc_reset(url)
+    warm_defs = _defs(url, str(tmp / "warm" / "state.sqlite"), str(tmp / "warm" / "storage"), MAILCHIMP_ASSETS)
+    warm = _run_mc(warm_defs, "afas_delta_job", WARMUP_PARTITION, url)
+    out["warmup"] = {"wall_s": warm["wall_s"], "success": warm["success"], "errors": warm["errors"]}
+
+    storage = str(tmp / "run" / "storage")
+    defs = _defs(url, str(tmp / "run" / "state.sqlite"), storage, MAILCHIMP_ASSETS)
+    _mc_reset(url)
+    _mc_clock(url, FULL_CLOCK)
+    out["full"] = _run_mc(defs, "afas_full_job", FULL_PARTITION, url)
+    _mc_clock(url, None)
+    started = time.perf_counter()
+    _edit_members(url, storage, delta, DELTA_WINDOW, f"mc{delta}", audience_asset="mailchimp_audience")
+    edit_s = time.perf_counter() - started
+    run = _run_mc(defs, "afas_delta_job", DELTA_WINDOW, url)
+    run["edits"], run["edit_s"] = delta, edit_s
+    out["delta"] = run
+    return out
+
+
+# --- worker: the bare script ----------------------------------------------------------------------
+
+
+def worker_bare(url: str, members: int, concurrency: int) -> dict:
+    """Page the three GetConnectors, join minimally, PUT `members` members, `concurrency` in flight."""
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    import orjson
+
+    from afas_pipeline.resources import SANDBOX_AFAS_TOKEN, SANDBOX_MAILCHIMP_KEY, SANDBOX_MAILCHIMP_LIST
+
+    _mc_reset(url)
+    httpx.post(f"{_mc(url)}/stats/reset", timeout=30).raise_for_status()
+    _reset_peak()
+    before = _status_mb("VmRSS")
+    started = time.perf_counter()
+
+    header = base64.b64encode(f"<token><version>1</version><data>{SANDBOX_AFAS_TOKEN}</data></token>".encode()).decode()
+    rows: dict[str, list[dict]] = {}
+    with httpx.Client(base_url=f"{url}/afas/ProfitRestServices", headers={"Authorization": f"AfasToken {header}"},
+                      timeout=120) as afas:
+        for connector, key in CONNECTORS.items():
+            got: list[dict] = []
+            while True:
+                params = {"skip": len(got), "take": 5000, "orderbyfieldids": key}
+                page = orjson.loads(afas.get(f"/connectors/{connector}", params=params).raise_for_status().content)["rows"]
+                got.extend(page)
+                if len(page) < 5000:
+                    break
+            rows[connector] = got
+    read_s = time.perf_counter() - started
+
+    persons = {p["PersonId"]: p for p in rows["Sync_Persons"]}
+    organisations = {o["OrganisationId"]: o for o in rows["Sync_Organisations"]}
+    puts: dict[str, dict] = {}  # subscriber hash -> body: one member per address
+    for c in rows["Sync_Contacts"]:
+        email = (c.get("MailWork") or "").strip().lower()
+        if c.get("ContactKind") != "PRS" or not email or "@" not in email:
+            continue
+        member = hashlib.md5(email.encode()).hexdigest()
+        if member in puts:
+            continue
+        p, o = persons.get(c["PersonId"], {}), organisations.get(c["OrganisationId"], {})
+        subscribed = bool(c.get("PermissionNewsletter")) and not c.get("Blocked")
+        puts[member] = {"email_address": email, "status_if_new": "subscribed" if subscribed else "transactional",
+                        "merge_fields": {"AFASID": c["ContactId"], "FNAME": p.get("FirstName") or "",
+                                         "LNAME": p.get("LastName") or "", "COMPANY": o.get("Name") or "",
+                                         "JOBTITLE": c.get("Function") or ""}}
+    candidates = len(puts)
+    writes = list(puts.items())[:members]
+    join_s = time.perf_counter() - started - read_s
+
+    auth = httpx.BasicAuth("bench", SANDBOX_MAILCHIMP_KEY)
+    with httpx.Client(base_url=f"{url}/mailchimp/3.0/lists/{SANDBOX_MAILCHIMP_LIST}/members/", auth=auth, timeout=120,
+                      headers={"Accept": "application/json"}, limits=httpx.Limits(max_connections=concurrency)) as mc:
+
+        def put(write: tuple[str, dict]) -> int:
+            answer = mc.put(write[0], content=orjson.dumps(write[1]), headers={"Content-Type": "application/json"})
+            return answer.status_code == 200
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            ok = sum(pool.map(put, writes))
+    wall = time.perf_counter() - started
+    growth = _status_mb("VmHWM") - before
+    afas_total = httpx.get(f"{url}/afas/_admin/stats", timeout=30).json()["total"]
+    return {"wall_s": wall, "read_s": read_s, "join_s": join_s, "write_s": wall - read_s - join_s,
+            "candidates": candidates, "members_sent": len(writes), "ok": ok, "peak_growth_mb": growth,
+            "afas_requests": afas_total, **_mc_stats(url)}
+
+
+# --- orchestration --------------------------------------------------------------------------------
+
+
+def _run_worker(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(f"worker {args[0]} failed:\n{out.stderr[-5000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _warm_afas(url: str) -> None:
+    """One sorted read per connector: the server's indexes built before either side is measured."""
+    from afas_pipeline.resources import SANDBOX_AFAS_TOKEN
+
+    header = base64.b64encode(f"<token><version>1</version><data>{SANDBOX_AFAS_TOKEN}</data></token>".encode()).decode()
+    with httpx.Client(base_url=f"{url}/afas/ProfitRestServices", headers={"Authorization": f"AfasToken {header}"},
+                      timeout=300) as afas:
+        for connector, key in CONNECTORS.items():
+            afas.get(f"/connectors/{connector}", params={"skip": 0, "take": 1, "orderbyfieldids": key}).raise_for_status()
+
+
+def bench(contacts: int, delta: int, repeats: int) -> list[dict]:
+    from afas_pipeline.mailchimp.client import MailchimpClient
+
+    concurrency = MailchimpClient.model_fields["max_concurrency"].default
+    with sandbox_process(contacts) as sandbox:
+        url = sandbox.url
+        _warm_afas(url)
+        pipeline = _run_worker("pipeline", "--url", url, "--delta", str(delta))
+        full = pipeline["full"]
+        sent = _figures(full, "")["members_sent"] or 0
+        bare = min((_run_worker("bare", "--url", url, "--n", str(sent), "--concurrency", str(concurrency))
+                    for _ in range(repeats)), key=lambda r: r["wall_s"])
+        server_rss = sandbox.rss_mb()
+
+    common = {"contacts": contacts, "sandbox_ready_s": round(sandbox.ready_s, 1), "sandbox_rss_mb": round(server_rss)}
+    run_delta = pipeline["delta"]
+    return [
+        {"measurement": "full", **common, "warmup_run_s": round(pipeline["warmup"]["wall_s"], 2), **_slim(full),
+         **_figures(full, "")},
+        {"measurement": "bare", **common, "concurrency": concurrency, **_slim(bare)},
+        {"measurement": "ratio", "pipeline_s": round(full["wall_s"], 2), "bare_s": round(bare["wall_s"], 2),
+         "ratio_pipeline_to_bare": round(full["wall_s"] / bare["wall_s"], 2),
+         "same_puts": full["mailchimp_by_route"].get("PUT lists/{list_id}/members/{subscriber_hash}")
+         == bare["mailchimp_by_route"].get("PUT lists/{list_id}/members/{subscriber_hash}")},
+        {"measurement": f"delta_{delta}", **_slim(run_delta), **_figures(run_delta, "_delta")},
+    ]
+
+
+def summary(lines: list[dict]) -> list[str]:
+    by = {line["measurement"]: line for line in lines}
+    full, bare, ratio = by["full"], by["bare"], by["ratio"]
+    delta = next(line for name, line in by.items() if name.startswith("delta_"))
+    ok = lambda cond: "OK" if cond else "MISSED"  # noqa: E731
+    routes = lambda line: ", ".join(f"{k} {v}" for k, v in sorted(line["mailchimp_by_route"].items()))  # noqa: E731
+    return [
+        f"full sync of {full['contacts']} contacts ({full['members']} members) to Mailchimp: {full['wall_s']}s "
+        f"(after a warm-up run on an empty delta window, {full['warmup_run_s']}s), success={full['success']}; "
+        f"{full['members_sent']} members sent (created {full['created']}, rejected {full['rejected']}); AFAS "
+        f"{full['afas_requests']} requests; Mailchimp {full['mailchimp_requests']} requests ({routes(full)}), peak "
+        f"concurrency {full['mailchimp_peak_concurrency']}; peak memory growth {full['peak_growth_mb']} MB",
+        f"  steps: {', '.join(f'{k} {v}s' for k, v in sorted(full['steps_s'].items(), key=lambda kv: -kv[1]))}",
+        f"bare script (best of its runs): {bare['wall_s']}s (read {bare['read_s']}s, join {bare['join_s']}s, "
+        f"write {bare['write_s']}s); {bare['members_sent']} PUTs, {bare['ok']} answered 200, {bare['concurrency']} "
+        f"in flight at most; Mailchimp {bare['mailchimp_requests']} requests, peak concurrency "
+        f"{bare['mailchimp_peak_concurrency']}; peak memory growth {bare['peak_growth_mb']} MB",
+        f"ratio pipeline/bare {ratio['ratio_pipeline_to_bare']} (goal <= 1.3: "
+        f"{ok(ratio['ratio_pipeline_to_bare'] <= 1.3)}); same number of PUTs: {ratio['same_puts']}",
+        f"delta of {delta['edits']} AFAS edits in {delta['partition']}: {delta['wall_s']}s, success={delta['success']}; "
+        f"AFAS {delta['afas_requests']} requests ({delta['afas_lookups']} lookups); {delta['members_sent']} members "
+        f"sent; Mailchimp {delta['mailchimp_requests']} requests ({routes(delta)}) (goal: in proportion to "
+        f"{delta['edits']}: {ok(delta['mailchimp_requests'] <= 2 * delta['edits'] + 20)}); failed checks "
+        f"{delta['failed_checks'] or 'none'}; steps: "
+        + ", ".join(f"{k} {v}s" for k, v in sorted(delta["steps_s"].items(), key=lambda kv: -kv[1])[:5]),
+    ] + ([f"errors: {json.dumps({'full': full['errors'], 'delta': delta['errors']})}"]
+         if full["errors"] or delta["errors"] else [])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--delta", type=int, default=100, help="AFAS edits in the delta window")
+    parser.add_argument("--repeats", type=int, default=1, help="bare script: best of N (the machine is shared)")
+    parser.add_argument("--worker", choices=("pipeline", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker == "pipeline":
+        print(json.dumps(worker_pipeline(args.url, args.delta)))
+        return
+    if args.worker == "bare":
+        print(json.dumps(worker_bare(args.url, args.n, args.concurrency)))
+        return
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    print(f"machine: {os.cpu_count()} cores; load average {Path('/proc/loadavg').read_text().split()[:3]}; "
+          f"{args.contacts} contacts; delta {args.delta}", flush=True)
+    lines = bench(args.contacts, args.delta, args.repeats)
+    for line in lines:
+        print(json.dumps(line))
+    for text in summary(lines):
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
