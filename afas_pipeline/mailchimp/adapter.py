@@ -9,7 +9,10 @@ Consent, the way Mailchimp users lost it elsewhere (MC3):
   knows its address to hard-bounce (R11). `status_if_new` is ignored for a member Mailchimp already has.
 - `status: subscribed` is never sent to an existing member: AFAS switching the opt-in on sends `pending`, so that
   Mailchimp asks the person to confirm (double opt-in); AFAS switching it off (or blocking the contact, R7) sends
-  `unsubscribed`. `resubscriptions` finds any document that would do otherwise; the chain never sends those.
+  `unsubscribed`. A cleaned member that AFAS gives a new address (R11) is sent `pending` with the opt-in on (and
+  no opt-out held by C1), else `unsubscribed` (held) or `transactional`: a renamed member does not stay cleaned,
+  nor is it reported as a fresh hard bounce of its new address. `resubscriptions` finds any document that would
+  send `subscribed` to an existing member; the chain never sends those.
 
 Identity (C2, MC4): the member carries the AFAS external id in the merge field the mapping feeds from
 `external_id`; the sync state keeps the member's subscriber hash, so an AFAS e-mail change renames the member
@@ -30,9 +33,9 @@ from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mailchimp.client import MailchimpClient, MemberResult, MemberWrite, subscriber_hash
 from afas_pipeline.mailchimp.merge_values import address_values, phone_values
 from afas_pipeline.mapping.models import DestinationMapping
-from afas_pipeline.sync.audience import normalise_email, property_column
+from afas_pipeline.sync.audience import normalise_email, permission_column, property_column
 from afas_pipeline.sync.events import Bounce, ContactChange
-from afas_pipeline.sync.plan import set_column
+from afas_pipeline.sync.plan import held_column, set_column
 from afas_pipeline.sync.values import plain_values, typed_values
 
 #: The permission id of Mailchimp's audience status (subscribed or not) in the mapping.
@@ -90,6 +93,8 @@ class MailchimpAdapter:
         status = plain_values(rows[set_column(STATUS)]) if STATUS in self._permission_keys else [None] * len(rows)
         send = rows["send_properties"].astype(bool).tolist()
         deactivate = rows["deactivate"].astype(bool).tolist()
+        reactivate = rows["reactivate"].astype(bool).tolist()
+        wanted, held = self._reactivation_consent(rows)
         documents = []
         for i, (external_id, action) in enumerate(zip(rows["external_id"].astype(str), rows["action"])):
             body: dict[str, Any] = {"email_address": emails[i]}
@@ -102,9 +107,22 @@ class MailchimpAdapter:
                 body["status_if_new"] = "transactional"
                 if status[i] is not None:
                     body["status"] = "pending" if status[i] else "unsubscribed"
+                elif reactivate[i]:
+                    # R11: the new address of a cleaned member makes it mailable again; cleaned says nothing of
+                    # consent, so the AFAS opt-in asks anew (pending), an opt-out that stands (C1) stays.
+                    body["status"] = "pending" if wanted[i] and not held[i] else \
+                        "unsubscribed" if held[i] else "transactional"
             member = keys.get(external_id) or subscriber_hash(emails[i])
             documents.append(MemberWrite(external_id, member, body))
         return documents
+
+    def _reactivation_consent(self, rows: pd.DataFrame) -> tuple[list[bool], list[bool]]:
+        """Per row: AFAS's opt-in as the member should show it (off while blocked, R7), and whether C1 holds it."""
+        if STATUS not in self._permission_keys:
+            return [False] * len(rows), [False] * len(rows)
+        wanted = rows[permission_column(STATUS)].fillna(False).astype(bool).tolist()
+        held = rows[held_column(STATUS)].fillna(False).astype(bool).tolist()
+        return wanted, held
 
     def resubscriptions(self, documents: list[MemberWrite], actions: list[str]) -> list[int]:
         return [i for i, (doc, action) in enumerate(zip(documents, actions))
