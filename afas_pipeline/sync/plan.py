@@ -123,8 +123,10 @@ def plan_sync(
         send = differs & ~skip_bounced
         opted_out_at = pd.to_datetime(plan["external_id"].map(lambda i, k=str(key): last_optout.get((i, k))), utc=True)
         # C1: the destination saw an opt-out after AFAS last switched the permission on (unblocking
-        # a contact is not switching its permission on).
-        held = send & desired & opted_out_at.notna() & (opted_out_at > on_since).fillna(True).astype(bool)
+        # a contact is not switching its permission on). Also judged for a record a new address reactivates
+        # (R11): a destination that must then restate its consent (Mailchimp) must not ask an opted-out person.
+        judged = send | (reactivate & ~skip_bounced)
+        held = judged & desired & opted_out_at.notna() & (opted_out_at > on_since).fillna(True).astype(bool)
         value = desired.astype("boolean")
         value[~send | held] = pd.NA
         plan[set_column(key)] = value

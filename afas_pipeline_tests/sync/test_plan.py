@@ -82,6 +82,14 @@ def test_r11_the_bounced_address_is_skipped_and_a_new_one_reactivates():
     assert settled.loc[0, "action"] == "unchanged"
 
 
+def test_c1_an_opt_out_holds_for_a_record_a_new_address_reactivates():
+    # Opted out, then hard-bounced; AFAS now gives a new address while its permission field stays on.
+    plan = plan_sync(_members(email_hash="e2", content_hash="c2"), _state(bounced_email_hash="e1"),
+                     _optout(T0 + pd.Timedelta(hours=1)), KEYS)
+    assert plan.loc[0, "reactivate"] and plan.loc[0, "held:1"]
+    assert pd.isna(plan.loc[0, set_column(1)])
+
+
 def test_c1_unblocking_a_contact_does_not_undo_an_opt_out():
     # AFAS has had the permission on for a month; Spotler saw an opt-out while the contact was blocked.
     blocked_state = _state(permissions={"1": {"sent": False, "afas": True, "on_since": (T0 - pd.Timedelta(days=30)).isoformat()}})
