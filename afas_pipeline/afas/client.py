@@ -18,7 +18,6 @@ import binascii
 import io
 import logging
 import re
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import quote
 
-import dagster as dg
 import httpx
 import orjson
 import pandas as pd
@@ -50,7 +48,7 @@ from afas_pipeline.afas.filters import Condition, Filter, Op, filter_params
 from afas_pipeline.lib.http import RetryAfterWait as _Wait
 from afas_pipeline.lib.http import limiter_for as _limiter_for
 from afas_pipeline.lib.failpoints import failpoint
-from afas_pipeline.lib.http import HttpClientLifecycle, redact_httpx_queries
+from afas_pipeline.lib.http import RetryingHttpResource, redact_httpx_queries
 from afas_pipeline.lib.urls import base_url_problem, shown_url
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import afas_walls_to_utc, parse_afas_datetimes, select_window_rows, window_filter_bounds
@@ -155,7 +153,7 @@ redact_httpx_queries()
 # --- the resource ---------------------------------------------------------------------------------
 
 
-class AfasClient(HttpClientLifecycle, dg.ConfigurableResource):
+class AfasClient(RetryingHttpResource):
     """AFAS Profit REST client (App Connector token auth)."""
 
     environment_id: str | None = Field(default=None, description="AFAS environment number, e.g. 12345.")
@@ -166,13 +164,6 @@ class AfasClient(HttpClientLifecycle, dg.ConfigurableResource):
     page_size: int = Field(default=5000, gt=0)
     max_concurrency: int = Field(default=4, gt=0, description="Calls in flight per base URL in this process.")
     timeout_s: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=6, ge=1)
-    backoff_initial_s: float = Field(default=0.5, ge=0)
-    backoff_max_s: float = Field(default=30.0, ge=0)
-    max_retry_after_s: float = Field(default=300.0, ge=0)
-
-    _http: httpx.Client | None = PrivateAttr(default=None)
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)
     _meta_cache: dict[str, GetConnectorMeta] = PrivateAttr(default_factory=dict)
 
     # The token must not leak through reprs; pydantic's __str__ already honours repr=False.

@@ -154,7 +154,7 @@ class HttpClientLifecycle:
 
 
 class RetryingHttpResource(HttpClientLifecycle, dg.ConfigurableResource):
-    """The settings and state every destination's API client shares: how often and how long it retries, the
+    """The settings and state every API client shares (AFAS and the destinations): how often and how long it retries, the
     longest Retry-After it waits for, its keep-alive client. Its repr (and str) is the subclass's, which never
     shows a secret."""
 
@@ -195,6 +195,16 @@ class RetryingHttpResource(HttpClientLifecycle, dg.ConfigurableResource):
         return call_with_retries(attempt, transient=transient, max_attempts=self.max_attempts,
                                  backoff_initial_s=self.backoff_initial_s, backoff_max_s=self.backoff_max_s,
                                  logger=logger, what=what, on_retry=lambda: self._count(retries=1))
+
+    def _attempt(self, http: httpx.Client, method: str, url: httpx.URL, content: bytes | None,
+                 headers: dict[str, str] | None, *, service: str, endpoint: str, what: str,
+                 config_error: type[Exception], transient: type[Exception]) -> httpx.Response:
+        """One attempt of a call, counted, within the client's concurrency cap (`send_in_slot`)."""
+        self._count(requests=1)
+        return send_in_slot(
+            http, method, url, content=content, headers=headers, limit=self.max_concurrency,
+            bad_url=lambda exc: config_error(f"bad {service} base URL: {exc}", endpoint=endpoint),
+            unanswered=lambda exc: transient(f"{type(exc).__name__} on {what}"))
 
     def _too_long_to_wait(self, retry_after: float | None, service: str, what: str, status: int) -> str | None:
         """Why not to wait for a Retry-After longer than `max_retry_after_s` (the message of the client's

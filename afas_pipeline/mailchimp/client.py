@@ -43,7 +43,6 @@ from afas_pipeline.lib.http import (
     RetryingHttpResource,
     json_request,
     redact_httpx_queries,
-    send_in_slot,
 )
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import require_utc
@@ -434,11 +433,8 @@ class MailchimpClient(RetryingHttpResource):
         what = f"{method} {route}"
 
         def attempt() -> httpx.Response:
-            self._count(requests=1)
-            response = send_in_slot(
-                http, method, url, content=content, headers=headers, limit=self.max_concurrency,
-                bad_url=lambda exc: MailchimpConfigError(f"bad Mailchimp base URL: {exc}", endpoint=route),
-                unanswered=lambda exc: _Transient(f"{type(exc).__name__} on {what}"))
+            response = self._attempt(http, method, url, content, headers, service="Mailchimp", endpoint=route,
+                                     what=what, config_error=MailchimpConfigError, transient=_Transient)
             return self._checked(response, what, route)
 
         try:

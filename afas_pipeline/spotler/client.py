@@ -41,7 +41,6 @@ from afas_pipeline.lib.http import (
     RetryingHttpResource,
     json_request,
     redact_httpx_queries,
-    send_in_slot,
 )
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import require_utc
@@ -442,11 +441,8 @@ class SpotlerClient(RetryingHttpResource):
         what = f"{method} {path}"
 
         def attempt() -> httpx.Response:
-            self._count(requests=1)
-            response = send_in_slot(
-                http, method, url, content=content, headers=headers, limit=self.max_concurrency,
-                bad_url=lambda exc: SpotlerConfigError(f"bad Spotler base URL: {exc}", endpoint=path),
-                unanswered=lambda exc: _Transient(f"{type(exc).__name__} on {what}"))
+            response = self._attempt(http, method, url, content, headers, service="Spotler", endpoint=path,
+                                     what=what, config_error=SpotlerConfigError, transient=_Transient)
             status = response.status_code
             if status == 429 or status >= 500:
                 error_type, message = _error_info(response)
