@@ -43,6 +43,7 @@ from pathlib import Path
 import httpx
 from bench_sync import (  # bench/ is on the path when a benchmark runs
     CONNECTORS,
+    bare_afas_read,
     FULL_PARTITION,
     WARMUP_PARTITION,
     _defs,
@@ -143,7 +144,7 @@ def worker_bare(url: str, members: int, concurrency: int) -> dict:
 
     import orjson
 
-    from afas_pipeline.resources import SANDBOX_AFAS_TOKEN, SANDBOX_MAILCHIMP_KEY, SANDBOX_MAILCHIMP_LIST
+    from afas_pipeline.resources import SANDBOX_MAILCHIMP_KEY, SANDBOX_MAILCHIMP_LIST
 
     _mc_reset(url)
     httpx.post(f"{_mc(url)}/stats/reset", timeout=30).raise_for_status()
@@ -151,19 +152,7 @@ def worker_bare(url: str, members: int, concurrency: int) -> dict:
     before = _status_mb("VmRSS")
     started = time.perf_counter()
 
-    header = base64.b64encode(f"<token><version>1</version><data>{SANDBOX_AFAS_TOKEN}</data></token>".encode()).decode()
-    rows: dict[str, list[dict]] = {}
-    with httpx.Client(base_url=f"{url}/afas/ProfitRestServices", headers={"Authorization": f"AfasToken {header}"},
-                      timeout=120) as afas:
-        for connector, key in CONNECTORS.items():
-            got: list[dict] = []
-            while True:
-                params = {"skip": len(got), "take": 5000, "orderbyfieldids": key}
-                page = orjson.loads(afas.get(f"/connectors/{connector}", params=params).raise_for_status().content)["rows"]
-                got.extend(page)
-                if len(page) < 5000:
-                    break
-            rows[connector] = got
+    rows = bare_afas_read(url)
     read_s = time.perf_counter() - started
 
     persons = {p["PersonId"]: p for p in rows["Sync_Persons"]}

@@ -48,6 +48,28 @@ DELTA_WINDOWS = ["2026-11-16-10:00", "2026-11-16-10:15", "2026-11-16-10:30", "20
 CONNECTORS = {"Sync_Contacts": "ContactId", "Sync_Persons": "PersonId", "Sync_Organisations": "OrganisationId"}
 
 
+def bare_afas_read(url: str) -> dict[str, list[dict]]:
+    """The three GetConnectors read page by page with httpx alone, as a bare script would: rows per connector."""
+    import orjson
+
+    from afas_pipeline.resources import SANDBOX_AFAS_TOKEN
+
+    header = base64.b64encode(f"<token><version>1</version><data>{SANDBOX_AFAS_TOKEN}</data></token>".encode()).decode()
+    rows: dict[str, list[dict]] = {}
+    with httpx.Client(base_url=f"{url}/afas/ProfitRestServices", headers={"Authorization": f"AfasToken {header}"},
+                      timeout=120) as afas:
+        for connector, key in CONNECTORS.items():
+            got: list[dict] = []
+            while True:
+                params = {"skip": len(got), "take": 5000, "orderbyfieldids": key}
+                page = orjson.loads(afas.get(f"/connectors/{connector}", params=params).raise_for_status().content)["rows"]
+                got.extend(page)
+                if len(page) < 5000:
+                    break
+            rows[connector] = got
+    return rows
+
+
 # --- process measurements (as in bench_extract) ----------------------------------------------------
 
 
@@ -253,7 +275,7 @@ def worker_bare(url: str, contacts: int, batch_size: int, concurrency: int) -> d
     import authlib.deprecate
     import orjson
 
-    from afas_sandbox.server import SANDBOX_AFAS_TOKEN, SANDBOX_SPOTLER_KEY, SANDBOX_SPOTLER_SECRET
+    from afas_sandbox.server import SANDBOX_SPOTLER_KEY, SANDBOX_SPOTLER_SECRET
     from afas_pipeline.spotler.client import _OneLeggedOAuth1
 
     with warnings.catch_warnings():
@@ -266,19 +288,7 @@ def worker_bare(url: str, contacts: int, batch_size: int, concurrency: int) -> d
     before = _status_mb("VmRSS")
     started = time.perf_counter()
 
-    header = base64.b64encode(f"<token><version>1</version><data>{SANDBOX_AFAS_TOKEN}</data></token>".encode()).decode()
-    rows: dict[str, list[dict]] = {}
-    with httpx.Client(base_url=f"{url}/afas/ProfitRestServices", headers={"Authorization": f"AfasToken {header}"},
-                      timeout=120) as afas:
-        for connector, key in CONNECTORS.items():
-            got: list[dict] = []
-            while True:
-                params = {"skip": len(got), "take": 5000, "orderbyfieldids": key}
-                page = orjson.loads(afas.get(f"/connectors/{connector}", params=params).raise_for_status().content)["rows"]
-                got.extend(page)
-                if len(page) < 5000:
-                    break
-            rows[connector] = got
+    rows = bare_afas_read(url)
     read_s = time.perf_counter() - started
 
     persons = {p["PersonId"]: p for p in rows["Sync_Persons"]}
