@@ -60,6 +60,9 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
     common = dict(group_name=d, owners=OWNERS, partitions_def=delta_partitions, backfill_policy=DELTA_BACKFILL)
     two_way = mapping.two_way_fields()
     write_back_name = f"{d}_afas_write_back"
+    # Both feeds run after the window's sync to the destination, read it and keep their events in the ledger.
+    feed = dict(deps=[after], kinds={destination.kind, "pandas", "parquet"}, required_resource_keys={"sync_state", d},
+                **common)
 
     @dg.asset(
         name=f"{d}_optout_feedback",
@@ -70,10 +73,7 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
             "15 minutes back and de-duplicated against the delivered-event ledger. Keys, kinds, times and hashes; "
             "the new value only for a two-way field."
         ),
-        deps=[after],
-        kinds={destination.kind, "pandas", "parquet"},
-        required_resource_keys={"sync_state", d},
-        **common,
+        **feed,
     )
     def optout_feedback(context: dg.AssetExecutionContext) -> dg.Output:
         window = context.partition_time_window
@@ -82,18 +82,8 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
         records = {r.external_id: {"permissions": r.permissions, "fields": r.fields} for r in
                    state.records(d, [c.external_id for c in changed]).itertuples(index=False)}
         events, counts = destination_events(changed, records, destination.permission_keys, two_way)
-        fresh = _record_fresh(state, d, events[EVENT_COLUMNS])
-        metadata = {
-            "dagster/row_count": len(fresh),
-            "contacts_changed": counts["contacts"],
-            "echoes_or_known": counts["echoes"],
-            "never_synced": counts["unknown"],
-            "events_read": len(events),
-            "already_delivered": len(events) - len(fresh),
-            **{f"events/{k}": int(v) for k, v in fresh["kind"].value_counts().items()},
-        }
-        context.log.info(f"{d}_optout_feedback: {metadata}")
-        return dg.Output(fresh.astype("string"), metadata=metadata)
+        return _fresh_events(context, state, d, events[EVENT_COLUMNS], contacts_changed=counts["contacts"],
+                             echoes_or_known=counts["echoes"], never_synced=counts["unknown"], events_read=len(events))
 
     @dg.asset(
         name=f"{d}_bounce_feedback",
@@ -102,25 +92,13 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
             "that bounced, read 24 hours back (bounces are reported late) and de-duplicated against the "
             "delivered-event ledger. Keys, kinds, times and hashes only."
         ),
-        deps=[after],
-        kinds={destination.kind, "pandas", "parquet"},
-        required_resource_keys={"sync_state", d},
-        **common,
+        **feed,
     )
     def bounce_feedback(context: dg.AssetExecutionContext) -> dg.Output:
         window = context.partition_time_window
         state = context.resources.sync_state.open()
         bounces = destination.bounces(getattr(context.resources, d), window.start - BOUNCES_OVERLAP, window.end)
-        events = bounce_events(bounces)[EVENT_COLUMNS]
-        fresh = _record_fresh(state, d, events)
-        metadata = {
-            "dagster/row_count": len(fresh),
-            "bounces_read": len(bounces),
-            "already_delivered": len(events) - len(fresh),
-            **{f"events/{k}": int(v) for k, v in fresh["kind"].value_counts().items()},
-        }
-        context.log.info(f"{d}_bounce_feedback: {metadata}")
-        return dg.Output(fresh.astype("string"), metadata=metadata)
+        return _fresh_events(context, state, d, bounce_events(bounces)[EVENT_COLUMNS], bounces_read=len(bounces))
 
     @dg.asset(
         name=write_back_name,
@@ -244,13 +222,17 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
     return [optout_feedback, bounce_feedback, afas_write_back]
 
 
-def _record_fresh(state: SyncState, d: str, events: pd.DataFrame) -> pd.DataFrame:
+def _fresh_events(context: dg.AssetExecutionContext, state: SyncState, d: str, events: pd.DataFrame,
+                  **counts: int) -> dg.Output:
     """The events the ledger does not hold as delivered, put into it as pending before anything is written
     to AFAS: should the write-back die or fail, a later run delivers them, however far its own window lies
-    from theirs (C4)."""
+    from theirs (C4). Counted in the metadata with what the feed read (`counts`)."""
     fresh = not_delivered(events, state.feedback_events(d, keys=_keys(events)))
     state.record_feedback(d, _keys(fresh), "pending")
-    return fresh
+    metadata = {"dagster/row_count": len(fresh), **counts, "already_delivered": len(events) - len(fresh),
+                **{f"events/{k}": int(v) for k, v in fresh["kind"].value_counts().items()}}
+    context.log.info(f"{context.asset_key.to_user_string()}: {metadata}")
+    return dg.Output(fresh.astype("string"), metadata=metadata)
 
 
 def _afas_on_since(state: SyncState, d: str, events: pd.DataFrame) -> dict[tuple[str, str], pd.Timestamp]:
