@@ -204,10 +204,7 @@ def _afas_problems(env: Mapping[str, str]) -> Iterator[str]:
 
 def _spotler_problems(env: Mapping[str, str]) -> Iterator[str]:
     key, secret = _set(env, "SPOTLER_CONSUMER_KEY"), _set(env, "SPOTLER_CONSUMER_SECRET")
-    if key != secret:
-        given, missing = ("SPOTLER_CONSUMER_KEY", "SPOTLER_CONSUMER_SECRET")[:: 1 if key else -1]
-        yield (f"{missing} is not set, but {given} is: set both for production Spotler, or neither for the "
-               f"sandbox")
+    yield from _one_of_a_pair(env, "SPOTLER_CONSUMER_KEY", "SPOTLER_CONSUMER_SECRET", "production Spotler")
     if not (key or secret):
         if _set(env, "SPOTLER_BASE_URL"):
             yield ("SPOTLER_BASE_URL is set, but SPOTLER_CONSUMER_KEY and SPOTLER_CONSUMER_SECRET are not, so the "
@@ -222,12 +219,17 @@ def _spotler_problems(env: Mapping[str, str]) -> Iterator[str]:
                                               sends="OAuth-signed requests", example=SPOTLER_URL_EXAMPLE))
 
 
+def _one_of_a_pair(env: Mapping[str, str], first: str, second: str, what: str) -> Iterator[str]:
+    """Two settings that only work together: a line when exactly one of them is set."""
+    if _set(env, first) != _set(env, second):
+        given, missing = (first, second)[:: 1 if _set(env, first) else -1]
+        yield f"{missing} is not set, but {given} is: set both for {what}, or neither for the sandbox"
+
+
 def _mailchimp_problems(env: Mapping[str, str]) -> Iterator[str]:
-    key, list_id = _set(env, "MAILCHIMP_API_KEY"), _set(env, "MAILCHIMP_LIST_ID")
-    if key != list_id:
-        given, missing = ("MAILCHIMP_API_KEY", "MAILCHIMP_LIST_ID")[:: 1 if key else -1]
-        yield (f"{missing} is not set, but {given} is: set both for production Mailchimp (the audience's id is in "
-               f"its settings), or neither for the sandbox")
+    key = _set(env, "MAILCHIMP_API_KEY")
+    yield from _one_of_a_pair(env, "MAILCHIMP_API_KEY", "MAILCHIMP_LIST_ID",
+                              "production Mailchimp (the audience's id is in its settings)")
     if not key:
         if _set(env, "MAILCHIMP_BASE_URL"):
             yield ("MAILCHIMP_BASE_URL is set, but MAILCHIMP_API_KEY is not, so the sandbox would be used: set the "
