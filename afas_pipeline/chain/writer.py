@@ -23,15 +23,13 @@ SEND_CHUNK = 5000
 def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, writer: "StateWriter") -> dict:
     """Send the documents of `rows` and save each batch's outcome in the sync state as soon as the destination
     answered it (a run killed later re-sends nothing that was acknowledged). Each chunk is recorded as in
-    flight before it is sent (see `StateWriter`). The next chunk is built while the previous one is on its
-    way. A document that would re-subscribe a record the destination already has is never sent (MC3): it is
+    flight before it is sent (see `StateWriter`). The next chunk is built and recorded while the previous one
+    is on its way. A document that would re-subscribe a record the destination already has is never sent (MC3): it is
     counted in `writer.resubscriptions`. Returns the destination's result per id; raises the destination's
     write-incomplete error when a batch got no answer, after the answered ones were saved."""
     outcome: dict = {}
 
-    def send(chunk: pd.DataFrame, documents: list) -> None:
-        entry = writer.begin(chunk)
-        failpoint(f"{destination.name}_sync.intent_recorded")
+    def send(entry: int, documents: list) -> None:
         destination.write(client, documents, writer.save_batch)
         writer.end(entry)
 
@@ -46,9 +44,13 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, wr
                     writer.resubscriptions += len(stopped)
                     keep = [i for i in range(len(documents)) if i not in set(stopped)]
                     chunk, documents = chunk.iloc[keep], [documents[i] for i in keep]
+                # Recorded as in flight while the previous chunk is still on its way, so the senders never wait
+                # for it; a chunk recorded and then not sent (the run died) is sent again by the next run.
+                entry = writer.begin(chunk)
+                failpoint(f"{destination.name}_sync.intent_recorded")
                 if sending is not None:
                     sending.result()
-                sending = sender.submit(send, chunk, documents)
+                sending = sender.submit(send, entry, documents)
             if sending is not None:
                 sending.result()
         finally:
