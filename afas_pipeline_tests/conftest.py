@@ -24,9 +24,7 @@ def reset_sandbox(sb: Sandbox) -> None:
 @pytest.fixture
 def afas_sandbox_clean(sandbox: Sandbox) -> Sandbox:
     """The session sandbox, reset before and after the test so no data, fault or stat leaks across tests."""
-    reset_sandbox(sandbox)
-    yield sandbox
-    reset_sandbox(sandbox)
+    yield from _reset_around(reset_sandbox, sandbox)
 
 
 def reset_spotler_sandbox(sb: Sandbox) -> None:
@@ -37,9 +35,7 @@ def reset_spotler_sandbox(sb: Sandbox) -> None:
 @pytest.fixture
 def spotler_sandbox_clean(sandbox: Sandbox) -> Sandbox:
     """The session sandbox with its Spotler account reset before and after the test."""
-    reset_spotler_sandbox(sandbox)
-    yield sandbox
-    reset_spotler_sandbox(sandbox)
+    yield from _reset_around(reset_spotler_sandbox, sandbox)
 
 
 def reset_mailchimp_sandbox(sb: Sandbox) -> None:
@@ -50,9 +46,14 @@ def reset_mailchimp_sandbox(sb: Sandbox) -> None:
 @pytest.fixture
 def mailchimp_sandbox_clean(sandbox: Sandbox) -> Sandbox:
     """The session sandbox with its Mailchimp account reset before and after the test."""
-    reset_mailchimp_sandbox(sandbox)
+    yield from _reset_around(reset_mailchimp_sandbox, sandbox)
+
+
+def _reset_around(reset, sandbox: Sandbox):
+    """The sandbox for one test, `reset` before and after it."""
+    reset(sandbox)
     yield sandbox
-    reset_mailchimp_sandbox(sandbox)
+    reset(sandbox)
 
 
 @pytest.fixture(autouse=True)
