@@ -5,11 +5,16 @@ from pathlib import Path
 import dagster as dg
 
 from afas_pipeline.afas.assets import build_afas_assets
+from afas_pipeline.afas.sources import CRM_ENTITIES, CUSTOMER_ENTITIES
 from afas_pipeline.resources import build_resources
 from afas_pipeline.schedules import build_jobs_and_schedules
 
 # One folder per destination under afas_pipeline/defs/, each a defs.yaml naming its mapping and adapter.
-assets = [*build_afas_assets(), *dg.load_from_defs_folder(path_within_project=Path(__file__).parent).assets]
+destinations = list(dg.load_from_defs_folder(path_within_project=Path(__file__).parent).assets)
+# AFAS's CRM is always read; its debtors only when a destination's audience is made of them.
+upstream = {key.to_user_string() for a in destinations for key in a.dependency_keys}
+customers = tuple(e for e in CUSTOMER_ENTITIES if f"afas_{e}" in upstream)
+assets = [*build_afas_assets(entities=(*CRM_ENTITIES, *customers)), *destinations]
 jobs, schedules = build_jobs_and_schedules(assets)
 
 defs = dg.Definitions(

@@ -1,6 +1,7 @@
 """The AFAS source assets: what AFAS Profit holds, read through its GetConnectors.
 
-For each entity (contacts, persons, organisations) there are two assets:
+For each entity (contacts, persons, organisations; debtors and their delivery addresses when a destination's
+audience is AFAS's customers) there are two assets:
 - `afas_<entity>`: the full read, a snapshot every 6 hours (R2);
 - `afas_<entity>_changes`: what changed in a 15-minute window, by modified date (R1; for contacts
   also by the person's and organisation's own dates, so card edits reach the delta, R2).
@@ -16,7 +17,7 @@ import pandas as pd
 from afas_pipeline.afas import checks
 from afas_pipeline.afas.client import AfasClient, ReadStats
 from afas_pipeline.afas.partitions import DELTA_BACKFILL, FULL_BACKFILL, delta_partitions, full_partitions
-from afas_pipeline.afas.sources import ENTITIES, AfasSource, AfasSources, Entity, default_sources
+from afas_pipeline.afas.sources import CRM_ENTITIES, AfasSource, AfasSources, Entity, default_sources
 
 GROUP = "afas"
 OWNERS = ["team:data-engineering"]
@@ -27,6 +28,9 @@ _DESCRIPTIONS: dict[Entity, str] = {
     "with e-mail, blocked flag, permissions and bounce fields.",
     "persons": "Persons: the person cards the contacts point to.",
     "organisations": "Organisations: the organisation cards the contacts point to.",
+    "debtors": "Debtors: AFAS's customers (an organisation or a person as sales relation), with name, address, "
+    "phone, e-mail and blocked flag as the debtor card shows them.",
+    "delivery_addresses": "Delivery addresses: the debtors' addresses, one row per address, each naming its debtor.",
 }
 
 
@@ -160,6 +164,8 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
-def build_afas_assets(sources: AfasSources | None = None) -> list[dg.AssetsDefinition]:
+def build_afas_assets(sources: AfasSources | None = None,
+                      entities: tuple[Entity, ...] = CRM_ENTITIES) -> list[dg.AssetsDefinition]:
+    """The reads of `entities`: the CRM always, the customers only when a destination's audience needs them."""
     sources = sources or default_sources()
-    return [asset for entity in ENTITIES for asset in build_source_assets(entity, sources[entity])]
+    return [asset for entity in entities for asset in build_source_assets(entity, sources[entity])]

@@ -12,8 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from afas_pipeline.mapping.errors import MappingError
 
-Entity = Literal["contacts", "persons", "organisations"]
-ENTITIES: tuple[Entity, ...] = ("contacts", "persons", "organisations")
+Entity = Literal["contacts", "persons", "organisations", "debtors", "delivery_addresses"]
+#: What every destination reads (the CRM), and what only an audience of customers reads (seed 002).
+CRM_ENTITIES: tuple[Entity, ...] = ("contacts", "persons", "organisations")
+CUSTOMER_ENTITIES: tuple[Entity, ...] = ("debtors", "delivery_addresses")
+ENTITIES: tuple[Entity, ...] = (*CRM_ENTITIES, *CUSTOMER_ENTITIES)
 
 MAPPINGS_DIR = Path(os.environ.get("AFAS_PIPELINE_MAPPINGS", Path(__file__).resolve().parents[2] / "mappings"))
 SOURCES_FILE = MAPPINGS_DIR / "afas_sources.yaml"
@@ -50,9 +53,20 @@ class AfasSources(BaseModel):
     contacts: AfasSource
     persons: AfasSource
     organisations: AfasSource
+    # Only needed by a destination whose audience is AFAS's debtors (`source: {entity: debtor}`).
+    debtors: AfasSource | None = None
+    delivery_addresses: AfasSource | None = None
 
     def __getitem__(self, entity: Entity) -> AfasSource:
-        return getattr(self, entity)
+        source = getattr(self, entity)
+        if source is None:
+            raise MappingError(f"{SOURCES_FILE}: `{entity}` is not set; a debtor audience reads it (copy the "
+                               f"`{entity}:` block of the project's mappings/afas_sources.yaml)")
+        return source
+
+    def connectors(self) -> dict[str, str]:
+        """The GetConnector of each entity that is set."""
+        return {entity: getattr(self, entity).connector for entity in ENTITIES if getattr(self, entity) is not None}
 
 
 def load_sources(path: Path = SOURCES_FILE) -> AfasSources:

@@ -32,6 +32,7 @@ from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.afas.updates import GUARDS, Write, guard, write_backs
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.privacy import hashed_sample
+from afas_pipeline.mapping.models import ENTITY_SOURCE
 from afas_pipeline.sync.audience import field_value
 from afas_pipeline.sync.destination import Destination
 from afas_pipeline.sync.feedback import (
@@ -57,6 +58,7 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
                           after: dg.AssetKey) -> list[dg.AssetsDefinition]:
     """The way back, run after `after` (the 15-minute AFAS -> destination sync) of the same window."""
     d, title, mapping = destination.name, destination.title, destination.mapping
+    base = sources[ENTITY_SOURCE[mapping.base]]  # whose fields the write-back reads and writes
     common = dict(group_name=d, owners=OWNERS, partitions_def=delta_partitions, backfill_policy=DELTA_BACKFILL)
     two_way = mapping.two_way_fields()
     write_back_name = f"{d}_afas_write_back"
@@ -154,9 +156,9 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
         unanswered: list[AfasError] = []
         seconds["prepare"] = perf_counter() - started
         # AFAS that cannot be read is no verdict on any record: the step fails, the events stay pending.
-        rows, _ = read_by_keys(afas, sources.contacts, desired)
+        rows, _ = read_by_keys(afas, base, desired)
         seconds["read_afas"] = perf_counter() - started - seconds["prepare"]
-        writes, no_write = write_backs(desired, rows, mapping, sources.contacts.key)
+        writes, no_write = write_backs(desired, rows, mapping, base.key)
         outcome.update(no_write)
         allowed = []
         for write in writes:

@@ -26,6 +26,7 @@ from afas_pipeline.chain.writer import StateWriter, results_frame, send_in_chunk
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.privacy import hashed_sample
 from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift
+from afas_pipeline.mapping.models import BACK_REFERENCES, ENTITY_SOURCE
 from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, is_valid_email
 from afas_pipeline.sync.destination import Destination
 from afas_pipeline.sync.feedback import iso
@@ -69,63 +70,63 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
     file = mapping.file or f"mappings/{d}.yaml"
     common = dict(group_name=d, owners=OWNERS, partitions_def=c["partitions"], backfill_policy=c["backfill"])
     window = "every 6 hours (R2)" if cadence == "full" else "every 15 minutes (R1)"
+    base, joined = mapping.base, mapping.joined()
+    base_source = sources[ENTITY_SOURCE[base]]
+    plural = ENTITY_SOURCE[base]
+    # The AFAS reads this audience is made of: its base (contacts or debtors) and the entities joined to it.
+    reads = {ENTITY_SOURCE[entity]: dg.AssetIn(f"afas_{ENTITY_SOURCE[entity]}{c['afas']}") for entity in (base, *joined)}
+    what = ("AFAS contacts joined with their person and organisation, the rules applied (R3 e-mail, R4 person "
+            "at organisation, R7 blocked, R8 filters, C2 normalised e-mail)" if base == "contact" else
+            "AFAS debtors (customers, seed 002) joined with their preferred delivery address, the rules applied "
+            "(R3 e-mail, R7 blocked, C2 normalised e-mail)")
+    checks = [
+        dg.AssetCheckSpec("r3_every_member_has_a_valid_email", asset=names["audience"], blocking=True,
+                          description="R3: no member without an e-mail address or with a malformed one."),
+        dg.AssetCheckSpec("c2_one_record_per_contact", asset=names["audience"], blocking=True,
+                          description=f"C2: one member per AFAS {base}; e-mails trimmed and lower-cased."),
+        dg.AssetCheckSpec("c4_every_contact_accounted_for", asset=names["audience"], blocking=True,
+                          description=f"C4: {plural} read = members + excluded, each excluded row naming its rule."),
+    ]
+    if base == "contact":
+        checks.insert(1, dg.AssetCheckSpec(
+            "r4_only_persons_at_organisations", asset=names["audience"], blocking=True,
+            description="R4: every member is a contact of kind person at organisation."))
 
     @dg.asset(
         name=names["audience"],
         description=(
-            f"Who goes to {title}, {window}: AFAS contacts joined with their person and organisation, the "
-            "rules applied (R3 e-mail, R4 person at organisation, R7 blocked, R8 filters, C2 normalised e-mail) "
-            f"and the mapping of {file}. One row per AFAS contact; a left-out row names its rule."
+            f"Who goes to {title}, {window}: {what} and the mapping of {file}. One row per AFAS {base}; a "
+            "left-out row names its rule."
         ),
-        ins={
-            "contacts": dg.AssetIn(f"afas_contacts{c['afas']}"),
-            "persons": dg.AssetIn(f"afas_persons{c['afas']}"),
-            "organisations": dg.AssetIn(f"afas_organisations{c['afas']}"),
-        },
+        ins=reads,
         kinds={"pandas", "parquet"},
-        check_specs=[
-            dg.AssetCheckSpec("r3_every_member_has_a_valid_email", asset=names["audience"], blocking=True,
-                              description="R3: no member without an e-mail address or with a malformed one."),
-            dg.AssetCheckSpec("r4_only_persons_at_organisations", asset=names["audience"], blocking=True,
-                              description="R4: every member is a contact of kind person at organisation."),
-            dg.AssetCheckSpec("c2_one_record_per_contact", asset=names["audience"], blocking=True,
-                              description="C2: one member per AFAS contact; e-mails trimmed and lower-cased."),
-            dg.AssetCheckSpec("c4_every_contact_accounted_for", asset=names["audience"], blocking=True,
-                              description="C4: contacts read = members + excluded, each excluded row naming its rule."),
-        ],
+        check_specs=checks,
         required_resource_keys={"afas", "sync_state"},
         **common,
     )
-    def audience(context: dg.AssetExecutionContext, contacts: pd.DataFrame, persons: pd.DataFrame,
-                 organisations: pd.DataFrame):
+    def audience(context: dg.AssetExecutionContext, **read: pd.DataFrame):
         afas: AfasClient = context.resources.afas
+        rows = read[plural]
+        related = {entity: read[ENTITY_SOURCE[entity]] for entity in joined}
         lookups = 0
         if cadence == "delta":
-            # A delta holds the changed contacts; their persons and organisations, and contacts waiting
-            # for a retry, may have changed in another window: read those from AFAS as they are now.
             state = context.resources.sync_state.open()
-            retry = _pending_retries(state, d, exclude=contacts[sources.contacts.key].astype(str))
-            extra, calls = read_by_keys(afas, sources.contacts, retry)
-            contacts, lookups = pd.concat([contacts, extra], ignore_index=True) if len(extra) else contacts, calls
-            persons, calls = complete_by_keys(afas, sources.persons, persons, contacts["PersonId"])
-            lookups += calls
-            organisations, calls = complete_by_keys(afas, sources.organisations, organisations, contacts["OrganisationId"])
-            lookups += calls
-        result = build_audience(contacts, persons, organisations, mapping)
+            rows, related, lookups = _complete_delta(afas, sources, mapping, state, d, rows, related)
+        result = build_audience(rows, related, mapping, modified=base_source.modified)
         members = result.members
         excluded = result.excluded_counts()
-        context.log.info(f"audience: {len(members)} of {result.input_rows} contacts; excluded {excluded}")
+        context.log.info(f"audience: {len(members)} of {result.input_rows} {plural}; excluded {excluded}")
         yield dg.Output(
             result.rows,
             metadata={
                 "dagster/row_count": len(result.rows),
-                "contacts_read": result.input_rows,
+                f"{plural}_read": result.input_rows,
                 "members": len(members),
                 **{f"excluded/{rule}": n for rule, n in excluded.items()},
                 "afas_lookups": lookups,
             },
         )
-        yield from _audience_checks(result.rows, result.input_rows, contacts, sources.contacts.key)
+        yield from _audience_checks(result.rows, result.input_rows, rows, base_source.key, contact_kinds=base == "contact")
 
     @dg.asset(
         name=names["sync_plan"],
@@ -150,8 +151,9 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
     )
     def sync_plan(context: dg.AssetExecutionContext, audience: pd.DataFrame):
         client = getattr(context.resources, d)
-        drift = mapping_drift(context.resources.afas, destination, client, sources)
         state = context.resources.sync_state.open()
+        _same_identity(state, destination)
+        drift = mapping_drift(context.resources.afas, destination, client, sources)
         seen = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc))
         members = audience[audience["excluded_by"].isna()]
         records = state.records(d, members["external_id"])
@@ -293,11 +295,53 @@ def _rejected_asset(destination: Destination, chains: list[dg.AssetsDefinition])
 def mapping_drift(afas: AfasClient, destination: Destination, client, sources: AfasSources) -> list[str]:
     """Every way the mapping no longer fits the live AFAS connectors and the destination's account."""
     mapping = destination.mapping
-    get_meta = {s.connector: afas.metainfo(s.connector) for s in (sources.contacts, sources.persons, sources.organisations)}
+    read = [sources[ENTITY_SOURCE[entity]] for entity in mapping.columns()]
+    get_meta = {s.connector: afas.metainfo(s.connector) for s in read}
     update_meta = {c: afas.update_metainfo(c) for c in sorted({t.connector for t in mapping.write_backs()})}
     return [*afas_drift(mapping, get_meta, update_meta, sources=sources),
             *live_subject_type_drift(afas, mapping),
             *destination_drift(mapping, destination.properties(client))]
+
+
+def _complete_delta(afas: AfasClient, sources: AfasSources, mapping, state: SyncState, d: str, rows: pd.DataFrame,
+                    related: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], int]:
+    """A delta's base rows completed: the records a joined row changed in this window points back to (a
+    debtor's delivery address), and the records waiting for a retry, read from AFAS as they are now; then
+    the joined rows they point to that the window did not hold (a contact's person, changed in another
+    window). Returns the rows, the joined rows and the AFAS calls made."""
+    base_source = sources[ENTITY_SOURCE[mapping.base]]
+    present = rows[base_source.key].astype(str) if len(rows.columns) else pd.Series(dtype=str)
+    wanted = set(_pending_retries(state, d, exclude=present))
+    for entity, back in BACK_REFERENCES.items():
+        frame = related.get(entity)
+        if frame is not None and len(frame.columns) and back in frame:
+            wanted |= set(frame[back].dropna().astype(str)) - set(present)
+    extra, lookups = read_by_keys(afas, base_source, wanted)
+    if len(extra):
+        rows = pd.concat([rows, extra], ignore_index=True) if len(rows.columns) else extra
+    completed = {}
+    for entity, via in mapping.joined().items():
+        have = related[entity]
+        keys = rows[via] if via in rows else pd.Series(dtype=str)
+        completed[entity], calls = complete_by_keys(afas, sources[ENTITY_SOURCE[entity]], have, keys)
+        lookups += calls
+    return rows, completed, lookups
+
+
+def _same_identity(state: SyncState, destination: Destination) -> None:
+    """Stop before anything is read or written when the mapping keys the destination's records by another AFAS
+    field than the sync state holds (its audience switched between contacts and debtors): contact 20002 and
+    debtor 20002 are different people, and the state would take one for the other."""
+    d, mapping = destination.name, destination.mapping
+    wanted = mapping.external_id.column
+    saved = state.identity(d, wanted)
+    if saved != wanted:
+        raise dg.Failure(
+            description=f"{mapping.file or d}: external_id is {wanted}, but the sync state of {d} holds records "
+                        f"keyed by {saved}; one state (and one {destination.title} audience) cannot hold both. "
+                        f"Give the new audience its own: a new {destination.title} audience and a fresh sync state "
+                        f"(AFAS_PIPELINE_STATE), or restore external_id: {saved}",
+            allow_retries=False)
 
 
 def _pending_retries(state: SyncState, d: str, exclude: pd.Series) -> list[str]:
@@ -357,7 +401,8 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
     return len(optouts)
 
 
-def _audience_checks(rows: pd.DataFrame, input_rows: int, contacts: pd.DataFrame, key: str) -> Iterator[dg.AssetCheckResult]:
+def _audience_checks(rows: pd.DataFrame, input_rows: int, read: pd.DataFrame, key: str,
+                     contact_kinds: bool) -> Iterator[dg.AssetCheckResult]:
     members = rows[rows["excluded_by"].isna()]
     valid = members["email"].fillna("").map(lambda e: bool(e) and is_valid_email(e)).astype(bool)
     bad_email = members["email"].isna().astype(bool) | ~valid
@@ -367,13 +412,15 @@ def _audience_checks(rows: pd.DataFrame, input_rows: int, contacts: pd.DataFrame
                   "excluded_R3": int((rows["excluded_by"] == "R3").sum()),
                   "excluded_R3_syntax": int((rows["excluded_by"] == "R3-syntax").sum())},
     )
-    kinds = contacts.drop_duplicates(key, keep="last").set_index(contacts.drop_duplicates(key, keep="last")[key].astype(str))["ContactKind"]
-    not_prs = members["external_id"].map(kinds) != "PRS"
-    yield dg.AssetCheckResult(
-        check_name="r4_only_persons_at_organisations", passed=not not_prs.any(),
-        metadata={"offenders": int(not_prs.sum()), "offender_keys": hashed_sample(members.loc[not_prs, "external_id"]),
-                  "excluded_R4": int((rows["excluded_by"] == "R4").sum())},
-    )
+    if contact_kinds:
+        latest = read.drop_duplicates(key, keep="last")
+        kinds = latest.set_index(latest[key].astype(str))["ContactKind"]
+        not_prs = members["external_id"].map(kinds) != "PRS"
+        yield dg.AssetCheckResult(
+            check_name="r4_only_persons_at_organisations", passed=not not_prs.any(),
+            metadata={"offenders": int(not_prs.sum()), "offender_keys": hashed_sample(members.loc[not_prs, "external_id"]),
+                      "excluded_R4": int((rows["excluded_by"] == "R4").sum())},
+        )
     duplicate_ids = members["external_id"].duplicated(keep=False)
     not_normalised = members["email"].notna() & (members["email"] != members["email"].str.strip().str.lower())
     shared = members["email"].duplicated(keep=False) & members["email"].notna()

@@ -31,7 +31,7 @@ import pandas as pd
 
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mailchimp.client import MailchimpClient, MemberResult, MemberWrite, subscriber_hash
-from afas_pipeline.mailchimp.merge_values import address_values, phone_values
+from afas_pipeline.mailchimp.merge_values import address_values, debtor_address_values, phone_values
 from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.sync.audience import normalise_email, permission_column, property_column
 from afas_pipeline.sync.events import Bounce, ContactChange
@@ -40,9 +40,13 @@ from afas_pipeline.sync.values import plain_values, typed_values
 
 #: The permission id of Mailchimp's audience status (subscribed or not) in the mapping.
 STATUS = "status"
-#: ADDRESS is one merge field fed by several AFAS fields, mapped as `ADDRESS.<part>`.
+#: ADDRESS is one merge field fed by several AFAS fields, mapped as `ADDRESS.<part>`: an address in parts (an
+#: organisation's, a delivery address), or a debtor card's address lines (`line1`, `line3`, `line4`). With both,
+#: a complete address in parts wins and the lines fill in for the rest.
 ADDRESS = "ADDRESS"
-ADDRESS_PARTS = ("street", "house_number", "addition", "zip", "city", "country")
+ADDRESS_FIELDS = ("street", "house_number", "addition", "zip", "city", "country")
+ADDRESS_LINES = ("line1", "line3", "line4")
+ADDRESS_PARTS = (*ADDRESS_FIELDS, *ADDRESS_LINES)
 #: The statuses that say whether the member may get campaigns; pending, cleaned and archived say nothing of
 #: the person's choice (cleaned is a bounce, R11).
 STATUS_PERMISSION = {"subscribed": True, "unsubscribed": False, "transactional": False}
@@ -214,8 +218,12 @@ class MailchimpAdapter:
             tag = self._address.get(name)
             return rows[property_column(tag)] if tag else pd.Series([None] * len(rows), index=rows.index)
 
-        return address_values(part("street"), part("house_number"), part("addition"), part("zip"), part("city"),
-                              part("country"))
+        nothing: list[dict | None] = [None] * len(rows)
+        parts = address_values(*map(part, ADDRESS_FIELDS)) \
+            if any(name in self._address for name in ADDRESS_FIELDS) else nothing
+        lines = debtor_address_values(*map(part, ADDRESS_LINES)) \
+            if any(name in self._address for name in ADDRESS_LINES) else nothing
+        return [p if p is not None else line for p, line in zip(parts, lines)]
 
 
 def _plain_fields(member: dict) -> dict[str, object]:

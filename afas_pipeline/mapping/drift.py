@@ -18,7 +18,7 @@ from afas_pipeline.afas.errors import AfasAuthError, AfasConfigError
 from afas_pipeline.afas.sources import AfasSources, default_sources
 from afas_pipeline.mapping.models import (
     BOUNCE_TYPES,
-    CONTACT_BASE_COLUMNS,
+    BASE_COLUMNS,
     ENTITY_KEY,
     ENTITY_SOURCE,
     DestinationMapping,
@@ -77,9 +77,9 @@ def afas_drift(mapping: DestinationMapping, get_meta: Mapping[str, Any], update_
     """
     sources = sources or default_sources()
     file = mapping.file or f"mappings/{mapping.destination}.yaml"
-    connector_of = {"contact": mapping.source.connector,
-                    "person": sources[ENTITY_SOURCE["person"]].connector,  # type: ignore[index]
-                    "organisation": sources[ENTITY_SOURCE["organisation"]].connector}  # type: ignore[index]
+    connector_of = {entity: sources[ENTITY_SOURCE[entity]].connector  # type: ignore[index]
+                    for entity in mapping.joined()}
+    connector_of[mapping.base] = mapping.source.connector
     problems: list[str] = []
     types: dict[str, dict[str, str] | None] = {}
     for entity in mapping.columns():
@@ -104,19 +104,19 @@ def afas_drift(mapping: DestinationMapping, get_meta: Mapping[str, Any], update_
                 f"{file}: {path} ({entity}.{field}): {rule}: GetConnector {connector} says {field} is "
                 f"{known[field]}, but the mapping treats it as {kind}; change `type:` or map another field")
 
-    # R9: the join keys and the contact kind must be in the contacts connector, the entity keys in theirs.
-    for field in CONTACT_BASE_COLUMNS:
+    # R9: the join keys (and a contact's kind) must be in the base connector, the entity keys in theirs.
+    for field in BASE_COLUMNS[mapping.base]:
         if field == "ContactKind":  # R4: only persons at an organisation are synced
-            check("source.connector", "contact", field, "text", "R4")
+            check("source.connector", mapping.base, field, "text", "R4")
         else:
-            check("source.connector", "contact", field, "key", "R9")
-    for entity in ("person", "organisation"):
+            check("source.connector", mapping.base, field, "key", "R9")
+    for entity in mapping.joined():
         if entity in mapping.columns():
             check(f"{entity} join key", entity, ENTITY_KEY[entity], "key", "R9")
     for i, f in enumerate(mapping.source.filters):
         kind = "yes_no" if isinstance(f.equals, bool) else "text"
-        check(f"source.filters[{i}].field", "contact", f.field, kind, "R8")
-    check("external_id", "contact", mapping.external_id.field, "key", "R9")
+        check(f"source.filters[{i}].field", mapping.base, f.field, kind, "R8")
+    check("external_id", mapping.base, mapping.external_id.field, "key", "R9")
     check("email.afas", mapping.email.afas.entity, mapping.email.afas.field, "text", "R5")
     for i, fm in enumerate(mapping.fields):
         check(f"fields[{i}].afas", fm.afas.entity, fm.afas.field, fm.type, "M1")

@@ -59,7 +59,7 @@ def mappings_folder_problems(folder: Path, destinations: Iterable[str]) -> list[
 def load_mapping(path: Path | str, *, sources: AfasSources | None = None) -> DestinationMapping:
     """Read and validate a mapping file.
 
-    `sources` gives the contacts GetConnector the mapping must read from (R9); by default the
+    `sources` gives the GetConnectors the mapping's source must be one of (R9); by default the
     `afas_sources.yaml` next to the mapping file, or the shipped one when there is none.
     """
     path = Path(path)
@@ -77,7 +77,7 @@ def load_mapping(path: Path | str, *, sources: AfasSources | None = None) -> Des
         beside = path.parent / "afas_sources.yaml"
         sources = load_sources(beside) if beside.exists() else load_sources()
     try:
-        mapping = DestinationMapping.model_validate(raw, context={"contacts_connector": sources.contacts.connector})
+        mapping = DestinationMapping.model_validate(raw, context={"connectors": sources.connectors()})
     except ValidationError as exc:
         raise MappingError.of(path, _problems(exc, raw)) from exc
     mapping._file = str(path)

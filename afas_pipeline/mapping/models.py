@@ -34,22 +34,39 @@ from pydantic_core import PydanticCustomError
 from afas_pipeline.afas.filters import Condition, Filter, Op
 from afas_pipeline.mapping.errors import Problem
 
-Entity = Literal["contact", "person", "organisation"]
-ENTITIES: tuple[Entity, ...] = ("contact", "person", "organisation")
+Entity = Literal["contact", "person", "organisation", "debtor", "delivery_address"]
+ENTITIES: tuple[Entity, ...] = ("contact", "person", "organisation", "debtor", "delivery_address")
+#: Whose rows an audience is made of (`source.entity`): AFAS's contacts, or its customers (debtors, seed 002).
+Base = Literal["contact", "debtor"]
 FieldType = Literal["text", "yes_no", "table_link", "date", "number", "phone"]
 Direction = Literal["to_destination", "both"]
 UpdateConnector = Literal["KnContact", "KnPerson", "KnOrganisation"]
 
-# The UpdateConnector that writes each entity (R15: a write-back touches only the entity it belongs to).
+# The UpdateConnector that writes each entity (R15: a write-back touches only the entity it belongs to). AFAS
+# updates debtors through KnSalesRelationOrg/KnSalesRelationPer, which this pipeline does not write.
 ENTITY_CONNECTOR: dict[str, str] = {"contact": "KnContact", "person": "KnPerson", "organisation": "KnOrganisation"}
-# The key of each entity's GetConnector row, and the contact column that joins to it (R9).
-ENTITY_KEY: dict[str, str] = {"contact": "ContactId", "person": "PersonId", "organisation": "OrganisationId"}
+# The key of each entity's GetConnector row (R9).
+ENTITY_KEY: dict[str, str] = {"contact": "ContactId", "person": "PersonId", "organisation": "OrganisationId",
+                              "debtor": "DebtorId", "delivery_address": "Adres_ID"}
 # The entity's section in mappings/afas_sources.yaml.
-ENTITY_SOURCE: dict[str, str] = {"contact": "contacts", "person": "persons", "organisation": "organisations"}
-# Always read from the contacts connector: the join keys (R9) and the contact kind (R4).
+ENTITY_SOURCE: dict[str, str] = {"contact": "contacts", "person": "persons", "organisation": "organisations",
+                                 "debtor": "debtors", "delivery_address": "delivery_addresses"}
+# Per audience base, the entities joined to its rows: entity -> the base column holding that entity's key.
+JOINS: dict[str, dict[str, str]] = {
+    "contact": {"person": "PersonId", "organisation": "OrganisationId"},
+    # The debtor card holds the name, address, phone and e-mail itself; its preferred delivery address joins.
+    "debtor": {"delivery_address": "DeliveryAddressId"},
+}
+# A joined row that names its base row itself: an edit of it reaches the 15-minute delta through that key.
+# (A contact row carries its person's and organisation's modified dates, so those need none.)
+BACK_REFERENCES: dict[str, str] = {"delivery_address": "DebiteurID"}
+# Always read from the base GetConnector: its key, the join keys (R9) and, for contacts, the kind (R4).
 CONTACT_BASE_COLUMNS: tuple[str, ...] = ("ContactId", "PersonId", "OrganisationId", "ContactKind")
+BASE_COLUMNS: dict[str, tuple[str, ...]] = {"contact": CONTACT_BASE_COLUMNS, "debtor": ("DebtorId", "DeliveryAddressId")}
 
-MAIL_FIELDS = ("MailWork", "MailPrivate")  # R5: the only e-mail fields a mapping may choose
+# R5: the only e-mail fields a mapping may choose, per entity.
+MAIL_FIELDS: dict[str, tuple[str, ...]] = {"contact": ("MailWork", "MailPrivate"), "person": ("MailWork", "MailPrivate"),
+                                           "debtor": ("Email",)}
 # R8: the only GetConnector filters allowed, as (field, value).
 ALLOWED_FILTERS: dict[str, Any] = {"ContactKind": "PRS", "IsDebtor": True}
 # R13: AFAS refuses updates of these from outside (seed 000: "Bedrijfsnaam, Straat, Huisnummer, Postcode,
@@ -61,7 +78,8 @@ WRITE_BACK_TYPES = ("text", "yes_no")  # R13: only these AFAS field types flow b
 # How each destination names its permissions: Spotler has integer bits, Mailchimp string ids.
 PERMISSION_KEY: dict[str, str] = {"spotler": "bit", "mailchimp": "id"}
 
-_FIELD_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+# A GetConnector row key; AFAS allows a dot in one (Profit_Deliveryaddress has `A_Toev_Huisnr.`).
+_FIELD_ID = re.compile(r"[A-Za-z][A-Za-z0-9_.]*\Z")
 _MODEL = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -94,7 +112,7 @@ class FieldRef(BaseModel):
         if entity not in ENTITIES:
             raise PydanticCustomError(
                 "mapping_rule", "M1: {got} names entity '{entity}'; the entity is one of contact, person, "
-                "organisation (the three GetConnectors of mappings/afas_sources.yaml)",
+                "organisation, debtor, delivery_address (the GetConnectors of mappings/afas_sources.yaml)",
                 {"rule": "M1", "got": repr(value), "entity": entity})
         return {"entity": entity, "field": field}
 
@@ -180,10 +198,12 @@ class SourceFilter(BaseModel):
 
 
 class SourceSpec(BaseModel):
-    """Which GetConnector the audience comes from, and its (R8-limited) filters."""
+    """Whose rows the audience is made of (AFAS's contacts, or its debtors), the GetConnector they come from,
+    and its (R8-limited) filters."""
 
     model_config = _MODEL
 
+    entity: Base = "contact"
     connector: str = Field(min_length=1)
     filters: tuple[SourceFilter, ...] = ()
 
@@ -316,14 +336,23 @@ class DestinationMapping(BaseModel):
 
     @model_validator(mode="after")
     def _keeps_the_rules(self, info: ValidationInfo) -> DestinationMapping:
-        contacts_connector = (info.context or {}).get("contacts_connector")
-        problems = rule_problems(self, contacts_connector=contacts_connector)
+        connectors = (info.context or {}).get("connectors")
+        problems = rule_problems(self, connectors=connectors)
         if problems:
             text = "; ".join(p.render(None) for p in problems)
             raise PydanticCustomError("mapping_rule", "{text}", {"text": text, "problems": problems})
         return self
 
     # -- helpers for the sync --
+
+    @property
+    def base(self) -> str:
+        """The entity one audience row (one destination record) is: `contact` or `debtor`."""
+        return self.source.entity
+
+    def joined(self) -> dict[str, str]:
+        """The entities joined to the base rows: entity -> the base column holding its key."""
+        return JOINS[self.base]
 
     def refs(self) -> list[tuple[str, FieldRef]]:
         """Every AFAS field the file names, with its path in the file, in file order."""
@@ -340,13 +369,13 @@ class DestinationMapping(BaseModel):
     def columns(self) -> dict[str, list[str]]:
         """Per entity, the GetConnector fields to read, for the join.
 
-        "contact" is always present and starts with ContactId, PersonId, OrganisationId (the join keys,
-        R9) and ContactKind (R4), then the filter fields; "person"/"organisation" appear only when the
-        mapping uses them, starting with their key (PersonId / OrganisationId).
+        The base is always present and starts with its key and join keys (R9): for contacts ContactId,
+        PersonId, OrganisationId and ContactKind (R4), then the filter fields. A joined entity appears only
+        when the mapping uses it, starting with its key (PersonId, OrganisationId, Adres_ID).
         """
-        wanted: dict[str, dict[str, None]] = {"contact": dict.fromkeys(CONTACT_BASE_COLUMNS)}
+        wanted: dict[str, dict[str, None]] = {self.base: dict.fromkeys(BASE_COLUMNS[self.base])}
         for f in self.source.filters:
-            wanted["contact"][f.field] = None
+            wanted[self.base][f.field] = None
         for _, ref in self.refs():
             wanted.setdefault(ref.entity, {ENTITY_KEY[ref.entity]: None})[ref.field] = None
         return {entity: list(fields) for entity, fields in sorted(wanted.items(), key=lambda kv: ENTITIES.index(kv[0]))}
@@ -381,11 +410,12 @@ class DestinationMapping(BaseModel):
 # --- the rules a file can break on its own -------------------------------------------------------------
 
 
-def rule_problems(m: DestinationMapping, *, contacts_connector: str | None = None) -> list[Problem]:
-    """Every load-time rule the mapping breaks. `contacts_connector` is the contacts GetConnector of
-    mappings/afas_sources.yaml (R9); None skips that one check."""
+def rule_problems(m: DestinationMapping, *, connectors: dict[str, str] | None = None) -> list[Problem]:
+    """Every load-time rule the mapping breaks. `connectors` are the GetConnectors of mappings/afas_sources.yaml
+    by entity (R9: the source must be the base entity's); None skips that one check."""
     problems: list[Problem] = []
-    problems += _r9_identity(m, contacts_connector)
+    problems += _r9_identity(m, connectors)
+    problems += _m1_entities(m)
     problems += _r8_filters(m)
     problems += _r5_email(m)
     problems += _m3_unique_properties(m)
@@ -400,25 +430,46 @@ def _ctx(ref: FieldRef, to: str) -> str:
     return f"{ref.column} -> {to}"
 
 
-def _r9_identity(m: DestinationMapping, contacts_connector: str | None) -> list[Problem]:
+def _r9_identity(m: DestinationMapping, connectors: dict[str, str] | None) -> list[Problem]:
     out = []
-    if m.external_id.column != "contact.ContactId":
+    identity = f"{m.base}.{ENTITY_KEY[m.base]}"
+    if m.external_id.column != identity:
         out.append(Problem(
             "external_id", "R9",
-            f"the destination's external id must be contact.ContactId (one AFAS contact is one destination "
-            f"record, C2), not {m.external_id.column}; write `external_id: contact.ContactId`",
+            f"the destination's external id must be {identity} (one AFAS {m.base} is one destination "
+            f"record, C2), not {m.external_id.column}; write `external_id: {identity}`",
             _ctx(m.external_id, "externalId")))
-    if contacts_connector is not None and m.source.connector != contacts_connector:
+    expected = (connectors or {}).get(ENTITY_SOURCE[m.base])
+    if connectors is not None and m.source.connector != expected:
+        section = ENTITY_SOURCE[m.base]
         out.append(Problem(
             "source.connector", "R9",
-            f"the source is GetConnector '{m.source.connector}', but the contacts GetConnector in "
-            f"mappings/afas_sources.yaml is '{contacts_connector}' (the one checked for ContactId, PersonId and "
-            f"OrganisationId); write `connector: {contacts_connector}` or change contacts.connector there"))
+            f"the source is GetConnector '{m.source.connector}', but the {section} GetConnector in "
+            f"mappings/afas_sources.yaml is '{expected}' (the one checked for "
+            f"{', '.join(BASE_COLUMNS[m.base])}); write `connector: {expected}` or change {section}.connector there"
+            if expected else
+            f"the source is AFAS's {section}, but mappings/afas_sources.yaml has no `{section}:` block; copy it "
+            f"from the project's mappings/afas_sources.yaml"))
     return out
+
+
+def _m1_entities(m: DestinationMapping) -> list[Problem]:
+    """An audience of contacts reads contacts, persons and organisations; one of debtors reads the debtor card
+    and its delivery address (the debtor card holds the name, phone and e-mail itself)."""
+    allowed = (m.base, *m.joined())
+    return [
+        Problem(path, "M1", f"{ref.column} is not read for an audience of {ENTITY_SOURCE[m.base]} "
+                            f"(`source.entity: {m.base}`), which reads {', '.join(allowed)} fields only; map "
+                            f"a field of those", str(ref))
+        for path, ref in m.refs() if ref.entity not in allowed and path != "external_id"
+    ]
 
 
 def _r8_filters(m: DestinationMapping) -> list[Problem]:
     out: list[Problem] = []
+    if m.base != "contact" and m.source.filters:
+        return [Problem("source.filters", "R8", f"an audience of {ENTITY_SOURCE[m.base]} takes no filters (every "
+                                                "debtor is a customer); remove `filters:`")]
     allowed = "`{field: ContactKind, equals: PRS}` and `{field: IsDebtor, equals: true}`"
     seen: set[str] = set()
     for i, f in enumerate(m.source.filters):
@@ -443,11 +494,11 @@ def _r8_filters(m: DestinationMapping) -> list[Problem]:
 def _r5_email(m: DestinationMapping) -> list[Problem]:
     out = []
     ref = m.email.afas
-    if ref.field not in MAIL_FIELDS or ref.entity not in ("contact", "person"):
+    if ref.field not in MAIL_FIELDS.get(ref.entity, ()):
+        choices = [f"{entity}.{field}" for entity in (m.base, *m.joined()) for field in MAIL_FIELDS.get(entity, ())]
         out.append(Problem(
             "email.afas", "R5",
-            f"the e-mail must come from MailWork (work) or MailPrivate (private), not {ref.column}; write "
-            f"`afas: contact.MailWork` or `afas: contact.MailPrivate`",
+            f"the e-mail must come from {' or '.join(choices)}, not {ref.column}; write `afas: {choices[0]}`",
             _ctx(ref, m.email.property)))
     for i, f in enumerate(m.fields):
         if f.property == m.email.property:
@@ -456,7 +507,7 @@ def _r5_email(m: DestinationMapping) -> list[Problem]:
                 f"property '{f.property}' already holds the e-mail address (email.property); exactly one AFAS "
                 f"e-mail field feeds it. Remove this entry or choose the e-mail field under `email:`",
                 _ctx(f.afas, f.property)))
-        elif f.afas.field in MAIL_FIELDS:
+        elif f.afas.field in MAIL_FIELDS.get(f.afas.entity, ()):
             out.append(Problem(
                 f"fields[{i}].afas", "R5",
                 f"{f.afas.column} is an e-mail field and exactly one AFAS e-mail field is mapped (under `email:`, "
@@ -505,12 +556,16 @@ def _r6_permissions(m: DestinationMapping) -> list[Problem]:
 
 def _r7_r11_contact_flags(m: DestinationMapping) -> list[Problem]:
     out = []
-    if m.blocked.entity != "contact":
-        out.append(Problem("blocked", "R7", f"the blocked flag is the contact's own (contact.Blocked), not "
-                           f"{m.blocked.column}; write `blocked: contact.Blocked`", _ctx(m.blocked, "all permissions off")))
-    if m.hard_bounce is not None and m.hard_bounce.entity != "contact":
-        out.append(Problem("hard_bounce", "R11", f"the hard-bounce flag is a contact field (contact.HardBounce), not "
+    own = f"{m.base}.Blocked"
+    if m.blocked.entity != m.base:
+        out.append(Problem("blocked", "R7", f"the blocked flag is the {m.base}'s own ({own}), not "
+                           f"{m.blocked.column}; write `blocked: {own}`", _ctx(m.blocked, "all permissions off")))
+    if m.hard_bounce is not None and m.hard_bounce.entity != m.base:
+        out.append(Problem("hard_bounce", "R11", f"the hard-bounce flag is a {m.base} field, not "
                            f"{m.hard_bounce.column}", _ctx(m.hard_bounce, "inactive")))
+    if m.base != "contact" and m.mailing_history is not None:
+        out.append(Problem("mailing_history", "R17", "the mailing history files dossier items on AFAS contacts; an "
+                           f"audience of {ENTITY_SOURCE[m.base]} has none, remove `mailing_history:`"))
     return out
 
 
@@ -521,8 +576,13 @@ def _target_problems(path: str, ref: FieldRef, wb: WriteBack, context: str) -> l
             f"{path}.write_back.field", "R13",
             f"{wb.connector}.{wb.field} is a company name / street / house number / postal code / city field, "
             f"which AFAS does not let an integration update; remove the write_back", context))
-    expected = ENTITY_CONNECTOR[ref.entity]
-    if wb.connector != expected:
+    expected = ENTITY_CONNECTOR.get(ref.entity)
+    if expected is None:
+        out.append(Problem(
+            f"{path}.write_back", "R13",
+            f"{ref.column} is a field of the {ref.entity}, which AFAS updates through KnSalesRelationOrg/Per; this "
+            f"pipeline writes only contacts, persons and organisations, so remove the write_back", context))
+    elif wb.connector != expected:
         out.append(Problem(
             f"{path}.write_back.connector", "R13",
             f"{ref.column} is a field of the {ref.entity}, so it is written back through {expected}, not "
@@ -554,6 +614,11 @@ def _r13_write_backs(m: DestinationMapping) -> list[Problem]:
                 f"{path}.direction" if f.direction == "both" else f"{path}.write_back", "R13",
                 f"{f.afas.column} (company name, street, house number, postal code or city) is never written to "
                 f"AFAS; remove `direction: both` and `write_back`", context))
+            continue
+        if f.direction == "both" and f.write_back is None and f.afas.entity not in ENTITY_CONNECTOR:
+            out.append(Problem(
+                f"{path}.direction", "R13", f"{f.afas.column} is a field of the {f.afas.entity}, which this "
+                "pipeline never writes in AFAS; remove `direction: both`", context))
             continue
         if f.direction == "both" and f.write_back is None:
             out.append(Problem(

@@ -1,12 +1,14 @@
 """Who goes to a destination, and why the others do not: the audience rules as plain DataFrame work.
 
-`build_audience` takes the three AFAS reads (contacts, persons, organisations) and a destination
-mapping, and returns one row per input contact: either a member, with its mapped values, or an
-excluded row naming the rule that left it out. Input = members + excluded, always (C4).
+`build_audience` takes the AFAS reads of the mapping's base (contacts, or debtors) and of the entities
+joined to it (a contact's person and organisation; a debtor's delivery address), and returns one row per
+input row of the base: either a member, with its mapped values, or an excluded row naming the rule that
+left it out. Input = members + excluded, always (C4).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -15,7 +17,7 @@ import pandas as pd
 from email_validator import EmailNotValidError, validate_email
 
 from afas_pipeline.lib.privacy import hash_key
-from afas_pipeline.mapping.models import DestinationMapping
+from afas_pipeline.mapping.models import ENTITY_KEY, DestinationMapping
 
 #: Why a contact is not in the audience. Keys are the rule ids that tests and metadata use.
 EXCLUSION_RULES: dict[str, str] = {
@@ -26,7 +28,6 @@ EXCLUSION_RULES: dict[str, str] = {
     "C2": "the same contact appeared more than once in the read; the latest row is kept",
 }
 
-ENTITIES = ("contact", "person", "organisation")
 PERSON_KINDS_AT_ORGANISATION = "PRS"
 
 
@@ -98,15 +99,20 @@ def qualify(df: pd.DataFrame, entity: str) -> pd.DataFrame:
     return df.rename(columns={c: f"{entity}.{c}" for c in df.columns})
 
 
-def join_entities(contacts: pd.DataFrame, persons: pd.DataFrame, organisations: pd.DataFrame) -> pd.DataFrame:
-    """Contacts with their person's and organisation's fields, one row per contact."""
-    joined = qualify(contacts, "contact")
-    if len(persons.columns):
-        people = qualify(persons.drop_duplicates("PersonId", keep="last"), "person")
-        joined = joined.merge(people, how="left", left_on="contact.PersonId", right_on="person.PersonId")
-    if len(organisations.columns):
-        orgs = qualify(organisations.drop_duplicates("OrganisationId", keep="last"), "organisation")
-        joined = joined.merge(orgs, how="left", left_on="contact.OrganisationId", right_on="organisation.OrganisationId")
+def join_entities(base: pd.DataFrame, related: Mapping[str, pd.DataFrame], mapping: DestinationMapping) -> pd.DataFrame:
+    """The base rows (contacts, or debtors) with their joined entities' fields, one row per base row: a
+    contact's person and organisation, a debtor's preferred delivery address."""
+    joined = qualify(base, mapping.base)
+    for entity, via in mapping.joined().items():
+        frame = related.get(entity)
+        if frame is None or not len(frame.columns):
+            continue
+        key = ENTITY_KEY[entity]
+        rows = qualify(frame.drop_duplicates(key, keep="last"), entity)
+        left, right = f"{mapping.base}.{via}", f"{entity}.{key}"
+        if joined[left].dtype != rows[right].dtype:  # an id read as int on one side, text on the other
+            joined[left], rows[right] = joined[left].astype("string"), rows[right].astype("string")
+        joined = joined.merge(rows, how="left", left_on=left, right_on=right)
     return joined
 
 
@@ -145,22 +151,27 @@ def _validates(address: str) -> bool:
     return True
 
 
-def build_audience(
-    contacts: pd.DataFrame, persons: pd.DataFrame, organisations: pd.DataFrame, mapping: DestinationMapping
-) -> Audience:
-    input_rows = len(contacts)
-    joined = join_entities(contacts, persons, organisations)
+def build_audience(base: pd.DataFrame, related: Mapping[str, pd.DataFrame], mapping: DestinationMapping,
+                   modified: Sequence[str] = ()) -> Audience:
+    """`base`: the rows of `mapping.base` (contacts or debtors); `related`: the joined entities' rows by entity
+    (`person`, `organisation`; `delivery_address`); `modified`: the base's modified-date fields (the latest
+    row of a record read twice is kept, C2; the latest of them is the record's AFAS change, C1)."""
+    input_rows = len(base)
+    joined = join_entities(base, related, mapping)
     key = mapping.external_id.column
     rule = pd.Series(pd.NA, index=joined.index, dtype="string")
+    modified_columns = [f"{mapping.base}.{m}" for m in modified if f"{mapping.base}.{m}" in joined]
 
-    # C2: one AFAS contact is one destination record. A read that returns a contact twice (a contact
-    # edited during paging) keeps its latest row.
-    order = joined.sort_values(_modified_columns(joined), na_position="first", kind="stable").index
+    # C2: one AFAS record is one destination record. A read that returns a record twice (one edited
+    # during paging) keeps its latest row.
+    order = joined.sort_values(modified_columns, na_position="first", kind="stable").index if modified_columns \
+        else joined.index
     later_copy = joined.loc[order, key].duplicated(keep="last").reindex(joined.index)
     rule[later_copy] = "C2"
 
-    kind = joined["contact.ContactKind"]
-    rule[rule.isna() & (kind != PERSON_KINDS_AT_ORGANISATION).fillna(True)] = "R4"
+    if mapping.base == "contact":
+        kind = joined["contact.ContactKind"]
+        rule[rule.isna() & (kind != PERSON_KINDS_AT_ORGANISATION).fillna(True)] = "R4"
     for source_filter in mapping.source.filters:
         if source_filter.field == "ContactKind":
             continue  # R4 above
@@ -192,7 +203,7 @@ def build_audience(
         out[permission_column(key_)] = _flag(joined, column) & ~blocked
     out["blocked"] = blocked
     out["hard_bounced"] = _flag(joined, mapping.hard_bounce.column) if mapping.hard_bounce else False
-    out["afas_modified"] = joined[_modified_columns(joined)].max(axis=1)
+    out["afas_modified"] = joined[modified_columns].max(axis=1) if modified_columns else pd.NaT
     for name, kind in mapping.two_way_fields():
         out[field_hash_column(name)] = out[property_column(name)].map(lambda v, k=kind: field_hash(v, k)).astype("string")
     out["email_hash"] = email.map(lambda e: hash_key(e) if isinstance(e, str) else None).astype("string")
@@ -206,10 +217,6 @@ def _flag(joined: pd.DataFrame, column: str) -> pd.Series:
     if column not in joined:
         return pd.Series(False, index=joined.index)
     return joined[column].fillna(False).astype(bool)
-
-
-def _modified_columns(joined: pd.DataFrame) -> list[str]:
-    return [c for c in ("contact.ContactModified", "contact.PersonModified", "contact.OrganisationModified") if c in joined]
 
 
 def _content_hashes(out: pd.DataFrame, mapping: DestinationMapping) -> pd.Series:

@@ -72,6 +72,8 @@ CREATE TABLE IF NOT EXISTS mailing_reactions (
     PRIMARY KEY (destination, mailing_id, external_id, kind, event_at));
 CREATE TABLE IF NOT EXISTS watermarks (
     destination TEXT NOT NULL, feed TEXT NOT NULL, read_until TEXT NOT NULL, PRIMARY KEY (destination, feed));
+CREATE TABLE IF NOT EXISTS identities (
+    destination TEXT PRIMARY KEY, identity TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS writes_in_flight (
     id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL, started_at TEXT NOT NULL,
     feed_mark TEXT, intents TEXT NOT NULL);
@@ -294,6 +296,20 @@ class SyncState:
         df = pd.DataFrame(rows, columns=REJECTED_COLUMNS)
         df["quarantined"] = df["quarantined"].astype(bool)
         return df
+
+    # -- what a destination's records are --
+
+    def identity(self, destination: str, identity: str) -> str:
+        """The AFAS field this destination's records are keyed by (`contact.ContactId`, `debtor.DebtorId`): the
+        one saved, else `identity`, saved now. A state saved before identities were kept holds contacts."""
+        with self._connect() as db:
+            row = db.execute("SELECT identity FROM identities WHERE destination=?", (destination,)).fetchone()
+            if row:
+                return row[0]
+            known = db.execute("SELECT 1 FROM records WHERE destination=? LIMIT 1", (destination,)).fetchone()
+            saved = "contact.ContactId" if known else identity
+            db.execute("INSERT INTO identities VALUES (?,?)", (destination, saved))
+        return saved
 
     # -- feed watermarks --
 

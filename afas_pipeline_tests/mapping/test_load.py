@@ -399,3 +399,79 @@ def test_r9_uses_the_afas_sources_file_beside_the_mapping(tmp_path):
     path, message = broken(tmp_path, lambda raw: None)
     assert_names(path, message, "source.connector", "R9")
     assert "My_contacts" in message
+
+
+# --- an audience of debtors (mappings/mailchimp_debtors.yaml) -------------------------------------------
+
+DEBTORS = MAPPINGS_DIR / "mailchimp_debtors.yaml"
+DEBTORS_RAW = yaml.safe_load(DEBTORS.read_text(encoding="utf-8"))
+
+
+def broken_debtors(tmp_path: Path, change: Callable[[dict], None]) -> tuple[Path, str]:
+    raw = copy.deepcopy(DEBTORS_RAW)
+    change(raw)
+    path = tmp_path / "mailchimp_debtors.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    with pytest.raises(MappingError) as error:
+        load_mapping(path)
+    return path, str(error.value)
+
+
+def test_shipped_debtor_mapping_reads_debtors_and_their_delivery_address():
+    mapping = load_mapping(DEBTORS)
+    assert mapping.base == "debtor" and mapping.source.connector == "Profit_Debtor_App"
+    assert mapping.external_id.column == "debtor.DebtorId" and mapping.blocked.column == "debtor.Blocked"
+    columns = mapping.columns()
+    assert list(columns) == ["debtor", "delivery_address"]
+    assert columns["debtor"][:2] == ["DebtorId", "DeliveryAddressId"] and columns["delivery_address"][0] == "Adres_ID"
+    assert "A_Toev_Huisnr." in columns["delivery_address"]  # AFAS's row key with a dot in it
+    assert mapping.write_backs() == [] and mapping.permissions == ()
+
+
+def test_r9_a_debtor_audience_is_keyed_by_the_debtor_id(tmp_path):
+    path, message = broken_debtors(tmp_path, lambda raw: raw.update(external_id="debtor.PersonId"))
+    assert_names(path, message, "external_id (debtor.PersonId -> externalId)", "R9")
+    assert "debtor.DebtorId" in message
+
+
+def test_r9_a_debtor_audience_reads_the_debtors_connector_of_afas_sources(tmp_path):
+    path, message = broken_debtors(tmp_path, lambda raw: raw["source"].update(connector="Profit_Debtor"))
+    assert_names(path, message, "source.connector", "R9")
+    assert "Profit_Debtor_App" in message
+
+
+def test_m1_a_debtor_audience_maps_no_contact_or_person_field(tmp_path):
+    path, message = broken_debtors(
+        tmp_path, lambda raw: raw["fields"].append({"afas": "person.FirstName", "type": "text", "property": "FIRST"}))
+    i = len(DEBTORS_RAW["fields"])
+    assert_names(path, message, f"fields[{i}].afas", "M1")
+    assert "debtor, delivery_address" in message
+
+
+def test_r13_nothing_of_a_debtor_is_written_back(tmp_path):
+    i = field_index(DEBTORS_RAW, "debtor.DebtorName")
+
+    def change(raw):
+        raw["fields"][i].update(direction="both", write_back={"connector": "KnOrganisation", "field": "Nm2"})
+
+    path, message = broken_debtors(tmp_path, change)
+    assert_names(path, message, f"fields[{i}].write_back", "R13")
+    assert "KnSalesRelation" in message
+
+
+def test_r8_a_debtor_audience_takes_no_filters(tmp_path):
+    path, message = broken_debtors(
+        tmp_path, lambda raw: raw["source"].update(filters=[{"field": "IsDebtor", "equals": True}]))
+    assert_names(path, message, "source.filters", "R8")
+
+
+def test_r5_a_debtor_audience_mails_the_debtor_address(tmp_path):
+    path, message = broken_debtors(tmp_path, lambda raw: raw["email"].update(afas="delivery_address.Mail"))
+    assert_names(path, message, "email.afas", "R5")
+    assert "debtor.Email" in message
+
+
+def test_r17_a_debtor_audience_has_no_mailing_history(tmp_path):
+    path, message = broken_debtors(tmp_path, lambda raw: raw.update(mailing_history={
+        "enabled_from": "2026-11-01T00:00:00Z", "subject_type": 3}))
+    assert_names(path, message, "mailing_history", "R17")
