@@ -21,9 +21,11 @@ core, and measures in fresh worker processes:
   proportion to the edits, not to the audience);
 - bare: in a fresh process against a reset Mailchimp audience, an httpx loop paging Sync_Contacts,
   Sync_Persons and Sync_Organisations, a minimal join (persons at organisations with an address, one member
-  per address), and as many `PUT lists/{id}/members/{md5(address)}` as the pipeline sent (merge fields
-  AFASID, FNAME, LNAME, COMPANY, JOBTITLE; `status_if_new` from the newsletter opt-in), HTTP Basic auth, at
-  most the client's `max_concurrency` (8) in flight; best of --repeats runs. Ratio pipeline/bare (goal <= 1.3).
+  per address), and as many `PUT lists/{id}/members/{md5(address)}` as the pipeline sent, with the merge fields
+  the mapping sends (AFASID, FNAME, LNAME, COMPANY, JOBTITLE; PHONE in E.164 via `phonenumbers`, ADDRESS when
+  complete; `status_if_new` from the newsletter opt-in), so the server does the same work for both; HTTP Basic
+  auth, at most the client's `max_concurrency` (8) in flight; best of --repeats runs. Ratio pipeline/bare
+  (goal <= 1.3).
 One JSON line per measurement, then a human summary with the goals. Not part of the test suite.
 """
 
@@ -143,8 +145,26 @@ def worker_bare(url: str, members: int, concurrency: int) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
     import orjson
+    import phonenumbers
 
     from afas_pipeline.resources import SANDBOX_MAILCHIMP_KEY, SANDBOX_MAILCHIMP_LIST
+
+    def phone(text) -> str:
+        try:
+            number = phonenumbers.parse(str(text or ""), "NL")
+        except phonenumbers.NumberParseException:
+            return ""
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) \
+            if phonenumbers.is_valid_number(number) else ""
+
+    def address(o: dict):
+        street, number, city, zip_code = o.get("Street"), o.get("HouseNumber"), o.get("City"), o.get("PostalCode")
+        country = o.get("Country") or "NL"
+        if not (street and number is not None and city and zip_code and len(country) == 2):
+            return ""
+        addition = f" {o['HouseNumberAddition']}" if o.get("HouseNumberAddition") else ""
+        return {"addr1": f"{street} {number}{addition}", "addr2": "", "city": city, "state": city, "zip": zip_code,
+                "country": country}
 
     _mc_reset(url)
     httpx.post(f"{_mc(url)}/stats/reset", timeout=30).raise_for_status()
@@ -170,6 +190,7 @@ def worker_bare(url: str, members: int, concurrency: int) -> dict:
         puts[member] = {"email_address": email, "status_if_new": "subscribed" if subscribed else "transactional",
                         "merge_fields": {"AFASID": c["ContactId"], "FNAME": p.get("FirstName") or "",
                                          "LNAME": p.get("LastName") or "", "COMPANY": o.get("Name") or "",
+                                         "PHONE": phone(p.get("PhoneMobile")), "ADDRESS": address(o),
                                          "JOBTITLE": c.get("Function") or ""}}
     candidates = len(puts)
     writes = list(puts.items())[:members]
