@@ -25,11 +25,11 @@ def field_index(raw: dict, column: str) -> int:
     return next(i for i, f in enumerate(raw["fields"]) if f["afas"] == column)
 
 
-def broken(tmp_path: Path, change: Callable[[dict], None]) -> tuple[Path, str]:
-    """Write the shipped mapping with one change to a temporary file; return its path and the error text."""
-    raw = copy.deepcopy(SHIPPED_RAW)
+def broken(tmp_path: Path, change: Callable[[dict], None], shipped: Path = SHIPPED) -> tuple[Path, str]:
+    """Write a shipped mapping with one change to a temporary file; return its path and the error text."""
+    raw = yaml.safe_load(shipped.read_text(encoding="utf-8"))
     change(raw)
-    path = tmp_path / "spotler.yaml"
+    path = tmp_path / shipped.name
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     with pytest.raises(MappingError) as error:
         load_mapping(path)
@@ -408,13 +408,7 @@ DEBTORS_RAW = yaml.safe_load(DEBTORS.read_text(encoding="utf-8"))
 
 
 def broken_debtors(tmp_path: Path, change: Callable[[dict], None]) -> tuple[Path, str]:
-    raw = copy.deepcopy(DEBTORS_RAW)
-    change(raw)
-    path = tmp_path / "mailchimp_debtors.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    with pytest.raises(MappingError) as error:
-        load_mapping(path)
-    return path, str(error.value)
+    return broken(tmp_path, change, DEBTORS)
 
 
 def test_shipped_debtor_mapping_reads_debtors_and_their_delivery_address():
@@ -450,11 +444,8 @@ def test_m1_a_debtor_audience_maps_no_contact_or_person_field(tmp_path):
 
 def test_r13_nothing_of_a_debtor_is_written_back(tmp_path):
     i = field_index(DEBTORS_RAW, "debtor.DebtorName")
-
-    def change(raw):
-        raw["fields"][i].update(direction="both", write_back={"connector": "KnOrganisation", "field": "Nm2"})
-
-    path, message = broken_debtors(tmp_path, change)
+    path, message = broken_debtors(tmp_path, lambda raw: raw["fields"][i].update(
+        direction="both", write_back={"connector": "KnOrganisation", "field": "Nm2"}))
     assert_names(path, message, f"fields[{i}].write_back", "R13")
     assert "KnSalesRelation" in message
 
