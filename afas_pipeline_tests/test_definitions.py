@@ -16,8 +16,8 @@ def test_every_destination_is_declared():
 
 def _delta_chain(d: str) -> set[str]:
     names = {f"{d}_audience_delta", f"{d}_sync_plan_delta", f"{d}_sync_delta", f"{d}_rejected",
-             f"{d}_optout_feedback", f"{d}_bounce_feedback", f"{d}_afas_write_back"}
-    return names | ({f"{d}_mailing_history"} if d == "spotler" else set())
+             f"{d}_optout_feedback", f"{d}_bounce_feedback", f"{d}_afas_write_back", f"{d}_mailing_history"}
+    return names
 
 
 def _graph():
@@ -121,7 +121,7 @@ def test_the_way_back_hangs_off_each_destination_with_blocking_checks_in_front_o
     assert {k.to_user_string() for k in graph.get(write_back).parent_keys} == {
         f"{d}_optout_feedback", f"{d}_bounce_feedback"}
     # One graph AFAS -> destination -> AFAS: the way back runs after its window's sync.
-    for name in (f"{d}_optout_feedback", f"{d}_bounce_feedback", *[f"{d}_mailing_history"] * (d == "spotler")):
+    for name in (f"{d}_optout_feedback", f"{d}_bounce_feedback", f"{d}_mailing_history"):
         assert {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys} == {f"{d}_sync_delta"}
     upstream = {k.to_user_string() for k in graph.upstream_key_iterator(write_back)}
     assert {"afas_contacts_changes", f"{d}_sync_delta", f"{d}_bounce_feedback"} <= upstream

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pandas as pd
@@ -34,7 +34,7 @@ from afas_pipeline.mailchimp.client import MailchimpClient, MemberResult, Member
 from afas_pipeline.mailchimp.merge_values import address_values, debtor_address_values, phone_values
 from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.sync.audience import normalise_email, permission_column, property_column
-from afas_pipeline.sync.events import Bounce, ContactChange
+from afas_pipeline.sync.events import Bounce, ContactChange, Interaction, MailingSent
 from afas_pipeline.sync.plan import held_column, set_column
 from afas_pipeline.sync.values import plain_values, typed_values
 
@@ -59,7 +59,6 @@ class MailchimpAdapter:
     kind = "mailchimp"
     keyed_by_address = True
     dossier_marker = "Mailchimp campaign id: "
-    mailings = None  # the mailing history (R17) reads Spotler's feed; Mailchimp's campaigns are not read yet
 
     def __init__(self, mapping: DestinationMapping, name: str = "mailchimp"):
         self.name, self.mapping = name, mapping
@@ -84,6 +83,11 @@ class MailchimpAdapter:
     @property
     def permission_keys(self) -> list[int | str]:
         return self._permission_keys
+
+    @property
+    def mailings(self) -> MailchimpMailings:
+        """The campaigns as a mailing feed (R17); a new one per run, so its lookups are read once per run."""
+        return MailchimpMailings(self.id_tag)
 
     # -- AFAS -> Mailchimp --
 
@@ -224,6 +228,76 @@ class MailchimpAdapter:
         lines = debtor_address_values(*map(part, ADDRESS_LINES)) \
             if any(name in self._address for name in ADDRESS_LINES) else nothing
         return [p if p is not None else line for p, line in zip(parts, lines)]
+
+
+class MailchimpMailings:
+    """Mailchimp's campaigns as the mailing feed (R17): the campaigns sent to the audience (`GET campaigns`), their
+    recipients (`reports/{id}/sent-to`) and their opens, clicks and bounces (`reports/{id}/email-activity`).
+
+    A report names a recipient by subscriber hash only; the members' merge field that carries the AFAS id
+    (`id_tag`) finds the AFAS record back, read once per run and only when a report has rows. A campaign is
+    listed once it is sent completely, stamped with the moment sending began: the mails of the campaigns sent
+    in the last `SENT_LOOKBACK` are read every run (the sync state makes one dossier item of each, however
+    often it is read), and interactions with the campaigns of the last `INTERACTION_LOOKBACK`.
+    """
+
+    SENT_LOOKBACK = timedelta(days=1)
+    INTERACTION_LOOKBACK = timedelta(days=30)
+    ACTIONS = {"opened": "open", "clicked": "click", "bounced": "bounce"}
+
+    def __init__(self, id_tag: str):
+        self.id_tag = id_tag
+        self._ids: dict[str, str] | None = None
+        self._campaigns: dict[tuple[datetime, datetime], list[dict]] = {}
+        self._activity: dict[tuple[str, datetime], list[dict]] = {}
+
+    def sent(self, client: MailchimpClient, *, change_start: datetime, change_end: datetime) -> list[MailingSent]:
+        return self.sent_at(client, change_start - self.SENT_LOOKBACK, change_end)
+
+    def sent_at(self, client: MailchimpClient, start: datetime, end: datetime) -> list[MailingSent]:
+        out = []
+        for campaign in self._sent(client, start, end):
+            settings = campaign.get("settings") or {}
+            at = mailchimp_time(campaign.get("send_time"))
+            link = str(campaign.get("long_archive_url") or campaign.get("archive_url") or "")
+            for row in client.sent_to(campaign["id"]):
+                external_id = self._external_id(client, row)
+                if external_id is not None:
+                    out.append(MailingSent(str(campaign["id"]), external_id, at, name=str(settings.get("title") or ""),
+                                           subject=str(settings.get("subject_line") or ""), link=link))
+        return out
+
+    def interactions(self, client: MailchimpClient, kind: str, *, change_start: datetime,
+                     change_end: datetime) -> list[Interaction]:
+        """Opens, clicks or bounces (`bounced:hard`, `bounced:soft`) that happened in the window."""
+        action, out = self.ACTIONS[kind], []
+        for campaign in self._sent(client, change_start - self.INTERACTION_LOOKBACK, change_end):
+            key = (str(campaign["id"]), change_start)
+            if key not in self._activity:  # one read per campaign serves the three kinds
+                self._activity[key] = client.email_activity(key[0], change_start - timedelta(seconds=1))
+            for row in self._activity[key]:
+                external_id = self._external_id(client, row)
+                for event in row.get("activity") or []:
+                    at = mailchimp_time(event.get("timestamp"))
+                    if event.get("action") != action or external_id is None or not change_start <= at < change_end:
+                        continue
+                    label = f"bounced:{'hard' if event.get('type') == 'hard' else 'soft'}" if kind == "bounced" else kind
+                    out.append(Interaction(key[0], external_id, label, at))
+        return out
+
+    def campaign_ids(self, client: MailchimpClient, sent: list[MailingSent]) -> set[str]:
+        """Mailchimp has no trend reports: the mapping may only ask for all mailings (`mailings: all`)."""
+        return set()
+
+    def _sent(self, client: MailchimpClient, start: datetime, end: datetime) -> list[dict]:
+        if (start, end) not in self._campaigns:
+            self._campaigns[(start, end)] = client.campaigns_sent(start, end)
+        return self._campaigns[(start, end)]
+
+    def _external_id(self, client: MailchimpClient, row: dict) -> str | None:
+        if self._ids is None:
+            self._ids = client.member_tags(self.id_tag)
+        return self._ids.get(str(row.get("email_id") or ""))
 
 
 def _plain_fields(member: dict) -> dict[str, object]:

@@ -71,6 +71,9 @@ _HASH = re.compile(r"[0-9a-f]{32}")
 _MEMBER_ROUTE = "lists/{list_id}/members/{subscriber_hash}"
 _MEMBERS_ROUTE = "lists/{list_id}/members"
 _MERGE_FIELDS_ROUTE = "lists/{list_id}/merge-fields"
+_CAMPAIGNS_ROUTE = "campaigns"
+_SENT_TO_ROUTE = "reports/{campaign_id}/sent-to"
+_ACTIVITY_ROUTE = "reports/{campaign_id}/email-activity"
 
 redact_httpx_queries()
 
@@ -298,6 +301,33 @@ class MailchimpClient(RetryingHttpResource):
             if hi is None or not _changed_after(row, hi):
                 latest[str(row.get("contact_id") or row.get("id"))] = row
         return list(latest.values())
+
+    def member_tags(self, tag: str) -> dict[str, str]:
+        """Subscriber hash -> the value of merge field ``tag`` of every member that has one (all pages, only
+        those two fields asked for): how a report's recipients are found back."""
+        params = {"fields": f"members.id,members.merge_fields.{tag},total_items"}
+        rows = self._pages(f"{self._list_path()}/members", _MEMBERS_ROUTE, "members", params)
+        values = ((str(row.get("id") or ""), str((row.get("merge_fields") or {}).get(tag) or "").strip()) for row in rows)
+        return {member: value for member, value in values if member and value}
+
+    # -- public API: campaigns and their reports --
+
+    def campaigns_sent(self, start: datetime, end: datetime) -> list[dict]:
+        """This audience's campaigns sent at or after ``start`` and before ``end`` (all pages)."""
+        params = {"list_id": self.list_id, "status": "sent",
+                  "since_send_time": require_utc(start, "start").replace(microsecond=0).isoformat(),
+                  "before_send_time": require_utc(end, "end").isoformat()}
+        return self._pages("campaigns", _CAMPAIGNS_ROUTE, "campaigns", params)
+
+    def sent_to(self, campaign_id: str) -> list[dict]:
+        """The recipients of a campaign (``reports/{id}/sent-to``, all pages): ``email_id`` is the subscriber hash."""
+        return self._pages(f"reports/{_segment(campaign_id)}/sent-to", _SENT_TO_ROUTE, "sent_to", {})
+
+    def email_activity(self, campaign_id: str, since: datetime) -> list[dict]:
+        """The recipients of a campaign with opens, clicks or bounces after ``since`` (whole seconds), each with its
+        ``activity`` list (``action``, ``timestamp``; a bounce's ``type``)."""
+        params = {"since": require_utc(since, "since").replace(microsecond=0).isoformat()}
+        return self._pages(f"reports/{_segment(campaign_id)}/email-activity", _ACTIVITY_ROUTE, "emails", params)
 
     # -- internals: writes --
 

@@ -566,6 +566,9 @@ def _r7_r11_contact_flags(m: DestinationMapping) -> list[Problem]:
     if m.base != "contact" and m.mailing_history is not None:
         out.append(Problem("mailing_history", "R17", "the mailing history files dossier items on AFAS contacts; an "
                            f"audience of {ENTITY_SOURCE[m.base]} has none, remove `mailing_history:`"))
+    elif m.destination != "spotler" and m.mailing_history is not None and m.mailing_history.mailings != "all":
+        out.append(Problem("mailing_history.mailings", "R17", f"trend reports are Spotler's; {m.destination} "
+                           "campaigns are all mailings, write `mailings: all`"))
     return out
 
 

@@ -466,3 +466,10 @@ def test_r17_a_debtor_audience_has_no_mailing_history(tmp_path):
     path, message = broken_debtors(tmp_path, lambda raw: raw.update(mailing_history={
         "enabled_from": "2026-11-01T00:00:00Z", "subject_type": 3}))
     assert_names(path, message, "mailing_history", "R17")
+
+
+def test_r17_mailchimp_has_no_trend_reports(tmp_path):
+    path, message = broken(tmp_path, lambda raw: raw["mailing_history"].update(mailings="trend_reports"),
+                           MAPPINGS_DIR / "mailchimp.yaml")
+    assert_names(path, message, "mailing_history.mailings", "R17")
+    assert "mailings: all" in message
