@@ -49,6 +49,17 @@ def mailchimp_sandbox_clean(sandbox: Sandbox) -> Sandbox:
     yield from _reset_around(reset_mailchimp_sandbox, sandbox)
 
 
+def reset_xelion_sandbox(sb: Sandbox) -> None:
+    """An empty Xelion tenant, no sessions, default token lifetime, faults off, stats zeroed, real time."""
+    httpx.post(sb.xelion_admin_url + "/reset", timeout=60).raise_for_status()
+
+
+@pytest.fixture
+def xelion_sandbox_clean(sandbox: Sandbox) -> Sandbox:
+    """The session sandbox with its Xelion tenant reset before and after the test."""
+    yield from _reset_around(reset_xelion_sandbox, sandbox)
+
+
 def _reset_around(reset, sandbox: Sandbox):
     """The sandbox for one test, `reset` before and after it."""
     reset(sandbox)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 
 from collections.abc import Callable
@@ -82,6 +83,21 @@ def clock_offset_s(body: dict) -> float:
     if isinstance(offset, bool) or not isinstance(offset, (int, float)):
         raise AdminError("offset_s is a number of seconds (negative: the account's clock runs behind)")
     return float(offset)
+
+
+def at_instant(body: dict, now: int, per_second: int = 1) -> int:
+    """`at` of an admin body in whole units of `1/per_second` s since the epoch (1: seconds, 1000: milliseconds):
+    a UTC instant like `2026-10-25T00:05:00.250Z` (naive means UTC); `now` when the body has none."""
+    raw = body.get("at")
+    if raw is None:
+        return now
+    try:
+        value = dt.datetime.fromisoformat(raw.strip())
+    except (TypeError, ValueError, AttributeError):
+        raise AdminError(f"invalid 'at': {raw!r} (a UTC instant like 2026-10-25T00:05:00.250Z)") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return round(value.timestamp() * 1000) * per_second // 1000
 
 
 def load_document(load, body: dict, collection: str, kind: type = list) -> None:

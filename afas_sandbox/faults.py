@@ -17,6 +17,10 @@ An emulator may bring its own answers (``unavailable`` for the 503 fault, ``too_
 refusal, ``error_500``) and a ``FaultConfig`` subclass (``config_class``); a config with ``error_429_rate``
 adds a fourth fault, a 429 with ``Retry-After`` (``too_many(retry_after)``), drawn after the other three.
 A dropped 204/304 answer is sent as a 200 start so that a body can be cut off.
+An emulator whose limit is per session (Xelion) passes ``session``, which names the session of a request from
+its scope (None: no session, e.g. a login); its config's ``max_session_concurrency`` then caps the requests
+of one session in flight, checked after the overall cap: one more is answered ``session_busy()`` and counted
+as ``rejected_session``. Latency is spent inside both slots, so it holds them.
 A config with ``refuse`` (a list of ``Refusal``) answers chosen requests with ``error_500`` without any
 randomness, before the draw is acted on: one refused POST, or one id whose lookup always fails.
 ``fault_admin_routes`` exposes ``GET|PUT /faults``, ``GET /stats`` and ``POST /stats/reset`` for an
@@ -104,9 +108,11 @@ class FaultInjector:
     def __init__(self, app: ASGIApp, *, applies: Callable[[str], bool], stats_key: Callable[[str, str], str],
                  error_500: Callable[[], Response], unavailable: Callable[[int], Response] = unavailable,
                  too_busy: Callable[[], Response] = too_busy, too_many: Callable[[int], Response] | None = None,
-                 config_class: type[FaultConfig] = FaultConfig):
+                 config_class: type[FaultConfig] = FaultConfig, session: Callable[[Scope], str | None] | None = None,
+                 session_busy: Callable[[], Response] = too_busy):
         self.app, self.applies, self.stats_key, self.error_500 = app, applies, stats_key, error_500
         self.unavailable, self.too_busy, self.too_many = unavailable, too_busy, too_many
+        self.session, self.session_busy = session, session_busy
         self.config_class = config_class
         self.configure(config_class())
         self.reset_stats()
@@ -122,12 +128,16 @@ class FaultInjector:
         self.faults: Counter[str] = Counter({"503": 0, "500": 0, "drop": 0})
         if "error_429_rate" in self.config_class.model_fields:
             self.faults["429"] = 0
-        self.in_flight = self.peak_concurrency = self.rejected_concurrency = 0
+        self.in_flight = self.peak_concurrency = self.rejected_concurrency = self.rejected_session = 0
+        self.session_in_flight: Counter[str] = Counter()
 
     def stats(self) -> dict:
-        return {"requests": dict(self.requests), "total": sum(self.requests.values()),
-                "peak_concurrency": self.peak_concurrency, "rejected_concurrency": self.rejected_concurrency,
-                "faults": dict(self.faults)}
+        stats = {"requests": dict(self.requests), "total": sum(self.requests.values()),
+                 "peak_concurrency": self.peak_concurrency, "rejected_concurrency": self.rejected_concurrency,
+                 "faults": dict(self.faults)}
+        if self.session is not None:
+            stats["rejected_session"] = self.rejected_session
+        return stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.applies(route_path(scope)):
@@ -140,8 +150,15 @@ class FaultInjector:
             self.rejected_concurrency += 1
             await self.too_busy()(scope, receive, send)
             return
+        session = self.session(scope) if self.session is not None else None
+        if session is not None and self.session_in_flight[session] >= cfg.max_session_concurrency:
+            self.rejected_session += 1
+            await self.session_busy()(scope, receive, send)
+            return
         self.in_flight += 1
         self.peak_concurrency = max(self.peak_concurrency, self.in_flight)
+        if session is not None:
+            self.session_in_flight[session] += 1
         try:
             draw, jitter = self.rng.random(), self.rng.random() * cfg.jitter_ms
             if cfg.methods and scope["method"] not in cfg.methods:
@@ -170,6 +187,10 @@ class FaultInjector:
                 await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+            if session is not None:
+                self.session_in_flight[session] -= 1
+                if not self.session_in_flight[session]:
+                    del self.session_in_flight[session]
 
     async def _refused(self, key: str, scope: Scope, receive: Receive) -> tuple[bool, Receive]:
         """Whether a ``Refusal`` takes this request (and counts it), and the ``receive`` to pass on: a body

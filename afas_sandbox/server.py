@@ -3,6 +3,7 @@
 - ``/afas``: the AFAS Profit emulator (``/afas/ProfitRestServices``, admin ``/afas/_admin``).
 - ``/spotler``: the Spotler Mail+ emulator (``/spotler/integrationservice-1.1.0``, admin ``/spotler/_admin``).
 - ``/mailchimp``: the Mailchimp Marketing API v3 emulator (API root ``/mailchimp/3.0``, admin ``/mailchimp/_admin``).
+- ``/xelion``: the Xelion REST API emulator (tenant root ``/xelion/api/v1/master``, admin ``/xelion/_admin``).
 
 ``start_sandbox()`` runs it in a background thread (tests, bench); ``serve()`` blocks (the CLI). Both bind
 the socket before uvicorn starts, so the port is known up front, and ``start_sandbox`` returns only once
@@ -35,6 +36,10 @@ from afas_sandbox.mailchimp.app import MailchimpEmulator
 from afas_sandbox.mailchimp.store import SANDBOX_LIST_NAME as MAILCHIMP_LIST_NAME
 from afas_sandbox.spotler.app import BASE_PATH as SPOTLER_BASE_PATH
 from afas_sandbox.spotler.app import CONSUMER_KEY, CONSUMER_SECRET, SpotlerEmulator
+from afas_sandbox.xelion.app import SANDBOX_PASSWORD as XELION_PASSWORD
+from afas_sandbox.xelion.app import SANDBOX_USER_NAME as XELION_USER_NAME
+from afas_sandbox.xelion.app import TENANT_ROOT as XELION_TENANT_ROOT
+from afas_sandbox.xelion.app import XelionEmulator
 
 DEFAULT_CONTACTS = 3000
 DEFAULT_SEED = 7
@@ -48,6 +53,9 @@ SANDBOX_SPOTLER_SECRET = CONSUMER_SECRET
 #: The sandbox's Mailchimp API key (``<32 hex>-<dc>``) and the audience there from the start: documented constants.
 SANDBOX_MAILCHIMP_KEY = MAILCHIMP_API_KEY
 SANDBOX_MAILCHIMP_LIST_ID = MAILCHIMP_LIST_ID
+#: The sandbox's Xelion user and password (any fresh userSpace logs in): documented constants.
+SANDBOX_XELION_USER = XELION_USER_NAME
+SANDBOX_XELION_PASSWORD = XELION_PASSWORD
 STARTUP_TIMEOUT_S = 120.0
 
 log = logging.getLogger("afas_sandbox")
@@ -59,18 +67,19 @@ class SandboxBindError(RuntimeError):
 
 def build_app(contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED, *,
               allow_remote_admin: bool = False) -> tuple[Starlette, AfasEmulator]:
-    app, afas, _, _ = build_apps(contacts, seed, allow_remote_admin=allow_remote_admin)
+    app, afas, *_ = build_apps(contacts, seed, allow_remote_admin=allow_remote_admin)
     return app, afas
 
 
 def build_apps(contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED, *, allow_remote_admin: bool = False
-               ) -> tuple[Starlette, AfasEmulator, SpotlerEmulator, MailchimpEmulator]:
+               ) -> tuple[Starlette, AfasEmulator, SpotlerEmulator, MailchimpEmulator, XelionEmulator]:
     afas = AfasEmulator(contacts=contacts, seed=seed, allow_remote_admin=allow_remote_admin)
     spotler = SpotlerEmulator(allow_remote_admin=allow_remote_admin)
     mailchimp = MailchimpEmulator(allow_remote_admin=allow_remote_admin)
+    xelion = XelionEmulator(allow_remote_admin=allow_remote_admin)
     app = Starlette(routes=[Mount("/afas", app=afas), Mount("/spotler", app=spotler),
-                            Mount("/mailchimp", app=mailchimp)])
-    return app, afas, spotler, mailchimp
+                            Mount("/mailchimp", app=mailchimp), Mount("/xelion", app=xelion)])
+    return app, afas, spotler, mailchimp, xelion
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -143,7 +152,8 @@ class Sandbox:
     """A running sandbox. ``afas_token``/``afas_limited_token`` are the 64-hex ``data`` parts;
     ``spotler_consumer_key``/``spotler_consumer_secret`` sign Spotler calls (OAuth 1.0a, one-legged);
     ``mailchimp_api_key`` is the password of Mailchimp's Basic auth (any user name), ``mailchimp_list_id`` the
-    audience there from the start."""
+    audience there from the start; ``xelion_user``/``xelion_password`` log in at ``xelion_base_url`` with any fresh
+    ``userSpace``."""
 
     url: str
     afas: AfasEmulator
@@ -152,12 +162,15 @@ class Sandbox:
     _socket: socket.socket = field(repr=False)
     spotler: SpotlerEmulator = field(repr=False)
     mailchimp: MailchimpEmulator = field(repr=False)
+    xelion: XelionEmulator = field(repr=False)
     afas_token: str = FULL_ACCESS_TOKEN
     afas_limited_token: str = LIMITED_TOKEN
     spotler_consumer_key: str = CONSUMER_KEY
     spotler_consumer_secret: str = field(default=CONSUMER_SECRET, repr=False)
     mailchimp_api_key: str = field(default=MAILCHIMP_API_KEY, repr=False)
     mailchimp_list_id: str = MAILCHIMP_LIST_ID
+    xelion_user: str = XELION_USER_NAME
+    xelion_password: str = field(default=XELION_PASSWORD, repr=False)
 
     @property
     def afas_base_url(self) -> str:
@@ -185,6 +198,16 @@ class Sandbox:
     def mailchimp_admin_url(self) -> str:
         return self.url + "/mailchimp/_admin"
 
+    @property
+    def xelion_base_url(self) -> str:
+        """The tenant root (``.../xelion/api/v1/master``): what a client puts where
+        ``https://<host>/api/v1/master`` would go."""
+        return self.url + "/xelion" + XELION_TENANT_ROOT
+
+    @property
+    def xelion_admin_url(self) -> str:
+        return self.url + "/xelion/_admin"
+
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=30)
@@ -209,7 +232,7 @@ def local_url(host: str, port: int) -> str:
 def start_sandbox(host: str = "127.0.0.1", port: int = 0, contacts: int = DEFAULT_CONTACTS,
                   seed: int = DEFAULT_SEED, log_level: str = "warning", *, allow_remote_admin: bool = False) -> Sandbox:
     """Start the sandbox in a daemon thread; port 0 picks a free port."""
-    app, afas, spotler, mailchimp = build_apps(contacts, seed, allow_remote_admin=allow_remote_admin)
+    app, afas, spotler, mailchimp, xelion = build_apps(contacts, seed, allow_remote_admin=allow_remote_admin)
     sock = _bind(host, port)
     warning = exposure_warning(sock, allow_remote_admin)
     if warning:
@@ -223,7 +246,7 @@ def start_sandbox(host: str = "127.0.0.1", port: int = 0, contacts: int = DEFAUL
         sock.close()
         raise RuntimeError("the sandbox server failed to start")
     return Sandbox(url=local_url(host, sock.getsockname()[1]), afas=afas, _server=server, _thread=thread,
-                   _socket=sock, spotler=spotler, mailchimp=mailchimp)
+                   _socket=sock, spotler=spotler, mailchimp=mailchimp, xelion=xelion)
 
 
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED,
@@ -248,7 +271,13 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, contacts: int = DEF
     print(f"Mailchimp Marketing API sandbox (audience {MAILCHIMP_LIST_ID} {MAILCHIMP_LIST_NAME!r}, no members)")
     print(f"  API root:         {url}/mailchimp{MAILCHIMP_API_ROOT}")
     print(f"  admin URL:        {url}/mailchimp/_admin")
-    print(f"  API key:          {MAILCHIMP_API_KEY}  (sandbox constant, Basic auth with any user name)", flush=True)
+    print(f"  API key:          {MAILCHIMP_API_KEY}  (sandbox constant, Basic auth with any user name)")
+    print("Xelion sandbox (empty address book, no calls)")
+    print(f"  tenant root:      {url}/xelion{XELION_TENANT_ROOT}")
+    print(f"  admin URL:        {url}/xelion/_admin")
+    print(f"  user name:        {XELION_USER_NAME}")
+    print(f"  password:         {XELION_PASSWORD}  (sandbox constant, POST me/login with any fresh userSpace)",
+          flush=True)
     try:
         _server(app, log_level).run(sockets=[sock])
     finally:

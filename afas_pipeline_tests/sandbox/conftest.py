@@ -25,6 +25,13 @@ def admin(afas_sandbox_clean: Sandbox) -> httpx.Client:
         yield client
 
 
+def set_faults(admin: httpx.Client, **faults) -> dict:
+    """PUT an emulator's faults through its admin client (every emulator has `PUT /faults`); the config in force."""
+    response = admin.put("faults", json=faults)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def all_rows(client: httpx.Client, connector: str, **params) -> list[dict]:
     response = client.get(f"/connectors/{connector}", params={"skip": -1, "take": -1, **params})
     assert response.status_code == 200, response.text

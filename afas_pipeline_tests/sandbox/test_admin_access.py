@@ -16,7 +16,7 @@ import pytest
 from afas_sandbox.admin_common import admin_allowed
 from afas_sandbox.server import start_sandbox
 
-ADMIN_PATHS = ("/afas/_admin/state", "/spotler/_admin/state")
+ADMIN_PATHS = ("/afas/_admin/state", "/spotler/_admin/state", "/xelion/_admin/state")
 
 
 @pytest.mark.parametrize("client_host,allow_remote,allowed", [
@@ -72,7 +72,7 @@ def test_admin_refuses_a_client_on_another_address_with_403_naming_the_option():
     with start_sandbox(host="0.0.0.0", contacts=100, seed=3) as sb:
         port = sb.url.rsplit(":", 1)[1]
         if address is None:  # a machine with loopback only: each emulator as a remote client would reach it
-            for emulator in (sb.afas, sb.spotler):
+            for emulator in (sb.afas, sb.spotler, sb.xelion):
                 status, body = _asgi_get(emulator, "192.0.2.10", "/_admin/state")
                 assert status == 403 and "--allow-remote-admin" in body["error"]
             return
@@ -93,7 +93,7 @@ def test_allow_remote_admin_lets_another_address_in():
     with start_sandbox(host="0.0.0.0", contacts=100, seed=3, allow_remote_admin=True) as sb:
         port = sb.url.rsplit(":", 1)[1]
         if address is None:
-            for emulator in (sb.afas, sb.spotler):
+            for emulator in (sb.afas, sb.spotler, sb.xelion):
                 assert _asgi_get(emulator, "192.0.2.10", "/_admin/state")[0] == 200
             return
         for path in ADMIN_PATHS:

@@ -8,11 +8,7 @@ import time
 import httpx
 import pytest
 
-
-def set_faults(admin, **faults) -> dict:
-    response = admin.put("/faults", json=faults)
-    assert response.status_code == 200, response.text
-    return response.json()
+from afas_pipeline_tests.sandbox.conftest import set_faults
 
 
 def test_faults_default_off_and_put_replaces_with_defaults(admin):

@@ -15,6 +15,8 @@ from afas_sandbox.server import (
     SANDBOX_MAILCHIMP_KEY,
     SANDBOX_MAILCHIMP_LIST_ID,
     SANDBOX_SPOTLER_KEY,
+    SANDBOX_XELION_PASSWORD,
+    SANDBOX_XELION_USER,
     start_sandbox,
 )
 
@@ -40,6 +42,7 @@ def test_two_sandboxes_are_independent(sandbox):
 def test_other_paths_are_404(sandbox):
     assert httpx.get(sandbox.url + "/spotler/anything").status_code == 404
     assert httpx.get(sandbox.url + "/mailchimp/anything").status_code == 404
+    assert httpx.get(sandbox.url + "/xelion/anything").status_code == 404
 
 
 def _banner(proc: subprocess.Popen, last: str) -> list[str]:
@@ -56,7 +59,7 @@ def test_the_cli_banner_shows_how_to_reach_each_emulator_and_its_api_answers():
     cli = [sys.executable, "-m", "afas_pipeline.cli", "sandbox", "--port", "0", "--contacts", "100"]
     with subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=os.environ) as proc:
         try:
-            lines = _banner(proc, "API key:")
+            lines = _banner(proc, "password:")
             fields = {}
             for line in lines:
                 if not line.startswith("  "):
@@ -80,5 +83,19 @@ def test_the_cli_banner_shows_how_to_reach_each_emulator_and_its_api_answers():
             audience = httpx.get(f"{root}/lists/{SANDBOX_MAILCHIMP_LIST_ID}", auth=("anystring", key), timeout=60)
             assert audience.status_code == 200
             assert httpx.get(fields[(mailchimp, "admin URL")] + "/state", timeout=60).json()["lists"] == 1
+            xelion = "Xelion sandbox"
+            root = fields[(xelion, "tenant root")]
+            assert root == url + "/xelion/api/v1/master"
+            assert fields[(xelion, "admin URL")] == url + "/xelion/_admin"
+            user, password = fields[(xelion, "user name")], fields[(xelion, "password")]
+            assert (user, password) == (SANDBOX_XELION_USER, SANDBOX_XELION_PASSWORD)
+            for space in ("banner-test", "another-integration"):  # any fresh userSpace logs in
+                login = httpx.post(root + "/me/login", json={"userName": user, "password": password,
+                                                             "userSpace": space}, timeout=60)
+                assert login.status_code == 200, login.text
+            token = login.json()["authentication"]
+            assert httpx.get(root + "/addressables", headers={"Authorization": f"xelion {token}"},
+                             timeout=60).json()["data"] == []
+            assert httpx.get(fields[(xelion, "admin URL")] + "/state", timeout=60).json()["sessions"] == 2
         finally:
             proc.kill()

@@ -38,13 +38,12 @@ edit Mailchimp would refuse also carries its ``errors`` list.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.routing import Route
 
-from afas_sandbox.admin_common import AdminError, admin_endpoint, clock_offset_s, load_document
+from afas_sandbox.admin_common import AdminError, admin_endpoint, at_instant, clock_offset_s, load_document
 from afas_sandbox.faults import fault_admin_routes
 from afas_sandbox.mailchimp.errors import Problem
 from afas_sandbox.mailchimp.store import SANDBOX_LIST_ID, ActionRefused, iso
@@ -53,19 +52,6 @@ if TYPE_CHECKING:
     from afas_sandbox.mailchimp.app import MailchimpEmulator
 
 MEMBER_ACTIONS = ("unsubscribe", "clean", "bounce", "open", "click", "profile", "upemail", "confirm")
-
-
-def _at(body: dict, now: int) -> int:
-    raw = body.get("at")
-    if raw is None:
-        return now
-    try:
-        value = dt.datetime.fromisoformat(raw.strip())
-    except (TypeError, ValueError, AttributeError):
-        raise AdminError(f"invalid 'at': {raw!r} (a UTC instant like 2026-10-25T00:05:00Z)") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return int(value.timestamp())
 
 
 def _string(body: dict, name: str, required: bool) -> str | None:
@@ -101,7 +87,7 @@ def admin_routes(emulator: "MailchimpEmulator") -> list[Route]:
 
     def member_action(request: Request, body: dict):
         key, action = request.path_params["member"], request.path_params["action"]
-        audience, at = list_id(request, body), _at(body, account.now())
+        audience, at = list_id(request, body), at_instant(body, account.now())
         if action == "unsubscribe":
             return account.member_unsubscribes(audience, key, at, _string(body, "reason", False),
                                                _string(body, "campaign", False))
@@ -135,7 +121,7 @@ def admin_routes(emulator: "MailchimpEmulator") -> list[Route]:
                                        or not all(isinstance(r, str) for r in recipients)):
             raise AdminError("recipients is a list of addresses (or subscriber hashes) or null")
         return account.send_campaign(list_id(request, body), title=title, subject_line=subject,
-                                     recipients=recipients, at=_at(body, account.now()))
+                                     recipients=recipients, at=at_instant(body, account.now()))
 
     def member(request: Request, body: dict):
         return account.get_member(list_id(request, body), request.path_params["member"])

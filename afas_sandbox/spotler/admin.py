@@ -36,31 +36,17 @@ Invalid requests get 400 (404 for an unknown contact or mailing) with ``{"error"
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.routing import Route
 
-from afas_sandbox.admin_common import AdminError, admin_endpoint, clock_offset_s, load_document
+from afas_sandbox.admin_common import AdminError, admin_endpoint, at_instant, clock_offset_s, load_document
 from afas_sandbox.faults import fault_admin_routes
-from afas_sandbox.spotler.store import Invalid, now_ms
+from afas_sandbox.spotler.store import Invalid
 
 if TYPE_CHECKING:
     from afas_sandbox.spotler.app import SpotlerEmulator
-
-
-def _at(body: dict, now: int | None = None) -> int:
-    raw = body.get("at")
-    if raw is None:
-        return now_ms() if now is None else now
-    try:
-        value = dt.datetime.fromisoformat(raw.strip())
-    except (TypeError, ValueError, AttributeError):
-        raise AdminError(f"invalid 'at': {raw!r} (a UTC instant like 2026-10-25T00:05:00.250Z)") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return round(value.timestamp() * 1000)
 
 
 def _bit(body: dict) -> int:
@@ -86,7 +72,7 @@ def admin_routes(emulator: "SpotlerEmulator") -> list[Route]:
 
     def recipient(request: Request, body: dict):
         external_id, action = request.path_params["external_id"], request.path_params["action"]
-        at = _at(body, account.now())
+        at = at_instant(body, account.now(), per_second=1000)
         if action in ("unsubscribe", "subscribe"):
             bit = _bit(body)
             try:
@@ -118,7 +104,7 @@ def admin_routes(emulator: "SpotlerEmulator") -> list[Route]:
         if not isinstance(campaign, bool):
             raise AdminError("campaign must be true or false")
         return account.send_mailing(name=name, subject=subject, recipients=recipients, bit=_bit(body),
-                                    trend_report_id=trend, campaign=campaign, at=_at(body, account.now()))
+                                    trend_report_id=trend, campaign=campaign, at=at_instant(body, account.now(), per_second=1000))
 
     def contact(request: Request, body: dict):
         found = account.get(request.path_params["external_id"])
@@ -133,7 +119,7 @@ def admin_routes(emulator: "SpotlerEmulator") -> list[Route]:
         if "permissions" in properties:
             raise AdminError("permissions change through /recipients/{externalId}/subscribe|unsubscribe")
         try:
-            return account.edit(request.path_params["external_id"], properties, _at(body, account.now())).to_json()
+            return account.edit(request.path_params["external_id"], properties, at_instant(body, account.now(), per_second=1000)).to_json()
         except Invalid as exc:
             raise AdminError(exc.message) from None
 

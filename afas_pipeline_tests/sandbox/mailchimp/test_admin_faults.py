@@ -12,12 +12,7 @@ import pytest
 from afas_sandbox.server import Sandbox
 from afas_pipeline_tests.sandbox.mailchimp.conftest import mailchimp_client, problem, put_member, subscriber_hash
 from afas_pipeline_tests.waiting import wait_until
-
-
-def set_faults(admin: httpx.Client, **faults) -> dict:
-    response = admin.put("faults", json=faults)
-    assert response.status_code == 200, response.text
-    return response.json()
+from afas_pipeline_tests.sandbox.conftest import set_faults
 
 
 def test_faults_default_off_with_mailchimps_10_connections(mailchimp_admin: httpx.Client):

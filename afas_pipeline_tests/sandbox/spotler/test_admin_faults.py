@@ -10,12 +10,7 @@ import pytest
 from afas_sandbox.server import Sandbox
 from afas_pipeline_tests.waiting import wait_until
 from afas_pipeline_tests.sandbox.spotler.conftest import contact, spotler_client, upsert
-
-
-def set_faults(admin: httpx.Client, **faults) -> dict:
-    response = admin.put("faults", json=faults)
-    assert response.status_code == 200, response.text
-    return response.json()
+from afas_pipeline_tests.sandbox.conftest import set_faults
 
 
 def test_faults_default_off_and_include_a_429_rate(spotler_admin: httpx.Client):

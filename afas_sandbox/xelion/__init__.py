@@ -1,0 +1,1 @@
+"""The Xelion cloud PBX REST API emulator (reference §C), served under ``/xelion``."""
