@@ -110,10 +110,17 @@ def join_entities(base: pd.DataFrame, related: Mapping[str, pd.DataFrame], mappi
         key = ENTITY_KEY[entity]
         rows = qualify(frame.drop_duplicates(key, keep="last"), entity)
         left, right = f"{mapping.base}.{via}", f"{entity}.{key}"
-        if joined[left].dtype != rows[right].dtype:  # an id read as int on one side, text on the other
-            joined[left], rows[right] = joined[left].astype("string"), rows[right].astype("string")
+        if joined[left].dtype != rows[right].dtype:  # an id read as int on one side, text or float on the other
+            joined[left], rows[right] = _key_text(joined[left]), _key_text(rows[right])
         joined = joined.merge(rows, how="left", left_on=left, right_on=right)
     return joined
+
+
+def _key_text(ids: pd.Series) -> pd.Series:
+    """Ids as text, a whole number written without ".0" (an int column with a gap arrives as floats)."""
+    if pd.api.types.is_numeric_dtype(ids):
+        return ids.astype("Float64").astype("Int64").astype("string")
+    return ids.astype("string")
 
 
 def normalise_email(value: object) -> str | None:
