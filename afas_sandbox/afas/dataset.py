@@ -16,13 +16,31 @@ the repeated hour 02:00-03:00 local on 2026-10-25 and on half-second boundaries.
 Addresses use the reserved ``.example`` top-level domain so that no generated address can reach a
 real mailbox.
 
+Phone numbers (``phones``) are typed as Dutch CRM data has them. Whether a field is filled is drawn with
+the record (organisations ~88%, persons ~48% ``Phone`` and ~67% ``PhoneMobile``, contacts ~58% ``Phone``
+and ~48% ``Mobile``); the number itself comes from a random stream of its own (``phones.PHONE_STREAM``),
+so every other column is the same whatever the numbers look like. A number is a landline with a real
+area code (010, 020, ... 0113, 0599; 10 digits with it) or a mobile (06 and 8 digits, 06-1 to 06-5); the
+share of mobiles is ~10% of organisations' ``Phone``, ~15% of persons' ``Phone``, ~25% of contacts'
+``Phone`` and ~97% of both mobile fields. It is typed in one of ``phones.NL_PHONE_FORMS`` (``010-1234567``,
+``06 12345678``, ``+31 (0)10 1234567``, ``0031 ...``, ``(010) ...``, in pairs, ...), every form on the
+first Dutch rows of each column. ~4% of the filled fields hold an empty string; of the other values
+~87% are valid numbers for libphonenumber and ~13% are not (a digit short, the letter O for a zero, a
+German number without its +, ``onbekend``, an extension written ``toestel 12``). Organisations abroad,
+and their contacts, get their country's forms. Some records share a number: ~10% of the contacts with a
+phone at an organisation with one carry its switchboard number (so ~24% of the organisations' numbers
+are on a contact too), ~4% of the persons with a phone pass it on to the next one (a family landline on
+two persons, ~8% of the persons' numbers), ~10% of the contacts with a mobile carry their person's own
+mobile.
+
 Debtors (``debtors``, read through ``Profit_Debtor`` and ``Profit_Debtor_App``) are the organisations and
 persons that carry ``IsDebtor``, with their delivery addresses (``delivery_addresses``,
 ``Profit_Deliveryaddress``). They come from a random stream of their own (``debtors``), so the tables
 above are the same with or without them, and carry the edge cases a customer import meets: no e-mail,
 one invoice address shared by several debtors (and one invoice mailbox), Belgian, German and British
-addresses in their own postcode formats, phone numbers as people type them, blocked debtors, and
-modified dates around both DST changes.
+addresses in their own postcode formats, phone numbers typed as above (~40% mobiles, ~15% without one,
+every form on the first Dutch debtors, a delivery address's fax from a stream of its own), blocked
+debtors, and modified dates around both DST changes.
 
 Every dataset also holds the same small list of dossier item types (``SUBJECT_TYPES``, what KnSubject's
 ``StId`` refers to), whatever the seed: type 7 "Mailing" is the one ``mappings/spotler.yaml`` uses for the
@@ -37,6 +55,8 @@ import unicodedata
 import numpy as np
 
 from afas_sandbox.afas.model import NULL, Columns, empty_columns
+from afas_sandbox.afas.phones import (FILLED_PHONE_WEIGHTS, FOREIGN_PHONES, PHONE_STREAM, PLANTED_PHONES,
+                                      type_crm_phones, typed_phones)
 
 FIELD_LENGTHS = {"Initials": 15, "FirstName": 50, "Prefix": 15, "LastName": 80, "Name": 255,
                  "Function": 80, "Street": 60, "City": 50, "MailWork": 255, "MailPrivate": 255}
@@ -84,7 +104,6 @@ FIRST_DELIVERY_ADDRESS_ID = 50001
 SHARED_INVOICE_MAIL = "facturen@administratiekantoor-gedeeld.example"
 INVOICE_MAILBOXES = ["facturen", "administratie", "crediteurenadministratie", "finance"]
 DELIVERY_ADDITIONS = ["Magazijn", "Achteringang", "Laadperron 2", "t.a.v. expeditie"]
-NL_AREA_CODES = ["10", "20", "30", "40", "50", "70", "13", "15", "24", "26", "35", "38", "43", "53", "58", "72"]
 BANKS = ["INGB", "RABO", "ABNA", "SNSB", "TRIO", "ASNB", "KNAB", "BUNQ"]
 # Addresses abroad in their own formats: streets, (postcode, city), house number additions.
 FOREIGN_ADDRESSES = {
@@ -98,38 +117,7 @@ FOREIGN_ADDRESSES = {
            [("SW1A 2AA", "London"), ("M1 1AE", "Manchester"), ("B2 4QA", "Birmingham"), ("EH1 1YZ", "Edinburgh"),
             ("LS1 4DY", "Leeds")], ["A", "B"]),
 }
-# How people type one Dutch number (area code without its 0, subscriber number): the forms a
-# normaliser must read, the ones it must give up on (a digit short, the letter O for a zero, words) and
-# empty values. Foreign debtors get their own country's forms (FOREIGN_PHONES).
-NL_PHONE_FORMS = (
-    lambda a, s: f"0{a}-{s}",                        # 06-12345678, 020-1234567
-    lambda a, s: f"+31 {a} {s[:-4]} {s[-4:]}",       # +31 6 1234 5678
-    lambda a, s: f"0{a} {s[:-4]} {s[-4:]}",          # 020 123 4567
-    lambda a, s: f"0031 {a} {s}",                    # 0031 20 1234567
-    lambda a, s: f"(0{a}) {s}",                      # (020) 1234567
-    lambda a, s: f"+31 (0){a} {s}",                  # +31 (0)20 1234567
-    lambda a, s: f"0{a}{s}",                         # 0201234567
-    lambda a, s: f"+31{a}{s}",                       # +31201234567
-    lambda a, s: f"0{a}-{s} toestel {s[:2]}",        # with an extension
-    lambda a, s: f"0{a} " + " ".join(s[i:i + 2] for i in range(0, len(s), 2)),  # 06 12 34 56 78
-    lambda a, s: f"0{a}-{s[:-1]}",                   # a digit short
-    lambda a, s: f"0{a}-{s[:-1]}O",                  # the letter O typed for a zero
-    lambda a, s: "onbekend",
-    lambda a, s: "",
-    lambda a, s: None,
-)
 PLANTED_COUNTRIES = {4: "BE", 5: "DE", 6: "GB"}  # debtor position -> country of its (foreign) address
-# Every form at least once, on the first Dutch debtors.
-PLANTED_PHONES = ["06-12345678", "+31 6 1234 5678", "020 123 4567", "0031 20 1234567", "(020) 1234567",
-                  "+31 (0)20 1234567", "0201234567", "+31612345678", "020-1234567 toestel 12", "06 12 34 56 78",
-                  "06-1234567", "06-1234567O", "onbekend", "", None]
-NL_PHONE_WEIGHTS = np.array([12, 10, 10, 5, 5, 4, 8, 3, 3, 5, 2, 2, 2, 3, 12], dtype=float)
-FOREIGN_PHONES = {
-    "BE": (lambda d: f"+32 2 {d[:3]} {d[3:5]} {d[5:7]}", lambda d: f"0032 470 {d[:2]} {d[2:4]} {d[4:6]}",
-           lambda d: f"02/{d[:3]}.{d[3:5]}.{d[5:7]}"),
-    "DE": (lambda d: f"+49 30 {d[:8]}", lambda d: f"0049 (0)211 {d[:6]}", lambda d: f"030 {d[:7]}"),
-    "GB": (lambda d: f"+44 20 {d[:4]} {d[4:8]}", lambda d: f"07700 {d[:6]}", lambda d: f"0044 161 {d[:3]} {d[3:7]}"),
-}
 
 ASCII_FOLD = str.maketrans({"ø": "o", "Ø": "O", "ı": "i", "ß": "ss", "’": "", "'": ""})
 
@@ -183,9 +171,16 @@ def _created(rng: np.random.Generator, modified: np.ndarray) -> np.ndarray:
     return modified - rng.integers(0, 5 * 365 * 24 * HOUR_MS, len(modified))
 
 
-def _phone(rng: np.random.Generator, n: int, prefix: str) -> np.ndarray:
-    digits = rng.integers(0, 10**8, n)
-    return np.array([f"{prefix}{d:08d}" for d in digits], dtype=object)
+def _phone_filled(rng: np.random.Generator, n: int, empty_rate: float) -> np.ndarray:
+    """Whether each row's phone field is filled; ``phones.type_crm_phones`` puts the number in later, from
+    a stream of its own. Draws what the numbers drawn here once drew, so that this stream, and with it
+    every other column, stays as it was."""
+    _skip_former_phone_digits(rng, n)
+    return rng.random(n) >= empty_rate
+
+
+def _skip_former_phone_digits(rng: np.random.Generator, n: int) -> None:
+    rng.integers(0, 10**8, n)
 
 
 def _with_nulls(rng: np.random.Generator, values: np.ndarray, rate: float) -> np.ndarray:
@@ -219,7 +214,7 @@ def _organisations(rng: np.random.Generator, n: int) -> Columns:
         "PostalCode": np.array([f"{z} {chr(a)}{chr(b)}" for z, (a, b) in zip(zips, letters)], dtype=object),
         "City": _pick(rng, CITIES, n),
         "Country": np.where(rng.random(n) < 0.95, "NL", _pick(rng, ["BE", "DE"], n)).astype(object),
-        "Phone": _with_nulls(rng, _phone(rng, n, "0"), 0.1),
+        "Phone": _phone_filled(rng, n, 0.1),
         "MailWork": _with_nulls(rng, np.array([f"info@{s}.example" for s in slugs], dtype=object), 0.1),
         "IsDebtor": rng.random(n) < 0.10,
         "ModifiedDate": modified,
@@ -252,8 +247,8 @@ def _persons(rng: np.random.Generator, n: int, first_code: int) -> Columns:
         "Gender": gender.astype(object),
         "BirthDate": np.where(rng.random(n) < 0.2, NULL, birth),
         "Bsn": np.full(n, None, dtype=object),
-        "Phone": _with_nulls(rng, _phone(rng, n, "0"), 0.5),
-        "PhoneMobile": _with_nulls(rng, _phone(rng, n, "06"), 0.3),
+        "Phone": _phone_filled(rng, n, 0.5),
+        "PhoneMobile": _phone_filled(rng, n, 0.3),
         "IsDebtor": np.zeros(n, dtype=bool),
         "ModifiedDate": modified,
         "CreateDate": _created(rng, modified),
@@ -340,8 +335,8 @@ def generate(contacts: int, seed: int) -> dict[str, Columns]:
         "OrganisationId": np.where(org_pos >= 0, orgs["OrganisationId"][np.maximum(org_pos, 0)], None).astype(object),
         "ContactKind": kind,
         "MailWork": mail,
-        "Phone": _with_nulls(rng, _phone(rng, n, "0"), 0.4),
-        "Mobile": _with_nulls(rng, _phone(rng, n, "06"), 0.5),
+        "Phone": _phone_filled(rng, n, 0.4),
+        "Mobile": _phone_filled(rng, n, 0.5),
         "Function": np.where(has_person & (rng.random(n) < 0.8), _pick(rng, FUNCTIONS, n), None).astype(object),
         "Department": department,
         "Blocked": rng.random(n) < 0.03,
@@ -360,9 +355,11 @@ def generate(contacts: int, seed: int) -> dict[str, Columns]:
     people["IsDebtor"][loose] = rng.random(len(loose)) < 0.10
     _plant_contacts(cols, n)
     del orgs["_slug"], people["_local"]
-    return {"organisations": orgs, "persons": people, "contacts": cols,
-            "subjects": empty_columns("subjects"), "attachments": empty_columns("attachments"),
-            "subject_types": subject_types(), **debtors(orgs, people, seed)}
+    tables = {"organisations": orgs, "persons": people, "contacts": cols,
+              "subjects": empty_columns("subjects"), "attachments": empty_columns("attachments"),
+              "subject_types": subject_types(), **debtors(orgs, people, seed)}
+    type_crm_phones(tables, seed)
+    return tables
 
 
 def _plant_contacts(cols: Columns, n: int) -> None:
@@ -393,6 +390,7 @@ def debtors(orgs: Columns, persons: Columns, seed: int) -> dict[str, Columns]:
     """The ``debtors`` and ``delivery_addresses`` tables for the organisations and persons with
     ``IsDebtor`` (organisations first, then persons, each in table order), from their own random stream."""
     rng = np.random.default_rng([seed, DEBTOR_STREAM])
+    fax_rng = np.random.default_rng([seed, DEBTOR_STREAM, PHONE_STREAM])
     org_pos, person_pos = np.flatnonzero(orgs["IsDebtor"]), np.flatnonzero(persons["IsDebtor"])
     n_org, n = len(org_pos), len(org_pos) + len(person_pos)
     cols = empty_columns("debtors", n)
@@ -424,7 +422,7 @@ def debtors(orgs: Columns, persons: Columns, seed: int) -> dict[str, Columns]:
     work, private = persons["MailWork"][person_pos], persons["MailPrivate"][person_pos]
     cols["MailWork"][:] = np.concatenate([_invoice_mail(rng, orgs["MailWork"][org_pos]),
                                           np.where(work != None, work, private)])  # noqa: E711
-    cols["Phone"][:] = _typed_phones(rng, country)
+    cols["Phone"][:] = typed_phones(rng, country)
 
     is_org = np.arange(n) < n_org
     foreign = country != "NL"
@@ -451,7 +449,7 @@ def debtors(orgs: Columns, persons: Columns, seed: int) -> dict[str, Columns]:
     modified[10: 10 + pinned] = PINNED_MODIFIED_MS[:pinned]
     cols["ModifiedDate"][:], cols["CreateDate"][:] = modified, _created(rng, modified)
     _plant_debtors(rng, cols)
-    addresses = _delivery_addresses(rng, cols)
+    addresses = _delivery_addresses(rng, cols, fax_rng)
     return {"debtors": cols, "delivery_addresses": addresses}
 
 
@@ -484,7 +482,7 @@ def _plant_debtors(rng: np.random.Generator, cols: Columns) -> None:
         cols["Phone"][i] = typed
 
 
-def _delivery_addresses(rng: np.random.Generator, debtor_cols: Columns) -> Columns:
+def _delivery_addresses(rng: np.random.Generator, debtor_cols: Columns, fax_rng: np.random.Generator) -> Columns:
     """0, 1 or 2 delivery addresses per debtor; the first is the debtor's default (``DeliveryAddressId``),
     often its own address with a note for the driver, the second elsewhere (across the border for some
     foreign debtors)."""
@@ -508,8 +506,10 @@ def _delivery_addresses(rng: np.random.Generator, debtor_cols: Columns) -> Colum
         cols[field][:] = np.where(own, debtor_cols[field][owner], drawn[field])
     cols["Country"][:] = country
     cols["StreetAddition"][:] = np.where(rng.random(m) < 0.3, _pick(rng, DELIVERY_ADDITIONS, m), None)
-    cols["Phone"][:] = np.where(rng.random(m) < 0.3, _typed_phones(rng, country), None)
-    cols["Fax"][:] = np.where(rng.random(m) < 0.05, _phone(rng, m, "0"), None)
+    cols["Phone"][:] = np.where(rng.random(m) < 0.3, typed_phones(rng, country), None)
+    has_fax = rng.random(m) < 0.05
+    _skip_former_phone_digits(rng, m)
+    cols["Fax"][:] = typed_phones(fax_rng, country, 0.0, FILLED_PHONE_WEIGHTS, filled=has_fax)
     domain = [None if mail is None or "@" not in mail else mail.strip().rsplit("@", 1)[1]
               for mail in debtor_cols["MailWork"][owner]]
     cols["MailWork"][:] = [f"magazijn@{d}" if d and u < 0.2 else None for d, u in zip(domain, rng.random(m))]
@@ -549,23 +549,6 @@ def _invoice_mail(rng: np.random.Generator, work: np.ndarray) -> np.ndarray:
     other = rng.random(len(work)) < 0.3
     return np.array([f"{b}@{m.split('@', 1)[1]}" if m is not None and o and "@" in m else m
                      for m, b, o in zip(work, box, other)], dtype=object)
-
-
-def _typed_phones(rng: np.random.Generator, country: np.ndarray) -> np.ndarray:
-    n = len(country)
-    mobile = rng.random(n) < 0.4
-    area = np.where(mobile, "6", _pick(rng, NL_AREA_CODES, n))
-    digits = rng.integers(0, 10**8, n)
-    form = rng.choice(len(NL_PHONE_FORMS), n, p=NL_PHONE_WEIGHTS / NL_PHONE_WEIGHTS.sum())
-    foreign_form = rng.integers(0, 3, n)
-    out = []
-    for c, a, d, f, g in zip(country, area, digits, form, foreign_form):
-        number = f"{d:08d}"
-        if c in FOREIGN_PHONES:
-            out.append(FOREIGN_PHONES[c][g](number))
-        else:
-            out.append(NL_PHONE_FORMS[f](a, number if a == "6" else number[1:]))
-    return np.array(out, dtype=object)
 
 
 def _bban(country: str, a: int, b: int) -> str:
