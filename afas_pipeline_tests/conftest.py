@@ -67,6 +67,38 @@ def _reset_around(reset, sandbox: Sandbox):
     reset(sandbox)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_default_ssl_context():
+    """One default SSL context for every httpx client of the session.
+
+    httpx builds a new one for each client, loading the whole CA bundle: about 0.1 s on a 2-core machine. The
+    pipeline makes a client per resource per Dagster run and the admin helpers one per call (`httpx.post`), which
+    came to minutes of the suite. Everything here speaks plain HTTP to the local sandbox, so no context is ever
+    used for a handshake; sharing the default one changes nothing a test sees. Without httpx's hook (another
+    httpx version) the clients build their own as before, only slower.
+    """
+    from httpx._transports import default as transport
+
+    build = getattr(transport, "create_ssl_context", None)
+    if build is None:
+        yield
+        return
+    shared: dict[bool, object] = {}
+
+    def create_ssl_context(verify=True, cert=None, trust_env=True):
+        if verify is not True or cert is not None:
+            return build(verify=verify, cert=cert, trust_env=trust_env)
+        if trust_env not in shared:
+            shared[trust_env] = build(verify=verify, cert=cert, trust_env=trust_env)
+        return shared[trust_env]
+
+    transport.create_ssl_context = create_ssl_context
+    try:
+        yield
+    finally:
+        transport.create_ssl_context = build
+
+
 @pytest.fixture(autouse=True)
 def _no_armed_failpoints():
     """No fail point armed by one test is left for the next (afas_pipeline.lib.failpoints)."""

@@ -28,15 +28,14 @@ Clocks, as in `test_loop_model`: Mailchimp's clock runs 15 minutes behind the re
 during a step falls in a window that has already closed; the steps are dated a minute behind that, one second
 apart, and a feedback run covers the windows from the example's start to the last closed one.
 
-No shrinking (every try re-runs the chain) and a fixed set of examples, `MAILCHIMP_LOOP_EXAMPLES` (default 5) on top
-of the explicit ones. To explore further locally: `MAILCHIMP_LOOP_EXAMPLES=100 MAILCHIMP_LOOP_RANDOM=1 pytest
-afas_pipeline_tests/properties/test_mailchimp_loop_model.py` (random sequences, a new draw each run).
+Each rule has an explicit example; then `MAILCHIMP_LOOP_EXAMPLES` (default 2) generated sequences, the same on every
+run. To explore further locally: `MAILCHIMP_LOOP_EXAMPLES=100 MAILCHIMP_LOOP_RANDOM=1 pytest
+afas_pipeline_tests/properties/test_mailchimp_loop_model.py` (a new draw each run; `properties/examples.py`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sqlite3
 import tempfile
 from contextlib import closing
@@ -46,17 +45,16 @@ from typing import NamedTuple
 import dagster as dg
 import httpx
 import pytest
-from hypothesis import HealthCheck, Phase, event, example, given, settings
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from afas_pipeline_tests.conftest import reset_mailchimp_sandbox, reset_sandbox
 from afas_pipeline_tests.mailchimp.conftest import MailchimpWorld
+from afas_pipeline_tests.properties.examples import model_settings
 from afas_pipeline_tests.properties.test_sync_model import CONTACTS, DATASET, FULL_PARTITION, QUIET
 from afas_pipeline_tests.world import _delta, _way_back
 from afas_sandbox.server import Sandbox
 
-EXAMPLES = int(os.environ.get("MAILCHIMP_LOOP_EXAMPLES", "5"))
-RANDOM = os.environ.get("MAILCHIMP_LOOP_RANDOM", "") not in ("", "0")
 #: Mailchimp's clock runs this far behind the real time; the steps' clock a minute more.
 BEHIND = dt.timedelta(minutes=15)
 STEPS_BEHIND_MAILCHIMP = dt.timedelta(minutes=1)
@@ -260,9 +258,8 @@ def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
 # A transactional member whose opt-in AFAS switches on: pending, not subscribed (MC3).
 @example(steps=[AfasEdit(10009, "Blocked", False), AfasEdit(10009, "PermissionNewsletter", True), Sync(delta=True),
                 Feedback()])
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=not RANDOM, database=None,
-          phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# Shrinking is off and the count small (properties/examples.py): every try re-runs the whole loop.
+@model_settings("MAILCHIMP_LOOP", examples=2)
 @pytest.mark.timeout(900)
 @given(steps=step_sequences())
 def test_mc3_mc4_r11_r12_c1_c2_c4_no_resubscription_optouts_reach_afas_one_member_per_contact(loop_world,
