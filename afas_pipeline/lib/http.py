@@ -67,16 +67,15 @@ class RetryAfterWait(tenacity.wait.wait_base):
 
 
 def json_request(http: httpx.Client, path: str, params: dict[str, str] | None,
-                 body: Any) -> tuple[httpx.URL, bytes | None, dict[str, str] | None]:
-    """The URL (base URL + path + query), the JSON body and its headers of one call."""
-    url = http.base_url.join(path)
-    if params:
-        url = url.copy_merge_params(params)
+                 body: Any) -> tuple[httpx.URL | str, bytes | None, dict[str, str] | None]:
+    """The URL (path and query, relative to the client's base URL, which httpx puts in front: much cheaper per
+    call than `URL.join`), the JSON body and its headers of one call."""
+    url: httpx.URL | str = httpx.URL(path, params=params) if params else path
     content = orjson.dumps(body) if body is not None else None
     return url, content, {"Content-Type": "application/json"} if body is not None else None
 
 
-def send_in_slot(http: httpx.Client, method: str, url: httpx.URL, *, content: bytes | None,
+def send_in_slot(http: httpx.Client, method: str, url: httpx.URL | str, *, content: bytes | None,
                  headers: dict[str, str] | None, limit: int, bad_url: Callable[[Exception], Exception],
                  unanswered: Callable[[Exception], Exception]) -> httpx.Response:
     """One attempt, once fewer than `limit` calls to the base URL are in flight. A URL httpx cannot use raises
@@ -196,7 +195,7 @@ class RetryingHttpResource(HttpClientLifecycle, dg.ConfigurableResource):
                                  backoff_initial_s=self.backoff_initial_s, backoff_max_s=self.backoff_max_s,
                                  logger=logger, what=what, on_retry=lambda: self._count(retries=1))
 
-    def _attempt(self, http: httpx.Client, method: str, url: httpx.URL, content: bytes | None,
+    def _attempt(self, http: httpx.Client, method: str, url: httpx.URL | str, content: bytes | None,
                  headers: dict[str, str] | None, *, service: str, endpoint: str, what: str,
                  config_error: type[Exception], transient: type[Exception]) -> httpx.Response:
         """One attempt of a call, counted, within the client's concurrency cap (`send_in_slot`)."""
