@@ -11,6 +11,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from afas_sandbox.faults import json_response
@@ -100,6 +101,15 @@ def at_instant(body: dict, now: int, per_second: int = 1) -> int:
     return round(value.timestamp() * 1000) * per_second // 1000
 
 
+def query_int(params, name: str, default: int) -> int:
+    """A whole-number query parameter, `default` when absent or empty; ValueError when it is not a whole number
+    (each emulator answers that with its vendor's own error)."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    return int(raw)
+
+
 def load_document(load, body: dict, collection: str, kind: type = list) -> None:
     """`load(body)` for a dataset document, which must hold `collection` (a list, or `kind`); a document that does
     not fit is a 400 naming why, never a half-loaded account."""
@@ -109,6 +119,26 @@ def load_document(load, body: dict, collection: str, kind: type = list) -> None:
         load(body)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise AdminError(f"invalid dataset: {exc!r}") from None
+
+
+def account_routes(endpoint: Callable, emulator, account, collection: str) -> list[Route]:
+    """The admin routes every vendor emulator has, over its account (`counts`, `export`, `load`): the state, the
+    dataset out and in (a document holding `collection`), and a reset of the whole emulator."""
+
+    def load(request: Request, body: dict):
+        load_document(account.load, body, collection)
+        return account.counts()
+
+    def reset(request: Request, body: dict):
+        emulator.reset()
+        return account.counts()
+
+    return [
+        Route("/state", endpoint(lambda r, b: account.counts()), methods=["GET"]),
+        Route("/dataset", endpoint(lambda r, b: account.export()), methods=["GET"]),
+        Route("/dataset", endpoint(load), methods=["POST"]),
+        Route("/reset", endpoint(reset), methods=["POST"]),
+    ]
 
 
 def admin_endpoint(work: Callable[[Request, dict], object],

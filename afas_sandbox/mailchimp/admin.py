@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.routing import Route
 
-from afas_sandbox.admin_common import AdminError, admin_endpoint, at_instant, clock_offset_s, load_document
+from afas_sandbox.admin_common import AdminError, account_routes, admin_endpoint, at_instant, clock_offset_s
 from afas_sandbox.faults import fault_admin_routes
 from afas_sandbox.mailchimp.errors import Problem
 from afas_sandbox.mailchimp.store import SANDBOX_LIST_ID, ActionRefused, iso
@@ -131,24 +131,13 @@ def admin_routes(emulator: "MailchimpEmulator") -> list[Route]:
             account.clock_offset_s = int(clock_offset_s(body))
         return {"offset_s": account.clock_offset_s, "now": iso(account.now())}
 
-    def load(request: Request, body: dict):
-        load_document(account.load, body, "lists")
-        return account.counts()
-
-    def reset(request: Request, body: dict):
-        emulator.reset()
-        return account.counts()
-
     return [
         Route("/members/{member}/{action}", endpoint(member_action), methods=["POST"]),
         Route("/campaigns", endpoint(campaigns), methods=["POST"]),
         Route("/members", endpoint(lambda r, b: account.all_members(list_id(r, b))), methods=["GET"]),
         Route("/members/{member}", endpoint(member), methods=["GET"]),
         Route("/changes", endpoint(lambda r, b: list(account.changes)), methods=["GET"]),
-        Route("/state", endpoint(lambda r, b: account.counts()), methods=["GET"]),
-        Route("/dataset", endpoint(lambda r, b: account.export()), methods=["GET"]),
-        Route("/dataset", endpoint(load), methods=["POST"]),
-        Route("/reset", endpoint(reset), methods=["POST"]),
+        *account_routes(endpoint, emulator, account, "lists"),
         Route("/clock", endpoint(clock), methods=["GET", "PUT"]),
         *fault_admin_routes(emulator.faults),
     ]

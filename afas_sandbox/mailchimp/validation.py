@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from afas_sandbox.admin_common import query_int
 from afas_sandbox.mailchimp.errors import MERGE_DETAIL, field_error, invalid
 
 EMAIL_SYNTAX = re.compile(r"[^@\s\"(),:;<>\[\\\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -214,11 +215,8 @@ class Paging:
 
 
 def _whole(params, name: str, default: int, highest: int | None) -> int:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
     try:
-        value = int(raw)
+        value = query_int(params, name, default)
     except ValueError:
         raise field_error(name, "Schema describes integer") from None
     if value < 0 or (highest is not None and value > highest):

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.routing import Route
 
-from afas_sandbox.admin_common import AdminError, admin_endpoint, at_instant, clock_offset_s, load_document
+from afas_sandbox.admin_common import AdminError, account_routes, admin_endpoint, at_instant, clock_offset_s
 from afas_sandbox.faults import fault_admin_routes
 from afas_sandbox.spotler.store import Invalid
 
@@ -128,14 +128,6 @@ def admin_routes(emulator: "SpotlerEmulator") -> list[Route]:
             account.clock_offset_ms = int(clock_offset_s(body) * 1000)
         return {"offset_s": account.clock_offset_ms / 1000, "now": account.now()}
 
-    def load(request: Request, body: dict):
-        load_document(account.load, body, "contacts")
-        return account.counts()
-
-    def reset(request: Request, body: dict):
-        emulator.reset()
-        return account.counts()
-
     return [
         Route("/recipients/{external_id}/{action}", endpoint(recipient), methods=["POST"]),
         Route("/mailings", endpoint(mailings), methods=["POST"]),
@@ -144,10 +136,7 @@ def admin_routes(emulator: "SpotlerEmulator") -> list[Route]:
         Route("/contacts/{external_id}", endpoint(contact), methods=["GET"]),
         Route("/contacts/{external_id}", endpoint(edit), methods=["POST"]),
         Route("/changes", endpoint(lambda r, b: list(account.changes)), methods=["GET"]),
-        Route("/state", endpoint(lambda r, b: account.counts()), methods=["GET"]),
-        Route("/dataset", endpoint(lambda r, b: account.export()), methods=["GET"]),
-        Route("/dataset", endpoint(load), methods=["POST"]),
-        Route("/reset", endpoint(reset), methods=["POST"]),
+        *account_routes(endpoint, emulator, account, "contacts"),
         Route("/clock", endpoint(clock), methods=["GET", "PUT"]),
         *fault_admin_routes(emulator.faults),
     ]

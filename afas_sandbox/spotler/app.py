@@ -54,7 +54,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
-from afas_sandbox.admin_common import LoopbackOnly
+from afas_sandbox.admin_common import LoopbackOnly, query_int
 from afas_sandbox.faults import FaultConfig, FaultInjector, json_response
 from afas_sandbox.spotler.oauth import OAuthFailure, Verifier
 from afas_sandbox.spotler.store import (
@@ -124,11 +124,8 @@ def stats_key(method: str, path: str) -> str:
 
 
 def _int(params, name: str, default: int, low: int, high: int) -> int:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
     try:
-        value = int(raw)
+        value = query_int(params, name, default)
     except ValueError:
         raise SpotlerFailure(400, "INVALID_PARAMS", f"{name} must be an integer") from None
     if not low <= value <= high:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.routing import Route
 
-from afas_sandbox.admin_common import AdminError, admin_endpoint, at_instant, clock_offset_s, load_document
+from afas_sandbox.admin_common import AdminError, account_routes, admin_endpoint, at_instant, clock_offset_s
 from afas_sandbox.faults import fault_admin_routes
 from afas_sandbox.xelion.errors import XelionError
 from afas_sandbox.xelion.store import e164, xelion_time
@@ -131,14 +131,6 @@ def admin_routes(emulator: "XelionEmulator") -> list[Route]:
             tenant.clock_offset_s = clock_offset_s(body)
         return {"offset_s": tenant.clock_offset_s, "now": xelion_time(tenant.now())}
 
-    def load(request: Request, body: dict):
-        load_document(tenant.load, body, "addressables")
-        return tenant.counts()
-
-    def reset(request: Request, body: dict):
-        emulator.reset()
-        return tenant.counts()
-
     return [
         Route("/calls", endpoint(place_call), methods=["POST"]),
         Route("/calls", endpoint(calls), methods=["GET"]),
@@ -147,9 +139,6 @@ def admin_routes(emulator: "XelionEmulator") -> list[Route]:
         Route("/sessions", endpoint(lambda r, b: tenant.session_rows()), methods=["GET"]),
         Route("/settings", endpoint(settings), methods=["GET", "PUT"]),
         Route("/clock", endpoint(clock), methods=["GET", "PUT"]),
-        Route("/state", endpoint(lambda r, b: tenant.counts()), methods=["GET"]),
-        Route("/dataset", endpoint(lambda r, b: tenant.export()), methods=["GET"]),
-        Route("/dataset", endpoint(load), methods=["POST"]),
-        Route("/reset", endpoint(reset), methods=["POST"]),
+        *account_routes(endpoint, emulator, tenant, "addressables"),
         *fault_admin_routes(emulator.faults),
     ]
