@@ -16,55 +16,31 @@ def sandbox() -> Sandbox:
         yield running
 
 
-def reset_sandbox(sb: Sandbox) -> None:
-    """Start-up dataset back, faults off, stats zeroed (through the admin API)."""
-    httpx.post(sb.afas_admin_url + "/reset", timeout=60).raise_for_status()
+def _resetting(emulator: str, what: str):
+    """The reset of one emulator through its admin API (`{emulator}_admin_url` + `/reset`: `what`), and a fixture
+    that hands the session sandbox to a test with that emulator reset before and after it, so no data, fault,
+    stat or clock leaks across tests."""
+
+    def reset(sb: Sandbox) -> None:
+        httpx.post(getattr(sb, f"{emulator}_admin_url") + "/reset", timeout=60).raise_for_status()
+
+    @pytest.fixture
+    def clean(sandbox: Sandbox) -> Sandbox:
+        reset(sandbox)
+        yield sandbox
+        reset(sandbox)
+
+    reset.__doc__ = what
+    clean.__doc__ = f"The session sandbox with {what} before and after the test."
+    return reset, clean
 
 
-@pytest.fixture
-def afas_sandbox_clean(sandbox: Sandbox) -> Sandbox:
-    """The session sandbox, reset before and after the test so no data, fault or stat leaks across tests."""
-    yield from _reset_around(reset_sandbox, sandbox)
-
-
-def reset_spotler_sandbox(sb: Sandbox) -> None:
-    """Empty Spotler account, faults off, stats zeroed (through the Spotler admin API)."""
-    httpx.post(sb.spotler_admin_url + "/reset", timeout=60).raise_for_status()
-
-
-@pytest.fixture
-def spotler_sandbox_clean(sandbox: Sandbox) -> Sandbox:
-    """The session sandbox with its Spotler account reset before and after the test."""
-    yield from _reset_around(reset_spotler_sandbox, sandbox)
-
-
-def reset_mailchimp_sandbox(sb: Sandbox) -> None:
-    """The start-up Mailchimp account (the sandbox audience, no members), faults off, stats zeroed, real time."""
-    httpx.post(sb.mailchimp_admin_url + "/reset", timeout=60).raise_for_status()
-
-
-@pytest.fixture
-def mailchimp_sandbox_clean(sandbox: Sandbox) -> Sandbox:
-    """The session sandbox with its Mailchimp account reset before and after the test."""
-    yield from _reset_around(reset_mailchimp_sandbox, sandbox)
-
-
-def reset_xelion_sandbox(sb: Sandbox) -> None:
-    """An empty Xelion tenant, no sessions, default token lifetime, faults off, stats zeroed, real time."""
-    httpx.post(sb.xelion_admin_url + "/reset", timeout=60).raise_for_status()
-
-
-@pytest.fixture
-def xelion_sandbox_clean(sandbox: Sandbox) -> Sandbox:
-    """The session sandbox with its Xelion tenant reset before and after the test."""
-    yield from _reset_around(reset_xelion_sandbox, sandbox)
-
-
-def _reset_around(reset, sandbox: Sandbox):
-    """The sandbox for one test, `reset` before and after it."""
-    reset(sandbox)
-    yield sandbox
-    reset(sandbox)
+reset_sandbox, afas_sandbox_clean = _resetting("afas", "the AFAS start-up dataset back, faults off, stats zeroed")
+reset_spotler_sandbox, spotler_sandbox_clean = _resetting("spotler", "an empty Spotler account, faults off, stats zeroed")
+reset_mailchimp_sandbox, mailchimp_sandbox_clean = _resetting(
+    "mailchimp", "the start-up Mailchimp account (the sandbox audience, no members), faults off, stats zeroed, real time")
+reset_xelion_sandbox, xelion_sandbox_clean = _resetting(
+    "xelion", "an empty Xelion tenant, no sessions, default token lifetime, faults off, stats zeroed, real time")
 
 
 @pytest.fixture(scope="session", autouse=True)
