@@ -28,7 +28,9 @@ standard connectors with extra fields: ``Profit_Debtor_App`` names its row keys 
 (``AddressLine1/3/4``, ``DateModified`` where the standard spells ``AdressLine1/3/4`` and ``ModifiedDate``) and
 adds the organisation or person number and name parts and the preferred delivery address; both
 ``_App`` connectors carry ``OrganisationId``/``PersonId`` (and contacts ``ContactId``) as the ``Sync_*``
-connectors do, so the ids a reader needs (R9) are there.
+connectors do, so the ids a reader needs (R9) are there. The ``Sync_*`` connectors also carry what the Xelion
+link reads (seed 003, "de connectoren zijn alle drie nodig"): ``BcId`` (AFAS's internal id of an organisation or
+person, what an InSite card URL names) and the phone fields (the contact's own work phone and mobile).
 
 Where AFAS leaves a field empty we do too: a department contact (``AFD``) has no person, so its
 ``PersonId`` and ``PersonModified`` are ``null``; a loose person (``PER``) has no organisation.
@@ -140,7 +142,8 @@ def _sync_contacts(t: dict[str, Columns]) -> dict[str, np.ndarray]:
         "PermissionEvents": c["PermissionEvents"], "BounceDate": _date(c["BounceDate"]),
         "BounceType": c["BounceType"], "HardBounce": c["HardBounce"],
         "IsDebtor": np.where(loose, _gather(p["IsDebtor"], pp, False), _gather(o["IsDebtor"], op, False)),
-        "Function": c["Function"], "ContactModified": _local(c["ModifiedDate"]),
+        "Function": c["Function"], "Phone": c["Phone"], "Mobile": c["Mobile"],
+        "ContactModified": _local(c["ModifiedDate"]),
         "PersonModified": _local(_gather(p["ModifiedDate"], pp, NULL)),
         "OrganisationModified": _local(_gather(o["ModifiedDate"], op, NULL)),
         "CreateDate": _local(c["CreateDate"]),
@@ -149,8 +152,8 @@ def _sync_contacts(t: dict[str, Columns]) -> dict[str, np.ndarray]:
 
 def _sync_persons(t: dict[str, Columns]) -> dict[str, np.ndarray]:
     p = t["persons"]
-    out = {k: p[k] for k in ("PersonId", "Initials", "FirstName", "Prefix", "LastName", "Gender",
-                             "MailWork", "MailPrivate", "PhoneMobile")}
+    out = {k: p[k] for k in ("PersonId", "BcId", "Initials", "FirstName", "Prefix", "LastName", "Gender",
+                             "MailWork", "MailPrivate", "Phone", "PhoneMobile")}
     out.update(BirthDate=_date(p["BirthDate"]), ModifiedDate=_local(p["ModifiedDate"]),
                CreateDate=_local(p["CreateDate"]))
     return out
@@ -158,7 +161,7 @@ def _sync_persons(t: dict[str, Columns]) -> dict[str, np.ndarray]:
 
 def _sync_organisations(t: dict[str, Columns]) -> dict[str, np.ndarray]:
     o = t["organisations"]
-    out = {k: o[k] for k in ("OrganisationId", "Name", "ChamberOfCommerce", "Street", "HouseNumber",
+    out = {k: o[k] for k in ("OrganisationId", "BcId", "Name", "ChamberOfCommerce", "Street", "HouseNumber",
                              "HouseNumberAddition", "PostalCode", "City", "Country", "Phone", "MailWork", "IsDebtor")}
     out.update(ModifiedDate=_local(o["ModifiedDate"]), CreateDate=_local(o["CreateDate"]))
     return out
@@ -313,20 +316,22 @@ GET_CONNECTORS: dict[str, GetConnector] = {g.id: g for g in [
         ("PermissionEvents", B, "Evenementen", 1, "U002"), ("BounceDate", D, "Bouncedatum", 10, "U003"),
         ("BounceType", S, "Bouncetype", 4, "U004"), ("HardBounce", B, "Harde bounce", 1, "U005"),
         ("IsDebtor", B, "Is debiteur", 1, "IsDb"), ("Function", S, "Functie", 80, "FuDs"),
+        ("Phone", S, "Telefoonnr. werk", 30, "TeNr"), ("Mobile", S, "Mobiel werk", 30, "MbNr"),
         ("ContactModified", DT, "Contact gewijzigd op", 19, "CdModDt"),
         ("PersonModified", DT, "Persoon gewijzigd op", 19, "PerModDt"),
         ("OrganisationModified", DT, "Organisatie gewijzigd op", 19, "OgaModDt"),
         ("CreateDate", DT, "Aangemaakt op", 19, "CrDt")), _sync_contacts),
     GetConnector("Sync_Persons", "Personen voor synchronisatie", _fields(
-        ("PersonId", S, "Nummer", 15, "BcCo"), ("Initials", S, "Voorletters", 15, "In"),
+        ("PersonId", S, "Nummer", 15, "BcCo"), ("BcId", I, "Intern nummer", 9, "BcId"), ("Initials", S, "Voorletters", 15, "In"),
         ("FirstName", S, "Voornaam", 50, "FiNm"), ("Prefix", S, "Voorvoegsel", 15, "Is"),
         ("LastName", S, "Achternaam", 80, "LaNm"), ("Gender", S, "Geslacht", 1, "ViGe"),
         ("BirthDate", D, "Geboortedatum", 10, "DaBi"), ("MailWork", S, "E-mail werk", 255, "EmAd"),
-        ("MailPrivate", S, "E-mail privé", 255, "EmA2"), ("PhoneMobile", S, "Mobiel werk", 30, "MbNr"),
-        ("ModifiedDate", DT, "Gewijzigd op", 19, "ModDt"), ("CreateDate", DT, "Aangemaakt op", 19, "CrDt")),
+        ("MailPrivate", S, "E-mail privé", 255, "EmA2"), ("Phone", S, "Telefoonnr. werk", 30, "TeNr"),
+        ("PhoneMobile", S, "Mobiel werk", 30, "MbNr"), ("ModifiedDate", DT, "Gewijzigd op", 19, "ModDt"), ("CreateDate", DT, "Aangemaakt op", 19, "CrDt")),
         _sync_persons),
     GetConnector("Sync_Organisations", "Organisaties voor synchronisatie", _fields(
-        ("OrganisationId", S, "Nummer", 15, "BcCo"), ("Name", S, "Naam", 255, "Nm"),
+        ("OrganisationId", S, "Nummer", 15, "BcCo"), ("BcId", I, "Intern nummer", 9, "BcId"),
+        ("Name", S, "Naam", 255, "Nm"),
         ("ChamberOfCommerce", S, "KvK-nummer", 30, "CcNr"), ("Street", S, "Straat", 60, "Ad"),
         ("HouseNumber", I, "Huisnummer", 9, "HmNr"), ("HouseNumberAddition", S, "Toevoeging", 30, "HmAd"),
         ("PostalCode", S, "Postcode", 15, "ZpCd"), ("City", S, "Woonplaats", 50, "Rs"),
