@@ -15,6 +15,12 @@ def hash_key(value: object) -> str:
     return hashlib.blake2b(str(value).encode(), key=_SALT[:64], digest_size=6).hexdigest()
 
 
+def number_key(e164: str) -> str:
+    """The salted hash a phone number (E.164) is known by in the phone index and the sync state: 32 hex
+    characters, long enough that a million numbers never share one, and no number can be read back."""
+    return hashlib.blake2b(e164.encode(), key=_SALT[:64], digest_size=16, person=b"phone-number").hexdigest()
+
+
 def hashed_sample(values: Iterable[object], limit: int = 10) -> list[str]:
     """Hashes of the first `limit` values, for check metadata that shows which rows offend."""
     out = []

@@ -20,17 +20,12 @@ Two merge-field types need more than a string cast (reference §B3, "Merge field
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 import pandas as pd
-import phonenumbers
+
+from afas_pipeline.lib.phones import e164
 
 # --- phone numbers --------------------------------------------------------------------------------------
-
-#: A trailing extension the way Dutch offices type it ("020-1234567 toestel 12", "tst. 12", "ext 12", "x12").
-#: libphonenumber knows "ext"/"x" but not "toestel", and with it the whole string is "too long"; the extension
-#: is cut off before parsing (E.164 has no room for one anyway, so the main number is what Mailchimp gets).
-EXTENSION = re.compile(r"\s*[,;]?\s*(?:toestel|toest\.?|tst\.?|ext\.?|extension|x)\s*\d{1,6}\s*$", re.IGNORECASE)
 
 
 def phone_values(column: pd.Series, region: str | pd.Series = "NL") -> tuple[list[str | None], int]:
@@ -65,25 +60,11 @@ def phone_values(column: pd.Series, region: str | pd.Series = "NL") -> tuple[lis
         if _blank(value):
             out.append(None)
             continue
-        formatted = _e164(str(value), str(where).strip().upper() if not _blank(where) else "NL")
+        formatted = e164(str(value), str(where).strip().upper() if not _blank(where) else "NL")
         if formatted is None:
             left_out += 1
         out.append(formatted)
     return out, left_out
-
-
-@lru_cache(maxsize=65536)
-def _e164(value: str, region: str) -> str | None:
-    """One typed number in E.164, or None when libphonenumber cannot read it or finds it invalid (a digit
-    short, a letter typed for a digit, an unassigned range)."""
-    text = EXTENSION.sub("", value.strip())
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _blank(value) -> bool:

@@ -16,6 +16,9 @@ One SQLite file holds, per destination:
 - `mailing_history` (R17): per (mailing id, external id) the AFAS dossier item (SbId) made for it, or
   none yet while its POST waits for a retry, and the send time; `mailing_reactions`: the interactions
   (kind such as `opened` or `bounced:hard`, time) added to that item, or still `pending`;
+- `phone_index` (Xelion, X2/X3): per AFAS organisation or person the salted hashes of its phone numbers, with
+  its BcId and number, never a number itself; `call_reports` (X3): per Xelion call id what became of its
+  dossier item (the SbId once made, or why not yet); `cursors`: how far an oid-ordered feed was read;
 - `feedback_events`: the ledger of events read back from a destination (external id, kind such as
   `optout:1` or `bounce:hard`, event time) and whether they were delivered to AFAS or still wait
   (`pending`), so each event is delivered once however often its window is read.
@@ -74,6 +77,15 @@ CREATE TABLE IF NOT EXISTS watermarks (
     destination TEXT NOT NULL, feed TEXT NOT NULL, read_until TEXT NOT NULL, PRIMARY KEY (destination, feed));
 CREATE TABLE IF NOT EXISTS identities (
     destination TEXT PRIMARY KEY, identity TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS phone_index (
+    destination TEXT NOT NULL, external_id TEXT NOT NULL, number_key TEXT NOT NULL, bcid TEXT, afas_id TEXT,
+    kind TEXT NOT NULL, PRIMARY KEY (destination, external_id, number_key));
+CREATE INDEX IF NOT EXISTS phone_index_by_number ON phone_index (destination, number_key);
+CREATE TABLE IF NOT EXISTS call_reports (
+    destination TEXT NOT NULL, call_id TEXT NOT NULL, oid TEXT NOT NULL, status TEXT NOT NULL, sbid TEXT,
+    reason TEXT, attempts INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL, PRIMARY KEY (destination, call_id));
+CREATE TABLE IF NOT EXISTS cursors (
+    destination TEXT NOT NULL, feed TEXT NOT NULL, position TEXT NOT NULL, PRIMARY KEY (destination, feed));
 CREATE TABLE IF NOT EXISTS writes_in_flight (
     id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL, started_at TEXT NOT NULL,
     feed_mark TEXT, intents TEXT NOT NULL);
@@ -328,6 +340,75 @@ class SyncState:
                 (destination, feed, read_until.astimezone(timezone.utc).isoformat()),
             )
 
+
+    # -- phone index, call reports and feed cursors (Xelion: X1-X3) --
+
+    def replace_phone_numbers(self, destination: str, numbers: dict[str, tuple[str | None, str, str, list[str]]],
+                              *, only: bool = False) -> None:
+        """Per external id its (BcId, AFAS number, kind, salted number keys), replacing what was saved for it.
+        `only`: these are every record there is (a full read): the rows of any other external id go."""
+        with self._connect() as db:
+            if only:
+                db.execute("CREATE TEMP TABLE IF NOT EXISTS keep (external_id TEXT PRIMARY KEY)")
+                db.execute("DELETE FROM keep")
+                db.executemany("INSERT INTO keep VALUES (?)", ((i,) for i in numbers))
+                db.execute("DELETE FROM phone_index WHERE destination=? AND external_id NOT IN "
+                           "(SELECT external_id FROM keep)", (destination,))
+            db.executemany("DELETE FROM phone_index WHERE destination=? AND external_id=?",
+                           ((destination, i) for i in numbers))
+            db.executemany("INSERT OR IGNORE INTO phone_index VALUES (?,?,?,?,?,?)",
+                           ((destination, i, key, bcid, afas_id, kind)
+                            for i, (bcid, afas_id, kind, keys) in numbers.items() for key in keys))
+
+    def phone_index(self, destination: str, number_keys: Iterable[str] | None = None) -> pd.DataFrame:
+        """The index rows (external_id, number_key, bcid, afas_id, kind), all or for these number keys."""
+        columns = ["external_id", "number_key", "bcid", "afas_id", "kind"]
+        query = f"SELECT {', '.join(columns)} FROM phone_index WHERE destination=?"
+        with self._connect() as db:
+            if number_keys is None:
+                rows = db.execute(query, (destination,)).fetchall()
+            else:
+                rows = [row for key in set(number_keys)
+                        for row in db.execute(query + " AND number_key=?", (destination, key)).fetchall()]
+        return pd.DataFrame(rows, columns=columns).astype("string")
+
+    def call_reports(self, destination: str, call_ids: Iterable[str] | None = None,
+                     status: str | None = None) -> pd.DataFrame:
+        """Rows (call_id, oid, status, sbid, reason, attempts): for these call ids, or with this status, or all."""
+        columns = ["call_id", "oid", "status", "sbid", "reason", "attempts"]
+        query = f"SELECT {', '.join(columns)} FROM call_reports WHERE destination=?"
+        with self._connect() as db:
+            if call_ids is not None:
+                rows = [row for call_id in set(call_ids)
+                        for row in db.execute(query + " AND call_id=?", (destination, call_id)).fetchall()]
+            elif status is not None:
+                rows = db.execute(query + " AND status=?", (destination, status)).fetchall()
+            else:
+                rows = db.execute(query, (destination,)).fetchall()
+        return pd.DataFrame(rows, columns=columns).astype({c: "string" for c in columns if c != "attempts"})
+
+    def save_call_reports(self, destination: str, rows: Iterable[dict]) -> int:
+        """Upsert (call_id, oid, status, sbid, reason); `attempt` adds one to the attempts. A saved SbId is kept."""
+        values = [(destination, r["call_id"], r["oid"], r["status"], r.get("sbid"), r.get("reason"),
+                   int(bool(r.get("attempt"))), _now()) for r in rows]
+        with self._connect() as db:
+            db.executemany(
+                "INSERT INTO call_reports VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(destination, call_id) DO UPDATE SET "
+                "oid=excluded.oid, status=excluded.status, sbid=COALESCE(excluded.sbid, call_reports.sbid), "
+                "reason=excluded.reason, attempts=call_reports.attempts + excluded.attempts, "
+                "updated_at=excluded.updated_at", values)
+        return len(values)
+
+    def cursor(self, destination: str, feed: str) -> str | None:
+        with self._connect() as db:
+            row = db.execute("SELECT position FROM cursors WHERE destination=? AND feed=?",
+                             (destination, feed)).fetchone()
+        return row[0] if row else None
+
+    def set_cursor(self, destination: str, feed: str, position: str) -> None:
+        with self._connect() as db:
+            db.execute("INSERT INTO cursors VALUES (?,?,?) ON CONFLICT(destination, feed) DO UPDATE SET "
+                       "position=excluded.position", (destination, feed, position))
 
     # -- writes in flight (C1, C4: a run killed between a write and its state save) --
 
