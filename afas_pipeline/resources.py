@@ -3,7 +3,9 @@
 Production AFAS is selected by setting `AFAS_TOKEN` together with `AFAS_ENVIRONMENT_ID` (and optionally
 `AFAS_ENVIRONMENT=test|accept`) or an explicit `AFAS_BASE_URL`; production Spotler by setting
 `SPOTLER_CONSUMER_KEY` and `SPOTLER_CONSUMER_SECRET` (and optionally `SPOTLER_BASE_URL`); production Mailchimp
-by setting `MAILCHIMP_API_KEY` and `MAILCHIMP_LIST_ID` (and optionally `MAILCHIMP_BASE_URL`). Each destination's
+by setting `MAILCHIMP_API_KEY` and `MAILCHIMP_LIST_ID` (and optionally `MAILCHIMP_BASE_URL`); production Xelion by
+setting `XELION_BASE_URL`, `XELION_USER_NAME` and `XELION_PASSWORD` (and optionally `XELION_USER_SPACE`, default
+`afas-pipeline`, and `XELION_APP_KEY`), its client being the resource `xelion`. Each destination's
 client is the resource of the destination's name (`afas_pipeline/defs/<name>/`). Secrets are
 only ever read through `dg.EnvVar`, so they never land in the run config that the Dagster UI shows.
 
@@ -32,12 +34,16 @@ from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline.mailchimp.client import API_URL_EXAMPLE as MAILCHIMP_URL_EXAMPLE
 from afas_pipeline.mailchimp.client import MailchimpClient
 from afas_pipeline.sync.state import SyncStateResource
+from afas_pipeline.xelion.client import API_URL_EXAMPLE as XELION_URL_EXAMPLE
+from afas_pipeline.xelion.client import DEFAULT_USER_SPACE as XELION_DEFAULT_USER_SPACE
+from afas_pipeline.xelion.client import XelionClient
 
 #: Every environment variable the pipeline reads (README, "Configuration").
 SETTINGS = (
     "AFAS_TOKEN", "AFAS_ENVIRONMENT_ID", "AFAS_ENVIRONMENT", "AFAS_BASE_URL", "AFAS_INTEGRATION_ID",
     "SPOTLER_CONSUMER_KEY", "SPOTLER_CONSUMER_SECRET", "SPOTLER_BASE_URL", "MAILCHIMP_API_KEY", "MAILCHIMP_LIST_ID",
-    "MAILCHIMP_BASE_URL", "AFAS_PIPELINE_STATE",
+    "MAILCHIMP_BASE_URL", "XELION_BASE_URL", "XELION_USER_NAME", "XELION_PASSWORD", "XELION_USER_SPACE",
+    "XELION_APP_KEY", "AFAS_PIPELINE_STATE",
     "AFAS_PIPELINE_STORAGE", "AFAS_PIPELINE_MAPPINGS", "AFAS_PIPELINE_HASH_SALT", "AFAS_PIPELINE_SANDBOX_URL",
     "DAGSTER_HOME",
 )
@@ -50,6 +56,10 @@ SANDBOX_SPOTLER_KEY = "afaspipeline-sandbox"
 SANDBOX_SPOTLER_SECRET = "sandbox-secret-7d1e0c5b9a3f4e21"
 SANDBOX_MAILCHIMP_KEY = "3409dd0b1dab00826e94dc27237299c3-us21"
 SANDBOX_MAILCHIMP_LIST = "f3768f3c95"
+SANDBOX_XELION_USER = "afas-pipeline"
+SANDBOX_XELION_PASSWORD = "sandbox-xelion-3c9e51d2"
+#: The three settings that select production Xelion: all of them, or none (the sandbox).
+XELION_PARTNERS = ("XELION_BASE_URL", "XELION_USER_NAME", "XELION_PASSWORD")
 
 AFAS_ENVIRONMENTS = ("production", "test", "accept")
 
@@ -58,6 +68,7 @@ _XML_TOKEN = re.compile(r"<token>.*<data>\s*[0-9A-Fa-f]{64}\s*</data>.*</token>"
 _DIGITS = re.compile(r"[0-9]+")
 _MAILCHIMP_KEY = re.compile(r"[0-9a-f]{32}-[a-z]{2,}[0-9]+")
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class ConfigurationError(RuntimeError):
@@ -92,9 +103,17 @@ def mailchimp_mode(env: Mapping[str, str] = os.environ) -> str:
     return "production" if _set(env, "MAILCHIMP_API_KEY") else "sandbox"
 
 
+def xelion_mode(env: Mapping[str, str] = os.environ) -> str:
+    """`production` when Xelion's base URL, user name and password are configured, else `sandbox`."""
+    problems = list(_xelion_problems(env))
+    if problems:
+        raise ConfigurationError(problems)
+    return "production" if _set(env, "XELION_BASE_URL") else "sandbox"
+
+
 def sandbox_url(env: Mapping[str, str] = os.environ) -> str | None:
-    """The sandbox's URL when AFAS, Spotler or Mailchimp is the sandbox, else None."""
-    if "sandbox" in (afas_mode(env), spotler_mode(env), mailchimp_mode(env)):
+    """The sandbox's URL when AFAS, Spotler, Mailchimp or Xelion is the sandbox, else None."""
+    if "sandbox" in (afas_mode(env), spotler_mode(env), mailchimp_mode(env), xelion_mode(env)):
         return (env.get("AFAS_PIPELINE_SANDBOX_URL") or DEFAULT_SANDBOX_URL).rstrip("/")
     return None
 
@@ -105,6 +124,7 @@ def check_settings(env: Mapping[str, str] = os.environ) -> None:
         *_afas_problems(env),
         *_spotler_problems(env),
         *_mailchimp_problems(env),
+        *_xelion_problems(env),
         *_sandbox_problems(env),
         *_folder_problems(env),
         *_salt_problems(env),
@@ -146,12 +166,24 @@ def mailchimp_client(env: Mapping[str, str] = os.environ) -> MailchimpClient:
     return MailchimpClient(api_key=dg.EnvVar("MAILCHIMP_API_KEY"), list_id=env["MAILCHIMP_LIST_ID"], **options)
 
 
+def xelion_client(env: Mapping[str, str] = os.environ) -> XelionClient:
+    options: dict[str, object] = {"user_space": env.get("XELION_USER_SPACE", "").strip() or XELION_DEFAULT_USER_SPACE}
+    if _set(env, "XELION_APP_KEY"):
+        options["app_key"] = dg.EnvVar("XELION_APP_KEY")
+    if xelion_mode(env) == "sandbox":
+        return XelionClient(base_url=f"{_sandbox_url(env)}/xelion/api/v1/master", user_name=SANDBOX_XELION_USER,
+                            password=SANDBOX_XELION_PASSWORD, **options)
+    return XelionClient(base_url=env["XELION_BASE_URL"].strip(), user_name=env["XELION_USER_NAME"].strip(),
+                        password=dg.EnvVar("XELION_PASSWORD"), **options)
+
+
 def build_resources(env: Mapping[str, str] = os.environ) -> dict[str, object]:
     check_settings(env)
     return {
         "afas": afas_client(env),
         "spotler": spotler_client(env),
         "mailchimp": mailchimp_client(env),
+        "xelion": xelion_client(env),
         "sync_state": SyncStateResource(path=env.get("AFAS_PIPELINE_STATE") or None),
         "io_manager": ParquetIOManager(base_dir=env.get("AFAS_PIPELINE_STORAGE") or None),
     }
@@ -246,8 +278,31 @@ def _mailchimp_problems(env: Mapping[str, str]) -> Iterator[str]:
                                               sends="the Mailchimp API key", example=MAILCHIMP_URL_EXAMPLE))
 
 
+def _xelion_problems(env: Mapping[str, str]) -> Iterator[str]:
+    given = [name for name in XELION_PARTNERS if _set(env, name)]
+    if given and len(given) < len(XELION_PARTNERS):
+        for missing in (name for name in XELION_PARTNERS if name not in given):
+            yield (f"{missing} is not set, but {' and '.join(given)} {'is' if len(given) == 1 else 'are'}: set "
+                   f"{', '.join(XELION_PARTNERS[:-1])} and {XELION_PARTNERS[-1]} for production Xelion, or none of "
+                   f"them for the sandbox")
+    if _CONTROL_OR_SPACE.search(env.get("XELION_USER_NAME", "").strip()):
+        yield "XELION_USER_NAME holds a space or a control character: set it to the Xelion user's login name"
+    if _CONTROL.search(env.get("XELION_PASSWORD", "")):
+        yield ("XELION_PASSWORD holds a line break or another control character (a copy-paste leftover?): set it "
+               "to the password alone, on one line")
+    if _CONTROL_OR_SPACE.search(env.get("XELION_USER_SPACE", "").strip()):
+        yield ("XELION_USER_SPACE holds a space or a control character: set it to a short name of this deployment's "
+               "own, like afas-pipeline-prod")
+    if _set(env, "XELION_APP_KEY") and _CONTROL_OR_SPACE.search(env["XELION_APP_KEY"]):  # sent as it is
+        yield "XELION_APP_KEY holds a space or a control character: set it to the appKey Xelion gave, on one line"
+    if env.get("XELION_BASE_URL", "").strip():
+        yield from _optional(base_url_problem("XELION_BASE_URL", env["XELION_BASE_URL"].strip(),
+                                              sends="the Xelion password", example=XELION_URL_EXAMPLE))
+
+
 def _sandbox_problems(env: Mapping[str, str]) -> Iterator[str]:
-    if _wants_production_afas(env) and _set(env, "SPOTLER_CONSUMER_KEY") and _set(env, "MAILCHIMP_API_KEY"):
+    if (_wants_production_afas(env) and _set(env, "SPOTLER_CONSUMER_KEY") and _set(env, "MAILCHIMP_API_KEY")
+            and _set(env, "XELION_BASE_URL")):
         return  # no side uses the sandbox
     url = env.get("AFAS_PIPELINE_SANDBOX_URL")
     if url:

@@ -1,0 +1,1 @@
+"""Xelion (the Dutch cloud PBX): the REST client and what the pipeline does with the address book and the call log."""
