@@ -148,6 +148,8 @@ def validate_mappings(drift: bool = False) -> int:
     from afas_pipeline.mapping.load import load_mapping, mappings_folder_problems
     from afas_pipeline.resources import DESTINATIONS
     from afas_pipeline.spotler.errors import SpotlerError
+    from afas_pipeline.xelion.config import FILE_NAME as XELION_SETTINGS
+    from afas_pipeline.xelion.config import load_settings
 
     missing = mappings_folder_problems(MAPPINGS_DIR, DESTINATIONS)
     for problem in missing:
@@ -166,7 +168,10 @@ def validate_mappings(drift: bool = False) -> int:
         if path.name == "afas_sources.yaml":
             continue
         try:
-            mappings[path] = load_mapping(path)
+            if path.name == XELION_SETTINGS:
+                load_settings(path, sources=sources)
+            else:
+                mappings[path] = load_mapping(path)
             print(f"ok: {path}")
         except MappingError as exc:
             problems += 1
@@ -384,6 +389,7 @@ def run_up(args: argparse.Namespace) -> int:
         children.append(_spawn([*cli, "sandbox", *sandbox_args], env, PROJECT_ROOT))
         _wait_for(f"{sandbox_url}/afas/_admin/state", children[-1], "the sandbox")
 
+        _place_demo_calls(sandbox_url)
         for cadence in ("full", "delta"):
             print(f"== first {cadence} sync, for the last closed window", flush=True)
             if subprocess.run([*cli, "sync", "--cadence", cadence], env=env, cwd=PROJECT_ROOT).returncode != 0:
@@ -404,8 +410,8 @@ def run_up(args: argparse.Namespace) -> int:
         for name in DESTINATIONS:
             print(f"  {name + ':':<14} {ui_url}/locations/afas_pipeline/asset-groups/{name}/lineage")
         print("                 (AFAS -> destination -> AFAS lineage with data from the first runs; schedules are on)")
-        print(f"Sandbox:         {sandbox_url}/afas/ProfitRestServices, {sandbox_url}/spotler/integrationservice-1.1.0 "
-              f"and {sandbox_url}/mailchimp/3.0")
+        print(f"Sandbox:         {sandbox_url}/afas/ProfitRestServices, {sandbox_url}/spotler/integrationservice-1.1.0, "
+              f"{sandbox_url}/mailchimp/3.0 and {sandbox_url}/xelion/api/v1/master")
         print("                 (credentials printed above and in the README)")
         print("Stop with Ctrl-C.", flush=True)
         while all(child.poll() is None for child in children):
@@ -416,6 +422,23 @@ def run_up(args: argparse.Namespace) -> int:
         return 0
     finally:
         stop()
+
+
+def _place_demo_calls(sandbox_url: str) -> None:
+    """A few finished calls in the Xelion sandbox, so the first delta files call reports in AFAS: from the
+    first organisations with a phone number (with a note, one with a recording) and from a number AFAS does
+    not know (it waits as unmatched)."""
+    from afas_pipeline.lib.phones import e164
+
+    organisations = httpx.get(f"{sandbox_url}/afas/_admin/records/organisations", timeout=60).json()
+    numbers = [o["Phone"] for o in organisations if o.get("Phone") and e164(o["Phone"])][:3]
+    calls = [{"number": numbers[0], "subject": "Offerte besproken", "note": "Wil volgende week een voorstel.",
+              "recording": True, "duration_s": 184},
+             *({"number": n, "direction": "outgoing", "note": "Afspraak bevestigd.", "duration_s": 65}
+               for n in numbers[1:]),
+             {"number": "+31 6 48765432", "note": "Onbekende beller, vroeg naar de prijslijst.", "duration_s": 40}]
+    for call in calls:
+        httpx.post(f"{sandbox_url}/xelion/_admin/calls", json=call, timeout=30).raise_for_status()
 
 
 def _spawn(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:

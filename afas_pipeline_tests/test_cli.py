@@ -82,7 +82,7 @@ def test_validate_mappings_accepts_the_shipped_files(capsys):
 def test_validate_mappings_fails_when_the_mapping_of_a_destination_is_missing(tmp_path):
     folder = tmp_path / "mappings"
     folder.mkdir()
-    for name in ("afas_sources.yaml", "mailchimp.yaml"):
+    for name in ("afas_sources.yaml", "mailchimp.yaml", "xelion.yaml"):
         (folder / name).write_text((Path(__file__).resolve().parents[1] / "mappings" / name).read_text())
     result = _cli("validate-mappings", env={"AFAS_PIPELINE_MAPPINGS": str(folder)})
     assert result.returncode == 1
@@ -215,6 +215,6 @@ def test_two_syncs_starting_together_on_a_fresh_dagster_home_both_succeed(tmp_pa
 
 
 def test_sync_names_the_destinations_it_can_reach_and_refuses_another():
-    assert "--destination {mailchimp,spotler}" in _cli("sync", "--help").stdout
+    assert "--destination {mailchimp,spotler,xelion}" in _cli("sync", "--help").stdout
     refused = _cli("sync", "--destination", "nope")
     assert refused.returncode == 2 and "invalid choice: 'nope'" in refused.stderr

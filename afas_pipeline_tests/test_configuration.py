@@ -34,7 +34,7 @@ def _file(tmp_path: Path) -> str:
 def _mappings_without_spotler(tmp_path: Path) -> str:
     folder = tmp_path / "mappings"
     folder.mkdir()
-    for name in ("afas_sources.yaml", "mailchimp.yaml"):
+    for name in ("afas_sources.yaml", "mailchimp.yaml", "xelion.yaml"):
         (folder / name).write_text((SHIPPED_MAPPINGS / name).read_text())
     return str(folder)
 

@@ -4,14 +4,15 @@ import dagster as dg
 import pytest
 
 from afas_pipeline.afas.partitions import delta_partitions, full_partitions
-from afas_pipeline.defs import DESTINATIONS
+from afas_pipeline.defs import DESTINATIONS, EMAIL_DESTINATIONS
 from afas_pipeline.definitions import defs
 
 ENTITIES = ("contacts", "persons", "organisations")
 
 
 def test_every_destination_is_declared():
-    assert DESTINATIONS == ("mailchimp", "spotler")
+    assert DESTINATIONS == ("mailchimp", "spotler", "xelion")
+    assert EMAIL_DESTINATIONS == ("mailchimp", "spotler")
 
 
 def _delta_chain(d: str) -> set[str]:
@@ -86,13 +87,16 @@ def test_jobs_select_one_cadence_each():
     assert full.partitions_def == full_partitions
     delta_keys = {k.to_user_string() for k in delta.asset_layer.executable_asset_keys}
     full_keys = {k.to_user_string() for k in full.asset_layer.executable_asset_keys}
-    assert delta_keys == {f"afas_{e}_changes" for e in ENTITIES} | set().union(*map(_delta_chain, DESTINATIONS))
+    xelion = {"xelion_phone_index"}
+    assert delta_keys == {f"afas_{e}_changes" for e in ENTITIES} | set().union(*map(_delta_chain, EMAIL_DESTINATIONS)) | {
+        "xelion_address_book_delta", "xelion_call_reports", *xelion}
     assert full_keys == {f"afas_{e}" for e in ENTITIES} | {
-        f"{d}_{step}" for d in DESTINATIONS for step in ("audience", "sync_plan", "sync", "rejected")}
+        f"{d}_{step}" for d in EMAIL_DESTINATIONS for step in ("audience", "sync_plan", "sync", "rejected")} | {
+        "xelion_address_book", *xelion}
     assert delta.tags["afas_pipeline/cadence"] == "delta"
 
 
-@pytest.mark.parametrize("d", DESTINATIONS)
+@pytest.mark.parametrize("d", EMAIL_DESTINATIONS)
 def test_each_destination_chain_hangs_off_the_afas_reads_of_its_cadence(d):
     graph = _graph()
 
@@ -114,7 +118,7 @@ def test_each_destination_chain_hangs_off_the_afas_reads_of_its_cadence(d):
         assert spec.blocking
 
 
-@pytest.mark.parametrize("d", DESTINATIONS)
+@pytest.mark.parametrize("d", EMAIL_DESTINATIONS)
 def test_the_way_back_hangs_off_each_destination_with_blocking_checks_in_front_of_afas(d):
     graph = _graph()
     write_back = dg.AssetKey(f"{d}_afas_write_back")
@@ -173,7 +177,7 @@ def test_dg_lists_and_checks_the_definitions_in_this_project():
     assert "spotler_sync_delta" in listed.stdout and "spotler_afas_write_back" in listed.stdout
 
 
-@pytest.mark.parametrize("d", DESTINATIONS)
+@pytest.mark.parametrize("d", EMAIL_DESTINATIONS)
 def test_rejected_records_follow_the_latest_window_of_each_sync_not_every_window(d):
     """Depending on every 15-minute window since the start makes Dagster list them all on each run (seconds of
     CPU that grow with time); the latest window carries the lineage just as well."""

@@ -17,18 +17,21 @@ LOOKUP_CHUNK = 50
 LOOKUP_FULL_READ = 250
 
 
-def read_by_keys(afas: AfasClient, source: AfasSource, keys: Iterable[str]) -> tuple[pd.DataFrame, int]:
-    """Rows of a GetConnector by key: `LOOKUP_CHUNK` keys per call (an OR filter), calls side by side up
-    to the client's concurrency cap; past `LOOKUP_FULL_READ` keys one full read is cheaper."""
+def read_by_keys(afas: AfasClient, source: AfasSource, keys: Iterable[str],
+                 field: str | None = None) -> tuple[pd.DataFrame, int]:
+    """Rows of a GetConnector by key (or by another `field`: every contact of some persons): `LOOKUP_CHUNK`
+    keys per call (an OR filter), calls side by side up to the client's concurrency cap; past
+    `LOOKUP_FULL_READ` keys one full read is cheaper."""
+    field = field or source.key
     keys = sorted({str(k) for k in keys if pd.notna(k)})
     if not keys:
         return pd.DataFrame(), 0
     if len(keys) > LOOKUP_FULL_READ:
         frame, stats = afas.read(source.connector, order_by=list(source.order_by))
-        return frame[frame[source.key].astype(str).isin(keys)].reset_index(drop=True), stats.pages
+        return frame[frame[field].astype(str).isin(keys)].reset_index(drop=True), stats.pages
 
     def lookup(chunk: list[str]) -> pd.DataFrame:
-        afas_filter = Filter.any_of(*(Condition(source.key, Op.EQ, k) for k in chunk))
+        afas_filter = Filter.any_of(*(Condition(field, Op.EQ, k) for k in chunk))
         return afas.read(source.connector, filters=afas_filter, order_by=list(source.order_by))[0]
 
     chunks = [keys[i : i + LOOKUP_CHUNK] for i in range(0, len(keys), LOOKUP_CHUNK)]

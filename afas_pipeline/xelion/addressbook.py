@@ -70,6 +70,8 @@ def marker(kind: str, afas_id: object) -> str:
 def _text(value) -> str | None:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
+    if isinstance(value, float) and value.is_integer():  # a whole number in a column with gaps reads as float
+        value = int(value)
     text = str(value).strip()
     return text or None
 
@@ -104,7 +106,7 @@ class _Numbers:
 
 
 def _house_number(number, addition) -> str | None:
-    parts = [p for p in (_text(number if pd.notna(number) else None), _text(addition)) if p]
+    parts = [p for p in (_text(number), _text(addition)) if p]
     return " ".join(parts) or None
 
 

@@ -28,6 +28,7 @@ import email.utils
 import logging
 import math
 import re
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -316,6 +317,7 @@ class XelionClient(RetryingHttpResource):
 
     _session: Any = PrivateAttr(default=None)
     _session_lock: Any = PrivateAttr(default_factory=threading.Lock)
+    _space: str | None = PrivateAttr(default=None)  # this client's own userSpace, once the configured one was in use
     _lost_login: bool = PrivateAttr(default=False)  # a login or renewal got no answer: Xelion may hold that session
     _now: Any = PrivateAttr(default_factory=lambda: time.monotonic)
 
@@ -460,8 +462,21 @@ class XelionClient(RetryingHttpResource):
         return self._login()
 
     def _login(self) -> _Session:
-        body = {"userName": self.user_name, "password": _secret(self.password, "password"),
-                "userSpace": self.user_space}
+        """Log in with the configured userSpace. When Xelion says it is in use (a run at the same time, or one
+        that died or could not log out holds it until its token expires), log in once more with a userSpace of
+        this client's own (`<user_space>-<6 hex>`), so that runs do not block each other."""
+        try:
+            return self._login_as(self._space or self.user_space)
+        except XelionSessionInUse:
+            if self._space is not None:
+                raise
+            self._space = f"{self.user_space}-{secrets.token_hex(3)}"
+            logger.warning("Xelion: userSpace %s is in use by another session; this run logs in with one of its "
+                           "own", self.user_space)
+            return self._login_as(self._space)
+
+    def _login_as(self, space: str) -> _Session:
+        body = {"userName": self.user_name, "password": _secret(self.password, "password"), "userSpace": space}
         if self.app_key:
             body["appKey"] = _secret(self.app_key, "appKey")
         answer, response = self._public("me/login", _LOGIN, body)

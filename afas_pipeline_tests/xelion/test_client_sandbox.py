@@ -165,20 +165,34 @@ def test_a_session_xelion_lost_is_replaced_by_a_new_login(client, admin):
     assert server_stats(admin)["requests"]["POST me/renew"] == 1
 
 
-def test_a_second_process_with_the_same_user_space_is_told_what_to_do(sb, admin):
+def test_a_second_process_with_the_same_user_space_logs_in_with_one_of_its_own(sb, admin):
+    """Two runs at once (the delta and the full sync), or a run after one that could not log out: the second is
+    refused with 10005 on the configured userSpace and logs in once more with `<user_space>-<6 hex>`."""
     first, second = make_client(sb), make_client(sb)
     list(first.addressables())
+    assert list(second.addressables()) == []
+    spaces = sorted(s["userSpace"] for s in admin.get("sessions").json())
+    assert len(spaces) == 2 and spaces[0] == first.user_space and spaces[1].startswith(f"{first.user_space}-")
+    assert server_stats(admin)["requests"]["POST me/login"] == 3, "one refused login, then one with its own space"
+    first.close()
+    second.close()
+    assert admin.get("sessions").json() == [], "close() logs out"
+
+
+def test_a_login_refused_on_its_own_user_space_too_is_told_what_to_do(sb, admin, monkeypatch):
+    monkeypatch.setattr("afas_pipeline.xelion.client.secrets.token_hex", lambda n: "abcdef")
+    holders = [make_client(sb), make_client(sb)]
+    for holder in holders:  # the configured space, then the one the second takes
+        list(holder.addressables())
+    third = make_client(sb)
     with pytest.raises(XelionSessionInUse) as caught:
-        list(second.addressables())
+        list(third.addressables())
     error = caught.value
     assert (error.status_code, error.error_code) == (401, 10005)
     assert "XELION_USER_SPACE" in str(error) and "its own userSpace" in str(error)
-    assert sb.xelion_user not in str(error) and "afas-pipeline-tests" not in str(error)
-    assert server_stats(admin)["requests"]["POST me/login"] == 2, "a refused login is not retried"
-    first.close()
-    assert admin.get("sessions").json() == [], "close() logs out"
-    assert list(second.addressables()) == []
-    second.close()
+    assert sb.xelion_user not in str(error)
+    for holder in holders:
+        holder.close()
 
 
 # --- retries ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,315 @@
+"""The Xelion graph: AFAS -> Xelion's address book, the phone index, and Xelion's calls -> AFAS dossier items.
+
+- `xelion_address_book` (6-hourly, R2) and `xelion_address_book_delta` (15-minute, R1): AFAS organisations and
+  persons (with their employments) as addressables (X1), downstream of the AFAS reads every destination shares.
+- `xelion_phone_index`: salted number hash -> the BcId an incoming call opens (X2), for `afas-pipeline
+  call-lookup` and for matching calls; its metadata counts the numbers several records share.
+- `xelion_call_reports` (15-minute): new finished calls from Xelion's communications feed as KnSubject items of
+  the configured type, with the recording attached (X3, X4).
+Keys, counts and hashes only in outputs and metadata; a number or a name never.
+"""
+
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import pandas as pd
+
+from afas_pipeline.afas.assets import OWNERS
+from afas_pipeline.afas.client import AfasClient
+from afas_pipeline.afas.lookups import read_by_keys
+from afas_pipeline.afas.partitions import DELTA_BACKFILL, FULL_BACKFILL, delta_partitions, full_partitions
+from afas_pipeline.afas.sources import AfasSources
+from afas_pipeline.lib.phones import parse
+from afas_pipeline.lib.privacy import hash_key, number_key
+from afas_pipeline.mapping.drift import SUBJECT_TYPES_CONNECTOR, SUBJECT_TYPE_ID
+from afas_pipeline.xelion import calls as call_items
+from afas_pipeline.xelion.addressbook import ORGANISATION, PERSON, address_book, phone_index
+from afas_pipeline.xelion.config import FIELDS, XelionSettings
+from afas_pipeline.xelion.errors import XelionRequestError
+from afas_pipeline.xelion.sync import DESTINATION, find_report, post_report, sync_address_book
+
+GROUP = "xelion"
+KINDS = {"xelion", "pandas", "parquet"}
+CALL_FEED = "communications"
+#: Calls this much older than the newest one read are read once more next time (a long call can end, and
+#: be logged, after a shorter one that started later); the callId ledger keeps them from being reported twice.
+CALL_OVERLAP_S = 3600
+
+
+class AddressBookConfig(dg.Config):
+    dry_run: bool = False
+    """Stop at the plan: write nothing to Xelion and change no sync state (the phone index is still refreshed)."""
+    quarantine_after: int = 5
+    """A record Xelion refuses this many runs in a row stops being retried until an operator acts."""
+
+
+def build_xelion_assets(settings: XelionSettings, sources: AfasSources) -> list[dg.AssetsDefinition]:
+    books = [_address_book(cadence, settings, sources) for cadence in ("full", "delta")]
+    return [*books, _phone_index(), _call_reports(settings)]
+
+
+def _address_book(cadence: str, settings: XelionSettings, sources: AfasSources) -> dg.AssetsDefinition:
+    full = cadence == "full"
+    name = "xelion_address_book" if full else "xelion_address_book_delta"
+    suffix = "" if full else "_changes"
+    window = "every 6 hours (R2)" if full else "every 15 minutes (R1)"
+
+    @dg.asset(
+        name=name,
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds=KINDS,
+        partitions_def=full_partitions if full else delta_partitions,
+        backfill_policy=FULL_BACKFILL if full else DELTA_BACKFILL,
+        ins={entity: dg.AssetIn(f"afas_{entity}{suffix}") for entity in ("organisations", "persons", "contacts")},
+        description=(
+            f"AFAS organisations and persons (with their employments) in Xelion's address book, {window} (X1): "
+            "numbers in E.164 (a number that does not parse is left out and counted), created once and then "
+            "updated in place (AFAS key -> Xelion oid in the sync state), never deleted. Keys and outcomes only."
+        ),
+        check_specs=[dg.AssetCheckSpec(
+            "c4_every_record_synced_or_rejected", asset=name,
+            description="C4: organisations and persons read = created + updated + unchanged + rejected.")],
+        required_resource_keys={"afas", "sync_state", "xelion"},
+    )
+    def book(context: dg.AssetExecutionContext, config: AddressBookConfig, organisations: pd.DataFrame,
+             persons: pd.DataFrame, contacts: pd.DataFrame):
+        afas: AfasClient = context.resources.afas
+        state = context.resources.sync_state.open()
+        if not settings.sync_active:
+            context.log.info(f"{name}: sync_active is off in mappings/xelion.yaml; nothing read or sent")
+            yield dg.Output(pd.DataFrame(columns=["external_id", "kind", "action", "status", "reason"]),
+                            metadata={"sync_active": False})
+            yield dg.AssetCheckResult(check_name="c4_every_record_synced_or_rejected", passed=True)
+            return
+        for entity, fields in FIELDS.items():
+            afas.require_fields(sources[entity].connector, fields, rule="X1")
+        lookups = 0
+        if not full:
+            organisations, persons, contacts, lookups = _complete_delta(afas, sources, state, organisations,
+                                                                        persons, contacts)
+        book = address_book(organisations, persons, contacts, settings.phone_region)
+        state.replace_phone_numbers(DESTINATION, {e.external_id: (e.bcid, e.afas_id, e.kind, e.number_keys)
+                                                  for e in book.entries}, only=full)
+        client = context.resources.xelion
+        result = sync_address_book(client, state, book, quarantine_after=config.quarantine_after,
+                                   dry_run=config.dry_run)
+        frame = result.frame()
+        statuses = frame["status"].value_counts()
+        metadata = {
+            "dagster/row_count": len(frame),
+            "organisations": len(book.organisations),
+            "persons": len(book.persons),
+            **{f"outcome/{k}": int(v) for k, v in sorted(result.counts.items())},
+            "created": int(((frame["action"] == "create") & (frame["status"] == "ok")).sum()),
+            "updated": int(((frame["action"] == "update") & (frame["status"] == "ok")).sum()),
+            "unchanged": int(statuses.get("unchanged", 0)),
+            "rejected": int(statuses.get("rejected", 0)),
+            **{f"numbers_left_out/{reason}": n for reason, n in sorted(book.left_out.items())},
+            "numbers_sent": sum(len(e.numbers) for e in book.entries),
+            "afas_lookups": lookups,
+            "dry_run": config.dry_run,
+            **{f"xelion/{k}": v for k, v in client.stats.as_metadata().items()},
+        }
+        context.log.info(f"{name}: {metadata}")
+        yield dg.Output(frame.assign(external_id=frame["external_id"].map(hash_key)), metadata=metadata)
+        accounted = len(frame)
+        yield dg.AssetCheckResult(
+            check_name="c4_every_record_synced_or_rejected", passed=accounted == len(book.entries),
+            description=f"{accounted} of {len(book.entries)} organisations and persons accounted for",
+            metadata={"records": len(book.entries), "accounted": accounted})
+
+    return book
+
+
+def _complete_delta(afas: AfasClient, sources: AfasSources, state, organisations: pd.DataFrame,
+                    persons: pd.DataFrame, contacts: pd.DataFrame):
+    """A delta's records completed: the persons whose contacts changed (and every contact of each changed
+    person, for its employments), and the records waiting for a retry, read from AFAS as they are now."""
+    rejected = state.rejected(DESTINATION)
+    retry = {kind: {i.split(":", 1)[1] for i in rejected["external_id"] if str(i).startswith(f"{kind}:")}
+             for kind in (ORGANISATION, PERSON)}
+    wanted_persons = set(_column(persons, "PersonId")) | set(_column(contacts, "PersonId")) | retry[PERSON]
+    lookups = 0
+    extra_orgs, calls = read_by_keys(afas, sources["organisations"], retry[ORGANISATION] - set(_column(organisations, "OrganisationId")))
+    lookups += calls
+    extra_persons, calls = read_by_keys(afas, sources["persons"], wanted_persons - set(_column(persons, "PersonId")))
+    lookups += calls
+    every_contact, calls = read_by_keys(afas, sources["contacts"], wanted_persons, field="PersonId")
+    lookups += calls
+    return _concat(organisations, extra_orgs), _concat(persons, extra_persons), every_contact, lookups
+
+
+def _column(frame: pd.DataFrame, name: str) -> list[str]:
+    if frame is None or name not in frame:
+        return []
+    return [str(v) for v in frame[name].dropna()]
+
+
+def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    if not len(b.columns):
+        return a
+    return pd.concat([a, b], ignore_index=True) if len(a.columns) else b
+
+
+def _phone_index() -> dg.AssetsDefinition:
+    @dg.asset(
+        name="xelion_phone_index",
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"pandas", "parquet"},
+        deps=[dg.AssetDep("xelion_address_book", partition_mapping=dg.LastPartitionMapping()),
+              dg.AssetDep("xelion_address_book_delta", partition_mapping=dg.LastPartitionMapping())],
+        description=(
+            "Every phone number of AFAS's organisations and persons -> the BcId of the card an incoming call opens "
+            "(X2): keyed by a salted hash of the E.164 number, never the number. A number on several records "
+            "resolves to an organisation before a person, then the lowest BcId; the shared ones are counted. "
+            "Read by `afas-pipeline call-lookup` (reloaded when this asset is materialised)."
+        ),
+        required_resource_keys={"sync_state"},
+    )
+    def xelion_phone_index(context: dg.AssetExecutionContext):
+        state = context.resources.sync_state.open()
+        table, counts = phone_index(state.phone_index(DESTINATION))
+        context.log.info(f"xelion_phone_index: {counts}")
+        return dg.Output(table, metadata={"dagster/row_count": len(table), **counts})
+
+    return xelion_phone_index
+
+
+def _call_reports(settings: XelionSettings) -> dg.AssetsDefinition:
+    reports = settings.call_reports
+
+    @dg.asset(
+        name="xelion_call_reports",
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"xelion", "afas", "pandas", "parquet"},
+        partitions_def=delta_partitions,
+        backfill_policy=DELTA_BACKFILL,
+        deps=[dg.AssetDep("xelion_address_book_delta")],
+        description=(
+            "Xelion's finished calls as AFAS dossier items (X3, X4), every 15 minutes after that window's address "
+            "book: read from Xelion's communications feed by oid cursor (an hour of overlap, de-duplicated by "
+            "callId), one KnSubject of the configured type per call on the matched organisation or person, the "
+            "recording attached when 'sync MP3' is on. Idempotent by callId -> SbId; a call whose number no AFAS "
+            "record has waits as rejected and is retried; never a create of anything but a dossier item."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec("dossier_item_type_exists", asset="xelion_call_reports", blocking=True,
+                              description="X3: the configured dossier item type is one AFAS has."),
+            dg.AssetCheckSpec("every_call_reported_skipped_or_waiting", asset="xelion_call_reports",
+                              description="C4: calls read = reported + already reported + without content + "
+                                          "waiting for a number AFAS knows."),
+        ],
+        required_resource_keys={"afas", "sync_state", "xelion"},
+    )
+    def xelion_call_reports(context: dg.AssetExecutionContext):
+        afas: AfasClient = context.resources.afas
+        state = context.resources.sync_state.open()
+        columns = ["call_key", "outcome", "sbid"]
+        if not settings.uploads_reports:
+            why = "sync_active is off" if not settings.sync_active else "call_reports.dossier_item_type is not set"
+            context.log.info(f"xelion_call_reports: {why} in mappings/xelion.yaml; no report is uploaded")
+            yield dg.Output(pd.DataFrame(columns=columns), metadata={"uploading": False, "why": why})
+            yield dg.AssetCheckResult(check_name="dossier_item_type_exists", passed=True, description=why)
+            yield dg.AssetCheckResult(check_name="every_call_reported_skipped_or_waiting", passed=True)
+            return
+        types, _ = afas.read(SUBJECT_TYPES_CONNECTOR, order_by=[SUBJECT_TYPE_ID])
+        known = sorted(int(t) for t in types[SUBJECT_TYPE_ID].dropna())
+        if reports.dossier_item_type not in known:
+            names = ", ".join(f"{int(r.SubjectTypeId)} {r.Description}" for r in types.itertuples(index=False))
+            yield dg.AssetCheckResult(
+                check_name="dossier_item_type_exists", passed=False,
+                description=f"mappings/xelion.yaml: call_reports.dossier_item_type ({reports.dossier_item_type}): X3: "
+                            f"AFAS has no such dossier item type; the types it has are: {names}")
+            raise dg.Failure(f"mappings/xelion.yaml: call_reports.dossier_item_type ({reports.dossier_item_type}): "
+                             f"X3: AFAS has no such dossier item type; it has: {names}")
+        yield dg.AssetCheckResult(check_name="dossier_item_type_exists", passed=True)
+        client = context.resources.xelion
+        read_from = state.cursor(DESTINATION, CALL_FEED)
+        fresh = client.communications_after(read_from)
+        calls = {c["callId"]: c for c in fresh if c.get("objectType", "CallLog") == "CallLog"}
+        # Calls waiting for a number AFAS knows (and any POST whose answer was lost) are tried again.
+        waiting = state.call_reports(DESTINATION, status="unmatched")
+        posting = state.call_reports(DESTINATION, status="posting")
+        for row in pd.concat([waiting, posting]).itertuples(index=False):
+            if row.call_id not in calls:
+                try:
+                    calls[row.call_id] = client.communication(str(row.oid))
+                except XelionRequestError:  # gone from Xelion's log: nothing left to report
+                    state.save_call_reports(DESTINATION, [{"call_id": row.call_id, "oid": str(row.oid),
+                                                           "status": "skipped", "reason": "no longer in Xelion"}])
+        known_calls = state.call_reports(DESTINATION, list(calls))
+        status = dict(zip(known_calls["call_id"], known_calls["status"]))
+        outcomes: dict[str, tuple[str, str | None]] = {}
+        todo = []
+        for call_id, call in calls.items():
+            if status.get(call_id) in ("made", "skipped"):
+                outcomes[call_id] = ("already_reported", None)
+            else:
+                todo.append(call)
+        numbers = {c["callId"]: parse(c["phone"], settings.phone_region)[0] if c.get("phone") else None for c in todo}
+        index = state.phone_index(DESTINATION, [number_key(n) for n in numbers.values() if n])
+        table, _ = phone_index(index)
+        targets = dict(zip(table["number_key"], table["afas_id"]))
+        for call in todo:
+            outcome, sbid = _report(afas, client, state, call, numbers[call["callId"]], targets,
+                                    prior=status.get(call["callId"]))
+            outcomes[call["callId"]] = (outcome, sbid)
+        if fresh:
+            state.set_cursor(DESTINATION, CALL_FEED, _next_cursor(fresh, read_from))
+        frame = pd.DataFrame([{"call_key": hash_key(k), "outcome": o, "sbid": s} for k, (o, s) in outcomes.items()],
+                             columns=columns).astype("string")
+        counts = frame["outcome"].value_counts()
+        metadata = {"dagster/row_count": len(frame), "calls_read": len(fresh), "retried": len(calls) - len(fresh),
+                    **{f"calls/{k}": int(v) for k, v in counts.items()},
+                    "dossier_item_type": reports.dossier_item_type, "sync_mp3": reports.sync_mp3,
+                    "always_sync": reports.always_sync}
+        context.log.info(f"xelion_call_reports: {metadata}")
+        yield dg.Output(frame, metadata=metadata)
+        yield dg.AssetCheckResult(check_name="every_call_reported_skipped_or_waiting",
+                                  passed=len(frame) == len(calls),
+                                  metadata={"calls": len(calls), "accounted": len(frame)})
+
+    def _report(afas: AfasClient, client, state, call: dict, number: str | None, targets: dict[str, str],
+                prior: str | None) -> tuple[str, str | None]:
+        call_id, oid = call["callId"], str(call["oid"])
+        recording = client.audio(oid) if reports.sync_mp3 else None
+        if not call_items.wanted(call, recording, always_sync=reports.always_sync):
+            state.save_call_reports(DESTINATION, [{"call_id": call_id, "oid": oid, "status": "skipped",
+                                                   "reason": "no note or recording"}])
+            return "without_content", None
+        afas_id = targets.get(number_key(number)) if number else None
+        if afas_id is None:
+            state.save_call_reports(DESTINATION, [{"call_id": call_id, "oid": oid, "status": "unmatched",
+                                                   "reason": "number not in AFAS" if number else "no valid number",
+                                                   "attempt": True}])
+            return "waiting_for_number", None
+        if prior == "posting":  # an earlier POST whose answer was lost: AFAS may hold the item
+            sbid = find_report(afas, reports.dossier_item_type, call_id)
+            if sbid is not None:
+                state.save_call_reports(DESTINATION, [{"call_id": call_id, "oid": oid, "status": "made", "sbid": sbid}])
+                return "found_in_afas", sbid
+        state.save_call_reports(DESTINATION, [{"call_id": call_id, "oid": oid, "status": "posting", "attempt": True}])
+        body = call_items.report_body(call, subject_type=reports.dossier_item_type,
+                                      empty_subject=reports.empty_subject_text, afas_id=afas_id, recording=recording)
+        sbid = post_report(afas, body)
+        state.save_call_reports(DESTINATION, [{"call_id": call_id, "oid": oid, "status": "made", "sbid": sbid}])
+        return ("reported_with_recording" if recording is not None else "reported"), sbid
+
+    return xelion_call_reports
+
+
+def _next_cursor(calls: list[dict], previous: str | None) -> str:
+    """Where the next read starts: before the first call within `CALL_OVERLAP_S` of the newest one read."""
+    def when(c: dict) -> float:
+        text = c.get("date")
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp() if text else 0.0
+
+    newest = max(when(c) for c in calls)
+    settled = [c for c in calls if when(c) < newest - CALL_OVERLAP_S]
+    if not settled:
+        return previous or "0"
+    return str(max(int(c["oid"]) for c in settled))

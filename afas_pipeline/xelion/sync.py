@@ -1,0 +1,195 @@
+"""The Xelion link's writes, with the sync state: the address book (X1) and the call reports (X3, X4).
+
+Address book: per AFAS organisation or person the sync state keeps the Xelion oid and the hash of what was
+sent (`records`, destination `xelion`; keys and hashes only), so
+- an unchanged record sends nothing (C3), an edited one updates the addressable it made (read, edit with change
+  types, PUT; never a second one), a new one is created; nothing is ever deleted (X1, R10's rule);
+- a create is marked in the state before it is sent; a run killed before its answer was saved leaves the mark,
+  and the next run finds the addressable by its AFAS marker (`comment`) before creating anything;
+- the answers of each chunk are saved as they come in; a refusal (400) becomes a rejected record, retried next
+  run; no answer at all (an outage) fails the step once the answered ones are saved.
+
+Call reports: per Xelion callId the state keeps the AFAS SbId (`call_reports`), so a rerun or backfill makes
+no second item; a POST is marked `posting` first, and a marked call is looked up in AFAS by its marker line
+before it is posted again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from afas_pipeline.afas.client import AfasClient
+from afas_pipeline.afas.filters import Condition, Filter, Op
+from afas_pipeline.lib.failpoints import failpoint
+from afas_pipeline.sync.state import IN_DOUBT, SyncState
+from afas_pipeline.xelion.addressbook import ORGANISATION, AddressBook, Entry, common_name, content_hash, resolve_employments
+from afas_pipeline.xelion.calls import MARKER
+from afas_pipeline.xelion.client import XelionClient, edited
+from afas_pipeline.xelion.errors import XelionRequestError, XelionUnavailable, XelionWriteUnknown
+
+logger = logging.getLogger("afas_pipeline.xelion")
+
+DESTINATION = "xelion"
+#: Writes per chunk: the answers of a chunk are saved together, so a crash repeats at most one chunk.
+CHUNK = 200
+SUBJECTS = "ProfitSubjects"
+
+
+@dataclass
+class Outcome:
+    external_id: str
+    kind: str
+    action: str  # create | update | unchanged
+    status: str  # ok | unchanged | rejected | unanswered
+    reason: str | None = None
+    oid: str | None = None
+    content_hash: str | None = None
+
+
+@dataclass
+class AddressBookResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([{"external_id": o.external_id, "kind": o.kind, "action": o.action, "status": o.status,
+                              "reason": o.reason} for o in self.outcomes],
+                            columns=["external_id", "kind", "action", "status", "reason"]).astype("string")
+
+
+def _saved(state: SyncState, ids: Iterable[str]) -> dict[str, dict]:
+    frame = state.records(DESTINATION, ids)
+    return {str(r.external_id): {"hash": None if pd.isna(r.content_hash) else str(r.content_hash),
+                                 "oid": None if pd.isna(r.destination_key) else str(r.destination_key),
+                                 "creating": bool((r.fields or {}).get("creating"))}
+            for r in frame.itertuples(index=False)}
+
+
+def organisation_oids(state: SyncState) -> dict[str, str]:
+    """AFAS key -> Xelion oid of every organisation the address book has."""
+    frame = state.records(DESTINATION)
+    frame = frame[frame["external_id"].str.startswith(f"{ORGANISATION}:") & frame["destination_key"].notna()]
+    return dict(zip(frame["external_id"].astype(str), frame["destination_key"].astype(str)))
+
+
+def sync_address_book(client: XelionClient, state: SyncState, book: AddressBook, *, quarantine_after: int = 5,
+                      dry_run: bool = False) -> AddressBookResult:
+    """Organisations first (persons' employments name them by oid), then persons."""
+    result = AddressBookResult()
+    oids = organisation_oids(state)
+    unanswered: list[Exception] = []
+    for phase in (book.organisations, book.persons):
+        saved = _saved(state, [e.external_id for e in phase])
+        planned: list[tuple[Entry, dict, str, str]] = []  # entry, document, hash, action
+        for entry in phase:
+            document, waiting = resolve_employments(entry.document, oids)
+            result.counts["employments_waiting_for_organisation"] += waiting
+            digest = content_hash(document)
+            row = saved.get(entry.external_id, {})
+            if row.get("oid") and row.get("hash") == digest:
+                result.outcomes.append(Outcome(entry.external_id, entry.kind, "unchanged", "unchanged"))
+                continue
+            action = "update" if row.get("oid") else ("recover" if row.get("creating") else "create")
+            planned.append((entry, document, digest, action))
+        if dry_run:
+            result.outcomes += [Outcome(e.external_id, e.kind, "create" if a == "recover" else a, "planned")
+                                for e, _, _, a in planned]
+            continue
+        for start in range(0, len(planned), CHUNK):
+            chunk = planned[start:start + CHUNK]
+            creates = [(e, h) for e, _, h, a in chunk if a == "create"]
+            if creates:  # marked before they are sent: a lost answer is found again, never created twice
+                state.save_records(DESTINATION, [{"external_id": e.external_id, "content_hash": IN_DOUBT,
+                                                  "email_hash": None, "permissions": {}, "fields": {"creating": True}}
+                                                 for e, _ in creates])
+            outcomes = _send(client, [(e, d, saved.get(e.external_id, {}).get("oid"), a) for e, d, _, a in chunk])
+            failpoint("xelion_address_book.chunk_answered")
+            done, refused = [], []
+            for (entry, _, digest, action), (oid, error) in zip(chunk, outcomes):
+                shown = "create" if action == "recover" else action
+                if error is None:
+                    done.append({"external_id": entry.external_id, "content_hash": digest, "email_hash": None,
+                                 "permissions": {}, "fields": {}, "destination_key": oid})
+                    result.outcomes.append(Outcome(entry.external_id, entry.kind, shown, "ok", oid=oid))
+                    if entry.kind == ORGANISATION:
+                        oids[entry.external_id] = oid
+                elif isinstance(error, XelionRequestError):
+                    reason = f"{error.status_code}/{error.error_code}: {', '.join(error.fields) or 'the record'}"
+                    refused.append({"external_id": entry.external_id, "reason": reason,
+                                    "status_code": error.status_code})
+                    result.outcomes.append(Outcome(entry.external_id, entry.kind, shown, "rejected", reason))
+                else:
+                    unanswered.append(error)
+                    result.outcomes.append(Outcome(entry.external_id, entry.kind, shown, "unanswered", type(error).__name__))
+            with state.transaction():
+                state.save_records(DESTINATION, done)
+                state.clear_rejections(DESTINATION, [d["external_id"] for d in done])
+                if refused:
+                    state.record_rejections(DESTINATION, refused, quarantine_after)
+    for o in result.outcomes:
+        result.counts[f"{o.action}/{o.status}"] += 1
+    if unanswered:
+        raise XelionUnavailable(f"{len(unanswered)} address book writes got no answer from Xelion "
+                                f"({unanswered[0]}); the answered ones are saved and the next run sends the rest")
+    return result
+
+
+def _send(client: XelionClient, work: list[tuple[Entry, dict, str | None, str]]) -> list[tuple[str | None, Exception | None]]:
+    """Each write side by side, at most the client's concurrency cap in flight; per item (oid, error)."""
+
+    def one(item: tuple[Entry, dict, str | None, str]) -> tuple[str | None, Exception | None]:
+        entry, document, oid, action = item
+        try:
+            if action == "recover":
+                oid = _find_made(client, document)
+            current = client.addressable(oid) if oid else None
+            if current is None:  # new, or removed in Xelion by a user: made (again)
+                return str(client.create_addressable(document)["oid"]), None
+            body = edited(current, document)
+            if body is not None:
+                client.update_addressable(oid, body)
+            return oid, None
+        except (XelionRequestError, XelionUnavailable, XelionWriteUnknown) as exc:
+            return None, exc
+
+    with ThreadPoolExecutor(max_workers=max(1, client.max_concurrency)) as pool:
+        return list(pool.map(one, work))
+
+
+def _find_made(client: XelionClient, document: dict) -> str | None:
+    """The addressable an earlier run made for this AFAS record (its create's answer lost), by its marker."""
+    for found in client.addressables(where={"name": common_name(document)}, include=["comment"]):
+        if found.get("comment") == document["comment"]:
+            return str(found["oid"])
+    return None
+
+
+# --- call reports ------------------------------------------------------------------------------------------
+
+
+def find_report(afas: AfasClient, subject_type: int, call_id: str) -> str | None:
+    """The SbId of the dossier item AFAS already holds for this call (found by its marker line), or None."""
+    rows, _ = afas.read(SUBJECTS, filters=Filter.all_of(
+        Condition("SubjectTypeId", Op.EQ, str(subject_type)), Condition("Text", Op.CONTAINS, f"{MARKER}{call_id}")),
+        order_by=["SubjectId"])
+    return None if rows.empty else str(rows["SubjectId"].iloc[0])
+
+
+def post_report(afas: AfasClient, body: dict) -> str:
+    """POST one KnSubject (never anything else: R14's guard, here too) and return its SbId."""
+    if set(body) != {"KnSubject"}:
+        raise ValueError("a call report is a KnSubject and nothing else")
+    answer = afas.insert("KnSubject", body)
+    failpoint("xelion_call_reports.post_answered")
+    return str((answer.get("results") or answer).get("KnSubject", {}).get("SbId"))
+
+
+def each(work: Callable, items: list, workers: int) -> list:
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(work, items))

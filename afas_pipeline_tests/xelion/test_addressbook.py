@@ -1,0 +1,110 @@
+"""X1/X2 as pure functions: AFAS rows -> Xelion documents, numbers in E.164, the phone index's tie-break."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from afas_pipeline.lib.privacy import number_key
+from afas_pipeline.xelion.addressbook import address_book, content_hash, phone_index, resolve_employments
+from afas_pipeline.xelion.calls import MARKER, report_body, wanted
+
+ORGS = pd.DataFrame([
+    {"OrganisationId": "100", "BcId": 100, "Name": "Jansen B.V.", "ChamberOfCommerce": "12345678", "Street": "Markt",
+     "HouseNumber": 12, "HouseNumberAddition": "a", "PostalCode": "3011 AB", "City": "Rotterdam", "Country": "NL",
+     "Phone": "010-1234567", "MailWork": "info@jansen.example"},
+    {"OrganisationId": "101", "BcId": 101, "Name": "Leeg", "ChamberOfCommerce": None, "Street": None,
+     "HouseNumber": None, "HouseNumberAddition": None, "PostalCode": None, "City": None, "Country": None,
+     "Phone": "n.v.t.", "MailWork": None},
+])
+PERSONS = pd.DataFrame([
+    {"PersonId": "200", "BcId": 200, "Initials": "J.", "FirstName": "Jan", "Prefix": "de", "LastName": "Vries",
+     "Gender": "M", "MailWork": "jan@jansen.example", "Phone": "+31 (0)10 123 4567", "PhoneMobile": "06 12345678"},
+    {"PersonId": "201", "BcId": 201, "Initials": None, "FirstName": "Els", "Prefix": None, "LastName": "Bos",
+     "Gender": "V", "MailWork": None, "Phone": "0101234567", "PhoneMobile": "06-1234567"},  # a digit short
+])
+CONTACTS = pd.DataFrame([
+    {"ContactId": 1, "PersonId": "200", "OrganisationId": "100", "ContactKind": "PRS", "Function": "Inkoper",
+     "Phone": "010 123 4567", "Mobile": "0031 6 12345678"},
+    {"ContactId": 2, "PersonId": "201", "OrganisationId": None, "ContactKind": "PER", "Function": None,
+     "Phone": None, "Mobile": None},
+])
+
+
+def test_x1_numbers_are_e164_once_per_record_and_unreadable_ones_are_left_out_and_counted():
+    book = address_book(ORGS, PERSONS, CONTACTS)
+    org, empty = book.organisations
+    jan, els = book.persons
+    assert [t["address"] for t in org.document["telecomAddresses"] if t["addressType"] != "Email"] == ["+31101234567"]
+    assert empty.document["telecomAddresses"] == [] and empty.numbers == []
+    # Jan's work phone, his contact's phone (the same number typed otherwise) and both mobiles: two numbers.
+    assert jan.numbers == ["+31101234567", "+31612345678"]
+    assert els.numbers == ["+31101234567"]
+    assert book.left_out == {"not_a_number": 1, "invalid_number": 1}
+    assert all("n.v.t." not in str(e.document) for e in book.entries)
+
+
+def test_x1_a_person_at_an_organisation_has_an_employment_a_loose_person_none():
+    book = address_book(ORGS, PERSONS, CONTACTS)
+    jan, els = book.persons
+    assert jan.document["employments"] == [{"organisation": {"afas": "organisation:100"}, "jobTitle": "Inkoper"}]
+    assert els.document["employments"] == []
+    resolved, waiting = resolve_employments(jan.document, {"organisation:100": "1234"})
+    assert resolved["employments"] == [{"organisation": {"oid": "1234"}, "jobTitle": "Inkoper"}] and waiting == 0
+    resolved, waiting = resolve_employments(jan.document, {})
+    assert resolved["employments"] == [] and waiting == 1
+    assert content_hash(resolved) != content_hash(resolve_employments(jan.document, {"organisation:100": "1"})[0])
+
+
+def test_x1_documents_carry_the_afas_key_marker_and_the_address():
+    org = address_book(ORGS, PERSONS, CONTACTS).organisations[0]
+    assert org.document["comment"] == "AFAS organisatie 100"
+    assert org.document["addresses"] == [{"street": "Markt", "streetNumber": "12 a", "zipCode": "3011 AB",
+                                          "city": "Rotterdam", "country": "NL", "addressType": "Visit"}]
+    assert org.bcid == "100" and org.number_keys == [number_key("+31101234567")]
+
+
+def test_x2_a_shared_number_resolves_to_the_organisation_then_the_lowest_bcid_and_is_counted():
+    book = address_book(ORGS, PERSONS, CONTACTS)
+    rows = pd.DataFrame([{"external_id": e.external_id, "number_key": k, "bcid": e.bcid, "afas_id": e.afas_id,
+                          "kind": e.kind} for e in book.entries for k in e.number_keys])
+    table, counts = phone_index(rows)
+    shared = table.set_index("number_key").loc[number_key("+31101234567")]
+    assert (shared["bcid"], shared["kind"], shared["candidates"]) == ("100", "organisation", 3)
+    mobile = table.set_index("number_key").loc[number_key("+31612345678")]
+    assert (mobile["bcid"], mobile["candidates"]) == ("200", 1)
+    assert counts == {"numbers": 2, "records": 3, "ambiguous_numbers": 1}
+    # Persons only: the lowest BcId wins, whatever the order of the rows.
+    persons = rows[rows["kind"] == "person"].iloc[::-1]
+    assert phone_index(persons)[0].set_index("number_key").loc[number_key("+31101234567"), "bcid"] == "200"
+
+
+CALL = {"oid": "5000", "callId": "0f8c2a6e-1111-2222-3333-444455556666", "date": "2026-11-30 14:05:00",
+        "incoming": True, "durationSec": 185, "status": "answered", "phone": "+31101234567",
+        "subject": None, "contents": None}
+
+
+def test_x3_the_empty_subject_text_the_marker_line_and_the_link():
+    body = report_body(CALL, subject_type=2, empty_subject="Telefoongesprek", afas_id="100", recording=None)
+    fields = body["KnSubject"]["Element"]["Fields"]
+    assert fields["Ds"] == "Telefoongesprek" and fields["StId"] == 2 and fields["Da"] == "2026-11-30T14:05:00"
+    assert fields["SbTx"].split("\n")[-1] == MARKER + CALL["callId"]
+    assert "Duur: 3:05" in fields["SbTx"] and "Richting: inkomend" in fields["SbTx"]
+    assert body["KnSubject"]["Element"]["Objects"] == [
+        {"KnSubjectLink": {"Element": {"Fields": {"DoCRM": True, "ToBC": True, "BcId": "100"}}}}]
+
+
+def test_x4_the_recording_is_attached_in_the_same_post_and_a_long_note_keeps_its_marker():
+    call = {**CALL, "subject": "Offerte", "contents": "x" * 5000}
+    body = report_body(call, subject_type=2, empty_subject="-", afas_id="100", recording=b"\xff\xfb\x90\x00")
+    fields = body["KnSubject"]["Element"]["Fields"]
+    assert fields["Ds"] == "Offerte" and len(fields["SbTx"]) <= 4000
+    assert fields["SbTx"].endswith(MARKER + CALL["callId"])
+    attachment = body["KnSubject"]["Element"]["Objects"][1]["KnSubjectAttachment"]["Element"][0]["Fields"]
+    assert attachment["FileName"].endswith(".mp3") and attachment["FileStream"] == "//uQAA=="
+
+
+def test_x3_which_calls_get_a_report():
+    assert not wanted(CALL, None, always_sync=False)
+    assert wanted(CALL, None, always_sync=True)
+    assert wanted({**CALL, "contents": "terugbellen"}, None, always_sync=False)
+    assert wanted(CALL, b"mp3", always_sync=False)
