@@ -4,6 +4,7 @@
     afas-pipeline sync               materialise the sync graph once, in this process
     afas-pipeline up                 sandbox + first sync + Dagster UI and daemon, schedules on
     afas-pipeline validate-mappings  check the files under mappings/ (--drift: against the live systems)
+    afas-pipeline call-lookup        answer Xelion's incoming-call trigger with the caller's InSite card
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from afas_pipeline.lib.urls import shown_url
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SANDBOX_PORT = 8765
 DEFAULT_UI_PORT = 3000
+DEFAULT_LOOKUP_PORT = 8770
 #: The sandbox's dataset generator takes 1 to 5,000,000 contacts.
 MAX_CONTACTS = 5_000_000
 #: In $DAGSTER_HOME: held while Dagster creates or migrates the instance's databases.
@@ -63,6 +65,27 @@ def main(argv: list[str] | None = None) -> int:
                           help="also compare them with the live AFAS metainfo and each destination's properties "
                                "(the sandbox unless production is configured)")
 
+    lookup = sub.add_parser(
+        "call-lookup", help="answer Xelion's incoming-call trigger with a redirect to the caller's AFAS InSite card",
+        description="Serve GET /xelion/incoming-call?number=<the caller's number> for Xelion's incoming-call "
+                    "trigger (X2): a 302 to the InSite card (insite_url in mappings/xelion.yaml) of the AFAS "
+                    "organisation or person with that number, 404 for an unknown number, 400 for no or no valid "
+                    "number, 503 until the phone index is materialised. The number may be written in any common "
+                    "notation (010-1234567, +31 (0)10 123 4567, 0031101234567). In Xelion, configure the trigger "
+                    "URL http://<host>:<port>/xelion/incoming-call?number={remoteNumber}, with Xelion's "
+                    "placeholder for the caller's number in place of {remoteNumber}. GET /healthz tells the "
+                    "index's size and age. The index is the xelion_phone_index asset, read again when a sync "
+                    "materialises it anew.")
+    lookup.add_argument("--host", default="127.0.0.1",
+                        help="interface to listen on (default 127.0.0.1; the browsers of Xelion's users must reach "
+                             "it)")
+    lookup.add_argument("--port", type=_port_number(lowest=0), default=DEFAULT_LOOKUP_PORT,
+                        help=f"port (default {DEFAULT_LOOKUP_PORT}; 0 picks a free one)")
+    lookup.add_argument("--index", type=Path, default=None,
+                        help="the phone index file (default: xelion_phone_index.parquet in $AFAS_PIPELINE_STORAGE, "
+                             "else in $DAGSTER_HOME/storage, else in .dagster_home/storage of the project, where "
+                             "the pipeline stores it)")
+
     args = parser.parse_args(argv)
     if args.command == "sandbox":
         return run_sandbox(args)
@@ -77,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_up(args)
     if args.command == "validate-mappings":
         return validate_mappings(drift=args.drift)
+    if args.command == "call-lookup":
+        return run_call_lookup(args)
     return 2
 
 
@@ -137,6 +162,26 @@ def run_sandbox(args: argparse.Namespace) -> int:
               allow_remote_admin=args.allow_remote_admin)
     except SandboxBindError as exc:
         return _error(exc)
+    return 0
+
+
+def run_call_lookup(args: argparse.Namespace) -> int:
+    """The X2 endpoint in the foreground; Ctrl-C stops it."""
+    from afas_pipeline.mapping.errors import MappingError
+    from afas_pipeline.xelion import lookup
+    from afas_pipeline.xelion.config import default_settings
+
+    try:
+        settings = default_settings()
+    except MappingError as exc:
+        return _error(exc)
+    index = args.index or lookup.default_index_path(os.environ, PROJECT_ROOT / ".dagster_home")
+    try:
+        lookup.serve(host=args.host, port=args.port, index_path=index, settings=settings)
+    except lookup.LookupBindError as exc:
+        return _error(exc)
+    except KeyboardInterrupt:  # uvicorn has shut down and raises the Ctrl-C it caught again
+        pass
     return 0
 
 
