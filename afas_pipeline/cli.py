@@ -194,7 +194,7 @@ def validate_mappings(drift: bool = False) -> int:
     from afas_pipeline.resources import DESTINATIONS
     from afas_pipeline.spotler.errors import SpotlerError
     from afas_pipeline.xelion.config import FILE_NAME as XELION_SETTINGS
-    from afas_pipeline.xelion.config import load_settings
+    from afas_pipeline.xelion.config import load_settings, xelion_drift
 
     missing = mappings_folder_problems(MAPPINGS_DIR, DESTINATIONS)
     for problem in missing:
@@ -230,6 +230,16 @@ def validate_mappings(drift: bool = False) -> int:
         if problem:
             return _error(problem)
         resources = build_resources()
+        try:
+            found = xelion_drift(resources["afas"], load_settings(MAPPINGS_DIR / XELION_SETTINGS, sources=sources),
+                                 sources)
+        except AfasError as exc:
+            return _error(f"drift: {MAPPINGS_DIR / XELION_SETTINGS}: {exc}")
+        for problem in found:
+            print(f"drift: {problem}", file=sys.stderr)
+        problems += len(found)
+        if not found:
+            print(f"fits AFAS: {MAPPINGS_DIR / XELION_SETTINGS}")
         for declared in declared_destinations():
             destination = declared.destination()
             path = MAPPINGS_DIR / declared.mapping

@@ -59,7 +59,7 @@ logger = logging.getLogger("afas_pipeline.afas")
 
 MAX_QUERY_CHARS = 2049  # AFAS answers 404 beyond this
 _HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
-_ENVIRONMENT_HOSTS = {"production": "rest", "test": "resttest", "accept": "restaccept"}
+ENVIRONMENT_HOSTS = {"production": "rest", "test": "resttest", "accept": "restaccept"}
 AFAS_URL_EXAMPLE = "https://12345.rest.afas.online/ProfitRestServices"
 
 
@@ -354,7 +354,7 @@ class AfasClient(RetryingHttpResource):
                     f"AFAS_ENVIRONMENT_ID '{printable(self.environment_id)}' is not an AFAS environment number: set it "
                     f"to the digits of your environment (12345 in https://12345.rest.afas.online)"
                 )
-            host = _ENVIRONMENT_HOSTS[self.environment]
+            host = ENVIRONMENT_HOSTS[self.environment]
             return f"https://{self.environment_id}.{host}.afas.online/ProfitRestServices"
         raise AfasConfigError("AfasClient needs base_url or environment_id (AFAS_BASE_URL or AFAS_ENVIRONMENT_ID)")
 

@@ -22,10 +22,9 @@ from afas_pipeline.afas.partitions import DELTA_BACKFILL, FULL_BACKFILL, delta_p
 from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.lib.phones import parse
 from afas_pipeline.lib.privacy import hash_key, number_key
-from afas_pipeline.mapping.drift import SUBJECT_TYPES_CONNECTOR, SUBJECT_TYPE_ID
 from afas_pipeline.xelion import calls as call_items
 from afas_pipeline.xelion.addressbook import ORGANISATION, PERSON, address_book, phone_index
-from afas_pipeline.xelion.config import FIELDS, XelionSettings
+from afas_pipeline.xelion.config import FIELDS, XelionSettings, xelion_drift
 from afas_pipeline.xelion.errors import XelionRequestError
 from afas_pipeline.xelion.sync import DESTINATION, find_report, post_report, sync_address_book
 
@@ -46,7 +45,7 @@ class AddressBookConfig(dg.Config):
 
 def build_xelion_assets(settings: XelionSettings, sources: AfasSources) -> list[dg.AssetsDefinition]:
     books = [_address_book(cadence, settings, sources) for cadence in ("full", "delta")]
-    return [*books, _phone_index(), _call_reports(settings)]
+    return [*books, _phone_index(), _call_reports(settings, sources)]
 
 
 def _address_book(cadence: str, settings: XelionSettings, sources: AfasSources) -> dg.AssetsDefinition:
@@ -94,7 +93,7 @@ def _address_book(cadence: str, settings: XelionSettings, sources: AfasSources) 
                                                   for e in book.entries}, only=full)
         client = context.resources.xelion
         result = sync_address_book(client, state, book, quarantine_after=config.quarantine_after,
-                                   dry_run=config.dry_run)
+                                   dry_run=config.dry_run, verify=full)
         frame = result.frame()
         statuses = frame["status"].value_counts()
         metadata = {
@@ -106,6 +105,7 @@ def _address_book(cadence: str, settings: XelionSettings, sources: AfasSources) 
             "updated": int(((frame["action"] == "update") & (frame["status"] == "ok")).sum()),
             "unchanged": int(statuses.get("unchanged", 0)),
             "rejected": int(statuses.get("rejected", 0)),
+            "quarantined": int(statuses.get("quarantined", 0)),
             **{f"numbers_left_out/{reason}": n for reason, n in sorted(book.left_out.items())},
             "numbers_sent": sum(len(e.numbers) for e in book.entries),
             "afas_lookups": lookups,
@@ -178,7 +178,7 @@ def _phone_index() -> dg.AssetsDefinition:
     return xelion_phone_index
 
 
-def _call_reports(settings: XelionSettings) -> dg.AssetsDefinition:
+def _call_reports(settings: XelionSettings, sources: AfasSources) -> dg.AssetsDefinition:
     reports = settings.call_reports
 
     @dg.asset(
@@ -216,16 +216,10 @@ def _call_reports(settings: XelionSettings) -> dg.AssetsDefinition:
             yield dg.AssetCheckResult(check_name="dossier_item_type_exists", passed=True, description=why)
             yield dg.AssetCheckResult(check_name="every_call_reported_skipped_or_waiting", passed=True)
             return
-        types, _ = afas.read(SUBJECT_TYPES_CONNECTOR, order_by=[SUBJECT_TYPE_ID])
-        known = sorted(int(t) for t in types[SUBJECT_TYPE_ID].dropna())
-        if reports.dossier_item_type not in known:
-            names = ", ".join(f"{int(r.SubjectTypeId)} {r.Description}" for r in types.itertuples(index=False))
-            yield dg.AssetCheckResult(
-                check_name="dossier_item_type_exists", passed=False,
-                description=f"mappings/xelion.yaml: call_reports.dossier_item_type ({reports.dossier_item_type}): X3: "
-                            f"AFAS has no such dossier item type; the types it has are: {names}")
-            raise dg.Failure(f"mappings/xelion.yaml: call_reports.dossier_item_type ({reports.dossier_item_type}): "
-                             f"X3: AFAS has no such dossier item type; it has: {names}")
+        drift = [line for line in xelion_drift(afas, settings, sources) if ": X3: " in line]
+        if drift:
+            yield dg.AssetCheckResult(check_name="dossier_item_type_exists", passed=False, description=drift[0])
+            raise dg.Failure(drift[0])
         yield dg.AssetCheckResult(check_name="dossier_item_type_exists", passed=True)
         client = context.resources.xelion
         read_from = state.cursor(DESTINATION, CALL_FEED)
@@ -265,6 +259,7 @@ def _call_reports(settings: XelionSettings) -> dg.AssetsDefinition:
         counts = frame["outcome"].value_counts()
         metadata = {"dagster/row_count": len(frame), "calls_read": len(fresh), "retried": len(calls) - len(fresh),
                     **{f"calls/{k}": int(v) for k, v in counts.items()},
+                    "waiting_for_number_in_total": len(state.call_reports(DESTINATION, status="unmatched")),
                     "dossier_item_type": reports.dossier_item_type, "sync_mp3": reports.sync_mp3,
                     "always_sync": reports.always_sync}
         context.log.info(f"xelion_call_reports: {metadata}")

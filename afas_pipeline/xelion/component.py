@@ -5,6 +5,8 @@ R3-R17 that are about e-mail addresses and permissions."""
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from afas_pipeline.afas.sources import MAPPINGS_DIR, default_sources
@@ -21,5 +23,5 @@ class XelionComponent(dg.Component, dg.Resolvable, dg.Model):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         sources = default_sources()
-        settings = load_settings(MAPPINGS_DIR / self.settings, sources=sources)
+        settings = load_settings(MAPPINGS_DIR / self.settings, sources=sources, env=os.environ)
         return dg.Definitions(assets=build_xelion_assets(settings, sources))

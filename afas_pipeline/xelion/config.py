@@ -13,13 +13,16 @@ validated when the code location loads; every problem names the file, the settin
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from afas_pipeline.afas.client import ENVIRONMENT_HOSTS
 from afas_pipeline.afas.sources import MAPPINGS_DIR, AfasSources, default_sources
 from afas_pipeline.mapping.errors import MappingError, Problem
 
@@ -121,8 +124,10 @@ class XelionSettings(_Strict):
 _RULES = {"connectors": "X1", "insite_url": "X2", "call_reports": "X3", "afas": "X1", "phone_region": "X1"}
 
 
-def load_settings(path: Path | str | None = None, *, sources: AfasSources | None = None) -> XelionSettings:
-    """Read and validate `xelion.yaml`; every problem raises MappingError naming file, setting and rule."""
+def load_settings(path: Path | str | None = None, *, sources: AfasSources | None = None,
+                  env: Mapping[str, str] | None = None) -> XelionSettings:
+    """Read and validate `xelion.yaml`; every problem raises MappingError naming file, setting and rule. With
+    `env` (the process's environment), `afas:` is also checked against the AFAS the pipeline reads."""
     path = Path(path) if path is not None else MAPPINGS_DIR / FILE_NAME
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -139,6 +144,8 @@ def load_settings(path: Path | str | None = None, *, sources: AfasSources | None
     except ValidationError as exc:
         raise MappingError.of(path, [_problem(err) for err in exc.errors(include_url=False)]) from exc
     problems = _connector_problems(settings, sources or default_sources())
+    if env is not None:
+        problems += afas_link_problems(settings, env)
     if problems:
         raise MappingError.of(path, problems)
     return settings
@@ -164,6 +171,37 @@ def _problem(err: dict) -> Problem:
     return Problem(loc, rule, message)
 
 
+def afas_link_problems(settings: XelionSettings, env: Mapping[str, str]) -> list[Problem]:
+    """Whether `afas:` names the AFAS the pipeline reads (one AFAS environment per code location): the host
+    against AFAS_BASE_URL or AFAS_ENVIRONMENT_ID(+AFAS_ENVIRONMENT), the token variable against AFAS_TOKEN."""
+    problems = []
+    link = settings.afas
+    base, environment_id = env.get("AFAS_BASE_URL", "").strip(), env.get("AFAS_ENVIRONMENT_ID", "").strip()
+    if link.host is not None:
+        if base:
+            parts = urlsplit(base)
+            pipeline, setting = f"{parts.scheme}://{parts.netloc}", "AFAS_BASE_URL"
+        elif environment_id:
+            host = ENVIRONMENT_HOSTS.get(env.get("AFAS_ENVIRONMENT") or "production", "rest")
+            pipeline, setting = f"https://{environment_id}.{host}.afas.online", "AFAS_ENVIRONMENT_ID"
+        else:
+            pipeline, setting = None, None
+        if pipeline is None:
+            problems.append(Problem("afas.host", "X1", f"{link.host} is set, but the pipeline reads the AFAS sandbox "
+                                                       "(AFAS_ENVIRONMENT_ID and AFAS_BASE_URL are not set): set "
+                                                       "AFAS_ENVIRONMENT_ID and AFAS_TOKEN for that environment, or "
+                                                       "leave `host` out"))
+        elif pipeline.lower() != link.host.lower():
+            problems.append(Problem("afas.host", "X1", f"{link.host} is not the AFAS the pipeline reads ({pipeline}, "
+                                                       f"{setting}): the address book and the call reports use the "
+                                                       f"pipeline's AFAS; make them agree"))
+    if link.token != "AFAS_TOKEN":
+        problems.append(Problem("afas.token", "X1", f"the pipeline reads AFAS with the token in AFAS_TOKEN, not "
+                                                    f"{link.token}: one App Connector token serves every destination; "
+                                                    f"write AFAS_TOKEN here"))
+    return problems
+
+
 def _connector_problems(settings: XelionSettings, sources: AfasSources) -> list[Problem]:
     """The link reads the pipeline's AFAS reads (one read per 15 minutes serves every destination), so its three
     connectors must be the ones afas_sources.yaml names."""
@@ -174,3 +212,27 @@ def _connector_problems(settings: XelionSettings, sources: AfasSources) -> list[
                 f"mappings/afas_sources.yaml): name the same one here, or change both")
         for entity, given in settings.connectors.model_dump().items() if given != read[entity]
     ]
+
+
+def xelion_drift(afas, settings: XelionSettings, sources: AfasSources, file: str = f"mappings/{FILE_NAME}") -> list[str]:
+    """The settings against AFAS as it is now (`validate-mappings --drift`): every field the link reads exists in
+    its GetConnector (X1), and the dossier item type of the call reports is one AFAS has (X3; the line names the
+    types it has). One line per problem; AFAS that cannot be reached raises, as for every other read."""
+    from afas_pipeline.afas.errors import AfasConfigError
+    from afas_pipeline.mapping.drift import SUBJECT_TYPE_DESCRIPTION, SUBJECT_TYPE_ID, SUBJECT_TYPES_CONNECTOR
+
+    problems = []
+    for entity, fields in FIELDS.items():
+        try:
+            afas.require_fields(sources[entity].connector, fields, rule="X1")
+        except AfasConfigError as exc:
+            problems.append(f"{file}: connectors.{entity}: X1: {exc.args[0]}")
+    wanted = settings.call_reports.dossier_item_type
+    if wanted is not None:
+        types, _ = afas.read(SUBJECT_TYPES_CONNECTOR, order_by=[SUBJECT_TYPE_ID])
+        known = {int(t): d for t, d in zip(types[SUBJECT_TYPE_ID], types[SUBJECT_TYPE_DESCRIPTION])}
+        if wanted not in known:
+            names = ", ".join(f"{t} {d}" for t, d in sorted(known.items()))
+            problems.append(f"{file}: call_reports.dossier_item_type ({wanted}): X3: AFAS has no such dossier item "
+                            f"type; the types it has are: {names}")
+    return problems

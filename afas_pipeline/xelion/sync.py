@@ -79,19 +79,34 @@ def organisation_oids(state: SyncState) -> dict[str, str]:
 
 
 def sync_address_book(client: XelionClient, state: SyncState, book: AddressBook, *, quarantine_after: int = 5,
-                      dry_run: bool = False) -> AddressBookResult:
-    """Organisations first (persons' employments name them by oid), then persons."""
+                      dry_run: bool = False, verify: bool = False) -> AddressBookResult:
+    """Organisations first (persons' employments name them by oid), then persons. `verify` (the full sync, R2):
+    list which oids Xelion has first, so an addressable removed in Xelion (or a tenant reset) is made again
+    instead of being taken as unchanged."""
     result = AddressBookResult()
     oids = organisation_oids(state)
+    present = {str(a["oid"]) for a in client.addressables()} if verify else None
+    if present is not None:
+        gone = {key for key, oid in oids.items() if oid not in present}
+        result.counts["missing_in_xelion"] += len(gone)
+        oids = {key: oid for key, oid in oids.items() if key not in gone}
     unanswered: list[Exception] = []
+    rejected = state.rejected(DESTINATION)
+    quarantined = set(rejected.loc[rejected["quarantined"].astype(bool), "external_id"].astype(str))
     for phase in (book.organisations, book.persons):
         saved = _saved(state, [e.external_id for e in phase])
+        if present is not None:  # made again: a create, not an update of an oid Xelion no longer has
+            saved = {key: {**row, "oid": None, "creating": False} if row.get("oid") and row["oid"] not in present
+                     else row for key, row in saved.items()}
         planned: list[tuple[Entry, dict, str, str]] = []  # entry, document, hash, action
         for entry in phase:
             document, waiting = resolve_employments(entry.document, oids)
             result.counts["employments_waiting_for_organisation"] += waiting
             digest = content_hash(document)
             row = saved.get(entry.external_id, {})
+            if entry.external_id in quarantined:  # refused run after run: waits for an operator (C4)
+                result.outcomes.append(Outcome(entry.external_id, entry.kind, "skip", "quarantined"))
+                continue
             if row.get("oid") and row.get("hash") == digest:
                 result.outcomes.append(Outcome(entry.external_id, entry.kind, "unchanged", "unchanged"))
                 continue

@@ -208,3 +208,23 @@ def test_x1_a_create_whose_answer_was_lost_is_found_not_made_twice(world):
     world.sync()
     assert len(world.addressables()) == len(world.by_afas_key()) == len(world.afas_rows("organisations")) + len(
         world.afas_rows("persons"))
+
+
+def test_c4_a_refused_record_is_kept_with_its_reason_and_a_full_sync_heals_a_reset_tenant(world):
+    """Xelion loses its address book (a tenant reset): a delta edit of a person at an organisation is refused (its
+    employment names an organisation oid Xelion no longer has) and kept as rejected with Xelion's code and the field,
+    never a value; the next full sync makes the organisation and the person again, and the rejection is cleared."""
+    world.sync()
+    contact = world.afas_rows("contacts").query("ContactKind == 'PRS'").iloc[0]
+    world.x("POST", "/reset")
+    world.afas_edit("persons", contact["PersonId"], at="2026-11-22T12:03:00Z", FirstName="Hendrika")
+    meta = _meta(world, world.sync(WINDOW, delta=True), "xelion_address_book_delta")
+    rejected = world.state().rejected("xelion")
+    assert meta["rejected"] == 1 and list(rejected["external_id"]) == [f"person:{contact['PersonId']}"]
+    assert rejected["reason"].iloc[0].startswith("400/10203: employments") and "Hendrika" not in rejected["reason"].iloc[0]
+    world.sync()
+    assert world.state().rejected("xelion").empty
+    book = world.by_afas_key()
+    person = book[f"person:{contact['PersonId']}"]
+    assert person["givenName"] == "Hendrika"
+    assert book[f"organisation:{contact['OrganisationId']}"]["oid"] in [e["organisation"]["oid"] for e in person["employments"]]
