@@ -80,6 +80,10 @@ def test_x1_an_afas_edit_updates_the_addressable_it_made_never_a_second_one(worl
     assert (after["oid"], after["familyName"], meta["updated"], meta["created"]) == (oid, "Zuiderduin", 1, 0)
     assert "+31207654321" in [t["address"] for t in after["telecomAddresses"]]
     assert len(world.addressables()) == len(world.by_afas_key())
+    # C3: a rerun of the window (a retry, a backfill) sends nothing.
+    before = _writes(world)
+    meta = _meta(world, world.sync(WINDOW, delta=True), "xelion_address_book_delta")
+    assert (meta["updated"], meta["created"], _writes(world) - before) == (0, 0, 0)
 
 
 def test_x1_the_sync_never_deletes_what_afas_no_longer_has(world):
