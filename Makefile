@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/bench_feedback.py
 	$(VENV)/bin/python bench/bench_mailchimp.py
 	$(VENV)/bin/python bench/bench_lookup.py
+	$(VENV)/bin/python bench/bench_xelion.py
 
 clean:
 	rm -rf $(VENV) .dagster_home .pytest_cache

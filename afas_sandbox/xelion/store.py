@@ -151,6 +151,42 @@ class Session:
         self.token, self.renewal = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
 
 
+def _phone_numbers(stored: dict) -> set[str]:
+    return {t["address"] for t in stored.get("telecomAddresses") or () if t["addressType"] in PHONE_TYPES}
+
+
+class IndexedAddressables(dict):
+    """The addressables by oid, with an index of their phone numbers (``numbers``: E.164 -> oids) kept up to date
+    on every assignment and deletion, so that placing a call finds its party without scanning the whole book.
+    A stored object is replaced, never edited in place, so the index always matches; ``update``, ``pop`` and the
+    other bulk methods of ``dict`` are not used on it (they would bypass the index)."""
+
+    def __init__(self, items: dict[int, dict] | None = None) -> None:
+        super().__init__()
+        self.numbers: dict[str, set[int]] = {}
+        for oid, stored in (items or {}).items():
+            self[oid] = stored
+
+    def __setitem__(self, oid: int, stored: dict) -> None:
+        if oid in self:
+            self._unindex(oid, self[oid])
+        super().__setitem__(oid, stored)
+        for number in _phone_numbers(stored):
+            self.numbers.setdefault(number, set()).add(oid)
+
+    def __delitem__(self, oid: int) -> None:
+        self._unindex(oid, self[oid])
+        super().__delitem__(oid)
+
+    def _unindex(self, oid: int, stored: dict) -> None:
+        for number in _phone_numbers(stored):
+            oids = self.numbers.get(number)
+            if oids is not None:
+                oids.discard(oid)
+                if not oids:
+                    del self.numbers[number]
+
+
 class Tenant:
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -161,7 +197,7 @@ class Tenant:
             self.clock_offset_s = 0.0
             self.token_lifetime_s = DEFAULT_TOKEN_LIFETIME_S
             self.sessions: dict[str, Session] = {}          # token -> session
-            self.addressables: dict[int, dict] = {}         # oid -> stored object (no changeType)
+            self.addressables = IndexedAddressables()       # oid -> stored object (no changeType)
             self.calls: dict[int, dict] = {}                # oid -> stored CallLog (with _ fields)
             self.next_oid = FIRST_OID
 
@@ -406,8 +442,7 @@ class Tenant:
 
     def find_by_number(self, number: str) -> dict | None:
         """The first addressable (lowest oid) with this E.164 number: a contact before an unknown caller."""
-        found = [a for _, a in sorted(self.addressables.items())
-                 if any(t["address"] == number for t in a["telecomAddresses"] if t["addressType"] in PHONE_TYPES)]
+        found = [self.addressables[oid] for oid in sorted(self.addressables.numbers.get(number, ()))]
         found.sort(key=lambda a: a["objectType"] == "UnknownAddressable")
         return found[0] if found else None
 
@@ -526,7 +561,7 @@ class Tenant:
         oids = [*addressables, *calls, *(int(s["oid"]) for a in addressables.values()
                                          for name in SUB_COLLECTIONS[a["objectType"]] for s in a[name])]
         with self.lock:
-            self.addressables, self.calls, self.sessions = addressables, calls, {}
+            self.addressables, self.calls, self.sessions = IndexedAddressables(addressables), calls, {}
             self.next_oid = max(int(doc.get("next_oid") or FIRST_OID), max(oids, default=FIRST_OID - 1) + 1)
 
 
