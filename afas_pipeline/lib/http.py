@@ -3,11 +3,13 @@ honours the server's Retry-After, and a logging filter that keeps query strings 
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 import dagster as dg
@@ -17,7 +19,7 @@ import tenacity
 from pydantic import Field, PrivateAttr
 
 __all__ = ["RetryAfterWait", "UrlLimiter", "call_with_retries", "json_request", "limiter_for", "redact_httpx_queries",
-           "send_in_slot"]
+           "retry_after_header", "send_in_slot"]
 
 
 class UrlLimiter:
@@ -64,6 +66,22 @@ class RetryAfterWait(tenacity.wait.wait_base):
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         return max(backoff, float(retry_after)) if retry_after is not None else backoff
+
+
+def retry_after_header(response: httpx.Response) -> float | None:
+    """The seconds a `Retry-After` header asks to wait (delta-seconds or an HTTP date), None without one."""
+    header = response.headers.get("Retry-After")
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    try:  # the HTTP-date form
+        when = email.utils.parsedate_to_datetime(header)
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
 
 
 def json_request(http: httpx.Client, path: str, params: dict[str, str] | None,

@@ -21,7 +21,6 @@ What it takes care of, so callers do not have to:
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import logging
 import re
@@ -40,6 +39,7 @@ import orjson
 from pydantic import Field
 
 from afas_pipeline.lib.http import (
+    retry_after_header,
     RetryingHttpResource,
     json_request,
     redact_httpx_queries,
@@ -487,7 +487,7 @@ class MailchimpClient(RetryingHttpResource):
         status = response.status_code
         title, detail, _ = _problem(response)
         reason = f"{status} {title or ('without body' if status == 403 else '')}".strip()
-        retry_after = _retry_after(response)
+        retry_after = retry_after_header(response)
         refusal = self._too_long_to_wait(retry_after, "Mailchimp", what, status)
         if refusal:
             raise MailchimpUnavailable(refusal, endpoint=route, status_code=status, title=title,
@@ -600,18 +600,3 @@ def _problem(response: httpx.Response) -> tuple[str | None, str | None, list[dic
         for e in body.get("errors") or [] if isinstance(e, dict)
     ]
     return (printable(title) if title else None), (str(detail) if detail else None), errors
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    header = response.headers.get("Retry-After")
-    if not header:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        pass
-    try:  # the HTTP-date form
-        when = email.utils.parsedate_to_datetime(header)
-        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-    except (TypeError, ValueError):
-        return None

@@ -33,7 +33,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -41,15 +40,16 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import httpx
 import orjson
-import phonenumbers
 from pydantic import Field, PrivateAttr
 
 from afas_pipeline.lib.http import (
+    retry_after_header,
     RetryingHttpResource,
     json_request,
     redact_httpx_queries,
     send_in_slot,
 )
+from afas_pipeline.lib.phones import e164
 from afas_pipeline.lib.urls import base_url_problem, shown_url
 from afas_pipeline.xelion.errors import (
     XelionAuthError,
@@ -205,17 +205,10 @@ def _organisation_oid(item: dict) -> str:
     return str((organisation.get("oid") if isinstance(organisation, dict) else organisation) or "")
 
 
-@lru_cache(maxsize=65536)
 def _address_key(kind: str, address: str) -> str:
     text = address.strip()
     if kind in PHONE_TYPES:
-        try:
-            number = phonenumbers.parse(text, "NL")
-        except phonenumbers.NumberParseException:
-            return text
-        if phonenumbers.is_valid_number(number):
-            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-        return text
+        return e164(text) or text
     return text.lower() if kind == "Email" else text
 
 
@@ -628,7 +621,7 @@ class XelionClient(RetryingHttpResource):
             reason = f"{status} {text}".strip() + f" on {what}"
             if status >= 500 and code is None and status != 503 and not resend_unanswered:
                 raise self._write_unknown(reason, what)  # a proxy's 502/504: Xelion may have carried it out
-            retry_after = _retry_after(response)
+            retry_after = retry_after_header(response)
             refusal = self._too_long_to_wait(retry_after, "Xelion", what, status)
             if refusal:
                 raise XelionUnavailable(refusal, endpoint=what, status_code=status, error_code=code)
@@ -763,18 +756,3 @@ def _lifetime_s(valid_until: Any, date_header: str | None) -> float | None:
     if issued is None or issued.tzinfo is None:
         issued = dt.datetime.now(dt.UTC)
     return max(0.0, (until - issued).total_seconds())
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    header = response.headers.get("Retry-After")
-    if not header:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        pass
-    try:  # the HTTP-date form
-        when = email.utils.parsedate_to_datetime(header)
-        return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
