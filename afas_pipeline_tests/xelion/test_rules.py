@@ -232,3 +232,27 @@ def test_c4_a_refused_record_is_kept_with_its_reason_and_a_full_sync_heals_a_res
     person = book[f"person:{contact['PersonId']}"]
     assert person["givenName"] == "Hendrika"
     assert book[f"organisation:{contact['OrganisationId']}"]["oid"] in [e["organisation"]["oid"] for e in person["employments"]]
+
+
+def test_c4_xelion_and_afas_down_for_several_runs_lose_nothing_and_count_no_refusal(world):
+    """An outage is not a refusal: with Xelion answering nothing but 503 for two runs the address book fails
+    without a rejected record, and with AFAS down for two runs the call reports fail without losing a call; once
+    they are back, the next runs end where runs without the outage would have."""
+    world.xelion_options = {"max_attempts": 2}
+    world.afas_options = {"max_attempts": 2}
+    world.x("PUT", "/faults", json={"error_503_rate": 1.0, "retry_after": 0})
+    for _ in range(2):
+        assert not world.sync(raise_on_error=False).success
+    assert world.state().rejected("xelion").empty
+    world.x("PUT", "/faults", json={})
+    world.sync()
+    assert len(world.addressables()) == len(world.by_afas_key()) == len(world.afas_rows("organisations")) + len(
+        world.afas_rows("persons"))
+    org = _an_organisation_with_a_phone(world)
+    world.place_call(number=org["Phone"], direction="incoming", answered=True, note="Storing in AFAS")
+    world.afas("PUT", "/faults", json={"error_503_rate": 1.0, "retry_after": 0})
+    for _ in range(2):
+        assert not world.reports(raise_on_error=False).success
+    world.afas("PUT", "/faults", json={})
+    meta = world.metadata(world.reports(NEXT_WINDOW), "xelion_call_reports")
+    assert meta["calls/reported"] == 1 and len(world.dossier_items(REPORT_TYPE)) == 1
