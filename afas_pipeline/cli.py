@@ -86,6 +86,19 @@ def main(argv: list[str] | None = None) -> int:
                              "else in $DAGSTER_HOME/storage, else in .dagster_home/storage of the project, where "
                              "the pipeline stores it)")
 
+    release = sub.add_parser(
+        "release", help="let a quarantined rejected record be tried again by the next run",
+        description="A record a destination refused in 5 runs is quarantined: no run sends it again until it is "
+                    "released. Fix its data in AFAS first (the reason code names the field), then release it: the "
+                    "next run sends it once more. The sync state is the pipeline's: $AFAS_PIPELINE_STATE, else "
+                    "$DAGSTER_HOME/state/sync_state.sqlite. Exit code 0 released, 1 not quarantined, 2 unknown key.")
+    release.add_argument("--destination", required=True, choices=(*DESTINATIONS, "afas"),
+                         help="where the record was refused; afas: the write-back and mailing-history calls to AFAS")
+    release.add_argument("--key", required=True,
+                         help="the record's key as <destination>_rejected holds it (external_id: the AFAS ContactId, "
+                              "organisation:<id> or person:<id> for xelion, mailing_history:<mailing>:<contact>), "
+                              "or its 12-character hash as the Dagster UI shows it")
+
     args = parser.parse_args(argv)
     if args.command == "sandbox":
         return run_sandbox(args)
@@ -102,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         return validate_mappings(drift=args.drift)
     if args.command == "call-lookup":
         return run_call_lookup(args)
+    if args.command == "release":
+        return run_release(args)
     return 2
 
 
@@ -182,6 +197,43 @@ def run_call_lookup(args: argparse.Namespace) -> int:
         return _error(exc)
     except KeyboardInterrupt:  # uvicorn has shut down and raises the Ctrl-C it caught again
         pass
+    return 0
+
+
+def run_release(args: argparse.Namespace) -> int:
+    """Release one quarantined record (`SyncState.release`) in the sync state the pipeline uses. One line: released
+    (exit 0), not quarantined (1) or unknown key (2); only a release changes the state."""
+    from afas_pipeline.chain.writer import CONSENT_REASON
+    from afas_pipeline.lib.privacy import hash_key
+    from afas_pipeline.sync.state import StateError, SyncState, SyncStateResource
+
+    path = SyncStateResource(path=os.environ.get("AFAS_PIPELINE_STATE") or None).state_path()
+    d, key = args.destination, printable(args.key)
+    if not path.is_file():
+        print(f"unknown key: there is no sync state at {path}; run this where the pipeline runs, with its "
+              "AFAS_PIPELINE_STATE or DAGSTER_HOME", file=sys.stderr)
+        return 2
+    try:
+        state = SyncState(path)
+        rejected = state.rejected(d)
+    except StateError as exc:
+        return _error(exc)
+    found = rejected[(rejected["external_id"] == args.key) | (rejected["external_id"].map(hash_key) == args.key)]
+    if found.empty:
+        print(f"unknown key: {d} has no rejected record {key} (give the external_id of {d}_rejected or the hash "
+              "the Dagster UI shows, made with the pipeline's AFAS_PIPELINE_HASH_SALT); nothing changed",
+              file=sys.stderr)
+        return 2
+    row = found.iloc[0]
+    shown = f"{d} {key} ({printable(row['reason'])}, {row['attempts']} attempts)"
+    if str(row["reason"]).startswith(CONSENT_REASON):
+        print(f"not quarantined: {shown} is refused for {d}'s own consent reasons, an outcome and not a failure: "
+              "only the person can change it; nothing changed", file=sys.stderr)
+        return 1
+    if not state.release(d, row["external_id"]):
+        print(f"not quarantined: {shown} is retried by the next run anyway; nothing changed", file=sys.stderr)
+        return 1
+    print(f"released: {shown}; the next run sends it again")
     return 0
 
 

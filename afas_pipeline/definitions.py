@@ -7,6 +7,7 @@ import dagster as dg
 from afas_pipeline.afas.assets import build_afas_assets
 from afas_pipeline.afas.sources import CRM_ENTITIES, CUSTOMER_ENTITIES
 from afas_pipeline.resources import build_resources
+from afas_pipeline.runbook import with_runbooks
 from afas_pipeline.schedules import build_jobs_and_schedules
 
 # One folder per destination under afas_pipeline/defs/, each a defs.yaml naming its mapping and adapter.
@@ -18,7 +19,7 @@ assets = [*build_afas_assets(entities=(*CRM_ENTITIES, *customers)), *destination
 jobs, schedules = build_jobs_and_schedules(assets)
 
 defs = dg.Definitions(
-    assets=dg.with_source_code_references(assets),
+    assets=with_runbooks(dg.with_source_code_references(assets)),
     jobs=jobs,
     schedules=schedules,
     resources=build_resources(),

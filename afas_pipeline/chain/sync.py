@@ -24,7 +24,7 @@ from afas_pipeline.afas.partitions import DELTA_BACKFILL, FULL_BACKFILL, delta_p
 from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.chain.writer import StateWriter, results_frame, send_in_chunks
 from afas_pipeline.lib.failpoints import failpoint
-from afas_pipeline.lib.privacy import hashed_sample
+from afas_pipeline.lib.privacy import hash_key, hashed_sample
 from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift
 from afas_pipeline.mapping.models import BACK_REFERENCES, ENTITY_SOURCE
 from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, is_valid_email
@@ -38,6 +38,8 @@ from afas_pipeline.sync.state import SyncState
 FEED_OVERLAP = timedelta(minutes=15)
 #: The first read of the change feed, with no watermark yet, looks back this far.
 FEED_FIRST_LOOKBACK = timedelta(days=1)
+#: Rejected records listed in `<d>_rejected`'s metadata (the counts cover them all).
+REJECTED_SHOWN = 50
 
 
 CADENCES = {
@@ -285,10 +287,25 @@ def _rejected_asset(destination: Destination, chains: list[dg.AssetsDefinition])
                 "pending_retry": int((~rejected["quarantined"]).sum()),
                 "quarantined": int(rejected["quarantined"].sum()),
                 "by_reason": {str(k): int(v) for k, v in rejected["reason"].value_counts().items()},
+                "records": rejected_records_table(rejected),
             },
         )
 
     return rejected
+
+
+def rejected_records_table(rejected: pd.DataFrame, limit: int = REJECTED_SHOWN) -> dg.MetadataValue:
+    """The rejected records as the UI shows them, quarantined first: the hashed key (what `afas-pipeline release
+    --key` takes), reason, status code, attempts, whether quarantined, last refused. Never the key itself."""
+    shown = rejected.sort_values(["quarantined", "last_seen"], ascending=[False, False]).head(limit)
+    lines = ["| key | reason | status | attempts | quarantined | last refused |", "|---|---|---|---|---|---|"]
+    for r in shown.itertuples(index=False):
+        status = "" if pd.isna(r.status_code) else int(r.status_code)
+        lines.append(f"| {hash_key(r.external_id)} | {str(r.reason).replace('|', '/')} | {status} | {r.attempts} "
+                     f"| {'yes' if r.quarantined else 'no'} | {r.last_seen} |")
+    if len(rejected) > limit:
+        lines.append(f"\n{len(rejected) - limit} more, not shown")
+    return dg.MetadataValue.md("\n".join(lines))
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -298,6 +298,17 @@ class SyncState:
                 ((destination, str(i)) for i in external_ids),
             )
 
+    def release(self, destination: str, external_id: str) -> bool:
+        """An operator lets a quarantined record be tried again: quarantined off and attempts back to 0, so the
+        next run sends it and a refusal counts from 1 towards quarantine again. The row stays until the
+        destination accepts the record. False, and nothing changed, when the record is not quarantined."""
+        with self._connect() as db:
+            cursor = db.execute(
+                "UPDATE rejected SET quarantined=0, attempts=0, last_run=NULL "
+                "WHERE destination=? AND external_id=? AND quarantined=1",
+                (destination, str(external_id)))
+            return cursor.rowcount == 1
+
     def rejected(self, destination: str) -> pd.DataFrame:
         with self._connect() as db:
             rows = db.execute(

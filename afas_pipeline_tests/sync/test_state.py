@@ -145,3 +145,27 @@ def test_writes_in_flight_left_behind_make_their_unanswered_records_in_doubt(tmp
     assert records.loc["C", "content_hash"] == "c1"
     assert state.writes_in_flight("spotler") == [] and state.in_doubt("spotler") == ["A", "B"]
     state.end_writes(entry)  # harmless once resolved
+
+
+def test_c4_a_released_record_is_tried_again_and_counts_towards_quarantine_from_one(tmp_path):
+    refused = {"external_id": "10001", "reason": "PROPERTY_INVALID:organisation", "status_code": 200}
+    for run in range(1, 6):
+        SyncState(tmp_path / "state.sqlite", run_id=f"run-{run}").record_rejections("spotler", [refused], 5)
+    state = SyncState(tmp_path / "state.sqlite")
+    assert state.rejected("spotler")[["attempts", "quarantined"]].values.tolist() == [[5, True]]
+
+    assert state.release("spotler", "10001")
+    # Still a rejected record (until the destination accepts it), no longer quarantined: the next run sends it.
+    assert state.rejected("spotler")[["external_id", "attempts", "quarantined"]].values.tolist() == [["10001", 0, False]]
+    SyncState(tmp_path / "state.sqlite", run_id="run-6").record_rejections("spotler", [refused], 5)
+    assert state.rejected("spotler")[["attempts", "quarantined"]].values.tolist() == [[1, False]]
+
+
+def test_releasing_a_record_that_is_not_quarantined_changes_nothing(tmp_path):
+    state = SyncState(tmp_path / "state.sqlite", run_id="run-1")
+    state.record_rejections("spotler", [{"external_id": "10001", "reason": "X", "status_code": 200}], 5)
+    before = state.rejected("spotler")
+    assert not state.release("spotler", "10001")
+    assert not state.release("spotler", "10002")  # not a rejected record at all
+    assert not state.release("mailchimp", "10001")  # rejected by another destination
+    pd.testing.assert_frame_equal(state.rejected("spotler"), before)
