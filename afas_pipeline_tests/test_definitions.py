@@ -163,6 +163,7 @@ def test_the_sandbox_credentials_the_pipeline_uses_are_the_sandbox_s_own():
 
 def test_dg_lists_and_checks_the_definitions_in_this_project():
     """`dg list defs` and `dg check defs` work in a fresh clone ([tool.dg] in pyproject.toml)."""
+    import json
     import subprocess
     import sys
     from pathlib import Path
@@ -174,7 +175,13 @@ def test_dg_lists_and_checks_the_definitions_in_this_project():
     assert "All definitions loaded successfully" in checked.stdout + checked.stderr
     listed = subprocess.run([dg_cli, "list", "defs", "--json"], cwd=root, capture_output=True, text=True, timeout=300)
     assert listed.returncode == 0, listed.stderr[-2000:]
-    assert "spotler_sync_delta" in listed.stdout and "spotler_afas_write_back" in listed.stdout
+    # dg sees the project's own graph: every asset and check, each job and schedule.
+    found = json.loads(listed.stdout)
+    graph = _graph()
+    assert {a["asset_key"] for a in found["assets"]} == {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert len(found["asset_checks"]) == len(graph.asset_check_keys)
+    assert {j["name"] for j in found["jobs"]} == {"afas_delta_job", "afas_full_job"}
+    assert {s["name"] for s in found["schedules"]} == {"afas_delta_job_schedule", "afas_full_job_schedule"}
 
 
 @pytest.mark.parametrize("d", EMAIL_DESTINATIONS)

@@ -4,7 +4,7 @@ Every message has one shape, so that a newcomer who edits a YAML file learns at 
 
     <file>: <field path> (<afas ref> -> <property>): <rule>: <what is wrong, what to do>
 
-The rule is a number from docs PRODUCT.md (R5, R8, ...) or, for the shape of the file itself, one of
+The rule is a number from docs/rules.md (R5, R8, ...) or, for the shape of the file itself, one of
 the mapping rules M1..M5 below.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# Rules of the mapping file itself (the R-rules are the product's sync rules, see PRODUCT.md).
+# Rules of the mapping file itself (the R-rules are the sync rules in docs/rules.md).
 MAPPING_RULES = {
     "M1": "a field reference is '<entity>.<Field>': entity contact, person or organisation, Field a row key "
           "of that entity's GetConnector",

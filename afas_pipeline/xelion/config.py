@@ -120,7 +120,7 @@ class XelionSettings(_Strict):
         return self.sync_active and self.call_reports.dossier_item_type is not None
 
 
-# Rule per setting, for the error lines (PRODUCT.md X1-X4; M2 the shape of the file).
+# Rule per setting, for the error lines (docs/rules.md X1-X4; M2 the shape of the file).
 _RULES = {"connectors": "X1", "insite_url": "X2", "call_reports": "X3", "afas": "X1", "phone_region": "X1"}
 
 

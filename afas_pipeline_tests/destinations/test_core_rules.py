@@ -1,4 +1,4 @@
-"""The rules of the core (PRODUCT.md), held by every destination alike: one test each, run once per destination
+"""The rules of the core (docs/rules.md), held by every destination alike: one test each, run once per destination
 through its real chain over HTTP. Rules only one destination has are tested in its own folder."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ empty Spotler account. Then it plays a random sequence of steps on six contacts:
 After every sync, Spotler as its admin API shows it must equal the reference model below, and a sync
 that follows a sync with no AFAS edit in between must write nothing (C3).
 
-The model is written from the rules in PRODUCT.md, not from afas_pipeline.sync: it keeps, per Spotler
+The model is written from the rules in docs/rules.md, not from afas_pipeline.sync: it keeps, per Spotler
 contact, what a recipient would see and the little history the rules need (what AFAS said when the sync
 last acted on the contact, which bits the recipient switched off, which address hard-bounced). Where the
 rules leave room, it reads them so:
