@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         description="A record a destination refused in 5 runs is quarantined: no run sends it again until it is "
                     "released. Fix its data in AFAS first (the reason code names the field), then release it: the "
                     "next run sends it once more. The sync state is the pipeline's: $AFAS_PIPELINE_STATE, else "
-                    "$DAGSTER_HOME/state/sync_state.sqlite. Exit code 0 released, 1 not quarantined, 2 unknown key.")
+                    "$DAGSTER_HOME/state/sync_state.sqlite. Exit code 0 released, 1 not quarantined (or a consent "
+                    "refusal), 2 unknown key.")
     release.add_argument("--destination", required=True, choices=(*DESTINATIONS, "afas"),
                          help="where the record was refused; afas: the write-back and mailing-history calls to AFAS")
     release.add_argument("--key", required=True,
@@ -227,7 +228,7 @@ def run_release(args: argparse.Namespace) -> int:
     row = found.iloc[0]
     shown = f"{d} {key} ({printable(row['reason'])}, {row['attempts']} attempts)"
     if str(row["reason"]).startswith(CONSENT_REASON):
-        print(f"not quarantined: {shown} is refused for {d}'s own consent reasons, an outcome and not a failure: "
+        print(f"not released: {shown} is refused for {d}'s own consent reasons, an outcome and not a failure: "
               "only the person can change it; nothing changed", file=sys.stderr)
         return 1
     if not state.release(d, row["external_id"]):
