@@ -34,6 +34,8 @@ FRESHNESS_CHECKS_SENSOR = "afas_pipeline_freshness_checks"
 #: A 15-minute asset with no success for this long fails its freshness check.
 OVERDUE_AFTER = timedelta(minutes=45)
 FIFTEEN_MINUTES = "*/15 * * * *"
+#: This code location's name (workspace.yaml, pyproject.toml).
+CODE_LOCATION = "afas_pipeline"
 #: Dagster wraps the exception an op raised in these; the alert names the op's own error.
 _WRAPPERS = ("DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError")
 
@@ -71,11 +73,16 @@ def alert_sensors(checks: Sequence[dg.AssetChecksDefinition]) -> list[dg.SensorD
 @dg.run_failure_sensor(
     name=RUN_FAILURE_SENSOR,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    # Dagster's default matches only runs launched from this code location; `afas-pipeline sync` runs in-process
+    # and has none. `ours` narrows "all" back down to this code location.
+    monitor_all_code_locations=True,
     description="Sends each failed run of this code location (job, partition, failed steps, first line of each "
                 "error, a link to the run) to the alert targets: AFAS_PIPELINE_ALERT_WEBHOOK_URL and/or SMTP.",
 )
 def afas_pipeline_run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
     run = context.dagster_run
+    if not ours(run):
+        return
     alert = run_failure_alert(
         job=run.job_name, run_id=run.run_id, partition=partition_of(run.tags),
         steps=[FailedStep(e.step_key or "?", step_error(e.step_failure_data.error))
@@ -83,6 +90,13 @@ def afas_pipeline_run_failure_alert(context: dg.RunFailureSensorContext, alerts:
         run_error=context.failure_event.message, run_url=alerts.link(f"runs/{run.run_id}"))
     deliver(alerts, alert, context.log)
     # None: Dagster goes on with the next failed run in the same tick.
+
+
+def ours(run: dg.DagsterRun) -> bool:
+    """A run of this code location: launched from it (UI, schedule, backfill, sensor) or in-process by
+    `afas-pipeline sync`, which has no code location."""
+    origin = run.remote_job_origin
+    return origin is None or origin.location_name == CODE_LOCATION
 
 
 def partition_of(tags: dict[str, str]) -> str | None:

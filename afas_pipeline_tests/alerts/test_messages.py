@@ -1,7 +1,9 @@
-"""What an alert may carry: one line per error, capped, control characters escaped; the run's window."""
+"""What an alert may carry: one line per error, capped, control characters escaped; the run's window; whose runs."""
+
+import dagster as dg
 
 from afas_pipeline.alerts.messages import MAX_ERROR_CHARS, FailedStep, error_line, run_failure_alert
-from afas_pipeline.alerts.sensors import partition_of
+from afas_pipeline.alerts.sensors import ours, partition_of
 
 
 def test_an_error_is_cut_to_its_first_line_capped_and_escaped():
@@ -35,3 +37,16 @@ def test_several_failed_steps_are_named_in_the_mail_and_counted_in_the_line():
 
     assert alert.text == "afas-pipeline: afas_delta_job failed for partition p: step step_0 (+2 more failed steps): E0: boom | u"
     assert alert.lines[-4:] == ("  step_0: E0: boom", "  step_1: E1: boom", "  step_2: E2: boom", "Open the run: u")
+
+
+def test_runs_of_this_code_location_are_ours_however_launched_and_another_location_s_are_not():
+    from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+
+    def launched_from(location: str) -> dg.DagsterRun:
+        origin = RemoteJobOrigin(RemoteRepositoryOrigin(RegisteredCodeLocationOrigin(location), "__repository__"),
+                                 "afas_delta_job")
+        return dg.DagsterRun(job_name="afas_delta_job", remote_job_origin=origin)
+
+    assert ours(launched_from("afas_pipeline"))
+    assert ours(dg.DagsterRun(job_name="afas_delta_job"))  # `afas-pipeline sync`: in-process, no location
+    assert not ours(launched_from("another_team"))

@@ -101,6 +101,10 @@ SMTP = {"AFAS_PIPELINE_ALERT_SMTP_HOST": "smtp.example.com", "AFAS_PIPELINE_ALER
         "AFAS_PIPELINE_ALERT_TO": ",".join(RECIPIENTS)}
 
 
+def test_an_internal_relay_s_address_is_accepted():
+    assert list(alert_problems({**SMTP, "AFAS_PIPELINE_ALERT_TO": "ops@mailhost, oncall@example.com"})) == []
+
+
 def test_no_alert_setting_means_no_target_and_no_problem():
     assert list(alert_problems({})) == []
     resource = alerts_resource({})
