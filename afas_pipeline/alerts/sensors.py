@@ -32,7 +32,8 @@ RUN_FAILURE_SENSOR = "afas_pipeline_run_failure_alert"
 FRESHNESS_ALERT_SENSOR = "afas_pipeline_freshness_alert"
 FRESHNESS_CHECKS_SENSOR = "afas_pipeline_freshness_checks"
 #: A 15-minute asset with no success for this long fails its freshness check.
-OVERDUE_AFTER = timedelta(minutes=45)
+OVERDUE_MINUTES = 45
+OVERDUE_AFTER = timedelta(minutes=OVERDUE_MINUTES)
 FIFTEEN_MINUTES = "*/15 * * * *"
 #: This code location's name (workspace.yaml, pyproject.toml).
 CODE_LOCATION = "afas_pipeline"
@@ -136,7 +137,7 @@ def freshness_alert_sensor(check_keys: Sequence[dg.AssetCheckKey]) -> dg.SensorD
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Alerts once when a 15-minute asset's freshness check fails (no success for "
-                    f"{OVERDUE_AFTER.seconds // 60} minutes) and once when it passes again.",
+                    f"{OVERDUE_MINUTES} minutes) and once when it passes again.",
     )
     def afas_pipeline_freshness_alert(context: dg.SensorEvaluationContext, alerts: AlertsResource) -> dg.SensorResult:
         told: dict[str, list[str]] = json.loads(context.cursor) if context.cursor else {}
@@ -191,7 +192,7 @@ def _overdue_alert(instance: dg.DagsterInstance, alerts: AlertsResource, names: 
         last = records[0] if records else None
         overdue.append(Overdue(asset=name, last_success=last.timestamp if last else None,
                                last_partition=last.partition_key if last else None, url=_asset_url(alerts, name)))
-    return freshness_alert(overdue, OVERDUE_AFTER.seconds // 60)
+    return freshness_alert(overdue, OVERDUE_MINUTES)
 
 
 def _asset_url(alerts: AlertsResource, name: str) -> str:
