@@ -6,6 +6,7 @@ import dagster as dg
 
 from afas_pipeline.afas.assets import build_afas_assets
 from afas_pipeline.afas.sources import CRM_ENTITIES, CUSTOMER_ENTITIES
+from afas_pipeline.alerts import alert_sensors, freshness_checks
 from afas_pipeline.resources import build_resources
 from afas_pipeline.runbook import with_runbooks
 from afas_pipeline.schedules import build_jobs_and_schedules
@@ -17,11 +18,15 @@ upstream = {key.to_user_string() for a in destinations for key in a.dependency_k
 customers = tuple(e for e in CUSTOMER_ENTITIES if f"afas_{e}" in upstream)
 assets = [*build_afas_assets(entities=(*CRM_ENTITIES, *customers)), *destinations]
 jobs, schedules = build_jobs_and_schedules(assets)
+# A failed run, or a 15-minute asset with no success for 45 minutes, notifies the alert targets.
+checks = freshness_checks(assets)
 
 defs = dg.Definitions(
     assets=with_runbooks(dg.with_source_code_references(assets)),
     jobs=jobs,
     schedules=schedules,
+    asset_checks=checks,
+    sensors=alert_sensors(checks),
     resources=build_resources(),
     # One process per run: a subprocess per step costs ~2 s each on a 2-core machine.
     executor=dg.in_process_executor,

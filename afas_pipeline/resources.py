@@ -24,6 +24,7 @@ from pathlib import Path
 import dagster as dg
 
 from afas_pipeline.afas.client import AFAS_URL_EXAMPLE, AfasClient
+from afas_pipeline.alerts.targets import ALERT_SETTINGS, alert_problems, alerts_resource
 from afas_pipeline.defs import DESTINATIONS
 from afas_pipeline.lib.parquet_io import ParquetIOManager
 from afas_pipeline.lib.text import printable
@@ -46,6 +47,7 @@ SETTINGS = (
     "XELION_APP_KEY", "AFAS_PIPELINE_STATE",
     "AFAS_PIPELINE_STORAGE", "AFAS_PIPELINE_MAPPINGS", "AFAS_PIPELINE_HASH_SALT", "AFAS_PIPELINE_SANDBOX_URL",
     "DAGSTER_HOME",
+    *ALERT_SETTINGS,
 )
 #: Where `afas-pipeline sandbox` listens unless told otherwise.
 DEFAULT_SANDBOX_URL = "http://127.0.0.1:8765"
@@ -128,6 +130,7 @@ def check_settings(env: Mapping[str, str] = os.environ) -> None:
         *_sandbox_problems(env),
         *_folder_problems(env),
         *_salt_problems(env),
+        *alert_problems(env),
     ]
     if problems:
         raise ConfigurationError(problems)
@@ -186,6 +189,7 @@ def build_resources(env: Mapping[str, str] = os.environ) -> dict[str, object]:
         "xelion": xelion_client(env),
         "sync_state": SyncStateResource(path=env.get("AFAS_PIPELINE_STATE") or None),
         "io_manager": ParquetIOManager(base_dir=env.get("AFAS_PIPELINE_STORAGE") or None),
+        "alerts": alerts_resource(env),
     }
 
 

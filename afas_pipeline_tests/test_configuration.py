@@ -149,7 +149,8 @@ def test_several_bad_settings_are_all_named_one_line_each():
 ], ids=["sandbox", "production", "token xml on loopback", "sandbox elsewhere on this machine"])
 def test_good_settings_pass(settings):
     check_settings(settings)
-    assert set(build_resources(settings)) == {"afas", "spotler", "mailchimp", "xelion", "sync_state", "io_manager"}
+    assert set(build_resources(settings)) == {"afas", "spotler", "mailchimp", "xelion", "sync_state", "io_manager",
+                                              "alerts"}
 
 
 def test_the_code_location_fails_to_load_with_the_same_line(tmp_path):

@@ -37,7 +37,8 @@ def _partitions(partitions_def: dg.PartitionsDefinition | None) -> dict | None:
 
 def graph_snapshot() -> dict:
     """Asset keys -> group, kinds, partitions, deps, checks (blocking flag), owners; jobs -> selected keys and
-    tags; schedules -> cron and job. Sorted throughout, so the dict is stable across runs."""
+    tags; schedules -> cron and job; sensors -> default status and interval. Sorted throughout, so the dict is
+    stable across runs."""
     graph = defs.resolve_asset_graph()
     assets = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
@@ -67,7 +68,11 @@ def graph_snapshot() -> dict:
         s.name: {"cron": s.cron_schedule, "timezone": s.execution_timezone, "job": s.job_name}
         for s in sorted(defs.schedules or [], key=lambda s: s.name)
     }
-    return {"assets": assets, "jobs": jobs, "schedules": schedules}
+    sensors = {
+        s.name: {"default_status": s.default_status.value, "minimum_interval_seconds": s.minimum_interval_seconds}
+        for s in sorted(defs.sensors or [], key=lambda s: s.name)
+    }
+    return {"assets": assets, "jobs": jobs, "schedules": schedules, "sensors": sensors}
 
 
 def test_definitions_graph_matches_snapshot(snapshot_json):

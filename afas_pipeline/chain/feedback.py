@@ -17,7 +17,7 @@ later run.
 """
 
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from time import perf_counter
 
 import dagster as dg
@@ -36,7 +36,7 @@ from afas_pipeline.mapping.models import ENTITY_SOURCE
 from afas_pipeline.sync.audience import field_value
 from afas_pipeline.sync.destination import Destination
 from afas_pipeline.sync.feedback import (
-    EVENT_COLUMNS, bounce_events, desired_values, destination_events, not_delivered, value_text,
+    EVENT_COLUMNS, bounce_events, desired_values, destination_events, feedback_lag_minutes, not_delivered, value_text,
 )
 from afas_pipeline.sync.state import SyncState
 
@@ -47,6 +47,9 @@ BOUNCES_OVERLAP = timedelta(hours=24)
 #: Where rejected write-backs are kept in the sync state.
 AFAS = "afas"
 QUARANTINE_AFTER = 5
+#: Feedback lag (an unsubscribe or bounce in the destination until it is in AFAS): a warning past this at p95.
+FEEDBACK_LAG_CHECK = "feedback_lag_p95_within_30_min"
+FEEDBACK_LAG_WARN_MINUTES = 30
 
 
 class WriteBackConfig(dg.Config):
@@ -123,7 +126,9 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
                 ("only_mapped_fields", "R13: every field written is a write-back of the mapping (text, yes/no, "
                                        "or a bounce date); anything else is stopped."),
             )
-        ],
+        ] + [dg.AssetCheckSpec(FEEDBACK_LAG_CHECK, asset=write_back_name, blocking=False, description=(
+            f"Warns when the 95th percentile of the feedback lag (an event in {title} until its write reached "
+            f"AFAS, over the events written in the run) exceeds {FEEDBACK_LAG_WARN_MINUTES} minutes."))],
         required_resource_keys={"afas", "sync_state", d},
         **common,
     )
@@ -186,6 +191,8 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
                 else:  # an outage: not the record's fault, so not counted towards quarantine
                     outcome[write.external_id] = "unanswered"
                     unanswered.append(error)
+        lags = feedback_lag_minutes(events, {i for i, o in outcome.items() if o == "delivered"},
+                                    datetime.now(timezone.utc))
         if not config.dry_run:
             failpoint("afas_write_back.before_ledger")
             remembering = perf_counter()
@@ -211,6 +218,7 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
             **{f"stopped/{k}": v for k, v in stopped.items()},
             "dry_run": config.dry_run,
             **{f"seconds/{k}": round(v, 3) for k, v in seconds.items()},
+            **_lag_metadata(lags),
         }
         context.log.info(f"{write_back_name}: {metadata}")
         out = events.assign(outcome=events["external_id"].map(outcome).astype("string"),
@@ -220,8 +228,29 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
         for name in GUARDS:
             yield dg.AssetCheckResult(check_name=name, passed=stopped[name] == 0,
                                       metadata={"stopped": stopped[name], "offender_keys": hashed_sample(offenders)})
+        yield _lag_check(lags)
 
     return [optout_feedback, bounce_feedback, afas_write_back]
+
+
+def _lag_metadata(lags: pd.Series) -> dict:
+    """Events counted, p95 and max in minutes; p95 and max empty, not 0, in a run that wrote no event (the UI's
+    plot then shows a gap, not a perfect lag)."""
+    def minutes(value: float) -> dg.MetadataValue:
+        return dg.MetadataValue.float(round(float(value), 1)) if len(lags) else dg.MetadataValue.null()
+
+    return {"feedback_lag_events": len(lags), "feedback_lag_p95_minutes": minutes(lags.quantile(0.95)),
+            "feedback_lag_max_minutes": minutes(lags.max())}
+
+
+def _lag_check(lags: pd.Series) -> dg.AssetCheckResult:
+    """Passes with no events; a warning, never blocking, when p95 exceeds the bound."""
+    p95 = float(lags.quantile(0.95)) if len(lags) else 0.0
+    return dg.AssetCheckResult(
+        check_name=FEEDBACK_LAG_CHECK, passed=p95 <= FEEDBACK_LAG_WARN_MINUTES, severity=dg.AssetCheckSeverity.WARN,
+        description=(f"p95 feedback lag {p95:.1f} min over {len(lags)} events written to AFAS (bound "
+                     f"{FEEDBACK_LAG_WARN_MINUTES} min)" if len(lags) else "no events written to AFAS in this run"),
+        metadata=_lag_metadata(lags))
 
 
 def _fresh_events(context: dg.AssetExecutionContext, state: SyncState, d: str, events: pd.DataFrame,

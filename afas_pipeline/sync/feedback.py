@@ -181,3 +181,13 @@ def desired_values(events: pd.DataFrame, mapping: DestinationMapping,
             if detail == "hard" and isinstance(row.email_hash, str):
                 d.bounced_email_hash = row.email_hash
     return out
+
+
+def feedback_lag_minutes(events: pd.DataFrame, delivered: set[str], written_at: datetime) -> pd.Series:
+    """Per event of a contact whose write reached AFAS (`delivered`), the minutes from the event in the
+    destination to `written_at`: how long an unsubscribe, bounce or edit took to arrive in AFAS. Reactivations
+    are the sync's own, not the destination's, so they do not count. A destination clock ahead of ours counts
+    as no lag rather than a negative one."""
+    mine = events[events["external_id"].isin(delivered) & (events["kind"] != REACTIVATED)]
+    at = pd.to_datetime(mine["event_at"], utc=True, format="ISO8601")
+    return ((pd.Timestamp(written_at) - at).dt.total_seconds() / 60).clip(lower=0).reset_index(drop=True)

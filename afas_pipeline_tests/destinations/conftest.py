@@ -30,8 +30,8 @@ class SpotlerProbe:
     def job_title(self, record: dict) -> str | None:
         return record["properties"].get("function")
 
-    def opt_out(self, external_id: str) -> None:
-        self._admin("POST", f"/recipients/{external_id}/unsubscribe", json={"bit": 1})
+    def opt_out(self, external_id: str, at: str | None = None) -> None:
+        self._admin("POST", f"/recipients/{external_id}/unsubscribe", json={"bit": 1, **({"at": at} if at else {})})
 
     def writes(self) -> int:
         requests = self._admin("GET", "/stats")["requests"]
@@ -60,9 +60,10 @@ class MailchimpProbe:
     def job_title(self, record: dict) -> str | None:
         return record["merge_fields"].get("JOBTITLE") or None
 
-    def opt_out(self, external_id: str) -> None:
+    def opt_out(self, external_id: str, at: str | None = None) -> None:
         member = self.records()[external_id]
-        self._admin("POST", f"/members/{subscriber_hash(member['email_address'])}/unsubscribe", json={})
+        self._admin("POST", f"/members/{subscriber_hash(member['email_address'])}/unsubscribe",
+                    json={"at": at} if at else {})
 
     def writes(self) -> int:
         requests = self._admin("GET", "/stats")["requests"]
