@@ -7,7 +7,8 @@ through `python_logs` in dagster.yaml). An outage that outlasts those ends in th
 waiting `AFAS_PIPELINE_STEP_RETRY_DELAY_S` seconds grown exponentially with jitter (Dagster's own
 `Backoff.EXPONENTIAL`, `Jitter.PLUS_MINUS`). A step can always run again: it continues where the failed attempt
 stopped, as a rerun does (C4). Anything else (a refusal, a configuration error, a failed blocking check, a bug)
-fails the step at once: repeating it cannot help.
+fails the step at once: repeating it cannot help. `<d>_sync` does not retry: it sends a plan made before the
+outage, which minutes later could switch on a permission a recipient switched off in the meantime (C1).
 """
 
 from __future__ import annotations
@@ -57,32 +58,43 @@ def retry_transient_failures(compute: Callable) -> Callable:
     policy = step_retry_policy()
     if policy.max_retries == 0:
         return compute
+    # Dagster runs a generator and a function differently: the step keeps the kind of `compute`.
+    if inspect.isgeneratorfunction(compute):
+        def step(context, *args, **kwargs): yield from _generator(policy, compute, context, args, kwargs)  # noqa: E704
+    else:
+        def step(context, *args, **kwargs): return _function(policy, compute, context, args, kwargs)  # noqa: E704
+    return _placed_like(step, compute)
 
-    @contextmanager
-    def retrying(context) -> Iterator[None]:
-        try:
-            yield
-        except TRANSIENT_ERRORS as error:
-            attempt, name = context.retry_number + 1, context.op_def.name
-            if attempt > policy.max_retries:
-                context.log.error(f"{name}: {one_line(error)}; no step retry left ({policy.max_retries} done)")
-                raise
-            wait = max(0.0, policy.calculate_delay(attempt))
-            context.log.warning(f"{name}: {one_line(error)}; step retry {attempt} of {policy.max_retries} in "
-                                f"{wait:.0f}s")
-            raise dg.RetryRequested(max_retries=policy.max_retries, seconds_to_wait=wait) from error
 
-    if inspect.isgeneratorfunction(compute):  # Dagster runs a generator and a function differently
-        @functools.wraps(compute)
-        def generator(context, *args, **kwargs):
-            with retrying(context):
-                yield from compute(context, *args, **kwargs)
+def _generator(policy: dg.RetryPolicy, compute: Callable, context, args, kwargs) -> Iterator:
+    with _retrying(policy, context):
+        yield from compute(context, *args, **kwargs)
 
-        return generator
 
-    @functools.wraps(compute)
-    def function(context, *args, **kwargs):
-        with retrying(context):
-            return compute(context, *args, **kwargs)
+def _function(policy: dg.RetryPolicy, compute: Callable, context, args, kwargs):
+    with _retrying(policy, context):
+        return compute(context, *args, **kwargs)
 
-    return function
+
+@contextmanager
+def _retrying(policy: dg.RetryPolicy, context) -> Iterator[None]:
+    try:
+        yield
+    except TRANSIENT_ERRORS as error:
+        attempt, name = context.retry_number + 1, context.op_def.name
+        if attempt > policy.max_retries:
+            context.log.error(f"{name}: {one_line(error)}; no step retry left ({policy.max_retries} done)")
+            raise
+        wait = max(0.0, policy.calculate_delay(attempt))
+        context.log.warning(f"{name}: {one_line(error)}; step retry {attempt} of {policy.max_retries} in {wait:.0f}s")
+        raise dg.RetryRequested(max_retries=policy.max_retries, seconds_to_wait=wait) from error
+
+
+def _placed_like(step: Callable, compute: Callable) -> Callable:
+    """`step` (one line) named and placed like `compute`, at its file and first line: the UI's link to an asset's
+    source (Dagster's code reference, taken from the function's file) and the step's frame in a traceback then
+    point at the asset, not at this module. Its signature is `compute`'s (`__wrapped__`)."""
+    code = compute.__code__
+    step.__code__ = step.__code__.replace(co_filename=code.co_filename, co_firstlineno=code.co_firstlineno,
+                                          co_name=code.co_name, co_qualname=code.co_qualname)
+    return functools.wraps(compute)(step)

@@ -239,3 +239,31 @@ def test_the_clients_retry_lines_are_in_the_run_log(sandbox, afas_sandbox_clean,
     assert len(retries) == 1 and retries[0].level == logging.WARNING and retries[0].step_key == "afas_contacts_changes"
     # The client's summary of the read (INFO) is there too.
     assert any(r.user_message.startswith("read ") and " retries, " in r.user_message for r in records)
+
+
+def test_every_step_that_talks_to_an_api_retries_but_the_sync_of_a_plan(retries_on):
+    from afas_pipeline.afas.assets import build_afas_assets
+    from afas_pipeline.afas.sources import MAPPINGS_DIR
+    from afas_pipeline.chain import build_destination_assets
+    from afas_pipeline.chain.component import declared_destinations
+    from afas_pipeline.xelion.assets import build_xelion_assets
+    from afas_pipeline.xelion.config import load_settings
+
+    sources = default_sources()
+    assets = [*build_afas_assets(sources),
+              *[a for d in declared_destinations() for a in build_destination_assets(d.destination(), sources)],
+              *build_xelion_assets(load_settings(MAPPINGS_DIR / "xelion.yaml", sources=sources, env={}), sources)]
+    retrying = {a.key.to_user_string(): hasattr(a.op.compute_fn.decorated_fn, "__wrapped__") for a in assets}
+    # The UI's link to each asset's source still points at the asset's own module, not at afas_pipeline/retries.py.
+    for asset in dg.with_source_code_references(assets):
+        for spec in asset.specs:
+            files = [r.file_path for r in spec.metadata["dagster/code_references"].code_references]
+            assert files[-1].endswith(("/afas/assets.py", "/chain/sync.py", "/chain/feedback.py",
+                                       "/chain/mailing_history.py", "/xelion/assets.py")), (spec.key, files)
+    # The unpartitioned summaries only read the sync state; `<d>_sync` would resend a stale plan (C1).
+    assert sorted(name for name, on in retrying.items() if not on) == [
+        "mailchimp_rejected", "mailchimp_sync", "mailchimp_sync_delta", "spotler_rejected", "spotler_sync",
+        "spotler_sync_delta", "xelion_phone_index"]
+    assert {"afas_contacts", "afas_contacts_changes", "spotler_sync_plan_delta", "spotler_afas_write_back",
+            "mailchimp_mailing_history", "xelion_address_book_delta", "xelion_call_reports"} <= {
+        name for name, on in retrying.items() if on}

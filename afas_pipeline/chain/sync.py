@@ -209,7 +209,8 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         required_resource_keys={"sync_state", d},
         **common,
     )
-    @retry_transient_failures
+    # No step retry here (afas_pipeline/retries.py): a retry would send this plan again minutes later, over an
+    # opt-out made in the meantime (C1). The next run plans afresh and sends what the outage left.
     def sync(context: dg.AssetExecutionContext, config: SyncConfig, audience: pd.DataFrame, plan: pd.DataFrame):
         client = getattr(context.resources, d)
         state = context.resources.sync_state.open()
