@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 
 # The suite's settings, set before any afas_pipeline module reads them (the CLI's subprocesses inherit them):
-# - the partitions' horizons count back from a fixed moment, so the windows the tests name (2026-11-01 onwards;
-#   full windows back to AFAS_PIPELINE_START) stay partitions whatever day the suite runs (test_partitions.py
-#   covers the moving horizon itself);
+# - the partitions' horizons count back from a fixed moment, as far as they may, so the windows the tests name
+#   (15-minute ones from the 2026-03-29 DST change on, 6-hour ones back to AFAS_PIPELINE_START) stay partitions
+#   whatever day the suite runs (test_partitions.py covers the moving horizon itself);
 # - no step retries: the outage tests expect the step to fail at once (test_retries.py turns them on).
 os.environ.update({
-    "AFAS_PIPELINE_PARTITIONS_AS_OF": "2026-11-15T00:00:00Z",
-    "AFAS_PIPELINE_DELTA_HORIZON_DAYS": "14",
+    "AFAS_PIPELINE_PARTITIONS_AS_OF": "2026-07-01T00:00:00Z",
+    "AFAS_PIPELINE_DELTA_HORIZON_DAYS": "103",
     "AFAS_PIPELINE_FULL_HORIZON_DAYS": "400",
     "AFAS_PIPELINE_STEP_RETRIES": "0",
 })

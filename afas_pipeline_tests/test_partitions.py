@@ -82,8 +82,8 @@ def test_a_start_later_than_the_horizon_wins():
 
 
 def test_the_code_location_has_the_partitions_of_its_load_time():
-    # The suite loads it as of AFAS_PIPELINE_PARTITIONS_AS_OF=2026-11-15T00:00:00Z (conftest.py).
-    assert delta_partitions.start == datetime(2026, 11, 1, tzinfo=UTC)  # 14 days back
+    # The suite loads it as of AFAS_PIPELINE_PARTITIONS_AS_OF=2026-07-01T00:00:00Z (conftest.py).
+    assert delta_partitions.start == datetime(2026, 3, 20, tzinfo=UTC)  # 103 days back
     assert full_partitions.start == datetime(2026, 1, 1, tzinfo=UTC)  # 400 days back, but not before the start
     assert delta_partitions.cron_schedule == DELTA.cron_schedule and full_partitions.cron_schedule == FULL.cron_schedule
 
@@ -137,9 +137,9 @@ def test_the_code_location_does_not_load_with_a_bad_setting():
 def test_sync_refuses_a_window_older_than_the_horizon(capsys):
     from afas_pipeline.cli import main
 
-    assert main(["sync", "--cadence", "delta", "--partition", "2026-10-31-23:45"]) == 2
+    assert main(["sync", "--cadence", "delta", "--partition", "2026-03-19-23:45"]) == 2
     [line] = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert "--partition 2026-10-31-23:45" in line and "2026-11-01-00:00" in line  # names the first delta window
+    assert "--partition 2026-03-19-23:45" in line and "2026-03-20-00:00" in line  # names the first delta window
 
 
 def _root():

@@ -10,7 +10,9 @@ code location loaded (`AFAS_PIPELINE_DELTA_HORIZON_DAYS`, `AFAS_PIPELINE_FULL_HO
 a year) and "Materialize all" backfill all of them; older windows are the full sync's job. Each horizon is
 refused when it could hold more than `PARTITION_BUDGET` partitions. The count grows by a day's windows per day
 until the code location loads again (a deploy or a reload in the UI); the schedules always ask for the current
-window either way.
+window either way. Each run loads the code afresh: a window that a code location loaded days ago still lists,
+but that lies before the run's own horizon, fails its run (Dagster: "... is before the partitions definition
+start time").
 """
 
 from __future__ import annotations
