@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 import dagster as dg
@@ -26,8 +27,8 @@ def cadence_job(
         name,
         selection=partitioned + summaries,
         description=f"Materialise every {cadence} asset for one window.",
-        # The run queue allows one run per cadence tag at a time (dagster.yaml): a slow run makes
-        # the next window wait its turn instead of racing it on the same records.
+        # For finding a cadence's runs in the UI. One run per cadence at a time is the assets' pools'
+        # job (`afas_delta`, `afas_full`; dagster.yaml), which holds for backfills too: they lack this tag.
         tags={CADENCE_TAG: cadence},
     )
 
@@ -55,19 +56,28 @@ def window_schedule(
 
 
 def last_closed_window(partitions_def: dg.TimeWindowPartitionsDefinition, now: datetime) -> str:
-    """The key of the last window that closed at least `SCHEDULE_LAG` before `now`."""
+    """The key of the last window that closed at least `SCHEDULE_LAG` before `now`, by the cron alone: the
+    partitions' moving start (afas/partitions.py) is no bound here."""
     current = partitions_def.get_partition_key_for_timestamp((now - SCHEDULE_LAG).timestamp())
-    previous = partitions_def.get_prev_partition_window(partitions_def.time_window_for_partition_key(current).start)
+    previous = partitions_def.get_prev_partition_window(partitions_def.time_window_for_partition_key(current).start,
+                                                        respect_bounds=False)
     return partitions_def.get_partition_key_for_timestamp(previous.start.timestamp())
+
+
+#: Each cadence's schedule: `SCHEDULE_LAG` after each of its windows closes.
+SCHEDULE_CRONS = {"delta": "2-59/15 * * * *", "full": "2 */6 * * *"}
 
 
 def build_jobs_and_schedules(
     assets: list[dg.AssetsDefinition],
+    partitions: Mapping[str, dg.TimeWindowPartitionsDefinition] | None = None,
 ) -> tuple[list[dg.UnresolvedAssetJobDefinition], list[dg.ScheduleDefinition]]:
-    delta_job = cadence_job("afas_delta_job", "delta", assets, delta_partitions)
-    full_job = cadence_job("afas_full_job", "full", assets, full_partitions)
-    schedules = [
-        window_schedule(delta_job, delta_partitions, "2-59/15 * * * *"),
-        window_schedule(full_job, full_partitions, "2 */6 * * *"),
-    ]
-    return [delta_job, full_job], schedules
+    """`afas_<cadence>_job` and its schedule per cadence; `partitions`: each cadence's partitions (default: as
+    this code location loaded them)."""
+    partitions = partitions or {"delta": delta_partitions, "full": full_partitions}
+    jobs, schedules = [], []
+    for cadence in ("delta", "full"):
+        job = cadence_job(f"afas_{cadence}_job", cadence, assets, partitions[cadence])
+        jobs.append(job)
+        schedules.append(window_schedule(job, partitions[cadence], SCHEDULE_CRONS[cadence]))
+    return jobs, schedules

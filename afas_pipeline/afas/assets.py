@@ -16,8 +16,11 @@ import pandas as pd
 
 from afas_pipeline.afas import checks
 from afas_pipeline.afas.client import AfasClient, ReadStats
-from afas_pipeline.afas.partitions import DELTA_BACKFILL, FULL_BACKFILL, delta_partitions, full_partitions
+from afas_pipeline.afas.partitions import (
+    DELTA_BACKFILL, DELTA_POOL, FULL_BACKFILL, FULL_POOL, delta_partitions, full_partitions,
+)
 from afas_pipeline.afas.sources import CRM_ENTITIES, AfasSource, AfasSources, Entity, default_sources
+from afas_pipeline.retries import retry_transient_failures
 
 GROUP = "afas"
 OWNERS = ["team:data-engineering"]
@@ -122,9 +125,11 @@ def build_source_assets(entity: Entity, source: AfasSource) -> list[dg.AssetsDef
         description=f"{_DESCRIPTIONS[entity]} Full read of GetConnector `{source.connector}`, every 6 hours (R2).",
         partitions_def=full_partitions,
         backfill_policy=FULL_BACKFILL,
+        pool=FULL_POOL,
         check_specs=_check_specs(snapshot_name, entity),
         **common,
     )
+    @retry_transient_failures
     def snapshot(context: dg.AssetExecutionContext, afas: AfasClient):
         afas.require_fields(source.connector, source.fields_needed, rule="R9")
         df, stats = afas.read(source.connector, order_by=list(source.order_by))
@@ -140,9 +145,11 @@ def build_source_assets(entity: Entity, source: AfasSource) -> list[dg.AssetsDef
         ),
         partitions_def=delta_partitions,
         backfill_policy=DELTA_BACKFILL,
+        pool=DELTA_POOL,
         check_specs=_check_specs(changes_name, entity),
         **common,
     )
+    @retry_transient_failures
     def changes(context: dg.AssetExecutionContext, afas: AfasClient):
         window = context.partition_time_window
         start, end = _utc(window.start), _utc(window.end)

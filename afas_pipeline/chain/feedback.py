@@ -27,12 +27,13 @@ from afas_pipeline.afas.assets import OWNERS
 from afas_pipeline.afas.client import AfasClient
 from afas_pipeline.afas.errors import AfasError, AfasUnavailable, is_refusal
 from afas_pipeline.afas.lookups import read_by_keys
-from afas_pipeline.afas.partitions import DELTA_BACKFILL, delta_partitions
+from afas_pipeline.afas.partitions import DELTA_BACKFILL, DELTA_POOL, delta_partitions
 from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.afas.updates import GUARDS, Write, guard, write_backs
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.privacy import hashed_sample
 from afas_pipeline.mapping.models import ENTITY_SOURCE
+from afas_pipeline.retries import retry_transient_failures
 from afas_pipeline.sync.audience import field_value
 from afas_pipeline.sync.destination import Destination
 from afas_pipeline.sync.feedback import (
@@ -62,7 +63,8 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
     """The way back, run after `after` (the 15-minute AFAS -> destination sync) of the same window."""
     d, title, mapping = destination.name, destination.title, destination.mapping
     base = sources[ENTITY_SOURCE[mapping.base]]  # whose fields the write-back reads and writes
-    common = dict(group_name=d, owners=OWNERS, partitions_def=delta_partitions, backfill_policy=DELTA_BACKFILL)
+    common = dict(group_name=d, owners=OWNERS, partitions_def=delta_partitions, backfill_policy=DELTA_BACKFILL,
+                  pool=DELTA_POOL)
     two_way = mapping.two_way_fields()
     write_back_name = f"{d}_afas_write_back"
     # Both feeds run after the window's sync to the destination, read it and keep their events in the ledger.
@@ -80,6 +82,7 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
         ),
         **feed,
     )
+    @retry_transient_failures
     def optout_feedback(context: dg.AssetExecutionContext) -> dg.Output:
         window = context.partition_time_window
         state = context.resources.sync_state.open()
@@ -99,6 +102,7 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
         ),
         **feed,
     )
+    @retry_transient_failures
     def bounce_feedback(context: dg.AssetExecutionContext) -> dg.Output:
         window = context.partition_time_window
         state = context.resources.sync_state.open()
@@ -132,6 +136,7 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
         required_resource_keys={"afas", "sync_state", d},
         **common,
     )
+    @retry_transient_failures
     def afas_write_back(context: dg.AssetExecutionContext, config: WriteBackConfig, optouts: pd.DataFrame,
                         bounces: pd.DataFrame):
         started = perf_counter()

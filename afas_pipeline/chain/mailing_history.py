@@ -26,11 +26,12 @@ import pandas as pd
 from afas_pipeline.afas.assets import OWNERS
 from afas_pipeline.afas.client import AfasClient, Condition, Filter, Op
 from afas_pipeline.afas.errors import AfasError, AfasServerError, AfasUnavailable, is_refusal
-from afas_pipeline.afas.partitions import DELTA_BACKFILL, delta_partitions
+from afas_pipeline.afas.partitions import DELTA_BACKFILL, DELTA_POOL, delta_partitions
 from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.lib.privacy import hashed_sample
 from afas_pipeline.mapping.drift import SUBJECT_TYPES_CONNECTOR, live_subject_type_drift
 from afas_pipeline.mapping.models import DestinationMapping
+from afas_pipeline.retries import retry_transient_failures
 from afas_pipeline.afas.dossier import find_item, reaction_body, subject_body, with_reactions
 from afas_pipeline.afas.lookups import read_by_keys
 from afas_pipeline.sync.destination import Destination, MailingFeed
@@ -100,6 +101,7 @@ def build_mailing_history_asset(destination: Destination, sources: AfasSources,
         owners=OWNERS,
         partitions_def=delta_partitions,
         backfill_policy=DELTA_BACKFILL,
+        pool=DELTA_POOL,
         deps=[after],
         kinds={"afas", destination.kind, "pandas", "parquet"},
         required_resource_keys={"afas", "sync_state", d},
@@ -109,6 +111,7 @@ def build_mailing_history_asset(destination: Destination, sources: AfasSources,
                         f"(GetConnector {SUBJECT_TYPES_CONNECTOR}); otherwise no dossier item is POSTed and the items "
                         "wait in the sync state for the next run.")],
     )
+    @retry_transient_failures
     def mailing_history(context: dg.AssetExecutionContext):
         window = context.partition_time_window
         start, end = window.start - HISTORY_OVERLAP, window.end

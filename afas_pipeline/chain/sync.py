@@ -20,13 +20,16 @@ import pandas as pd
 from afas_pipeline.afas.assets import OWNERS
 from afas_pipeline.afas.client import AfasClient
 from afas_pipeline.afas.lookups import complete_by_keys, read_by_keys
-from afas_pipeline.afas.partitions import DELTA_BACKFILL, FULL_BACKFILL, delta_partitions, full_partitions
+from afas_pipeline.afas.partitions import (
+    DELTA_BACKFILL, DELTA_POOL, FULL_BACKFILL, FULL_POOL, delta_partitions, full_partitions,
+)
 from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.chain.writer import StateWriter, results_frame, send_in_chunks
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.privacy import hash_key, hashed_sample
 from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift
 from afas_pipeline.mapping.models import BACK_REFERENCES, ENTITY_SOURCE
+from afas_pipeline.retries import retry_transient_failures
 from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, is_valid_email
 from afas_pipeline.sync.destination import Destination
 from afas_pipeline.sync.feedback import iso
@@ -43,8 +46,9 @@ REJECTED_SHOWN = 50
 
 
 CADENCES = {
-    "full": {"suffix": "", "partitions": full_partitions, "backfill": FULL_BACKFILL, "afas": ""},
-    "delta": {"suffix": "_delta", "partitions": delta_partitions, "backfill": DELTA_BACKFILL, "afas": "_changes"},
+    "full": {"suffix": "", "partitions": full_partitions, "backfill": FULL_BACKFILL, "pool": FULL_POOL, "afas": ""},
+    "delta": {"suffix": "_delta", "partitions": delta_partitions, "backfill": DELTA_BACKFILL, "pool": DELTA_POOL,
+              "afas": "_changes"},
 }
 
 
@@ -70,7 +74,8 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
     keys = destination.permission_keys
     two_way = [name for name, _ in mapping.two_way_fields()]
     file = mapping.file or f"mappings/{d}.yaml"
-    common = dict(group_name=d, owners=OWNERS, partitions_def=c["partitions"], backfill_policy=c["backfill"])
+    common = dict(group_name=d, owners=OWNERS, partitions_def=c["partitions"], backfill_policy=c["backfill"],
+                  pool=c["pool"])
     window = "every 6 hours (R2)" if cadence == "full" else "every 15 minutes (R1)"
     base, joined = mapping.base, mapping.joined()
     base_source = sources[ENTITY_SOURCE[base]]
@@ -106,6 +111,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         required_resource_keys={"afas", "sync_state"},
         **common,
     )
+    @retry_transient_failures
     def audience(context: dg.AssetExecutionContext, **read: pd.DataFrame):
         afas: AfasClient = context.resources.afas
         rows = read[plural]
@@ -151,6 +157,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         required_resource_keys={"afas", "sync_state", d},
         **common,
     )
+    @retry_transient_failures
     def sync_plan(context: dg.AssetExecutionContext, audience: pd.DataFrame):
         client = getattr(context.resources, d)
         state = context.resources.sync_state.open()
@@ -204,6 +211,8 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         required_resource_keys={"sync_state", d},
         **common,
     )
+    # No step retry here (afas_pipeline/retries.py): a retry would send this plan again minutes later, over an
+    # opt-out made in the meantime (C1). The next run plans afresh and sends what the outage left.
     def sync(context: dg.AssetExecutionContext, config: SyncConfig, audience: pd.DataFrame, plan: pd.DataFrame):
         client = getattr(context.resources, d)
         state = context.resources.sync_state.open()

@@ -18,10 +18,13 @@ import pandas as pd
 from afas_pipeline.afas.assets import OWNERS
 from afas_pipeline.afas.client import AfasClient
 from afas_pipeline.afas.lookups import read_by_keys
-from afas_pipeline.afas.partitions import DELTA_BACKFILL, FULL_BACKFILL, delta_partitions, full_partitions
+from afas_pipeline.afas.partitions import (
+    DELTA_BACKFILL, DELTA_POOL, FULL_BACKFILL, FULL_POOL, delta_partitions, full_partitions,
+)
 from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.lib.phones import parse
 from afas_pipeline.lib.privacy import hash_key, number_key
+from afas_pipeline.retries import retry_transient_failures
 from afas_pipeline.xelion import calls as call_items
 from afas_pipeline.xelion.addressbook import ORGANISATION, PERSON, address_book, phone_index
 from afas_pipeline.xelion.config import FIELDS, XelionSettings, xelion_drift
@@ -61,6 +64,7 @@ def _address_book(cadence: str, settings: XelionSettings, sources: AfasSources) 
         kinds=KINDS,
         partitions_def=full_partitions if full else delta_partitions,
         backfill_policy=FULL_BACKFILL if full else DELTA_BACKFILL,
+        pool=FULL_POOL if full else DELTA_POOL,
         ins={entity: dg.AssetIn(f"afas_{entity}{suffix}") for entity in ("organisations", "persons", "contacts")},
         description=(
             f"AFAS organisations and persons (with their employments) in Xelion's address book, {window} (X1): "
@@ -72,6 +76,7 @@ def _address_book(cadence: str, settings: XelionSettings, sources: AfasSources) 
             description="C4: organisations and persons read = created + updated + unchanged + rejected.")],
         required_resource_keys={"afas", "sync_state", "xelion"},
     )
+    @retry_transient_failures
     def book(context: dg.AssetExecutionContext, config: AddressBookConfig, organisations: pd.DataFrame,
              persons: pd.DataFrame, contacts: pd.DataFrame):
         afas: AfasClient = context.resources.afas
@@ -188,6 +193,7 @@ def _call_reports(settings: XelionSettings, sources: AfasSources) -> dg.AssetsDe
         kinds={"xelion", "afas", "pandas", "parquet"},
         partitions_def=delta_partitions,
         backfill_policy=DELTA_BACKFILL,
+        pool=DELTA_POOL,
         deps=[dg.AssetDep("xelion_address_book_delta")],
         description=(
             "Xelion's finished calls as AFAS dossier items (X3, X4), every 15 minutes after that window's address "
@@ -205,6 +211,7 @@ def _call_reports(settings: XelionSettings, sources: AfasSources) -> dg.AssetsDe
         ],
         required_resource_keys={"afas", "sync_state", "xelion"},
     )
+    @retry_transient_failures
     def xelion_call_reports(context: dg.AssetExecutionContext):
         afas: AfasClient = context.resources.afas
         state = context.resources.sync_state.open()
