@@ -43,6 +43,9 @@ def test_sync_materialises_the_full_graph_and_prints_counts_per_asset(sandbox, a
     # every destination gets most of them
     assert int(lines["spotler_sync"]) > WORLD_CONTACTS * 2 // 3 and int(lines["mailchimp_sync"]) > WORLD_CONTACTS * 2 // 3
     assert "FAILED" not in first.stdout
+    # Not a terminal (as under cron or in CI): plain lines, no progress display, no escape sequences.
+    assert "\x1b" not in first.stdout + first.stderr and "━" not in first.stderr
+    assert first.stdout.splitlines()[:2] == [first.stdout.splitlines()[0], f"{'asset':<32} {'rows':>9}"]
 
     one = _cli("sync", "--cadence", "delta", "--partition", "2026-11-22-06:00", "--destination", "mailchimp", env=env)
     assert one.returncode == 0, one.stderr[-2000:]
@@ -218,3 +221,14 @@ def test_sync_names_the_destinations_it_can_reach_and_refuses_another():
     assert "--destination {mailchimp,spotler,xelion}" in _cli("sync", "--help").stdout
     refused = _cli("sync", "--destination", "nope")
     assert refused.returncode == 2 and "invalid choice: 'nope'" in refused.stderr
+
+
+def test_version_names_the_package_and_dagster():
+    import importlib.metadata
+
+    from dagster.version import __version__ as dagster_version
+
+    shown = _cli("--version")
+    assert shown.returncode == 0
+    assert shown.stdout.startswith(f"afas-pipeline {importlib.metadata.version('afas-pipeline')} "
+                                   f"(dagster {dagster_version}, Python ")
