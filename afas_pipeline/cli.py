@@ -402,9 +402,13 @@ def run_sync(cadence: str, partition: str | None = None, destination: str | None
     for number, key in enumerate(keys, start=1):
         title = f"{job.name} {key}" + (f" (window {number} of {len(keys)})" if len(keys) > 1 else "")
         started = time.monotonic()
-        result = _execute(job, key, selection, instance, title=title)
-        _print_result(f"{job.name} partition {key}", result, time.monotonic() - started)
-        if interrupted(result):
+        try:
+            result = _execute(job, key, selection, instance, title=title)
+        except KeyboardInterrupt:  # came between Dagster's steps, where it does not turn it into a failure
+            result = None
+        if result is not None:
+            _print_result(f"{job.name} partition {key}", result, time.monotonic() - started)
+        if result is None or interrupted(result):
             print(f"interrupted: window {key} stopped where it was (Ctrl-C)", file=sys.stderr)
             return 130
         if not result.success:
@@ -634,8 +638,10 @@ def interrupted(result) -> bool:
             yield error.cls_name
             error = error.cause
 
-    return any("DagsterExecutionInterruptedError" in chain(event.step_failure_data.error)
-               for event in result.get_step_failure_events() if event.step_failure_data.error)
+    run_failure = result.get_run_failure_event()
+    errors = [*(event.step_failure_data.error for event in result.get_step_failure_events()),
+              getattr(run_failure.event_specific_data, "error", None) if run_failure else None]
+    return any("DagsterExecutionInterruptedError" in chain(error) for error in errors)
 
 
 def failure_lines(result) -> list[str]:
