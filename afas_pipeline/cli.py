@@ -614,9 +614,10 @@ def partition_key(partitions_def, cadence: str, given: str | None, now: datetime
         raise ArgumentProblem(f"{argument} {shown!r} is not a partition key: {example}") from None
     first_key = partitions_def.get_first_partition_key()
     if first_key is None or start < datetime.strptime(first_key, partitions_def.fmt).replace(tzinfo=timezone.utc):
-        older = (": older windows are the full sync's (AFAS_PIPELINE_DELTA_HORIZON_DAYS)" if cadence == "delta"
-                 else " (AFAS_PIPELINE_START)")
-        raise ArgumentProblem(f"{argument} {shown} lies before the first {cadence} window, {first_key}{older}")
+        # The settings that decide where the windows start; older deltas are the full sync's job.
+        why = ("AFAS_PIPELINE_START, AFAS_PIPELINE_DELTA_HORIZON_DAYS; older windows are the full sync's"
+               if cadence == "delta" else "AFAS_PIPELINE_START, AFAS_PIPELINE_FULL_HORIZON_DAYS")
+        raise ArgumentProblem(f"{argument} {shown} lies before the first {cadence} window, {first_key} ({why})")
     window = partitions_def.time_window_for_partition_key(
         partitions_def.get_partition_key_for_timestamp(start.timestamp()))
     if window.start != start:
