@@ -639,9 +639,11 @@ def interrupted(result) -> bool:
             yield error.cls_name
             error = error.cause
 
-    run_failure = result.get_run_failure_event()
+    if result.success:
+        return False
     errors = [*(event.step_failure_data.error for event in result.get_step_failure_events()),
-              getattr(run_failure.event_specific_data, "error", None) if run_failure else None]
+              *(getattr(event.event_specific_data, "error", None) for event in result.all_events
+                if event.is_run_failure)]
     return any("DagsterExecutionInterruptedError" in chain(error) for error in errors)
 
 
