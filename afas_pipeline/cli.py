@@ -1,7 +1,7 @@
 """`afas-pipeline`: the sandbox, a one-shot sync, and the whole stack for a first look.
 
     afas-pipeline sandbox            serve the emulators (AFAS Profit) on localhost
-    afas-pipeline sync               materialise the sync graph once, in this process
+    afas-pipeline sync               materialise the sync graph once, in this process (--dry-run: the plan only)
     afas-pipeline up                 sandbox + first sync + Dagster UI and daemon, schedules on
     afas-pipeline validate-mappings  check the files under mappings/ (--drift: against the live systems)
     afas-pipeline call-lookup        answer Xelion's incoming-call trigger with the caller's InSite card
@@ -10,19 +10,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
-import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import uuid
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
+import yaml
 
 from afas_pipeline.defs import DESTINATIONS
 from afas_pipeline.lib.text import one_line, printable
@@ -44,6 +51,8 @@ class ArgumentProblem(ValueError):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="afas-pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=version_text(),
+                        help="print the versions of afas-pipeline and Dagster and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sandbox = sub.add_parser("sandbox", help="serve the emulators on localhost")
@@ -52,8 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     sync = sub.add_parser("sync", help="materialise the sync graph once, in-process, and print counts per asset")
     sync.add_argument("--cadence", choices=("full", "delta"), default="full", help="which job (default: full)")
     sync.add_argument("--partition", help="partition key, e.g. 2026-11-22-12:00 (default: the last closed window)")
+    sync.add_argument("--from", dest="first", metavar="KEY",
+                      help="first window of a range: every window from it to --to runs in order, one run each, "
+                           "stopping at the first that fails")
+    sync.add_argument("--to", dest="last", metavar="KEY",
+                      help="last window of the range (default: the last closed window)")
     sync.add_argument("--destination", choices=DESTINATIONS, default=None,
                       help=f"sync to one destination only ({', '.join(DESTINATIONS)}; default: every destination)")
+    sync.add_argument("--dry-run", action="store_true",
+                      help="read AFAS and plan, then print per destination what the sync would create, update, "
+                           "leave, skip, keep quarantined and hold back (C1); nothing is written anywhere")
 
     up = sub.add_parser("up", help="sandbox, a first full sync, then the Dagster UI and daemon with schedules on")
     _sandbox_args(up)
@@ -101,24 +118,41 @@ def main(argv: list[str] | None = None) -> int:
                               "or its 12-character hash as the Dagster UI shows it")
 
     args = parser.parse_args(argv)
-    if args.command == "sandbox":
-        return run_sandbox(args)
-    if args.command == "sync":
-        try:
-            return run_sync(cadence=args.cadence, partition=args.partition, destination=args.destination)
-        except ArgumentProblem as exc:
-            sync.print_usage(sys.stderr)
-            print(f"{sync.prog}: error: {printable(exc)}", file=sys.stderr)
-            return 2
-    if args.command == "up":
-        return run_up(args)
-    if args.command == "validate-mappings":
-        return validate_mappings(drift=args.drift)
-    if args.command == "call-lookup":
-        return run_call_lookup(args)
-    if args.command == "release":
-        return run_release(args)
+    try:
+        if args.command == "sandbox":
+            return run_sandbox(args)
+        if args.command == "sync":
+            try:
+                return run_sync(cadence=args.cadence, partition=args.partition, destination=args.destination,
+                                first=args.first, last=args.last, dry_run=args.dry_run)
+            except ArgumentProblem as exc:
+                sync.print_usage(sys.stderr)
+                print(f"{sync.prog}: error: {printable(exc)}", file=sys.stderr)
+                return 2
+        if args.command == "up":
+            return run_up(args)
+        if args.command == "validate-mappings":
+            return validate_mappings(drift=args.drift)
+        if args.command == "call-lookup":
+            return run_call_lookup(args)
+        if args.command == "release":
+            return run_release(args)
+    except KeyboardInterrupt:
+        # Ctrl-C: the work was cut short, which the one who pressed it knows; 130 as a shell reports SIGINT.
+        return 130
     return 2
+
+
+def version_text() -> str:
+    """`afas-pipeline 0.1.0 (dagster 1.13.27, Python 3.11.7)`, from the installed packages' metadata."""
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    return f"afas-pipeline {installed('afas-pipeline')} (dagster {installed('dagster')}, Python {python})"
 
 
 def _sandbox_args(parser: argparse.ArgumentParser) -> None:
@@ -174,10 +208,13 @@ def run_sandbox(args: argparse.Namespace) -> int:
     server = _sandbox_server()
     SandboxBindError, serve = server.SandboxBindError, server.serve
     try:
-        serve(host=args.host, port=args.port, contacts=args.contacts, seed=args.seed,
+        # uvicorn at warning: its start and stop lines say nothing the banner does not.
+        serve(host=args.host, port=args.port, contacts=args.contacts, seed=args.seed, log_level="warning",
               allow_remote_admin=args.allow_remote_admin)
     except SandboxBindError as exc:
         return _error(exc)
+    except KeyboardInterrupt:  # Ctrl-C is how it stops: uvicorn has shut down and raises the Ctrl-C it caught
+        pass
     return 0
 
 
@@ -196,7 +233,7 @@ def run_call_lookup(args: argparse.Namespace) -> int:
         lookup.serve(host=args.host, port=args.port, index_path=index, settings=settings)
     except lookup.LookupBindError as exc:
         return _error(exc)
-    except KeyboardInterrupt:  # uvicorn has shut down and raises the Ctrl-C it caught again
+    except KeyboardInterrupt:  # Ctrl-C is how it stops: uvicorn has shut down and raises the Ctrl-C it caught
         pass
     return 0
 
@@ -245,7 +282,7 @@ def validate_mappings(drift: bool = False) -> int:
     from afas_pipeline.afas.sources import MAPPINGS_DIR, MappingError, load_sources
     from afas_pipeline.mapping.load import load_mapping, mappings_folder_problems
     from afas_pipeline.resources import DESTINATIONS
-    from afas_pipeline.spotler.errors import SpotlerError
+    from afas_pipeline.lib.errors import ServiceError
     from afas_pipeline.xelion.config import FILE_NAME as XELION_SETTINGS
     from afas_pipeline.xelion.config import load_settings, xelion_drift
 
@@ -279,7 +316,7 @@ def validate_mappings(drift: bool = False) -> int:
         from afas_pipeline.chain.sync import mapping_drift
         from afas_pipeline.resources import build_resources
 
-        problem = _settings_problem()
+        problem = _settings_problem(("afas", *DESTINATIONS))
         if problem:
             return _error(problem)
         resources = build_resources()
@@ -298,7 +335,7 @@ def validate_mappings(drift: bool = False) -> int:
             path = MAPPINGS_DIR / declared.mapping
             try:
                 found = mapping_drift(resources["afas"], destination, resources[destination.name], sources)
-            except (AfasError, SpotlerError) as exc:
+            except (AfasError, ServiceError) as exc:  # a destination that stopped answering, or refused
                 return _error(f"drift: {path}: {exc}")
             for problem in found:
                 print(f"drift: {path}: {problem}", file=sys.stderr)
@@ -308,55 +345,184 @@ def validate_mappings(drift: bool = False) -> int:
     return 1 if problems else 0
 
 
-def _settings_problem() -> str | None:
-    """What keeps the configured systems from being used, in one line: a bad setting, or a sandbox that is
-    not running; None when there is nothing."""
+def _settings_problem(systems: Iterable[str]) -> str | None:
+    """What keeps `systems` (`afas` and destination names) from being used, one line per problem: a bad setting,
+    or a system that does not answer; None when there is nothing."""
     from afas_pipeline.resources import ConfigurationError, check_settings
 
     try:
         check_settings()
     except ConfigurationError as exc:
         return str(exc)
-    return _sandbox_unreachable()
+    return "\n".join(unreachable(systems)) or None
 
 
-def run_sync(cadence: str, partition: str | None, destination: str | None = None) -> int:
-    """Run one job in this process against the instance in $DAGSTER_HOME (or a throwaway one)."""
-    import warnings
+#: How long a system may take to answer before a command says it does not.
+PROBE_TIMEOUT_S = 5.0
 
-    import dagster as dg
 
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+def unreachable(systems: Iterable[str], env: Mapping[str, str] = os.environ) -> list[str]:
+    """One line per system of `systems` (`afas`, destination names) that gives no HTTP answer at its base URL (a
+    refused connection, a host name that does not resolve, a timeout), naming the URL and its setting; the sandbox
+    is asked once for every system it plays, and its line says how to start it. Any answer, even a 401, counts."""
+    from afas_pipeline.resources import endpoints
 
-    from afas_pipeline.afas.partitions import delta_partitions, full_partitions
+    found = endpoints(env)
+    asked: dict = {}
+    for name in systems:
+        asked.setdefault(found[name], []).append(name)
+    with ThreadPoolExecutor(max_workers=max(len(asked), 1), thread_name_prefix="probe") as pool:
+        reasons = list(pool.map(lambda endpoint: _no_answer(endpoint.url), asked))
+    return [_unreachable_line(endpoint, names, reason) for (endpoint, names), reason in zip(asked.items(), reasons)
+            if reason]
+
+
+def _no_answer(url: str) -> str | None:
+    """Why `url` gives no HTTP answer, in a few words; None when it answers."""
+    try:
+        httpx.get(url, timeout=PROBE_TIMEOUT_S)
+    except httpx.TimeoutException:
+        return f"no answer within {PROBE_TIMEOUT_S:g}s"
+    except httpx.TransportError as exc:
+        reason = re.sub(r"^\[Errno -?\d+\] ", "", str(exc)) or type(exc).__name__
+        causes = [exc.__cause__, exc.__context__, getattr(exc.__context__, "__context__", None)]
+        if any(isinstance(cause, socket.gaierror) for cause in causes):
+            return f"its host name does not resolve; DNS: {reason}"
+        return reason
+    return None
+
+
+def _unreachable_line(endpoint, names: list[str], reason: str) -> str:
+    url = shown_url(endpoint.url)
+    if endpoint.sandbox:
+        return (f"the sandbox at {url} (AFAS_PIPELINE_SANDBOX_URL) does not answer ({printable(reason)}): start it "
+                f"with `afas-pipeline sandbox` (or `make sandbox`), point AFAS_PIPELINE_SANDBOX_URL at it, or "
+                f"configure production {_and(_title(n) for n in names)} (see the README)")
+    setting = endpoint.setting if endpoint.setting != "MAILCHIMP_API_KEY" else "the data centre of MAILCHIMP_API_KEY"
+    return (f"{_title(names[0])} at {url} ({setting}) does not answer ({printable(reason)}): check {setting} and "
+            f"that this machine reaches it (network, proxy, firewall)")
+
+
+def _and(words: Iterable[str]) -> str:
+    *others, last = words
+    return f"{', '.join(others)} and {last}" if others else last
+
+
+def _title(system: str) -> str:
+    return "AFAS" if system == "afas" else system.capitalize()
+
+
+def cadence_partitions(cadence: str):
+    """The partitions of a cadence (`full`, `delta`), read where they are defined each time they are needed: the
+    delta's first window moves with the clock and the environment."""
+    from afas_pipeline.afas import partitions
+
+    return partitions.full_partitions if cadence == "full" else partitions.delta_partitions
+
+
+def run_sync(cadence: str, partition: str | None = None, destination: str | None = None, *,
+             first: str | None = None, last: str | None = None, dry_run: bool = False) -> int:
+    """Run one job in this process against the instance in $DAGSTER_HOME (or a throwaway one): for one window, or
+    for every window from `first` to `last` in order, stopping at the first that fails. `dry_run`: the plan of one
+    window, nothing written."""
+    _quiet_dagster_warnings()
+    from afas_pipeline.lib.settings import SettingError
     from afas_pipeline.mapping.errors import MappingError
-    from afas_pipeline.resources import ConfigurationError
+    from afas_pipeline.resources import ConfigurationError, build_resources
 
-    partitions_def = full_partitions if cadence == "full" else delta_partitions
-    key = partition_key(partitions_def, cadence, partition, datetime.now(timezone.utc))
-    problem = _settings_problem()
+    try:
+        partitions_def = cadence_partitions(cadence)
+    except SettingError as exc:  # a partition horizon or start that cannot work
+        return _error(exc)
+    keys = window_keys(partitions_def, cadence, partition, first, last, datetime.now(timezone.utc))
+    if dry_run and len(keys) > 1:
+        raise ArgumentProblem("--dry-run plans one window: give --partition (or nothing for the last closed one), "
+                              "not --from/--to")
+    systems = ("afas", *(DESTINATIONS if destination is None else (destination,)))
+    problem = _settings_problem(systems)
     if problem:
         return _error(problem)
     try:
         from afas_pipeline.definitions import defs
+
+        resources = build_resources()
     except (ConfigurationError, MappingError) as exc:
         return _error(exc)
 
-    job = defs.resolve_job_def(f"afas_{cadence}_job")
+    job = _job(defs, f"afas_{cadence}_job", resources)
+    if dry_run:
+        return _dry_run(defs, job.name, keys[0], systems[1:], resources)
     # One destination: the AFAS reads and that destination's assets (their keys start with its name).
     selection = None if destination is None else [
         k for k in job.asset_layer.executable_asset_keys
         if k.to_user_string().startswith(("afas_", f"{destination}_"))]
     instance = _instance()
-    started = time.monotonic()
-    result = job.execute_in_process(
-        partition_key=key,
-        asset_selection=selection,
-        instance=instance,
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-    )
-    print(f"{job.name} partition {key}: {'success' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s")
+    for number, key in enumerate(keys, start=1):
+        title = f"{job.name} {key}" + (f" (window {number} of {len(keys)})" if len(keys) > 1 else "")
+        started = time.monotonic()
+        try:
+            result = _execute(job, key, selection, instance, title=title)
+        except KeyboardInterrupt:  # came between Dagster's steps, where it does not turn it into a failure
+            result = None
+        if result is not None:
+            _print_result(f"{job.name} partition {key}", result, time.monotonic() - started)
+        if result is None or interrupted(result):
+            print(f"interrupted: window {key} stopped where it was (Ctrl-C)", file=sys.stderr)
+            return 130
+        if not result.success:
+            _print_failure(result, systems)
+            if len(keys) > 1:
+                print(f"error: window {key} failed (window {number} of {len(keys)}); the windows before it "
+                      f"succeeded: once fixed, go on with --from {key} --to {keys[-1]}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _quiet_dagster_warnings() -> None:
+    # The code location knowingly uses beta and preview APIs (backfill policies, code references).
+    import warnings
+
+    import dagster as dg
+
+    for category in (dg.BetaWarning, dg.PreviewWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
+def _job(defs, name: str, resources: dict):
+    """The job `name` of the code location, with `resources` (as the settings are now, and a dry run's scratch
+    state and storage) in place of those built when the code location was loaded."""
+    import dagster as dg
+
+    return dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs, executor=defs.executor,
+                          loggers=defs.loggers, resources={**defs.resources, **resources}).resolve_job_def(name)
+
+
+def _execute(job, key: str, selection, instance, *, title: str, ops: dict | None = None):
+    """One run of `job` for window `key`, in this process; on a terminal, its progress per asset."""
+    from afas_pipeline.lib.progress import run_progress
+
+    chosen = set(selection or job.asset_layer.executable_asset_keys)
+    steps = [k.to_user_string() for k in job.asset_layer.asset_graph.toposorted_asset_keys if k in chosen]
+    progress = run_progress(steps, title)
+    run_id = str(uuid.uuid4())
+    # On a terminal the progress lines stand for Dagster's log lines; elsewhere (cron, CI) they are the record.
+    logs = {"console": {"config": {"log_level": "CRITICAL" if progress else "INFO"}}}
+    with progress or contextlib.nullcontext():
+        if progress:
+            instance.add_event_listener(run_id, progress.on_event)
+        return job.execute_in_process(
+            partition_key=key,
+            asset_selection=selection,
+            instance=instance,
+            raise_on_error=False,
+            run_id=run_id,
+            run_config={"loggers": logs, **({"ops": ops} if ops else {})},
+        )
+
+
+def _print_result(title: str, result, elapsed_s: float) -> None:
+    """The run's outcome, its rows per asset and its checks, as plain lines on stdout."""
+    print(f"{title}: {'success' if result.success else 'FAILED'} in {elapsed_s:.1f}s")
     print(f"{'asset':<32} {'rows':>9}")
     for event in result.get_asset_materialization_events():
         mat = event.materialization
@@ -367,15 +533,132 @@ def run_sync(cadence: str, partition: str | None, destination: str | None = None
         print(f"  check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} {state}")
         if not evaluation.passed and evaluation.description:
             print(f"    {one_line(evaluation.description)}")
+
+
+def _print_failure(result, systems: Iterable[str]) -> None:
+    """One line per failed step on stderr, then one per system that stopped answering meanwhile."""
+    for line in failure_lines(result):
+        print(line, file=sys.stderr)
+    for line in unreachable(systems):
+        print(f"error: {line}", file=sys.stderr)
+
+
+# --- dry run ------------------------------------------------------------------------------------------------
+
+#: The columns of a dry run's plan, per destination.
+PLAN_COLUMNS = ("create", "update", "unchanged", "skip", "quarantined", "held by C1")
+
+
+def _dry_run(defs, job_name: str, key: str, destinations: Iterable[str], resources: dict) -> int:
+    """The reads and plans of one window, run against a copy of the sync state, with scratch storage and a
+    throwaway Dagster instance: the plan is printed, and nothing is written to a destination, AFAS, the sync state,
+    the asset storage or the instance's run history. (The plan step itself writes the state: it records the
+    opt-outs it reads from the destination's change feed.)"""
+    import dagster as dg
+
+    from afas_pipeline.lib.parquet_io import ParquetIOManager
+    from afas_pipeline.sync.state import SyncStateResource
+
+    with tempfile.TemporaryDirectory(prefix="afas-pipeline-dry-run-") as scratch:
+        state = copy_state(resources["sync_state"].state_path(), Path(scratch) / "sync_state.sqlite")
+        job = _job(defs, job_name, {**resources, "sync_state": SyncStateResource(path=str(state)),
+                                    "io_manager": ParquetIOManager(base_dir=str(Path(scratch) / "storage"))})
+        targets, ops = dry_run_targets(job, destinations)
+        selection = sorted(dg.AssetSelection.assets(*(k for keys in targets.values() for k in keys)).upstream()
+                           .resolve(job.asset_layer.asset_graph))
+        started = time.monotonic()
+        result = _execute(job, key, selection, dg.DagsterInstance.ephemeral(), title=f"dry run {job_name} {key}",
+                          ops=ops)
+        elapsed = time.monotonic() - started
+    _print_result(f"dry run of {job_name} partition {key} (nothing written)", result, elapsed)
+    metadata = {e.materialization.asset_key: e.materialization.metadata
+                for e in result.get_asset_materialization_events()}
+    print(f"{'plan':<12}" + "".join(f" {column:>11}" for column in PLAN_COLUMNS))
+    for destination, keys in targets.items():
+        counts = [plan_counts(metadata[k]) for k in keys if k in metadata]
+        cells = [_sum(column) for column in zip(*counts)] if counts else ["not planned"] + [""] * 5
+        print(f"{destination:<12}" + "".join(f" {'-' if c is None else c:>11}" for c in cells))
     if not result.success:
-        for line in failure_lines(result):
-            print(line, file=sys.stderr)
+        _print_failure(result, ("afas", *targets))
     return 0 if result.success else 1
 
 
-def partition_key(partitions_def, cadence: str, given: str | None, now: datetime) -> str:
+def _sum(values) -> int | None:
+    return None if any(v is None for v in values) else sum(values)
+
+
+def dry_run_targets(job, destinations: Iterable[str]) -> tuple[dict[str, list], dict[str, dict]]:
+    """Per destination the assets a dry run stops at, and the op config that keeps them from writing. A
+    destination's plan (`<d>_sync_plan`, `<d>_sync_plan_delta`) writes nothing to it; a destination whose one step
+    plans and writes (Xelion's address book) runs that step with `dry_run: true`."""
+    graph = job.asset_layer.asset_graph
+    names = {k.to_user_string(): k for k in job.asset_layer.executable_asset_keys}
+    targets, ops = {}, {}
+    for destination in destinations:
+        plans = [key for name, key in names.items() if name.startswith(f"{destination}_sync_plan")]
+        if not plans:
+            for name, key in names.items():
+                op = graph.get(key).assets_def.op
+                fields = getattr(op.config_schema.as_field().config_type, "fields", {}) if op.config_schema else {}
+                if name.startswith(f"{destination}_") and "dry_run" in fields:
+                    plans.append(key)
+                    ops[op.name] = {"config": {"dry_run": True}}
+        targets[destination] = plans
+    return targets, ops
+
+
+def plan_counts(metadata: Mapping[str, object]) -> tuple[int | None, ...]:
+    """A planning asset's metadata as the dry run's columns (PLAN_COLUMNS); None where the destination has no such
+    thing (Xelion skips nothing and has no consent to hold back)."""
+    def count(name: str) -> int:
+        value = metadata.get(name)
+        return int(getattr(value, "value", value) or 0)
+
+    if "plan/create" in metadata:
+        return (count("plan/create"), count("plan/update"), count("plan/unchanged"),
+                count("plan/skip_hard_bounce") + count("plan/skip_shared_address"), count("plan/quarantined"),
+                count("plan/held_by_consent"))
+    # A step that plans and writes, run with dry_run: its outcomes, as planned.
+    return (count("outcome/create/planned"), count("outcome/update/planned"), count("outcome/unchanged/unchanged"),
+            None, count("outcome/skip/quarantined"), None)
+
+
+def copy_state(path: Path, copy: Path) -> Path:
+    """A consistent copy of the sync state at `path` (SQLite's online backup, so a run writing it meanwhile is no
+    harm) at `copy`; none when there is no state yet. The original is only read."""
+    if path.exists():
+        # Not `mode=ro`: a read-only connection to a WAL database leaves its -wal and -shm files behind.
+        with contextlib.closing(sqlite3.connect(path)) as source, contextlib.closing(sqlite3.connect(copy)) as target:
+            source.execute("PRAGMA query_only = ON")
+            source.backup(target)
+    return copy
+
+
+# --- windows ------------------------------------------------------------------------------------------------
+
+
+def window_keys(partitions_def, cadence: str, partition: str | None, first: str | None, last: str | None,
+                now: datetime) -> list[str]:
+    """The windows to run, in order: `partition` (default the last closed one), or every window from `first` to
+    `last` (default the last closed one). Raises ArgumentProblem naming the argument."""
+    import dagster as dg
+
+    if partition is not None and (first or last):
+        raise ArgumentProblem("give one window (--partition) or a range (--from, --to), not both")
+    if first is None:
+        if last is not None:
+            raise ArgumentProblem(f"--to {printable(last)} needs --from: the first window of the range")
+        return [partition_key(partitions_def, cadence, partition, now)]
+    start = partition_key(partitions_def, cadence, first, now, argument="--from")
+    end = partition_key(partitions_def, cadence, last, now, argument="--to")
+    if datetime.strptime(start, partitions_def.fmt) > datetime.strptime(end, partitions_def.fmt):
+        raise ArgumentProblem(f"--from {start} is after --to {end}: give the earlier window first")
+    return partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+
+
+def partition_key(partitions_def, cadence: str, given: str | None, now: datetime, argument: str = "--partition") -> str:
     """The partition to run: `given`, checked, or the last window that closed. Raises ArgumentProblem
-    naming --partition and what to give instead."""
+    naming `argument` and what to give instead."""
     from afas_pipeline.schedules import last_closed_window
 
     last_closed = last_closed_window(partitions_def, now)
@@ -386,22 +669,40 @@ def partition_key(partitions_def, cadence: str, given: str | None, now: datetime
     try:
         start = datetime.strptime(given, partitions_def.fmt).replace(tzinfo=timezone.utc)
     except ValueError:
-        raise ArgumentProblem(f"--partition {shown!r} is not a partition key: {example}") from None
-    first = partitions_def.start.astimezone(timezone.utc)
-    if start < first:
-        raise ArgumentProblem(
-            f"--partition {shown} lies before the first {cadence} window, {first.strftime(partitions_def.fmt)}")
+        raise ArgumentProblem(f"{argument} {shown!r} is not a partition key: {example}") from None
+    first_key = partitions_def.get_first_partition_key()
+    if first_key is None or start < datetime.strptime(first_key, partitions_def.fmt).replace(tzinfo=timezone.utc):
+        # The settings that decide where the windows start; older deltas are the full sync's job.
+        why = ("AFAS_PIPELINE_START, AFAS_PIPELINE_DELTA_HORIZON_DAYS; older windows are the full sync's"
+               if cadence == "delta" else "AFAS_PIPELINE_START, AFAS_PIPELINE_FULL_HORIZON_DAYS")
+        raise ArgumentProblem(f"{argument} {shown} lies before the first {cadence} window, {first_key} ({why})")
     window = partitions_def.time_window_for_partition_key(
         partitions_def.get_partition_key_for_timestamp(start.timestamp()))
     if window.start != start:
         holding = window.start.strftime(partitions_def.fmt)
         raise ArgumentProblem(
-            f"--partition {shown} is not the start of a {cadence} window ({partitions_def.cron_schedule} UTC): "
+            f"{argument} {shown} is not the start of a {cadence} window ({partitions_def.cron_schedule} UTC): "
             f"the window holding it is {holding}")
     if window.end > now:
         raise ArgumentProblem(
-            f"--partition {shown} has not closed yet: the last closed {cadence} window is {last_closed}")
+            f"{argument} {shown} has not closed yet: the last closed {cadence} window is {last_closed}")
     return given
+
+
+def interrupted(result) -> bool:
+    """Whether the run stopped because this process was interrupted (Ctrl-C): Dagster fails the step it was in
+    with its own error instead of letting the KeyboardInterrupt through."""
+    def chain(error):
+        while error is not None:
+            yield error.cls_name
+            error = error.cause
+
+    if result.success:
+        return False
+    errors = [*(event.step_failure_data.error for event in result.get_step_failure_events()),
+              *(getattr(event.event_specific_data, "error", None) for event in result.all_events
+                if event.is_run_failure)]
+    return any("DagsterExecutionInterruptedError" in chain(error) for error in errors)
 
 
 def failure_lines(result) -> list[str]:
@@ -430,24 +731,6 @@ def _cause(error) -> str:
     return message[prefix.end():] if prefix else message
 
 
-def _sandbox_unreachable() -> str | None:
-    """A one-line problem when the sandbox is in use but nothing listens at its URL, else None."""
-    from afas_pipeline.resources import sandbox_url
-
-    url = sandbox_url()
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    try:
-        socket.create_connection((parts.hostname, parts.port or 80), timeout=5).close()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        return (f"the sandbox at {shown_url(url)} (AFAS_PIPELINE_SANDBOX_URL) does not answer ({reason}): start it "
-                f"with `afas-pipeline sandbox` (or `make sandbox`), point AFAS_PIPELINE_SANDBOX_URL at it, or "
-                f"configure production AFAS and Spotler (see the README)")
-    return None
-
-
 def _instance():
     """The Dagster instance in $DAGSTER_HOME (a throwaway one without it).
 
@@ -471,7 +754,7 @@ def run_up(args: argparse.Namespace) -> int:
     """Everything a newcomer needs to see the lineage graph with data, in one foreground command."""
     home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    (home / "dagster.yaml").write_text(instance_yaml((PROJECT_ROOT / "dagster.yaml").read_text()))
     sandbox_url = _sandbox_server().local_url(args.host, args.port)
     ui_url = f"http://127.0.0.1:{args.ui_port}"
     env = {**os.environ, "DAGSTER_HOME": str(home), "AFAS_PIPELINE_SANDBOX_URL": sandbox_url}
@@ -505,14 +788,16 @@ def run_up(args: argparse.Namespace) -> int:
 
         # Run from DAGSTER_HOME, so Dagster does not warn that the project's dagster.yaml template
         # is not the instance's.
-        dagster = [sys.executable, "-m", "dagster"]
-        workspace = str(PROJECT_ROOT / "workspace.yaml")
-        subprocess.run([*dagster, "schedule", "start", "--start-all", "-w", workspace], env=env, cwd=home,
-                       check=False, stdout=subprocess.DEVNULL)
-        children.append(_spawn([*dagster, "dev", "-w", workspace, "-h", "127.0.0.1", "-p", str(args.ui_port)], env, home))
+        workspace = PROJECT_ROOT / "workspace.yaml"
+        subprocess.run([sys.executable, "-m", "dagster", "schedule", "start", "--start-all", "-w", str(workspace)],
+                       env=env, cwd=home, check=False, stdout=subprocess.DEVNULL)
+        print("== the Dagster UI and daemon are starting", flush=True)
+        children.append(_spawn(dagster_dev_command(workspace, args.ui_port), env, home, relay=True))
+        relay = OutputRelay(children[-1].stdout, sys.stdout.buffer)
         _wait_for(f"{ui_url}/server_info", children[-1], "the Dagster UI", timeout_s=120)
         # The first-visit "join the community" modal would cover the lineage graph.
         httpx.post(f"{ui_url}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=10)
+        _wait_until_settled(ui_url, relay, children[-1])
 
         print(f"\nDagster UI:      {ui_url}/asset-groups")
         for name in DESTINATIONS:
@@ -532,6 +817,96 @@ def run_up(args: argparse.Namespace) -> int:
         stop()
 
 
+def instance_yaml(project_yaml: str) -> str:
+    """The instance's dagster.yaml (in DAGSTER_HOME) made from the project's: the same, with the runs' console log
+    at INFO unless the project's says otherwise. Dagster's default is DEBUG, every event of every run: some 400
+    lines per 15-minute run on the terminal of `afas-pipeline up`."""
+    config = yaml.safe_load(project_yaml) or {}
+    logs = config.get("python_logs") or {}
+    if "python_log_level" in logs:
+        return project_yaml
+    config["python_logs"] = {**logs, "python_log_level": "INFO"}
+    return ("# Written by `afas-pipeline up` from the project's dagster.yaml, with python_logs.python_log_level: INFO.\n"
+            + yaml.safe_dump(config, sort_keys=False))
+
+
+def dagster_dev_command(workspace: Path, ui_port: int) -> list[str]:
+    """`dagster dev` for `up`: the UI on this machine only, Dagster's own services logging at INFO."""
+    return [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(ui_port),
+            "--log-level", "info", "--code-server-log-level", "warning"]
+
+
+#: The first line of a Python warning (`<file>:<line>: BetaWarning: ...`), bare or inside a Dagster log line.
+_NOISY_WARNING = re.compile(r"\S:\d+: (?:\w+\.)*(?:BetaWarning|PreviewWarning|SupersessionWarning): ")
+
+
+class WarningFilter:
+    """Drops the blocks Python prints for Dagster's BetaWarning, PreviewWarning and SupersessionWarning (the warning
+    line, the source line under it, a blank line after it): every process that loads the code location prints
+    dozens of them, for beta APIs the project uses knowingly (and `dagster dev` for itself, superseded by `dg dev`)."""
+
+    def __init__(self) -> None:
+        self._in_block = False
+
+    def keep(self, line: str) -> bool:
+        if _NOISY_WARNING.search(line):
+            self._in_block = True
+            return False
+        if self._in_block and (not line.strip() or line[:1].isspace()):
+            return False
+        self._in_block = False
+        return True
+
+
+class OutputRelay:
+    """Copies a child's output to `out` line by line in a thread, without the warning blocks, and notes when the
+    last line came."""
+
+    def __init__(self, stream, out) -> None:
+        self.last_line_at = time.monotonic()
+        self._filter = WarningFilter()
+        self._thread = threading.Thread(target=self._copy, args=(stream, out), name="dagster-output", daemon=True)
+        self._thread.start()
+
+    def _copy(self, stream, out) -> None:
+        for raw in iter(stream.readline, b""):
+            self.last_line_at = time.monotonic()
+            if self._filter.keep(raw.decode("utf-8", errors="replace")):
+                out.write(raw)
+                out.flush()
+
+    def quiet_for(self) -> float:
+        return time.monotonic() - self.last_line_at
+
+    def join(self, timeout_s: float) -> None:
+        """Wait until the child's output has ended and all of it is copied."""
+        self._thread.join(timeout_s)
+
+
+#: The runs still to come or in progress: a schedule tick that falls while `up` starts launches one.
+_SETTLED_QUERY = """{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } }
+  runsOrError(filter: {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED, CANCELING]}) { ... on Runs { results { runId } } } }"""
+
+
+def _wait_until_settled(ui_url: str, relay: OutputRelay, child: subprocess.Popen, quiet_s: float = 3.0,
+                        timeout_s: float = 180) -> None:
+    """Until the code location is loaded, no run is queued or running and Dagster has printed nothing for
+    `quiet_s`, so that what `up` prints next is the last thing on the screen; at most `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise SystemExit(f"error: the Dagster UI exited with code {child.returncode} while starting")
+        if relay.quiet_for() >= quiet_s:
+            try:
+                data = httpx.post(f"{ui_url}/graphql", json={"query": _SETTLED_QUERY}, timeout=10).json()["data"]
+            except (httpx.TransportError, ValueError, KeyError, TypeError):
+                data = None
+            if data and all(e["loadStatus"] == "LOADED" for e in data["workspaceOrError"]["locationEntries"]) \
+                    and not data["runsOrError"]["results"]:
+                return
+        time.sleep(0.5)
+
+
 def _place_demo_calls(sandbox_url: str) -> None:
     """A few finished calls in the Xelion sandbox, so the first delta files call reports in AFAS: from the
     first organisations with a phone number (with a note, one with a recording) and from a number AFAS does
@@ -549,28 +924,30 @@ def _place_demo_calls(sandbox_url: str) -> None:
         httpx.post(f"{sandbox_url}/xelion/_admin/calls", json=call, timeout=30).raise_for_status()
 
 
-def _spawn(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
+def _spawn(cmd: list[str], env: dict[str, str], cwd: Path, relay: bool = False) -> subprocess.Popen:
+    """A child of `up`; with `relay`, its output (stdout and stderr) comes through a pipe for an OutputRelay."""
     # dagster dev copies SIGINT's disposition onto SIGTERM; a child that inherits an ignored SIGINT
     # could never be stopped, so give every child the default handlers back.
     def reset_signals() -> None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-    return subprocess.Popen(cmd, env=env, cwd=cwd, preexec_fn=reset_signals)
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if relay else {}
+    return subprocess.Popen(cmd, env=env, cwd=cwd, preexec_fn=reset_signals, **output)
 
 
 def _wait_for(url: str, child: subprocess.Popen, what: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            raise SystemExit(f"{what} exited with code {child.returncode} before it answered at {url}")
+            raise SystemExit(f"error: {what} exited with code {child.returncode} before it answered at {url}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    raise SystemExit(f"{what} did not answer at {url} within {timeout_s:.0f}s")
+    raise SystemExit(f"error: {what} did not answer at {url} within {timeout_s:.0f}s")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 
@@ -33,7 +34,7 @@ from afas_pipeline.mapping.load import mappings_folder_problems
 from afas_pipeline.spotler.client import DEFAULT_BASE_URL as SPOTLER_URL_EXAMPLE
 from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline.mailchimp.client import API_URL_EXAMPLE as MAILCHIMP_URL_EXAMPLE
-from afas_pipeline.mailchimp.client import MailchimpClient
+from afas_pipeline.mailchimp.client import MailchimpClient, api_root_for_key
 from afas_pipeline.sync.state import SyncStateResource
 from afas_pipeline.xelion.client import API_URL_EXAMPLE as XELION_URL_EXAMPLE
 from afas_pipeline.xelion.client import DEFAULT_USER_SPACE as XELION_DEFAULT_USER_SPACE
@@ -46,7 +47,10 @@ SETTINGS = (
     "MAILCHIMP_BASE_URL", "XELION_BASE_URL", "XELION_USER_NAME", "XELION_PASSWORD", "XELION_USER_SPACE",
     "XELION_APP_KEY", "AFAS_PIPELINE_STATE",
     "AFAS_PIPELINE_STORAGE", "AFAS_PIPELINE_MAPPINGS", "AFAS_PIPELINE_HASH_SALT", "AFAS_PIPELINE_SANDBOX_URL",
-    "DAGSTER_HOME",
+    "DAGSTER_HOME", "AFAS_PIPELINE_DOCS_URL",
+    # Checked where they are read, when the code location loads (afas/partitions.py, retries.py).
+    "AFAS_PIPELINE_START", "AFAS_PIPELINE_DELTA_HORIZON_DAYS", "AFAS_PIPELINE_FULL_HORIZON_DAYS",
+    "AFAS_PIPELINE_STEP_RETRIES", "AFAS_PIPELINE_STEP_RETRY_DELAY_S",
     *ALERT_SETTINGS,
 )
 #: Where `afas-pipeline sandbox` listens unless told otherwise.
@@ -178,6 +182,39 @@ def xelion_client(env: Mapping[str, str] = os.environ) -> XelionClient:
                             password=SANDBOX_XELION_PASSWORD, **options)
     return XelionClient(base_url=env["XELION_BASE_URL"].strip(), user_name=env["XELION_USER_NAME"].strip(),
                         password=dg.EnvVar("XELION_PASSWORD"), **options)
+
+
+class Endpoint(NamedTuple):
+    """Where a system is reached: its base URL and the setting that chose it."""
+
+    url: str
+    setting: str
+
+    @property
+    def sandbox(self) -> bool:
+        return self.setting == "AFAS_PIPELINE_SANDBOX_URL"
+
+
+def endpoints(env: Mapping[str, str] = os.environ) -> dict[str, Endpoint]:
+    """The base URL of AFAS and of each destination, as the clients built here will call them (the sandbox's own
+    URL for a system that is the sandbox). Raises ConfigurationError as the modes do."""
+    sandbox = Endpoint(_sandbox_url(env), "AFAS_PIPELINE_SANDBOX_URL")
+    found = {name: sandbox for name, mode in (("afas", afas_mode), ("spotler", spotler_mode),
+                                              ("mailchimp", mailchimp_mode), ("xelion", xelion_mode))
+             if mode(env) == "sandbox"}
+    if "afas" not in found:
+        setting = "AFAS_BASE_URL" if _set(env, "AFAS_BASE_URL") else "AFAS_ENVIRONMENT_ID"
+        found["afas"] = Endpoint(afas_client(env).resolved_base_url(), setting)
+    if "spotler" not in found:
+        found["spotler"] = Endpoint(env.get("SPOTLER_BASE_URL") or SPOTLER_URL_EXAMPLE, "SPOTLER_BASE_URL")
+    if "mailchimp" not in found:
+        if _set(env, "MAILCHIMP_BASE_URL"):
+            found["mailchimp"] = Endpoint(env["MAILCHIMP_BASE_URL"].strip(), "MAILCHIMP_BASE_URL")
+        else:  # the data centre the key names; the key itself is never shown
+            found["mailchimp"] = Endpoint(api_root_for_key(env["MAILCHIMP_API_KEY"]), "MAILCHIMP_API_KEY")
+    if "xelion" not in found:
+        found["xelion"] = Endpoint(env["XELION_BASE_URL"].strip(), "XELION_BASE_URL")
+    return found
 
 
 def build_resources(env: Mapping[str, str] = os.environ) -> dict[str, object]:

@@ -13,6 +13,7 @@ import pytest
 
 from afas_pipeline.cli import INSTANCE_LOCK, failure_lines, main
 from afas_pipeline.resources import SETTINGS
+from afas_pipeline_tests.suite_settings import SUITE_ENV
 from afas_pipeline_tests.world import WORLD_CONTACTS
 from afas_sandbox.server import start_sandbox
 
@@ -43,6 +44,9 @@ def test_sync_materialises_the_full_graph_and_prints_counts_per_asset(sandbox, a
     # every destination gets most of them
     assert int(lines["spotler_sync"]) > WORLD_CONTACTS * 2 // 3 and int(lines["mailchimp_sync"]) > WORLD_CONTACTS * 2 // 3
     assert "FAILED" not in first.stdout
+    # Not a terminal (as under cron or in CI): plain lines, no progress display, no escape sequences.
+    assert "\x1b" not in first.stdout + first.stderr and "━" not in first.stderr
+    assert first.stdout.splitlines()[:2] == [first.stdout.splitlines()[0], f"{'asset':<32} {'rows':>9}"]
 
     one = _cli("sync", "--cadence", "delta", "--partition", "2026-11-22-06:00", "--destination", "mailchimp", env=env)
     assert one.returncode == 0, one.stderr[-2000:]
@@ -144,7 +148,7 @@ def test_a_port_in_use_or_an_unknown_host_is_one_line(sandbox, capsys):
 
 @pytest.fixture
 def no_settings(monkeypatch):
-    for name in SETTINGS:
+    for name in set(SETTINGS) - set(SUITE_ENV):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -184,7 +188,7 @@ def test_two_syncs_starting_together_on_a_fresh_dagster_home_both_succeed(tmp_pa
     home.mkdir()
     meeting.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {key: value for key, value in os.environ.items() if key not in SETTINGS}
+    env = {key: value for key, value in os.environ.items() if key not in SETTINGS or key in SUITE_ENV}
     with start_sandbox(contacts=100, seed=11) as sb:
         runs = []
         for name, other, cadence in (("full", "delta", "full"), ("delta", "full", "delta")):
@@ -218,3 +222,14 @@ def test_sync_names_the_destinations_it_can_reach_and_refuses_another():
     assert "--destination {mailchimp,spotler,xelion}" in _cli("sync", "--help").stdout
     refused = _cli("sync", "--destination", "nope")
     assert refused.returncode == 2 and "invalid choice: 'nope'" in refused.stderr
+
+
+def test_version_names_the_package_and_dagster():
+    import importlib.metadata
+
+    from dagster.version import __version__ as dagster_version
+
+    shown = _cli("--version")
+    assert shown.returncode == 0
+    assert shown.stdout.startswith(f"afas-pipeline {importlib.metadata.version('afas-pipeline')} "
+                                   f"(dagster {dagster_version}, Python ")

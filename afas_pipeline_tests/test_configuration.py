@@ -15,6 +15,7 @@ import pytest
 
 from afas_pipeline.cli import main
 from afas_pipeline.resources import SETTINGS, ConfigurationError, build_resources, check_settings
+from afas_pipeline_tests.suite_settings import SUITE_ENV
 
 TOKEN = "3F4C8A34E5A41B1BD3996776431E1EB94C5CF79EE3985EA2085301168734E371"
 SECRET = "s3cr3t-spotler-value"
@@ -100,7 +101,7 @@ BAD_SETTINGS = [
 @pytest.fixture
 def clean_env(monkeypatch):
     """No pipeline setting from the machine running the tests leaks in."""
-    for name in SETTINGS:
+    for name in set(SETTINGS) - set(SUITE_ENV):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -157,7 +158,7 @@ def test_the_code_location_fails_to_load_with_the_same_line(tmp_path):
     bad = {"AFAS_TOKEN": TOKEN, "AFAS_BASE_URL": "http://12345.rest.afas.online/ProfitRestServices"}
     with pytest.raises(ConfigurationError) as caught:
         check_settings(bad)
-    env = {key: value for key, value in os.environ.items() if key not in SETTINGS}
+    env = {key: value for key, value in os.environ.items() if key not in SETTINGS or key in SUITE_ENV}
     loaded = subprocess.run([sys.executable, "-c", "import afas_pipeline.definitions"], capture_output=True,
                             text=True, env={**env, **bad}, timeout=300)
     assert loaded.returncode != 0
