@@ -750,11 +750,19 @@ def _instance():
     return instance
 
 
+def free_port(host: str) -> int:
+    """A port nothing listens on at `host` now: `up --port 0` needs the number before the sandbox starts, to hand
+    its URL to the syncs and the UI."""
+    with socket.create_server((host, 0)) as probe:
+        return probe.getsockname()[1]
+
+
 def run_up(args: argparse.Namespace) -> int:
     """Everything a newcomer needs to see the lineage graph with data, in one foreground command."""
     home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(instance_yaml((PROJECT_ROOT / "dagster.yaml").read_text()))
+    args.port = args.port or free_port(args.host)
     sandbox_url = _sandbox_server().local_url(args.host, args.port)
     ui_url = f"http://127.0.0.1:{args.ui_port}"
     env = {**os.environ, "DAGSTER_HOME": str(home), "AFAS_PIPELINE_SANDBOX_URL": sandbox_url}
@@ -838,17 +846,24 @@ def dagster_dev_command(workspace: Path, ui_port: int) -> list[str]:
 
 #: The first line of a Python warning (`<file>:<line>: BetaWarning: ...`), bare or inside a Dagster log line.
 _NOISY_WARNING = re.compile(r"\S:\d+: (?:\w+\.)*(?:BetaWarning|PreviewWarning|SupersessionWarning): ")
+#: The daemon's INFO lines for a sensor tick that found nothing to do: the freshness sensor alone prints one per
+#: 15-minute asset each minute, which would bury the UI's URL within a minute. Its alerts and errors still show.
+_ROUTINE_TICK = re.compile(r"INFO(?:\x1b\[0m)? - .*(?:Checking for new runs for sensor: |Sensor \S+ skipped: |"
+                           r"previously passed, but cannot be overdue again)")
 
 
 class WarningFilter:
     """Drops the blocks Python prints for Dagster's BetaWarning, PreviewWarning and SupersessionWarning (the warning
     line, the source line under it, a blank line after it): every process that loads the code location prints
-    dozens of them, for beta APIs the project uses knowingly (and `dagster dev` for itself, superseded by `dg dev`)."""
+    dozens of them, for beta APIs the project uses knowingly (and `dagster dev` for itself, superseded by `dg dev`).
+    Drops the daemon's lines for sensor ticks that did nothing, too."""
 
     def __init__(self) -> None:
         self._in_block = False
 
     def keep(self, line: str) -> bool:
+        if _ROUTINE_TICK.search(line):
+            return False
         if _NOISY_WARNING.search(line):
             self._in_block = True
             return False

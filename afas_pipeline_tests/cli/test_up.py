@@ -5,6 +5,7 @@ blocks."""
 from __future__ import annotations
 
 import io
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from afas_pipeline.cli import PROJECT_ROOT, OutputRelay, WarningFilter, _spawn, dagster_dev_command, instance_yaml
+from afas_pipeline.cli import (PROJECT_ROOT, OutputRelay, WarningFilter, _spawn, dagster_dev_command, free_port,
+                              instance_yaml)
 
 #: As Dagster's code server logs a warning it caught (colours and all), then one Python prints itself.
 DAGSTER_OUTPUT = """\
@@ -29,6 +31,10 @@ DAGSTER_OUTPUT = """\
 2026-12-03 04:17:09 +0000 - dagster-webserver - INFO - Serving dagster-webserver on http://127.0.0.1:3000 in process 27701
 /work/afas_pipeline/cli.py:12: UserWarning: something else
   warnings.warn("something else")
+2026-12-03 05:07:50 +0000 - dagster - INFO - __repository__ - afas_pipeline_freshness_checks - Freshness check spotler_sync_delta:freshness_check previously passed, but cannot be overdue again until 43 minutes, 42 seconds from now. Skipping...
+\x1b[32m2026-12-03 05:07:50 +0000\x1b[0m - dagster.daemon.SensorDaemon - \x1b[34mINFO\x1b[0m - Checking for new runs for sensor: afas_pipeline_run_failure_alert
+\x1b[32m2026-12-03 05:07:50 +0000\x1b[0m - dagster.daemon.SensorDaemon - \x1b[34mINFO\x1b[0m - Sensor afas_pipeline_run_failure_alert skipped: Sensor function returned an empty result
+2026-12-03 05:08:50 +0000 - dagster - WARNING - __repository__ - afas_pipeline_freshness_alert - alert not sent: no target configured
 """
 
 
@@ -40,6 +46,7 @@ def test_the_warning_blocks_are_left_out_and_everything_else_is_kept():
         "Serving dagster-webserver on http://127.0.0.1:3000 in process 27701",
         "/work/afas_pipeline/cli.py:12: UserWarning: something else",
         'warnings.warn("something else")',
+        "alert not sent: no target configured",
     ]
 
 
@@ -83,3 +90,11 @@ def test_dagster_dev_serves_this_machine_and_logs_at_info():
     assert command[1:] == ["-m", "dagster", "dev", "-w", "/project/workspace.yaml", "-h", "127.0.0.1", "-p", "3000",
                            "--log-level", "info", "--code-server-log-level", "warning"]
     assert subprocess.run([*command[:4], "--help"], capture_output=True, text=True, timeout=60).returncode == 0
+
+
+def test_up_with_port_0_gets_a_real_port_for_the_sandbox_url():
+    # `up --port 0` used to hand http://127.0.0.1:0 to the syncs and wait 60 s for a sandbox there.
+    port = free_port("127.0.0.1")
+    assert port > 0
+    with socket.create_server(("127.0.0.1", port)):
+        pass  # nothing held it: the sandbox can listen there
