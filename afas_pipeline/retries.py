@@ -7,8 +7,9 @@ through `python_logs` in dagster.yaml). An outage that outlasts those ends in th
 waiting `AFAS_PIPELINE_STEP_RETRY_DELAY_S` seconds grown exponentially with jitter (Dagster's own
 `Backoff.EXPONENTIAL`, `Jitter.PLUS_MINUS`). A step can always run again: it continues where the failed attempt
 stopped, as a rerun does (C4). Anything else (a refusal, a configuration error, a failed blocking check, a bug)
-fails the step at once: repeating it cannot help. `<d>_sync` does not retry: it sends a plan made before the
-outage, which minutes later could switch on a permission a recipient switched off in the meantime (C1).
+fails the step at once: repeating it cannot help. A retried `<d>_sync` sends a plan made before the outage: it
+reads the destination's opt-outs again first and holds back the switch-ons they now forbid (C1,
+`afas_pipeline.chain.sync.plan_made_by_this_attempt`).
 """
 
 from __future__ import annotations

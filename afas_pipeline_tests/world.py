@@ -101,6 +101,13 @@ class SyncWorld:
     def delta(self, partition: str, **kwargs) -> dg.ExecuteInProcessResult:
         return self.sync(partition, delta=True, **kwargs)
 
+    def send(self, partition: str, *, delta: bool = False, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+        """Only `<d>_sync` (`<d>_sync_delta`) of a window, its audience and plan read from storage, as a re-execution
+        from failure or a materialization of that asset alone runs it."""
+        name = f"{self.destination}_sync_delta" if delta else f"{self.destination}_sync"
+        return dg.materialize(self._chain(), selection=[name], partition_key=partition, resources=self.resources(),
+                              instance=self.instance, raise_on_error=raise_on_error)
+
     def feedback(self, partition: str | None = None, *, tags: dict | None = None,
                  raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
         """The way back for one 15-minute window (or a backfill range given as tags): `<d>_optout_feedback` and

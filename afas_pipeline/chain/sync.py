@@ -33,7 +33,9 @@ from afas_pipeline.retries import retry_transient_failures
 from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, is_valid_email
 from afas_pipeline.sync.destination import Destination
 from afas_pipeline.sync.feedback import iso
-from afas_pipeline.sync.plan import consent_violations, plan_sync, skip_shared_addresses, summarise
+from afas_pipeline.sync.plan import (
+    consent_violations, hold_late_optouts, plan_sync, skip_shared_addresses, summarise,
+)
 from afas_pipeline.sync.state import SyncState
 
 #: How far back each read of the destination's change feed starts before the previous read ended, so a
@@ -195,9 +197,10 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
     @dg.asset(
         name=names["sync"],
         description=(
-            f"The plan carried out in {title}, exactly: batched upserts (merge, never purge, never a delete: R10), "
-            f"then the sync state (keys and hashes) updated for what {title} accepted, so a rerun of an unchanged "
-            f"window sends nothing (C3). Refused records go to {d}_rejected."
+            f"The plan carried out in {title}: batched upserts (merge, never purge, never a delete: R10), then the "
+            f"sync state (keys and hashes) updated for what {title} accepted, so a rerun of an unchanged window "
+            f"sends nothing (C3). A plan made by another run or attempt is sent only after {title}'s opt-outs are "
+            f"read again, without the switch-ons they now forbid (C1). Refused records go to {d}_rejected."
         ),
         ins={"audience": dg.AssetIn(names["audience"]), "plan": dg.AssetIn(names["sync_plan"])},
         kinds={destination.kind, "pandas", "parquet"},
@@ -211,15 +214,22 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         required_resource_keys={"sync_state", d},
         **common,
     )
-    # No step retry here (afas_pipeline/retries.py): a retry would send this plan again minutes later, over an
-    # opt-out made in the meantime (C1). The next run plans afresh and sends what the outage left.
+    @retry_transient_failures
     def sync(context: dg.AssetExecutionContext, config: SyncConfig, audience: pd.DataFrame, plan: pd.DataFrame):
         client = getattr(context.resources, d)
         state = context.resources.sync_state.open()
-        resubscriptions = 0
+        resubscriptions = held = 0
+        reread = False
         if config.dry_run:
             results = results_frame(plan, {}, dry_run=True)
         else:
+            # C1: a plan made by another run or an earlier attempt (a re-execution from failure, this asset
+            # materialized alone, a step retry) may be older than an opt-out: read the feed again first.
+            reread = not plan_made_by_this_attempt(context, dg.AssetKey(names["sync_plan"]))
+            if reread:
+                seen = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc), step="sync")
+                context.log.info(f"sync: the plan was made by another run or attempt; {seen} new opt-outs read")
+            plan, held = hold_late_optouts(plan, state.optouts(d), keys)
             writer = StateWriter(state, destination, plan, two_way, config.quarantine_after)
             members = audience[audience["excluded_by"].isna()].drop(columns=["content_hash", "email_hash"])
             rows = plan[plan["action"].isin(["create", "update"])].merge(
@@ -246,6 +256,9 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
             "quarantined": int(counts.get("quarantined", 0)),
             "rejected": rejected,
             "excluded_by_consent": int(counts.get("excluded_by_consent", 0)),
+            # C1: switch-ons of the plan an opt-out seen after it was made held back.
+            "held_at_send": held,
+            "optouts_reread": reread,
             "excluded": excluded,
             "completion_ratio": round(1 - rejected / accounted, 4) if accounted else 1.0,
             # Writes only: the plan's read of the change feed is not a write.
@@ -380,7 +393,19 @@ def _pending_retries(state: SyncState, d: str, exclude: pd.Series) -> list[str]:
     return sorted(pending - set(exclude))
 
 
-def refresh_optouts(destination: Destination, client, state: SyncState, now: datetime) -> int:
+def plan_made_by_this_attempt(context: dg.AssetExecutionContext, plan: dg.AssetKey) -> bool:
+    """Whether this step attempt sends a plan its own run made moments ago: not a step retry, and the latest
+    materialization of `plan` for this step's windows (a backfill's range: its first and last) is of this run.
+    A plan made that way holds every opt-out its read of the feed saw; any other may be older than one."""
+    if context.retry_number > 0 or not (context.has_partition_key or context.has_partition_key_range):
+        return False
+    window = context.partition_key_range
+    latest = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=plan, asset_partitions=sorted({window.start, window.end})), limit=1).records
+    return bool(latest) and latest[0].run_id == context.run.run_id
+
+
+def refresh_optouts(destination: Destination, client, state: SyncState, now: datetime, step: str = "sync_plan") -> int:
     """Read the destination's change feed since the last read and remember what happened there: permissions
     switched off (C1) and records made inactive (R11).
 
@@ -393,7 +418,8 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
     Writes a run started and never saw answered (it died, or the destination went away) count as sent when the
     contact changed after them: an opt-out after a write we may have made is still an opt-out. Those
     records are then sent again by the next plan. All of it is saved with the new watermark in one
-    transaction: the feed is never marked read past what was recorded.
+    transaction: the feed is never marked read past what was recorded. `step` (the plan, or the sync reading
+    again before it sends) names the fail point `<d>_<step>.feed_recorded`.
     """
     d = destination.name
     since = state.watermark(d, "contact_updates")
@@ -424,7 +450,7 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
         state.record_feedback(d, [(i, f"optout:{k}", iso(when)) for i, k, when in optouts], "pending")
         state.mark_bounced(d, inactive)
         state.resolve_in_doubt(d, in_flight)
-        failpoint(f"{d}_sync_plan.feed_recorded")
+        failpoint(f"{d}_{step}.feed_recorded")
         state.set_watermark(d, "contact_updates", seen_until)
     return len(optouts)
 

@@ -2,7 +2,8 @@
 
 `plan_sync` compares the audience with the sync state (what was last sent) and the opt-outs seen in
 the destination. It is the only place that decides; the sync step carries the plan out to the letter,
-so a dry run shows exactly what a real run would do.
+so a dry run shows exactly what a real run would do. The one exception: a plan sent later than it was made
+loses the switch-ons an opt-out seen since forbids (`hold_late_optouts`, C1).
 
 Consent (C1) is kept by construction: a permission is only sent when AFAS's value differs from the
 value last acted on, so an opt-out made in the destination survives any unrelated AFAS edit; and a
@@ -205,6 +206,25 @@ def consent_violations(plan: pd.DataFrame, optouts: pd.DataFrame, permission_key
         undone = joined[(joined["opted_out_at"] > on_since).fillna(True).astype(bool)]
         offenders.append(undone[["external_id", "permission"]])
     return pd.concat(offenders, ignore_index=True) if offenders else pd.DataFrame(columns=["external_id", "permission"])
+
+
+def hold_late_optouts(plan: pd.DataFrame, optouts: pd.DataFrame,
+                      permission_keys: list[int | str]) -> tuple[pd.DataFrame, int]:
+    """C1 when a plan is sent later than it was made: the switch-ons `consent_violations` finds against the
+    opt-outs seen since, held back as the planner holds them (`set:<key>` NA, `held:<key>` True); an update
+    left with nothing to send becomes `unchanged`. Returns the plan and the number of switch-ons held."""
+    late = consent_violations(plan, optouts, permission_keys)
+    if late.empty:
+        return plan, 0
+    plan = plan.copy()
+    for key in permission_keys:
+        held = plan["external_id"].isin(late.loc[late["permission"] == str(key), "external_id"])
+        plan.loc[held, set_column(key)] = pd.NA
+        plan.loc[held, held_column(key)] = True
+    sends_a_permission = pd.concat([plan[set_column(k)].notna() for k in permission_keys], axis=1).any(axis=1)
+    idle = (plan["action"] == "update") & ~plan["send_properties"].astype(bool) & ~sends_a_permission
+    plan.loc[idle, "action"] = "unchanged"
+    return plan, len(late)
 
 
 def _last_optouts(optouts: pd.DataFrame) -> dict[tuple[str, str], pd.Timestamp]:

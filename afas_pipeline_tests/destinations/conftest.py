@@ -30,6 +30,9 @@ class SpotlerProbe:
     def job_title(self, record: dict) -> str | None:
         return record["properties"].get("function")
 
+    def opted_out(self, record: dict) -> bool:
+        return any(p["bit"] == 1 and not p["enabled"] for p in record["properties"].get("permissions", []))
+
     def opt_out(self, external_id: str, at: str | None = None) -> None:
         self._admin("POST", f"/recipients/{external_id}/unsubscribe", json={"bit": 1, **({"at": at} if at else {})})
 
@@ -59,6 +62,9 @@ class MailchimpProbe:
 
     def job_title(self, record: dict) -> str | None:
         return record["merge_fields"].get("JOBTITLE") or None
+
+    def opted_out(self, record: dict) -> bool:
+        return record["status"] == "unsubscribed"
 
     def opt_out(self, external_id: str, at: str | None = None) -> None:
         member = self.records()[external_id]

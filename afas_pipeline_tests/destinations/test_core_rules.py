@@ -64,6 +64,35 @@ def test_c1_an_opt_out_in_the_destination_survives_an_unrelated_afas_edit(destin
     assert check.passed
 
 
+def test_c1_a_sync_sending_a_plan_made_before_an_opt_out_holds_its_switch_on(destination):
+    """A window's sync run again on its own (a re-execution from failure, a step retry, a materialization of
+    `<d>_sync_delta` alone) sends the plan stored earlier: an opt-out made since must still hold."""
+    world, probe = destination
+    d = world.destination
+    world.sync()
+    contact = _eligible(world, probe, ContactKind="PRS", Blocked=False, HardBounce=False, PermissionNewsletter=False)
+    external_id = str(contact["ContactId"])
+    world.afas_edit("contacts", external_id, at=IN_WINDOW, PermissionNewsletter=True)
+    first = world.delta(WINDOW)
+    assert world.metadata(first, f"{d}_sync_plan_delta")["plan/permissions_on"] == 1
+    assert not probe.opted_out(probe.records()[external_id])
+    probe.opt_out(external_id)  # the recipient, once the switch-on reached them
+    probe.reset_writes()
+
+    again = world.send(WINDOW, delta=True)
+
+    assert probe.opted_out(probe.records()[external_id]), "C1: the opt-out was undone by the plan made before it"
+    sent_again = world.metadata(again, f"{d}_sync_delta")
+    assert (sent_again["held_at_send"], sent_again["optouts_reread"]) == (1, True)
+    assert world.metadata(first, f"{d}_sync_delta")["optouts_reread"] is False  # its own run's plan: no second read
+    assert probe.writes() == 0  # the plan's only write was the switch-on
+    assert all(c.passed for c in again.get_asset_check_evaluations())
+    # The next plan sees the opt-out too (C1) and sends nothing back.
+    later = world.sync("2026-11-22-12:00")
+    (check,) = [c for c in later.get_asset_check_evaluations() if c.check_name == "c1_no_optout_undone"]
+    assert check.passed and probe.opted_out(probe.records()[external_id])
+
+
 def test_c3_a_rerun_and_a_backfill_of_unchanged_windows_send_zero_writes(destination):
     world, probe = destination
     world.sync()
@@ -76,6 +105,8 @@ def test_c3_a_rerun_and_a_backfill_of_unchanged_windows_send_zero_writes(destina
     probe.reset_writes()
     first = world.sync(delta=True, tags=backfill)
     assert world.metadata(first, f"{world.destination}_sync_plan_delta")["plan/update"] == 3
+    # A backfill's sync sends the plan its own run made for the range: no second read of the feed.
+    assert world.metadata(first, f"{world.destination}_sync_delta")["optouts_reread"] is False
     assert probe.writes() > 0
     probe.reset_writes()
 

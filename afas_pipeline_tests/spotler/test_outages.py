@@ -2,13 +2,21 @@
 
 A run that meets an outage after its retries fails (the on-call engineer sees a red run, a rerun continues),
 counts no record as refused, and quarantines nothing; once the system answers again, the next run, at the
-latest the 6-hour full sync (R2), repairs everything the outage left behind.
+latest the 6-hour full sync (R2), repairs everything the outage left behind. A sync step retried after an outage
+reads the opt-outs made meanwhile before it sends its plan again (C1).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import dagster as dg
+
+from afas_pipeline.afas.assets import build_afas_assets
 from afas_pipeline.chain.feedback import AFAS
+from afas_pipeline.lib import failpoints
 from afas_pipeline_tests.properties.test_sync_model import seen_in_spotler
+from afas_pipeline_tests.spotler.conftest import permissions, spotler_assets
 
 FULL_RUNS = ("2026-11-21-00:00", "2026-11-21-06:00", "2026-11-21-12:00", "2026-11-21-18:00", "2026-11-22-00:00",
              "2026-11-22-06:00")
@@ -67,6 +75,44 @@ def test_c4_a_spotler_outage_in_the_middle_of_a_sync_keeps_what_was_answered(wor
     assert set(members.loc[members["excluded_by"].isna(), "external_id"]) <= set(world.spotler_contacts())
     assert len(have) > 300 and sent_again < 100 / 20 + 1  # the answered batches were not sent again
     assert world.state().rejected("spotler").empty
+
+
+def test_c1_a_sync_step_retried_after_an_outage_reads_the_optouts_made_meanwhile_first(world, monkeypatch):
+    """Spotler goes down halfway through a sync: the step retries (afas_pipeline/retries.py), sending the same
+    plan. A recipient who opted out in between, after the first batch switched them on, stays opted out."""
+    monkeypatch.setenv("AFAS_PIPELINE_STEP_RETRIES", "1")
+    monkeypatch.setenv("AFAS_PIPELINE_STEP_RETRY_DELAY_S", "0")
+    world.assets = [*build_afas_assets(), *spotler_assets()]  # built with the step retry on
+    world.spotler_options = {"max_attempts": 1, "max_concurrency": 1, "batch_size": 1}
+    world.sync()
+    ids = [str(c["ContactId"]) for c in world.pick(2, ContactKind="PRS", Blocked=False, HardBounce=False,
+                                                   PermissionNewsletter=False)]
+    for external_id in ids:
+        world.afas_edit("contacts", external_id, at="2026-11-16T10:05:00Z", PermissionNewsletter=True)
+    failpoints.arm("spotler.contact_list", "pause", 2)  # the first batch answered and saved, the second not sent
+    failpoints.arm("spotler_sync.intent_recorded", "pause", 2)  # the retry, about to send
+
+    with ThreadPoolExecutor(max_workers=1) as runner:
+        running = runner.submit(world.delta, "2026-11-16-10:00")
+        try:
+            assert failpoints.wait_until_paused("spotler.contact_list")
+            (switched_on,) = [i for i in ids if permissions(world.spotler_contact(i)).get(1)]
+            world.spotler("POST", f"/recipients/{switched_on}/unsubscribe", json={"bit": 1})
+            world.spotler("PUT", "/faults", json=WRITES_DOWN)
+            failpoints.release("spotler.contact_list")
+            assert failpoints.wait_until_paused("spotler_sync.intent_recorded")
+            world.spotler("PUT", "/faults", json={})
+        finally:
+            failpoints.disarm()  # lets the run go on, also when an assertion above failed
+        result = running.result(timeout=120)
+
+    (retry,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert retry.step_key == "spotler_sync_delta"
+    (other,) = set(ids) - {switched_on}
+    assert permissions(world.spotler_contact(switched_on))[1] is False, "C1: the retry undid the opt-out"
+    assert permissions(world.spotler_contact(other))[1] is True
+    sync = world.metadata(result, "spotler_sync_delta")
+    assert (sync["held_at_send"], sync["optouts_reread"]) == (1, True)
 
 
 def _afas_down_for_five_windows(world, run) -> None:

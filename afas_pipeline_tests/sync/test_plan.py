@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from afas_pipeline.sync.plan import consent_violations, plan_sync, set_column, summarise
+from afas_pipeline.sync.plan import consent_violations, hold_late_optouts, plan_sync, set_column, summarise
 
 KEYS = [1, 2]
 T0 = pd.Timestamp("2026-11-01T10:00:00Z")
@@ -69,6 +69,29 @@ def test_c1_the_check_catches_a_plan_that_would_undo_an_opt_out():
     assert plan.loc[0, set_column(1)] == True  # noqa: E712  (no opt-out known to the planner)
     violations = consent_violations(plan, _optout(T0 + pd.Timedelta(hours=1)), KEYS)
     assert list(violations["external_id"]) == ["10001"]
+
+
+def test_c1_a_plan_sent_after_an_opt_out_it_did_not_see_holds_the_switch_on():
+    # Made before the opt-out: the switch-on of 1 was the only thing to send; switching 2 off still goes.
+    plan = plan_sync(_members(), _state(permissions={"1": _bit(False), "2": _bit(True)}), NO_OPTOUTS, KEYS)
+    later = _optout(T0 + pd.Timedelta(hours=1))
+
+    sent, held = hold_late_optouts(plan, later, KEYS)
+
+    assert held == 1 and pd.isna(sent.loc[0, set_column(1)]) and sent.loc[0, "held:1"]
+    assert sent.loc[0, set_column(2)] == False and sent.loc[0, "action"] == "update"  # noqa: E712
+    assert consent_violations(sent, later, KEYS).empty
+    assert plan.loc[0, set_column(1)] == True  # noqa: E712  (the plan given is left as it was)
+
+
+def test_c1_a_held_switch_on_that_was_all_an_update_sent_leaves_it_unchanged():
+    plan = plan_sync(_members(), _state(permissions={"1": _bit(False), "2": _bit(False)}), NO_OPTOUTS, KEYS)
+    assert plan.loc[0, "action"] == "update" and not plan.loc[0, "send_properties"]
+    sent, held = hold_late_optouts(plan, _optout(T0 + pd.Timedelta(hours=1)), KEYS)
+    assert (held, sent.loc[0, "action"]) == (1, "unchanged")
+    # An opt-out older than AFAS's switch-on, or none at all, holds nothing.
+    assert hold_late_optouts(plan, _optout(T0 - pd.Timedelta(hours=1)), KEYS)[1] == 0
+    assert hold_late_optouts(plan, NO_OPTOUTS, KEYS) == (plan, 0)
 
 
 def test_r11_the_bounced_address_is_skipped_and_a_new_one_reactivates():
