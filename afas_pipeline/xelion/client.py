@@ -630,7 +630,10 @@ class XelionClient(RetryingHttpResource):
 
     def _refusal(self, response: httpx.Response, what: str, code: int | None) -> XelionError:
         status = response.status_code
-        logger.warning("Xelion %s refused: status %d, errorCode %s", what, status, code)
+        # "Not found" answers a question (a call without a recording, an addressable Xelion lost): the callers
+        # handle it, so it is no warning for the run's log.
+        level = logging.DEBUG if status == 404 and code in (NOT_FOUND, None) else logging.WARNING
+        logger.log(level, "Xelion %s refused: status %d, errorCode %s", what, status, code)
         text = CODE_TEXT.get(code or 0) or ("invalid authentication" if code and 10020 <= code <= 10029 else None)
         if status == 401:
             return XelionAuthError(f"Xelion refused {what} (401, {text or 'not authorised'})", endpoint=what,
