@@ -51,6 +51,7 @@ SETTINGS = (
     # Checked where they are read, when the code location loads (afas/partitions.py, retries.py).
     "AFAS_PIPELINE_START", "AFAS_PIPELINE_DELTA_HORIZON_DAYS", "AFAS_PIPELINE_FULL_HORIZON_DAYS",
     "AFAS_PIPELINE_STEP_RETRIES", "AFAS_PIPELINE_STEP_RETRY_DELAY_S",
+    "AFAS_PIPELINE_RETENTION_DAYS", "AFAS_PIPELINE_LEDGER_RETENTION_DAYS", "AFAS_PIPELINE_RUN_RETENTION_DAYS",
     *ALERT_SETTINGS,
 )
 #: Where `afas-pipeline sandbox` listens unless told otherwise.
