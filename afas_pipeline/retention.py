@@ -155,7 +155,7 @@ def build_retention(assets: Iterable[dg.AssetsDefinition]):
         metadata.update({f"deleted_{what}": n for what, n in totals.items()})
         pruned = sync_state.open().prune_delivered(timedelta(days=days["ledger"]))
         metadata.update({f"pruned_{table}": n for table, n in pruned.items()})
-        metadata["deleted_runs"] = delete_runs(context.instance, timedelta(days=days["runs"]), keep=context.run_id)
+        metadata["deleted_runs"] = delete_runs(context.instance, timedelta(days=days["runs"]), keep=context.run.run_id)
         context.log.info(f"deleted {totals['files']} files ({totals['bytes']} bytes) of personal data, "
                          f"{sum(pruned.values())} delivered ledger events, {metadata['deleted_runs']} runs")
         return dg.MaterializeResult(metadata=metadata)

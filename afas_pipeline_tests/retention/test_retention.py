@@ -58,12 +58,15 @@ def synced(tmp_path_factory):
                                                                             instance=instance).success
             seeded = _seeded(sb.afas_admin_url)
             state = SyncState(env["AFAS_PIPELINE_STATE"])
-            ids = list(state.records("spotler")["external_id"])[:3] + list(state.records("mailchimp")["external_id"])[:3]
-            for external_id in ids[:3]:
-                httpx.post(f"{sb.spotler_admin_url}/recipients/{external_id}/unsubscribe", json={"bit": 1},
-                           timeout=30).raise_for_status()
+            ids = list(state.records("spotler")["external_id"])[:4]
+            for external_id in ids[:3]:  # inside the delta window, which reads them back
+                httpx.post(f"{sb.spotler_admin_url}/recipients/{external_id}/unsubscribe",
+                           json={"bit": 1, "at": "2026-11-22T06:20:00Z"}, timeout=30).raise_for_status()
+            httpx.post(f"{sb.spotler_admin_url}/recipients/{ids[3]}/bounce",
+                       json={"type": "hard", "at": "2026-11-22T06:21:00Z"}, timeout=30).raise_for_status()
             assert defs.resolve_job_def("afas_delta_job").execute_in_process(partition_key=DELTA,
                                                                              instance=instance).success
+            assert len(state.feedback_events("spotler", status="delivered")) >= 1
             yield home, seeded, defs, instance
         finally:
             for k, v in saved.items():
