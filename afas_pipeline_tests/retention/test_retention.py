@@ -4,7 +4,6 @@ e-mail address or name is left anywhere under DAGSTER_HOME (databases, storage, 
 import os
 import sqlite3
 from datetime import timedelta
-from pathlib import Path
 
 import dagster as dg
 import httpx
