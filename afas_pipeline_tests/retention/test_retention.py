@@ -11,9 +11,12 @@ import pandas as pd
 import pytest
 
 from afas_pipeline import definitions
-from afas_pipeline.resources import build_resources
-from afas_pipeline.retention import personal_data_kinds
+from afas_pipeline.lib.parquet_io import ParquetIOManager
+from afas_pipeline.lib.settings import SettingError
+from afas_pipeline.resources import ConfigurationError, build_resources, check_settings
+from afas_pipeline.retention import personal_data_kinds, retention_days
 from afas_pipeline.sync.state import SyncState
+from afas_pipeline_tests.world import SyncWorld
 from afas_sandbox.server import start_sandbox
 
 FULL, DELTA = "2026-11-22-06:00", "2026-11-22-06:15"
@@ -150,3 +153,39 @@ def test_pruning_keeps_pending_events_and_recent_delivered_ones(tmp_path):
     assert state.prune_delivered(timedelta(0)) == {"feedback_events": 1, "mailing_reactions": 1}
     assert list(state.feedback_events("spotler")["external_id"]) == ["2"]
     assert state.mailing_reactions("spotler").empty
+
+
+def test_an_unknown_personal_data_setting_is_one_line_naming_it():
+    with pytest.raises(ConfigurationError) as raised:
+        check_settings({"AFAS_PIPELINE_PERSONAL_DATA": "ram"})
+    assert raised.value.problems == ["AFAS_PIPELINE_PERSONAL_DATA is 'ram': set it to disk (personal data stored until "
+                                     "its retention, the default) or memory (held for the run only, never stored)"]
+
+
+def test_a_retention_setting_that_cannot_work_is_one_line_naming_it():
+    with pytest.raises(SettingError, match="^AFAS_PIPELINE_RETENTION_DAYS='a week' is not a whole number"):
+        retention_days({"AFAS_PIPELINE_RETENTION_DAYS": "a week"})
+    assert retention_days({}) == {"personal_data": 7, "ledger": 90, "runs": 30}
+
+
+def test_with_personal_data_in_memory_nothing_personal_is_stored_and_a_step_alone_says_why_it_cannot_run(
+        sandbox, afas_sandbox_clean, spotler_sandbox_clean, mailchimp_sandbox_clean, tmp_path):
+    httpx.post(f"{sandbox.afas_admin_url}/dataset/generate", json={"contacts": 200, "seed": 11},
+               timeout=60).raise_for_status()
+    world = SyncWorld(sandbox, tmp_path)
+    resources = world.resources()
+    resources["io_manager"] = ParquetIOManager(base_dir=str(world.storage), personal_data="memory")
+    world.resources = lambda: resources
+    assert world.sync(FULL).success
+    stored = {p.parent.name if p.parent != world.storage else p.stem for p in world.storage.rglob("*.parquet")}
+    assert "spotler_sync" in stored and "spotler_sync_plan" in stored
+    assert stored & PERSONAL == set()
+    assert len(SyncState(world.state_path).records("spotler")) > 100
+
+    alone = world.send(FULL, raise_on_error=False)
+    assert not alone.success
+    [failure] = [e for e in alone.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else \
+        failure.step_failure_data.error.message
+    assert ("spotler_audience holds personal data, which AFAS_PIPELINE_PERSONAL_DATA=memory keeps in memory for the "
+            "run that made it only: materialise spotler_audience in the same run") in message
