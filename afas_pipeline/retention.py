@@ -8,7 +8,8 @@ deletes:
   (default 90; events still pending delivery stay);
 - finished Dagster runs (their event logs and compute logs) older than `AFAS_PIPELINE_RUN_RETENTION_DAYS`
   (default 30): Dagster OSS has no run retention of its own (dagster.yaml's `retention:` covers ticks only).
-It records counts and bytes per asset, never content or keys.
+It records counts and bytes per asset, never content or keys. `AFAS_PIPELINE_PERSONAL_DATA=memory` keeps
+personal data out of storage altogether (lib/parquet_io.py, by the same classification).
 """
 
 

@@ -143,6 +143,15 @@ def test_retention_zero_leaves_no_seeded_email_or_name_anywhere_under_dagster_ho
                 rows = str(db.execute(f"SELECT * FROM [{table}]").fetchall())
                 assert _hits(rows, seeded) == set(), (db_path.name, table)
 
+    # Runs past AFAS_PIPELINE_RUN_RETENTION_DAYS go with their event logs and compute logs; the retention's own stays.
+    before = {r.run_id for r in instance.get_runs()}
+    assert any((home / "storage" / run_id / "compute_logs").exists() for run_id in before)
+    monkeypatch.setenv("AFAS_PIPELINE_RUN_RETENTION_DAYS", "0")
+    again = defs.resolve_job_def("personal_data_retention_job").execute_in_process(instance=instance)
+    assert again.asset_materializations_for_node("personal_data_retention")[0].metadata["deleted_runs"].value == 3
+    assert {r.run_id for r in instance.get_runs()} == {again.run_id}
+    assert not any((home / "storage" / run_id).exists() for run_id in before)
+
 
 def test_pruning_keeps_pending_events_and_recent_delivered_ones(tmp_path):
     state = SyncState(tmp_path / "state.sqlite")
