@@ -102,13 +102,15 @@ def delete_older(base: Path, key: dg.AssetKey, older_than_s: float) -> dict[str,
     cutoff = time.time() - older_than_s
     folder = base.joinpath(*key.path)
     counts = {"files": 0, "partitions": 0, "bytes": 0}
+    seen = set()  # a snapshot linked under several partitions is one file's bytes
     for path in asset_files(base, key):
         info = path.lstat()
         if older_than_s and info.st_mtime > cutoff:
             continue
         path.unlink(missing_ok=True)
         counts["files"] += 1
-        counts["bytes"] += info.st_size
+        counts["bytes"] += 0 if (info.st_dev, info.st_ino) in seen else info.st_size
+        seen.add((info.st_dev, info.st_ino))
         counts["partitions"] += path.parent == folder and path.name.endswith(".parquet")
     return counts
 

@@ -3,6 +3,7 @@ e-mail address or name is left anywhere under DAGSTER_HOME (databases, storage, 
 
 import os
 import sqlite3
+import time
 from datetime import timedelta
 
 import dagster as dg
@@ -14,7 +15,7 @@ from afas_pipeline import definitions
 from afas_pipeline.lib.parquet_io import ParquetIOManager
 from afas_pipeline.lib.settings import SettingError
 from afas_pipeline.resources import ConfigurationError, build_resources, check_settings
-from afas_pipeline.retention import personal_data_kinds, retention_days
+from afas_pipeline.retention import delete_older, personal_data_kinds, retention_days
 from afas_pipeline.sync.state import SyncState
 from afas_pipeline_tests.world import SyncWorld
 from afas_sandbox.server import start_sandbox
@@ -198,3 +199,17 @@ def test_with_personal_data_in_memory_nothing_personal_is_stored_and_a_step_alon
         failure.step_failure_data.error.message
     assert ("spotler_audience holds personal data, which AFAS_PIPELINE_PERSONAL_DATA=memory keeps in memory for the "
             "run that made it only: materialise spotler_audience in the same run") in message
+
+
+def test_only_files_older_than_the_retention_go_and_a_linked_snapshot_counts_its_bytes_once(tmp_path):
+    folder = tmp_path / "spotler_audience"
+    folder.mkdir()
+    old, linked, new = folder / "2026-11-01-00:00.parquet", folder / "2026-11-01-06:00.parquet", folder / "2026-11-30-00:00.parquet"
+    old.write_bytes(b"x" * 100)
+    os.link(old, linked)
+    new.write_bytes(b"y" * 10)
+    week_ago = time.time() - 8 * 86400
+    os.utime(old, (week_ago, week_ago))
+    assert delete_older(tmp_path, dg.AssetKey("spotler_audience"), 7 * 86400) == {
+        "files": 2, "partitions": 2, "bytes": 100}
+    assert [p.name for p in folder.iterdir()] == [new.name]
