@@ -8,6 +8,7 @@ from afas_pipeline.afas.assets import build_afas_assets
 from afas_pipeline.afas.sources import CRM_ENTITIES, CUSTOMER_ENTITIES
 from afas_pipeline.alerts import alert_sensors, freshness_checks
 from afas_pipeline.resources import build_resources
+from afas_pipeline.retention import build_retention, with_personal_data
 from afas_pipeline.runbook import with_runbooks
 from afas_pipeline.schedules import build_jobs_and_schedules
 
@@ -18,13 +19,15 @@ upstream = {key.to_user_string() for a in destinations for key in a.dependency_k
 customers = tuple(e for e in CUSTOMER_ENTITIES if f"afas_{e}" in upstream)
 assets = [*build_afas_assets(entities=(*CRM_ENTITIES, *customers)), *destinations]
 jobs, schedules = build_jobs_and_schedules(assets)
+# Daily: stored personal data, old ledger events and old runs past their retention are deleted (P1, P3).
+retention, retention_job, retention_schedule = build_retention(assets)
 # A failed run, or a 15-minute asset with no success for 45 minutes, notifies the alert targets.
 checks = freshness_checks(assets)
 
 defs = dg.Definitions(
-    assets=with_runbooks(dg.with_source_code_references(assets)),
-    jobs=jobs,
-    schedules=schedules,
+    assets=with_personal_data(with_runbooks(dg.with_source_code_references([*assets, retention]))),
+    jobs=[*jobs, retention_job],
+    schedules=[*schedules, retention_schedule],
     asset_checks=checks,
     sensors=alert_sensors(checks),
     resources=build_resources(),

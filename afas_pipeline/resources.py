@@ -51,6 +51,7 @@ SETTINGS = (
     # Checked where they are read, when the code location loads (afas/partitions.py, retries.py).
     "AFAS_PIPELINE_START", "AFAS_PIPELINE_DELTA_HORIZON_DAYS", "AFAS_PIPELINE_FULL_HORIZON_DAYS",
     "AFAS_PIPELINE_STEP_RETRIES", "AFAS_PIPELINE_STEP_RETRY_DELAY_S",
+    "AFAS_PIPELINE_PERSONAL_DATA", "AFAS_PIPELINE_RETENTION_DAYS", "AFAS_PIPELINE_LEDGER_RETENTION_DAYS", "AFAS_PIPELINE_RUN_RETENTION_DAYS",
     *ALERT_SETTINGS,
 )
 #: Where `afas-pipeline sandbox` listens unless told otherwise.
@@ -134,6 +135,7 @@ def check_settings(env: Mapping[str, str] = os.environ) -> None:
         *_sandbox_problems(env),
         *_folder_problems(env),
         *_salt_problems(env),
+        *_personal_data_problems(env),
         *alert_problems(env),
     ]
     if problems:
@@ -225,7 +227,8 @@ def build_resources(env: Mapping[str, str] = os.environ) -> dict[str, object]:
         "mailchimp": mailchimp_client(env),
         "xelion": xelion_client(env),
         "sync_state": SyncStateResource(path=env.get("AFAS_PIPELINE_STATE") or None),
-        "io_manager": ParquetIOManager(base_dir=env.get("AFAS_PIPELINE_STORAGE") or None),
+        "io_manager": ParquetIOManager(base_dir=env.get("AFAS_PIPELINE_STORAGE") or None,
+                                       personal_data=env.get("AFAS_PIPELINE_PERSONAL_DATA", "").strip() or "disk"),
         "alerts": alerts_resource(env),
     }
 
@@ -369,6 +372,13 @@ def _folder_problems(env: Mapping[str, str]) -> Iterator[str]:
         yield (f"AFAS_PIPELINE_STATE '{printable(state)}' is a folder: point it at the sync state's file, e.g. "
                f"{printable(os.path.join(state, 'sync_state.sqlite'))}")
     yield from mappings_folder_problems(_mappings_folder(env), DESTINATIONS)
+
+
+def _personal_data_problems(env: Mapping[str, str]) -> Iterator[str]:
+    given = env.get("AFAS_PIPELINE_PERSONAL_DATA", "").strip()
+    if given and given not in ("disk", "memory"):
+        yield (f"AFAS_PIPELINE_PERSONAL_DATA is '{printable(given)}': set it to disk (personal data stored until its "
+               "retention, the default) or memory (held for the run only, never stored)")
 
 
 def _salt_problems(env: Mapping[str, str]) -> Iterator[str]:

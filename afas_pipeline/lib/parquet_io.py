@@ -6,6 +6,11 @@ the types (tz-aware datetimes, nullable booleans) and can be read by any tool an
 A run may cover several partitions (a backfill under a BackfillPolicy). The asset then returns
 either a dict of partition key -> DataFrame (each partition gets its own rows), or one DataFrame
 that holds for every partition in the run (a snapshot): that one is written once and hard-linked.
+
+With `personal_data="memory"` (AFAS_PIPELINE_PERSONAL_DATA=memory) the outputs of assets that hold personal data
+(afas_pipeline/retention.py, the same classification as their metadata `personal_data`) are never written: they are held in memory for the run (one IO manager per run, the in-process
+executor) and only keys and hashes reach the disk. A step that needs such an output from another run (a
+re-execution from failure, one asset materialised alone) fails with a line saying so.
 """
 
 from __future__ import annotations
@@ -16,21 +21,32 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from afas_pipeline.retention import personal_data_kinds
+
 
 class ParquetIOManager(dg.ConfigurableIOManagerFactory):
     """Stores DataFrames as `<base_dir>/<asset key path>/<partition key>.parquet`."""
 
     base_dir: str | None = None
     """Defaults to the Dagster instance's storage directory (`$DAGSTER_HOME/storage`)."""
+    personal_data: str = "disk"
+    """`disk`: every output is a parquet file; `memory`: personal-data outputs stay in memory for the run."""
 
     def create_io_manager(self, context: dg.InitResourceContext) -> _ParquetStore:
         base = Path(self.base_dir) if self.base_dir else Path(context.instance.storage_directory())
-        return _ParquetStore(base)
+        return _ParquetStore(base, in_memory=self.personal_data == "memory")
+
+
+def _personal(context: dg.OutputContext) -> bool:
+    return personal_data_kinds(context.asset_key.to_user_string()) is not None
 
 
 class _ParquetStore(dg.IOManager):
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, in_memory: bool = False):
         self.base = base
+        self.in_memory = in_memory
+        #: Personal-data outputs of this run (in memory mode), by asset key.
+        self.held: dict[dg.AssetKey, pd.DataFrame | dict[str, pd.DataFrame]] = {}
 
     def _dir(self, asset_key: dg.AssetKey) -> Path:
         return self.base.joinpath(*asset_key.path)
@@ -42,6 +58,10 @@ class _ParquetStore(dg.IOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | dict[str, pd.DataFrame] | None) -> None:
         if obj is None:
+            return
+        if self.in_memory and _personal(context):
+            self.held[context.asset_key] = obj
+            context.add_output_metadata({"stored": "in memory for this run only (AFAS_PIPELINE_PERSONAL_DATA=memory)"})
             return
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         if isinstance(obj, dict):
@@ -61,6 +81,8 @@ class _ParquetStore(dg.IOManager):
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         asset_key = context.asset_key
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
+        if self.in_memory and _personal(context.upstream_output):
+            return self._held(context, keys)
         frames, seen = [], set()
         for key in keys:
             path = self._path(asset_key, key)
@@ -76,6 +98,19 @@ class _ParquetStore(dg.IOManager):
                 seen.add(identity)
                 frames.append(pd.read_parquet(path))
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    def _held(self, context: dg.InputContext, keys: list[str | None]) -> pd.DataFrame:
+        name = context.asset_key.to_user_string()
+        if context.asset_key not in self.held:
+            raise FileNotFoundError(
+                f"{name} holds personal data, which AFAS_PIPELINE_PERSONAL_DATA=memory keeps in memory for the run "
+                f"that made it only: materialise {name} in the same run as the step that reads it (a re-execution "
+                "from failure or a step run alone cannot read it; launch the whole window again)")
+        value = self.held[context.asset_key]
+        if isinstance(value, dict):
+            frames = [value[key] for key in keys if key in value]
+            return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        return value
 
     @staticmethod
     def _write(df: pd.DataFrame, path: Path) -> Path:

@@ -670,6 +670,21 @@ class SyncState:
             )
         return len(values)
 
+    # -- retention --
+
+    def prune_delivered(self, older_than: timedelta) -> dict[str, int]:
+        """Deletes ledger events (feedback events, mailing reactions) delivered (or skipped: not in AFAS) more
+        than `older_than` ago; pending ones stay whatever their age. Counts per table. An event pruned is delivered again should its
+        window ever be read again: keep the retention longer than any window is re-read."""
+        cutoff = (datetime.now(timezone.utc) - older_than).isoformat()
+        counts = {}
+        with self._connect() as db:
+            for table in ("feedback_events", "mailing_reactions"):
+                counts[table] = db.execute(f"DELETE FROM {table} WHERE status IN ('delivered', 'skipped') "
+                                           "AND updated_at <= ?",
+                                           (cutoff,)).rowcount
+        return counts
+
 
 MAILING_ITEM_COLUMNS = ["mailing_id", "external_id", "sent_at", "sbid", "claimed_by", "claimed_at", "updated_at"]
 
