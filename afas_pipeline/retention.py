@@ -23,6 +23,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from afas_pipeline.afas.partitions import DELTA, horizon_days
 from afas_pipeline.lib.settings import whole_number
 from afas_pipeline.sync.state import SyncStateResource
 
@@ -75,9 +76,14 @@ def with_personal_data(assets: Iterable[dg.AssetsDefinition]) -> list[dg.AssetsD
 
 def retention_days(env: Mapping[str, str] = os.environ) -> dict[str, int]:
     """The three retentions in days, checked (one line naming the setting when one cannot work)."""
+    # A delivered event pruned from the ledger would be delivered to AFAS again if its window were read again: keep
+    # it as long as a delta window can be re-read (the delta horizon, plus the bounce feed's day of look-back).
+    reread = horizon_days(DELTA, env) + 2
     return {
         "personal_data": whole_number(env, RETENTION_SETTING, 7, minimum=0, maximum=MAX_DAYS, unit=" days"),
-        "ledger": whole_number(env, LEDGER_SETTING, 90, minimum=0, maximum=MAX_DAYS, unit=" days"),
+        "ledger": whole_number(env, LEDGER_SETTING, max(90, reread), minimum=reread, maximum=MAX_DAYS,
+                               unit=" days (at least the delta horizon plus 2: a window read again must not "
+                                    "deliver an event again)"),
         "runs": whole_number(env, RUN_SETTING, 30, minimum=0, maximum=MAX_DAYS, unit=" days"),
     }
 

@@ -66,7 +66,7 @@ def first_window(cadence: Cadence, now: datetime, env: Mapping[str, str] = os.en
     """The start of the first partition: midnight UTC `horizon` days before `now`, or the configured start
     when that is later."""
     start = _start(env)
-    horizon = _horizon_days(cadence, env)
+    horizon = horizon_days(cadence, env)
     moved = datetime.combine((now.astimezone(timezone.utc) - timedelta(days=horizon)).date(), time(),
                              tzinfo=timezone.utc)
     return max(start, moved)
@@ -110,7 +110,8 @@ def _start(env: Mapping[str, str]) -> datetime:
     return datetime.combine(day, time(), tzinfo=timezone.utc)
 
 
-def _horizon_days(cadence: Cadence, env: Mapping[str, str]) -> int:
+def horizon_days(cadence: Cadence, env: Mapping[str, str] = os.environ) -> int:
+    """How many days back the cadence's windows reach (its setting, checked)."""
     value = given(env, cadence.horizon_setting)
     if value is None:
         return cadence.default_horizon_days

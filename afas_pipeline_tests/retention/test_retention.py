@@ -176,6 +176,10 @@ def test_a_retention_setting_that_cannot_work_is_one_line_naming_it():
     with pytest.raises(SettingError, match="^AFAS_PIPELINE_RETENTION_DAYS='a week' is not a whole number"):
         retention_days({"AFAS_PIPELINE_RETENTION_DAYS": "a week"})
     assert retention_days({}) == {"personal_data": 7, "ledger": 90, "runs": 30}
+    # A delivered event must outlive every window that can be read again, or it would be delivered twice.
+    assert retention_days({"AFAS_PIPELINE_DELTA_HORIZON_DAYS": "103"})["ledger"] == 105
+    with pytest.raises(SettingError, match="^AFAS_PIPELINE_LEDGER_RETENTION_DAYS=10 is out of range: use 16 to "):
+        retention_days({"AFAS_PIPELINE_LEDGER_RETENTION_DAYS": "10", "AFAS_PIPELINE_DELTA_HORIZON_DAYS": "14"})
 
 
 def test_with_personal_data_in_memory_nothing_personal_is_stored_and_a_step_alone_says_why_it_cannot_run(
