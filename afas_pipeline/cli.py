@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                              "it)")
     lookup.add_argument("--port", type=_port_number(lowest=0), default=DEFAULT_LOOKUP_PORT,
                         help=f"port (default {DEFAULT_LOOKUP_PORT}; 0 picks a free one)")
-    lookup.add_argument("--index", type=Path, default=None,
-                        help="the phone index file (default: xelion_phone_index.parquet in $AFAS_PIPELINE_STORAGE, "
+    lookup.add_argument("--index", default=None,
+                        help="the phone index file, a path or an s3:// URL (default: xelion_phone_index.parquet in "
+                             "$AFAS_PIPELINE_STORAGE, "
                              "else in $DAGSTER_HOME/storage, else in .dagster_home/storage of the project, where "
                              "the pipeline stores it)")
 
@@ -222,6 +223,7 @@ def run_call_lookup(args: argparse.Namespace) -> int:
     """The X2 endpoint in the foreground; Ctrl-C stops it."""
     from afas_pipeline.mapping.errors import MappingError
     from afas_pipeline.xelion import lookup
+    from afas_pipeline.lib.storage import StorageError
     from afas_pipeline.xelion.config import default_settings
 
     try:
@@ -231,7 +233,7 @@ def run_call_lookup(args: argparse.Namespace) -> int:
     index = args.index or lookup.default_index_path(os.environ, PROJECT_ROOT / ".dagster_home")
     try:
         lookup.serve(host=args.host, port=args.port, index_path=index, settings=settings)
-    except lookup.LookupBindError as exc:
+    except (lookup.LookupBindError, StorageError) as exc:
         return _error(exc)
     except KeyboardInterrupt:  # Ctrl-C is how it stops: uvicorn has shut down and raises the Ctrl-C it caught
         pass

@@ -28,6 +28,7 @@ from afas_pipeline.afas.client import AFAS_URL_EXAMPLE, AfasClient
 from afas_pipeline.alerts.targets import ALERT_SETTINGS, alert_problems, alerts_resource
 from afas_pipeline.defs import DESTINATIONS
 from afas_pipeline.lib.parquet_io import ParquetIOManager
+from afas_pipeline.lib.storage import StorageError, open_storage
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.urls import base_url_problem
 from afas_pipeline.mapping.load import mappings_folder_problems
@@ -364,9 +365,12 @@ def _folder_problems(env: Mapping[str, str]) -> Iterator[str]:
             what = "is a file" if os.path.exists(home) else "does not exist"
             yield (f"DAGSTER_HOME '{printable(home)}' {what}: point it at an existing folder (create it with "
                    f"mkdir -p)")
-    storage = env.get("AFAS_PIPELINE_STORAGE")
+    storage = env.get("AFAS_PIPELINE_STORAGE", "").strip()
     if storage:
-        yield from _optional(_writable_folder_problem("AFAS_PIPELINE_STORAGE", Path(storage)))
+        try:
+            yield from _optional(open_storage(storage, env).problem())
+        except StorageError as exc:
+            yield str(exc)
     state = env.get("AFAS_PIPELINE_STATE")
     if state and os.path.isdir(state):
         yield (f"AFAS_PIPELINE_STATE '{printable(state)}' is a folder: point it at the sync state's file, e.g. "
@@ -392,19 +396,6 @@ def _mappings_folder(env: Mapping[str, str]) -> Path:
 
     given = env.get("AFAS_PIPELINE_MAPPINGS")
     return Path(given) if given else MAPPINGS_DIR
-
-
-def _writable_folder_problem(setting: str, path: Path) -> str | None:
-    """A folder that is created when missing: it must not be a file, nor lie under one, and be writable."""
-    shown = printable(path)
-    if path.exists() and not path.is_dir():
-        return f"{setting} '{shown}' is a file: point it at a folder (it is created when missing)"
-    existing = next(p for p in [path, *path.absolute().parents] if p.exists())
-    if not existing.is_dir():
-        return f"{setting} '{shown}' lies under the file '{printable(existing)}': point it at a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{setting} '{shown}': this user may not write in '{printable(existing)}'; choose a folder it may"
-    return None
 
 
 def _optional(problem: str | None) -> Iterator[str]:

@@ -25,6 +25,7 @@ import dagster as dg
 
 from afas_pipeline.afas.partitions import DELTA, horizon_days
 from afas_pipeline.lib.settings import whole_number
+from afas_pipeline.lib.storage import Entry, Storage, open_storage, storage_location
 from afas_pipeline.sync.state import SyncStateResource
 
 RETENTION_SETTING = "AFAS_PIPELINE_RETENTION_DAYS"
@@ -88,36 +89,33 @@ def retention_days(env: Mapping[str, str] = os.environ) -> dict[str, int]:
     }
 
 
-def storage_folder(instance: dg.DagsterInstance, env: Mapping[str, str] = os.environ) -> Path:
-    """Where the ParquetIOManager stores the assets (resources.build_resources): `$AFAS_PIPELINE_STORAGE`, else
-    the instance's storage folder."""
-    return Path(env.get("AFAS_PIPELINE_STORAGE") or instance.storage_directory())
+def asset_storage(instance: dg.DagsterInstance, env: Mapping[str, str] = os.environ) -> Storage:
+    """Where the ParquetIOManager stores the assets (resources.build_resources): `$AFAS_PIPELINE_STORAGE` (a folder
+    or s3://bucket/prefix), else the instance's storage folder."""
+    return open_storage(storage_location(instance.storage_directory(), env), env)
 
 
-def asset_files(base: Path, key: dg.AssetKey) -> list[Path]:
+def asset_files(storage: Storage, key: dg.AssetKey) -> list[Entry]:
     """The stored files of one asset: its partitions (`<key>/<partition>.parquet`, and leftovers of a crashed
     write), or its only file (`<key>.parquet`)."""
-    folder = base.joinpath(*key.path)
-    single = folder.with_suffix(".parquet")
-    files = [p for p in folder.iterdir() if p.is_file() or p.is_symlink()] if folder.is_dir() else []
-    return files + ([single] if single.exists() or single.is_symlink() else [])
+    return storage.entries(storage.path(*key.path), storage.path(*key.path[:-1], f"{key.path[-1]}.parquet"))
 
 
-def delete_older(base: Path, key: dg.AssetKey, older_than_s: float) -> dict[str, int]:
-    """Deletes the asset's files last written more than `older_than_s` seconds ago (0: every file); counts."""
+def delete_older(storage: Storage, key: dg.AssetKey, older_than_s: float) -> dict[str, int]:
+    """Deletes the asset's files last written more than `older_than_s` seconds ago (0: every file); counts. On S3
+    the time is the object's last-modified time."""
     cutoff = time.time() - older_than_s
-    folder = base.joinpath(*key.path)
+    folder = storage.path(*key.path)
     counts = {"files": 0, "partitions": 0, "bytes": 0}
-    seen = set()  # a snapshot linked under several partitions is one file's bytes
-    for path in asset_files(base, key):
-        info = path.lstat()
-        if older_than_s and info.st_mtime > cutoff:
+    seen = set()  # a snapshot hard-linked under several partitions is one file's bytes
+    for entry in asset_files(storage, key):
+        if older_than_s and entry.mtime > cutoff:
             continue
-        path.unlink(missing_ok=True)
+        storage.delete(entry.path)
         counts["files"] += 1
-        counts["bytes"] += 0 if (info.st_dev, info.st_ino) in seen else info.st_size
-        seen.add((info.st_dev, info.st_ino))
-        counts["partitions"] += path.parent == folder and path.name.endswith(".parquet")
+        counts["bytes"] += 0 if entry.identity in seen else entry.size
+        seen.add(entry.identity)
+        counts["partitions"] += entry.path.startswith(folder + "/") and entry.path.endswith(".parquet")
     return counts
 
 
@@ -152,11 +150,11 @@ def build_retention(assets: Iterable[dg.AssetsDefinition]):
     def personal_data_retention(context: dg.AssetExecutionContext,
                                 sync_state: SyncStateResource) -> dg.MaterializeResult:
         days = retention_days()
-        base = storage_folder(context.instance)
+        storage = asset_storage(context.instance)
         metadata: dict[str, object] = {f"retention_days_{k}": v for k, v in days.items()}
         totals = {"files": 0, "partitions": 0, "bytes": 0}
         for key in personal:
-            counts = delete_older(base, key, days["personal_data"] * 86400)
+            counts = delete_older(storage, key, days["personal_data"] * 86400)
             for what, n in counts.items():
                 totals[what] += n
             if counts["files"]:

@@ -5,7 +5,8 @@ the types (tz-aware datetimes, nullable booleans) and can be read by any tool an
 
 A run may cover several partitions (a backfill under a BackfillPolicy). The asset then returns
 either a dict of partition key -> DataFrame (each partition gets its own rows), or one DataFrame
-that holds for every partition in the run (a snapshot): that one is written once and hard-linked.
+that holds for every partition in the run (a snapshot): that one is written once and linked under each key.
+The files live in a local folder or on S3 (`AFAS_PIPELINE_STORAGE`, afas_pipeline/lib/storage.py).
 
 With `personal_data="memory"` (AFAS_PIPELINE_PERSONAL_DATA=memory) the outputs of assets that hold personal data
 (afas_pipeline/retention.py, the same classification as their metadata `personal_data`) are never written: they are held in memory for the run (one IO manager per run, the in-process
@@ -15,12 +16,12 @@ re-execution from failure, one asset materialised alone) fails with a line sayin
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 
+from afas_pipeline.lib.failpoints import failpoint
+from afas_pipeline.lib.storage import Storage, open_storage
 from afas_pipeline.retention import personal_data_kinds
 
 
@@ -28,13 +29,14 @@ class ParquetIOManager(dg.ConfigurableIOManagerFactory):
     """Stores DataFrames as `<base_dir>/<asset key path>/<partition key>.parquet`."""
 
     base_dir: str | None = None
-    """Defaults to the Dagster instance's storage directory (`$DAGSTER_HOME/storage`)."""
+    """A folder or `s3://bucket/prefix`; defaults to the Dagster instance's storage directory
+    (`$DAGSTER_HOME/storage`)."""
     personal_data: str = "disk"
     """`disk`: every output is a parquet file; `memory`: personal-data outputs stay in memory for the run."""
 
     def create_io_manager(self, context: dg.InitResourceContext) -> _ParquetStore:
-        base = Path(self.base_dir) if self.base_dir else Path(context.instance.storage_directory())
-        return _ParquetStore(base, in_memory=self.personal_data == "memory")
+        location = self.base_dir or context.instance.storage_directory()
+        return _ParquetStore(open_storage(location), in_memory=self.personal_data == "memory")
 
 
 def _personal(context: dg.OutputContext) -> bool:
@@ -42,19 +44,16 @@ def _personal(context: dg.OutputContext) -> bool:
 
 
 class _ParquetStore(dg.IOManager):
-    def __init__(self, base: Path, in_memory: bool = False):
-        self.base = base
+    def __init__(self, storage: Storage, in_memory: bool = False):
+        self.storage = storage
         self.in_memory = in_memory
         #: Personal-data outputs of this run (in memory mode), by asset key.
         self.held: dict[dg.AssetKey, pd.DataFrame | dict[str, pd.DataFrame]] = {}
 
-    def _dir(self, asset_key: dg.AssetKey) -> Path:
-        return self.base.joinpath(*asset_key.path)
-
-    def _path(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
+    def _path(self, asset_key: dg.AssetKey, partition_key: str | None) -> str:
         if partition_key is None:
-            return self._dir(asset_key).with_suffix(".parquet")
-        return self._dir(asset_key) / f"{partition_key}.parquet"
+            return self.storage.path(*asset_key.path[:-1], f"{asset_key.path[-1]}.parquet")
+        return self.storage.path(*asset_key.path, f"{partition_key}.parquet")
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | dict[str, pd.DataFrame] | None) -> None:
         if obj is None:
@@ -73,10 +72,12 @@ class _ParquetStore(dg.IOManager):
             written = [self._write(obj[key], self._path(context.asset_key, key)) for key in keys]
         else:
             first = self._write(obj, self._path(context.asset_key, keys[0]))
-            written = [first] + [self._link(first, self._path(context.asset_key, key)) for key in keys[1:]]
-        context.add_output_metadata(
-            {"path": dg.MetadataValue.path(str(written[0] if len(written) == 1 else written[0].parent))}
-        )
+            written = [first]
+            for key in keys[1:]:
+                written.append(self._path(context.asset_key, key))
+                self.storage.link(first, written[-1])
+        shown = written[0] if len(written) == 1 else written[0].rsplit("/", 1)[0]
+        context.add_output_metadata({"path": dg.MetadataValue.path(self.storage.url(shown))})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         asset_key = context.asset_key
@@ -86,17 +87,17 @@ class _ParquetStore(dg.IOManager):
         frames, seen = [], set()
         for key in keys:
             path = self._path(asset_key, key)
-            if not path.exists():
+            target = self.storage.target(path)
+            if target is None:
                 where = f"partition {key}" if key else "its only output"
-                raise FileNotFoundError(
-                    f"{asset_key.to_user_string()} has no stored data for {where} ({path}); materialise it first"
-                )
+                raise FileNotFoundError(f"{asset_key.to_user_string()} has no stored data for {where} "
+                                        f"({self.storage.url(path)}); materialise it first")
             # A snapshot written once for a range of partitions is one file linked under each key:
             # read it once, or a range would hold every row once per partition.
-            identity = (path.stat().st_dev, path.stat().st_ino)
+            stored, identity = target
             if identity not in seen:
                 seen.add(identity)
-                frames.append(pd.read_parquet(path))
+                frames.append(self.storage.read_parquet(stored))
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
     def _held(self, context: dg.InputContext, keys: list[str | None]) -> pd.DataFrame:
@@ -112,21 +113,11 @@ class _ParquetStore(dg.IOManager):
             return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         return value
 
-    @staticmethod
-    def _write(df: pd.DataFrame, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        # Written aside and renamed, so a crashed run never leaves half a partition behind.
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-        return path
-
-    @staticmethod
-    def _link(source: Path, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
-        try:
-            os.link(source, path)
-        except OSError:
-            path.symlink_to(source.name)  # same inode for load_input, where hard links are not allowed
+    def _write(self, df: pd.DataFrame, path: str) -> str:
+        # The whole file is made in memory first: an upload that ends in an error would otherwise still
+        # complete on S3 with what it got (lib/storage.py); a file is stored whole or not at all.
+        buffer = pa.BufferOutputStream()
+        df.to_parquet(buffer, index=False)
+        failpoint("parquet_io.serialised")
+        self.storage.write(path, buffer.getvalue())
         return path

@@ -9,7 +9,8 @@ incoming-call trigger from the phone index the pipeline materialises (`xelion_ph
     GET /healthz
         200 with the index's numbers, its age, and the calls answered so far, per outcome
 
-The index is read into memory (sorted number keys and their BcIds in two compact arrays: a million numbers
+The index is read from where the pipeline stores its assets (a folder or S3, afas_pipeline/lib/storage.py) into
+memory (sorted number keys and their BcIds in two compact arrays: a million numbers
 take 45 MB, about 80 MB resident, and half a second to read) and read again when its file changes; the check
 is at most once a second, and the old index keeps answering while the new one loads. A file that cannot be
 read leaves the old index in place.
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import socket
 import sys
 import threading
@@ -37,7 +37,6 @@ from urllib.parse import unquote
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -45,6 +44,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from afas_pipeline.lib.phones import parse
+from afas_pipeline.lib.storage import join, open_file, storage_location
 from afas_pipeline.lib.privacy import hash_key, number_key
 from afas_pipeline.xelion.config import XelionSettings
 
@@ -69,13 +69,12 @@ class LookupBindError(RuntimeError):
     """The endpoint cannot listen where it was asked to; the message names the address and what to change."""
 
 
-def default_index_path(env: Mapping[str, str], fallback_home: Path) -> Path:
-    """Where the ParquetIOManager stores `xelion_phone_index`: `$AFAS_PIPELINE_STORAGE`, else the instance's
-    storage folder `$DAGSTER_HOME/storage`, else that of `fallback_home` (the home `afas-pipeline up` uses)."""
-    storage = env.get("AFAS_PIPELINE_STORAGE")
-    if storage:
-        return Path(storage) / INDEX_FILE
-    return Path(env.get("DAGSTER_HOME") or fallback_home) / "storage" / INDEX_FILE
+def default_index_path(env: Mapping[str, str], fallback_home: Path) -> Path | str:
+    """Where the ParquetIOManager stores `xelion_phone_index`: `$AFAS_PIPELINE_STORAGE` (a folder, or an s3:// URL
+    given as it is), else the instance's storage folder `$DAGSTER_HOME/storage`, else that of `fallback_home` (the
+    home `afas-pipeline up` uses)."""
+    location = storage_location(Path(env.get("DAGSTER_HOME") or fallback_home) / "storage", env)
+    return join(location, INDEX_FILE) if "://" in location else Path(location) / INDEX_FILE
 
 
 def trigger_url(base_url: str) -> str:
@@ -92,8 +91,8 @@ class PhoneIndex:
 
     keys: np.ndarray  # sorted, dtype S32
     bcids: pa.Array  # the BcId of each key, in the same order
-    path: Path
-    identity: tuple[int, int, int]  # inode, size, mtime (ns): a different one is a different file
+    path: Path | str
+    identity: tuple[int, int, int]  # inode (0 on S3), size, mtime (ns): a different one is a different file
     rows: int
     without_bcid: int
     load_s: float
@@ -115,13 +114,16 @@ class PhoneIndex:
         return self.identity[2] / 1e9
 
 
-def read_index(path: Path) -> PhoneIndex:
-    """Read the phone index file. Raises OSError when it cannot be read, IndexFileError (or pyarrow's error)
-    when it is not a phone index."""
+def read_index(path: Path | str) -> PhoneIndex:
+    """Read the phone index file (a path or an s3:// URL). Raises OSError when it cannot be read, IndexFileError
+    (or pyarrow's error) when it is not a phone index."""
     started = time.perf_counter()
-    with open(path, "rb") as file:
-        stat = os.fstat(file.fileno())
-        table = pq.read_table(file, columns=["number_key", "bcid"])
+    storage, key = open_file(str(path))
+    # Stamped before it is read: a file replaced meanwhile differs from the stamp, and is read again.
+    stamp = storage.stamp(key)
+    if stamp is None:
+        raise FileNotFoundError(f"no phone index at {path}")
+    table = storage.read_parquet_table(key, columns=["number_key", "bcid"])
     rows = table.num_rows
     if table["bcid"].null_count:  # a record without a BcId has no card to open: its numbers count as unknown
         table = table.filter(pc.is_valid(table["bcid"]))
@@ -129,7 +131,7 @@ def read_index(path: Path) -> PhoneIndex:
     # Stable: should a key occur twice, the first row wins, as phone_index() keeps the first of each number.
     order = np.argsort(keys, kind="stable")
     index = PhoneIndex(keys=keys[order], bcids=_as_text(table["bcid"]).take(pa.array(order)), path=path,
-                       identity=(stat.st_ino, stat.st_size, stat.st_mtime_ns), rows=rows,
+                       identity=stamp, rows=rows,
                        without_bcid=rows - table.num_rows, load_s=time.perf_counter() - started, loaded_at=time.time())
     del table, keys, order
     # Arrow's allocator keeps what the read used for later reads; a reload comes hours later, so hand it back
@@ -157,14 +159,6 @@ def _as_text(column: pa.ChunkedArray) -> pa.Array:
     return pc.cast(column, pa.large_string()).combine_chunks()
 
 
-def _identity(path: Path) -> tuple[int, int, int] | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns
-
-
 class LivePhoneIndex:
     """The phone index file, in memory, read again when the file changes.
 
@@ -172,9 +166,10 @@ class LivePhoneIndex:
     size and mtime, and when they differ from the last file read, a thread reads it while the old index keeps
     answering. A file that fails to read is logged and not read again until it changes."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.monotonic,
-                 check_every_s: float = RELOAD_CHECK_S, read: Callable[[Path], PhoneIndex] = read_index):
-        self.path = Path(path)
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.monotonic,
+                 check_every_s: float = RELOAD_CHECK_S, read: Callable[[Path | str], PhoneIndex] = read_index):
+        self.path = path if "://" in str(path) else Path(path)
+        self._storage, self._key = open_file(str(path))
         self._clock, self._check_every_s, self._read = clock, check_every_s, read
         self._lock = threading.Lock()
         self._index: PhoneIndex | None = None
@@ -185,7 +180,7 @@ class LivePhoneIndex:
 
     def load(self) -> PhoneIndex | None:
         """Read the file now, in this thread (at start-up); None when there is none or it cannot be read."""
-        identity = _identity(self.path)
+        identity = self._identity()
         if identity is not None:
             self._seen = identity
             self._load()
@@ -199,12 +194,19 @@ class LivePhoneIndex:
                 return self._index
             self._checked_at = now
             self.file_checks += 1
-            identity = _identity(self.path)
+            identity = self._identity()
             if identity is None or identity == self._seen:
                 return self._index
             self._seen, self._loading = identity, True
         threading.Thread(target=self._load, name="phone-index-load", daemon=True).start()
         return self._index
+
+    def _identity(self) -> tuple[int, int, int] | None:
+        try:
+            return self._storage.stamp(self._key)
+        except OSError as exc:  # an S3 endpoint that does not answer: the old index keeps answering
+            log.warning("phone index %s could not be looked at (%s)", self.path, str(exc)[:300])
+            return None
 
     def _load(self) -> None:
         try:
@@ -344,7 +346,7 @@ def local_url(sock: socket.socket) -> str:
     return f"http://[{address}]:{port}" if address.version == 6 else f"http://{address}:{port}"
 
 
-def serve(host: str, port: int, index_path: Path, settings: XelionSettings) -> None:
+def serve(host: str, port: int, index_path: Path | str, settings: XelionSettings) -> None:
     """Run the endpoint in the foreground until interrupted, after printing where Xelion's trigger points."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)

@@ -14,6 +14,7 @@ import pytest
 from afas_pipeline import definitions
 from afas_pipeline.lib.parquet_io import ParquetIOManager
 from afas_pipeline.lib.settings import SettingError
+from afas_pipeline.lib.storage import open_storage
 from afas_pipeline.resources import ConfigurationError, build_resources, check_settings
 from afas_pipeline.retention import delete_older, personal_data_kinds, retention_days
 from afas_pipeline.sync.state import SyncState
@@ -214,6 +215,6 @@ def test_only_files_older_than_the_retention_go_and_a_linked_snapshot_counts_its
     new.write_bytes(b"y" * 10)
     week_ago = time.time() - 8 * 86400
     os.utime(old, (week_ago, week_ago))
-    assert delete_older(tmp_path, dg.AssetKey("spotler_audience"), 7 * 86400) == {
+    assert delete_older(open_storage(str(tmp_path)), dg.AssetKey("spotler_audience"), 7 * 86400) == {
         "files": 2, "partitions": 2, "bytes": 100}
     assert [p.name for p in folder.iterdir()] == [new.name]

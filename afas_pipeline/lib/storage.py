@@ -1,0 +1,286 @@
+"""Where the assets are stored: a local folder or an S3 bucket (and S3-compatibles: MinIO, Ceph, ...), one code path.
+
+`AFAS_PIPELINE_STORAGE` is a folder (`/srv/afas/storage`) or `s3://bucket/prefix`. Both are reached through
+`pyarrow.fs`: pyarrow is already a dependency, reads and writes parquet through it natively, and its S3 client (the
+AWS SDK for C++) streams, retries and signs without adding boto or fsspec to a production install. (fsspec with s3fs,
+which Dagster's UPathIOManager uses, would add aiobotocore and its pinned botocore for no behaviour we need.)
+
+On S3 the endpoint and the region come from the standard AWS variables, `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`
+(for an S3-compatible server) and `AWS_REGION` (or `AWS_DEFAULT_REGION`); `AWS_MAX_ATTEMPTS` caps the tries of a
+request (default 3). The credentials are left to the AWS SDK's own chain (`AWS_ACCESS_KEY_ID` and
+`AWS_SECRET_ACCESS_KEY`, a shared profile, a Kubernetes service account's web identity) and are never read, logged
+or shown here. Outside EC2 set `AWS_EC2_METADATA_DISABLED=true`, or the SDK asks the instance metadata address
+(169.254.169.254) for credentials and a region when it finds none.
+
+What the IO manager needs from a store, and how each keeps it:
+- no half-written file is ever visible: locally a file is written aside and renamed; on S3 an object appears only
+  when its upload completes. An upload closed after an error completes with what it got (pyarrow closes rather than
+  aborts), so the whole file is serialised in memory before the upload starts (`write`);
+- a snapshot for a range of partitions is stored once and read once: locally it is hard-linked under each key; S3 has
+  no links, so each further key holds a small link object naming the stored one (`link`, `target`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from afas_pipeline.lib.text import printable
+
+SETTING = "AFAS_PIPELINE_STORAGE"
+ENDPOINT_SETTINGS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+#: The body of a link object on S3 starts with this, then names the stored file in the same folder. A parquet
+#: file starts with `PAR1`, so the two are never mistaken.
+LINK_MAGIC = b"afas-pipeline link\n"
+#: Objects smaller than this are looked into for a link; a link is the magic and one file name.
+LINK_MAX_BYTES = 1024
+_S3_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?")
+
+
+class StorageError(OSError):
+    """The storage cannot be used; the message is one line naming the location, the setting and what to do."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stored file: its path in the store, size, last-modified time (s) and what its bytes are (`identity`):
+    the same for the keys of one snapshot stored once."""
+
+    path: str
+    size: int
+    mtime: float
+    identity: object
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A folder of a filesystem: `root` is its path there (`/srv/storage`, or `bucket/prefix` on S3)."""
+
+    fs: pafs.FileSystem
+    root: str
+    location: str  # as configured, for messages
+    endpoint: str | None = None  # S3 only: the endpoint override, for messages
+
+    @property
+    def local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts]) if self.root else "/".join(parts)
+
+    def url(self, path: str) -> str:
+        """A path of this store as the user would write it (for messages and metadata)."""
+        return path if self.local else f"s3://{path}"
+
+    # -- reading --
+
+    def info(self, path: str) -> pafs.FileInfo:
+        with self._errors("read", path):
+            return self.fs.get_file_info(path)
+
+    def read(self, path: str) -> bytes:
+        with self._errors("read", path):
+            with self.fs.open_input_stream(path) as stream:
+                return stream.readall()
+
+    def read_parquet(self, path: str, columns: list[str] | None = None) -> pd.DataFrame:
+        with self._errors("read", path):
+            return pd.read_parquet(path, columns=columns, filesystem=self.fs)
+
+    def read_parquet_table(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        with self._errors("read", path):
+            with self.fs.open_input_file(path) as file:
+                return pq.read_table(file, columns=columns)
+
+    def stamp(self, path: str) -> tuple[int, int, int] | None:
+        """What tells one version of a file from the next: inode (0 on S3), size and last-modified time (ns; on S3
+        to the second); None when there is no file."""
+        if self.local:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                return None
+            return stat.st_ino, stat.st_size, stat.st_mtime_ns
+        info = self.info(path)
+        return (0, info.size, info.mtime_ns) if info.type == pafs.FileType.File else None
+
+    def target(self, path: str) -> tuple[str, object] | None:
+        """The file whose bytes `path` holds and its identity (None when there is none): a local hard link is the
+        same inode; an S3 link object names the stored object."""
+        if self.local:
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                return None
+            return path, (stat.st_dev, stat.st_ino)
+        info = self.info(path)
+        if info.type != pafs.FileType.File:
+            return None
+        if info.size < LINK_MAX_BYTES:
+            body = self.read(path)
+            if body.startswith(LINK_MAGIC):
+                path = path.rsplit("/", 1)[0] + "/" + body[len(LINK_MAGIC):].decode().strip()
+        return path, path
+
+    def entries(self, folder: str, single: str) -> list[Entry]:
+        """The files directly in `folder`, and `single` when it exists: an asset's partitions, or its only file."""
+        if self.local:
+            found = [os.path.join(folder, n) for n in os.listdir(folder)] if os.path.isdir(folder) else []
+            found += [single] if os.path.lexists(single) else []
+            out = []
+            for p in found:
+                st = os.lstat(p)
+                if not os.path.isdir(p) or os.path.islink(p):
+                    out.append(Entry(p, st.st_size, st.st_mtime, (st.st_dev, st.st_ino)))
+            return out
+        with self._errors("list", folder):
+            infos = self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+            infos.append(self.fs.get_file_info(single))
+        return [Entry(i.path, i.size, i.mtime.timestamp(), i.path) for i in infos if i.type == pafs.FileType.File]
+
+    # -- writing --
+
+    def write(self, path: str, data: bytes | pa.Buffer) -> None:
+        """Store `data` at `path` whole, or not at all."""
+        with self._errors("write", path):
+            if not self.local:
+                with self.fs.open_output_stream(path) as out:
+                    out.write(data)
+                return
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            tmp = path + ".tmp"
+            with open(tmp, "wb") as out:
+                out.write(data)
+            os.replace(tmp, path)
+
+    def link(self, source: str, path: str) -> None:
+        """Make `path` (in the same folder as `source`) hold what `source` holds, without a second copy."""
+        if not self.local:
+            self.write(path, LINK_MAGIC + source.rsplit("/", 1)[-1].encode())
+            return
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).unlink(missing_ok=True)
+        try:
+            os.link(source, path)
+        except OSError:
+            Path(path).symlink_to(Path(source).name)  # same inode for target(), where hard links are not allowed
+
+    def delete(self, path: str) -> None:
+        if self.local:
+            Path(path).unlink(missing_ok=True)
+            return
+        with self._errors("delete", path):
+            self.fs.delete_file(path)
+
+    # -- errors --
+
+    @contextmanager
+    def _errors(self, doing: str, path: str) -> Iterator[None]:
+        try:
+            yield
+        except StorageError:
+            raise
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if self.local:
+                raise
+            raise StorageError(self.explain(exc, f"cannot {doing} {self.url(path)}")) from None
+
+    def explain(self, exc: OSError, what: str) -> str:
+        """One line for an S3 failure: what failed, why in words, and the setting to look at (never a credential)."""
+        text = str(exc)
+        endpoint = self.endpoint or "AWS S3"
+        where = f"{SETTING}={self.location}"
+        if "NO_SUCH_BUCKET" in text or "NoSuchBucket" in text:
+            bucket = self.root.split("/", 1)[0]
+            return f"{where}: {what}: the bucket {bucket} does not exist at {endpoint}: create it, or name another"
+        if any(code in text for code in ("ACCESS_DENIED", "AccessDenied", "INVALID_ACCESS_KEY_ID",
+                                         "InvalidAccessKeyId", "SIGNATURE_DOES_NOT_MATCH", "SignatureDoesNotMatch",
+                                         "Forbidden", "403")):
+            return (f"{where}: {what}: {endpoint} refused the credentials: check AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY (or the role) and that they may use the bucket")
+        if "NETWORK_CONNECTION" in text or "curlCode" in text:
+            return (f"{where}: {what}: cannot reach {endpoint}: check {' or '.join(ENDPOINT_SETTINGS)} "
+                    "(and that the server runs)")
+        first = text.splitlines()[0] if text else type(exc).__name__
+        return f"{where}: {what}: {printable(first)[:300]}"
+
+    def problem(self) -> str | None:
+        """Why this storage cannot be used, checked cheaply at start (a local folder: writable; S3: the bucket is
+        there and the credentials may see it), or None."""
+        if self.local:
+            return _writable_folder_problem(Path(self.location))
+        bucket = self.root.split("/", 1)[0]
+        try:
+            info = self.fs.get_file_info(bucket)
+        except OSError as exc:
+            return self.explain(exc, f"cannot read the bucket {bucket}")
+        if info.type == pafs.FileType.NotFound:
+            return (f"{SETTING}={self.location}: the bucket {bucket} does not exist at {self.endpoint or 'AWS S3'}: "
+                    "create it, or name another")
+        return None
+
+
+def open_storage(location: str, env: Mapping[str, str] = os.environ) -> Storage:
+    """The storage at `location`: a local folder, or `s3://bucket/prefix` with the AWS variables of `env`."""
+    if "://" not in location:
+        return Storage(pafs.LocalFileSystem(), os.path.abspath(location), location)
+    match = _S3_URL.fullmatch(location.strip())
+    if not match:
+        raise StorageError(f"{SETTING}='{printable(location)}' is neither a folder nor s3://bucket/prefix (a bucket "
+                           "name of 3 to 63 lower-case letters, digits, dots and dashes)")
+    endpoint = next((env[n].strip() for n in ENDPOINT_SETTINGS if env.get(n, "").strip()), None)
+    options: dict[str, object] = {}
+    if endpoint:
+        options["endpoint_override"] = endpoint
+    region = (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip()
+    if region:
+        options["region"] = region
+    attempts = (env.get("AWS_MAX_ATTEMPTS") or "").strip()
+    if attempts:
+        if not attempts.isdigit() or not 1 <= int(attempts) <= 20:
+            raise StorageError(f"AWS_MAX_ATTEMPTS='{printable(attempts)}' is not a whole number from 1 to 20")
+        options["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=int(attempts))
+    root = match["bucket"] + ("/" + match["prefix"].strip("/") if match["prefix"] and match["prefix"].strip("/")
+                              else "")
+    return Storage(pafs.S3FileSystem(**options), root, location.strip(), endpoint)
+
+
+def storage_location(default_folder: str | os.PathLike, env: Mapping[str, str] = os.environ) -> str:
+    """`$AFAS_PIPELINE_STORAGE`, else `default_folder` (the Dagster instance's storage folder)."""
+    return (env.get(SETTING) or "").strip() or str(default_folder)
+
+
+def join(location: str, name: str) -> str:
+    """A file in a storage location (a folder or an s3:// URL), as a location of its own."""
+    return location.rstrip("/") + "/" + name if "://" in location else os.path.join(location, name)
+
+
+def open_file(location: str, env: Mapping[str, str] = os.environ) -> tuple[Storage, str]:
+    """The storage holding the file at `location` (a path or an s3:// URL), and the file's path there."""
+    folder, _, name = location.rstrip("/").rpartition("/")
+    storage = open_storage(folder or ".", env)
+    return storage, storage.path(name)
+
+
+def _writable_folder_problem(path: Path) -> str | None:
+    """A folder that is created when missing: it must not be a file, nor lie under one, and be writable."""
+    shown = printable(path)
+    if path.exists() and not path.is_dir():
+        return f"{SETTING} '{shown}' is a file: point it at a folder (it is created when missing)"
+    existing = next(p for p in [path, *path.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        return f"{SETTING} '{shown}' lies under the file '{printable(existing)}': point it at a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{SETTING} '{shown}': this user may not write in '{printable(existing)}'; choose a folder it may"
+    return None

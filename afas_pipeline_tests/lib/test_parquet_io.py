@@ -1,0 +1,192 @@
+"""The parquet IO manager keeps the same promises on a local folder and on S3 (a real S3-compatible server on
+localhost, afas_pipeline_tests/s3_server.py): partitions and dict outputs round-trip, a snapshot for a range is
+stored once and read once, a crash while writing leaves the stored partition whole and nothing half-written,
+personal data in memory mode never reaches the store, and a store that cannot work says so in one line."""
+
+import os
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from afas_pipeline.lib import failpoints
+from afas_pipeline.lib.failpoints import SimulatedCrash
+from afas_pipeline.lib.parquet_io import ParquetIOManager
+from afas_pipeline.lib.storage import LINK_MAGIC, StorageError, open_storage
+from afas_pipeline.resources import ConfigurationError, check_settings
+
+DAYS = dg.DailyPartitionsDefinition(start_date="2026-11-01")
+RANGE = {"dagster/asset_partition_range_start": "2026-11-01", "dagster/asset_partition_range_end": "2026-11-03"}
+POLICY = dg.BackfillPolicy.single_run()
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path) -> str:
+    """Where the IO manager stores: a local folder, or a prefix in a fresh bucket of the test S3 server."""
+    if request.param == "local":
+        return str(tmp_path / "storage")
+    return f"s3://{request.getfixturevalue('s3_bucket')}/assets"
+
+
+def _files(store: str, s3_server=None) -> dict[str, bytes]:
+    """Every stored file under the store, by its path relative to it, with its bytes."""
+    if store.startswith("s3://"):
+        bucket, prefix = store[5:].split("/", 1)
+        return {k[len(prefix) + 1:]: v for k, v in s3_server.objects(bucket).items() if k.startswith(prefix + "/")}
+    return {os.path.relpath(os.path.join(d, n), store): open(os.path.join(d, n), "rb").read()
+            for d, _, names in os.walk(store) for n in names}
+
+
+def _run(assets, store, **kwargs) -> dg.ExecuteInProcessResult:
+    return dg.materialize(assets, resources={"io_manager": ParquetIOManager(base_dir=store)}, **kwargs)
+
+
+def _seen() -> list[pd.DataFrame]:
+    seen = []
+
+    @dg.asset(partitions_def=DAYS, backfill_policy=POLICY)
+    def spotler_sync_plan(context: dg.AssetExecutionContext, afas_contacts: pd.DataFrame) -> pd.DataFrame:
+        seen.append(afas_contacts)
+        return pd.DataFrame({"n": [len(afas_contacts)]})
+
+    return seen, spotler_sync_plan
+
+
+def test_partitions_and_dict_outputs_round_trip(store, request):
+    @dg.asset(partitions_def=DAYS, backfill_policy=POLICY)
+    def afas_contacts(context: dg.AssetExecutionContext) -> dict[str, pd.DataFrame]:
+        return {key: pd.DataFrame({"day": [key] * 2, "at": pd.to_datetime([key] * 2, utc=True)})
+                for key in context.partition_keys}
+
+    seen, plan = _seen()
+    assert _run([afas_contacts, plan], store, tags=RANGE).success
+    [frame] = seen
+    assert sorted(frame["day"]) == ["2026-11-01"] * 2 + ["2026-11-02"] * 2 + ["2026-11-03"] * 2
+    assert str(frame["at"].dt.tz) == "UTC"  # the types survive the store
+    stored = _files(store, request.getfixturevalue("s3_server") if store.startswith("s3") else None)
+    assert sorted(stored) == [f"afas_contacts/2026-11-0{d}.parquet" for d in (1, 2, 3)] + \
+        [f"spotler_sync_plan/2026-11-0{d}.parquet" for d in (1, 2, 3)]
+    # one partition alone reads its own rows
+    assert _run([afas_contacts, plan], store, selection=[plan], partition_key="2026-11-02").success
+    assert list(seen[1]["day"]) == ["2026-11-02"] * 2
+
+
+def test_a_snapshot_for_a_range_is_stored_once_and_read_once(store, request):
+    @dg.asset(partitions_def=DAYS, backfill_policy=POLICY)
+    def afas_contacts(context: dg.AssetExecutionContext) -> pd.DataFrame:
+        return pd.DataFrame({"contact": range(1000)})
+
+    seen, plan = _seen()
+    assert _run([afas_contacts, plan], store, tags=RANGE).success
+    assert len(seen[0]) == 1000  # not 3000: the one snapshot, read once
+    stored = {k: v for k, v in _files(store, request.getfixturevalue("s3_server") if store.startswith("s3")
+                                       else None).items() if k.startswith("afas_contacts/")}
+    assert len(stored) == 3
+    if store.startswith("s3://"):  # one object holds the rows; the other keys are links naming it
+        whole = [k for k, v in stored.items() if v.startswith(b"PAR1")]
+        assert whole == ["afas_contacts/2026-11-01.parquet"]
+        assert {v for k, v in stored.items() if k not in whole} == {LINK_MAGIC + b"2026-11-01.parquet"}
+    else:
+        assert len({os.stat(os.path.join(store, k)).st_ino for k in stored}) == 1
+    # a partition stored as a link reads as the snapshot
+    assert _run([afas_contacts, plan], store, selection=[plan], partition_key="2026-11-03").success
+    assert len(seen[1]) == 1000
+
+
+def test_a_crash_while_writing_leaves_the_stored_partition_whole_and_nothing_half_written(store, request):
+    version = {"rows": 10}
+
+    @dg.asset(partitions_def=DAYS)
+    def afas_contacts() -> pd.DataFrame:
+        return pd.DataFrame({"contact": range(version["rows"])})
+
+    assert _run([afas_contacts], store, partition_key="2026-11-01").success
+    s3 = request.getfixturevalue("s3_server") if store.startswith("s3") else None
+    before = _files(store, s3)
+    version["rows"] = 20
+    failpoints.arm("parquet_io.serialised", "crash")
+    with pytest.raises(SimulatedCrash):
+        _run([afas_contacts], store, partition_key="2026-11-01")
+    failpoints.disarm()
+    assert _files(store, s3) == before
+    seen, plan = _seen()
+    assert _run([afas_contacts, plan], store, selection=[plan], partition_key="2026-11-01").success
+    assert len(seen[0]) == 10
+
+
+def test_an_upload_that_fails_halfway_leaves_no_object(s3_bucket, s3_server):
+    """Why the IO manager serialises before it uploads: pyarrow completes an S3 upload that an error interrupted,
+    with what it got. (Pins pyarrow's behaviour; were it to abort instead, this fails and the reason is gone.)"""
+    fs = s3_server.filesystem()
+    with pytest.raises(RuntimeError), fs.open_output_stream(f"{s3_bucket}/half.parquet") as out:
+        out.write(b"PAR1 and then")
+        raise RuntimeError("the writer failed halfway")
+    assert s3_server.objects(s3_bucket) == {"half.parquet": b"PAR1 and then"}
+
+
+def test_personal_data_in_memory_mode_reaches_no_store(store, request):
+    @dg.asset(partitions_def=DAYS)
+    def spotler_audience() -> pd.DataFrame:
+        return pd.DataFrame({"email": ["jan@example.org"]})
+
+    @dg.asset(partitions_def=DAYS)
+    def spotler_sync_plan(spotler_audience: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"n": [len(spotler_audience)]})
+
+    io = ParquetIOManager(base_dir=store, personal_data="memory")
+    assert dg.materialize([spotler_audience, spotler_sync_plan], partition_key="2026-11-01",
+                          resources={"io_manager": io}).success
+    stored = _files(store, request.getfixturevalue("s3_server") if store.startswith("s3") else None)
+    assert sorted(stored) == ["spotler_sync_plan/2026-11-01.parquet"]
+
+
+def test_a_missing_bucket_is_one_line_naming_it_the_endpoint_and_the_setting(s3_bucket, s3_server):
+    with pytest.raises(ConfigurationError) as raised:
+        check_settings({**os.environ, "AFAS_PIPELINE_STORAGE": "s3://no-such-bucket/assets"})
+    assert raised.value.problems == [f"AFAS_PIPELINE_STORAGE=s3://no-such-bucket/assets: the bucket no-such-bucket "
+                                     f"does not exist at {s3_server.url}: create it, or name another"]
+    check_settings({**os.environ, "AFAS_PIPELINE_STORAGE": f"s3://{s3_bucket}/assets"})  # an existing one passes
+
+    @dg.asset
+    def afas_contacts() -> pd.DataFrame:
+        return pd.DataFrame({"contact": [1]})
+
+    with pytest.raises(StorageError, match=r"^AFAS_PIPELINE_STORAGE=s3://no-such-bucket/x: cannot write "
+                                           r"s3://no-such-bucket/x/afas_contacts.parquet: the bucket no-such-bucket "
+                                           r"does not exist at http://127\.0\.0\.1:\d+: create it, or name another$"):
+        _run([afas_contacts], "s3://no-such-bucket/x")
+
+
+def test_an_unreachable_endpoint_is_one_line_naming_it_and_its_setting(s3_bucket, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(ConfigurationError) as raised:
+        check_settings({**os.environ, "AFAS_PIPELINE_STORAGE": f"s3://{s3_bucket}/assets"})
+    assert raised.value.problems == [f"AFAS_PIPELINE_STORAGE=s3://{s3_bucket}/assets: cannot read the bucket "
+                                     f"{s3_bucket}: cannot reach http://127.0.0.1:9: check AWS_ENDPOINT_URL_S3 or "
+                                     "AWS_ENDPOINT_URL (and that the server runs)"]
+
+
+def test_refused_credentials_are_one_line_that_shows_no_secret(s3_bucket, s3_server, monkeypatch):
+    import httpx
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret-123")
+    httpx.post(f"{s3_server.url}/moto-api/reset-auth", content=b"0", timeout=10).raise_for_status()
+    try:
+        with pytest.raises(ConfigurationError) as raised:
+            check_settings({**os.environ, "AFAS_PIPELINE_STORAGE": f"s3://{s3_bucket}/assets"})
+    finally:
+        httpx.post(f"{s3_server.url}/moto-api/reset-auth", content=b"inf", timeout=10).raise_for_status()
+    [line] = raised.value.problems
+    assert line == (f"AFAS_PIPELINE_STORAGE=s3://{s3_bucket}/assets: cannot read the bucket {s3_bucket}: "
+                    f"{s3_server.url} refused the credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or "
+                    "the role) and that they may use the bucket")
+    assert "not-the-secret" not in line
+
+
+def test_a_storage_url_that_is_not_s3_is_one_line():
+    with pytest.raises(StorageError, match="^AFAS_PIPELINE_STORAGE='gs://b/p' is neither a folder nor s3://bucket"):
+        open_storage("gs://b/p")
+    with pytest.raises(ConfigurationError) as raised:
+        check_settings({"AFAS_PIPELINE_STORAGE": "s3://B_ad/p"})
+    assert raised.value.problems[0].startswith("AFAS_PIPELINE_STORAGE='s3://B_ad/p' is neither a folder nor")
