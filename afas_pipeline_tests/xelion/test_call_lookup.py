@@ -367,3 +367,40 @@ def test_call_lookup_command_serves_prints_its_urls_and_stops_quietly_on_ctrl_c(
     assert hash_key(number_key(OFFICE)) in err
     for digits in ("1234567", "123 4567", "31101234567", "31401234567"):
         assert digits not in output
+
+
+def test_x2_on_object_storage_the_index_is_read_from_s3_and_a_new_one_is_served(s3_bucket, monkeypatch):
+    """AFAS_PIPELINE_STORAGE=s3://...: the lookup finds the index where the IO manager put it, and a new
+    materialisation is served once seen (a real S3-compatible server, afas_pipeline_tests/s3_server.py)."""
+    import dagster as dg
+
+    from afas_pipeline.lib.parquet_io import ParquetIOManager
+
+    storage = f"s3://{s3_bucket}/assets"
+    monkeypatch.setenv("AFAS_PIPELINE_STORAGE", storage)
+    rows = {"numbers": CRM}
+
+    @dg.asset
+    def xelion_phone_index() -> pd.DataFrame:
+        return index_table(rows["numbers"])
+
+    def materialise() -> None:
+        assert dg.materialize([xelion_phone_index], resources={"io_manager": ParquetIOManager(base_dir=storage)}).success
+
+    location = default_index_path(os.environ, Path("/nowhere"))
+    assert location == f"{storage}/{INDEX_FILE}"
+    clock = Clock()
+    with serving(location, clock) as client:
+        assert client.get("/healthz").json()["status"] == "no index"
+        materialise()
+        clock.now += 1
+        call(client, OFFICE)
+        wait_until(lambda: client.get("/healthz").json()["loads"] == 1, what="the index read from S3")
+        assert call(client, "010-1234567").headers["location"] == card("4711")
+        rows["numbers"] = [("organisation", "100813", "4712", OFFICE), *CRM[1:], ("person", "2004", "40", UNKNOWN)]
+        materialise()
+        clock.now += 1
+        call(client, OFFICE)
+        wait_until(lambda: client.get("/healthz").json()["loads"] == 2, what="the new index read from S3")
+        assert call(client, "010-1234567").headers["location"] == card("4712")
+        assert client.get("/healthz").json()["index"] == location
