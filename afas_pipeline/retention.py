@@ -3,7 +3,8 @@
 Every asset says in its metadata whether what it stores holds personal data (`personal_data`, and what kind in
 `personal_data_kinds`). The daily `personal_data_retention_job` runs the asset `personal_data_retention`, which
 deletes:
-- the stored files of every personal-data asset older than `AFAS_PIPELINE_RETENTION_DAYS` (default 7; 0: all);
+- the stored files of every personal-data asset older than `AFAS_PIPELINE_RETENTION_DAYS` (default 7; 0: all),
+  in a folder or on S3 (by the objects' last-modified time; afas_pipeline/lib/storage.py);
 - delivered events of the feedback ledger and mailing reactions older than `AFAS_PIPELINE_LEDGER_RETENTION_DAYS`
   (default 90; events still pending delivery stay);
 - finished Dagster runs (their event logs and compute logs) older than `AFAS_PIPELINE_RUN_RETENTION_DAYS`

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
-import pyarrow as pa
 
-from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.storage import Storage, open_storage
 from afas_pipeline.retention import personal_data_kinds
 
@@ -114,10 +112,5 @@ class _ParquetStore(dg.IOManager):
         return value
 
     def _write(self, df: pd.DataFrame, path: str) -> str:
-        # The whole file is made in memory first: an upload that ends in an error would otherwise still
-        # complete on S3 with what it got (lib/storage.py); a file is stored whole or not at all.
-        buffer = pa.BufferOutputStream()
-        df.to_parquet(buffer, index=False)
-        failpoint("parquet_io.serialised")
-        self.storage.write(path, buffer.getvalue())
+        self.storage.write_parquet(path, df)
         return path

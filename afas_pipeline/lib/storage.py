@@ -15,15 +15,19 @@ or shown here. Outside EC2 set `AWS_EC2_METADATA_DISABLED=true`, or the SDK asks
 What the IO manager needs from a store, and how each keeps it:
 - no half-written file is ever visible: locally a file is written aside and renamed; on S3 an object appears only
   when its upload completes. An upload closed after an error completes with what it got (pyarrow closes rather than
-  aborts), so the whole file is serialised in memory before the upload starts (`write`);
-- a snapshot for a range of partitions is stored once and read once: locally it is hard-linked under each key; S3 has
-  no links, so each further key holds a small link object naming the stored one (`link`, `target`).
+  aborts), so the whole file is serialised in memory before the upload starts (`write_parquet`);
+- a snapshot for a range of partitions is uploaded once and read once: locally it is hard-linked under each key
+  (one inode). S3 has no links: each further key gets a server-side copy (no second upload), and every file
+  carries a write id in its parquet footer, so a range read tells the copies of one write apart from separate
+  writes by a small read of the footer (`identity`). A copy, unlike a link object naming the first key, stays
+  what it was when that first partition is later written again alone, as a hard link does.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,15 +38,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.text import printable
 
 SETTING = "AFAS_PIPELINE_STORAGE"
 ENDPOINT_SETTINGS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
-#: The body of a link object on S3 starts with this, then names the stored file in the same folder. A parquet
-#: file starts with `PAR1`, so the two are never mistaken.
-LINK_MAGIC = b"afas-pipeline link\n"
-#: Objects smaller than this are looked into for a link; a link is the magic and one file name.
-LINK_MAX_BYTES = 1024
+#: The key, in a parquet file's footer metadata, of the id of the write that made it (shared by its copies).
+WRITE_ID = b"afas_pipeline.write_id"
 _S3_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?")
 
 
@@ -114,22 +116,20 @@ class Storage:
         return (0, info.size, info.mtime_ns) if info.type == pafs.FileType.File else None
 
     def target(self, path: str) -> tuple[str, object] | None:
-        """The file whose bytes `path` holds and its identity (None when there is none): a local hard link is the
-        same inode; an S3 link object names the stored object."""
+        """The file at `path` and what its bytes are (None when there is none): the same for the keys of one
+        snapshot (locally one inode; on S3 copies with one write id in their footers)."""
         if self.local:
             try:
                 stat = os.stat(path)
             except FileNotFoundError:
                 return None
             return path, (stat.st_dev, stat.st_ino)
-        info = self.info(path)
-        if info.type != pafs.FileType.File:
+        if self.info(path).type != pafs.FileType.File:
             return None
-        if info.size < LINK_MAX_BYTES:
-            body = self.read(path)
-            if body.startswith(LINK_MAGIC):
-                path = path.rsplit("/", 1)[0] + "/" + body[len(LINK_MAGIC):].decode().strip()
-        return path, path
+        with self._errors("read", path):
+            with self.fs.open_input_file(path) as file:  # the footer only: one small ranged read
+                metadata = pq.read_metadata(file).metadata or {}
+        return path, metadata.get(WRITE_ID, path)
 
     def entries(self, folder: str, single: str) -> list[Entry]:
         """The files directly in `folder`, and `single` when it exists: an asset's partitions, or its only file."""
@@ -149,6 +149,15 @@ class Storage:
 
     # -- writing --
 
+    def write_parquet(self, path: str, df: pd.DataFrame) -> None:
+        """Store `df` at `path` as parquet, whole or not at all, with a write id of its own in the footer."""
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), WRITE_ID: uuid.uuid4().hex.encode()})
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer)
+        failpoint("storage.serialised")
+        self.write(path, buffer.getvalue())
+
     def write(self, path: str, data: bytes | pa.Buffer) -> None:
         """Store `data` at `path` whole, or not at all."""
         with self._errors("write", path):
@@ -163,9 +172,10 @@ class Storage:
             os.replace(tmp, path)
 
     def link(self, source: str, path: str) -> None:
-        """Make `path` (in the same folder as `source`) hold what `source` holds, without a second copy."""
+        """Make `path` (in the same folder as `source`) hold what `source` holds, without uploading it again."""
         if not self.local:
-            self.write(path, LINK_MAGIC + source.rsplit("/", 1)[-1].encode())
+            with self._errors("copy", path):
+                self.fs.copy_file(source, path)  # server-side; the copy appears whole
             return
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).unlink(missing_ok=True)
