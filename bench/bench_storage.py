@@ -20,7 +20,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 
 def audience(rows: int) -> pd.DataFrame:
@@ -38,9 +37,7 @@ def measure(storage, df: pd.DataFrame, repeat: int) -> dict:
     writes, reads = [], []
     for _ in range(repeat):
         started = time.perf_counter()
-        buffer = pa.BufferOutputStream()
-        df.to_parquet(buffer, index=False)
-        storage.write(path, buffer.getvalue())
+        storage.write_parquet(path, df)
         writes.append(time.perf_counter() - started)
         started = time.perf_counter()
         stored, _ = storage.target(path)

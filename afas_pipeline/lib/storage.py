@@ -216,7 +216,7 @@ class Storage:
             return f"{where}: {what}: the bucket {bucket} does not exist at {endpoint}: create it, or name another"
         if any(code in text for code in ("ACCESS_DENIED", "AccessDenied", "INVALID_ACCESS_KEY_ID",
                                          "InvalidAccessKeyId", "SIGNATURE_DOES_NOT_MATCH", "SignatureDoesNotMatch",
-                                         "Forbidden", "403")):
+                                         "Forbidden")):
             return (f"{where}: {what}: {endpoint} refused the credentials: check AWS_ACCESS_KEY_ID and "
                     "AWS_SECRET_ACCESS_KEY (or the role) and that they may use the bucket")
         if "NETWORK_CONNECTION" in text or "curlCode" in text:

@@ -176,6 +176,7 @@ class LivePhoneIndex:
         self._seen: tuple[int, int, int] | None = None  # the last file read, or tried
         self._checked_at: float | None = None
         self._loading = False
+        self._unreachable = False
         self.loads = self.failed_loads = self.file_checks = 0
 
     def load(self) -> PhoneIndex | None:
@@ -203,10 +204,14 @@ class LivePhoneIndex:
 
     def _identity(self) -> tuple[int, int, int] | None:
         try:
-            return self._storage.stamp(self._key)
+            stamp = self._storage.stamp(self._key)
         except OSError as exc:  # an S3 endpoint that does not answer: the old index keeps answering
-            log.warning("phone index %s could not be looked at (%s)", self.path, str(exc)[:300])
+            if not self._unreachable:  # once, not every second until it answers again
+                log.warning("phone index %s could not be looked at (%s)", self.path, str(exc)[:300])
+            self._unreachable = True
             return None
+        self._unreachable = False
+        return stamp
 
     def _load(self) -> None:
         try:

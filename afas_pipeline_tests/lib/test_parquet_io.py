@@ -134,9 +134,10 @@ def test_a_crash_while_writing_leaves_the_stored_partition_whole_and_nothing_hal
     assert len(seen[0]) == 10
 
 
-def test_an_upload_that_fails_halfway_leaves_no_object(s3_bucket, s3_server):
-    """Why the IO manager serialises before it uploads: pyarrow completes an S3 upload that an error interrupted,
-    with what it got. (Pins pyarrow's behaviour; were it to abort instead, this fails and the reason is gone.)"""
+def test_pyarrow_completes_an_s3_upload_that_an_error_interrupted_hence_files_are_serialised_first(
+        s3_bucket, s3_server):
+    """Why the storage serialises a whole file before it uploads: pyarrow completes an S3 upload that an error
+    interrupted, with what it got. (Pins pyarrow's behaviour: were it to abort instead, this fails.)"""
     fs = s3_server.filesystem()
     with pytest.raises(RuntimeError), fs.open_output_stream(f"{s3_bucket}/half.parquet") as out:
         out.write(b"PAR1 and then")

@@ -404,3 +404,18 @@ def test_x2_on_object_storage_the_index_is_read_from_s3_and_a_new_one_is_served(
         wait_until(lambda: client.get("/healthz").json()["loads"] == 2, what="the new index read from S3")
         assert call(client, "010-1234567").headers["location"] == card("4712")
         assert client.get("/healthz").json()["index"] == location
+
+
+def test_x2_an_s3_endpoint_that_does_not_answer_keeps_the_lookup_up_and_warns_once(s3_bucket, monkeypatch, caplog):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    clock = Clock()
+    index = LivePhoneIndex(f"s3://{s3_bucket}/assets/{INDEX_FILE}", clock=clock)
+    with caplog.at_level(logging.WARNING, logger="afas_pipeline.xelion.lookup"):
+        assert index.load() is None
+        for _ in range(3):
+            clock.now += 1
+            assert index.current() is None
+    warnings = [r.getMessage() for r in caplog.records if r.name == "afas_pipeline.xelion.lookup"]
+    assert len(warnings) == 1 and "cannot reach http://127.0.0.1:9" in warnings[0]
+    assert index.file_checks == 3
