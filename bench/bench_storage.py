@@ -4,7 +4,7 @@ storage, on a local folder and on S3 (moto in server mode on localhost, as the t
     python bench/bench_storage.py [--rows 100000] [--repeat 5]
 
 For each store: the median wall time of writing the partition (serialised in memory, then a rename locally or one
-upload on S3) and of reading it back as the IO manager's load does (`target()`, then the parquet read), and the
+upload on S3) and of reading it back as the IO manager's load does (`identity()`, then the parquet read), and the
 file's size. moto keeps objects in its own process's memory and speaks HTTP on loopback, so the S3 figures show
 the cost of the protocol and the client, not of a real network or disk. Needs the test extra (moto). Not part of
 the test suite.
@@ -40,8 +40,8 @@ def measure(storage, df: pd.DataFrame, repeat: int) -> dict:
         storage.write_parquet(path, df)
         writes.append(time.perf_counter() - started)
         started = time.perf_counter()
-        stored, _ = storage.target(path)
-        assert len(storage.read_parquet(stored)) == len(df)
+        assert storage.identity(path) is not None
+        assert len(storage.read_parquet(path)) == len(df)
         reads.append(time.perf_counter() - started)
     return {"write_s": statistics.median(writes), "read_s": statistics.median(reads),
             "mb": storage.info(path).size / 1e6}

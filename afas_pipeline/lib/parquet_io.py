@@ -85,17 +85,16 @@ class _ParquetStore(dg.IOManager):
         frames, seen = [], set()
         for key in keys:
             path = self._path(asset_key, key)
-            target = self.storage.target(path)
-            if target is None:
+            identity = self.storage.identity(path)
+            if identity is None:
                 where = f"partition {key}" if key else "its only output"
                 raise FileNotFoundError(f"{asset_key.to_user_string()} has no stored data for {where} "
                                         f"({self.storage.url(path)}); materialise it first")
             # A snapshot written once for a range of partitions is one file linked under each key:
             # read it once, or a range would hold every row once per partition.
-            stored, identity = target
             if identity not in seen:
                 seen.add(identity)
-                frames.append(self.storage.read_parquet(stored))
+                frames.append(self.storage.read_parquet(path))
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
     def _held(self, context: dg.InputContext, keys: list[str | None]) -> pd.DataFrame:

@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.text import printable
+from afas_pipeline.lib.urls import shown_url
 
 SETTING = "AFAS_PIPELINE_STORAGE"
 ENDPOINT_SETTINGS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
@@ -89,11 +90,6 @@ class Storage:
         with self._errors("read", path):
             return self.fs.get_file_info(path)
 
-    def read(self, path: str) -> bytes:
-        with self._errors("read", path):
-            with self.fs.open_input_stream(path) as stream:
-                return stream.readall()
-
     def read_parquet(self, path: str, columns: list[str] | None = None) -> pd.DataFrame:
         with self._errors("read", path):
             return pd.read_parquet(path, columns=columns, filesystem=self.fs)
@@ -115,21 +111,21 @@ class Storage:
         info = self.info(path)
         return (0, info.size, info.mtime_ns) if info.type == pafs.FileType.File else None
 
-    def target(self, path: str) -> tuple[str, object] | None:
-        """The file at `path` and what its bytes are (None when there is none): the same for the keys of one
+    def identity(self, path: str) -> object | None:
+        """What the bytes of the file at `path` are (None when there is none): the same for the keys of one
         snapshot (locally one inode; on S3 copies with one write id in their footers)."""
         if self.local:
             try:
                 stat = os.stat(path)
             except FileNotFoundError:
                 return None
-            return path, (stat.st_dev, stat.st_ino)
+            return stat.st_dev, stat.st_ino
         if self.info(path).type != pafs.FileType.File:
             return None
         with self._errors("read", path):
             with self.fs.open_input_file(path) as file:  # the footer only: one small ranged read
                 metadata = pq.read_metadata(file).metadata or {}
-        return path, metadata.get(WRITE_ID, path)
+        return metadata.get(WRITE_ID, path)
 
     def entries(self, folder: str, single: str) -> list[Entry]:
         """The files directly in `folder`, and `single` when it exists: an asset's partitions, or its only file."""
@@ -182,7 +178,7 @@ class Storage:
         try:
             os.link(source, path)
         except OSError:
-            Path(path).symlink_to(Path(source).name)  # same inode for target(), where hard links are not allowed
+            Path(path).symlink_to(Path(source).name)  # same inode for identity(), where hard links are not allowed
 
     def delete(self, path: str) -> None:
         if self.local:
@@ -209,11 +205,10 @@ class Storage:
     def explain(self, exc: OSError, what: str) -> str:
         """One line for an S3 failure: what failed, why in words, and the setting to look at (never a credential)."""
         text = str(exc)
-        endpoint = self.endpoint or "AWS S3"
+        endpoint = self._endpoint_shown()
         where = f"{SETTING}={self.location}"
         if "NO_SUCH_BUCKET" in text or "NoSuchBucket" in text:
-            bucket = self.root.split("/", 1)[0]
-            return f"{where}: {what}: the bucket {bucket} does not exist at {endpoint}: create it, or name another"
+            return self._missing_bucket(f"{what}: ")
         if any(code in text for code in ("ACCESS_DENIED", "AccessDenied", "INVALID_ACCESS_KEY_ID",
                                          "InvalidAccessKeyId", "SIGNATURE_DOES_NOT_MATCH", "SignatureDoesNotMatch",
                                          "Forbidden")):
@@ -235,10 +230,14 @@ class Storage:
             info = self.fs.get_file_info(bucket)
         except OSError as exc:
             return self.explain(exc, f"cannot read the bucket {bucket}")
-        if info.type == pafs.FileType.NotFound:
-            return (f"{SETTING}={self.location}: the bucket {bucket} does not exist at {self.endpoint or 'AWS S3'}: "
-                    "create it, or name another")
-        return None
+        return self._missing_bucket() if info.type == pafs.FileType.NotFound else None
+
+    def _missing_bucket(self, doing: str = "") -> str:
+        return (f"{SETTING}={self.location}: {doing}the bucket {self.root.split('/', 1)[0]} does not exist at "
+                f"{self._endpoint_shown()}: create it, or name another")
+
+    def _endpoint_shown(self) -> str:
+        return shown_url(self.endpoint) if self.endpoint else "AWS S3"
 
 
 def open_storage(location: str, env: Mapping[str, str] = os.environ) -> Storage:
