@@ -5,7 +5,8 @@ the types (tz-aware datetimes, nullable booleans) and can be read by any tool an
 
 A run may cover several partitions (a backfill under a BackfillPolicy). The asset then returns
 either a dict of partition key -> DataFrame (each partition gets its own rows), or one DataFrame
-that holds for every partition in the run (a snapshot): that one is written once and linked under each key.
+that holds for every partition in the run (a snapshot): that one is written once, and each further key gets a hard
+link to it (or, on S3, a copy made on the server).
 The files live in a local folder or on S3 (`AFAS_PIPELINE_STORAGE`, afas_pipeline/lib/storage.py).
 
 With `personal_data="memory"` (AFAS_PIPELINE_PERSONAL_DATA=memory) the outputs of assets that hold personal data
@@ -90,7 +91,7 @@ class _ParquetStore(dg.IOManager):
                 where = f"partition {key}" if key else "its only output"
                 raise FileNotFoundError(f"{asset_key.to_user_string()} has no stored data for {where} "
                                         f"({self.storage.url(path)}); materialise it first")
-            # A snapshot written once for a range of partitions is one file linked under each key:
+            # A snapshot written once for a range of partitions is one file (or its copies) under each key:
             # read it once, or a range would hold every row once per partition.
             if identity not in seen:
                 seen.add(identity)
