@@ -244,3 +244,41 @@ def test_p2_the_deadline_check_fails_for_a_request_pending_too_long(pipeline, tm
     assert evaluation.passed is passed
     assert evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert evaluation.metadata["overdue"].value == (0 if passed else 1)
+
+
+def test_p2_with_the_setting_on_a_contact_removed_from_afas_is_erased(pipeline, monkeypatch):
+    """R10 by default (see above); AFAS_PIPELINE_ERASE_REMOVED=true makes a removal a request of its own."""
+    (removed,) = pipeline.synced_contacts(1, skip=set(pipeline.state.erasure_requests()["subject_hash"]))
+    contact_id = str(removed["ContactId"])
+    pipeline.admin("afas", "POST", "/delete", json={"table": "contacts", "key": contact_id})
+    monkeypatch.setenv("AFAS_PIPELINE_ERASE_REMOVED", "true")
+    assert pipeline.run("erasure_job").success
+    audit = pipeline.audit().set_index("subject_hash").loc[hash_key(contact_id)]
+    assert (audit["source"], audit["status"]) == ("afas_removed", "erased")
+    assert contact_id not in pipeline.mailchimp_ids() and not pipeline.spotler(contact_id)["properties"].get("email")
+    assert pipeline.state.records("spotler", [contact_id]).empty
+
+
+def test_p2_state_purges_every_row_of_an_erased_record_and_queues_a_subject_once(tmp_path):
+    state = SyncState(tmp_path / "state.sqlite")
+    row = {"content_hash": "h", "email_hash": "e", "permissions": {}, "fields": {}}
+    state.save_records("spotler", [{**row, "external_id": "1"}, {**row, "external_id": "2"}])
+    state.record_optouts("spotler", [("1", "1", datetime.now(timezone.utc))])
+    state.record_rejections("spotler", [{"external_id": "1", "reason": "x", "status_code": 400}], 5)
+    state.record_feedback("spotler", [("1", "optout:1", "2026-11-22T06:00:00+00:00")], "pending")
+    state.save_mailing_items("spotler", [("m1", "1", "2026-11-22T06:00:00+00:00", None)])
+    state.record_mailing_reactions("spotler", [("m1", "1", "opened", "2026-11-22T06:00:00+00:00")], "pending")
+    entry = state.begin_writes("spotler", {"1": {"content_hash": "h", "permissions": {}},
+                                           "2": {"content_hash": "h", "permissions": {}}}, None)
+
+    assert state.purge_records("spotler", ["1"]) == 6
+    assert list(state.records("spotler")["external_id"]) == ["2"]
+    assert state.optouts("spotler").empty and state.rejected("spotler").empty
+    assert state.feedback_events("spotler").empty and state.mailing_items("spotler").empty
+    assert state.mailing_reactions("spotler").empty
+    assert [(e.id, set(e.intents)) for e in state.writes_in_flight("spotler")] == [(entry, {"2"})]
+
+    keys = request_keys(["1"], ["7"])
+    assert queue(state, erasable_destinations(), keys, hash_key("1"), "cli")
+    assert not queue(state, erasable_destinations(), keys, hash_key("1"), "afas_marked")
+    assert state.tombstones() == {hash_key("1"), hash_key("person:7")}
