@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                             "sync state's address hashes to find the contacts")
     erase.add_argument("--queue-only", action="store_true",
                        help="only queue the request; the erasure_job (every 15 minutes) carries it out")
+    erase.add_argument("--lift", metavar="HASH",
+                       help="the other way: let the syncs send an erased person again (they asked to be added back): "
+                            "the request's hash as erasure_audit shows it. Its audit stays, with status lifted")
 
     args = parser.parse_args(argv)
     try:
@@ -312,6 +315,8 @@ def run_erase(args: argparse.Namespace) -> int:
     from afas_pipeline.sync.erasure import request_keys
     from afas_pipeline.sync.state import StateError, SyncStateResource
 
+    if args.lift is not None:
+        return _lift(args.lift)
     contacts = [printable(i).strip() for i in args.afas_id if i.strip()]
     persons = [printable(i).strip() for i in args.person if i.strip()]
     email_hash = None
@@ -364,6 +369,25 @@ def run_erase(args: argparse.Namespace) -> int:
     print(f"pending: {subject} ({outcomes or 'not attempted'}{'' if result.success else '; the erasure_job failed'}); "
           "the erasure_job tries again every 15 minutes", file=sys.stderr)
     return 1
+
+
+def _lift(subject: str) -> int:
+    """Lift the tombstones of one erased request: 0 lifted, 2 no erased request has that hash."""
+    from afas_pipeline.sync.state import StateError, SyncStateResource
+
+    subject = printable(subject).strip()
+    try:
+        state = SyncStateResource(path=os.environ.get("AFAS_PIPELINE_STATE") or None).open()
+        lifted = state.lift_tombstones(subject)
+    except StateError as exc:
+        return _error(exc)
+    if not lifted:
+        print(f"not lifted: no erased request {subject} (see erasure_audit: a pending one is erased first); nothing "
+              "changed", file=sys.stderr)
+        return 2
+    print(f"lifted: {subject}; the next sync sends its records again if AFAS holds them (a Mailchimp address "
+          "deleted permanently stays refused: only the person can subscribe again)")
+    return 0
 
 
 def _persons_of(afas, contacts: list[str]) -> list[str]:

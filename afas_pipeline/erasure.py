@@ -212,7 +212,7 @@ def build_erasure(destinations: list[Erasable], sources: AfasSources | None = No
         context.log.info(f"erasure requests: {queued} queued now, {len(pending)} pending, {len(late)} overdue")
         yield dg.Output(audit_frame(requests, names)[["subject_hash", "source", "requested_at", "status", "attempts"]],
                         metadata={"dagster/row_count": len(requests), "queued_now": queued, "pending": len(pending),
-                                  "erased": int((requests["status"] != PENDING).sum()),
+                                  "erased": int((requests["status"] == "erased").sum()),
                                   "by_source": {str(k): int(v) for k, v in requests["source"].value_counts().items()},
                                   "oldest_pending_hours": 0.0 if pd.isna(oldest) else
                                   round((now - oldest).total_seconds() / 3600, 2)})

@@ -282,3 +282,25 @@ def test_p2_state_purges_every_row_of_an_erased_record_and_queues_a_subject_once
     assert queue(state, erasable_destinations(), keys, hash_key("1"), "cli")
     assert not queue(state, erasable_destinations(), keys, hash_key("1"), "afas_marked")
     assert state.tombstones() == {hash_key("1"), hash_key("person:7")}
+
+
+def test_p2_an_operator_lifts_the_tombstones_of_an_erased_person_who_asked_to_be_added_back(tmp_path, monkeypatch,
+                                                                                           capsys):
+    path = tmp_path / "state.sqlite"
+    monkeypatch.setenv("AFAS_PIPELINE_STATE", str(path))
+    state = SyncState(path)
+    keys = request_keys(["1"], [])
+    assert queue(state, erasable_destinations(), keys, hash_key("1"), "cli")
+    assert main(["erase", "--lift", hash_key("1")]) == 2  # pending: erased first, then lifted
+    assert "not lifted: no erased request" in capsys.readouterr().err
+    state.finish_erasure(hash_key("1"), done=True)
+
+    assert main(["erase", "--lift", hash_key("1")]) == 0
+    assert capsys.readouterr().out.startswith(f"lifted: {hash_key('1')}; the next sync sends its records again")
+    assert state.tombstones() == set()
+    assert state.erasure_requests().iloc[0]["status"] == "lifted"
+    # Asked to be forgotten again: a new request for the same subject.
+    assert queue(state, erasable_destinations(), keys, hash_key("1"), "afas_marked")
+    row = state.erasure_requests().iloc[0]
+    assert (row["status"], row["source"], row["keys"]) == ("pending", "afas_marked", keys)
+    assert state.tombstones() == {hash_key("1")}

@@ -21,7 +21,7 @@ One SQLite file holds, per destination:
   dossier item (the SbId once made, or why not yet); `cursors`: how far an oid-ordered feed was read;
 - `erasure_requests` (P2): per person to be forgotten the salted hash it is known by, the AFAS keys needed to act
   (contacts, persons; emptied once erased), the hashes of every record key it covers (its tombstones: the syncs
-  leave those records alone), where it came from, when, its status (pending | erased) and per destination what
+  leave those records alone), where it came from, when, its status (pending | erased | lifted) and per destination what
   became of it;
 - `feedback_events`: the ledger of events read back from a destination (external id, kind such as
   `optout:1` or `bounce:hard`, event time) and whether they were delivered to AFAS or still wait
@@ -683,13 +683,17 @@ class SyncState:
     def queue_erasure(self, subject_hash: str, keys: dict[str, list[str]], tombstones: Iterable[str], source: str,
                       requested_at: datetime | None = None) -> bool:
         """A request to erase a person (P2): `keys` the AFAS ids to act on (`contacts`, `persons`), `tombstones` the
-        hashes of their record keys. False, and nothing changed, when the subject already has a request."""
+        hashes of their record keys. False, and nothing changed, when the subject already has a request (pending or
+        erased); a lifted one (`lift_tombstones`) is requested anew."""
         when = (requested_at or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat()
         with self._connect() as db:
             cursor = db.execute(
                 "INSERT INTO erasure_requests (subject_hash, keys, tombstones, source, requested_at, status, outcome, "
                 "attempts, updated_at, finished_at) VALUES (?,?,?,?,?,'pending','{}',0,?,NULL) "
-                "ON CONFLICT(subject_hash) DO NOTHING",
+                "ON CONFLICT(subject_hash) DO UPDATE SET keys=excluded.keys, tombstones=excluded.tombstones, "
+                "source=excluded.source, requested_at=excluded.requested_at, status='pending', outcome='{}', "
+                "attempts=0, updated_at=excluded.updated_at, finished_at=NULL "
+                "WHERE erasure_requests.status='lifted'",
                 (subject_hash, json.dumps(keys, sort_keys=True), json.dumps(sorted(set(tombstones))), source, when,
                  _now()))
             return cursor.rowcount == 1
@@ -738,6 +742,14 @@ class SyncState:
             else:
                 db.execute("UPDATE erasure_requests SET attempts=attempts + 1, updated_at=? WHERE subject_hash=?",
                            (now, subject_hash))
+
+    def lift_tombstones(self, subject_hash: str) -> bool:
+        """An operator lets the syncs send an erased person again (they asked to be added back): the request keeps its
+        audit row, status `lifted`, without tombstones. False, and nothing changed, unless the request was erased."""
+        with self._connect() as db:
+            cursor = db.execute("UPDATE erasure_requests SET tombstones='[]', status='lifted', updated_at=? "
+                                "WHERE subject_hash=? AND status='erased'", (_now(), subject_hash))
+            return cursor.rowcount == 1
 
     def purge_records(self, destination: str, external_ids: Iterable[str]) -> int:
         """Deletes every state row of these record keys in this destination (records, opt-outs, refusals, feedback
