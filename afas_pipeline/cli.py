@@ -360,7 +360,10 @@ def run_erase(args: argparse.Namespace) -> int:
         return 0
     from afas_pipeline.definitions import defs
 
-    result = _job(defs, "erasure_job", resources).execute_in_process(instance=_instance(), raise_on_error=False)
+    # Dagster's own lines only when something goes wrong: the outcome is the one line printed below.
+    logs = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    result = _job(defs, "erasure_job", resources).execute_in_process(instance=_instance(), raise_on_error=False,
+                                                                      run_config=logs)
     row = state.erasure_requests().set_index("subject_hash").loc[subject]
     outcomes = ", ".join(f"{d} {o}" for d, o in sorted(row["outcome"].items()))
     if row["status"] == "erased":
