@@ -20,7 +20,8 @@ from afas_pipeline.lib import failpoints
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mailchimp.client import subscriber_hash
 from afas_pipeline.resources import build_resources
-from afas_pipeline.sync.erasure import request_keys
+from afas_pipeline.sync.audience import Audience
+from afas_pipeline.sync.erasure import exclude_erased, request_keys, tombstone
 from afas_pipeline.sync.state import SyncState
 from afas_sandbox.server import start_sandbox
 
@@ -281,7 +282,7 @@ def test_p2_state_purges_every_row_of_an_erased_record_and_queues_a_subject_once
     keys = request_keys(["1"], ["7"])
     assert queue(state, erasable_destinations(), keys, hash_key("1"), "cli")
     assert not queue(state, erasable_destinations(), keys, hash_key("1"), "afas_marked")
-    assert state.tombstones() == {hash_key("1"), hash_key("person:7")}
+    assert state.tombstones() == {tombstone("spotler", "1"), tombstone("mailchimp", "1"), tombstone("xelion", "person:7")}
 
 
 def test_p2_an_operator_lifts_the_tombstones_of_an_erased_person_who_asked_to_be_added_back(tmp_path, monkeypatch,
@@ -303,4 +304,14 @@ def test_p2_an_operator_lifts_the_tombstones_of_an_erased_person_who_asked_to_be
     assert queue(state, erasable_destinations(), keys, hash_key("1"), "afas_marked")
     row = state.erasure_requests().iloc[0]
     assert (row["status"], row["source"], row["keys"]) == ("pending", "afas_marked", keys)
-    assert state.tombstones() == {hash_key("1")}
+    assert state.tombstones() == {tombstone("spotler", "1"), tombstone("mailchimp", "1")}
+
+
+def test_p2_a_tombstone_holds_in_its_own_destination_only():
+    """Contact 20002 erased from Spotler says nothing of debtor 20002 (another person) in a debtor audience."""
+    rows = pd.DataFrame({"external_id": ["20001", "20002", "20003"], "excluded_by": [None, None, "R3"]})
+    audience = Audience(rows=rows, input_rows=3)
+    stones = {tombstone("spotler", "20002"), tombstone("spotler", "20003")}
+    assert exclude_erased(audience, "mailchimp", stones).rows["excluded_by"].isna().sum() == 2
+    left = exclude_erased(audience, "spotler", stones, marked=["20001"]).rows.set_index("external_id")["excluded_by"]
+    assert left.to_dict() == {"20001": "P2", "20002": "P2", "20003": "R3"}

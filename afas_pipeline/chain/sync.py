@@ -126,7 +126,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         result = build_audience(rows, related, mapping, modified=base_source.modified)
         # P2: a person to be (or already) erased is left alone; the erasure job, not the sync, erases (R10).
         erasing = marked(rows, base_source.erase_flag, base_source.key) if base == "contact" else set()
-        result = exclude_erased(result, state.tombstones(), erasing)
+        result = exclude_erased(result, d, state.tombstones(), erasing)
         members = result.members
         excluded = result.excluded_counts()
         context.log.info(f"audience: {len(members)} of {result.input_rows} {plural}; excluded {excluded}")

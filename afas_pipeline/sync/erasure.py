@@ -3,7 +3,7 @@ late a request may be. Free of Dagster and HTTP; `afas_pipeline.erasure` wires i
 
 A request names a person by AFAS keys: `contacts` (ContactIds, the records of the e-mail destinations) and
 `persons` (PersonIds, Xelion's address book). Each destination says which of its record keys those are
-(`Erasable.erasure_ids`). The salted hashes of those record keys are the request's tombstones: from the moment a
+(`Erasable.erasure_ids`). The salted hashes of those record keys (with their destination) are the request's tombstones: from the moment a
 request is queued, no ordinary sync sends those records again (the audiences exclude them by rule P2), so an erasure
 is never undone by the next sync while AFAS still holds the person.
 """
@@ -35,9 +35,15 @@ def request_keys(contacts: Iterable[object] = (), persons: Iterable[object] = ()
     return {"contacts": clean(contacts), "persons": clean(persons)}
 
 
+def tombstone(destination: str, external_id: object) -> str:
+    """The hash a record key is tombstoned by: per destination, so that contact 20002 in one destination never
+    stands for debtor 20002, another person, in a destination whose audience is made of debtors."""
+    return hash_key(f"{destination}:{external_id}")
+
+
 def tombstones(keys: Mapping[str, list[str]], destinations: Iterable[Erasable]) -> set[str]:
-    """The hashes of every record key the request covers, in every destination."""
-    return {hash_key(i) for d in destinations for i in d.erasure_ids(keys)}
+    """The tombstones of every record key the request covers, in every destination."""
+    return {tombstone(d.name, i) for d in destinations for i in d.erasure_ids(keys)}
 
 
 def marked(rows: pd.DataFrame, flag: str | None, column: str) -> set[str]:
@@ -48,13 +54,16 @@ def marked(rows: pd.DataFrame, flag: str | None, column: str) -> set[str]:
     return set(rows.loc[rows[flag].fillna(False).astype(bool), column].dropna().astype(str))
 
 
-def exclude_erased(audience: Audience, tombstoned: set[str], marked: Iterable[object] = ()) -> Audience:
-    """The audience with every member whose record key has a tombstone, or whose AFAS contact is marked for erasure,
-    excluded by rule P2: the sync neither sends nor changes it (R10 stays: nothing is erased here)."""
+def exclude_erased(audience: Audience, destination: str, tombstoned: set[str], marked: Iterable[object] = ()) -> Audience:
+    """The audience of `destination` with every member whose record key has a tombstone, or whose AFAS contact is
+    marked for erasure, excluded by rule P2: the sync neither sends nor changes it (R10 stays: nothing is erased
+    here)."""
     rows = audience.rows
     marked = {str(m) for m in marked}
+    if not (tombstoned or marked):
+        return audience
     hit = rows["excluded_by"].isna() & rows["external_id"].astype(str).map(
-        lambda i: i in marked or hash_key(i) in tombstoned).astype(bool)
+        lambda i: i in marked or tombstone(destination, i) in tombstoned).astype(bool)
     if not hit.any():
         return audience
     rows = rows.copy()

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
 import pandas as pd
 
 from afas_pipeline.lib.phones import parse
-from afas_pipeline.lib.privacy import hash_key, number_key
+from afas_pipeline.lib.privacy import number_key
 from afas_pipeline.xelion.config import (
     CONTACT_FIELDS,
     ORGANISATION_FIELDS,
@@ -63,10 +64,10 @@ class AddressBook:
     def entries(self) -> list[Entry]:
         return [*self.organisations, *self.persons]
 
-    def without(self, tombstones: set[str], marked: set[str]) -> tuple["AddressBook", int]:
-        """The book without the persons to be (or already) erased (P2): their record key is `marked`, or its hash has a
-        tombstone. Organisations stay. Also how many were left out."""
-        kept = [e for e in self.persons if e.external_id not in marked and hash_key(e.external_id) not in tombstones]
+    def without(self, erasing: Callable[[str], bool]) -> tuple["AddressBook", int]:
+        """The book without the persons to be (or already) erased (P2): `erasing` says so of a record key.
+        Organisations stay. Also how many were left out."""
+        kept = [e for e in self.persons if not erasing(e.external_id)]
         return AddressBook(self.organisations, kept, self.left_out), len(self.persons) - len(kept)
 
 
