@@ -22,12 +22,14 @@ import pandas as pd
 
 from afas_pipeline.afas.assets import OWNERS
 from afas_pipeline.afas.client import AfasClient
+from afas_pipeline.afas.errors import AfasError
 from afas_pipeline.afas.filters import Condition, Op
 from afas_pipeline.afas.sources import AfasSources, default_sources
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.lib.settings import whole_number, yes_no
 from afas_pipeline.sync.destination import ABSENT, ERASED, Erasable
+from afas_pipeline.sync.erasure import ERASED as ERASED_STATUS
 from afas_pipeline.sync.erasure import PENDING, overdue, request_keys, tombstones
 from afas_pipeline.sync.state import SyncState
 
@@ -201,9 +203,16 @@ def build_erasure(destinations: list[Erasable], sources: AfasSources | None = No
     def erasure_requests(context: dg.AssetExecutionContext):
         state: SyncState = context.resources.sync_state.open()
         afas: AfasClient = context.resources.afas
-        queued = queue_marked(state, destinations, marked_in_afas(afas, sources))
-        if erase_removed():
-            queued += queue_removed(state, destinations, afas, sources)
+        afas_read = "ok"
+        try:
+            queued = queue_marked(state, destinations, marked_in_afas(afas, sources))
+            if erase_removed():
+                queued += queue_removed(state, destinations, afas, sources)
+        except AfasError as exc:
+            # The requests already queued are still carried out (erasure_audit runs after this asset); AFAS's own
+            # requests are read again by the next run.
+            queued, afas_read = 0, f"failed: {type(exc).__name__}"
+            context.log.warning(f"erasure requests: AFAS not read ({afas_read}); the queued requests go on")
         requests = state.erasure_requests()
         now, limit = datetime.now(timezone.utc), deadline()
         late = overdue(requests, now, limit)
@@ -211,8 +220,9 @@ def build_erasure(destinations: list[Erasable], sources: AfasSources | None = No
         oldest = pd.to_datetime(pending["requested_at"], utc=True, format="ISO8601").min()
         context.log.info(f"erasure requests: {queued} queued now, {len(pending)} pending, {len(late)} overdue")
         yield dg.Output(audit_frame(requests, names)[["subject_hash", "source", "requested_at", "status", "attempts"]],
-                        metadata={"dagster/row_count": len(requests), "queued_now": queued, "pending": len(pending),
-                                  "erased": int((requests["status"] == "erased").sum()),
+                        metadata={"dagster/row_count": len(requests), "afas_read": afas_read, "queued_now": queued,
+                                  "pending": len(pending),
+                                  "erased": int((requests["status"] == ERASED_STATUS).sum()),
                                   "by_source": {str(k): int(v) for k, v in requests["source"].value_counts().items()},
                                   "oldest_pending_hours": 0.0 if pd.isna(oldest) else
                                   round((now - oldest).total_seconds() / 3600, 2)})

@@ -3,9 +3,9 @@ late a request may be. Free of Dagster and HTTP; `afas_pipeline.erasure` wires i
 
 A request names a person by AFAS keys: `contacts` (ContactIds, the records of the e-mail destinations) and
 `persons` (PersonIds, Xelion's address book). Each destination says which of its record keys those are
-(`Erasable.erasure_ids`). The salted hashes of those record keys (with their destination) are the request's tombstones: from the moment a
-request is queued, no ordinary sync sends those records again (the audiences exclude them by rule P2), so an erasure
-is never undone by the next sync while AFAS still holds the person.
+(`Erasable.erasure_ids`). The salted hashes of those record keys, with their destination, are the request's
+tombstones: from the moment a request is queued, no ordinary sync sends those records again (the audiences exclude
+them by rule P2), so an erasure is never undone by the next sync while AFAS still holds the person.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from afas_pipeline.sync.destination import Erasable
 
 #: The rule an audience names for a record left out because its person is to be (or was) erased.
 ERASURE_RULE = "P2"
-#: Where a request came from: the CLI, an AFAS contact marked for erasure, a contact removed from AFAS (opt-in).
-SOURCES = ("cli", "afas_marked", "afas_removed")
-PENDING, ERASED_STATUS = "pending", "erased"
+#: A request's status: waiting for (another) attempt, done in every destination, or done and its tombstones lifted.
+PENDING, ERASED, LIFTED = "pending", "erased", "lifted"
 
 
 def request_keys(contacts: Iterable[object] = (), persons: Iterable[object] = ()) -> dict[str, list[str]]:
@@ -54,16 +53,17 @@ def marked(rows: pd.DataFrame, flag: str | None, column: str) -> set[str]:
     return set(rows.loc[rows[flag].fillna(False).astype(bool), column].dropna().astype(str))
 
 
-def exclude_erased(audience: Audience, destination: str, tombstoned: set[str], marked: Iterable[object] = ()) -> Audience:
+def exclude_erased(audience: Audience, destination: str, tombstoned: set[str],
+                   flagged: Iterable[object] = ()) -> Audience:
     """The audience of `destination` with every member whose record key has a tombstone, or whose AFAS contact is
     marked for erasure, excluded by rule P2: the sync neither sends nor changes it (R10 stays: nothing is erased
     here)."""
     rows = audience.rows
-    marked = {str(m) for m in marked}
-    if not (tombstoned or marked):
+    flagged = {str(m) for m in flagged}
+    if not (tombstoned or flagged):
         return audience
     hit = rows["excluded_by"].isna() & rows["external_id"].astype(str).map(
-        lambda i: i in marked or tombstone(destination, i) in tombstoned).astype(bool)
+        lambda i: i in flagged or tombstone(destination, i) in tombstoned).astype(bool)
     if not hit.any():
         return audience
     rows = rows.copy()
