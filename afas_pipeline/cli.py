@@ -5,6 +5,8 @@
     afas-pipeline up                 sandbox + first sync + Dagster UI and daemon, schedules on
     afas-pipeline validate-mappings  check the files under mappings/ (--drift: against the live systems)
     afas-pipeline call-lookup        answer Xelion's incoming-call trigger with the caller's InSite card
+    afas-pipeline release            let a quarantined record be tried again
+    afas-pipeline erase              erase a person in every destination, audited (GDPR article 17, P2)
 """
 
 from __future__ import annotations
@@ -118,6 +120,30 @@ def main(argv: list[str] | None = None) -> int:
                               "organisation:<id> or person:<id> for xelion, mailing_history:<mailing>:<contact>), "
                               "or its 12-character hash as the Dagster UI shows it")
 
+    erase = sub.add_parser(
+        "erase", help="erase a person in every destination (GDPR article 17, rule P2) and audit it",
+        description="Queue an erasure request in the sync state ($AFAS_PIPELINE_STATE, else "
+                    "$DAGSTER_HOME/state/sync_state.sqlite) and, unless --queue-only, carry it out at once through "
+                    "the erasure_job: Spotler anonymizes the contact, Mailchimp deletes the member permanently (its "
+                    "address can never be imported again), Xelion's addressable of the person is removed, and the "
+                    "sync state of those records is purged. From the moment it is queued no sync sends those records "
+                    "again. The audit (asset erasure_audit) keeps the salted hash, times and outcome per destination, "
+                    "never an id, address or name. Exit code 0 erased (or queued with --queue-only), 1 still pending "
+                    "(a destination failed: the erasure_job retries it), 2 bad input. See docs/operations.md#erasure.")
+    erase.add_argument("--afas-id", action="append", default=[], metavar="CONTACT_ID",
+                       help="the AFAS ContactId (the record the e-mail destinations hold); its person is looked up in "
+                            "AFAS for Xelion. May be given more than once")
+    erase.add_argument("--person", action="append", default=[], metavar="PERSON_ID",
+                       help="an AFAS PersonId (Xelion's addressable), e.g. when the contact is gone from AFAS")
+    erase.add_argument("--email", metavar="ADDRESS",
+                       help="the person's e-mail address: hashed at once (never stored or printed) and matched on the "
+                            "sync state's address hashes to find the contacts")
+    erase.add_argument("--queue-only", action="store_true",
+                       help="only queue the request; the erasure_job (every 15 minutes) carries it out")
+    erase.add_argument("--lift", metavar="HASH",
+                       help="the other way: let the syncs send an erased person again (they asked to be added back): "
+                            "the request's hash as erasure_audit shows it. Its audit stays, with status lifted")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "sandbox":
@@ -138,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_call_lookup(args)
         if args.command == "release":
             return run_release(args)
+        if args.command == "erase":
+            return run_erase(args)
     except KeyboardInterrupt:
         # Ctrl-C: the work was cut short, which the one who pressed it knows; 130 as a shell reports SIGINT.
         return 130
@@ -275,6 +303,112 @@ def run_release(args: argparse.Namespace) -> int:
         return 1
     print(f"released: {shown}; the next run sends it again")
     return 0
+
+
+def run_erase(args: argparse.Namespace) -> int:
+    """Queue one erasure request and, unless --queue-only, run the erasure_job for it. One line per outcome, with the
+    request's hash only."""
+    _quiet_dagster_warnings()
+    from afas_pipeline.erasure import erasable_destinations, queue
+    from afas_pipeline.lib.privacy import hash_key
+    from afas_pipeline.mapping.errors import MappingError
+    from afas_pipeline.resources import ConfigurationError, build_resources
+    from afas_pipeline.sync.audience import normalise_email
+    from afas_pipeline.sync.erasure import request_keys
+    from afas_pipeline.sync.state import StateError, SyncStateResource
+
+    if args.lift is not None:
+        return _lift(args.lift)
+    contacts = [printable(i).strip() for i in args.afas_id if i.strip()]
+    persons = [printable(i).strip() for i in args.person if i.strip()]
+    email_hash = None
+    if args.email is not None:
+        address = normalise_email(args.email)
+        if not address:
+            print("error: --email is empty; give the person's e-mail address", file=sys.stderr)
+            return 2
+        email_hash = hash_key(address)
+    if not (contacts or persons or email_hash):
+        print("error: give --afas-id CONTACT_ID, --person PERSON_ID or --email ADDRESS: whom to erase",
+              file=sys.stderr)
+        return 2
+    problem = _settings_problem(("afas", *DESTINATIONS))
+    if problem:
+        return _error(problem)
+    try:
+        resources = build_resources()
+        destinations = erasable_destinations()
+        state = SyncStateResource(path=os.environ.get("AFAS_PIPELINE_STATE") or None).open()
+    except (ConfigurationError, MappingError, StateError) as exc:
+        return _error(exc)
+    if email_hash:
+        found = set()
+        for d in destinations:
+            records = state.records(d.name)
+            found |= set(records.loc[records["email_hash"] == email_hash, "external_id"].dropna().astype(str))
+        if not found and not (contacts or persons):
+            print("not found: no record in the sync state has that address; give --afas-id or --person; nothing "
+                  "changed", file=sys.stderr)
+            return 2
+        contacts += sorted(found)
+    persons += _persons_of(resources["afas"], contacts)
+    keys = request_keys(contacts, persons)
+    subject = email_hash or hash_key(keys["contacts"][0] if keys["contacts"] else f"person:{keys['persons'][0]}")
+    if not queue(state, destinations, keys, subject, "cli"):
+        print(f"already requested: {subject} (see erasure_audit); nothing queued")
+    else:
+        print(f"queued: erasure {subject} ({len(keys['contacts'])} contacts, {len(keys['persons'])} persons)")
+    if args.queue_only:
+        return 0
+    from afas_pipeline.definitions import defs
+
+    # Dagster's own lines only when something goes wrong: the outcome is the one line printed below.
+    logs = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    result = _job(defs, "erasure_job", resources).execute_in_process(instance=_instance(), raise_on_error=False,
+                                                                      run_config=logs)
+    row = state.erasure_requests().set_index("subject_hash").loc[subject]
+    outcomes = ", ".join(f"{d} {o}" for d, o in sorted(row["outcome"].items()))
+    if row["status"] == "erased":
+        print(f"erased: {subject} ({outcomes})")
+        return 0
+    print(f"pending: {subject} ({outcomes or 'not attempted'}{'' if result.success else '; the erasure_job failed'}); "
+          "the erasure_job tries again every 15 minutes", file=sys.stderr)
+    return 1
+
+
+def _lift(subject: str) -> int:
+    """Lift the tombstones of one erased request: 0 lifted, 2 no erased request has that hash."""
+    from afas_pipeline.sync.state import StateError, SyncStateResource
+
+    subject = printable(subject).strip()
+    try:
+        state = SyncStateResource(path=os.environ.get("AFAS_PIPELINE_STATE") or None).open()
+        lifted = state.lift_tombstones(subject)
+    except StateError as exc:
+        return _error(exc)
+    if not lifted:
+        print(f"not lifted: no erased request {subject} (see erasure_audit: a pending one is erased first); nothing "
+              "changed", file=sys.stderr)
+        return 2
+    print(f"lifted: {subject}; the next sync sends its records again if AFAS holds them (a Mailchimp address "
+          "deleted permanently stays refused: only the person can subscribe again)")
+    return 0
+
+
+def _persons_of(afas, contacts: list[str]) -> list[str]:
+    """The AFAS persons of these contacts (for Xelion); none when AFAS cannot be read (then say so)."""
+    from afas_pipeline.afas.lookups import read_by_keys
+    from afas_pipeline.afas.sources import default_sources
+
+    if not contacts:
+        return []
+    try:
+        rows, _ = read_by_keys(afas, default_sources().contacts, contacts)
+    except Exception as exc:  # AFAS unreachable: the e-mail destinations can still be erased
+        print(f"warning: AFAS not read ({type(exc).__name__}): the contacts' persons (Xelion) are not known; "
+              "give --person PERSON_ID to erase them there too", file=sys.stderr)
+        return []
+    return sorted(set(rows["PersonId"].dropna().astype(str))) if "PersonId" in rows else []
 
 
 def validate_mappings(drift: bool = False) -> int:

@@ -7,6 +7,7 @@ import dagster as dg
 from afas_pipeline.afas.assets import build_afas_assets
 from afas_pipeline.afas.sources import CRM_ENTITIES, CUSTOMER_ENTITIES
 from afas_pipeline.alerts import alert_sensors, freshness_checks
+from afas_pipeline.erasure import build_erasure, erasable_destinations
 from afas_pipeline.resources import build_resources
 from afas_pipeline.retention import build_retention, with_personal_data
 from afas_pipeline.runbook import with_runbooks
@@ -21,13 +22,15 @@ assets = [*build_afas_assets(entities=(*CRM_ENTITIES, *customers)), *destination
 jobs, schedules = build_jobs_and_schedules(assets)
 # Daily: stored personal data, old ledger events and old runs past their retention are deleted (P1, P3).
 retention, retention_job, retention_schedule = build_retention(assets)
+# Every 15 minutes: erasure requests (GDPR article 17) carried out in every destination and audited (P2).
+erasure, erasure_job, erasure_schedule = build_erasure(erasable_destinations())
 # A failed run, or a 15-minute asset with no success for 45 minutes, notifies the alert targets.
 checks = freshness_checks(assets)
 
 defs = dg.Definitions(
-    assets=with_personal_data(with_runbooks(dg.with_source_code_references([*assets, retention]))),
-    jobs=[*jobs, retention_job],
-    schedules=[*schedules, retention_schedule],
+    assets=with_personal_data(with_runbooks(dg.with_source_code_references([*assets, retention, *erasure]))),
+    jobs=[*jobs, retention_job, erasure_job],
+    schedules=[*schedules, retention_schedule, erasure_schedule],
     asset_checks=checks,
     sensors=alert_sensors(checks),
     resources=build_resources(),

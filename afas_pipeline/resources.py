@@ -56,6 +56,7 @@ SETTINGS = (
     # S3 asset storage (AFAS_PIPELINE_STORAGE=s3://..., afas_pipeline/lib/storage.py); the AWS SDK reads the keys itself.
     "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
     "AWS_DEFAULT_REGION", "AWS_MAX_ATTEMPTS", "AWS_EC2_METADATA_DISABLED",
+    "AFAS_PIPELINE_ERASURE_DEADLINE_HOURS", "AFAS_PIPELINE_ERASE_REMOVED",
     *ALERT_SETTINGS,
 )
 #: Where `afas-pipeline sandbox` listens unless told otherwise.

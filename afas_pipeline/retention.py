@@ -49,7 +49,7 @@ PERSONAL_DATA = {
 KEYS_AND_HASHES = (
     r"\w+_sync_plan(_delta)?", r"\w+_sync(_delta)?", r"\w+_rejected", r"\w+_afas_write_back",
     r"\w+_mailing_history", r"xelion_address_book(_delta)?", r"xelion_phone_index", r"xelion_call_reports",
-    r"personal_data_retention",
+    r"personal_data_retention", r"erasure_requests", r"erasure_audit",
 )
 
 

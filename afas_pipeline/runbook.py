@@ -31,6 +31,7 @@ SECTIONS = {
     r"xelion_phone_index": "xelion-phone-index",
     r"xelion_call_reports": "xelion-call-reports",
     r"personal_data_retention": "retention",
+    r"erasure_(requests|audit)": "erasure",
 }
 #: An asset of a kind the docs have no section for yet links to the general steps.
 FALLBACK = "a-failed-run"

@@ -69,9 +69,10 @@ def test_every_asset_of_a_cadence_is_in_its_pool_and_the_summaries_in_none():
         assert node.partitions_def is None or cadence, f"{key.to_user_string()}: a partitioning of no cadence"
         pools.setdefault((cadence, frozenset(node.pools)), []).append(key.to_user_string())
     assert set(pools) == {("delta", frozenset({DELTA_POOL})), ("full", frozenset({FULL_POOL})), (None, frozenset())}
-    # The daily retention is in no pool either: the sync state's lock keeps it apart from a writing run.
-    assert sorted(pools[(None, frozenset())]) == ["mailchimp_rejected", "personal_data_retention", "spotler_rejected",
-                                                  "xelion_phone_index"]
+    # The daily retention and the erasures are in no pool either: the sync state's lock keeps them apart from a
+    # writing run.
+    assert sorted(pools[(None, frozenset())]) == ["erasure_audit", "erasure_requests", "mailchimp_rejected",
+                                                  "personal_data_retention", "spotler_rejected", "xelion_phone_index"]
     assert {"afas_contacts_changes", "spotler_sync_delta", "mailchimp_afas_write_back", "xelion_call_reports"} <= set(
         pools[("delta", frozenset({DELTA_POOL}))])
     assert {"afas_contacts", "spotler_sync", "xelion_address_book"} <= set(pools[("full", frozenset({FULL_POOL}))])

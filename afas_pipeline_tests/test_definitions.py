@@ -180,9 +180,10 @@ def test_dg_lists_and_checks_the_definitions_in_this_project():
     graph = _graph()
     assert {a["asset_key"] for a in found["assets"]} == {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert len(found["asset_checks"]) == len(graph.asset_check_keys)
-    assert {j["name"] for j in found["jobs"]} == {"afas_delta_job", "afas_full_job", "personal_data_retention_job"}
+    assert {j["name"] for j in found["jobs"]} == {"afas_delta_job", "afas_full_job", "personal_data_retention_job",
+                                                  "erasure_job"}
     assert {s["name"] for s in found["schedules"]} == {"afas_delta_job_schedule", "afas_full_job_schedule",
-                                                       "personal_data_retention_job_schedule"}
+                                                       "personal_data_retention_job_schedule", "erasure_job_schedule"}
 
 
 @pytest.mark.parametrize("d", EMAIL_DESTINATIONS)

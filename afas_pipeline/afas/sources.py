@@ -32,6 +32,8 @@ class AfasSource(BaseModel):
     modified: tuple[str, ...] = Field(min_length=1)
     required: tuple[str, ...] = ()
     order_by: tuple[str, ...] = ()
+    #: A yes/no field that marks a row for erasure (P2): contacts only, optional.
+    erase_flag: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _key_is_required_and_sorts(self) -> AfasSource:
@@ -44,7 +46,7 @@ class AfasSource(BaseModel):
 
     @property
     def fields_needed(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys((*self.required, *self.modified)))
+        return tuple(dict.fromkeys((*self.required, *self.modified, *([self.erase_flag] if self.erase_flag else []))))
 
 
 class AfasSources(BaseModel):

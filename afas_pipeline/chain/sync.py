@@ -32,6 +32,7 @@ from afas_pipeline.mapping.models import BACK_REFERENCES, ENTITY_SOURCE
 from afas_pipeline.retries import retry_transient_failures
 from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, is_valid_email
 from afas_pipeline.sync.destination import Destination
+from afas_pipeline.sync.erasure import exclude_erased, marked
 from afas_pipeline.sync.feedback import iso
 from afas_pipeline.sync.plan import (
     consent_violations, hold_late_optouts, plan_sync, skip_shared_addresses, summarise,
@@ -119,10 +120,13 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         rows = read[plural]
         related = {entity: read[ENTITY_SOURCE[entity]] for entity in joined}
         lookups = 0
+        state = context.resources.sync_state.open()
         if cadence == "delta":
-            state = context.resources.sync_state.open()
             rows, related, lookups = _complete_delta(afas, sources, mapping, state, d, rows, related)
         result = build_audience(rows, related, mapping, modified=base_source.modified)
+        # P2: a person to be (or already) erased is left alone; the erasure job, not the sync, erases (R10).
+        erasing = marked(rows, base_source.erase_flag, base_source.key) if base == "contact" else set()
+        result = exclude_erased(result, d, state.tombstones(), erasing)
         members = result.members
         excluded = result.excluded_counts()
         context.log.info(f"audience: {len(members)} of {result.input_rows} {plural}; excluded {excluded}")

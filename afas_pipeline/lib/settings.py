@@ -47,3 +47,19 @@ def seconds(env: Mapping[str, str], name: str, default: float, *, maximum: float
     if not 0 <= number <= maximum:  # also refuses nan
         raise SettingError(f"{name}={printable(value)} is out of range: {allowed}")
     return number
+
+
+YES, NO = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def yes_no(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A switch: true/yes/on/1 or false/no/off/0 (the default when unset)."""
+    value = given(env, name)
+    if value is None:
+        return default
+    if value.lower() in YES:
+        return True
+    if value.lower() in NO:
+        return False
+    raise SettingError(f"{name}='{printable(value)}' is not a switch: use true or false, e.g. "
+                       f"{str(default).lower()}")

@@ -34,6 +34,7 @@ from afas_pipeline.mailchimp.client import MailchimpClient, MemberResult, Member
 from afas_pipeline.mailchimp.merge_values import address_values, debtor_address_values, phone_values
 from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.sync.audience import normalise_email, permission_column, property_column
+from afas_pipeline.sync.destination import ABSENT, ERASED
 from afas_pipeline.sync.events import Bounce, ContactChange, Interaction, MailingSent
 from afas_pipeline.sync.plan import held_column, set_column
 from afas_pipeline.sync.values import plain_values, typed_values
@@ -139,6 +140,17 @@ class MailchimpAdapter:
     def write(self, client: MailchimpClient, documents: list[MemberWrite],
               on_batch: Callable[[list[MemberResult]], None]) -> None:
         client.put_members(documents, on_batch=on_batch)
+
+    def erasure_ids(self, keys: Mapping[str, list[str]]) -> list[str]:
+        # One record per AFAS contact; an audience of debtors is keyed by DebtorId, which no request names.
+        return list(keys.get("contacts", [])) if self.mapping.base == "contact" else []
+
+    def erase(self, client: MailchimpClient, external_id: str, destination_key: str | None) -> str:
+        """`delete-permanent` of the member by its saved subscriber hash: Mailchimp forgets it for good, and its
+        address can never be imported again. No saved hash: the sync never made a member for this contact."""
+        if not destination_key:
+            return ABSENT
+        return ERASED if client.delete_permanent(destination_key) else ABSENT
 
     def write_counts(self, client: MailchimpClient) -> dict[str, int]:
         stats = client.stats

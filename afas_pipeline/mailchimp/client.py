@@ -259,6 +259,18 @@ class MailchimpClient(RetryingHttpResource):
             raise _incomplete(results, unanswered, len(writes))
         return results
 
+    def delete_permanent(self, subscriber_hash: str) -> bool:
+        """Erase the member for good (``POST .../actions/delete-permanent``): its address can never be imported
+        again. False when Mailchimp answers 404 (already gone); no answer raises ``MailchimpUnavailable``."""
+        try:
+            self._send("POST", f"{self._member_path(subscriber_hash)}/actions/delete-permanent",
+                       route=f"{_MEMBER_ROUTE}/actions/delete-permanent")
+        except MailchimpRequestError as exc:
+            if exc.status_code == 404:
+                return False
+            raise
+        return True
+
     # -- public API: reads --
 
     def ping(self) -> dict:

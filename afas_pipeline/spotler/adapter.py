@@ -20,6 +20,7 @@ from afas_pipeline.afas.dossier import MARKER
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.sync.audience import normalise_email, property_column
+from afas_pipeline.sync.destination import ABSENT, ERASED
 from afas_pipeline.sync.events import Bounce, ContactChange, Interaction, MailingSent
 from afas_pipeline.sync.plan import set_column
 from afas_pipeline.sync.values import plain_values, typed_values
@@ -104,6 +105,14 @@ class SpotlerAdapter:
         value (Spotler's message may quote it)."""
         match = re.search(r"property '([^']+)'", result.message or "")
         return f"{result.code}:{match.group(1)}" if match else result.code
+
+    def erasure_ids(self, keys: Mapping[str, list[str]]) -> list[str]:
+        # One record per AFAS contact; an audience of debtors is keyed by DebtorId, which no request names.
+        return list(keys.get("contacts", [])) if self.mapping.base == "contact" else []
+
+    def erase(self, client: SpotlerClient, external_id: str, destination_key: str | None) -> str:
+        """Spotler has no hard delete: anonymize strips every property and switches permissions and channels off."""
+        return ERASED if client.anonymize(external_id) else ABSENT
 
     def resubscriptions(self, documents: list[dict], actions: list[str]) -> list[int]:
         # Spotler has no consent state of its own beyond the permission bits, which C1 guards in the plan.

@@ -274,6 +274,17 @@ class SpotlerClient(RetryingHttpResource):
             self._count(contacts_failed=1)
         return result
 
+    def anonymize(self, external_id: str) -> bool:
+        """Strip the contact's personal data (``PUT contact/anonymize/{externalId}``): Spotler has no hard delete.
+        False when Spotler does not know the contact (nothing to erase); no answer raises ``SpotlerUnavailable``."""
+        try:
+            self._send("PUT", f"contact/anonymize/{_segment(external_id)}", route="contact/anonymize/{externalId}")
+        except SpotlerRequestError as exc:
+            if exc.error_type == "CONTACT_NOT_FOUND":
+                return False
+            raise
+        return True
+
     # -- public API: reads --
 
     def get_contact(self, external_id: str) -> dict | None:

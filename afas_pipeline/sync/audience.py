@@ -26,6 +26,7 @@ EXCLUSION_RULES: dict[str, str] = {
     "R3": "no e-mail address in the mapped e-mail field",
     "R3-syntax": "the e-mail address is not a valid address",
     "C2": "the same contact appeared more than once in the read; the latest row is kept",
+    "P2": "its person is to be, or was, erased (an erasure request, or marked for erasure in AFAS)",
 }
 
 PERSON_KINDS_AT_ORGANISATION = "PRS"

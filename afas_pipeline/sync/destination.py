@@ -44,8 +44,28 @@ class WriteIncomplete(Protocol):
     a refusal, C4); it is raised after the answered batches were handed to `on_batch`."""
 
 
+#: What an erasure did to one record: the destination erased it (as far as its API allows), or had no such record.
+ERASED, ABSENT = "erased", "absent"
+
+
 @runtime_checkable
-class Destination(Protocol):
+class Erasable(Protocol):
+    """A destination that can forget one person (P2): the e-mail destinations and Xelion's address book."""
+
+    name: str
+    title: str
+
+    def erasure_ids(self, keys: Mapping[str, list[str]]) -> list[str]:
+        """This destination's record keys (external ids) of a request's AFAS keys (`contacts`, `persons`)."""
+
+    def erase(self, client: Any, external_id: str, destination_key: str | None) -> str:
+        """Erase the record of `external_id` (with the destination's own key as last saved, if any) as far as the
+        API allows: `ERASED`, or `ABSENT` when the destination has no such record (already gone). An outage raises
+        the client's unavailable error: the erasure stays pending. Called again after a crash, it must be safe."""
+
+
+@runtime_checkable
+class Destination(Erasable, Protocol):
     """One destination of the AFAS contacts: see `afas_pipeline.spotler.adapter` for an example."""
 
     #: The name: prefix of its asset keys, its Dagster group, the resource key of its client and its key in

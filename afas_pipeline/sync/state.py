@@ -19,6 +19,10 @@ One SQLite file holds, per destination:
 - `phone_index` (Xelion, X2/X3): per AFAS organisation or person the salted hashes of its phone numbers, with
   its BcId and number, never a number itself; `call_reports` (X3): per Xelion call id what became of its
   dossier item (the SbId once made, or why not yet); `cursors`: how far an oid-ordered feed was read;
+- `erasure_requests` (P2): per person to be forgotten the salted hash it is known by, the AFAS keys needed to act
+  (contacts, persons; emptied once erased), the hashes of every record key it covers (its tombstones: the syncs
+  leave those records alone), where it came from, when, its status (pending | erased | lifted) and per destination what
+  became of it;
 - `feedback_events`: the ledger of events read back from a destination (external id, kind such as
   `optout:1` or `bounce:hard`, event time) and whether they were delivered to AFAS or still wait
   (`pending`), so each event is delivered once however often its window is read.
@@ -86,6 +90,10 @@ CREATE TABLE IF NOT EXISTS call_reports (
     reason TEXT, attempts INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL, PRIMARY KEY (destination, call_id));
 CREATE TABLE IF NOT EXISTS cursors (
     destination TEXT NOT NULL, feed TEXT NOT NULL, position TEXT NOT NULL, PRIMARY KEY (destination, feed));
+CREATE TABLE IF NOT EXISTS erasure_requests (
+    subject_hash TEXT PRIMARY KEY, keys TEXT NOT NULL, tombstones TEXT NOT NULL, source TEXT NOT NULL,
+    requested_at TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT NOT NULL, attempts INTEGER NOT NULL,
+    updated_at TEXT NOT NULL, finished_at TEXT);
 CREATE TABLE IF NOT EXISTS writes_in_flight (
     id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL, started_at TEXT NOT NULL,
     feed_mark TEXT, intents TEXT NOT NULL);
@@ -670,6 +678,99 @@ class SyncState:
             )
         return len(values)
 
+    # -- erasure --
+
+    def queue_erasure(self, subject_hash: str, keys: dict[str, list[str]], tombstones: Iterable[str], source: str,
+                      requested_at: datetime | None = None) -> bool:
+        """A request to erase a person (P2): `keys` the AFAS ids to act on (`contacts`, `persons`), `tombstones` the
+        hashes of their record keys. False, and nothing changed, when the subject already has a request (pending or
+        erased); a lifted one (`lift_tombstones`) is requested anew."""
+        when = (requested_at or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat()
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO erasure_requests (subject_hash, keys, tombstones, source, requested_at, status, outcome, "
+                "attempts, updated_at, finished_at) VALUES (?,?,?,?,?,'pending','{}',0,?,NULL) "
+                "ON CONFLICT(subject_hash) DO UPDATE SET keys=excluded.keys, tombstones=excluded.tombstones, "
+                "source=excluded.source, requested_at=excluded.requested_at, status='pending', outcome='{}', "
+                "attempts=0, updated_at=excluded.updated_at, finished_at=NULL "
+                "WHERE erasure_requests.status='lifted'",
+                (subject_hash, json.dumps(keys, sort_keys=True), json.dumps(sorted(set(tombstones))), source, when,
+                 _now()))
+            return cursor.rowcount == 1
+
+    def erasure_requests(self, status: str | None = None) -> pd.DataFrame:
+        """The requests (or those of one status), oldest first: `keys`, `tombstones` and `outcome` parsed."""
+        query = ("SELECT subject_hash, keys, tombstones, source, requested_at, status, outcome, attempts, updated_at, "
+                 "finished_at FROM erasure_requests")
+        args: tuple = ()
+        if status is not None:
+            query, args = query + " WHERE status=?", (status,)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY requested_at, subject_hash", args).fetchall()
+        df = pd.DataFrame(rows, columns=ERASURE_COLUMNS)
+        for column in ("keys", "tombstones", "outcome"):
+            df[column] = df[column].map(json.loads)
+        return df
+
+    def tombstones(self) -> set[str]:
+        """The hashes of every record key an erasure request covers, pending or done: no sync sends those records."""
+        with self._connect() as db:
+            rows = db.execute("SELECT tombstones FROM erasure_requests").fetchall()
+        return {h for (text,) in rows for h in json.loads(text)}
+
+    def record_erasure(self, subject_hash: str, destination: str, outcome: str, *, purge: Iterable[str] = ()) -> None:
+        """What became of the request in one destination; with `purge`, every state row of those record keys in that
+        destination goes in the same transaction (the destination has forgotten them)."""
+        with self.transaction(), self._connect() as db:
+            if purge:
+                self.purge_records(destination, purge)
+            row = db.execute("SELECT outcome FROM erasure_requests WHERE subject_hash=?", (subject_hash,)).fetchone()
+            if row is None:
+                return
+            outcomes = {**json.loads(row[0]), destination: outcome}
+            db.execute("UPDATE erasure_requests SET outcome=?, updated_at=? WHERE subject_hash=?",
+                       (json.dumps(outcomes, sort_keys=True), _now(), subject_hash))
+
+    def finish_erasure(self, subject_hash: str, done: bool) -> None:
+        """One attempt over every destination is over: `done` marks the request erased and forgets its AFAS keys (the
+        hashes stay, as tombstones and for the audit); otherwise it stays pending for the next attempt."""
+        now = _now()
+        with self._connect() as db:
+            if done:
+                db.execute("UPDATE erasure_requests SET status='erased', keys='{}', attempts=attempts + 1, "
+                           "updated_at=?, finished_at=? WHERE subject_hash=?", (now, now, subject_hash))
+            else:
+                db.execute("UPDATE erasure_requests SET attempts=attempts + 1, updated_at=? WHERE subject_hash=?",
+                           (now, subject_hash))
+
+    def lift_tombstones(self, subject_hash: str) -> bool:
+        """An operator lets the syncs send an erased person again (they asked to be added back): the request keeps its
+        audit row, status `lifted`, without tombstones. False, and nothing changed, unless the request was erased."""
+        with self._connect() as db:
+            cursor = db.execute("UPDATE erasure_requests SET tombstones='[]', status='lifted', updated_at=? "
+                                "WHERE subject_hash=? AND status='erased'", (_now(), subject_hash))
+            return cursor.rowcount == 1
+
+    def purge_records(self, destination: str, external_ids: Iterable[str]) -> int:
+        """Deletes every state row of these record keys in this destination (records, opt-outs, refusals, feedback
+        events, mailing history and reactions, phone numbers) and drops them from writes in flight. Rows deleted."""
+        ids = [str(i) for i in external_ids]
+        if not ids:
+            return 0
+        deleted = 0
+        with self.transaction(), self._connect() as db:
+            for table in ("records", "optouts", "rejected", "feedback_events", "mailing_history", "mailing_reactions",
+                          "phone_index"):
+                for external_id in ids:
+                    deleted += db.execute(f"DELETE FROM {table} WHERE destination=? AND external_id=?",
+                                          (destination, external_id)).rowcount
+            for entry in self.writes_in_flight(destination):
+                intents = {k: v for k, v in entry.intents.items() if k not in ids}
+                if len(intents) != len(entry.intents):
+                    db.execute("UPDATE writes_in_flight SET intents=? WHERE id=?",
+                               (json.dumps(intents, sort_keys=True), entry.id))
+        return deleted
+
     # -- retention --
 
     def prune_delivered(self, older_than: timedelta) -> dict[str, int]:
@@ -686,6 +787,8 @@ class SyncState:
         return counts
 
 
+ERASURE_COLUMNS = ["subject_hash", "keys", "tombstones", "source", "requested_at", "status", "outcome", "attempts",
+                   "updated_at", "finished_at"]
 MAILING_ITEM_COLUMNS = ["mailing_id", "external_id", "sent_at", "sbid", "claimed_by", "claimed_at", "updated_at"]
 
 

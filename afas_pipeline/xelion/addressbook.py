@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -62,6 +63,12 @@ class AddressBook:
     @property
     def entries(self) -> list[Entry]:
         return [*self.organisations, *self.persons]
+
+    def without(self, erasing: Callable[[str], bool]) -> tuple["AddressBook", int]:
+        """The book without the persons to be (or already) erased (P2): `erasing` says so of a record key.
+        Organisations stay. Also how many were left out."""
+        kept = [e for e in self.persons if not erasing(e.external_id)]
+        return AddressBook(self.organisations, kept, self.left_out), len(self.persons) - len(kept)
 
 
 def external_id(kind: str, afas_id: object) -> str:

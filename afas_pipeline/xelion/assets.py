@@ -26,7 +26,9 @@ from afas_pipeline.lib.phones import parse
 from afas_pipeline.lib.privacy import hash_key, number_key
 from afas_pipeline.retries import retry_transient_failures
 from afas_pipeline.xelion import calls as call_items
+from afas_pipeline.sync.erasure import marked, tombstone
 from afas_pipeline.xelion.addressbook import ORGANISATION, PERSON, address_book, phone_index
+from afas_pipeline.xelion.addressbook import external_id as record_key
 from afas_pipeline.xelion.config import FIELDS, XelionSettings, xelion_drift
 from afas_pipeline.xelion.errors import XelionRequestError
 from afas_pipeline.xelion.sync import DESTINATION, find_report, post_report, sync_address_book
@@ -94,6 +96,10 @@ def _address_book(cadence: str, settings: XelionSettings, sources: AfasSources) 
             organisations, persons, contacts, lookups = _complete_delta(afas, sources, state, organisations,
                                                                         persons, contacts)
         book = address_book(organisations, persons, contacts, settings.phone_region)
+        # P2: a person to be (or already) erased is left alone; the erasure job, not the sync, erases (R10).
+        erasing = {record_key(PERSON, p) for p in marked(contacts, sources.contacts.erase_flag, "PersonId")}
+        tombstoned = state.tombstones()
+        book, left_alone = book.without(lambda key: key in erasing or tombstone(DESTINATION, key) in tombstoned)
         state.replace_phone_numbers(DESTINATION, {e.external_id: (e.bcid, e.afas_id, e.kind, e.number_keys)
                                                   for e in book.entries}, only=full)
         client = context.resources.xelion
@@ -114,6 +120,7 @@ def _address_book(cadence: str, settings: XelionSettings, sources: AfasSources) 
             **{f"numbers_left_out/{reason}": n for reason, n in sorted(book.left_out.items())},
             "numbers_sent": sum(len(e.numbers) for e in book.entries),
             "afas_lookups": lookups,
+            "left_alone_by_erasure": left_alone,
             "dry_run": config.dry_run,
             **{f"xelion/{k}": v for k, v in client.stats.as_metadata().items()},
         }

@@ -375,6 +375,17 @@ class XelionClient(RetryingHttpResource):
         raise XelionUnavailable(f"PUT {_ADDRESSABLE}: no answer to {self.max_attempts} attempts",
                                 endpoint=f"PUT {_ADDRESSABLE}")
 
+    def remove_addressable(self, oid: str) -> bool:
+        """``DELETE addressables/<oid>`` (an erasure, P2; [I]: the reference documents no delete, see the sandbox).
+        False when Xelion does not know the oid (already gone); no answer raises ``XelionUnavailable``."""
+        try:
+            self._send("DELETE", f"addressables/{_segment(oid)}", route=_ADDRESSABLE)
+        except XelionRequestError as exc:
+            if exc.status_code == 404 and exc.error_code in (NOT_FOUND, None):
+                return False
+            raise
+        return True
+
     # -- public API: the call log --
 
     def communications_after(self, after_oid: str | None, limit: int = MAX_PAGE_SIZE) -> list[dict]:

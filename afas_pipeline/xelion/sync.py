@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -27,8 +27,12 @@ import pandas as pd
 from afas_pipeline.afas.client import AfasClient
 from afas_pipeline.afas.filters import Condition, Filter, Op
 from afas_pipeline.lib.failpoints import failpoint
+from afas_pipeline.sync.destination import ABSENT, ERASED
 from afas_pipeline.sync.state import IN_DOUBT, SyncState
-from afas_pipeline.xelion.addressbook import ORGANISATION, AddressBook, Entry, common_name, content_hash, resolve_employments
+from afas_pipeline.xelion.addressbook import (
+    ORGANISATION, PERSON, AddressBook, Entry, common_name, content_hash, resolve_employments,
+)
+from afas_pipeline.xelion.addressbook import external_id as record_key
 from afas_pipeline.xelion.calls import MARKER
 from afas_pipeline.xelion.client import XelionClient, edited
 from afas_pipeline.xelion.errors import XelionRequestError, XelionUnavailable, XelionWriteUnknown
@@ -183,6 +187,23 @@ def _find_made(client: XelionClient, document: dict) -> str | None:
         if found.get("comment") == document["comment"]:
             return str(found["oid"])
     return None
+
+
+class XelionAddressBook:
+    """Xelion's address book as an erasable destination (P2, `afas_pipeline.sync.destination.Erasable`)."""
+
+    name = DESTINATION
+    title = "Xelion"
+
+    def erasure_ids(self, keys: Mapping[str, list[str]]) -> list[str]:
+        return [record_key(PERSON, p) for p in keys.get("persons", [])]
+
+    def erase(self, client: XelionClient, external_id: str, destination_key: str | None) -> str:
+        """Remove the addressable the sync made for this AFAS person (its oid in the sync state); none saved: the
+        sync never made one."""
+        if not destination_key:
+            return ABSENT
+        return ERASED if client.remove_addressable(destination_key) else ABSENT
 
 
 # --- call reports ------------------------------------------------------------------------------------------

@@ -345,6 +345,7 @@ def generate(contacts: int, seed: int) -> dict[str, Columns]:
         "BounceDate": bounce_date.astype(np.int64),
         "BounceType": bounce_type,
         "HardBounce": bounce_type == "hard",
+        "EraseRequested": np.zeros(n, dtype=bool),
         "ModifiedDate": modified,
         "CreateDate": _created(rng, modified),
     }

@@ -53,7 +53,7 @@ TABLES: dict[str, dict[str, str]] = {
         "ContactId": INT, "PersonId": STR, "OrganisationId": STR, "ContactKind": STR, "MailWork": STR,
         "Phone": STR, "Mobile": STR, "Function": STR, "Department": STR, "Blocked": BOOL,
         "PermissionNewsletter": BOOL, "PermissionEvents": BOOL, "BounceDate": DATE, "BounceType": STR,
-        "HardBounce": BOOL, "ModifiedDate": TS, "CreateDate": TS,
+        "HardBounce": BOOL, "EraseRequested": BOOL, "ModifiedDate": TS, "CreateDate": TS,
     },
     "subjects": {
         "SubjectId": INT, "SubjectTypeId": INT, "Description": STR, "Text": STR, "Date": TS,
@@ -97,6 +97,8 @@ FREE_FIELDS = {  # KnContact free fields: GUID field id -> (canonical column, ki
     "U75F1C487D4A16C8A1AF773D9EA276418": ("BounceDate", "date", "Bouncedatum"),
     "UCC1D3710DBFE152311FF890317793493": ("BounceType", "string", "Bouncetype"),
     "U5CDDF537F9AA47670ABAC39E715EF1A8": ("HardBounce", "boolean", "Harde bounce"),
+    # The person asked to be forgotten (GDPR article 17): the pipeline erases the contact everywhere (P2).
+    "U9A6E7C2B41D05F3E8B7A6C5D4E3F2A10": ("EraseRequested", "boolean", "AVG verwijderverzoek"),
 }
 FREE_FIELD_IDS = {column: guid for guid, (column, _, _) in FREE_FIELDS.items()}
 

@@ -56,7 +56,11 @@ class Table:
 
     def __init__(self, name: str, columns: Columns):
         self.name, self.schema, self.key = name, TABLES[name], KEYS[name]
-        self._cols: Columns = {c: np.asarray(columns[c], dtype=DTYPES[k]) for c, k in self.schema.items()}
+        n = len(columns[self.key])
+        # A column added to the model after a dataset was saved starts empty (false, NULL) in that dataset.
+        defaults = empty_columns(name, n)
+        self._cols: Columns = {c: np.asarray(columns[c] if c in columns else defaults[c], dtype=DTYPES[k])
+                               for c, k in self.schema.items()}
         self._n = len(self._cols[self.key])
         self._alive = np.ones(self._n, dtype=bool)
         self.pos: dict = {k: i for i, k in enumerate(self._cols[self.key].tolist())}

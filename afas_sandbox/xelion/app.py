@@ -1,7 +1,7 @@
 """The Xelion REST API emulator (``{url}/xelion/api/v1/master``) as an ASGI app.
 
 Routes below the tenant root (reference §C): ``POST me/login``, ``POST me/renew``, ``POST me/logout``,
-``GET|POST addressables``, ``GET|PUT addressables/{oid}``, ``POST addressables/{oid}/join``,
+``GET|POST addressables``, ``GET|PUT|DELETE addressables/{oid}``, ``POST addressables/{oid}/join``,
 ``GET communications``, ``GET communications/{oid|callId}``, ``GET communications/{oid}/audio``. The rules of
 sessions, addressables and calls are in ``store.py``; the admin API (``/xelion/_admin``) in ``admin.py``.
 
@@ -12,6 +12,9 @@ sessions, addressables and calls are in ``store.py``; the admin API (``/xelion/_
   ``next`` link is there while more items follow. A call with a recording links its ``audio``.
 - Errors are ``{"errorCode", "message", "info": "resource=<METHOD> /api/v1/master/..."}`` (``errors.py``); an
   unknown path or tenant is 404 (10100), another method 405 with ``Allow``, a body that is not JSON 400 (10202).
+- ``DELETE addressables/{oid}`` removes a Person or Organisation (204; unknown: 404/10100), for an erasure (P2).
+  [I] The reference (§C3) documents no delete; Xelion's object API has one for every object it lists, and this
+  is how the sandbox assumes it looks. Calls keep naming the party by number, no longer by addressable.
 - ``GET communications/{oid}/audio`` is the recording as ``audio/x-mp3`` (silent MPEG-1 Layer III frames of the
   call's length, ``mp3.py``), 404 (10100) when the call has none.
 - Limits and faults (``afas_sandbox.faults``, REST API only, never ``/_admin``): beyond
@@ -73,7 +76,7 @@ ROUTES: list[tuple[str, dict[str, str]]] = [
     ("me/renew", {"POST": "renew"}),
     ("me/logout", {"POST": "logout"}),
     ("addressables", {"GET": "addressables", "POST": "create"}),
-    ("addressables/{oid}", {"GET": "addressable", "PUT": "update"}),
+    ("addressables/{oid}", {"GET": "addressable", "PUT": "update", "DELETE": "remove"}),
     ("addressables/{oid}/join", {"POST": "join"}),
     ("communications", {"GET": "communications"}),
     ("communications/{oid}", {"GET": "communication"}),
@@ -218,6 +221,10 @@ class XelionEmulator:
 
     def _update(self, request, doc, session, root, oid) -> Response:
         return _json(envelope(self.tenant.update(oid, doc), root))
+
+    def _remove(self, request, doc, session, root, oid) -> Response:
+        self.tenant.remove(oid)
+        return Response(status_code=204)
 
     def _join(self, request, doc, session, root, oid) -> Response:
         return _json(envelope(self.tenant.join(oid, doc), root))

@@ -325,6 +325,12 @@ class Tenant:
             self.addressables[updated["oid"]] = updated
             return self.addressable_json(updated)
 
+    def remove(self, oid: str) -> None:
+        """``DELETE addressables/<oid>`` [I]: the object is gone; a person's employment of a removed organisation
+        then names no organisation (as `_reference` shows a reference to an unknown oid)."""
+        with self.lock:
+            del self.addressables[self._addressable(oid)["oid"]]
+
     @staticmethod
     def _set_fields(stored: dict, doc: dict) -> None:
         fields = PERSON_FIELDS if stored["objectType"] == "Person" else ORGANISATION_FIELDS
