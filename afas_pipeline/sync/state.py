@@ -156,6 +156,22 @@ def shown(location: str | Path) -> str:
         return f"{str(location).split(':', 1)[0]}://(unparsable URL)"
 
 
+def state_url_problem(url: str) -> str | None:
+    """What is wrong with a Postgres URL given as AFAS_PIPELINE_STATE (None: nothing), the password never shown."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return f"AFAS_PIPELINE_STATE {shown(url)} is not a URL: write it as postgresql://user:password@host:port/database"
+    if parsed.drivername not in ("postgresql", "postgresql+psycopg2", "postgres"):
+        return (f"AFAS_PIPELINE_STATE {shown(url)} names the driver {parsed.drivername}: use postgresql:// or "
+                "postgresql+psycopg2://")
+    if not parsed.database:
+        return f"AFAS_PIPELINE_STATE {shown(url)} names no database: end it with /<database>, e.g. /afas_state"
+    return None
+
+
 class _Db:
     """One connection in one transaction, as both dialects are used here: `execute(sql, params)` returns a cursor
     (`fetchall`, `fetchone`, `rowcount`, iteration), `executemany(sql, rows)`. `sql` uses `?` placeholders."""
@@ -242,14 +258,15 @@ class SyncState:
         import psycopg2
         from sqlalchemy.engine import make_url
 
+        problem = state_url_problem(self.url)
+        if problem:
+            raise StateError(problem)
+        url = make_url(self.url)
         try:
-            url = make_url(self.url)
-            if url.drivername not in ("postgresql", "postgresql+psycopg2", "postgres"):
-                raise ValueError(f"{url.drivername}:// is not supported; use postgresql:// or postgresql+psycopg2://")
             return psycopg2.connect(host=url.host, port=url.port, dbname=url.database, user=url.username,
                                     password=url.password, connect_timeout=30, application_name="afas-pipeline",
                                     **url.query)
-        except (psycopg2.Error, ValueError) as exc:
+        except psycopg2.Error as exc:
             raise StateError(f"cannot open the sync state {self.shown}: {str(exc).strip().splitlines()[0]}; set "
                              "AFAS_PIPELINE_STATE to a reachable postgresql://user:password@host:port/database "
                              "URL") from None
@@ -273,7 +290,8 @@ class SyncState:
                                  "writable SQLite file path") from None
         else:
             connection = self.connect_raw()
-            connection.set_session(readonly=self.read_only)
+            if self.read_only:  # one snapshot for the whole block, as SQLite's transaction gives
+                connection.set_session(readonly=True, isolation_level="REPEATABLE READ")
         try:
             yield _Db(connection, postgres=self.url is not None)
             connection.commit()
@@ -850,8 +868,9 @@ class SyncStateResource(dg.ConfigurableResource):
 
     def location(self) -> str | Path:
         """The state's file path, or its Postgres URL."""
-        if self.path:
-            return self.path if is_url(self.path) else Path(self.path)
+        given = self.path.get_value() if isinstance(self.path, dg.EnvVar) else self.path  # outside a run: unresolved
+        if given:
+            return given if is_url(given) else Path(given)
         home = os.environ.get("DAGSTER_HOME") or os.path.join(os.getcwd(), ".dagster_home")
         return Path(home) / "state" / "sync_state.sqlite"
 
@@ -938,6 +957,24 @@ def _hold_database(state: SyncState, me: str, timeout_s: float, log):
         session.close()
         raise
     return session
+
+
+def copy_rows(source: SyncState, target: SyncState) -> dict[str, int]:
+    """Every row of `source` into `target` (an empty state), in one transaction on each side: the state of one
+    moment. The columns both have; a table `source` lacks is skipped. Rows per table."""
+    counts = {}
+    with source._connect() as read, target.transaction(), target._connect() as write:
+        for table in TABLES:
+            if table == "state_holder":  # who holds the source's lock: nothing of the copy's
+                continue
+            columns = sorted(read.columns(table) & write.columns(table))
+            if not columns:
+                continue
+            rows = read.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
+            write.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                              rows)
+            counts[table] = len(rows)
+    return counts
 
 
 def _read_text(path: Path) -> str | None:
