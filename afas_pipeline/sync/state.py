@@ -190,10 +190,29 @@ class _Db:
         if not self.postgres:
             self.connection.executemany(sql, rows)
             return
-        from psycopg2.extras import execute_batch
+        from psycopg2.errors import CardinalityViolation
+        from psycopg2.extras import execute_batch, execute_values
 
-        with self.connection.cursor() as cursor:  # many statements per round trip
-            execute_batch(cursor, _pg(sql), rows, page_size=1000)
+        values = _VALUES.search(sql) if sql.startswith("INSERT") else None
+        with self.connection.cursor() as cursor:
+            if values is None:  # an UPDATE or DELETE: many statements per round trip
+                execute_batch(cursor, _pg(sql), rows, page_size=1000)
+                return
+            # An INSERT: many rows per statement, 20 to 30 times faster than a statement per row.
+            statement = _pg(sql[:values.start(1)]) + "%s" + _pg(sql[values.end(1):])
+            if "DO UPDATE" not in sql:
+                execute_values(cursor, statement, rows, template=_pg(values.group(1)), page_size=1000)
+                return
+            # An upsert of one key twice in a statement is refused ("cannot affect row a second time"): then
+            # row by row, as SQLite does it, the later row applied over the earlier.
+            rows = list(rows)
+            cursor.execute("SAVEPOINT many_rows")
+            try:
+                execute_values(cursor, statement, rows, template=_pg(values.group(1)), page_size=1000)
+            except CardinalityViolation:
+                cursor.execute("ROLLBACK TO SAVEPOINT many_rows")
+                execute_batch(cursor, _pg(sql), rows, page_size=1000)
+            cursor.execute("RELEASE SAVEPOINT many_rows")
 
     def columns(self, table: str) -> set[str]:
         """The columns `table` has now (none when it does not exist)."""
@@ -213,6 +232,10 @@ class _Db:
             for name, definition in columns.items():
                 if name not in have:
                     self.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+
+
+#: The row of an `INSERT ... VALUES (?, ...)`, which Postgres takes for many rows at once.
+_VALUES = re.compile(r"VALUES\s*(\([^()]*\))")
 
 
 @functools.lru_cache(maxsize=256)

@@ -177,3 +177,15 @@ def test_releasing_a_record_that_is_not_quarantined_changes_nothing(state_locati
     assert not state.release("spotler", "10002")  # not a rejected record at all
     assert not state.release("mailchimp", "10001")  # rejected by another destination
     pd.testing.assert_frame_equal(state.rejected("spotler"), before)
+
+
+def test_a_record_saved_twice_in_one_call_ends_as_the_later_row_over_the_earlier(state_location):
+    state = SyncState(state_location)
+    row = {"external_id": "A", "email_hash": "e", "permissions": {}, "bounced_email_hash": None}
+    state.save_records("spotler", [{**row, "content_hash": "h0"}, {**row, "external_id": "B", "content_hash": "b"}])
+    # One key twice in one save (Postgres refuses that in one statement): applied in order, as two saves would be.
+    state.save_records("spotler", [{**row, "content_hash": "h1", "destination_key": "k1"},
+                                   {**row, "content_hash": "h2"}, {**row, "external_id": "B", "content_hash": "b2"}])
+    saved = state.records("spotler").set_index("external_id")
+    assert saved.loc["A", ["content_hash", "destination_key"]].tolist() == ["h2", "k1"]
+    assert saved.loc["B", "content_hash"] == "b2"
