@@ -189,3 +189,13 @@ def test_a_record_saved_twice_in_one_call_ends_as_the_later_row_over_the_earlier
     saved = state.records("spotler").set_index("external_id")
     assert saved.loc["A", ["content_hash", "destination_key"]].tolist() == ["h2", "k1"]
     assert saved.loc["B", "content_hash"] == "b2"
+
+
+def test_a_postgres_url_without_a_password_takes_it_from_pgpassword_as_libpq_does(postgres_state, monkeypatch):
+    url, password = postgres_state.replace(":afas-test-pg@", "@"), "afas-test-pg"
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    with pytest.raises(StateError, match=r"cannot open the sync state postgresql://dagster@127\.0\.0\.1:\d+/\w+: .*password"):
+        SyncState(url)
+    monkeypatch.setenv("PGPASSWORD", password)  # as deploy/docker-compose.yml and the Helm values give it
+    SyncState(url).set_cursor("xelion", "calls", "7")
+    assert SyncState(postgres_state).cursor("xelion", "calls") == "7"
