@@ -221,6 +221,12 @@ class _Db:
         return {row[0] for row in self.execute("SELECT column_name FROM information_schema.columns "
                                                "WHERE table_schema = current_schema() AND table_name = ?", (table,))}
 
+    def continue_identity(self) -> None:
+        """After rows were copied in with their ids: new ids of `writes_in_flight` follow the highest."""
+        if self.postgres:
+            self.execute("SELECT setval(pg_get_serial_sequence('writes_in_flight', 'id'), "
+                         "coalesce(max(id), 0) + 1, false) FROM writes_in_flight")
+
     def create_schema(self) -> None:
         if self.postgres:  # two runs creating the tables at once would collide on Postgres's catalogue
             self.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
@@ -997,6 +1003,7 @@ def copy_rows(source: SyncState, target: SyncState) -> dict[str, int]:
             write.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                               rows)
             counts[table] = len(rows)
+        write.continue_identity()
     return counts
 
 

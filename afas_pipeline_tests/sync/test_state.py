@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from afas_pipeline.sync.state import StateError, SyncState, _Db
+from afas_pipeline.sync.state import TABLES, StateError, SyncState, _Db, copy_rows
 
 EVENTS = [("10001", "optout:1", "2026-11-16T10:05:00+00:00"), ("10002", "bounce:hard", "2026-11-16T10:06:00+00:00"),
           ("10003", "optout:2", "2026-11-16T10:07:00+00:00")]
@@ -199,3 +199,16 @@ def test_a_postgres_url_without_a_password_takes_it_from_pgpassword_as_libpq_doe
     monkeypatch.setenv("PGPASSWORD", password)  # as deploy/docker-compose.yml and the Helm values give it
     SyncState(url).set_cursor("xelion", "calls", "7")
     assert SyncState(postgres_state).cursor("xelion", "calls") == "7"
+
+
+def test_a_sqlite_state_copied_into_postgres_goes_on_where_it_was(tmp_path, postgres_state):
+    sqlite = SyncState(tmp_path / "state.sqlite")
+    sqlite.record_feedback("spotler", EVENTS, "delivered")
+    first = sqlite.begin_writes("spotler", {"A": {"content_hash": "a", "permissions": {}}}, None)
+
+    assert copy_rows(sqlite, SyncState(postgres_state)) == {**{t: 0 for t in TABLES if t != "state_holder"},
+                                                            "feedback_events": 3, "writes_in_flight": 1}
+    postgres = SyncState(postgres_state)
+    assert postgres.begin_writes("spotler", {"B": {"content_hash": "b", "permissions": {}}}, None) > first
+    assert [e.intents.keys() for e in postgres.writes_in_flight("spotler")] == [{"A"}, {"B"}]
+    assert set(postgres.feedback_events("spotler")["status"]) == {"delivered"}
