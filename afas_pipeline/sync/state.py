@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import os
 import re
 import socket
@@ -330,6 +331,13 @@ class SyncState:
         finally:
             connection.close()
 
+    def _in_key_order(self, values: list[tuple], width: int) -> None:
+        """Sorts an upsert's rows by their first `width` values (the table's key; the order of rows with one key
+        kept) on Postgres: two transactions that upsert overlapping rows lock them in the same order, so Postgres
+        never has to break a deadlock between them. SQLite has one writer at a time: no need, no cost."""
+        if self.url is not None:
+            values.sort(key=operator.itemgetter(*range(width)))
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Every call on this object in this thread inside the block commits together, or not at all."""
@@ -383,7 +391,7 @@ class SyncState:
              json.dumps(r.get("fields") or {}, sort_keys=True), r.get("destination_key"))
             for r in rows
         ]
-        values.sort(key=_key_of(2))
+        self._in_key_order(values, 2)
         with self._connect() as db:
             db.executemany(
                 "INSERT INTO records (destination, external_id, content_hash, email_hash, permissions, "
@@ -414,7 +422,7 @@ class SyncState:
         """(external_id, permission key, when) of permissions seen switched off in the destination.
         Keeps the latest opt-out per permission."""
         values = [(destination, str(i), str(k), when.astimezone(timezone.utc).isoformat()) for i, k, when in optouts]
-        values.sort(key=_key_of(3))
+        self._in_key_order(values, 3)
         with self._connect() as db:
             db.executemany(
                 "INSERT INTO optouts VALUES (?,?,?,?) ON CONFLICT(destination, external_id, permission) DO UPDATE "
@@ -569,7 +577,7 @@ class SyncState:
         """Upsert (call_id, oid, status, sbid, reason); `attempt` adds one to the attempts. A saved SbId is kept."""
         values = [(destination, r["call_id"], r["oid"], r["status"], r.get("sbid"), r.get("reason"),
                    int(bool(r.get("attempt"))), _now()) for r in rows]
-        values.sort(key=_key_of(2))
+        self._in_key_order(values, 2)
         with self._connect() as db:
             db.executemany(
                 "INSERT INTO call_reports VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(destination, call_id) DO UPDATE SET "
@@ -686,7 +694,7 @@ class SyncState:
         """(external_id, kind, event_at ISO) with their new status. A delivered event stays delivered."""
         now = _now()
         values = [(destination, str(i), str(k), str(t), status, now) for i, k, t in events]
-        values.sort(key=_key_of(4))
+        self._in_key_order(values, 4)
         with self._connect() as db:
             db.executemany(
                 "INSERT INTO feedback_events VALUES (?,?,?,?,?,?) ON CONFLICT(destination, external_id, kind, event_at) "
@@ -761,7 +769,7 @@ class SyncState:
         one ends the item's claim."""
         now = _now()
         values = [(destination, str(m), str(e), str(t), None if _missing(s) else str(s), now) for m, e, t, s in items]
-        values.sort(key=_key_of(3))
+        self._in_key_order(values, 3)
         with self._connect() as db:
             db.executemany(
                 "INSERT INTO mailing_history (destination, mailing_id, external_id, sent_at, sbid, updated_at) "
@@ -831,7 +839,7 @@ class SyncState:
         """(mailing_id, external_id, kind, event_at ISO) with their new status; delivered stays delivered."""
         now = _now()
         values = [(destination, str(m), str(e), str(k), str(t), status, now) for m, e, k, t in reactions]
-        values.sort(key=_key_of(5))
+        self._in_key_order(values, 5)
         with self._connect() as db:
             db.executemany(
                 "INSERT INTO mailing_reactions VALUES (?,?,?,?,?,?,?) "
@@ -859,12 +867,6 @@ class SyncState:
 
 
 MAILING_ITEM_COLUMNS = ["mailing_id", "external_id", "sent_at", "sbid", "claimed_by", "claimed_at", "updated_at"]
-
-
-def _key_of(width: int):
-    """The sort key of an upsert's rows, their first `width` values (the table's key): two transactions that upsert
-    overlapping rows lock them in the same order, so Postgres never has to break a deadlock between them."""
-    return lambda row: tuple("" if v is None else v for v in row[:width])
 
 
 def _missing(value) -> bool:
