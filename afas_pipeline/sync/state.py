@@ -141,8 +141,9 @@ def acknowledged(row: dict, intent: dict) -> bool:
 
 
 def is_url(location: str | Path) -> bool:
-    """Whether AFAS_PIPELINE_STATE names a Postgres database rather than a SQLite file."""
-    return isinstance(location, str) and location.startswith(("postgresql:", "postgresql+", "postgres:"))
+    """Whether AFAS_PIPELINE_STATE is a URL (a Postgres database; another scheme is refused) rather than a SQLite
+    file path."""
+    return isinstance(location, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", location) is not None
 
 
 def shown(location: str | Path) -> str:
