@@ -212,3 +212,39 @@ def test_a_sqlite_state_copied_into_postgres_goes_on_where_it_was(tmp_path, post
     assert postgres.begin_writes("spotler", {"B": {"content_hash": "b", "permissions": {}}}, None) > first
     assert [e.intents.keys() for e in postgres.writes_in_flight("spotler")] == [{"A"}, {"B"}]
     assert set(postgres.feedback_events("spotler")["status"]) == {"delivered"}
+
+
+def test_the_other_state_calls_keep_their_rules_on_either_database(state_location):
+    state = SyncState(state_location)
+    at = datetime(2026, 11, 16, 10, 0, tzinfo=timezone.utc)
+    # C1: the latest opt-out per permission, and a watermark that never goes back.
+    state.record_optouts("spotler", [("1", "1", at + timedelta(minutes=5)), ("1", "1", at)])
+    assert state.optouts("spotler")["opted_out_at"].tolist() == [pd.Timestamp(at + timedelta(minutes=5))]
+    state.set_watermark("spotler", "contact_updates", at + timedelta(hours=1))
+    state.set_watermark("spotler", "contact_updates", at)
+    assert state.watermark("spotler", "contact_updates") == at + timedelta(hours=1)
+    # The identity saved first holds; R11 marks a bounce once.
+    assert state.identity("mailchimp", "debtor.DebtorId") == "debtor.DebtorId"
+    assert state.identity("mailchimp", "contact.ContactId") == "debtor.DebtorId"
+    state.save_records("spotler", [{"external_id": i, "content_hash": "c", "email_hash": f"e{i}", "permissions": {},
+                                    "bounced_email_hash": None} for i in ("A", "B")])
+    assert state.mark_bounced("spotler", ["A", "A", "Z"]) == 1 and state.mark_bounced("spotler", ["A"]) == 0
+    # Xelion: the phone index replaced per record (or whole), call reports counting attempts, cursors.
+    state.replace_phone_numbers("xelion", {"organisation:1": ("b1", "1", "org", ["k1", "k2"]),
+                                           "organisation:2": ("b2", "2", "org", ["k3"])})
+    state.replace_phone_numbers("xelion", {"organisation:1": ("b1", "1", "org", ["k2"])}, only=True)
+    assert state.phone_index("xelion", ["k1", "k2", "k3"])[["external_id", "number_key"]].values.tolist() == [
+        ["organisation:1", "k2"]]
+    state.save_call_reports("xelion", [{"call_id": "c1", "oid": "9", "status": "made", "sbid": "77", "attempt": True}])
+    state.save_call_reports("xelion", [{"call_id": "c1", "oid": "9", "status": "retry", "attempt": True}])
+    assert state.call_reports("xelion")[["sbid", "attempts"]].values.tolist() == [["77", 2]]
+    state.set_cursor("xelion", "calls", "1")
+    state.set_cursor("xelion", "calls", "2")
+    assert state.cursor("xelion", "calls") == "2"
+    # Mailing reactions: delivered stays delivered; pruning takes delivered ones, never pending ones.
+    reaction = ("m1", "A", "opened", "2026-11-16T10:05:00+00:00")
+    state.record_mailing_reactions("spotler", [reaction], "delivered")
+    state.record_mailing_reactions("spotler", [reaction, ("m1", "B", "opened", "2026-11-16T10:06:00+00:00")],
+                                   "pending")
+    assert state.mailing_reactions("spotler")["status"].tolist() == ["delivered", "pending"]
+    assert state.prune_delivered(timedelta(0)) == {"feedback_events": 0, "mailing_reactions": 1}
