@@ -633,7 +633,8 @@ def copy_state(location: str | Path, copy: Path) -> Path:
         copy_rows(SyncState(location, read_only=True), SyncState(copy))
     elif Path(location).exists():
         # Not `mode=ro`: a read-only connection to a WAL database leaves its -wal and -shm files behind.
-        with contextlib.closing(sqlite3.connect(location)) as source, contextlib.closing(sqlite3.connect(copy)) as target:
+        with contextlib.closing(sqlite3.connect(location)) as source, \
+                contextlib.closing(sqlite3.connect(copy)) as target:
             source.execute("PRAGMA query_only = ON")
             source.backup(target)
     return copy

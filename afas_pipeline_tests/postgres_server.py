@@ -1,6 +1,6 @@
-"""A real PostgreSQL server, started by the suite itself (a pytest plugin, registered in conftest.py): the server binaries come from the `pgserver` wheel (test
-extra), so no machine needs an apt package. initdb and pg_ctl on a free localhost port in a temporary folder, once per
-session, stopped at the end.
+"""A real PostgreSQL server, started by the suite itself (a pytest plugin, registered in conftest.py): the server
+binaries come from the `pgserver` wheel (test extra), so no machine needs an apt package. initdb and pg_ctl on a free
+localhost port in a temporary folder, once per session (per xdist worker), stopped at the end.
 
 pgserver 0.1.4 (June 2024; PostgreSQL 16.2; wheels for CPython 3.9-3.12 on Linux and macOS) is old, but a server
 binary does not rot: only its files are used, not its own start-up code (which adds a system user when root). Should

@@ -165,7 +165,8 @@ def state_url_problem(url: str) -> str | None:
     try:
         parsed = make_url(url)
     except Exception:
-        return f"AFAS_PIPELINE_STATE {shown(url)} is not a URL: write it as postgresql://user:password@host:port/database"
+        return (f"AFAS_PIPELINE_STATE {shown(url)} is not a URL: write it as "
+                "postgresql://user:password@host:port/database")
     if parsed.drivername not in ("postgresql", "postgresql+psycopg2", "postgres"):
         return (f"AFAS_PIPELINE_STATE {shown(url)} names the driver {parsed.drivername}: use postgresql:// or "
                 "postgresql+psycopg2://")
@@ -367,7 +368,8 @@ class SyncState:
             else:
                 db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (external_id TEXT PRIMARY KEY)")
                 db.execute("DELETE FROM wanted")
-                db.executemany("INSERT INTO wanted VALUES (?) ON CONFLICT DO NOTHING", ((str(i),) for i in external_ids))
+                db.executemany("INSERT INTO wanted VALUES (?) ON CONFLICT DO NOTHING",
+                               ((str(i),) for i in external_ids))
                 rows = db.execute(
                     "SELECT r.external_id, content_hash, email_hash, permissions, bounced_email_hash, fields, "
                     "destination_key FROM records r "
@@ -444,6 +446,10 @@ class SyncState:
 
     # -- rejected records --
 
+    #: 1 when a refusal comes from another run than the one that counted the last attempt, else 0.
+    NEW_RUN = ("(CASE WHEN excluded.last_run IS NULL OR rejected.last_run IS NULL "
+               "OR rejected.last_run != excluded.last_run THEN 1 ELSE 0 END)")
+
     def record_rejections(self, destination: str, rejections: Iterable[dict], quarantine_after: int) -> None:
         """external_id, reason, status_code per refused record. Attempts count runs: a record refused
         twice in one run (or listed twice) is one attempt; quarantined at `quarantine_after` runs."""
@@ -460,10 +466,6 @@ class SyncState:
                     (destination, external_id, r.get("reason"), r.get("status_code"), now, now,
                      int(quarantine_after <= 1), self.run_id, quarantine_after),
                 )
-
-    #: 1 when a refusal comes from another run than the one that counted the last attempt, else 0.
-    NEW_RUN = ("(CASE WHEN excluded.last_run IS NULL OR rejected.last_run IS NULL "
-               "OR rejected.last_run != excluded.last_run THEN 1 ELSE 0 END)")
 
     def clear_rejections(self, destination: str, external_ids: Iterable[str]) -> None:
         with self._connect() as db:
@@ -919,7 +921,7 @@ class SyncStateResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         run = getattr(context, "run", None)
         self._run_id = run.run_id if run is not None else None
-        state = SyncState(self.location())  # a state that cannot be opened fails here, with its message, before any lock
+        state = SyncState(self.location())  # a state that cannot be opened fails here, with its message, before a lock
         since = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
         me = f"run {self._run_id or '?'} (pid {os.getpid()} on {socket.gethostname()}, since {since})"
         if state.url is None:

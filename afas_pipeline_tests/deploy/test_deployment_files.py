@@ -85,7 +85,7 @@ def test_compose_and_helm_keep_the_sync_state_in_postgres_with_the_password_out_
         assert state_url_problem(url) is None
         parsed = make_url(url)
         assert (parsed.username, parsed.password, parsed.database) == ("dagster", None, "afas_state")
-    assert make_url(compose_url).host == "postgres" and make_url(compose_url).port == int(compose_env["DAGSTER_PG_PORT"])
+    assert (make_url(compose_url).host, make_url(compose_url).port) == ("postgres", int(compose_env["DAGSTER_PG_PORT"]))
     assert compose_env["PGPASSWORD"] == services["postgres"]["environment"]["POSTGRES_PASSWORD"]
     assert "./postgres-init:/docker-entrypoint-initdb.d:ro" in services["postgres"]["volumes"]
     assert "CREATE DATABASE afas_state;" in DEPLOY.joinpath("postgres-init", "afas_state.sql").read_text()

@@ -194,7 +194,8 @@ def test_a_record_saved_twice_in_one_call_ends_as_the_later_row_over_the_earlier
 def test_a_postgres_url_without_a_password_takes_it_from_pgpassword_as_libpq_does(postgres_state, monkeypatch):
     url, password = postgres_state.replace(":afas-test-pg@", "@"), "afas-test-pg"
     monkeypatch.delenv("PGPASSWORD", raising=False)
-    with pytest.raises(StateError, match=r"cannot open the sync state postgresql://dagster@127\.0\.0\.1:\d+/\w+: .*password"):
+    refused = r"cannot open the sync state postgresql://dagster@127\.0\.0\.1:\d+/\w+: .*password"
+    with pytest.raises(StateError, match=refused):
         SyncState(url)
     monkeypatch.setenv("PGPASSWORD", password)  # as deploy/docker-compose.yml and the Helm values give it
     SyncState(url).set_cursor("xelion", "calls", "7")
