@@ -42,6 +42,7 @@ import re
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -256,6 +257,8 @@ def _pg(sql: str) -> str:
 #: Advisory lock keys (any bigint, fixed): creating the schema, and the run's hold on the whole state.
 SCHEMA_LOCK = 0x61666173_0001
 RUN_LOCK = 0x61666173_0002
+#: How often a run waiting for a Postgres state asks for its lock again.
+LOCK_POLL_S = 0.2
 
 
 class SyncState:
@@ -965,8 +968,6 @@ def _hold_file(path: Path, me: str, timeout_s: float, log) -> filelock.BaseFileL
 def _hold_database(state: SyncState, me: str, timeout_s: float, log):
     """The Postgres state's lock: a session-level advisory lock on a connection of its own, held until that
     connection closes (or its process dies), and the holder's description in the table `state_holder`."""
-    import psycopg2.errors
-
     session = state.connect_raw()
     session.autocommit = True
     try:
@@ -977,14 +978,13 @@ def _hold_database(state: SyncState, me: str, timeout_s: float, log):
             if log:
                 log.info(f"waiting for {who} to finish: it holds the sync state {state.shown}")
             failpoint("sync_state.lock_wait")
-            if timeout_s <= 0:  # Postgres reads a lock_timeout of 0 as "wait for ever"
-                raise _waited_too_long(who, state.shown, timeout_s)
-            db.execute(f"SET lock_timeout = {max(1, int(timeout_s * 1000))}")
-            try:
-                db.execute("SELECT pg_advisory_lock(?)", (RUN_LOCK,))
-            except psycopg2.errors.LockNotAvailable:
-                raise _waited_too_long(who, state.shown, timeout_s) from None
-            db.execute("SET lock_timeout = 0")
+            # Asked again and again, not waited for in `pg_advisory_lock`: a blocked libpq call would not let
+            # the run be terminated while it waits.
+            deadline, tick = time.monotonic() + timeout_s, threading.Event()
+            while not db.execute("SELECT pg_try_advisory_lock(?)", (RUN_LOCK,)).fetchone()[0]:
+                if time.monotonic() >= deadline:
+                    raise _waited_too_long(who, state.shown, timeout_s)
+                tick.wait(min(LOCK_POLL_S, max(0.0, deadline - time.monotonic())))
         db.execute("INSERT INTO state_holder VALUES ('run', ?) ON CONFLICT (name) DO UPDATE SET holder=excluded.holder",
                    (me,))
     except BaseException:
