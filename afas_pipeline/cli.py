@@ -273,16 +273,16 @@ def run_release(args: argparse.Namespace) -> int:
     (exit 0), not quarantined (1) or unknown key (2); only a release changes the state."""
     from afas_pipeline.chain.writer import CONSENT_REASON
     from afas_pipeline.lib.privacy import hash_key
-    from afas_pipeline.sync.state import StateError, SyncState, SyncStateResource
+    from afas_pipeline.sync.state import StateError, SyncState, SyncStateResource, is_url
 
-    path = SyncStateResource(path=os.environ.get("AFAS_PIPELINE_STATE") or None).state_path()
+    location = SyncStateResource(path=os.environ.get("AFAS_PIPELINE_STATE") or None).location()
     d, key = args.destination, printable(args.key)
-    if not path.is_file():
-        print(f"unknown key: there is no sync state at {path}; run this where the pipeline runs, with its "
+    if not is_url(location) and not location.is_file():
+        print(f"unknown key: there is no sync state at {location}; run this where the pipeline runs, with its "
               "AFAS_PIPELINE_STATE or DAGSTER_HOME", file=sys.stderr)
         return 2
     try:
-        state = SyncState(path)
+        state = SyncState(location)
         rejected = state.rejected(d)
     except StateError as exc:
         return _error(exc)
@@ -696,7 +696,7 @@ def _dry_run(defs, job_name: str, key: str, destinations: Iterable[str], resourc
     from afas_pipeline.sync.state import SyncStateResource
 
     with tempfile.TemporaryDirectory(prefix="afas-pipeline-dry-run-") as scratch:
-        state = copy_state(resources["sync_state"].state_path(), Path(scratch) / "sync_state.sqlite")
+        state = copy_state(resources["sync_state"].location(), Path(scratch) / "sync_state.sqlite")
         job = _job(defs, job_name, {**resources, "sync_state": SyncStateResource(path=str(state)),
                                     "io_manager": ParquetIOManager(base_dir=str(Path(scratch) / "storage"))})
         targets, ops = dry_run_targets(job, destinations)
@@ -759,12 +759,18 @@ def plan_counts(metadata: Mapping[str, object]) -> tuple[int | None, ...]:
             None, count("outcome/skip/quarantined"), None)
 
 
-def copy_state(path: Path, copy: Path) -> Path:
-    """A consistent copy of the sync state at `path` (SQLite's online backup, so a run writing it meanwhile is no
-    harm) at `copy`; none when there is no state yet. The original is only read."""
-    if path.exists():
+def copy_state(location: str | Path, copy: Path) -> Path:
+    """A consistent copy of the sync state at `location` (a SQLite file: SQLite's online backup, so a run writing
+    it meanwhile is no harm; a Postgres database: its rows, read in one read-only transaction) in the SQLite file
+    `copy`; none when there is no state yet. The original is only read."""
+    from afas_pipeline.sync.state import SyncState, copy_rows, is_url
+
+    if is_url(location):
+        copy_rows(SyncState(location, read_only=True), SyncState(copy))
+    elif Path(location).exists():
         # Not `mode=ro`: a read-only connection to a WAL database leaves its -wal and -shm files behind.
-        with contextlib.closing(sqlite3.connect(path)) as source, contextlib.closing(sqlite3.connect(copy)) as target:
+        with contextlib.closing(sqlite3.connect(location)) as source, \
+                contextlib.closing(sqlite3.connect(copy)) as target:
             source.execute("PRAGMA query_only = ON")
             source.backup(target)
     return copy

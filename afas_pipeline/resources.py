@@ -36,7 +36,7 @@ from afas_pipeline.spotler.client import DEFAULT_BASE_URL as SPOTLER_URL_EXAMPLE
 from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline.mailchimp.client import API_URL_EXAMPLE as MAILCHIMP_URL_EXAMPLE
 from afas_pipeline.mailchimp.client import MailchimpClient, api_root_for_key
-from afas_pipeline.sync.state import SyncStateResource
+from afas_pipeline.sync.state import SyncStateResource, is_url, state_url_problem
 from afas_pipeline.xelion.client import API_URL_EXAMPLE as XELION_URL_EXAMPLE
 from afas_pipeline.xelion.client import DEFAULT_USER_SPACE as XELION_DEFAULT_USER_SPACE
 from afas_pipeline.xelion.client import XelionClient
@@ -231,11 +231,18 @@ def build_resources(env: Mapping[str, str] = os.environ) -> dict[str, object]:
         "spotler": spotler_client(env),
         "mailchimp": mailchimp_client(env),
         "xelion": xelion_client(env),
-        "sync_state": SyncStateResource(path=env.get("AFAS_PIPELINE_STATE") or None),
+        "sync_state": sync_state(env),
         "io_manager": ParquetIOManager(base_dir=env.get("AFAS_PIPELINE_STORAGE") or None,
                                        personal_data=env.get("AFAS_PIPELINE_PERSONAL_DATA", "").strip() or "disk"),
         "alerts": alerts_resource(env),
     }
+
+
+def sync_state(env: Mapping[str, str] = os.environ) -> SyncStateResource:
+    """The sync state at AFAS_PIPELINE_STATE: a SQLite file path, or a Postgres URL, read through `dg.EnvVar` (it
+    holds a password) so it never lands in the run config the Dagster UI shows."""
+    location = env.get("AFAS_PIPELINE_STATE") or None
+    return SyncStateResource(path=dg.EnvVar("AFAS_PIPELINE_STATE") if location and is_url(location) else location)
 
 
 # --- the checks, one generator per group of settings ---------------------------------------------------
@@ -376,7 +383,9 @@ def _folder_problems(env: Mapping[str, str]) -> Iterator[str]:
         except StorageError as exc:
             yield str(exc)
     state = env.get("AFAS_PIPELINE_STATE")
-    if state and os.path.isdir(state):
+    if state and is_url(state):
+        yield from _optional(state_url_problem(state))
+    elif state and os.path.isdir(state):
         yield (f"AFAS_PIPELINE_STATE '{printable(state)}' is a folder: point it at the sync state's file, e.g. "
                f"{printable(os.path.join(state, 'sync_state.sqlite'))}")
     yield from mappings_folder_problems(_mappings_folder(env), DESTINATIONS)

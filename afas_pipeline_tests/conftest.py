@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 from afas_pipeline.lib import failpoints  # noqa: E402
 from afas_sandbox.server import Sandbox, start_sandbox  # noqa: E402
 
-pytest_plugins = ["afas_pipeline_tests.s3_server"]
+pytest_plugins = ["afas_pipeline_tests.postgres_server", "afas_pipeline_tests.s3_server"]
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,8 @@
 """`afas-pipeline release`: an operator lets a quarantined record be tried again, in the sync state the pipeline
-uses (AFAS_PIPELINE_STATE). In-process, on a state file written through its API; the same path through a real
-sync is in afas_pipeline_tests/spotler/test_release.py."""
+uses (AFAS_PIPELINE_STATE). In-process, on a state (a SQLite file, a Postgres database) written through its API; the
+same path through a real sync is in afas_pipeline_tests/spotler/test_release.py."""
+
+import socket
 
 import pandas as pd
 import pytest
@@ -13,11 +15,11 @@ REFUSED = {"external_id": "20002", "reason": "PROPERTY_INVALID:function", "statu
 
 
 @pytest.fixture
-def state(tmp_path, monkeypatch) -> SyncState:
+def state(state_location, monkeypatch) -> SyncState:
     """A sync state at AFAS_PIPELINE_STATE: 20002 quarantined by Spotler (5 runs), 20003 refused once, and
     20004 refused for Mailchimp's consent reasons (kept, never retried)."""
-    path = tmp_path / "state" / "sync_state.sqlite"
-    monkeypatch.setenv("AFAS_PIPELINE_STATE", str(path))
+    path = state_location
+    monkeypatch.setenv("AFAS_PIPELINE_STATE", path)
     for run in range(1, 6):
         SyncState(path, run_id=f"run-{run}").record_rejections("spotler", [REFUSED], quarantine_after=5)
     SyncState(path, run_id="run-5").record_rejections("spotler", [{**REFUSED, "external_id": "20003"}], 5)
@@ -77,3 +79,14 @@ def test_release_without_a_sync_state_exits_2_and_creates_none(tmp_path, monkeyp
     assert f"there is no sync state at {path}" in capsys.readouterr().err
     assert not path.exists() and not path.parent.exists()
 
+
+
+def test_a_postgres_state_that_cannot_be_reached_is_one_line_naming_it_without_its_password(monkeypatch, capsys):
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    monkeypatch.setenv("AFAS_PIPELINE_STATE", f"postgresql://afas:s3cret-pw@127.0.0.1:{port}/afas_state")
+    assert main(["release", "--destination", "spotler", "--key", "20002"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot open the sync state postgresql://afas:***@127.0.0.1:{port}/afas_state: ")
+    assert err.count("\n") == 1 and "s3cret" not in err

@@ -57,11 +57,18 @@ class SyncWorld:
     afas_options: dict = field(default_factory=dict)
     spotler_options: dict = field(default_factory=dict)
     mailchimp_options: dict = field(default_factory=dict)
+    #: A Postgres sync state's URL; by default the state is the SQLite file `state_path`.
+    state_url: str | None = None
 
     def __post_init__(self) -> None:
         self.instance = dg.DagsterInstance.ephemeral()
         self.state_path = self.root / "state.sqlite"
         self.storage = self.root / "storage"
+
+    @property
+    def state_location(self) -> str:
+        """AFAS_PIPELINE_STATE of this world."""
+        return self.state_url or str(self.state_path)
 
     # -- running the chain --
 
@@ -74,7 +81,7 @@ class SyncWorld:
                                      consumer_secret=sb.spotler_consumer_secret, **fast, **self.spotler_options),
             "mailchimp": MailchimpClient(base_url=sb.mailchimp_base_url, api_key=sb.mailchimp_api_key,
                                          list_id=sb.mailchimp_list_id, **fast, **self.mailchimp_options),
-            "sync_state": SyncStateResource(path=str(self.state_path)),
+            "sync_state": SyncStateResource(path=self.state_location),
             "io_manager": ParquetIOManager(base_dir=str(self.storage)),
         }
 
@@ -133,7 +140,7 @@ class SyncWorld:
         return pd.read_parquet(self.storage / asset / f"{partition}.parquet")
 
     def state(self) -> SyncState:
-        return SyncState(self.state_path)
+        return SyncState(self.state_location)
 
     # -- AFAS, as a user in AFAS would --
 

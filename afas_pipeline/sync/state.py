@@ -26,19 +26,27 @@ One SQLite file holds, per destination:
 - `feedback_events`: the ledger of events read back from a destination (external id, kind such as
   `optout:1` or `bounce:hard`, event time) and whether they were delivered to AFAS or still wait
   (`pending`), so each event is delivered once however often its window is read.
-SQLite gives transactions and works from every run process on one machine; a run that dies
-halfway leaves the state as it was after its last committed batch. `transaction()` groups several calls
-into one commit, so that what a feed read learned and the watermark that says it was read move together.
-One run writes the state at a time: `SyncStateResource` holds a lock next to the file for the whole run.
+The state lives in a SQLite file (the embedded default: every run process on one machine) or in a Postgres
+database (`postgresql://user:password@host:port/db`: run workers on several machines). One code path serves both:
+the SQL is written once, with `?` placeholders and syntax both understand; `_Db` holds the few differences.
+A run that dies halfway leaves the state as it was after its last committed batch. `transaction()` groups several
+calls into one commit, so that what a feed read learned and the watermark that says it was read move together.
+Upserts and claims are single statements on unique keys, so two runs that meet never double a row nor lose an
+event; besides, one run writes the state at a time: `SyncStateResource` holds a lock for the whole run (a lock
+file next to a SQLite file, a Postgres advisory lock on a Postgres state).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import os
+import re
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,7 +60,7 @@ from pydantic import Field, PrivateAttr
 
 from afas_pipeline.lib.failpoints import failpoint
 
-SCHEMA = """
+SCHEMA = [statement.strip() for statement in """
 CREATE TABLE IF NOT EXISTS records (
     destination TEXT NOT NULL, external_id TEXT NOT NULL,
     content_hash TEXT, email_hash TEXT, permissions TEXT NOT NULL DEFAULT '{}',
@@ -95,9 +103,14 @@ CREATE TABLE IF NOT EXISTS erasure_requests (
     requested_at TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT NOT NULL, attempts INTEGER NOT NULL,
     updated_at TEXT NOT NULL, finished_at TEXT);
 CREATE TABLE IF NOT EXISTS writes_in_flight (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL, started_at TEXT NOT NULL,
+    id {serial} PRIMARY KEY, destination TEXT NOT NULL, started_at TEXT NOT NULL,
     feed_mark TEXT, intents TEXT NOT NULL);
-"""
+CREATE TABLE IF NOT EXISTS state_holder (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL);
+""".split(";") if statement.strip()]
+#: The tables of the state, in the order they are created (`copy_rows` copies them all).
+TABLES = [re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", statement).group(1)
+          for statement in SCHEMA if statement.startswith("CREATE TABLE")]
 
 RECORD_COLUMNS = ["external_id", "content_hash", "email_hash", "permissions", "bounced_email_hash", "fields",
                   "destination_key"]
@@ -136,49 +149,207 @@ def acknowledged(row: dict, intent: dict) -> bool:
     return all((permissions.get(k) or {}).get("sent") == v.get("sent") for k, v in intent["permissions"].items())
 
 
-class SyncState:
-    """The sync state of one SQLite file."""
+def is_url(location: str | Path) -> bool:
+    """Whether AFAS_PIPELINE_STATE is a URL (a Postgres database; another scheme is refused) rather than a SQLite
+    file path."""
+    return isinstance(location, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", location) is not None
 
-    def __init__(self, path: str | Path, run_id: str | None = None):
-        self.path = Path(path)
+
+def shown(location: str | Path) -> str:
+    """The state's location as messages may show it: a URL with its password hidden."""
+    if not is_url(location):
+        return str(location)
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(location).render_as_string(hide_password=True)
+    except Exception:  # unparsable: show the scheme only, never the rest
+        return f"{str(location).split(':', 1)[0]}://(unparsable URL)"
+
+
+def state_url_problem(url: str) -> str | None:
+    """What is wrong with a Postgres URL given as AFAS_PIPELINE_STATE (None: nothing), the password never shown."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return (f"AFAS_PIPELINE_STATE {shown(url)} is not a URL: write it as "
+                "postgresql://user:password@host:port/database")
+    if parsed.drivername not in ("postgresql", "postgresql+psycopg2", "postgres"):
+        return (f"AFAS_PIPELINE_STATE {shown(url)} names the driver {parsed.drivername}: use postgresql:// or "
+                "postgresql+psycopg2://")
+    if not parsed.database:
+        return f"AFAS_PIPELINE_STATE {shown(url)} names no database: end it with /<database>, e.g. /afas_state"
+    return None
+
+
+class _Db:
+    """One connection in one transaction, as both dialects are used here: `execute(sql, params)` returns a cursor
+    (`fetchall`, `fetchone`, `rowcount`, iteration), `executemany(sql, rows)`. `sql` uses `?` placeholders."""
+
+    def __init__(self, connection, postgres: bool):
+        self.connection, self.postgres = connection, postgres
+
+    def execute(self, sql: str, params=()):
+        if not self.postgres:
+            return self.connection.execute(sql, params)
+        cursor = self.connection.cursor()
+        cursor.execute(_pg(sql), tuple(params))
+        return cursor
+
+    def executemany(self, sql: str, rows) -> None:
+        if not self.postgres:
+            self.connection.executemany(sql, rows)
+            return
+        from psycopg2.errors import CardinalityViolation
+        from psycopg2.extras import execute_batch, execute_values
+
+        values = _VALUES.search(sql) if sql.startswith("INSERT") else None
+        with self.connection.cursor() as cursor:
+            if values is None:  # an UPDATE or DELETE: many statements per round trip
+                execute_batch(cursor, _pg(sql), rows, page_size=1000)
+                return
+            # An INSERT: many rows per statement, 20 to 30 times faster than a statement per row.
+            statement = _pg(sql[:values.start(1)]) + "%s" + _pg(sql[values.end(1):])
+            if "DO UPDATE" not in sql:
+                execute_values(cursor, statement, rows, template=_pg(values.group(1)), page_size=1000)
+                return
+            # An upsert of one key twice in a statement is refused ("cannot affect row a second time"): then
+            # row by row, as SQLite does it, the later row applied over the earlier.
+            rows = list(rows)
+            cursor.execute("SAVEPOINT many_rows")
+            try:
+                execute_values(cursor, statement, rows, template=_pg(values.group(1)), page_size=1000)
+            except CardinalityViolation:
+                cursor.execute("ROLLBACK TO SAVEPOINT many_rows")
+                execute_batch(cursor, _pg(sql), rows, page_size=1000)
+            cursor.execute("RELEASE SAVEPOINT many_rows")
+
+    def columns(self, table: str) -> set[str]:
+        """The columns `table` has now (none when it does not exist)."""
+        if not self.postgres:
+            return {row[1] for row in self.connection.execute(f"PRAGMA table_info({table})")}
+        return {row[0] for row in self.execute("SELECT column_name FROM information_schema.columns "
+                                               "WHERE table_schema = current_schema() AND table_name = ?", (table,))}
+
+    def continue_identity(self) -> None:
+        """After rows were copied in with their ids: new ids of `writes_in_flight` follow the highest."""
+        if self.postgres:
+            self.execute("SELECT setval(pg_get_serial_sequence('writes_in_flight', 'id'), "
+                         "coalesce(max(id), 0) + 1, false) FROM writes_in_flight")
+
+    def create_schema(self) -> None:
+        if self.postgres:  # two runs creating the tables at once would collide on Postgres's catalogue
+            self.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
+        serial = "BIGINT GENERATED BY DEFAULT AS IDENTITY" if self.postgres else "INTEGER"
+        for statement in SCHEMA:
+            self.execute(statement.replace("{serial}", serial))
+        for table, columns in ADDED_COLUMNS.items():
+            have = self.columns(table)
+            for name, definition in columns.items():
+                if name not in have:
+                    self.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+
+
+#: The row of an `INSERT ... VALUES (?, ...)`, which Postgres takes for many rows at once.
+_VALUES = re.compile(r"VALUES\s*(\([^()]*\))")
+
+
+@functools.lru_cache(maxsize=256)
+def _pg(sql: str) -> str:
+    """`?` placeholders as psycopg2's `%s` (a literal % doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+#: Advisory lock keys (any bigint, fixed): creating the schema, and the run's hold on the whole state.
+SCHEMA_LOCK = 0x61666173_0001
+RUN_LOCK = 0x61666173_0002
+#: How often a run waiting for a Postgres state asks for its lock again.
+LOCK_POLL_S = 0.2
+
+
+class SyncState:
+    """The sync state of one SQLite file or Postgres database (`location`: a path or a `postgresql://` URL).
+    `read_only`: open it without creating anything and refuse every write (a dry run reads a Postgres state so)."""
+
+    def __init__(self, location: str | Path, run_id: str | None = None, *, read_only: bool = False):
+        self.url = str(location) if is_url(location) else None
+        self.path = None if self.url else Path(location)
+        self.shown = shown(location)
         #: The Dagster run writing through this object: a record refused twice in one run is one attempt.
         self.run_id = run_id
+        self.read_only = read_only
         self._local = threading.local()
-        if self.path.is_dir():
-            raise StateError(f"the sync state path {self.path} is a directory; set AFAS_PIPELINE_STATE to a file "
-                             "path such as state/sync_state.sqlite")
+        if self.path is not None:
+            if self.path.is_dir():
+                raise StateError(f"the sync state path {self.path} is a directory; set AFAS_PIPELINE_STATE to a "
+                                 "file path such as state/sync_state.sqlite")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateError(f"cannot create the folder of the sync state {self.path}: {exc.strerror}; "
+                                 "set AFAS_PIPELINE_STATE to a writable file path") from None
+        if not read_only:
+            with self._connect() as db:
+                db.create_schema()
+
+    def connect_raw(self):
+        """A new DB-API connection to the state (autocommit off), for what is not a state call: the run lock."""
+        if self.url is None:
+            return sqlite3.connect(self.path, timeout=60)
+        import psycopg2
+        from sqlalchemy.engine import make_url
+
+        problem = state_url_problem(self.url)
+        if problem:
+            raise StateError(problem)
+        url = make_url(self.url)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StateError(f"cannot create the folder of the sync state {self.path}: {exc.strerror}; "
-                             "set AFAS_PIPELINE_STATE to a writable file path") from None
-        with self._connect() as db:
-            db.executescript(SCHEMA)
-            for table, columns in ADDED_COLUMNS.items():
-                have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-                for name, definition in columns.items():
-                    if name not in have:
-                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+            return psycopg2.connect(host=url.host, port=url.port, dbname=url.database, user=url.username,
+                                    password=url.password, connect_timeout=30, application_name="afas-pipeline",
+                                    **url.query)
+        except psycopg2.Error as exc:
+            raise StateError(f"cannot open the sync state {self.shown}: {str(exc).strip().splitlines()[0]}; set "
+                             "AFAS_PIPELINE_STATE to a reachable postgresql://user:password@host:port/database "
+                             "URL") from None
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self) -> Iterator[_Db]:
         """A connection in a transaction: the one `transaction()` holds open in this thread, else a new one
         committed when the block ends."""
         current = getattr(self._local, "db", None)
         if current is not None:
             yield current
             return
+        if self.url is None:
+            try:
+                connection = sqlite3.connect(self.path, timeout=60)
+                connection.execute("PRAGMA journal_mode=WAL")
+                if self.read_only:
+                    connection.execute("PRAGMA query_only=ON")
+            except sqlite3.Error as exc:
+                raise StateError(f"cannot open the sync state {self.path}: {exc}; set AFAS_PIPELINE_STATE to a "
+                                 "writable SQLite file path") from None
+        else:
+            connection = self.connect_raw()
+            if self.read_only:  # one snapshot for the whole block, as SQLite's transaction gives
+                connection.set_session(readonly=True, isolation_level="REPEATABLE READ")
         try:
-            db = sqlite3.connect(self.path, timeout=60)
-            db.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.Error as exc:
-            raise StateError(f"cannot open the sync state {self.path}: {exc}; set AFAS_PIPELINE_STATE to a "
-                             "writable SQLite file path") from None
-        try:
-            with db:
-                yield db
+            yield _Db(connection, postgres=self.url is not None)
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
         finally:
-            db.close()
+            connection.close()
+
+    def _in_key_order(self, values: list[tuple], width: int) -> None:
+        """Sorts an upsert's rows by their first `width` values (the table's key; the order of rows with one key
+        kept) on Postgres: two transactions that upsert overlapping rows lock them in the same order, so Postgres
+        never has to break a deadlock between them. SQLite has one writer at a time: no need, no cost."""
+        if self.url is not None:
+            values.sort(key=operator.itemgetter(*range(width)))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -208,7 +379,8 @@ class SyncState:
             else:
                 db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (external_id TEXT PRIMARY KEY)")
                 db.execute("DELETE FROM wanted")
-                db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((str(i),) for i in external_ids))
+                db.executemany("INSERT INTO wanted VALUES (?) ON CONFLICT DO NOTHING",
+                               ((str(i),) for i in external_ids))
                 rows = db.execute(
                     "SELECT r.external_id, content_hash, email_hash, permissions, bounced_email_hash, fields, "
                     "destination_key FROM records r "
@@ -233,6 +405,7 @@ class SyncState:
              json.dumps(r.get("fields") or {}, sort_keys=True), r.get("destination_key"))
             for r in rows
         ]
+        self._in_key_order(values, 2)
         with self._connect() as db:
             db.executemany(
                 "INSERT INTO records (destination, external_id, content_hash, email_hash, permissions, "
@@ -249,12 +422,13 @@ class SyncState:
     def mark_bounced(self, destination: str, external_ids: Iterable[str]) -> int:
         """R11: the destination made these records inactive: the address they have now is the bounced one."""
         with self._connect() as db:
-            cursor = db.executemany(
-                "UPDATE records SET bounced_email_hash=email_hash WHERE destination=? AND external_id=? "
-                "AND (bounced_email_hash IS NULL OR bounced_email_hash != email_hash)",
-                ((destination, str(i)) for i in external_ids),
-            )
-            return cursor.rowcount
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS bounced (external_id TEXT PRIMARY KEY)")
+            db.execute("DELETE FROM bounced")
+            db.executemany("INSERT INTO bounced VALUES (?) ON CONFLICT DO NOTHING", ((str(i),) for i in external_ids))
+            return db.execute(
+                "UPDATE records SET bounced_email_hash=email_hash WHERE destination=? "
+                "AND external_id IN (SELECT external_id FROM bounced) "
+                "AND (bounced_email_hash IS NULL OR bounced_email_hash != email_hash)", (destination,)).rowcount
 
     # -- consent --
 
@@ -262,10 +436,12 @@ class SyncState:
         """(external_id, permission key, when) of permissions seen switched off in the destination.
         Keeps the latest opt-out per permission."""
         values = [(destination, str(i), str(k), when.astimezone(timezone.utc).isoformat()) for i, k, when in optouts]
+        self._in_key_order(values, 3)
         with self._connect() as db:
             db.executemany(
                 "INSERT INTO optouts VALUES (?,?,?,?) ON CONFLICT(destination, external_id, permission) DO UPDATE "
-                "SET opted_out_at=max(opted_out_at, excluded.opted_out_at)",
+                "SET opted_out_at=CASE WHEN excluded.opted_out_at > optouts.opted_out_at THEN excluded.opted_out_at "
+                "ELSE optouts.opted_out_at END",
                 values,
             )
         return len(values)
@@ -281,6 +457,10 @@ class SyncState:
 
     # -- rejected records --
 
+    #: 1 when a refusal comes from another run than the one that counted the last attempt, else 0.
+    NEW_RUN = ("(CASE WHEN excluded.last_run IS NULL OR rejected.last_run IS NULL "
+               "OR rejected.last_run != excluded.last_run THEN 1 ELSE 0 END)")
+
     def record_rejections(self, destination: str, rejections: Iterable[dict], quarantine_after: int) -> None:
         """external_id, reason, status_code per refused record. Attempts count runs: a record refused
         twice in one run (or listed twice) is one attempt; quarantined at `quarantine_after` runs."""
@@ -291,10 +471,9 @@ class SyncState:
                 db.execute(
                     "INSERT INTO rejected VALUES (?,?,?,?,1,?,?,?,?) ON CONFLICT(destination, external_id) DO UPDATE SET "
                     "reason=excluded.reason, status_code=excluded.status_code, last_seen=excluded.last_seen, "
-                    "attempts=rejected.attempts + (excluded.last_run IS NULL OR rejected.last_run IS NULL "
-                    "OR rejected.last_run != excluded.last_run), "
-                    "quarantined=(rejected.attempts + (excluded.last_run IS NULL OR rejected.last_run IS NULL "
-                    "OR rejected.last_run != excluded.last_run) >= ?), last_run=excluded.last_run",
+                    f"attempts=rejected.attempts + {self.NEW_RUN}, "
+                    f"quarantined=CASE WHEN rejected.attempts + {self.NEW_RUN} >= ? THEN 1 ELSE 0 END, "
+                    "last_run=excluded.last_run",
                     (destination, external_id, r.get("reason"), r.get("status_code"), now, now,
                      int(quarantine_after <= 1), self.run_id, quarantine_after),
                 )
@@ -338,9 +517,10 @@ class SyncState:
             if row:
                 return row[0]
             known = db.execute("SELECT 1 FROM records WHERE destination=? LIMIT 1", (destination,)).fetchone()
-            saved = "contact.ContactId" if known else identity
-            db.execute("INSERT INTO identities VALUES (?,?)", (destination, saved))
-        return saved
+            db.execute("INSERT INTO identities VALUES (?,?) ON CONFLICT DO NOTHING",
+                       (destination, "contact.ContactId" if known else identity))
+            # Another run may have saved one meanwhile: the one saved first holds.
+            return db.execute("SELECT identity FROM identities WHERE destination=?", (destination,)).fetchone()[0]
 
     # -- feed watermarks --
 
@@ -355,7 +535,8 @@ class SyncState:
         with self._connect() as db:
             db.execute(
                 "INSERT INTO watermarks VALUES (?,?,?) ON CONFLICT(destination, feed) DO UPDATE SET "
-                "read_until=max(read_until, excluded.read_until)",
+                "read_until=CASE WHEN excluded.read_until > watermarks.read_until THEN excluded.read_until "
+                "ELSE watermarks.read_until END",
                 (destination, feed, read_until.astimezone(timezone.utc).isoformat()),
             )
 
@@ -375,7 +556,7 @@ class SyncState:
                            "(SELECT external_id FROM keep)", (destination,))
             db.executemany("DELETE FROM phone_index WHERE destination=? AND external_id=?",
                            ((destination, i) for i in numbers))
-            db.executemany("INSERT OR IGNORE INTO phone_index VALUES (?,?,?,?,?,?)",
+            db.executemany("INSERT INTO phone_index VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                            ((destination, i, key, bcid, afas_id, kind)
                             for i, (bcid, afas_id, kind, keys) in numbers.items() for key in keys))
 
@@ -410,6 +591,7 @@ class SyncState:
         """Upsert (call_id, oid, status, sbid, reason); `attempt` adds one to the attempts. A saved SbId is kept."""
         values = [(destination, r["call_id"], r["oid"], r["status"], r.get("sbid"), r.get("reason"),
                    int(bool(r.get("attempt"))), _now()) for r in rows]
+        self._in_key_order(values, 2)
         with self._connect() as db:
             db.executemany(
                 "INSERT INTO call_reports VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(destination, call_id) DO UPDATE SET "
@@ -437,9 +619,9 @@ class SyncState:
         mark = feed_mark.astimezone(timezone.utc).isoformat() if feed_mark else None
         with self._connect() as db:
             cursor = db.execute(
-                "INSERT INTO writes_in_flight (destination, started_at, feed_mark, intents) VALUES (?,?,?,?)",
-                (destination, _now(), mark, json.dumps(intents, sort_keys=True)))
-            return int(cursor.lastrowid)
+                "INSERT INTO writes_in_flight (destination, started_at, feed_mark, intents) VALUES (?,?,?,?) "
+                "RETURNING id", (destination, _now(), mark, json.dumps(intents, sort_keys=True)))
+            return int(cursor.fetchone()[0])
 
     def end_writes(self, entry: int) -> None:
         """Every batch of the chunk was answered and its outcome saved."""
@@ -511,7 +693,7 @@ class SyncState:
                 db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_events (external_id TEXT, kind TEXT, "
                            "event_at TEXT, PRIMARY KEY (external_id, kind, event_at))")
                 db.execute("DELETE FROM wanted_events")
-                db.executemany("INSERT OR IGNORE INTO wanted_events VALUES (?,?,?)",
+                db.executemany("INSERT INTO wanted_events VALUES (?,?,?) ON CONFLICT DO NOTHING",
                                ((str(i), str(k), str(t)) for i, k, t in keys))
                 query += (" JOIN wanted_events w ON w.external_id = f.external_id AND w.kind = f.kind "
                           "AND w.event_at = f.event_at")
@@ -526,6 +708,7 @@ class SyncState:
         """(external_id, kind, event_at ISO) with their new status. A delivered event stays delivered."""
         now = _now()
         values = [(destination, str(i), str(k), str(t), status, now) for i, k, t in events]
+        self._in_key_order(values, 4)
         with self._connect() as db:
             db.executemany(
                 "INSERT INTO feedback_events VALUES (?,?,?,?,?,?) ON CONFLICT(destination, external_id, kind, event_at) "
@@ -588,7 +771,8 @@ class SyncState:
                 db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_items (mailing_id TEXT, external_id TEXT, "
                            "PRIMARY KEY (mailing_id, external_id))")
                 db.execute("DELETE FROM wanted_items")
-                db.executemany("INSERT OR IGNORE INTO wanted_items VALUES (?,?)", ((str(m), str(e)) for m, e in keys))
+                db.executemany("INSERT INTO wanted_items VALUES (?,?) ON CONFLICT DO NOTHING",
+                               ((str(m), str(e)) for m, e in keys))
                 query += " JOIN wanted_items w ON w.mailing_id = h.mailing_id AND w.external_id = h.external_id"
             query += " WHERE destination=?" + (" AND sbid IS NULL" if pending_only else "")
             rows = db.execute(query + " ORDER BY sent_at, h.mailing_id, h.external_id", (destination,)).fetchall()
@@ -599,6 +783,7 @@ class SyncState:
         one ends the item's claim."""
         now = _now()
         values = [(destination, str(m), str(e), str(t), None if _missing(s) else str(s), now) for m, e, t, s in items]
+        self._in_key_order(values, 3)
         with self._connect() as db:
             db.executemany(
                 "INSERT INTO mailing_history (destination, mailing_id, external_id, sent_at, sbid, updated_at) "
@@ -668,6 +853,7 @@ class SyncState:
         """(mailing_id, external_id, kind, event_at ISO) with their new status; delivered stays delivered."""
         now = _now()
         values = [(destination, str(m), str(e), str(k), str(t), status, now) for m, e, k, t in reactions]
+        self._in_key_order(values, 5)
         with self._connect() as db:
             db.executemany(
                 "INSERT INTO mailing_reactions VALUES (?,?,?,?,?,?,?) "
@@ -803,11 +989,13 @@ def _plain(row: dict) -> dict:
 
 
 class SyncStateResource(dg.ConfigurableResource):
-    """Where the sync state lives. Defaults to `$DAGSTER_HOME/state/sync_state.sqlite`.
+    """Where the sync state lives: `path`, a SQLite file path or a `postgresql://` URL. Defaults to
+    `$DAGSTER_HOME/state/sync_state.sqlite`.
 
-    A run holds the state for its whole length (a lock file next to it): a second run that would write the
-    same records, however it was launched (a schedule, a backfill, `afas-pipeline sync`, the UI), waits
-    until the first is done, and gives up with a message naming the holder after `lock_timeout_s`.
+    A run holds the state for its whole length (a lock file next to a SQLite file; a session-level advisory lock,
+    on a connection of its own, in a Postgres database): a second run that would write the same records, however
+    and wherever it was launched (a schedule, a backfill, `afas-pipeline sync`, the UI), waits until the first is
+    done, and gives up with a message naming the holder after `lock_timeout_s`.
     """
 
     path: str | None = None
@@ -815,45 +1003,116 @@ class SyncStateResource(dg.ConfigurableResource):
                                   description="How long a run waits for another run that holds the sync state.")
 
     _lock: filelock.BaseFileLock | None = PrivateAttr(default=None)
+    _session: object | None = PrivateAttr(default=None)
     _run_id: str | None = PrivateAttr(default=None)
 
-    def state_path(self) -> Path:
-        if self.path:
-            return Path(self.path)
+    def location(self) -> str | Path:
+        """The state's file path, or its Postgres URL."""
+        given = self.path.get_value() if isinstance(self.path, dg.EnvVar) else self.path  # outside a run: unresolved
+        if given:
+            return given if is_url(given) else Path(given)
         home = os.environ.get("DAGSTER_HOME") or os.path.join(os.getcwd(), ".dagster_home")
         return Path(home) / "state" / "sync_state.sqlite"
 
+    def state_path(self) -> Path:
+        """The SQLite file of the state (not for a Postgres state: `location()`)."""
+        location = self.location()
+        if is_url(location):
+            raise StateError(f"the sync state {shown(location)} is a Postgres database, not a file")
+        return location
+
     def open(self) -> SyncState:
-        return SyncState(self.state_path(), run_id=self._run_id)
+        return SyncState(self.location(), run_id=self._run_id)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         run = getattr(context, "run", None)
         self._run_id = run.run_id if run is not None else None
-        path = self.state_path()
-        SyncState(path)  # a path that cannot hold the state fails here, with its message, before any lock
-        lock = filelock.FileLock(f"{path}.lock")
-        holder = Path(f"{path}.holder")
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
-            who = _read_text(holder) or "another run"
-            if context.log:
-                context.log.info(f"waiting for {who} to finish: it holds the sync state {path}")
-            failpoint("sync_state.lock_wait")
-            try:
-                lock.acquire(timeout=self.lock_timeout_s)
-            except filelock.Timeout:
-                raise StateError(
-                    f"{who} has held the sync state {path} for more than {self.lock_timeout_s:g}s; this run wrote "
-                    "nothing. Let it finish (or terminate it in the Dagster UI) and launch this run again") from None
+        state = SyncState(self.location())  # a state that cannot be opened fails here, with its message, before a lock
         since = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-        holder.write_text(f"run {self._run_id or '?'} (pid {os.getpid()} on {socket.gethostname()}, since {since})")
-        self._lock = lock
+        me = f"run {self._run_id or '?'} (pid {os.getpid()} on {socket.gethostname()}, since {since})"
+        if state.url is None:
+            self._lock = _hold_file(state.path, me, self.lock_timeout_s, context.log)
+        else:
+            self._session = _hold_database(state, me, self.lock_timeout_s, context.log)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+        if self._session is not None:
+            self._session.close()  # ends the session, and with it the advisory lock
+            self._session = None
+
+
+def _waited_too_long(who: str, where: str, timeout_s: float) -> StateError:
+    return StateError(f"{who} has held the sync state {where} for more than {timeout_s:g}s; this run wrote "
+                      "nothing. Let it finish (or terminate it in the Dagster UI) and launch this run again")
+
+
+def _hold_file(path: Path, me: str, timeout_s: float, log) -> filelock.BaseFileLock:
+    """The SQLite state's lock: a lock file next to it, and the holder's description in a `.holder` file."""
+    lock = filelock.FileLock(f"{path}.lock")
+    holder = Path(f"{path}.holder")
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        who = _read_text(holder) or "another run"
+        if log:
+            log.info(f"waiting for {who} to finish: it holds the sync state {path}")
+        failpoint("sync_state.lock_wait")
+        try:
+            lock.acquire(timeout=timeout_s)
+        except filelock.Timeout:
+            raise _waited_too_long(who, str(path), timeout_s) from None
+    holder.write_text(me)
+    return lock
+
+
+def _hold_database(state: SyncState, me: str, timeout_s: float, log):
+    """The Postgres state's lock: a session-level advisory lock on a connection of its own, held until that
+    connection closes (or its process dies), and the holder's description in the table `state_holder`."""
+    session = state.connect_raw()
+    session.autocommit = True
+    try:
+        db = _Db(session, postgres=True)
+        if not db.execute("SELECT pg_try_advisory_lock(?)", (RUN_LOCK,)).fetchone()[0]:
+            row = db.execute("SELECT holder FROM state_holder WHERE name='run'").fetchone()
+            who = row[0] if row else "another run"
+            if log:
+                log.info(f"waiting for {who} to finish: it holds the sync state {state.shown}")
+            failpoint("sync_state.lock_wait")
+            # Asked again and again, not waited for in `pg_advisory_lock`: a blocked libpq call would not let
+            # the run be terminated while it waits.
+            deadline, tick = time.monotonic() + timeout_s, threading.Event()
+            while not db.execute("SELECT pg_try_advisory_lock(?)", (RUN_LOCK,)).fetchone()[0]:
+                if time.monotonic() >= deadline:
+                    raise _waited_too_long(who, state.shown, timeout_s)
+                tick.wait(min(LOCK_POLL_S, max(0.0, deadline - time.monotonic())))
+        db.execute("INSERT INTO state_holder VALUES ('run', ?) ON CONFLICT (name) DO UPDATE SET holder=excluded.holder",
+                   (me,))
+    except BaseException:
+        session.close()
+        raise
+    return session
+
+
+def copy_rows(source: SyncState, target: SyncState) -> dict[str, int]:
+    """Every row of `source` into `target` (an empty state), in one transaction on each side: the state of one
+    moment. The columns both have; a table `source` lacks is skipped. Rows per table."""
+    counts = {}
+    with source._connect() as read, target.transaction(), target._connect() as write:
+        for table in TABLES:
+            if table == "state_holder":  # who holds the source's lock: nothing of the copy's
+                continue
+            columns = sorted(read.columns(table) & write.columns(table))
+            if not columns:
+                continue
+            rows = read.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
+            write.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                              rows)
+            counts[table] = len(rows)
+        write.continue_identity()
+    return counts
 
 
 def _read_text(path: Path) -> str | None:

@@ -5,12 +5,17 @@ as they were. The next real run does what the dry run showed."""
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
 import httpx
+import psycopg2.errors
+import pytest
 
-from afas_pipeline.cli import main
+from afas_pipeline.cli import copy_state, main
+from afas_pipeline.resources import sync_state
+from afas_pipeline.sync.state import TABLES, SyncState
 from afas_pipeline_tests.world import FULL_PARTITION, WORLD_CONTACTS
 
 #: A session the Xelion client opens and closes is not a write to the address book.
@@ -86,3 +91,31 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(cli_env, tmp_path, afas_sa
             metadata = event.asset_materialization.metadata
             assert [metadata[f"plan/{k}"].value for k in ("create", "update", "unchanged", "quarantined")] == \
                 [int(n) for n in plan[destination][:3]] + [int(plan[destination][4])]
+
+
+def _rows(state) -> dict[str, list[tuple]]:
+    """Every row of every table of a sync state, in a stable order (who holds its lock aside)."""
+    with state._connect() as db:
+        return {table: sorted(tuple(row) for row in db.execute(f"SELECT * FROM {table}").fetchall())
+                for table in TABLES if table != "state_holder"}
+
+
+def test_a_dry_run_reads_a_postgres_state_into_a_scratch_file_and_writes_nothing_to_it(postgres_state, tmp_path,
+                                                                                       monkeypatch):
+    state = SyncState(postgres_state, run_id="run-1")
+    on = {"1": {"sent": True, "afas": True, "on_since": "2026-11-16T10:00:00+00:00"}}
+    state.save_records("spotler", [{"external_id": str(i), "content_hash": f"c{i}", "email_hash": f"e{i}",
+                                    "permissions": on, "bounced_email_hash": None} for i in range(3)])
+    state.record_feedback("spotler", [("1", "optout:1", "2026-11-16T10:05:00+00:00")], "delivered")
+    state.record_rejections("spotler", [{"external_id": "2", "reason": "X", "status_code": 200}], 5)
+    state.set_watermark("spotler", "contact_updates", datetime(2026, 11, 16, 10, 15, tzinfo=timezone.utc))
+    state.begin_writes("spotler", {"1": {"content_hash": "c9", "permissions": on}}, None)
+    before = _rows(state)
+    monkeypatch.setenv("AFAS_PIPELINE_STATE", postgres_state)
+
+    copy = copy_state(sync_state().location(), tmp_path / "scratch.sqlite")  # as the dry run takes it
+
+    assert _rows(SyncState(copy)) == before and _rows(state) == before
+    assert sum(len(rows) for rows in before.values()) == 7
+    with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction):  # the copy's reading side cannot write
+        SyncState(postgres_state, read_only=True).record_feedback("spotler", [("1", "optout:2", "x")], "pending")

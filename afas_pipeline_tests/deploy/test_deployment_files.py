@@ -63,8 +63,34 @@ def test_the_image_sets_the_settings_it_fixes_where_compose_and_helm_mount_the_s
     assert f"state:{state_dir}" in _compose()["services"]["code"]["volumes"]
     (deployment,) = _helm()["dagster-user-deployments"]["deployments"]
     assert [m["mountPath"] for m in deployment["volumeMounts"]] == [state_dir]
-    assert {k: v for k, v in deployment["env"].items()} == {
-        k: env[k] for k in ("AFAS_PIPELINE_STATE", "AFAS_PIPELINE_STORAGE")}
+    assert _helm_env(deployment)["AFAS_PIPELINE_STORAGE"] == env["AFAS_PIPELINE_STORAGE"]
+
+
+def _helm_env(deployment: dict) -> dict:
+    """The deployment's env (a list of Kubernetes EnvVars) as name -> value, or -> valueFrom."""
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in deployment["env"]}
+
+
+def test_compose_and_helm_keep_the_sync_state_in_postgres_with_the_password_out_of_its_url():
+    from sqlalchemy.engine import make_url
+
+    from afas_pipeline.sync.state import state_url_problem
+
+    services = _compose()["services"]
+    compose_env = services["code"]["environment"]
+    helm = _helm()
+    helm_env = _helm_env(helm["dagster-user-deployments"]["deployments"][0])
+    compose_url = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", compose_env["AFAS_PIPELINE_STATE"])  # as compose reads it
+    for url in (compose_url, helm_env["AFAS_PIPELINE_STATE"]):
+        assert state_url_problem(url) is None
+        parsed = make_url(url)
+        assert (parsed.username, parsed.password, parsed.database) == ("dagster", None, "afas_state")
+    assert (make_url(compose_url).host, make_url(compose_url).port) == ("postgres", int(compose_env["DAGSTER_PG_PORT"]))
+    assert compose_env["PGPASSWORD"] == services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert "./postgres-init:/docker-entrypoint-initdb.d:ro" in services["postgres"]["volumes"]
+    assert "CREATE DATABASE afas_state;" in DEPLOY.joinpath("postgres-init", "afas_state.sql").read_text()
+    assert helm_env["PGPASSWORD"] == {"secretKeyRef": {"name": helm["global"]["postgresqlSecretName"],
+                                                       "key": "postgresql-password"}}
 
 
 def test_compose_runs_one_image_on_postgres_with_secrets_only_from_env():
@@ -78,7 +104,7 @@ def test_compose_runs_one_image_on_postgres_with_secrets_only_from_env():
     assert services["code"]["env_file"] == [".env"]
     for name in ("code", "webserver", "daemon"):
         env = services[name]["environment"]
-        assert set(env) == PG_SETTINGS and env["DAGSTER_PG_HOST"] == "postgres"
+        assert set(env) == PG_SETTINGS | {"AFAS_PIPELINE_STATE", "PGPASSWORD"} and env["DAGSTER_PG_HOST"] == "postgres"
         assert "./dagster.postgres.yaml:/opt/dagster/home/dagster.yaml:ro" in services[name]["volumes"]
     # Every value taken from the host is a ${NAME} of the Postgres settings; no literal secret in the file.
     raw = DEPLOY.joinpath("docker-compose.yml").read_text()

@@ -1,20 +1,19 @@
 """The sync state (the feedback ledger, mailing-history items, rejected records, writes in flight, transactions):
-SQLite in a temporary directory, no HTTP."""
+each test on a fresh SQLite file and on a fresh Postgres database (`state_location`), no HTTP."""
 
-import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
 
-from afas_pipeline.sync.state import StateError, SyncState
+from afas_pipeline.sync.state import TABLES, StateError, SyncState, _Db, copy_rows
 
 EVENTS = [("10001", "optout:1", "2026-11-16T10:05:00+00:00"), ("10002", "bounce:hard", "2026-11-16T10:06:00+00:00"),
           ("10003", "optout:2", "2026-11-16T10:07:00+00:00")]
 
 
-def test_the_ledger_is_read_for_the_keys_a_run_holds_and_a_delivered_event_stays_delivered(tmp_path):
-    state = SyncState(tmp_path / "state.sqlite")
+def test_the_ledger_is_read_for_the_keys_a_run_holds_and_a_delivered_event_stays_delivered(state_location):
+    state = SyncState(state_location)
     state.record_feedback("spotler", EVENTS[:2], "delivered")
     state.record_feedback("spotler", EVENTS[2:], "pending")
     state.record_feedback("spotler", EVENTS[:1], "pending")  # read again later: stays delivered
@@ -38,21 +37,30 @@ OLD_MAILING_HISTORY = """CREATE TABLE mailing_history (
     PRIMARY KEY (destination, mailing_id, external_id))"""
 
 
-def _age_claims(path, by: timedelta) -> None:
+def _execute(location: str, sql: str, rows=((),)) -> None:
+    """Plain SQL on the state's database, outside the state's API (its tables need not be there)."""
+    raw = SyncState(location, read_only=True).connect_raw()
+    try:
+        _Db(raw, postgres=location.startswith("postgresql")).executemany(sql, rows)
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def _age_claims(state: SyncState, by: timedelta) -> None:
     """As if the claims were taken `by` ago (by a run that died then)."""
-    with sqlite3.connect(path) as db:
+    with state._connect() as db:
         db.execute("UPDATE mailing_history SET claimed_at = ? WHERE claimed_at IS NOT NULL",
                    ((datetime.now(timezone.utc) - by).isoformat(),))
 
 
-def test_an_older_state_file_gains_the_claim_columns_and_a_waiting_item_reads_as_missing(tmp_path):
-    path = tmp_path / "state.sqlite"
-    with sqlite3.connect(path) as db:
-        db.execute(OLD_MAILING_HISTORY)
-        db.executemany("INSERT INTO mailing_history VALUES (?,?,?,?,?,?)",
-                       [("spotler", "m1", "10001", SENT, "77", SENT), ("spotler", "m1", "10002", SENT, None, SENT)])
+def test_an_older_state_file_gains_the_claim_columns_and_a_waiting_item_reads_as_missing(state_location):
+    _execute(state_location, "DROP TABLE IF EXISTS mailing_history")
+    _execute(state_location, OLD_MAILING_HISTORY)
+    _execute(state_location, "INSERT INTO mailing_history VALUES (?,?,?,?,?,?)",
+             [("spotler", "m1", "10001", SENT, "77", SENT), ("spotler", "m1", "10002", SENT, None, SENT)])
 
-    state = SyncState(path)
+    state = SyncState(state_location)
     items = state.mailing_items("spotler")
 
     assert items["sbid"].isna().tolist() == [False, True]  # pd.NA with every pandas version, never "nan"
@@ -62,8 +70,8 @@ def test_an_older_state_file_gains_the_claim_columns_and_a_waiting_item_reads_as
     assert list(state.mailing_items("spotler", pending_only=True)["claimed_by"]) == ["run-a"]
 
 
-def test_a_dossier_item_is_claimed_by_one_run_at_a_time(tmp_path):
-    state, key = SyncState(tmp_path / "state.sqlite"), ("m1", "10001")
+def test_a_dossier_item_is_claimed_by_one_run_at_a_time(state_location):
+    state, key = SyncState(state_location), ("m1", "10001")
 
     # Two runs that both read the item as new: the first adds it with its claim, the second may not POST it.
     assert state.claim_mailing_item("spotler", key, SENT, "run-a", seen=None, lease=LEASE)
@@ -75,7 +83,7 @@ def test_a_dossier_item_is_claimed_by_one_run_at_a_time(tmp_path):
     assert len(state.mailing_items("spotler")) == 1
 
     # run-a died: once its claim is older than the lease, a run that looked the item up takes it over.
-    _age_claims(state.path, LEASE + timedelta(minutes=1))
+    _age_claims(state, LEASE + timedelta(minutes=1))
     assert state.claim_mailing_item("spotler", key, SENT, "run-b", seen=seen, lease=LEASE)
     state.release_mailing_claim("spotler", key, "run-a")  # not run-a's any more
     assert list(state.mailing_items("spotler")["claimed_by"]) == ["run-b"]
@@ -91,7 +99,7 @@ def test_a_dossier_item_is_claimed_by_one_run_at_a_time(tmp_path):
     state.save_mailing_items("spotler", [(*key, SENT, "77")])
     (item,) = state.mailing_items("spotler").to_dict("records")
     assert item["sbid"] == "77" and pd.isna(item["claimed_by"])
-    _age_claims(state.path, LEASE * 2)
+    _age_claims(state, LEASE * 2)
     assert not state.claim_mailing_item("spotler", key, SENT, "run-d", seen=item["updated_at"], lease=LEASE)
 
 
@@ -100,21 +108,21 @@ def test_a_state_path_that_is_a_folder_is_refused_naming_it(tmp_path):
         SyncState(tmp_path)
 
 
-def test_quarantine_counts_distinct_runs_not_calls(tmp_path):
+def test_quarantine_counts_distinct_runs_not_calls(state_location):
     refused = {"external_id": "10001", "reason": "PROPERTY_INVALID:organisation", "status_code": 200}
     for run in ("run-1", "run-2"):
-        state = SyncState(tmp_path / "state.sqlite", run_id=run)
+        state = SyncState(state_location, run_id=run)
         # Refused twice in one run (and listed twice in one call): one attempt.
         state.record_rejections("spotler", [refused, refused], quarantine_after=3)
         state.record_rejections("spotler", [refused], quarantine_after=3)
     rejected = state.rejected("spotler")
     assert rejected[["attempts", "quarantined"]].values.tolist() == [[2, False]]
-    SyncState(tmp_path / "state.sqlite", run_id="run-3").record_rejections("spotler", [refused], quarantine_after=3)
-    assert SyncState(tmp_path / "state.sqlite").rejected("spotler")[["attempts", "quarantined"]].values.tolist() == [[3, True]]
+    SyncState(state_location, run_id="run-3").record_rejections("spotler", [refused], quarantine_after=3)
+    assert SyncState(state_location).rejected("spotler")[["attempts", "quarantined"]].values.tolist() == [[3, True]]
 
 
-def test_a_transaction_commits_every_call_in_it_or_none(tmp_path):
-    state = SyncState(tmp_path / "state.sqlite")
+def test_a_transaction_commits_every_call_in_it_or_none(state_location):
+    state = SyncState(state_location)
     with pytest.raises(RuntimeError):
         with state.transaction():
             state.record_feedback("spotler", EVENTS[:1], "pending")
@@ -123,8 +131,8 @@ def test_a_transaction_commits_every_call_in_it_or_none(tmp_path):
     assert state.feedback_events("spotler").empty and state.watermark("spotler", "contact_updates") is None
 
 
-def test_writes_in_flight_left_behind_make_their_unanswered_records_in_doubt(tmp_path):
-    state = SyncState(tmp_path / "state.sqlite")
+def test_writes_in_flight_left_behind_make_their_unanswered_records_in_doubt(state_location):
+    state = SyncState(state_location)
     on = {"1": {"sent": True, "afas": True, "on_since": "2026-11-16T10:00:00+00:00"}}
     state.save_records("spotler", [{"external_id": "A", "content_hash": "a1", "email_hash": "e", "permissions": on,
                                     "bounced_email_hash": None}])
@@ -147,25 +155,97 @@ def test_writes_in_flight_left_behind_make_their_unanswered_records_in_doubt(tmp
     state.end_writes(entry)  # harmless once resolved
 
 
-def test_c4_a_released_record_is_tried_again_and_counts_towards_quarantine_from_one(tmp_path):
+def test_c4_a_released_record_is_tried_again_and_counts_towards_quarantine_from_one(state_location):
     refused = {"external_id": "10001", "reason": "PROPERTY_INVALID:organisation", "status_code": 200}
     for run in range(1, 6):
-        SyncState(tmp_path / "state.sqlite", run_id=f"run-{run}").record_rejections("spotler", [refused], 5)
-    state = SyncState(tmp_path / "state.sqlite")
+        SyncState(state_location, run_id=f"run-{run}").record_rejections("spotler", [refused], 5)
+    state = SyncState(state_location)
     assert state.rejected("spotler")[["attempts", "quarantined"]].values.tolist() == [[5, True]]
 
     assert state.release("spotler", "10001")
     # Still a rejected record (until the destination accepts it), no longer quarantined: the next run sends it.
     assert state.rejected("spotler")[["external_id", "attempts", "quarantined"]].values.tolist() == [["10001", 0, False]]
-    SyncState(tmp_path / "state.sqlite", run_id="run-6").record_rejections("spotler", [refused], 5)
+    SyncState(state_location, run_id="run-6").record_rejections("spotler", [refused], 5)
     assert state.rejected("spotler")[["attempts", "quarantined"]].values.tolist() == [[1, False]]
 
 
-def test_releasing_a_record_that_is_not_quarantined_changes_nothing(tmp_path):
-    state = SyncState(tmp_path / "state.sqlite", run_id="run-1")
+def test_releasing_a_record_that_is_not_quarantined_changes_nothing(state_location):
+    state = SyncState(state_location, run_id="run-1")
     state.record_rejections("spotler", [{"external_id": "10001", "reason": "X", "status_code": 200}], 5)
     before = state.rejected("spotler")
     assert not state.release("spotler", "10001")
     assert not state.release("spotler", "10002")  # not a rejected record at all
     assert not state.release("mailchimp", "10001")  # rejected by another destination
     pd.testing.assert_frame_equal(state.rejected("spotler"), before)
+
+
+def test_a_record_saved_twice_in_one_call_ends_as_the_later_row_over_the_earlier(state_location):
+    state = SyncState(state_location)
+    row = {"external_id": "A", "email_hash": "e", "permissions": {}, "bounced_email_hash": None}
+    state.save_records("spotler", [{**row, "content_hash": "h0"}, {**row, "external_id": "B", "content_hash": "b"}])
+    # One key twice in one save (Postgres refuses that in one statement): applied in order, as two saves would be.
+    state.save_records("spotler", [{**row, "content_hash": "h1", "destination_key": "k1"},
+                                   {**row, "content_hash": "h2"}, {**row, "external_id": "B", "content_hash": "b2"}])
+    saved = state.records("spotler").set_index("external_id")
+    assert saved.loc["A", ["content_hash", "destination_key"]].tolist() == ["h2", "k1"]
+    assert saved.loc["B", "content_hash"] == "b2"
+
+
+def test_a_postgres_url_without_a_password_takes_it_from_pgpassword_as_libpq_does(postgres_state, monkeypatch):
+    url, password = postgres_state.replace(":afas-test-pg@", "@"), "afas-test-pg"
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    refused = r"cannot open the sync state postgresql://dagster@127\.0\.0\.1:\d+/\w+: .*password"
+    with pytest.raises(StateError, match=refused):
+        SyncState(url)
+    monkeypatch.setenv("PGPASSWORD", password)  # as deploy/docker-compose.yml and the Helm values give it
+    SyncState(url).set_cursor("xelion", "calls", "7")
+    assert SyncState(postgres_state).cursor("xelion", "calls") == "7"
+
+
+def test_a_sqlite_state_copied_into_postgres_goes_on_where_it_was(tmp_path, postgres_state):
+    sqlite = SyncState(tmp_path / "state.sqlite")
+    sqlite.record_feedback("spotler", EVENTS, "delivered")
+    first = sqlite.begin_writes("spotler", {"A": {"content_hash": "a", "permissions": {}}}, None)
+
+    assert copy_rows(sqlite, SyncState(postgres_state)) == {**{t: 0 for t in TABLES if t != "state_holder"},
+                                                            "feedback_events": 3, "writes_in_flight": 1}
+    postgres = SyncState(postgres_state)
+    assert postgres.begin_writes("spotler", {"B": {"content_hash": "b", "permissions": {}}}, None) > first
+    assert [e.intents.keys() for e in postgres.writes_in_flight("spotler")] == [{"A"}, {"B"}]
+    assert set(postgres.feedback_events("spotler")["status"]) == {"delivered"}
+
+
+def test_the_other_state_calls_keep_their_rules_on_either_database(state_location):
+    state = SyncState(state_location)
+    at = datetime(2026, 11, 16, 10, 0, tzinfo=timezone.utc)
+    # C1: the latest opt-out per permission, and a watermark that never goes back.
+    state.record_optouts("spotler", [("1", "1", at + timedelta(minutes=5)), ("1", "1", at)])
+    assert state.optouts("spotler")["opted_out_at"].tolist() == [pd.Timestamp(at + timedelta(minutes=5))]
+    state.set_watermark("spotler", "contact_updates", at + timedelta(hours=1))
+    state.set_watermark("spotler", "contact_updates", at)
+    assert state.watermark("spotler", "contact_updates") == at + timedelta(hours=1)
+    # The identity saved first holds; R11 marks a bounce once.
+    assert state.identity("mailchimp", "debtor.DebtorId") == "debtor.DebtorId"
+    assert state.identity("mailchimp", "contact.ContactId") == "debtor.DebtorId"
+    state.save_records("spotler", [{"external_id": i, "content_hash": "c", "email_hash": f"e{i}", "permissions": {},
+                                    "bounced_email_hash": None} for i in ("A", "B")])
+    assert state.mark_bounced("spotler", ["A", "A", "Z"]) == 1 and state.mark_bounced("spotler", ["A"]) == 0
+    # Xelion: the phone index replaced per record (or whole), call reports counting attempts, cursors.
+    state.replace_phone_numbers("xelion", {"organisation:1": ("b1", "1", "org", ["k1", "k2"]),
+                                           "organisation:2": ("b2", "2", "org", ["k3"])})
+    state.replace_phone_numbers("xelion", {"organisation:1": ("b1", "1", "org", ["k2"])}, only=True)
+    assert state.phone_index("xelion", ["k1", "k2", "k3"])[["external_id", "number_key"]].values.tolist() == [
+        ["organisation:1", "k2"]]
+    state.save_call_reports("xelion", [{"call_id": "c1", "oid": "9", "status": "made", "sbid": "77", "attempt": True}])
+    state.save_call_reports("xelion", [{"call_id": "c1", "oid": "9", "status": "retry", "attempt": True}])
+    assert state.call_reports("xelion")[["sbid", "attempts"]].values.tolist() == [["77", 2]]
+    state.set_cursor("xelion", "calls", "1")
+    state.set_cursor("xelion", "calls", "2")
+    assert state.cursor("xelion", "calls") == "2"
+    # Mailing reactions: delivered stays delivered; pruning takes delivered ones, never pending ones.
+    reaction = ("m1", "A", "opened", "2026-11-16T10:05:00+00:00")
+    state.record_mailing_reactions("spotler", [reaction], "delivered")
+    state.record_mailing_reactions("spotler", [reaction, ("m1", "B", "opened", "2026-11-16T10:06:00+00:00")],
+                                   "pending")
+    assert state.mailing_reactions("spotler")["status"].tolist() == ["delivered", "pending"]
+    assert state.prune_delivered(timedelta(0)) == {"feedback_events": 0, "mailing_reactions": 1}
