@@ -274,8 +274,9 @@ def test_p2_with_the_setting_on_a_contact_removed_from_afas_is_erased(pipeline, 
     assert pipeline.state.records("spotler", [contact_id]).empty
 
 
-def test_p2_state_purges_every_row_of_an_erased_record_and_queues_a_subject_once(tmp_path):
-    state = SyncState(tmp_path / "state.sqlite")
+def test_p2_state_purges_every_row_of_an_erased_record_and_queues_a_subject_once(state_location):
+    """On SQLite and on Postgres (`state_location`): the erasure's state calls are the same SQL on both."""
+    state = SyncState(state_location)
     row = {"content_hash": "h", "email_hash": "e", "permissions": {}, "fields": {}}
     state.save_records("spotler", [{**row, "external_id": "1"}, {**row, "external_id": "2"}])
     state.record_optouts("spotler", [("1", "1", datetime.now(timezone.utc))])
@@ -299,11 +300,10 @@ def test_p2_state_purges_every_row_of_an_erased_record_and_queues_a_subject_once
     assert state.tombstones() == {tombstone("spotler", "1"), tombstone("mailchimp", "1"), tombstone("xelion", "person:7")}
 
 
-def test_p2_an_operator_lifts_the_tombstones_of_an_erased_person_who_asked_to_be_added_back(tmp_path, monkeypatch,
-                                                                                           capsys):
-    path = tmp_path / "state.sqlite"
-    monkeypatch.setenv("AFAS_PIPELINE_STATE", str(path))
-    state = SyncState(path)
+def test_p2_an_operator_lifts_the_tombstones_of_an_erased_person_who_asked_to_be_added_back(state_location,
+                                                                                           monkeypatch, capsys):
+    monkeypatch.setenv("AFAS_PIPELINE_STATE", state_location)
+    state = SyncState(state_location)
     keys = request_keys(["1"], [])
     assert queue(state, erasable_destinations(), keys, hash_key("1"), "cli")
     assert main(["erase", "--lift", hash_key("1")]) == 2  # pending: erased first, then lifted

@@ -1,10 +1,15 @@
-"""deploy/dagster.postgres.yaml against a real Postgres (conftest.py): the instance loads and validates, and a run of
-the code location's delta job lands in Postgres with its materializations."""
+"""deploy/dagster.postgres.yaml against a real Postgres (afas_pipeline_tests/postgres_server.py): the instance loads and
+validates; and the code location's delta job runs once on the embedded default (SQLite instance, SQLite state, local
+files) and once on everything several machines share (the instance and the sync state on Postgres, the assets on an
+S3-compatible server, afas_pipeline_tests/s3_server.py), each read back from its server."""
 
+import io
 import os
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
+import psycopg2
 import pytest
 import yaml
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
@@ -12,6 +17,7 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 from afas_pipeline.cli import _job
 from afas_pipeline.definitions import defs
 from afas_pipeline.resources import SETTINGS, build_resources
+from afas_pipeline.sync.state import SyncState
 
 PROJECT = Path(__file__).resolve().parents[2]
 CONFIG = PROJECT / "deploy" / "dagster.postgres.yaml"
@@ -49,17 +55,42 @@ def test_the_instance_loads_on_postgres_with_the_pools_and_the_run_queue(instanc
     assert instance.run_retries_enabled and instance.run_retries_max_retries == 1
 
 
-def test_a_delta_window_runs_and_its_run_and_materializations_are_in_postgres(instance, postgres, sandbox, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
-    env |= {"AFAS_PIPELINE_SANDBOX_URL": sandbox.url, "AFAS_PIPELINE_STATE": str(tmp_path / "state.db"),
-            "AFAS_PIPELINE_STORAGE": str(tmp_path / "storage")}
+def _delta_window(instance, sandbox, state: str, storage: str, monkeypatch) -> dg.ExecuteInProcessResult:
+    """The code location's delta job for one window, as `afas-pipeline sync` runs it, with these state and storage."""
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS or k.startswith("AWS_")}
+    env |= {"AFAS_PIPELINE_SANDBOX_URL": sandbox.url, "AFAS_PIPELINE_STATE": state, "AFAS_PIPELINE_STORAGE": storage}
+    monkeypatch.setenv("AFAS_PIPELINE_STATE", state)  # a Postgres URL is read through dg.EnvVar at run time
     job = _job(defs, "afas_delta_job", build_resources(env))
     result = job.execute_in_process(partition_key=WINDOW, instance=instance, raise_on_error=False)
     assert result.success
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert {"afas_contacts_changes", "spotler_sync_delta", "mailchimp_afas_write_back"} <= materialized
+    assert {"afas_contacts_changes", "spotler_sync_delta", "mailchimp_afas_write_back", "xelion_address_book_delta"} \
+        <= materialized
+    return result
 
-    # Read back from the database itself, not through the instance's caches.
+
+def test_the_pipeline_runs_on_the_embedded_default_sqlite_and_local_files(sandbox, tmp_path, monkeypatch):
+    """The pair of the next test: the same window on what `make run` uses (an instance from the project's
+    dagster.yaml on SQLite, a SQLite state, parquet files on the local disk)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((PROJECT / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        result = _delta_window(instance, sandbox, str(tmp_path / "state.db"), str(tmp_path / "storage"), monkeypatch)
+        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+    assert SyncState(str(tmp_path / "state.db")).watermark("spotler", "contact_updates") is not None
+    assert (tmp_path / "storage" / "afas_contacts_changes" / f"{WINDOW}.parquet").is_file()
+    assert result.run_id
+
+
+def test_the_pipeline_runs_on_postgres_and_s3_and_its_run_state_and_assets_are_there(instance, postgres,
+                                                                                      postgres_state, s3_bucket,
+                                                                                      s3_server, sandbox, monkeypatch):
+    """Everything several machines share: the Dagster instance and the sync state on Postgres, the assets on the
+    S3-compatible server. Each is read back from the server itself, not through the pipeline's own code."""
+    result = _delta_window(instance, sandbox, postgres_state, f"s3://{s3_bucket}/assets", monkeypatch)
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
     with postgres.connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT status, partition FROM runs WHERE run_id = %s", (result.run_id,))
         assert cur.fetchall() == [("SUCCESS", WINDOW)]
@@ -69,3 +100,17 @@ def test_a_delta_window_runs_and_its_run_and_materializations_are_in_postgres(in
     assert stored == materialized
     latest = instance.get_latest_materialization_event(dg.AssetKey("afas_contacts_changes"))
     assert latest.run_id == result.run_id
+
+    # The sync state: in its own database, with the window's watermark.
+    state_db = postgres_state.rsplit("/", 1)[1]
+    with psycopg2.connect(host=postgres.host, port=postgres.port, dbname=state_db, user=postgres.username,
+                          password=postgres.password) as conn, conn.cursor() as cur:
+        cur.execute("SELECT destination, feed FROM watermarks")
+        assert ("spotler", "contact_updates") in set(cur.fetchall())
+
+    # The assets: objects in the bucket, one per partition, readable as parquet by any tool.
+    objects = s3_server.objects(s3_bucket)
+    key = f"assets/afas_contacts_changes/{WINDOW}.parquet"
+    assert key in objects
+    assert "ContactId" in pd.read_parquet(io.BytesIO(objects[key])).columns
+    assert {k.split("/")[1] for k in objects} >= {"afas_contacts_changes", "spotler_audience_delta"}
