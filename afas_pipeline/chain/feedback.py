@@ -152,7 +152,7 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
         events = not_delivered(events, state.feedback_events(d, keys=_keys(events)))
         events, refetched = _field_values(destination, getattr(context.resources, d), state, events, dict(two_way))
         optouts = {(str(r.external_id), str(r.permission)): r.opted_out_at
-                   for r in state.optouts(d).itertuples(index=False)}
+                   for r in state.optouts(d, set(events["external_id"].astype(str))).itertuples(index=False)}
         # The optouts table keeps the latest opt-out; the events of this run count too.
         for r in events[events["kind"].str.startswith("optout")].itertuples(index=False):
             key, when = (str(r.external_id), r.kind.split(":", 1)[1]), pd.Timestamp(r.event_at)

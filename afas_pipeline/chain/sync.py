@@ -172,13 +172,14 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         seen = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc))
         members = audience[audience["excluded_by"].isna()]
         records = state.records(d, members["external_id"])
-        optouts = state.optouts(d)
-        rejected = state.rejected(d)
+        # A delta asks the state about its own few records; a full sync reads it whole, which is cheaper there.
+        wanted = _members_of(cadence, members)
+        optouts = state.optouts(d, wanted)
+        rejected = state.rejected(d, wanted)
         quarantined = frozenset(rejected.loc[rejected["quarantined"], "external_id"])
         plan = plan_sync(members, records, optouts, keys, quarantined=quarantined, two_way=two_way)
         if destination.keyed_by_address:
-            owners = state.records(d)
-            plan = skip_shared_addresses(plan, dict(zip(owners["email_hash"].astype(str), owners["external_id"])))
+            plan = skip_shared_addresses(plan, _address_holders(state, d, plan, whole=cadence == "full"))
         summary = summarise(plan, keys)
         context.log.info(f"plan: {summary}")
         yield dg.Output(plan, metadata={"dagster/row_count": len(plan), **summary.as_metadata(),
@@ -233,7 +234,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
             if reread:
                 seen = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc), step="sync")
                 context.log.info(f"sync: the plan was made by another run or attempt; {seen} new opt-outs read")
-            plan, held = hold_late_optouts(plan, state.optouts(d), keys)
+            plan, held = hold_late_optouts(plan, state.optouts(d, _members_of(cadence, plan)), keys)
             writer = StateWriter(state, destination, plan, two_way, config.quarantine_after)
             members = audience[audience["excluded_by"].isna()].drop(columns=["content_hash", "email_hash"])
             rows = plan[plan["action"].isin(["create", "update"])].merge(
@@ -392,9 +393,24 @@ def _same_identity(state: SyncState, destination: Destination) -> None:
 def _pending_retries(state: SyncState, d: str, exclude: pd.Series) -> list[str]:
     """Records the delta sends again though AFAS did not change them: refused earlier (not quarantined), or
     whose last write may not have arrived (a run died before the destination's answer was saved)."""
-    rejected = state.rejected(d)
+    rejected = state.rejected(d)  # the refused records only, never the whole state
     pending = set(rejected.loc[~rejected["quarantined"], "external_id"]) | set(state.in_doubt(d))
     return sorted(pending - set(exclude))
+
+
+def _members_of(cadence: str, frame: pd.DataFrame) -> pd.Series | None:
+    """The external ids a step asks the state about: a delta's own (an indexed look-up that costs what changed),
+    none for a full sync (None: the whole state, read in one pass)."""
+    return frame["external_id"].astype(str) if cadence == "delta" else None
+
+
+def _address_holders(state: SyncState, d: str, plan: pd.DataFrame, whole: bool) -> dict[str, str]:
+    """Email hash -> the external id the state holds it for: of the addresses the plan sends (`whole`: all)."""
+    if whole:
+        owners = state.records(d)
+        return dict(zip(owners["email_hash"].astype(str), owners["external_id"]))
+    sending = plan.loc[plan["action"].isin(["create", "update"]), "email_hash"].dropna().astype(str)
+    return state.holders(d, set(sending))
 
 
 def plan_made_by_this_attempt(context: dg.AssetExecutionContext, plan: dg.AssetKey) -> bool:

@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS records (
     content_hash TEXT, email_hash TEXT, permissions TEXT NOT NULL DEFAULT '{}',
     bounced_email_hash TEXT, synced_at TEXT NOT NULL, fields TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (destination, external_id));
+CREATE INDEX IF NOT EXISTS records_by_email ON records (destination, email_hash);
+CREATE INDEX IF NOT EXISTS records_in_doubt ON records (destination, external_id)
+    WHERE content_hash IS NULL OR content_hash = 'in-doubt';
 CREATE TABLE IF NOT EXISTS optouts (
     destination TEXT NOT NULL, external_id TEXT NOT NULL, permission TEXT NOT NULL, opted_out_at TEXT NOT NULL,
     PRIMARY KEY (destination, external_id, permission));
@@ -120,6 +123,10 @@ ADDED_COLUMNS = {"records": {"fields": "TEXT NOT NULL DEFAULT '{}'", "destinatio
 #: The content hash of a record whose last write may or may not have reached the destination (the run died
 #: before its answer was saved): it equals no real hash, so the next plan sends the record again.
 IN_DOUBT = "in-doubt"
+#: The records in doubt of a destination, with the condition of the partial index `records_in_doubt` written out
+#: (a literal, not a parameter): the databases then read that small index, never every record.
+IN_DOUBT_QUERY = ("SELECT external_id FROM records WHERE destination=? "
+                  f"AND (content_hash IS NULL OR content_hash = '{IN_DOUBT}')")
 REJECTED_COLUMNS = ["external_id", "reason", "status_code", "attempts", "first_seen", "last_seen", "quarantined"]
 
 
@@ -377,10 +384,7 @@ class SyncState:
                     (destination,),
                 ).fetchall()
             else:
-                db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (external_id TEXT PRIMARY KEY)")
-                db.execute("DELETE FROM wanted")
-                db.executemany("INSERT INTO wanted VALUES (?) ON CONFLICT DO NOTHING",
-                               ((str(i),) for i in external_ids))
+                _wanted(db, external_ids)
                 rows = db.execute(
                     "SELECT r.external_id, content_hash, email_hash, permissions, bounced_email_hash, fields, "
                     "destination_key FROM records r "
@@ -419,6 +423,18 @@ class SyncState:
             )
         return len(values)
 
+    def holders(self, destination: str, email_hashes: Iterable[str]) -> dict[str, str]:
+        """Email hash -> the external id of a record the state holds with that address, for these hashes (an
+        indexed look-up: a delta asks for its few addresses, not the whole state)."""
+        with self._connect() as db:
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_hashes (email_hash TEXT PRIMARY KEY)")
+            db.execute("DELETE FROM wanted_hashes")
+            db.executemany("INSERT INTO wanted_hashes VALUES (?) ON CONFLICT DO NOTHING",
+                           ((str(h),) for h in email_hashes))
+            rows = db.execute("SELECT r.email_hash, r.external_id FROM records r JOIN wanted_hashes w "
+                              "ON w.email_hash = r.email_hash WHERE destination=?", (destination,)).fetchall()
+        return dict(rows)
+
     def mark_bounced(self, destination: str, external_ids: Iterable[str]) -> int:
         """R11: the destination made these records inactive: the address they have now is the bounced one."""
         with self._connect() as db:
@@ -446,11 +462,14 @@ class SyncState:
             )
         return len(values)
 
-    def optouts(self, destination: str) -> pd.DataFrame:
+    def optouts(self, destination: str, external_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """The latest opt-out per record and permission: of these records (all when None)."""
         with self._connect() as db:
-            rows = db.execute(
-                "SELECT external_id, permission, opted_out_at FROM optouts WHERE destination=?", (destination,)
-            ).fetchall()
+            query = "SELECT o.external_id, permission, opted_out_at FROM optouts o"
+            if external_ids is not None:
+                _wanted(db, external_ids)
+                query += " JOIN wanted w ON w.external_id = o.external_id"
+            rows = db.execute(query + " WHERE destination=?", (destination,)).fetchall()
         df = pd.DataFrame(rows, columns=["external_id", "permission", "opted_out_at"])
         df["opted_out_at"] = pd.to_datetime(df["opted_out_at"], utc=True, format="ISO8601")
         return df
@@ -496,13 +515,15 @@ class SyncState:
                 (destination, str(external_id)))
             return cursor.rowcount == 1
 
-    def rejected(self, destination: str) -> pd.DataFrame:
+    def rejected(self, destination: str, external_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """The refused records (of these records; all when None), by external id."""
         with self._connect() as db:
-            rows = db.execute(
-                "SELECT external_id, reason, status_code, attempts, first_seen, last_seen, quarantined "
-                "FROM rejected WHERE destination=? ORDER BY external_id",
-                (destination,),
-            ).fetchall()
+            query = ("SELECT r.external_id, reason, status_code, attempts, first_seen, last_seen, quarantined "
+                     "FROM rejected r")
+            if external_ids is not None:
+                _wanted(db, external_ids)
+                query += " JOIN wanted w ON w.external_id = r.external_id"
+            rows = db.execute(query + " WHERE destination=? ORDER BY r.external_id", (destination,)).fetchall()
         df = pd.DataFrame(rows, columns=REJECTED_COLUMNS)
         df["quarantined"] = df["quarantined"].astype(bool)
         return df
@@ -673,9 +694,7 @@ class SyncState:
     def in_doubt(self, destination: str) -> list[str]:
         """Records to send again: their last write may not have arrived (in doubt, or still in flight)."""
         with self._connect() as db:
-            ids = {r[0] for r in db.execute(
-                "SELECT external_id FROM records WHERE destination=? AND (content_hash IS NULL OR content_hash=?)",
-                (destination, IN_DOUBT))}
+            ids = {r[0] for r in db.execute(IN_DOUBT_QUERY, (destination,))}
         ids |= {i for entry in self.writes_in_flight(destination) for i in entry.intents}
         return sorted(ids)
 
@@ -976,6 +995,13 @@ class SyncState:
 ERASURE_COLUMNS = ["subject_hash", "keys", "tombstones", "source", "requested_at", "status", "outcome", "attempts",
                    "updated_at", "finished_at"]
 MAILING_ITEM_COLUMNS = ["mailing_id", "external_id", "sent_at", "sbid", "claimed_by", "claimed_at", "updated_at"]
+
+
+def _wanted(db: _Db, external_ids: Iterable[str]) -> None:
+    """The temporary table `wanted` (this connection's) filled with these external ids, for a query to join."""
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (external_id TEXT PRIMARY KEY)")
+    db.execute("DELETE FROM wanted")
+    db.executemany("INSERT INTO wanted VALUES (?) ON CONFLICT DO NOTHING", ((str(i),) for i in external_ids))
 
 
 def _missing(value) -> bool:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from afas_pipeline.sync.state import TABLES, StateError, SyncState, _Db, copy_rows
+from afas_pipeline.sync.state import IN_DOUBT_QUERY, TABLES, StateError, SyncState, _Db, copy_rows
 
 EVENTS = [("10001", "optout:1", "2026-11-16T10:05:00+00:00"), ("10002", "bounce:hard", "2026-11-16T10:06:00+00:00"),
           ("10003", "optout:2", "2026-11-16T10:07:00+00:00")]
@@ -249,3 +249,40 @@ def test_the_other_state_calls_keep_their_rules_on_either_database(state_locatio
                                    "pending")
     assert state.mailing_reactions("spotler")["status"].tolist() == ["delivered", "pending"]
     assert state.prune_delivered(timedelta(0)) == {"feedback_events": 0, "mailing_reactions": 1}
+
+
+# -- indexed look-ups: what a delta asks the state, by the keys at hand --
+
+
+def test_a_delta_reads_the_optouts_refusals_and_address_holders_of_its_own_records_only(state_location):
+    state = SyncState(state_location)
+    at = datetime(2026, 11, 16, 10, tzinfo=timezone.utc)
+    state.record_optouts("spotler", [("1", "1", at), ("1", "2", at), ("2", "1", at), ("3", "1", at)])
+    state.record_optouts("mailchimp", [("1", "1", at)])
+    state.record_rejections("spotler", [{"external_id": i, "reason": "E", "status_code": 400} for i in "123"],
+                            quarantine_after=1)
+    state.save_records("spotler", [{"external_id": i, "content_hash": "c", "email_hash": h, "permissions": {}}
+                                   for i, h in (("1", "e1"), ("2", "e2"), ("3", "e1"))])
+    state.save_records("mailchimp", [{"external_id": "9", "content_hash": "c", "email_hash": "e2", "permissions": {}}])
+
+    optouts = state.optouts("spotler", ["1", "3", "4"])
+    assert sorted(zip(optouts["external_id"], optouts["permission"])) == [("1", "1"), ("1", "2"), ("3", "1")]
+    assert optouts["opted_out_at"].eq(pd.Timestamp(at)).all()
+    assert state.optouts("spotler", []).empty and len(state.optouts("spotler")) == 4
+    assert state.rejected("spotler", ["3", "2"])["external_id"].tolist() == ["2", "3"]
+    assert state.rejected("spotler", ["2"])["quarantined"].tolist() == [True]
+    holders = state.holders("spotler", ["e2", "e1", "e9"])
+    assert holders["e2"] == "2" and holders["e1"] in ("1", "3") and "e9" not in holders
+    assert state.holders("mailchimp", ["e2"]) == {"e2": "9"}
+
+
+def test_the_records_in_doubt_are_found_through_their_index_not_by_reading_every_record(state_location):
+    state = SyncState(state_location)
+    state.save_records("spotler", [{"external_id": i, "content_hash": h, "email_hash": "e", "permissions": {}}
+                                   for i, h in (("A", "c"), ("B", None), ("C", "in-doubt"))])
+    state.save_records("mailchimp", [{"external_id": "D", "content_hash": None, "email_hash": "e", "permissions": {}}])
+    assert state.in_doubt("spotler") == ["B", "C"]
+    if state.url is None:  # SQLite's plan: the partial index, which holds the records in doubt alone
+        with state._connect() as db:
+            plan = " ".join(str(row) for row in db.execute(f"EXPLAIN QUERY PLAN {IN_DOUBT_QUERY}", ("spotler",)))
+        assert "records_in_doubt" in plan
