@@ -448,7 +448,7 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
     in_flight = state.writes_in_flight(d)
     inactive = [c.external_id for c in changed if not c.mailable]
     switched_off = {c.external_id: c for c in changed if not all(c.permissions.values())}
-    last_sent = {r.external_id: r.permissions for r in state.records(d, switched_off).itertuples(index=False)}
+    last_sent = state.permissions(d, switched_off)
     # The latest write in flight per record: (the feed's mark when it was planned, the permissions it sends).
     intended = {i: (entry.feed_mark, intent["permissions"]) for entry in in_flight for i, intent in entry.intents.items()}
     optouts = []

@@ -271,6 +271,10 @@ def test_a_delta_reads_the_optouts_refusals_and_address_holders_of_its_own_recor
     assert state.optouts("spotler", []).empty and len(state.optouts("spotler")) == 4
     assert state.rejected("spotler", ["3", "2"])["external_id"].tolist() == ["2", "3"]
     assert state.rejected("spotler", ["2"])["quarantined"].tolist() == [True]
+    state.save_records("spotler", [{"external_id": "2", "content_hash": "c", "email_hash": "e2",
+                                    "permissions": {"1": {"sent": True}}}])
+    assert state.permissions("spotler", ["2", "4"]) == {"2": {"1": {"sent": True}}}
+    assert state.permissions("mailchimp", ["2"]) == {}
     holders = state.holders("spotler", ["e2", "e1", "e9"])
     assert holders["e2"] == "2" and holders["e1"] in ("1", "3") and "e9" not in holders
     assert state.holders("mailchimp", ["e2"]) == {"e2": "9"}
