@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from afas_pipeline.sync.state import IN_DOUBT, SyncState
+from afas_pipeline.sync.state import IN_DOUBT, IN_DOUBT_QUERY, SyncState
 
 D = "spotler"
 
@@ -57,7 +57,14 @@ def main() -> None:
     _timed("rejected", "by key", lambda: state.rejected(D, ids))
     _timed("address holders", "whole", lambda: state.records(D))
     _timed("address holders", "by key", lambda: state.holders(D, hashes))
+    if state.url is None:  # the scan the records in doubt took before their partial index (SQLite can be told so)
+        def scan():
+            with state._connect() as db:
+                return db.execute(IN_DOUBT_QUERY.replace("FROM records", "FROM records NOT INDEXED"), (D,)).fetchall()
+        _timed("in doubt", "scan", scan)
     _timed("in doubt", "indexed", lambda: state.in_doubt(D))
+    _timed("feed: permissions of the records seen", "whole rows", lambda: state.records(D, ids))
+    _timed("feed: permissions of the records seen", "permissions only", lambda: state.permissions(D, ids))
 
 
 if __name__ == "__main__":

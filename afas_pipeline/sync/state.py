@@ -387,8 +387,8 @@ class SyncState:
                 _wanted(db, external_ids)
                 rows = db.execute(
                     "SELECT r.external_id, content_hash, email_hash, permissions, bounced_email_hash, fields, "
-                    "destination_key FROM records r "
-                    "JOIN wanted w ON w.external_id = r.external_id WHERE destination=?",
+                    f"destination_key FROM {BY_KEY} records r "
+                    "WHERE r.destination=? AND r.external_id = w.external_id",
                     (destination,),
                 ).fetchall()
         df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
@@ -428,8 +428,8 @@ class SyncState:
         needs of the records it sees, without the rest of each row."""
         with self._connect() as db:
             _wanted(db, external_ids)
-            rows = db.execute("SELECT r.external_id, permissions FROM records r JOIN wanted w "
-                              "ON w.external_id = r.external_id WHERE destination=?", (destination,)).fetchall()
+            rows = db.execute(f"SELECT r.external_id, permissions FROM {BY_KEY} records r "
+                              "WHERE r.destination=? AND r.external_id = w.external_id", (destination,)).fetchall()
         return {external_id: json.loads(text) for external_id, text in rows}
 
     def holders(self, destination: str, email_hashes: Iterable[str]) -> dict[str, str]:
@@ -440,8 +440,8 @@ class SyncState:
             db.execute("DELETE FROM wanted_hashes")
             db.executemany("INSERT INTO wanted_hashes VALUES (?) ON CONFLICT DO NOTHING",
                            ((str(h),) for h in email_hashes))
-            rows = db.execute("SELECT r.email_hash, r.external_id FROM records r JOIN wanted_hashes w "
-                              "ON w.email_hash = r.email_hash WHERE destination=?", (destination,)).fetchall()
+            rows = db.execute("SELECT r.email_hash, r.external_id FROM wanted_hashes w CROSS JOIN records r "
+                              "WHERE r.destination=? AND r.email_hash = w.email_hash", (destination,)).fetchall()
         return dict(rows)
 
     def mark_bounced(self, destination: str, external_ids: Iterable[str]) -> int:
@@ -474,11 +474,11 @@ class SyncState:
     def optouts(self, destination: str, external_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """The latest opt-out per record and permission: of these records (all when None)."""
         with self._connect() as db:
-            query = "SELECT o.external_id, permission, opted_out_at FROM optouts o"
+            query = "SELECT o.external_id, permission, opted_out_at FROM optouts o WHERE o.destination=?"
             if external_ids is not None:
                 _wanted(db, external_ids)
-                query += " JOIN wanted w ON w.external_id = o.external_id"
-            rows = db.execute(query + " WHERE destination=?", (destination,)).fetchall()
+                query = query.replace("FROM", f"FROM {BY_KEY}") + " AND o.external_id = w.external_id"
+            rows = db.execute(query, (destination,)).fetchall()
         df = pd.DataFrame(rows, columns=["external_id", "permission", "opted_out_at"])
         df["opted_out_at"] = pd.to_datetime(df["opted_out_at"], utc=True, format="ISO8601")
         return df
@@ -528,11 +528,11 @@ class SyncState:
         """The refused records (of these records; all when None), by external id."""
         with self._connect() as db:
             query = ("SELECT r.external_id, reason, status_code, attempts, first_seen, last_seen, quarantined "
-                     "FROM rejected r")
+                     "FROM rejected r WHERE r.destination=?")
             if external_ids is not None:
                 _wanted(db, external_ids)
-                query += " JOIN wanted w ON w.external_id = r.external_id"
-            rows = db.execute(query + " WHERE destination=? ORDER BY r.external_id", (destination,)).fetchall()
+                query = query.replace("FROM", f"FROM {BY_KEY}") + " AND r.external_id = w.external_id"
+            rows = db.execute(query + " ORDER BY r.external_id", (destination,)).fetchall()
         df = pd.DataFrame(rows, columns=REJECTED_COLUMNS)
         df["quarantined"] = df["quarantined"].astype(bool)
         return df
@@ -714,7 +714,7 @@ class SyncState:
         """Ledger rows: external_id, kind, event_at (UTC ISO text), status; all, those with `status`, and/or
         only those of `keys` ((external_id, kind, event_at) triples: a run reads what it needs, not the whole
         ledger, which keeps every event ever delivered)."""
-        query = "SELECT f.external_id, f.kind, f.event_at, status FROM feedback_events f"
+        query = "SELECT f.external_id, f.kind, f.event_at, status FROM feedback_events f WHERE f.destination=?"
         args: list = [destination]
         with self._connect() as db:
             if keys is not None:
@@ -723,9 +723,8 @@ class SyncState:
                 db.execute("DELETE FROM wanted_events")
                 db.executemany("INSERT INTO wanted_events VALUES (?,?,?) ON CONFLICT DO NOTHING",
                                ((str(i), str(k), str(t)) for i, k, t in keys))
-                query += (" JOIN wanted_events w ON w.external_id = f.external_id AND w.kind = f.kind "
-                          "AND w.event_at = f.event_at")
-            query += " WHERE destination=?"
+                query = query.replace("FROM", "FROM wanted_events w CROSS JOIN") + (
+                    " AND f.external_id = w.external_id AND f.kind = w.kind AND f.event_at = w.event_at")
             if status is not None:
                 query += " AND status=?"
                 args.append(status)
@@ -1004,6 +1003,12 @@ class SyncState:
 ERASURE_COLUMNS = ["subject_hash", "keys", "tombstones", "source", "requested_at", "status", "outcome", "attempts",
                    "updated_at", "finished_at"]
 MAILING_ITEM_COLUMNS = ["mailing_id", "external_id", "sent_at", "sbid", "claimed_by", "claimed_at", "updated_at"]
+
+
+#: A query's keys first: `FROM {BY_KEY} <table> x WHERE x.destination=? AND x.external_id = w.external_id` looks up
+#: each wanted key in the table's primary key. A plain JOIN lets SQLite (no statistics on the temporary table) read
+#: every row of the destination and probe the keys instead: a delta's 100 keys cost a scan of the whole state.
+BY_KEY = "wanted w CROSS JOIN"
 
 
 def _wanted(db: _Db, external_ids: Iterable[str]) -> None:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from afas_pipeline.sync.state import IN_DOUBT_QUERY, TABLES, StateError, SyncState, _Db, copy_rows
+from afas_pipeline.sync.state import BY_KEY, IN_DOUBT_QUERY, TABLES, StateError, SyncState, _Db, copy_rows
 
 EVENTS = [("10001", "optout:1", "2026-11-16T10:05:00+00:00"), ("10002", "bounce:hard", "2026-11-16T10:06:00+00:00"),
           ("10003", "optout:2", "2026-11-16T10:07:00+00:00")]
@@ -290,3 +290,13 @@ def test_the_records_in_doubt_are_found_through_their_index_not_by_reading_every
         with state._connect() as db:
             plan = " ".join(str(row) for row in db.execute(f"EXPLAIN QUERY PLAN {IN_DOUBT_QUERY}", ("spotler",)))
         assert "records_in_doubt" in plan
+
+
+@pytest.mark.parametrize("table", ["records", "optouts", "rejected", "feedback_events"])
+def test_a_look_up_by_key_searches_the_table_by_each_key_instead_of_reading_the_destination_whole(tmp_path, table):
+    state = SyncState(tmp_path / "state.sqlite")
+    with state._connect() as db:
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (external_id TEXT PRIMARY KEY)")
+        plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN SELECT x.external_id FROM {BY_KEY} {table} x "
+                                             "WHERE x.destination=? AND x.external_id = w.external_id", ("spotler",))]
+    assert plan[0] == "SCAN w" and "(destination=? AND external_id=?)" in plan[1], plan
