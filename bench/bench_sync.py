@@ -45,6 +45,9 @@ FULL_PARTITION = "2026-11-22-06:00"
 WARMUP_PARTITION = "2026-11-16-09:00"
 #: The delta windows, one per delta size, in order.
 DELTA_WINDOWS = ["2026-11-16-10:00", "2026-11-16-10:15", "2026-11-16-10:30", "2026-11-16-10:45"]
+#: The windows above are fixed dates: the partitions are listed as a code location loaded just after them has them
+#: (the delta horizon moves with the clock and would leave them behind).
+os.environ.setdefault("AFAS_PIPELINE_PARTITIONS_AS_OF", "2026-11-23T00:00:00Z")
 CONNECTORS = {"Sync_Contacts": "ContactId", "Sync_Persons": "PersonId", "Sync_Organisations": "OrganisationId"}
 
 
