@@ -162,6 +162,9 @@ def _valid_unusual_local_part(local: str) -> bool:
 
 #: Lower-case letters, digits and inner hyphens in labels of at most 63, at least one dot, ending in a letter.
 _PLAIN_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z0-9][a-z0-9-]{0,61})?[a-z]\Z")
+#: email-validator's special-use names (as the library has them when this module loads), and as parent domains.
+_SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+_SPECIAL_USE_SUFFIXES = tuple(f".{name}" for name in SPECIAL_USE_DOMAIN_NAMES)
 #: `postmaster@domain` is at most 254 characters long.
 _DOMAIN_WITH_POSTMASTER_MAX = 254 - len("postmaster@")
 
@@ -171,7 +174,7 @@ def _valid_domain(domain: str) -> bool:
     # change nothing in it; "--" is left to the library for its Punycode rules), unless it is a special-use name.
     # Anything else goes through the library, which checks it character by character.
     if len(domain) <= _DOMAIN_WITH_POSTMASTER_MAX and _PLAIN_DOMAIN.match(domain) and "--" not in domain \
-            and not any(domain == name or domain.endswith("." + name) for name in SPECIAL_USE_DOMAIN_NAMES):
+            and domain not in _SPECIAL_USE and not domain.endswith(_SPECIAL_USE_SUFFIXES):
         return True
     return _valid_unusual_domain(domain)
 
