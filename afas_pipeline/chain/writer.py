@@ -5,6 +5,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from afas_pipeline.lib.failpoints import failpoint
@@ -180,11 +181,20 @@ def _state_columns(frame: pd.DataFrame, keys: list, two_way: list[str]) -> dict[
 
 
 def _iso_times(times: pd.Series) -> list[str | None]:
-    """Each time as `pd.Timestamp.isoformat` writes it, None where there is none; formatted once per distinct
-    time (a chunk holds few)."""
-    codes, distinct = pd.factorize(times, use_na_sentinel=True)
-    texts = [pd.Timestamp(t).isoformat() for t in distinct]
-    return [texts[c] if c >= 0 else None for c in codes.tolist()]
+    """Each time as `pd.Timestamp.isoformat` writes it, None where there is none. A UTC or naive time column (the
+    plan's) is formatted by numpy, column-wise; anything else one value at a time."""
+    tz = getattr(times.dtype, "tz", None)
+    if not pd.api.types.is_datetime64_any_dtype(times.dtype) or (tz is not None and str(tz) != "UTC"):
+        return [None if pd.isna(t) else pd.Timestamp(t).isoformat() for t in times]
+    stamps = times.dt.tz_localize(None) if tz is not None else times
+    ns = stamps.to_numpy(dtype="datetime64[ns]")
+    seconds = np.datetime_as_string(ns.astype("datetime64[s]"), unit="s").astype(object)
+    fraction = (ns - ns.astype("datetime64[s]")).astype("int64")
+    offset = "+00:00" if tz is not None else ""
+    # isoformat: nanoseconds when there are any, else microseconds when there are any, else whole seconds.
+    return [None if missing else f"{second}.{part:09d}{offset}" if part % 1000 else
+            f"{second}.{part // 1000:06d}{offset}" if part else f"{second}{offset}"
+            for second, part, missing in zip(seconds.tolist(), fraction.tolist(), np.isnat(ns).tolist())]
 
 
 def _state_rows(columns: dict[str, Any], previous: dict[str, dict], accepted: bool) -> dict[str, dict]:
