@@ -45,6 +45,9 @@ FULL_PARTITION = "2026-11-22-06:00"
 WARMUP_PARTITION = "2026-11-16-09:00"
 #: The delta windows, one per delta size, in order.
 DELTA_WINDOWS = ["2026-11-16-10:00", "2026-11-16-10:15", "2026-11-16-10:30", "2026-11-16-10:45"]
+#: The windows above are fixed dates: the partitions are listed as a code location loaded just after them has them
+#: (the delta horizon moves with the clock and would leave them behind).
+os.environ.setdefault("AFAS_PIPELINE_PARTITIONS_AS_OF", "2026-11-23T00:00:00Z")
 CONNECTORS = {"Sync_Contacts": "ContactId", "Sync_Persons": "PersonId", "Sync_Organisations": "OrganisationId"}
 
 
@@ -153,6 +156,7 @@ def _run(defs, job_name: str, partition: str, url: str, profile: str | None = No
     _reset_stats(url)
     _reset_peak()
     before = _status_mb("VmRSS")
+    cpu_before = time.process_time()
     profiler = None
     if profile:
         import cProfile
@@ -167,7 +171,8 @@ def _run(defs, job_name: str, partition: str, url: str, profile: str | None = No
     if profiler:
         profiler.disable()
         profiler.dump_stats(profile)
-    growth = _status_mb("VmHWM") - before
+    cpu = time.process_time() - cpu_before
+    peak = _status_mb("VmHWM")
     stats = _stats(url)
     metadata = {}
     for event in result.get_asset_materialization_events():
@@ -180,7 +185,7 @@ def _run(defs, job_name: str, partition: str, url: str, profile: str | None = No
     errors = [e.step_failure_data.error.message.strip()[:500] for e in result.all_events
               if e.is_step_failure and e.step_failure_data]
     return {"job": job_name, "partition": partition, "success": result.success, "wall_s": wall,
-            "peak_growth_mb": growth, "steps_s": _step_seconds(result), "metadata": metadata,
+            "cpu_s": cpu, "peak_rss_mb": peak, "peak_growth_mb": peak - before, "steps_s": _step_seconds(result), "metadata": metadata,
             "failed_checks": failed_checks, "errors": errors, **_request_counts(stats)}
 
 
@@ -228,7 +233,7 @@ def _edit_members(url: str, storage: str, count: int, window: str, label: str,
     return chosen
 
 
-def worker_pipeline(url: str, deltas: list[int], profile_dir: str | None) -> dict:
+def worker_pipeline(url: str, deltas: list[int], profile_dir: str | None, full_only: bool = False) -> dict:
     import warnings
 
     import dagster as dg
@@ -252,6 +257,8 @@ def worker_pipeline(url: str, deltas: list[int], profile_dir: str | None) -> dic
     httpx.post(f"{url}/spotler/_admin/reset", timeout=60).raise_for_status()
     prof = (lambda name: str(Path(profile_dir) / f"{name}.prof")) if profile_dir else (lambda name: None)
     out["full"] = _run(defs, "afas_full_job", FULL_PARTITION, url, prof("full"))
+    if full_only:
+        return out
     out["rerun"] = _run(defs, "afas_full_job", FULL_PARTITION, url, prof("rerun"))
     out["deltas"] = []
     for size, window in zip(deltas, DELTA_WINDOWS):
@@ -286,6 +293,7 @@ def worker_bare(url: str, contacts: int, batch_size: int, concurrency: int) -> d
     _reset_stats(url)
     _reset_peak()
     before = _status_mb("VmRSS")
+    cpu_before = time.process_time()
     started = time.perf_counter()
 
     rows = bare_afas_read(url)
@@ -324,10 +332,11 @@ def worker_bare(url: str, contacts: int, batch_size: int, concurrency: int) -> d
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             ok = sum(pool.map(post, batches))
     wall = time.perf_counter() - started
-    growth = _status_mb("VmHWM") - before
-    return {"wall_s": wall, "read_s": read_s, "join_s": join_s, "write_s": wall - read_s - join_s,
+    cpu = time.process_time() - cpu_before
+    peak = _status_mb("VmHWM")
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak, "peak_growth_mb": peak - before, "read_s": read_s, "join_s": join_s, "write_s": wall - read_s - join_s,
             "members": members, "contacts_sent": len(documents), "ok": ok, "write_batches": len(batches),
-            "peak_growth_mb": growth, **_request_counts(_stats(url))}
+            **_request_counts(_stats(url))}
 
 
 # --- orchestration --------------------------------------------------------------------------------
@@ -344,14 +353,15 @@ def _slim(run: dict) -> dict:
     return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in run.items() if k != "metadata"}
 
 
-def bench(contacts: int, deltas: list[int], profile_dir: str | None, repeats: int) -> list[dict]:
+def bench(contacts: int, deltas: list[int], profile_dir: str | None, repeats: int, full_only: bool = False) -> list[dict]:
     lines = []
     with sandbox_process(contacts) as sandbox:
         url, ready_s = sandbox.url, sandbox.ready_s
         # Warm the server (sorted indexes, JSON paths) so neither side pays for it: one bare run, not reported.
         _run_worker("bare", "--url", url, "--n", str(contacts), "--batch-size", "500", "--concurrency", "4")
         pipeline = _run_worker("pipeline", "--url", url, "--deltas", *map(str, deltas),
-                               *(["--profile-dir", profile_dir] if profile_dir else []))
+                               *(["--profile-dir", profile_dir] if profile_dir else []),
+                               *(["--full-only"] if full_only else []))
         full = pipeline["full"]
         from afas_pipeline.spotler.client import SpotlerClient
 
@@ -368,7 +378,11 @@ def bench(contacts: int, deltas: list[int], profile_dir: str | None, repeats: in
     lines.append({"measurement": "bare", **common, **_slim(bare)})
     lines.append({"measurement": "ratio", "pipeline_s": round(full["wall_s"], 2), "bare_s": round(bare["wall_s"], 2),
                   "ratio_pipeline_to_bare": round(full["wall_s"] / bare["wall_s"], 2),
-                  "same_batches": _sync_figures(full, "")["write_batches"] == bare["write_batches"]})
+                  "same_batches": _sync_figures(full, "")["write_batches"] == bare["write_batches"],
+                  "pipeline_cpu_s": round(full["cpu_s"], 2), "bare_cpu_s": round(bare["cpu_s"], 2),
+                  "cpu_ratio": round(full["cpu_s"] / bare["cpu_s"], 2)})
+    if full_only:
+        return lines
     lines.append({"measurement": "rerun", **_slim(pipeline["rerun"]), **_sync_figures(pipeline["rerun"], "")})
     for run in pipeline["deltas"]:
         lines.append({"measurement": f"delta_{run['edits']}", **_slim(run), **_sync_figures(run, "_delta")})
@@ -377,7 +391,7 @@ def bench(contacts: int, deltas: list[int], profile_dir: str | None, repeats: in
 
 def summary(lines: list[dict]) -> list[str]:
     by = {line["measurement"]: line for line in lines}
-    full, bare, ratio, rerun = by["full"], by["bare"], by["ratio"], by["rerun"]
+    full, bare, ratio, rerun = by["full"], by["bare"], by["ratio"], by.get("rerun")
     ok = lambda cond: "OK" if cond else "MISSED"  # noqa: E731
     out = [
         f"full sync of {full['contacts']} contacts ({full['members']} members): {full['wall_s']}s "
@@ -390,7 +404,13 @@ def summary(lines: list[dict]) -> list[str]:
         f"AFAS {bare['afas_requests']} requests, Spotler {bare['spotler_requests']} requests "
         f"({bare['write_batches']} batches of {bare['contacts_sent']} contacts); peak memory growth {bare['peak_growth_mb']} MB",
         f"ratio pipeline/bare {ratio['ratio_pipeline_to_bare']} (goal <= 1.3: {ok(ratio['ratio_pipeline_to_bare'] <= 1.3)}); "
-        f"same number of batches: {ratio['same_batches']}",
+        f"same number of batches: {ratio['same_batches']}; CPU pipeline {ratio['pipeline_cpu_s']}s, bare "
+        f"{ratio['bare_cpu_s']}s (ratio {ratio['cpu_ratio']}); peak RSS pipeline {full['peak_rss_mb']} MB, bare "
+        f"{bare['peak_rss_mb']} MB",
+    ]
+    if rerun is None:
+        return out
+    out += [
         f"rerun of {FULL_PARTITION} (C3): {rerun['wall_s']}s; AFAS {rerun['afas_requests']} requests, Spotler "
         f"{rerun['spotler_requests']} requests ({rerun['spotler_write_requests']} writes, {rerun['spotler_read_requests']} "
         f"reads of the change feed); unchanged {rerun['unchanged']} (goal zero Spotler writes: "
@@ -415,6 +435,7 @@ def main() -> None:
     parser.add_argument("--deltas", type=int, nargs="+", default=[100, 1000], help="edits per delta run (at most 4)")
     parser.add_argument("--repeats", type=int, default=3, help="bare script: best of N (cheap; the machine is shared)")
     parser.add_argument("--profile", action="store_true", help="cProfile each pipeline run into a temporary directory")
+    parser.add_argument("--full-only", action="store_true", help="only the full sync and the bare script (no rerun, no deltas)")
     parser.add_argument("--worker", choices=("pipeline", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -423,7 +444,7 @@ def main() -> None:
     parser.add_argument("--profile-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == "pipeline":
-        print(json.dumps(worker_pipeline(args.url, args.deltas, args.profile_dir)))
+        print(json.dumps(worker_pipeline(args.url, args.deltas, args.profile_dir, args.full_only)))
         return
     if args.worker == "bare":
         print(json.dumps(worker_bare(args.url, args.n, args.batch_size, args.concurrency)))
@@ -432,7 +453,7 @@ def main() -> None:
         parser.error(f"at most {len(DELTA_WINDOWS)} delta sizes")
     profile_dir = tempfile.mkdtemp(prefix="bench-sync-profile-") if args.profile else None
     print(f"machine: {os.cpu_count()} cores; {args.contacts} contacts; deltas {args.deltas}", flush=True)
-    lines = bench(args.contacts, args.deltas, profile_dir, args.repeats)
+    lines = bench(args.contacts, args.deltas, profile_dir, args.repeats, args.full_only)
     for line in lines:
         print(json.dumps(line))
     for text in summary(lines):

@@ -5,6 +5,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from afas_pipeline.lib.failpoints import failpoint
@@ -94,12 +95,13 @@ class StateWriter:
 
     def save_unsent(self) -> None:
         unsent = self.plan[~self.plan["action"].isin(["create", "update"])]
-        rows = _state_rows(unsent, self.previous, self.keys, self.two_way, accepted=False)
+        rows = _state_rows(_state_columns(unsent, self.keys, self.two_way), self.previous, accepted=False)
         self.state.save_records(self.name, list(rows.values()))
 
     def begin(self, chunk: pd.DataFrame) -> int:
-        accepted = _state_rows(chunk, self.previous, self.keys, self.two_way, accepted=True)
-        refused = _state_rows(chunk, self.previous, self.keys, self.two_way, accepted=False)
+        columns = _state_columns(chunk, self.keys, self.two_way)
+        accepted = _state_rows(columns, self.previous, accepted=True)
+        refused = _state_rows(columns, self.previous, accepted=False)
         reactivate = chunk[chunk["reactivate"].astype(bool)]
         with self._lock:
             self._accepted.update(accepted)
@@ -166,19 +168,41 @@ def results_frame(plan: pd.DataFrame, outcome: dict, dry_run: bool) -> pd.DataFr
     return out
 
 
-def _state_rows(frame: pd.DataFrame, previous: dict[str, dict], keys: list, two_way: list[str],
-                accepted: bool) -> dict[str, dict]:
-    """Per record of `frame` (plan rows), the state row to save when the destination accepted what the plan sent
-    (`accepted`), or when it was not sent or refused: then only AFAS's permission fields, since when they
-    are on (C1) and the bounced address (R11) may change, and a record whose row would not change, or
-    that the destination never accepted, is left out."""
+def _state_columns(frame: pd.DataFrame, keys: list, two_way: list[str]) -> dict[str, Any]:
+    """The columns of `frame` (plan rows) that `_state_rows` reads, as plain Python lists."""
     columns = {name: frame[name].to_numpy(dtype=object, na_value=None).tolist()
                for name in ("external_id", "content_hash", "email_hash", "bounced_email_hash", "send_properties")}
-    sent = {str(k): frame[set_column(k)].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
-    afas = {str(k): frame[f"afas:{k}"].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
-    since = {str(k): [None if pd.isna(t) else pd.Timestamp(t).isoformat() for t in frame[f"on_since:{k}"]] for k in keys}
-    field_hashes = {name: frame[field_hash_column(name)].to_numpy(dtype=object, na_value=None).tolist()
-                    for name in two_way}
+    columns["sent"] = {str(k): frame[set_column(k)].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
+    columns["afas"] = {str(k): frame[f"afas:{k}"].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
+    columns["since"] = {str(k): _iso_times(frame[f"on_since:{k}"]) for k in keys}
+    columns["field_hashes"] = {name: frame[field_hash_column(name)].to_numpy(dtype=object, na_value=None).tolist()
+                               for name in two_way}
+    return columns
+
+
+def _iso_times(times: pd.Series) -> list[str | None]:
+    """Each time as `pd.Timestamp.isoformat` writes it, None where there is none. A UTC or naive time column (the
+    plan's) is formatted by numpy, column-wise; anything else one value at a time."""
+    tz = getattr(times.dtype, "tz", None)
+    if not pd.api.types.is_datetime64_any_dtype(times.dtype) or (tz is not None and str(tz) != "UTC"):
+        return [None if pd.isna(t) else pd.Timestamp(t).isoformat() for t in times]
+    stamps = times.dt.tz_localize(None) if tz is not None else times
+    ns = stamps.to_numpy(dtype="datetime64[ns]")
+    seconds = np.datetime_as_string(ns.astype("datetime64[s]"), unit="s").astype(object)
+    fraction = (ns - ns.astype("datetime64[s]")).astype("int64")
+    offset = "+00:00" if tz is not None else ""
+    # isoformat: nanoseconds when there are any, else microseconds when there are any, else whole seconds.
+    return [None if missing else f"{second}.{part:09d}{offset}" if part % 1000 else
+            f"{second}.{part // 1000:06d}{offset}" if part else f"{second}{offset}"
+            for second, part, missing in zip(seconds.tolist(), fraction.tolist(), np.isnat(ns).tolist())]
+
+
+def _state_rows(columns: dict[str, Any], previous: dict[str, dict], accepted: bool) -> dict[str, dict]:
+    """Per record of the plan rows in `columns` (`_state_columns`), the state row to save when the destination
+    accepted what the plan sent (`accepted`), or when it was not sent or refused: then only AFAS's permission
+    fields, since when they are on (C1) and the bounced address (R11) may change, and a record whose row would
+    not change, or that the destination never accepted, is left out."""
+    sent, afas, since, field_hashes = columns["sent"], columns["afas"], columns["since"], columns["field_hashes"]
     rows = {}
     for i, external_id in enumerate(columns["external_id"]):
         external_id = str(external_id)

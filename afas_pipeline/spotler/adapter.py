@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -61,10 +62,16 @@ class SpotlerAdapter:
         send = rows["send_properties"].astype(bool).tolist()
         reactivate = rows["reactivate"].astype(bool).tolist()
         deactivate = rows["deactivate"].astype(bool).tolist()
+        names = list(values)
+        # Row by row only to assemble the dicts: the values of each row come out of the columns side by side.
+        row_values = zip(*values.values())
+        row_bits = zip(*permissions.values()) if permissions else repeat(())
+        bit_keys = list(permissions)
         documents = []
-        for i, external_id in enumerate(rows["external_id"].astype(str)):
-            properties = {name: column[i] for name, column in values.items()} if send[i] else {}
-            bits = [{"bit": bit, "enabled": bool(column[i])} for bit, column in permissions.items() if column[i] is not None]
+        for i, (external_id, properties_row, bits_row) in enumerate(
+                zip(rows["external_id"].astype(str).tolist(), row_values, row_bits)):
+            properties = dict(zip(names, properties_row)) if send[i] else {}
+            bits = [{"bit": bit, "enabled": bool(value)} for bit, value in zip(bit_keys, bits_row) if value is not None]
             if bits:
                 properties["permissions"] = bits
             document: dict[str, Any] = {"externalId": external_id, "properties": properties}

@@ -4,10 +4,12 @@ the ids arrive in, and C4 (every debtor read is a member or excluded with its ru
 from __future__ import annotations
 
 import pandas as pd
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from afas_pipeline.afas.sources import MAPPINGS_DIR
 from afas_pipeline.mapping.load import load_mapping
-from afas_pipeline.sync.audience import build_audience, property_column
+from afas_pipeline.sync.audience import _valid_domain, _valid_local_part, _validates, build_audience, property_column
 
 DEBTORS = load_mapping(MAPPINGS_DIR / "mailchimp_debtors.yaml")
 
@@ -46,3 +48,30 @@ def test_a_debtor_read_twice_is_one_member_and_c4_holds():
                               DEBTORS, modified=("DateModified",))
     assert audience.excluded_counts()["C2"] == 1 and len(audience.members) == 2
     assert audience.members.set_index("external_id").loc["20001", property_column("COMPANY")] == "Klant nieuw"
+
+
+# The local parts an e-mail check meets: plain ones, the characters email-validator treats apart (dots, quotes,
+# backslashes, spaces, '@', Unicode), and lengths on both sides of its 254-character rule.
+_LOCAL_CHARS = st.sampled_from([*"abcXYZ09._-+!#$%&'*/=?^`{|}~", '"', "\\", " ", "@", "é", "\u0301", "\u200b", "<", ">"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(_LOCAL_CHARS, max_size=20),
+                 st.builds(lambda n, tail: "a" * n + tail, st.integers(230, 250), st.text(_LOCAL_CHARS, max_size=3))))
+def test_the_plain_local_part_shortcut_gives_email_validators_verdict(local):
+    assert _valid_local_part(local) == _validates(f"{local}@example.com")
+
+
+_DOMAIN_CHARS = st.sampled_from([*"abcz0189-", ".", "A", "_", "é", "\u00ad", "\u3002"])
+_SUFFIXES = st.sampled_from(["", ".nl", ".com", ".test", ".local", ".arpa", ".invalid", ".onion", ".localhost", ".c0m",
+                             ".xn--p1ai", ".museum", "."])
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(st.builds(lambda body, suffix: body + suffix, st.text(_DOMAIN_CHARS, max_size=24), _SUFFIXES),
+                 st.builds(lambda sizes, suffix: ".".join("d" * n for n in sizes) + suffix,
+                           st.lists(st.integers(1, 70), min_size=1, max_size=5), _SUFFIXES)))
+@example("ab--cd.nl")
+@example("xn--zz.nl")
+def test_the_plain_domain_shortcut_gives_email_validators_verdict(domain):
+    assert _valid_domain(domain) == _validates(f"postmaster@{domain}")
