@@ -144,3 +144,33 @@ def test_indexes_follow_updates_inserts_and_deletes(store):
         assert indexed == scanned
     assert len(_both(after, window, ())[0]) == 2
     assert _both(after, by_person, ())[0] != before["person"]
+
+
+def test_a_write_keeps_the_indexes_of_the_fields_it_leaves_unchanged(store):
+    view = store.view("Sync_Contacts")
+    by_person = ((Condition("PersonId", 1, view.columns["PersonId"][5]),),)
+    window = ((Condition("ContactModified", 2, "2026-12-01T00:00:00"),),)
+    _both(view, by_person + window, ())
+    person_index, modified_index = view.cache.text_index("PersonId"), view.cache.number_index("ContactModified")
+    at = round(dt.datetime(2026, 12, 5, 12).timestamp() * 1000)
+    transaction(store, at, lambda tx: tx.write("contacts", int(np.flatnonzero(store.tables["contacts"].alive)[7]),
+                                              {"Function": "y"}))  # and its modified date
+    after = store.view("Sync_Contacts")
+    indexed, scanned = _both(after, by_person + window, ())
+    assert indexed == scanned and len(indexed) >= 2
+    assert after.cache.text_index("PersonId") is person_index
+    assert after.cache.number_index("ContactModified") is not modified_index
+
+
+def test_an_index_sees_a_write_into_a_column_the_view_shares_with_its_table(store):
+    """A view's column can be its table's own storage, so the previous version's values are a copy."""
+    view = store.view("Sync_Persons")
+    position = int(np.flatnonzero(store.tables["persons"].alive)[2])
+    person = store.tables["persons"].get(position, "PersonId")
+    renamed = ((Condition("FirstName", 1, "Zebedeüs"),),)
+    assert _both(view, renamed, ()) == ([], [])
+    transaction(store, round(dt.datetime(2026, 12, 6).timestamp() * 1000),
+                lambda tx: tx.write("persons", position, {"FirstName": "Zebedeüs"}))
+    after = store.view("Sync_Persons")
+    indexed, scanned = _both(after, renamed, ())
+    assert indexed == scanned and [after.columns["PersonId"][p] for p in indexed] == [person]

@@ -17,8 +17,9 @@ Choices where the reference is silent, picked to match how AFAS (SQL Server unde
 Like a database with indexes, ``=`` on any text or number field and the ranges (2-5) on number and date
 fields are answered from an index built on first use per view (``ColumnCache``), not by comparing every
 row: an OR of 50 ids at 1,000,000 contacts takes milliseconds instead of seconds. A view is a snapshot
-of one data version, so its indexes never need patching: a write starts a new view. The scan stays for
-every other operator and is the reference the indexed answer is tested against.
+of one data version, so its indexes never need patching: a write starts a new view, which takes over the
+previous view's indexes of the fields whose values the write left unchanged. The scan stays for every
+other operator and is the reference the indexed answer is tested against.
 """
 
 from __future__ import annotations
@@ -140,18 +141,45 @@ def _convert(kind: str, field: str, value: str):
 class ColumnCache:
     """Per-view lazily derived helpers (lowered text, string forms, indexes) so repeated queries stay cheap."""
 
-    def __init__(self, columns: dict[str, np.ndarray], kinds: dict[str, str], *, indexed: bool = True):
+    def __init__(self, columns: dict[str, np.ndarray], kinds: dict[str, str], *, indexed: bool = True,
+                 carried: dict[str, tuple] | None = None):
         self.columns, self.kinds, self.indexed = columns, kinds, indexed
         self._lowered: dict[str, np.ndarray] = {}
         self._text_index: dict[str, tuple[dict, np.ndarray, np.ndarray]] = {}
         self._number_index: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._carried = dict(carried or {})
+        # The values each field's derived data was made from: a copy, as a view's column can be the table's own
+        # storage, which a later write changes in place.
+        self._basis: dict[str, np.ndarray] = {}
+
+    def carried(self) -> dict[str, tuple]:
+        """What this cache derived, per field, with the field's values: the next data version's view of the
+        same connector takes it over for every field whose values did not change (most writes touch a few
+        fields of a few rows, so the key's index survives them instead of being rebuilt: ~2 s at 1M)."""
+        caches = (self._lowered, self._text_index, self._number_index)
+        return {field: (self._basis[field], tuple(cache.get(field) for cache in caches))
+                for field in set().union(*caches)}
+
+    def _inherit(self, field: str) -> None:
+        """Before deriving anything for ``field``: take over what the previous view derived, if still right."""
+        if field in self._basis:
+            return
+        values, derived = self._carried.pop(field, (None, None))
+        if derived is not None and np.array_equal(values, self.columns[field]):
+            self._basis[field] = values
+            for cache, value in zip((self._lowered, self._text_index, self._number_index), derived):
+                if value is not None:
+                    cache[field] = value
+        else:
+            self._basis[field] = self.columns[field].copy()
 
     def text_index(self, field: str) -> tuple[dict, np.ndarray, np.ndarray]:
         """Lowered text -> rows: (distinct value -> its number, row positions grouped by value, where each
         value's group starts). Empty (``None``) rows come first, outside every group: they never equal anything."""
+        self._inherit(field)
         if field not in self._text_index:
             codes, uniques = pd.factorize(self.lowered(field))
-            rows = np.argsort(codes)
+            rows = np.argsort(codes, kind="stable")  # stable measured ~5x faster here than the default
             counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
             starts = np.concatenate(([0], np.cumsum(counts))) + int((codes < 0).sum())
             self._text_index[field] = (dict(zip(uniques.tolist(), range(len(uniques)))), rows, starts)
@@ -159,12 +187,14 @@ class ColumnCache:
 
     def number_index(self, field: str) -> tuple[np.ndarray, np.ndarray]:
         """(row positions by ascending value, the values in that order); ``NULL`` sorts first."""
+        self._inherit(field)
         if field not in self._number_index:
             rows = np.argsort(self.columns[field])
             self._number_index[field] = (rows, self.columns[field][rows])
         return self._number_index[field]
 
     def lowered(self, field: str) -> np.ndarray:
+        self._inherit(field)
         if field not in self._lowered:
             values, kind = self.columns[field], self.kinds[field]
             if kind == "string":
