@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -27,15 +28,16 @@ class SandboxProcess:
 
 
 @contextmanager
-def sandbox_process(contacts: int) -> Iterator[SandboxProcess]:
-    """Start `afas-pipeline sandbox` on a free port; yield once it answers; stop it afterwards."""
+def sandbox_process(contacts: int, root: Path = ROOT) -> Iterator[SandboxProcess]:
+    """Start `afas-pipeline sandbox` (of the checkout at `root`) on a free port; yield once it answers; stop it
+    afterwards."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "afas_pipeline.cli", "sandbox", "--port", str(port), "--contacts", str(contacts)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -13,6 +13,13 @@ Choices where the reference is silent, picked to match how AFAS (SQL Server unde
   (the sort is stable). Without ``orderbyfieldids`` rows come in storage order.
 - A filter value is converted to the column's type; one that does not convert (``abc`` for an int, a
   date-time with a zone such as the fake ``Z``) is a 500.
+
+Like a database with indexes, ``=`` on any text or number field and the ranges (2-5) on number and date
+fields are answered from an index built on first use per view (``ColumnCache``), not by comparing every
+row: an OR of 50 ids at 1,000,000 contacts takes milliseconds instead of seconds. A view is a snapshot
+of one data version, so its indexes never need patching: a write starts a new view, which takes over the
+previous view's indexes of the fields whose values the write left unchanged. The scan stays for every
+other operator and is the reference the indexed answer is tested against.
 """
 
 from __future__ import annotations
@@ -132,13 +139,62 @@ def _convert(kind: str, field: str, value: str):
 
 
 class ColumnCache:
-    """Per-view lazily derived helpers (lowered text, string forms) so repeated queries stay cheap."""
+    """Per-view lazily derived helpers (lowered text, string forms, indexes) so repeated queries stay cheap."""
 
-    def __init__(self, columns: dict[str, np.ndarray], kinds: dict[str, str]):
-        self.columns, self.kinds = columns, kinds
+    def __init__(self, columns: dict[str, np.ndarray], kinds: dict[str, str], *, indexed: bool = True,
+                 carried: dict[str, tuple] | None = None):
+        self.columns, self.kinds, self.indexed = columns, kinds, indexed
         self._lowered: dict[str, np.ndarray] = {}
+        self._text_index: dict[str, tuple[dict, np.ndarray, np.ndarray]] = {}
+        self._number_index: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._carried = dict(carried or {})
+        # The values each field's derived data was made from: a copy, as a view's column can be the table's own
+        # storage, which a later write changes in place.
+        self._basis: dict[str, np.ndarray] = {}
+
+    def carried(self) -> dict[str, tuple]:
+        """What this cache derived, per field, with the field's values: the next data version's view of the
+        same connector takes it over for every field whose values did not change (most writes touch a few
+        fields of a few rows, so the key's index survives them instead of being rebuilt: ~2 s at 1M)."""
+        caches = (self._lowered, self._text_index, self._number_index)
+        return {field: (self._basis[field], tuple(cache.get(field) for cache in caches))
+                for field in set().union(*caches)}
+
+    def _inherit(self, field: str) -> None:
+        """Before deriving anything for ``field``: take over what the previous view derived, if still right."""
+        if field in self._basis:
+            return
+        values, derived = self._carried.pop(field, (None, None))
+        if derived is not None and np.array_equal(values, self.columns[field]):
+            self._basis[field] = values
+            for cache, value in zip((self._lowered, self._text_index, self._number_index), derived):
+                if value is not None:
+                    cache[field] = value
+        else:
+            self._basis[field] = self.columns[field].copy()
+
+    def text_index(self, field: str) -> tuple[dict, np.ndarray, np.ndarray]:
+        """Lowered text -> rows: (distinct value -> its number, row positions grouped by value, where each
+        value's group starts). Empty (``None``) rows come first, outside every group: they never equal anything."""
+        self._inherit(field)
+        if field not in self._text_index:
+            codes, uniques = pd.factorize(self.lowered(field))
+            rows = np.argsort(codes, kind="stable")  # stable measured ~5x faster here than the default
+            counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+            starts = np.concatenate(([0], np.cumsum(counts))) + int((codes < 0).sum())
+            self._text_index[field] = (dict(zip(uniques.tolist(), range(len(uniques)))), rows, starts)
+        return self._text_index[field]
+
+    def number_index(self, field: str) -> tuple[np.ndarray, np.ndarray]:
+        """(row positions by ascending value, the values in that order); ``NULL`` sorts first."""
+        self._inherit(field)
+        if field not in self._number_index:
+            rows = np.argsort(self.columns[field])
+            self._number_index[field] = (rows, self.columns[field][rows])
+        return self._number_index[field]
 
     def lowered(self, field: str) -> np.ndarray:
+        self._inherit(field)
         if field not in self._lowered:
             values, kind = self.columns[field], self.kinds[field]
             if kind == "string":
@@ -208,12 +264,57 @@ def _compare(cache: ColumnCache, kind: str, cond: Condition) -> np.ndarray:
     return (values != NULL) & COMPARE[cond.op](values, value)
 
 
+NUMBER_KINDS = ("int", "decimal", "date", "datetime")
+
+
+def _span(cache: ColumnCache, cond: Condition) -> tuple[int, int] | None:
+    """Where the rows matching a number comparison lie in the field's ``number_index``, or None when the value
+    is out of the column's range (left to the scan)."""
+    value = _convert(cache.kinds[cond.field], cond.field, cond.value)
+    if not NULL < value <= np.iinfo(np.int64).max:
+        return None
+    ordered = cache.number_index(cond.field)[1]
+    first = int(np.searchsorted(ordered, NULL, side="right"))  # empty values sort first and never match
+    left, right = (int(np.searchsorted(ordered, value, side=side)) for side in ("left", "right"))
+    return {1: (left, right), 2: (left, len(ordered)), 3: (first, right), 4: (right, len(ordered)),
+            5: (first, left)}[cond.op]
+
+
+def _group_rows(cache: ColumnCache, group: tuple[Condition, ...]) -> np.ndarray | None:
+    """The rows (in any order) matching every condition of an AND group from indexes, or None when an index
+    does not serve each condition. Ranges on one field (a date window) meet inside its index."""
+    if not cache.indexed:
+        return None
+    found, spans = [], {}
+    for cond in group:
+        kind = cache.kinds.get(cond.field)
+        if kind == "string" and cond.op == 1:
+            numbers, rows, starts = cache.text_index(cond.field)
+            at = numbers.get(_convert(kind, cond.field, cond.value))
+            found.append(rows[starts[at]: starts[at + 1]] if at is not None else rows[:0])
+        elif kind in NUMBER_KINDS and cond.op in COMPARE and (span := _span(cache, cond)) is not None:
+            lo, hi = spans.get(cond.field, span)
+            spans[cond.field] = (max(lo, span[0]), min(hi, span[1]))
+        else:
+            return None
+    found += [cache.number_index(field)[0][lo:hi] for field, (lo, hi) in spans.items()]
+    found.sort(key=len)
+    rows = found[0]
+    for other in found[1:]:
+        rows = np.intersect1d(rows, other, assume_unique=True)
+    return rows
+
+
 def evaluate(cache: ColumnCache, flt: Filter, n: int) -> np.ndarray:
     """Row positions matching ``flt``, in storage order."""
     if not flt:
         return np.arange(n)
     mask = np.zeros(n, dtype=bool)
     for group in flt:
+        rows = _group_rows(cache, group)
+        if rows is not None:
+            mask[rows] = True
+            continue
         part = np.ones(n, dtype=bool)
         for cond in group:
             part &= _condition(cache, cond)
@@ -221,14 +322,16 @@ def evaluate(cache: ColumnCache, flt: Filter, n: int) -> np.ndarray:
     return np.flatnonzero(mask)
 
 
-def _sort_key(cache: ColumnCache, field: str, ascending: bool) -> np.ndarray:
+def _sort_key(cache: ColumnCache, field: str, ascending: bool, rows: np.ndarray) -> np.ndarray:
+    """Sort key of ``rows`` only: ranks among the selected rows order them as ranks among all rows would."""
     kind = cache.kinds[field]
     if kind == "string":
-        key = pd.factorize(cache.lowered(field), sort=True)[0].astype(np.int64)  # empty -> -1: first
+        key = pd.factorize(cache.lowered(field)[rows], sort=True)[0].astype(np.int64)  # empty -> -1: first
     elif kind == "boolean":
-        key = cache.columns[field].astype(np.int64)
+        key = cache.columns[field][rows].astype(np.int64)
     else:
-        key = np.where(cache.columns[field] == NULL, NULL + 1, cache.columns[field])
+        values = cache.columns[field][rows]
+        key = np.where(values == NULL, NULL + 1, values)
     return key if ascending else -key
 
 
@@ -238,5 +341,5 @@ def order(cache: ColumnCache, rows: np.ndarray, spec: tuple[tuple[str, bool], ..
             raise field_not_found(field)
     if not spec or len(rows) == 0:
         return rows
-    keys = [_sort_key(cache, f, asc)[rows] for f, asc in reversed(spec)]
+    keys = [_sort_key(cache, f, asc, rows) for f, asc in reversed(spec)]
     return rows[np.lexsort(keys)]

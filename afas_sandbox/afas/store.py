@@ -203,14 +203,14 @@ def _max_number(table: Table) -> int:
 class View:
     """One GetConnector over one data version."""
 
-    def __init__(self, connector: GetConnector, tables: dict[str, Table]):
+    def __init__(self, connector: GetConnector, tables: dict[str, Table], carried: dict | None = None):
         self.connector = connector
         columns = connector.build({name: t.live() for name, t in tables.items()})
         self.kinds = {f.id: f.kind for f in connector.fields}
         self.names = [f.id for f in connector.fields]
         self.columns = {f: columns[f] for f in self.names}
         self.n = len(self.columns[self.names[0]])
-        self.cache = ColumnCache(self.columns, self.kinds)
+        self.cache = ColumnCache(self.columns, self.kinds, carried=carried)
         self._indexes: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
@@ -259,6 +259,7 @@ class Store:
         self.version = 0
         self.tables: dict[str, Table] = {}
         self._views: dict[str, View] = {}
+        self._carried: dict[str, dict] = {}  # per connector: what its last view derived (ColumnCache.carried)
         self.generate(contacts, seed)
 
     # --- whole dataset -------------------------------------------------------------------------------
@@ -270,6 +271,8 @@ class Store:
         with self.lock:
             self.tables = tables
             self.seed = seed
+            self._views.clear()
+            self._carried.clear()
             numeric = [int(k) for t in ("organisations", "persons") for k in tables[t].pos if str(k).isdigit()]
             self.next_code = max(numeric, default=99999) + 1
             self.next_bcid = max([int(tables[t].cols["BcId"].max(initial=0)) for t in ("organisations", "persons")]
@@ -300,13 +303,15 @@ class Store:
     def bump(self) -> None:
         with self.lock:
             self.version += 1
+            self._carried.update({name: view.cache.carried() for name, view in self._views.items()})
             self._views.clear()
 
     def view(self, connector_id: str) -> View:
         with self.lock:
             view = self._views.get(connector_id)
             if view is None:
-                view = self._views[connector_id] = View(GET_CONNECTORS[connector_id], self.tables)
+                view = self._views[connector_id] = View(GET_CONNECTORS[connector_id], self.tables,
+                                                        self._carried.pop(connector_id, None))
             return view
 
     def counts(self) -> dict[str, int]:
