@@ -52,20 +52,18 @@ class Postgres:
         return f"postgresql://{self.username}:{self.password}@{self.host}:{self.port}/{db_name}"
 
     def create_database(self, name: str, template: str = "template1") -> None:
-        admin = self.connect()
-        admin.autocommit = True
-        try:
-            with admin.cursor() as cur:
-                cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        finally:
-            admin.close()
+        self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
 
     def drop_database(self, name: str) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _admin(self, statement: str) -> None:
+        """One statement outside a transaction (CREATE/DROP DATABASE cannot run inside one)."""
         admin = self.connect()
         admin.autocommit = True
         try:
             with admin.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                cur.execute(statement)
         finally:
             admin.close()
 

@@ -95,19 +95,12 @@ def pipeline(tmp_path_factory):
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {"DAGSTER_HOME": str(home), "AFAS_PIPELINE_STATE": str(home / "state" / "sync_state.sqlite"),
            "AFAS_PIPELINE_STORAGE": str(home / "storage")}
-    saved = {k: os.environ.get(k) for k in (*env, "AFAS_PIPELINE_SANDBOX_URL")}
-    with start_sandbox(contacts=120, seed=5) as sb:
-        os.environ.update({**env, "AFAS_PIPELINE_SANDBOX_URL": sb.url})
-        try:
-            world = Pipeline(sb, home)
-            assert world.run("afas_full_job", FULL).success
-            yield world
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with start_sandbox(contacts=120, seed=5) as sb, pytest.MonkeyPatch.context() as mp:
+        for name, value in {**env, "AFAS_PIPELINE_SANDBOX_URL": sb.url}.items():
+            mp.setenv(name, value)
+        world = Pipeline(sb, home)
+        assert world.run("afas_full_job", FULL).success
+        yield world
 
 
 def _seeded_values(world: Pipeline, contact: dict) -> list[str]:

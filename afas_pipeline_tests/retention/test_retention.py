@@ -50,34 +50,27 @@ def synced(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {"DAGSTER_HOME": str(home), "AFAS_PIPELINE_STATE": str(home / "state" / "sync_state.sqlite")}
-    saved = {k: os.environ.get(k) for k in (*env, "AFAS_PIPELINE_SANDBOX_URL", "AFAS_PIPELINE_STORAGE")}
-    with start_sandbox(contacts=200, seed=11) as sb:
-        os.environ.update({**env, "AFAS_PIPELINE_SANDBOX_URL": sb.url})
-        os.environ.pop("AFAS_PIPELINE_STORAGE", None)
-        try:
-            defs = dg.Definitions(assets=definitions.defs.assets, jobs=definitions.defs.jobs,
-                                  resources=build_resources(os.environ), executor=dg.in_process_executor)
-            instance = dg.DagsterInstance.get()
-            assert defs.resolve_job_def("afas_full_job").execute_in_process(partition_key=FULL,
-                                                                            instance=instance).success
-            seeded = _seeded(sb.afas_admin_url)
-            state = SyncState(env["AFAS_PIPELINE_STATE"])
-            ids = list(state.records("spotler")["external_id"])[:4]
-            for external_id in ids[:3]:  # inside the delta window, which reads them back
-                httpx.post(f"{sb.spotler_admin_url}/recipients/{external_id}/unsubscribe",
-                           json={"bit": 1, "at": "2026-11-22T06:20:00Z"}, timeout=30).raise_for_status()
-            httpx.post(f"{sb.spotler_admin_url}/recipients/{ids[3]}/bounce",
-                       json={"type": "hard", "at": "2026-11-22T06:21:00Z"}, timeout=30).raise_for_status()
-            assert defs.resolve_job_def("afas_delta_job").execute_in_process(partition_key=DELTA,
-                                                                             instance=instance).success
-            assert len(state.feedback_events("spotler", status="delivered")) >= 1
-            yield home, seeded, defs, instance
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with start_sandbox(contacts=200, seed=11) as sb, pytest.MonkeyPatch.context() as mp:
+        for name, value in {**env, "AFAS_PIPELINE_SANDBOX_URL": sb.url}.items():
+            mp.setenv(name, value)
+        mp.delenv("AFAS_PIPELINE_STORAGE", raising=False)
+        defs = dg.Definitions(assets=definitions.defs.assets, jobs=definitions.defs.jobs,
+                              resources=build_resources(os.environ), executor=dg.in_process_executor)
+        instance = dg.DagsterInstance.get()
+        assert defs.resolve_job_def("afas_full_job").execute_in_process(partition_key=FULL,
+                                                                        instance=instance).success
+        seeded = _seeded(sb.afas_admin_url)
+        state = SyncState(env["AFAS_PIPELINE_STATE"])
+        ids = list(state.records("spotler")["external_id"])[:4]
+        for external_id in ids[:3]:  # inside the delta window, which reads them back
+            httpx.post(f"{sb.spotler_admin_url}/recipients/{external_id}/unsubscribe",
+                       json={"bit": 1, "at": "2026-11-22T06:20:00Z"}, timeout=30).raise_for_status()
+        httpx.post(f"{sb.spotler_admin_url}/recipients/{ids[3]}/bounce",
+                   json={"type": "hard", "at": "2026-11-22T06:21:00Z"}, timeout=30).raise_for_status()
+        assert defs.resolve_job_def("afas_delta_job").execute_in_process(partition_key=DELTA,
+                                                                         instance=instance).success
+        assert len(state.feedback_events("spotler", status="delivered")) >= 1
+        yield home, seeded, defs, instance
 
 
 def _seeded(admin_url: str) -> set[str]:
