@@ -63,6 +63,12 @@ def _sent_ids(result) -> set[str]:
     return set(stored.loc[stored["status"] == "ok", "external_id"])
 
 
+def _on(world, backend: str, request) -> None:
+    """The world's sync state on this database: its SQLite file, or a fresh Postgres database."""
+    if backend == "postgres":
+        world.state_url = request.getfixturevalue("postgres_state")
+
+
 def _fault_free(world, unsubscribed: list[str]) -> dict[str, dict]:
     """What the same steps give without the crash: a fresh state, an empty Spotler account, a full sync,
     the same recipients unsubscribing, a second full sync."""
@@ -111,9 +117,12 @@ def test_c1_c4_a_first_sync_killed_at_any_point_then_rerun_ends_as_if_never_kill
     assert after == _fault_free(world, unsubscribed)
 
 
-def test_c1_a_crash_between_a_write_and_its_state_save_is_judged_against_the_write(world):
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_c1_a_crash_between_a_write_and_its_state_save_is_judged_against_the_write(world, backend, request):
     """A contact whose create arrived but whose answer was never saved, switched off by the recipient, then
-    edited in AFAS after the opt-out: the rerun must not take AFAS's later edit for a new consent."""
+    edited in AFAS after the opt-out: the rerun must not take AFAS's later edit for a new consent. On both
+    databases of the sync state."""
+    _on(world, backend, request)
     world.spotler_options = ONE_AT_A_TIME
     _crash(world, "spotler_sync.batch_acknowledged", 1)
     (external_id, *_) = _subscribed(world, set(world.spotler_contacts()) - _saved(world))
@@ -168,12 +177,15 @@ def _afas_newsletter(world) -> dict[str, bool]:
     return dict(zip(afas["ContactId"].astype(str), afas["PermissionNewsletter"].astype(bool)))
 
 
-@pytest.mark.parametrize(("point", "at"), [
-    ("afas.page_read", 1),                    # reading the contacts to write to
-    ("afas_write_back.put_answered", 3),      # some PUTs answered, the ledger not yet written
-    ("afas_write_back.before_ledger", 1),     # every PUT answered, the ledger not yet written
+@pytest.mark.parametrize(("point", "at", "backend"), [
+    ("afas.page_read", 1, "sqlite"),                    # reading the contacts to write to
+    ("afas_write_back.put_answered", 3, "sqlite"),      # some PUTs answered, the ledger not yet written
+    ("afas_write_back.put_answered", 3, "postgres"),
+    ("afas_write_back.before_ledger", 1, "sqlite"),     # every PUT answered, the ledger not yet written
 ])
-def test_r12_c4_a_write_back_killed_halfway_is_finished_by_a_later_window_and_doubles_nothing(world, point, at):
+def test_r12_c4_a_write_back_killed_halfway_is_finished_by_a_later_window_and_doubles_nothing(world, point, at,
+                                                                                            backend, request):
+    _on(world, backend, request)
     world.sync()
     ids = [str(c["ContactId"]) for c in world.pick(5, ContactKind="PRS", PermissionNewsletter=True, Blocked=False,
                                                      HardBounce=False)]
