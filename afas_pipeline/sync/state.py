@@ -1054,13 +1054,6 @@ class SyncStateResource(dg.ConfigurableResource):
         home = os.environ.get("DAGSTER_HOME") or os.path.join(os.getcwd(), ".dagster_home")
         return Path(home) / "state" / "sync_state.sqlite"
 
-    def state_path(self) -> Path:
-        """The SQLite file of the state (not for a Postgres state: `location()`)."""
-        location = self.location()
-        if is_url(location):
-            raise StateError(f"the sync state {shown(location)} is a Postgres database, not a file")
-        return location
-
     def open(self) -> SyncState:
         return SyncState(self.location(), run_id=self._run_id)
 
