@@ -11,6 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
+import pytest
 
 from afas_pipeline.afas.assets import build_afas_assets
 from afas_pipeline.chain.feedback import AFAS
@@ -32,7 +33,11 @@ def _failure(result) -> str:
     return f"{failure.step_key}: {error.message}"
 
 
-def test_c4_r2_spotler_down_for_writes_fails_six_runs_quarantines_nothing_and_the_full_sync_repairs(world):
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_c4_r2_spotler_down_for_writes_fails_six_runs_quarantines_nothing_and_the_full_sync_repairs(world, backend,
+                                                                                                   request):
+    if backend == "postgres":  # the sync state in a fresh Postgres database instead of its SQLite file
+        world.state_url = request.getfixturevalue("postgres_state")
     world.spotler_options = {"max_attempts": 2}
     world.spotler("PUT", "/faults", json=WRITES_DOWN)
 
