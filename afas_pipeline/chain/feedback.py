@@ -145,7 +145,10 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
         state = context.resources.sync_state.open()
         changes = pd.concat([optouts.reindex(columns=EVENT_COLUMNS), bounces.reindex(columns=EVENT_COLUMNS)],
                             ignore_index=True)
+        # The ledger's pending events: the ones this run's feeds just put there, and those left by earlier runs.
         pending = state.feedback_events(d, status="pending")
+        earlier = ~pd.MultiIndex.from_frame(pending[["external_id", "kind", "event_at"]].astype(str)).isin(
+            pd.MultiIndex.from_frame(changes[["external_id", "kind", "event_at"]].astype(str)))
         events = pd.concat([changes.reindex(columns=EVENT_COLUMNS).astype("string"),
                             pending.reindex(columns=EVENT_COLUMNS).astype("string")],
                            ignore_index=True).drop_duplicates(["external_id", "kind", "event_at"], keep="first")
@@ -212,7 +215,7 @@ def build_feedback_assets(destination: Destination, sources: AfasSources,
         metadata = {
             "dagster/row_count": len(events),
             "events": len(events),
-            "events_pending_from_earlier_runs": len(pending),
+            "events_pending_from_earlier_runs": int(earlier.sum()),
             **{f"events/{k}": int(v) for k, v in events["kind"].value_counts().items()},
             "field_values_reread": refetched,
             "contacts": len(desired),
