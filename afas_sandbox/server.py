@@ -9,6 +9,10 @@
 the socket before uvicorn starts, so the port is known up front, and ``start_sandbox`` returns only once
 uvicorn reports that it accepts connections.
 
+Every answer carries a ``Date`` header in the clock of the system that answers, as the real services' do:
+Spotler's and Mailchimp's move with their admin ``/clock``, so a client that dates its reads by the server's
+clock can be tested against a server whose clock differs from its own (uvicorn's own ``Date`` is off).
+
 The admin APIs answer only clients on this machine unless ``allow_remote_admin`` is set; binding an address
 other machines can reach (``0.0.0.0``, a LAN address) is warned about at start-up.
 """
@@ -20,11 +24,15 @@ import logging
 import socket
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from afas_sandbox.admin_common import ALLOW_REMOTE_OPTION, is_loopback
 from afas_sandbox.afas.app import FULL_ACCESS_TOKEN, LIMITED_TOKEN, AfasEmulator
@@ -79,7 +87,32 @@ def build_apps(contacts: int = DEFAULT_CONTACTS, seed: int = DEFAULT_SEED, *, al
     xelion = XelionEmulator(allow_remote_admin=allow_remote_admin)
     app = Starlette(routes=[Mount("/afas", app=afas), Mount("/spotler", app=spotler),
                             Mount("/mailchimp", app=mailchimp), Mount("/xelion", app=xelion)])
+    clocks = {"/spotler/": lambda: spotler.account.now() / 1000, "/mailchimp/": mailchimp.account.now}
+    app.add_middleware(DateHeader, clocks=clocks)
     return app, afas, spotler, mailchimp, xelion
+
+
+class DateHeader:
+    """Sets ``Date`` on every answer from the clock of the system under the path's prefix (``clocks``: prefix ->
+    epoch seconds), the real time elsewhere. HTTP dates have whole seconds: the time is rounded down."""
+
+    def __init__(self, app: ASGIApp, clocks: dict[str, Callable[[], float]]):
+        self.app, self.clocks = app, clocks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        clock = next((c for prefix, c in self.clocks.items() if path.startswith(prefix)), time.time)
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message = {**message, "headers": [*headers, (b"date", formatdate(clock(), usegmt=True).encode())]}
+            await send(message)
+
+        await self.app(scope, receive, dated)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -143,7 +176,8 @@ class _Server(uvicorn.Server):
 
 def _server(app: Starlette, log_level: str) -> _Server:
     quiet_drops()
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_keep_alive=30)
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_keep_alive=30,
+                            date_header=False)  # the app dates its answers (DateHeader)
     return _Server(config)
 
 

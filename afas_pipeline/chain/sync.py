@@ -169,7 +169,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         state = context.resources.sync_state.open()
         _same_identity(state, destination)
         drift = mapping_drift(context.resources.afas, destination, client, sources)
-        seen = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc))
+        seen, feed_read = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc))
         members = audience[audience["excluded_by"].isna()]
         records = state.records(d, members["external_id"])
         # A delta asks the state about its own few records; a full sync reads it whole, which is cheaper there.
@@ -183,7 +183,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         summary = summarise(plan, keys)
         context.log.info(f"plan: {summary}")
         yield dg.Output(plan, metadata={"dagster/row_count": len(plan), **summary.as_metadata(),
-                                        "optouts_seen": seen})
+                                        "optouts_seen": seen, "feed_changes_read": feed_read})
         violations = consent_violations(plan, optouts, keys)
         yield dg.AssetCheckResult(
             check_name="c1_no_optout_undone",
@@ -232,7 +232,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
             # materialized alone, a step retry) may be older than an opt-out: read the feed again first.
             reread = not plan_made_by_this_attempt(context, dg.AssetKey(names["sync_plan"]))
             if reread:
-                seen = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc), step="sync")
+                seen, _ = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc), step="sync")
                 context.log.info(f"sync: the plan was made by another run or attempt; {seen} new opt-outs read")
             plan, held = hold_late_optouts(plan, state.optouts(d, _members_of(cadence, plan)), keys)
             writer = StateWriter(state, destination, plan, two_way, config.quarantine_after)
@@ -425,9 +425,10 @@ def plan_made_by_this_attempt(context: dg.AssetExecutionContext, plan: dg.AssetK
     return bool(latest) and latest[0].run_id == context.run.run_id
 
 
-def refresh_optouts(destination: Destination, client, state: SyncState, now: datetime, step: str = "sync_plan") -> int:
+def refresh_optouts(destination: Destination, client, state: SyncState, now: datetime,
+                    step: str = "sync_plan") -> tuple[int, int]:
     """Read the destination's change feed since the last read and remember what happened there: permissions
-    switched off (C1) and records made inactive (R11).
+    switched off (C1) and records made inactive (R11). Returns the opt-outs found and the changes read.
 
     A permission that is off in the destination while we last sent it on was switched off by someone there:
     an opt-out, dated by the record's last change. It is remembered for the plan (C1) and queued for the
@@ -461,9 +462,13 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
                 ours = intent[key].get("sent")  # what we may have written, and the contact changed since
             if not enabled and ours is True:
                 optouts.append((external_id, key, change.changed_at))
+    # The watermark is in the destination's clock, as a clock of ours that runs ahead of its clock would move the
+    # next read past changes it stamps later: the latest change it stamped, or, when later, its clock when the
+    # read began, but not past the read's end (`now`). So a quiet account does not read its last changes (such
+    # as a full sync's own writes) again on every run, only within FEED_OVERLAP of them.
     stamps = [c.changed_at for c in changed if c.changed_at.timestamp() > 0]
-    # The watermark is the latest change the destination stamped, in its clock: a clock of ours that runs
-    # ahead of its clock would otherwise move the next read past changes it stamps later.
+    if changed.server_time is not None:
+        stamps.append(min(changed.server_time, now))
     seen_until = max(stamps) if stamps else start
     with state.transaction():
         state.record_optouts(d, optouts)
@@ -472,7 +477,7 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
         state.resolve_in_doubt(d, in_flight)
         failpoint(f"{d}_{step}.feed_recorded")
         state.set_watermark(d, "contact_updates", seen_until)
-    return len(optouts)
+    return len(optouts), len(changed)
 
 
 def _audience_checks(rows: pd.DataFrame, input_rows: int, read: pd.DataFrame, key: str,

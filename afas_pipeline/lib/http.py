@@ -18,8 +18,8 @@ import orjson
 import tenacity
 from pydantic import Field, PrivateAttr
 
-__all__ = ["RetryAfterWait", "UrlLimiter", "call_with_retries", "json_request", "limiter_for", "redact_httpx_queries",
-           "retry_after_header", "send_in_slot"]
+__all__ = ["FeedRead", "RetryAfterWait", "UrlLimiter", "call_with_retries", "json_request", "limiter_for", "redact_httpx_queries",
+           "retry_after_header", "send_in_slot", "server_time"]
 
 
 class UrlLimiter:
@@ -82,6 +82,25 @@ def retry_after_header(response: httpx.Response) -> float | None:
         return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
     except (TypeError, ValueError):
         return None
+
+
+def server_time(response: httpx.Response) -> datetime | None:
+    """The server's clock when it answered (its `Date` header, whole seconds, UTC); None without a valid one."""
+    try:
+        when = email.utils.parsedate_to_datetime(response.headers.get("Date", ""))
+    except (TypeError, ValueError):
+        return None
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+
+
+class FeedRead(list):
+    """The rows of one paged read of a change feed, and `server_time`: the server's clock when it answered the
+    first page (None when it did not say). What the server had stamped before then is in the rows, bar a change
+    it committed late or a shift of the pages while they were read (readers overlap their reads for those)."""
+
+    def __init__(self, rows=(), server_time: datetime | None = None):
+        super().__init__(rows)
+        self.server_time = server_time
 
 
 def json_request(http: httpx.Client, path: str, params: dict[str, str] | None,

@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from afas_pipeline.lib.http import FeedRead
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mailchimp.client import MailchimpClient, MemberResult, MemberWrite, subscriber_hash
 from afas_pipeline.mailchimp.merge_values import address_values, debtor_address_values, phone_values
@@ -165,8 +166,9 @@ class MailchimpAdapter:
 
     # -- Mailchimp -> AFAS --
 
-    def changes(self, client: MailchimpClient, start: datetime, end: datetime) -> list[ContactChange]:
-        return [change for member in client.members_changed(start, end) if (change := self._change(member))]
+    def changes(self, client: MailchimpClient, start: datetime, end: datetime) -> FeedRead:
+        members = client.members_changed(start, end)
+        return FeedRead((change for member in members if (change := self._change(member))), members.server_time)
 
     def bounces(self, client: MailchimpClient, start: datetime, end: datetime) -> list[Bounce]:
         """Cleaned members: Mailchimp cleans an address after a hard bounce (soft bounces leave the status)."""

@@ -39,10 +39,12 @@ import orjson
 from pydantic import Field
 
 from afas_pipeline.lib.http import (
+    FeedRead,
     retry_after_header,
     RetryingHttpResource,
     json_request,
     redact_httpx_queries,
+    server_time,
 )
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import require_utc
@@ -293,9 +295,10 @@ class MailchimpClient(RetryingHttpResource):
         return self._json(response, _MEMBER_ROUTE)
 
     def members_changed(self, since: datetime, until: datetime | None = None, *,
-                        status: str | None = None) -> list[dict]:
+                        status: str | None = None) -> FeedRead:
         """Members of every status (or of ``status`` only) whose ``last_changed`` is at or after ``since`` (whole
-        seconds, rounded down), without those changed after ``until``. All pages.
+        seconds, rounded down), without those changed after ``until``. All pages, with Mailchimp's clock at the
+        first (``server_time``).
 
         Pages are read by offset in the order members joined, which a change during the read does not
         disturb (a member changed meanwhile stays in place; one who joins is appended). A member deleted
@@ -312,7 +315,7 @@ class MailchimpClient(RetryingHttpResource):
         for row in rows:
             if hi is None or not _changed_after(row, hi):
                 latest[str(row.get("contact_id") or row.get("id"))] = row
-        return list(latest.values())
+        return FeedRead(latest.values(), rows.server_time)
 
     def member_tags(self, tag: str) -> dict[str, str]:
         """Subscriber hash -> the value of merge field ``tag`` of every member that has one (all pages, only
@@ -444,12 +447,16 @@ class MailchimpClient(RetryingHttpResource):
     def _member_path(self, member_hash: str) -> str:
         return f"{self._list_path()}/members/{_segment(member_hash)}"
 
-    def _pages(self, path: str, route: str, key: str, params: dict[str, str]) -> list[dict]:
-        """Every row of a collection, ``count``/``offset`` paged until ``total_items``."""
-        rows: list[dict] = []
+    def _pages(self, path: str, route: str, key: str, params: dict[str, str]) -> FeedRead:
+        """Every row of a collection, ``count``/``offset`` paged until ``total_items``; with Mailchimp's clock at
+        the first page (its ``Date``)."""
+        rows = FeedRead()
         while True:
             query = {**params, "count": str(self.page_size), "offset": str(len(rows))}
-            payload = self._json(self._send("GET", path, route=route, params=query), route)
+            response = self._send("GET", path, route=route, params=query)
+            if not rows:
+                rows.server_time = server_time(response)
+            payload = self._json(response, route)
             page = payload.get(key) if isinstance(payload, dict) else None
             if not isinstance(page, list):
                 raise MailchimpError(f"Mailchimp returned a page without '{key}'", endpoint=route)

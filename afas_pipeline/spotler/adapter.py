@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from afas_pipeline.afas.dossier import MARKER
+from afas_pipeline.lib.http import FeedRead
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.sync.audience import normalise_email, property_column
@@ -88,8 +89,9 @@ class SpotlerAdapter:
               on_batch: Callable[[list[ContactResult]], None]) -> None:
         client.upsert_contacts(documents, on_batch=on_batch)
 
-    def changes(self, client: SpotlerClient, start: datetime, end: datetime) -> list[ContactChange]:
-        return contact_changes(client.updates(start, end))
+    def changes(self, client: SpotlerClient, start: datetime, end: datetime) -> FeedRead:
+        contacts = client.updates(start, end)
+        return FeedRead(contact_changes(contacts), contacts.server_time)
 
     def bounces(self, client: SpotlerClient, start: datetime, end: datetime) -> list[Bounce]:
         return bounces(client.bounces(start, end))

@@ -38,9 +38,11 @@ from pydantic import Field
 
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.http import (
+    FeedRead,
     RetryingHttpResource,
     json_request,
     redact_httpx_queries,
+    server_time,
 )
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import require_utc
@@ -303,19 +305,18 @@ class SpotlerClient(RetryingHttpResource):
         """The account's contact properties ``[{name, description, type, entries?}]``."""
         return _as_list(self._json(self._send("GET", "contact/properties/list")), "contact/properties/list")
 
-    def updates(self, start: datetime, end: datetime) -> list[dict]:
+    def updates(self, start: datetime, end: datetime) -> FeedRead:
         """Contacts (current state) whose ``lastChanged`` lies in ``[start, end)``: changes by API writes
-        and by recipients (opt-outs). All pages.
+        and by recipients (opt-outs). All pages, with Spotler's clock at the first (``server_time``).
 
         The feed is paged by offset over a live list: a contact that changes again while the pages are
         read leaves the window and shifts the later pages, so one contact can be skipped. Poll with
         overlapping windows (Spotler's own connector reads the last two hours every hour) and process
         idempotently; each contact appears at most once here (the last version read wins).
         """
-        latest: dict[str, dict] = {}
-        for row in self._bare_pages("contact/updates/list", _window(start, end)):
-            latest[str(row.get("externalId"))] = row
-        return list(latest.values())
+        rows = self._bare_pages("contact/updates/list", _window(start, end))
+        latest = {str(row.get("externalId")): row for row in rows}
+        return FeedRead(latest.values(), rows.server_time)
 
     def bounces(self, start: datetime, end: datetime) -> list[dict]:
         """Bounces ``{date, type: HARDBOUNCE|SOFTBOUNCE, contact, encryptedActId}`` dated in ``[start, end)``."""
@@ -417,14 +418,16 @@ class SpotlerClient(RetryingHttpResource):
                 results.append(ContactResult(external_id, "ERROR", "Spotler returned no result for this contact", response.status_code))
         return results
 
-    def _bare_pages(self, path: str, params: dict[str, str]) -> list[dict]:
-        """Pages of an endpoint that answers a bare array, offset-paged by ``after``: a short page ends it."""
-        rows: list[dict] = []
+    def _bare_pages(self, path: str, params: dict[str, str]) -> FeedRead:
+        """Pages of an endpoint that answers a bare array, offset-paged by ``after``: a short page ends it. With
+        Spotler's clock at the first page (its ``Date``)."""
+        rows = FeedRead()
         after = 0
         while True:
-            page = _as_list(
-                self._json(self._send("GET", path, params={**params, "after": str(after), "pageSize": str(self.page_size)})), path
-            )
+            response = self._send("GET", path, params={**params, "after": str(after), "pageSize": str(self.page_size)})
+            if not after:
+                rows.server_time = server_time(response)
+            page = _as_list(self._json(response), path)
             rows.extend(page)
             if len(page) < self.page_size:
                 return rows

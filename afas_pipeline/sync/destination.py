@@ -14,8 +14,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
+from afas_pipeline.lib.http import FeedRead
 from afas_pipeline.mapping.models import DestinationMapping
-from afas_pipeline.sync.events import Bounce, ContactChange, Interaction, MailingSent
+from afas_pipeline.sync.events import Bounce, Interaction, MailingSent
 
 
 class WriteResult(Protocol):
@@ -94,8 +95,9 @@ class Destination(Erasable, Protocol):
     def write(self, client: Any, documents: list[Any], on_batch: Callable[[list[WriteResult]], None]) -> None:
         """Send the documents; each batch's results go to `on_batch` as soon as they are in."""
 
-    def changes(self, client: Any, start: datetime, end: datetime) -> list[ContactChange]:
-        """The records changed in the destination between `start` and `end`, as it holds them now."""
+    def changes(self, client: Any, start: datetime, end: datetime) -> FeedRead:
+        """The records changed in the destination between `start` and `end`, as it holds them now (ContactChange),
+        with the destination's clock when the read began (`server_time`, None when it did not say)."""
 
     def bounces(self, client: Any, start: datetime, end: datetime) -> list[Bounce]:
         """The bounces the destination reports between `start` and `end`."""

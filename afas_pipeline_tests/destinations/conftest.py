@@ -43,6 +43,10 @@ class SpotlerProbe:
     def reset_writes(self) -> None:
         self._admin("POST", "/stats/reset")
 
+    def set_clock(self, offset_s: float) -> None:
+        """Moves the destination's clock (its stamps and its `Date`) `offset_s` from the real time."""
+        self._admin("PUT", "/clock", json={"offset_s": offset_s})
+
 
 @dataclass
 class MailchimpProbe:
@@ -77,6 +81,10 @@ class MailchimpProbe:
 
     def reset_writes(self) -> None:
         self._admin("POST", "/stats/reset")
+
+    def set_clock(self, offset_s: float) -> None:
+        """Moves the destination's clock (its stamps and its `Date`) `offset_s` from the real time."""
+        self._admin("PUT", "/clock", json={"offset_s": offset_s})
 
 
 PROBES = {"spotler": SpotlerProbe, "mailchimp": MailchimpProbe}

@@ -357,3 +357,11 @@ def test_members_changed_of_one_status(sb, admin, client):
 
 def test_get_member_of_an_unknown_hash_is_none(client):
     assert client.get_member(subscriber_hash("niemand@voorbeeld.example")) is None
+
+
+def test_members_changed_carries_mailchimps_clock_at_the_read(sb, admin, client):
+    admin.put("clock", json={"offset_s": -3600}).raise_for_status()
+    before = dt.datetime.now(dt.timezone.utc)
+    changed = client.members_changed(before - dt.timedelta(hours=2))
+    hour = dt.timedelta(hours=1)
+    assert changed == [] and (before - hour).replace(microsecond=0) <= changed.server_time <= dt.datetime.now(dt.timezone.utc) - hour

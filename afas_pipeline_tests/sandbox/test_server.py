@@ -6,6 +6,8 @@ import os
 import re
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 
 import httpx
 import pytest
@@ -99,3 +101,19 @@ def test_the_cli_banner_shows_how_to_reach_each_emulator_and_its_api_answers():
             assert httpx.get(fields[(xelion, "admin URL")] + "/state", timeout=60).json()["sessions"] == 2
         finally:
             proc.kill()
+
+
+@pytest.mark.parametrize(("system", "clocked"), [("afas", False), ("spotler", True), ("mailchimp", True),
+                                                 ("xelion", False)])
+def test_every_answer_carries_one_date_in_the_clock_of_the_system_that_answers(
+        sandbox, spotler_sandbox_clean, mailchimp_sandbox_clean, system, clocked):
+    admin = getattr(sandbox, f"{system}_admin_url")
+    if clocked:
+        httpx.put(f"{admin}/clock", json={"offset_s": -3600}).raise_for_status()
+    before = datetime.now(timezone.utc)
+    response = httpx.get(f"{sandbox.url}/{system}/anything")  # an answer of that system, here a 404
+    after = datetime.now(timezone.utc)
+
+    (date,) = response.headers.get_list("date")
+    shift = timedelta(hours=-1) if clocked else timedelta(0)
+    assert (before + shift).replace(microsecond=0) <= parsedate_to_datetime(date) <= after + shift

@@ -426,3 +426,15 @@ def test_mailings_and_interactions_page_by_kind(sb, admin):
         assert sorted(r["externalContactId"] for r in opened) == ["2", "5"]
         assert spotler.interactions("opened", trend_report_ids=[41]) == []
         assert spotler.interactions("clicked") == []
+
+
+def test_updates_carry_spotlers_clock_at_the_first_page(sb, admin):
+    with make_client(sb) as spotler:
+        spotler.upsert_contacts([contact(i) for i in range(5)])
+    admin.put("clock", json={"offset_s": -3600}).raise_for_status()
+    before = datetime.now(timezone.utc)
+    with make_client(sb, page_size=2) as spotler:
+        rows = spotler.updates(before - timedelta(hours=2), before + timedelta(minutes=5))
+    hour = timedelta(hours=1)
+    assert len(rows) == 5
+    assert (before - hour).replace(microsecond=0) <= rows.server_time <= datetime.now(timezone.utc) - hour
