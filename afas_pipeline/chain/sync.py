@@ -30,7 +30,7 @@ from afas_pipeline.lib.privacy import hash_key, hashed_sample
 from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift
 from afas_pipeline.mapping.models import BACK_REFERENCES, ENTITY_SOURCE
 from afas_pipeline.retries import retry_transient_failures
-from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, is_valid_email
+from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, valid_emails
 from afas_pipeline.sync.destination import Destination
 from afas_pipeline.sync.erasure import exclude_erased, marked
 from afas_pipeline.sync.feedback import iso
@@ -483,8 +483,7 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
 def _audience_checks(rows: pd.DataFrame, input_rows: int, read: pd.DataFrame, key: str,
                      contact_kinds: bool) -> Iterator[dg.AssetCheckResult]:
     members = rows[rows["excluded_by"].isna()]
-    valid = members["email"].fillna("").map(lambda e: bool(e) and is_valid_email(e)).astype(bool)
-    bad_email = members["email"].isna().astype(bool) | ~valid
+    bad_email = ~valid_emails(members["email"])
     yield dg.AssetCheckResult(
         check_name="r3_every_member_has_a_valid_email", passed=not bad_email.any(),
         metadata={"offenders": int(bad_email.sum()), "offender_keys": hashed_sample(members.loc[bad_email, "external_id"]),

@@ -9,7 +9,10 @@ from hypothesis import strategies as st
 
 from afas_pipeline.afas.sources import MAPPINGS_DIR
 from afas_pipeline.mapping.load import load_mapping
-from afas_pipeline.sync.audience import _valid_domain, _valid_local_part, _validates, build_audience, property_column
+from afas_pipeline.sync.audience import (
+    _valid_domain, _valid_local_part, _validates, build_audience, is_valid_email, normalise_email, normalise_emails,
+    property_column, valid_emails,
+)
 
 DEBTORS = load_mapping(MAPPINGS_DIR / "mailchimp_debtors.yaml")
 
@@ -75,3 +78,23 @@ _SUFFIXES = st.sampled_from(["", ".nl", ".com", ".test", ".local", ".arpa", ".in
 @example("xn--zz.nl")
 def test_the_plain_domain_shortcut_gives_email_validators_verdict(domain):
     assert _valid_domain(domain) == _validates(f"postmaster@{domain}")
+
+
+# Addresses as AFAS holds them: around the plain shape (case, white space Python and Unicode disagree on, the
+# special-use names, "--", lengths near the limits), missing ones, and Unicode.
+_ADDRESS_PARTS = st.sampled_from([*"abXZ09._-+!#'~", "@", "@", ".nl", ".test", ".localhost", "--", " ", "\x1c", "\t",
+                                  "\u00a0", "é", "İ", "ß", '"', "\u3002", "xn--", "d" * 63, "a" * 120])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.lists(_ADDRESS_PARTS, max_size=8).map("".join)), max_size=12),
+       st.sampled_from(["string[pyarrow]", "string[python]", "object"]))
+@example(["  Jan@Voorbeeld.NL ", " \x1cA@B.NL\x1f", "İ@x.nl", "a--b@c--d.nl", "x@y.test", "", None], "object")
+def test_the_column_wise_email_steps_give_the_verdicts_of_the_per_value_ones(values, dtype):
+    column = pd.Series(values, dtype=dtype)
+    normalised = normalise_emails(column)
+    expected = column.map(normalise_email).astype("string")
+    assert normalised.isna().tolist() == expected.isna().tolist()
+    assert normalised.dropna().tolist() == expected.dropna().tolist()
+    verdicts = [isinstance(e, str) and is_valid_email(e) for e in expected.astype(object).where(expected.notna(), None)]
+    assert valid_emails(normalised).tolist() == verdicts
