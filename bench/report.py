@@ -37,9 +37,10 @@ import bench_sync  # noqa: E402
 import bench_xelion  # noqa: E402
 
 DESTINATIONS = ("spotler", "mailchimp", "xelion")
-#: Seconds each part took per 100,000 contacts in `make bench` on the 2-core machine (docs/benchmarks.md): the
-#: estimate printed at the start, scaled linearly with the contacts.
+#: Seconds each part takes per 100,000 contacts on the 2-core machine, beyond about PART_SETUP_S each (the
+#: sandbox's start, the warm-up runs), from `make bench`: the estimate printed at the start.
 SECONDS_PER_100K = {"extract": 20, "spotler": 150, "feedback": 90, "mailchimp": 420, "xelion": 540}
+PART_SETUP_S = 20
 #: The goals of issue 13.
 FULL_RATIO, EXTRACT_RATIO, EXTRACT_MEMORY, DELTA_S, PEAK_MB_AT_1M = 1.3, 1.2, 2.0, 10.0, 2048
 #: The sandbox is single-threaded: busy for more than this share of a run's wall time, it sets the pace.
@@ -308,7 +309,7 @@ def main() -> None:
         parser.error("--repeats must be at least 1")
     args.events = args.events or max(args.contacts // 100, 10)
     parts = [*(["extract"] if args.extract else []), *args.destinations, *(["feedback"] if "spotler" in args.destinations else [])]
-    estimate = sum(SECONDS_PER_100K[part] for part in parts) * args.contacts / 100_000
+    estimate = sum(PART_SETUP_S + SECONDS_PER_100K[part] * args.contacts / 100_000 for part in parts)
     print(f"estimated duration: about {estimate / 60:.0f} minutes ({', '.join(parts)}; scaled from `make bench` at "
           f"100,000 contacts on 2 cores)", file=sys.stderr, flush=True)
 
