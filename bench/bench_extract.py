@@ -7,10 +7,10 @@ one run measures, each in a fresh worker process:
 - bare: an httpx loop paging `Sync_Contacts` sorted on ContactId until a short page, JSON parsed;
 - asset: `dg.materialize([afas_contacts])` through the AFAS client and the parquet IO manager.
 It prints rows/s, the time ratio asset/bare (goal <= 1.2) and the asset run's peak memory growth
-over the size of the resulting DataFrame (goal < 2x); the JSON line also has each side's CPU seconds and the
-sandbox's. The asset runs twice in its worker: the first
-run also loads Dagster's execution machinery, the second is a code server's steady state; the ratio
-and memory goal use the second, and the first is printed beside it. Not part of the test suite.
+over the size of the resulting DataFrame (goal < 2x); the JSON line also has each side's CPU seconds and
+the sandbox's. The asset runs twice in its worker: the first run also loads Dagster's execution machinery,
+the second is a code server's steady state; the ratio and memory goal use the second, and the first is
+printed beside it. Not part of the test suite.
 """
 
 from __future__ import annotations
