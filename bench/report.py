@@ -156,24 +156,18 @@ def _requests(line: dict, destination: str) -> str:
             f"{line[total] - line[writes]} reads)")
 
 
+def _client_default(destination: str, field: str) -> int:
+    """A default of the destination's client (Spotler or Mailchimp): its batch size, its page size."""
+    if destination == "spotler":
+        from afas_pipeline.spotler.client import SpotlerClient as client
+    else:
+        from afas_pipeline.mailchimp.client import MailchimpClient as client
+    return client.model_fields[field].default
+
+
 def _delta_write_floor(destination: str, edits: int) -> int:
     """The fewest writes the edits need: Spotler sends them in batches, Mailchimp and Xelion one per member."""
-    if destination == "spotler":
-        from afas_pipeline.spotler.client import SpotlerClient
-
-        return math.ceil(edits / SpotlerClient.model_fields["batch_size"].default)
-    return edits
-
-
-def _feed_page(destination: str) -> int:
-    """Rows per page of the destination's change feed, as its client reads it."""
-    if destination == "spotler":
-        from afas_pipeline.spotler.client import SpotlerClient
-
-        return SpotlerClient.model_fields["page_size"].default
-    from afas_pipeline.mailchimp.client import MailchimpClient
-
-    return MailchimpClient.model_fields["page_size"].default
+    return math.ceil(edits / _client_default("spotler", "batch_size")) if destination == "spotler" else edits
 
 
 def destination_table(destination: str, lines: dict[str, dict], contacts: int, feedback: dict[str, dict] | None,
@@ -217,7 +211,7 @@ def destination_table(destination: str, lines: dict[str, dict], contacts: int, f
     elif deltas:
         route, by_route, written = CHANGE_FEED[destination]
         first, second = rerun[by_route].get(route, 0), deltas[0][by_route].get(route, 0)
-        echo = math.ceil((full[written] or 0) / _feed_page(destination))
+        echo = math.ceil((full[written] or 0) / _client_default(destination, "page_size"))
         verdict = _ok(max(first, second) < echo) if echo >= ECHO_MIN_PAGES else "(echo too short to tell)"
         table.row("change-feed echo: pages read by the 1st / 2nd run after the full sync", f"{first} / {second}",
                   f"echo: {echo} pages ({full[written]:,} writes)", "< the echo's pages", verdict)
