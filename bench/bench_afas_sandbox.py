@@ -26,10 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from sandbox_process import (  # bench/ is on the path when a benchmark runs
-    ROOT,
-    sandbox_process,
-)
+from measure import cpu_s  # bench/ is on the path when a benchmark runs
+from sandbox_process import ROOT, sandbox_process
 
 from afas_pipeline.afas.filters import Condition, Filter, Op
 from afas_pipeline.lib.timewindows import window_filter_bounds
@@ -37,11 +35,6 @@ from afas_sandbox.afas.app import FULL_ACCESS_TOKEN, token_header
 
 PAGE = 5000
 CONTACT_DATES = ("ContactModified", "PersonModified", "OrganisationModified")
-
-
-def _cpu_ms(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def _get(client: httpx.Client, connector: str, params: dict) -> list:
@@ -123,12 +116,12 @@ def main() -> None:
             print(f"{'call':48} {'first ms':>9} {'median ms':>10} {'sandbox CPU ms':>15} {'rows':>6}")
             for name, call in cases.items():
                 write(n)
-                timings, cpu = [], _cpu_ms(sandbox.pid)
+                timings, cpu = [], 1000 * cpu_s(sandbox.pid)
                 for i in range(n):
                     started = time.perf_counter()
                     rows = call(i)
                     timings.append((time.perf_counter() - started) * 1000)
-                cpu = (_cpu_ms(sandbox.pid) - cpu) / n
+                cpu = (1000 * cpu_s(sandbox.pid) - cpu) / n
                 print(f"{name:48} {timings[0]:9.1f} {statistics.median(timings[1:]):10.1f} {cpu:15.1f} {rows:6}",
                       flush=True)
         print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")

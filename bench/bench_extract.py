@@ -1,15 +1,16 @@
 """Extraction benchmark: the `afas_contacts` asset versus a bare httpx loop over the same connector.
 
-    python bench/bench_extract.py [--sizes 100000 1000000] [--page-size 5000]
+    python bench/bench_extract.py [--sizes 100000 1000000] [--page-size 5000] [--repeats 1]
 
 For each size it starts the sandbox in its own process (so the server has its own core), then in
 one run measures, each in a fresh worker process:
 - bare: an httpx loop paging `Sync_Contacts` sorted on ContactId until a short page, JSON parsed;
 - asset: `dg.materialize([afas_contacts])` through the AFAS client and the parquet IO manager.
 It prints rows/s, the time ratio asset/bare (goal <= 1.2) and the asset run's peak memory growth
-over the size of the resulting DataFrame (goal < 2x). The asset runs twice in its worker: the first
-run also loads Dagster's execution machinery, the second is a code server's steady state; the ratio
-and memory goal use the second, and the first is printed beside it. Not part of the test suite.
+over the size of the resulting DataFrame (goal < 2x); the JSON line also has each side's CPU seconds and
+the sandbox's. The asset runs twice in its worker: the first run also loads Dagster's execution machinery,
+the second is a code server's steady state; the ratio and memory goal use the second, and the first is
+printed beside it. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -24,26 +25,20 @@ import time
 from pathlib import Path
 
 import httpx
-from sandbox_process import sandbox_process  # bench/ is on the path when a benchmark runs
+from measure import cpu_now, cpu_since, reset_peak, status_mb  # bench/ is on the path when a benchmark runs
+from sandbox_process import sandbox_process
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTOR = "Sync_Contacts"
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def worker_bare(base_url: str, token: str, page_size: int) -> dict:
     import base64
 
     header = base64.b64encode(f"<token><version>1</version><data>{token}</data></token>".encode()).decode()
-    _reset_peak()
-    before = _rss_mb()
+    reset_peak()
+    before = status_mb("VmRSS")
+    cpu = cpu_now()
     started = time.perf_counter()
     rows = pages = 0
     with httpx.Client(base_url=base_url, headers={"Authorization": f"AfasToken {header}"}, timeout=120) as client:
@@ -54,20 +49,8 @@ def worker_bare(base_url: str, token: str, page_size: int) -> dict:
             pages += 1
             if len(page) < page_size:
                 break
-    return {"rows": rows, "pages": pages, "wall_s": time.perf_counter() - started, "growth_mb": _hwm_mb() - before}
-
-
-def _reset_peak() -> None:
-    # Linux: writing 5 to clear_refs resets the peak RSS (VmHWM) of this process.
-    Path("/proc/self/clear_refs").write_text("5")
-
-
-def _hwm_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return {"rows": rows, "pages": pages, "wall_s": time.perf_counter() - started,
+            "growth_mb": status_mb("VmHWM") - before, **cpu_since(cpu)}
 
 
 def worker_asset(base_url: str, token: str, page_size: int) -> dict:
@@ -87,12 +70,13 @@ def worker_asset(base_url: str, token: str, page_size: int) -> dict:
     # The first run also loads Dagster's execution machinery; the second is the steady state of a
     # code server that has run before. Both are reported.
     for _ in range(2):
-        _reset_peak()
-        before = _rss_mb()
+        reset_peak()
+        before = status_mb("VmRSS")
+        cpu = cpu_now()
         started = time.perf_counter()
         result = dg.materialize([asset], partition_key="2026-11-22-06:00", resources=resources, instance=instance)
-        runs.append({"wall_s": time.perf_counter() - started, "growth_mb": _hwm_mb() - before,
-                     "success": result.success})
+        runs.append({"wall_s": time.perf_counter() - started, "growth_mb": status_mb("VmHWM") - before,
+                     **cpu_since(cpu), "success": result.success})
     df = pd.read_parquet(Path(storage) / "afas_contacts" / "2026-11-22-06:00.parquet")
     return {"rows": len(df), "first": runs[0], "warm": runs[1], "df_mb": df.memory_usage(deep=True).sum() / 2**20}
 
@@ -136,6 +120,10 @@ def bench_size(size: int, page_size: int, repeats: int) -> dict:
         "asset_peak_growth_mb": round(warm["growth_mb"], 1),
         "asset_first_run_peak_growth_mb": round(first["growth_mb"], 1),
         "peak_growth_to_df": round(warm["growth_mb"] / asset["df_mb"], 2),
+        "bare_cpu_worker_s": bare["cpu_worker_s"],
+        "bare_cpu_sandbox_s": bare["cpu_sandbox_s"],
+        "asset_cpu_worker_s": warm["cpu_worker_s"],
+        "asset_cpu_sandbox_s": warm["cpu_sandbox_s"],
     }
 
 

@@ -1,6 +1,6 @@
 """Feedback benchmark: Spotler -> AFAS through Dagster versus a bare script making the same AFAS calls.
 
-    python bench/bench_feedback.py [--contacts 100000] [--events 10000] [--repeats 2]
+    python bench/bench_feedback.py [--contacts 100000] [--events 10000] [--repeats 2] [--parts feedback mailing_history]
 
 It starts the sandbox (`afas-pipeline sandbox --contacts N`) in its own process, so the server has its own
 core, and brings Spotler in sync first: `afas_full_job` in a fresh worker process with fresh sync state and
@@ -18,7 +18,7 @@ that has run before; printed as the warm-up run), it measures:
   (goal: one KnSubject POST per mail sent).
 For each: wall time, AFAS requests per UpdateConnector entity and verb (KnContact, KnPerson, KnOrganisation,
 KnSubject), GetConnector reads and metainfo calls (the sandbox's /stats), Spotler requests, peak memory
-growth of the run (VmHWM reset before it), step times and the outcomes from the assets' metadata.
+growth of the run (VmHWM reset before it), CPU seconds of the worker and of the sandbox, step times and the outcomes from the assets' metadata.
 And per part a bare script, in a fresh process: httpx reading what it minimally needs (the Spotler
 feeds of the window, signed with OAuth1 as the client does; the contacts' person and organisation ids from
 Sync_Contacts, read whole past LOOKUP_FULL_READ ids like the pipeline, else by OR-filtered lookups) and
@@ -50,8 +50,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
-from bench_sync import FULL_PARTITION, _defs, _reset_peak, _reset_stats, _run, _slim, _stats, _status_mb
-from sandbox_process import sandbox_process  # bench/ is on the path when a benchmark runs
+from bench_sync import FULL_PARTITION, _defs, _reset_stats, _run, _slim, _stats  # bench/ is on the path
+from measure import cpu_now, cpu_since, reset_peak, status_mb
+from sandbox_process import sandbox_process
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The 15-minute window of the recipients' events (the generated AFAS data ends on 2026-11-01).
@@ -210,16 +211,20 @@ class _Bare:
 
 
 def _measured(url: str, concurrency: int, work) -> dict:
-    """`work(bare, started)` timed, with the sandboxes' request counts and this process's peak memory growth."""
+    """`work(bare, started)` timed, with the sandboxes' request counts, this process's peak memory growth and the
+    CPU seconds of this process and of the sandbox."""
     bare = _Bare(url, concurrency)
     _reset_stats(url)
-    _reset_peak()
-    before = _status_mb("VmRSS")
+    reset_peak()
+    before = status_mb("VmRSS")
+    cpu = cpu_now()
     started = time.perf_counter()
     out = work(bare, started)
     wall = time.perf_counter() - started
+    spent = cpu_since(cpu)
     stats = _stats(url)
-    return {"wall_s": wall, "peak_growth_mb": _status_mb("VmHWM") - before, **out,
+    peak = status_mb("VmHWM")
+    return {"wall_s": wall, "peak_rss_mb": peak, "peak_growth_mb": peak - before, **spent, **out,
             "afas_requests": stats["afas"]["total"], "afas_by_entity": _afas_by_entity(stats["afas"]["requests"]),
             "spotler_requests": stats["spotler"]["total"], "spotler_by_route": stats["spotler"]["requests"],
             "afas_peak_concurrency": stats["afas"]["peak_concurrency"]}
@@ -403,7 +408,7 @@ def _ratio(name: str, pipeline: dict, bare: dict, calls: int) -> dict:
             "same_calls": bare["calls"] == calls, "calls": calls}
 
 
-def bench(contacts: int, events: int, repeats: int) -> list[dict]:
+def bench(contacts: int, events: int, repeats: int, parts: tuple[str, ...] = tuple(PARTS)) -> list[dict]:
     from afas_pipeline.afas.client import AfasClient
 
     concurrency = str(AfasClient.model_fields["max_concurrency"].default)
@@ -411,30 +416,27 @@ def bench(contacts: int, events: int, repeats: int) -> list[dict]:
     with sandbox_process(contacts) as sandbox:
         url = sandbox.url
         sync = _run_worker("pipeline", "--url", url, "--dir", folder, "--job", "afas_full_job", "--partition", FULL_PARTITION)
-        setup_events = make_events(url, events)
-        feedback, bare_feedback = _measure_part("feedback", url, folder, concurrency, repeats, events)
-        setup_mailing = send_mailing(url)
-        history, bare_history = _measure_part("mailing_history", url, folder, concurrency, repeats, setup_mailing["sent"])
+        measured = {}
+        if "feedback" in parts:
+            setup = {"measurement": "feedback_events", **make_events(url, events)}
+            measured["feedback"] = (setup, *_measure_part("feedback", url, folder, concurrency, repeats, events))
+        if "mailing_history" in parts:
+            setup = {"measurement": "mailing", **send_mailing(url)}
+            measured["mailing_history"] = (setup, *_measure_part("mailing_history", url, folder, concurrency, repeats,
+                                                                 setup["sent"]))
         server_rss = sandbox.rss_mb()
 
     common = {"contacts": contacts, "sandbox_ready_s": round(sandbox.ready_s, 1), "sandbox_rss_mb": round(server_rss)}
     full = sync["run"]
-    feedback_line = _pipeline_line("feedback", common, feedback, PARTS["feedback"]["assets"])
-    history_line = _pipeline_line("mailing_history", common, history, PARTS["mailing_history"]["assets"])
     slim = lambda bare: {k: (round(v, 2) if isinstance(v, float) else v) for k, v in bare.items()}  # noqa: E731
-    return [
-        {"measurement": "sync_first", **common, "success": full["success"], "wall_s": round(full["wall_s"], 2),
-         "members": full["metadata"].get("spotler_audience", {}).get("members"),
-         "contacts_sent": full["metadata"].get("spotler_sync", {}).get("contacts_sent"), "errors": full["errors"]},
-        {"measurement": "feedback_events", **setup_events},
-        feedback_line,
-        {"measurement": "feedback_bare", "concurrency": int(concurrency), **slim(bare_feedback)},
-        _ratio("feedback", feedback_line, bare_feedback, _calls("feedback", feedback)),
-        {"measurement": "mailing", **setup_mailing},
-        history_line,
-        {"measurement": "mailing_history_bare", "concurrency": int(concurrency), **slim(bare_history)},
-        _ratio("mailing_history", history_line, bare_history, _calls("mailing_history", history)),
-    ]
+    lines = [{"measurement": "sync_first", **common, "success": full["success"], "wall_s": round(full["wall_s"], 2),
+              "members": full["metadata"].get("spotler_audience", {}).get("members"),
+              "contacts_sent": full["metadata"].get("spotler_sync", {}).get("contacts_sent"), "errors": full["errors"]}]
+    for name, (setup, result, bare) in measured.items():
+        line = _pipeline_line(name, common, result, PARTS[name]["assets"])
+        lines += [setup, line, {"measurement": f"{name}_bare", "concurrency": int(concurrency), **slim(bare)},
+                  _ratio(name, line, bare, _calls(name, result))]
+    return lines
 
 
 def _entities(by_entity: dict) -> str:
@@ -444,14 +446,18 @@ def _entities(by_entity: dict) -> str:
 
 def summary(lines: list[dict]) -> list[str]:
     by = {line["measurement"]: line for line in lines}
-    sync, ev, mailing = by["sync_first"], by["feedback_events"], by["mailing"]
+    sync, ev, mailing = by["sync_first"], by.get("feedback_events"), by.get("mailing")
     out = [f"first sync of {sync['contacts']} contacts: {sync['members']} members, {sync['contacts_sent']} sent to Spotler "
-           f"in {sync['wall_s']}s, success={sync['success']}",
-           f"events in {FEEDBACK_WINDOW}: {ev['events']} on distinct contacts ("
-           + ", ".join(f"{k} {v}" for k, v in ev.items() if k.startswith(("unsubscribe", "bounce"))) + ")",
-           f"mailing at {MAILING_AT} to {mailing['recipients']} Spotler contacts: sent {mailing['sent']}, "
-           f"skipped {mailing['skipped']} (EMAIL channel off after a hard bounce, or no address)"]
-    for name, part in PARTS.items():
+           f"in {sync['wall_s']}s, success={sync['success']}"]
+    if ev:
+        out.append(f"events in {FEEDBACK_WINDOW}: {ev['events']} on distinct contacts ("
+                   + ", ".join(f"{k} {v}" for k, v in ev.items() if k.startswith(("unsubscribe", "bounce"))) + ")")
+    if mailing:
+        out.append(f"mailing at {MAILING_AT} to {mailing['recipients']} Spotler contacts: sent {mailing['sent']}, "
+                   f"skipped {mailing['skipped']} (EMAIL channel off after a hard bounce, or no address)")
+    measured = [name for name in PARTS if name in by]
+    for name in measured:
+        part = PARTS[name]
         run, bare, ratio = by[name], by[f"{name}_bare"], by[f"{name}_ratio"]
         metadata = {k: v for key in part["assets"] for k, v in run["outcomes"][key].items()
                     if not isinstance(v, (str, bool)) and k != "dagster/row_count"}
@@ -467,8 +473,8 @@ def summary(lines: list[dict]) -> list[str]:
             f"{_entities(bare['afas_by_entity'])}; Spotler {bare['spotler_requests']}; peak memory growth {bare['peak_growth_mb']} MB",
             f"  ratio pipeline/bare {ratio['ratio_pipeline_to_bare']}; same number of calls: {ratio['same_calls']}",
         ]
-    if any(by[name]["errors"] for name in ("feedback", "mailing_history")):
-        out.append("errors: " + json.dumps({name: by[name]["errors"] for name in ("feedback", "mailing_history")}))
+    if any(by[name]["errors"] for name in measured):
+        out.append("errors: " + json.dumps({name: by[name]["errors"] for name in measured}))
     return out
 
 
@@ -477,6 +483,7 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=10_000, help="recipient events in the feedback window")
     parser.add_argument("--repeats", type=int, default=2, help="bare scripts: best of N (the machine is shared)")
+    parser.add_argument("--parts", nargs="+", choices=tuple(PARTS), default=list(PARTS), help="the parts measured")
     parser.add_argument("--worker", choices=("pipeline", *(f"bare_{part}" for part in PARTS)), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
@@ -496,7 +503,7 @@ def main() -> None:
         parser.error("--repeats must be at least 1")
     print(f"machine: {os.cpu_count()} cores; load average {Path('/proc/loadavg').read_text().split()[:3]}; "
           f"{args.contacts} contacts; {args.events} events", flush=True)
-    lines = bench(args.contacts, args.events, args.repeats)
+    lines = bench(args.contacts, args.events, args.repeats, tuple(args.parts))
     for line in lines:
         print(json.dumps(line))
     for text in summary(lines):

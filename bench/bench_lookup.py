@@ -37,6 +37,7 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+from measure import cpu_s, reset_peak, status_mb  # bench/ is on the path when a benchmark runs
 
 from afas_pipeline.lib.phones import parse
 from afas_pipeline.lib.privacy import number_key
@@ -91,19 +92,6 @@ def build_index(numbers: int) -> pd.DataFrame:
     table, counts = phone_index(entries)
     assert counts["numbers"] == numbers, counts
     return table
-
-
-def _status_mb(field: str, pid: int | str = "self") -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -177,14 +165,14 @@ def bench(numbers: int, count: int, clients: int, unknown: float) -> list[dict]:
                       "shared_numbers": int((table["candidates"] > 1).sum()),
                       "file_mb": round(path.stat().st_size / 2**20, 1), "build_s": round(time.perf_counter() - started, 1)})
 
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM, the peak
-        before = _status_mb("VmRSS")
+        reset_peak()
+        before = status_mb("VmRSS")
         started = time.perf_counter()
         index = read_index(path)
         load_s = time.perf_counter() - started
         lines.append({"measurement": "load", "numbers": index.numbers, "load_s": round(load_s, 2),
-                      "rss_growth_mb": round(_status_mb("VmRSS") - before, 1),
-                      "peak_growth_mb": round(_status_mb("VmHWM") - before, 1),
+                      "rss_growth_mb": round(status_mb("VmRSS") - before, 1),
+                      "peak_growth_mb": round(status_mb("VmHWM") - before, 1),
                       "arrays_mb": round((index.keys.nbytes + index.bcids.nbytes) / 2**20, 1)})
         by_key = dict(zip(table["number_key"], table["bcid"]))
         calls = _calls(WARMUP_CALLS + count, numbers, unknown, rng)
@@ -208,12 +196,12 @@ def bench(numbers: int, count: int, clients: int, unknown: float) -> list[dict]:
                     time.sleep(0.05)
             lines.append({"measurement": "serve", "ready_s": round(time.perf_counter() - started, 2),
                           "server_load_s": health["load_s"], "numbers": health["numbers"],
-                          "server_rss_mb": round(_status_mb("VmRSS", server.pid), 1)})
+                          "server_rss_mb": round(status_mb("VmRSS", server.pid), 1)})
 
             _run_clients(url, calls[:WARMUP_CALLS], clients, expected)
-            cpu = _cpu_s(server.pid)
+            cpu = cpu_s(server.pid)
             run = _run_clients(url, calls[WARMUP_CALLS:], clients, expected)
-            busy = _cpu_s(server.pid) - cpu
+            busy = cpu_s(server.pid) - cpu
             run["server_cpu_pct"] = round(100 * busy / run["wall_s"])
             run["server_cpu_ms_per_call"] = round(1000 * busy / run["calls"], 3)
             lines.append({"measurement": "calls", "clients": clients, "unknown_share": unknown, **run})

@@ -1,6 +1,6 @@
 """Mailchimp benchmark: AFAS -> Mailchimp through Dagster versus a bare script making the same PUT calls.
 
-    python bench/bench_mailchimp.py [--contacts 100000] [--delta 100] [--repeats 1]
+    python bench/bench_mailchimp.py [--contacts 100000] [--deltas 100 1000] [--repeats 1]
 
 Mailchimp only: the jobs `afas_full_job` and `afas_delta_job` are built over the afas_* and mailchimp_* assets
 (the code location's jobs also run Spotler; bench_sync.py measures Spotler).
@@ -9,14 +9,16 @@ It starts the sandbox (`afas-pipeline sandbox --contacts N`) in its own process,
 core, and measures in fresh worker processes:
 - full: `afas_full_job` executed in-process (in-process executor, ephemeral instance) with fresh sync state
   and storage against a reset Mailchimp audience: wall time, AFAS and Mailchimp requests (the sandboxes'
-  /stats), members sent, peak memory growth of the run. The worker first runs the delta job on an empty
+  /stats), members sent, peak memory growth of the run, CPU seconds of the worker and of the sandbox. The worker first runs the delta job on an empty
   window with throwaway state and storage (Dagster's machinery and the code loaded, as in a code server that
   has run before; printed as the warm-up run). The Mailchimp account's clock is set back to FULL_CLOCK
   (admin `PUT /clock`) for the full sync, so that its writes lie before the delta window and its 24-hour
   bounce look-back, as a full sync days before a delta would in production; it is back at real time for
-  the delta;
-- delta: --delta audience members edited through the AFAS admin `/edit` inside the 15-minute window
-  DELTA_WINDOW, then `afas_delta_job` for that window (the Mailchimp chain's sync, opt-out and bounce feedback
+  the deltas;
+- rerun: the same full partition again on the same state, the clock still back at FULL_CLOCK (goal zero
+  Mailchimp writes; its reads of the change feeds are the echo of the full sync's own writes);
+- deltas: for each size D in --deltas, D audience members edited through the AFAS admin `/edit` inside one
+  15-minute window (bench_sync's DELTA_WINDOWS), then `afas_delta_job` for that window (the Mailchimp chain's sync, opt-out and bounce feedback
   and write-back): the Mailchimp requests, per route, from the Mailchimp sandbox's admin /stats (goal: in
   proportion to the edits, not to the audience);
 - bare: in a fresh process against a reset Mailchimp audience, an httpx loop paging Sync_Contacts,
@@ -45,21 +47,22 @@ from pathlib import Path
 import httpx
 from bench_sync import (  # bench/ is on the path when a benchmark runs
     CONNECTORS,
-    bare_afas_read,
+    DELTA_WINDOWS,
     FULL_PARTITION,
     WARMUP_PARTITION,
     _defs,
     _edit_members,
-    _reset_peak,
     _run,
     _slim,
-    _status_mb,
+    bare_afas_read,
 )
+from measure import cpu_now, cpu_since, reset_peak, status_mb
 from sandbox_process import sandbox_process
 
 ROOT = Path(__file__).resolve().parents[1]
 MAILCHIMP_ASSETS = ("afas_", "mailchimp_")
-DELTA_WINDOW = "2026-11-16-10:00"
+#: The route of a member's write (an upsert): the only write the sync makes.
+MEMBER_PUT = "PUT lists/{list_id}/members/{subscriber_hash}"
 #: The Mailchimp account's clock during the full sync: before the delta window and its look-backs.
 FULL_CLOCK = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -74,7 +77,9 @@ def _mc_reset(url: str) -> None:
 
 def _mc_stats(url: str) -> dict:
     stats = httpx.get(f"{_mc(url)}/stats", timeout=30).raise_for_status().json()
-    return {"mailchimp_requests": stats["total"], "mailchimp_by_route": stats["requests"],
+    writes = sum(n for route, n in stats["requests"].items() if route.startswith(("POST", "PUT", "PATCH", "DELETE")))
+    return {"mailchimp_requests": stats["total"], "mailchimp_write_requests": writes,
+            "mailchimp_read_requests": stats["total"] - writes, "mailchimp_by_route": stats["requests"],
             "mailchimp_peak_concurrency": stats["peak_concurrency"],
             "mailchimp_rejected_concurrency": stats["rejected_concurrency"]}
 
@@ -104,7 +109,7 @@ def _figures(run: dict, suffix: str) -> dict:
 # --- worker: the pipeline -----------------------------------------------------------------------
 
 
-def worker_pipeline(url: str, delta: int) -> dict:
+def worker_pipeline(url: str, deltas: list[int]) -> dict:
     import logging
     import warnings
 
@@ -126,13 +131,16 @@ def worker_pipeline(url: str, delta: int) -> dict:
     _mc_reset(url)
     _mc_clock(url, FULL_CLOCK)
     out["full"] = _run_mc(defs, "afas_full_job", FULL_PARTITION, url)
+    out["rerun"] = _run_mc(defs, "afas_full_job", FULL_PARTITION, url)
     _mc_clock(url, None)
-    started = time.perf_counter()
-    _edit_members(url, storage, delta, DELTA_WINDOW, f"mc{delta}", audience_asset="mailchimp_audience")
-    edit_s = time.perf_counter() - started
-    run = _run_mc(defs, "afas_delta_job", DELTA_WINDOW, url)
-    run["edits"], run["edit_s"] = delta, edit_s
-    out["delta"] = run
+    out["deltas"] = []
+    for size, window in zip(deltas, DELTA_WINDOWS):
+        started = time.perf_counter()
+        _edit_members(url, storage, size, window, f"mc{size}", audience_asset="mailchimp_audience")
+        edit_s = time.perf_counter() - started
+        run = _run_mc(defs, "afas_delta_job", window, url)
+        run["edits"], run["edit_s"] = size, edit_s
+        out["deltas"].append(run)
     return out
 
 
@@ -168,8 +176,9 @@ def worker_bare(url: str, members: int, concurrency: int) -> dict:
 
     _mc_reset(url)
     httpx.post(f"{_mc(url)}/stats/reset", timeout=30).raise_for_status()
-    _reset_peak()
-    before = _status_mb("VmRSS")
+    reset_peak()
+    before = status_mb("VmRSS")
+    cpu = cpu_now()
     started = time.perf_counter()
 
     rows = bare_afas_read(url)
@@ -207,11 +216,12 @@ def worker_bare(url: str, members: int, concurrency: int) -> dict:
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             ok = sum(pool.map(put, writes))
     wall = time.perf_counter() - started
-    growth = _status_mb("VmHWM") - before
+    spent = cpu_since(cpu)
+    peak = status_mb("VmHWM")
     afas_total = httpx.get(f"{url}/afas/_admin/stats", timeout=30).json()["total"]
     return {"wall_s": wall, "read_s": read_s, "join_s": join_s, "write_s": wall - read_s - join_s,
-            "candidates": candidates, "members_sent": len(writes), "ok": ok, "peak_growth_mb": growth,
-            "afas_requests": afas_total, **_mc_stats(url)}
+            "candidates": candidates, "members_sent": len(writes), "ok": ok, "peak_rss_mb": peak,
+            "peak_growth_mb": peak - before, **spent, "afas_requests": afas_total, **_mc_stats(url)}
 
 
 # --- orchestration --------------------------------------------------------------------------------
@@ -235,14 +245,14 @@ def _warm_afas(url: str) -> None:
             afas.get(f"/connectors/{connector}", params={"skip": 0, "take": 1, "orderbyfieldids": key}).raise_for_status()
 
 
-def bench(contacts: int, delta: int, repeats: int) -> list[dict]:
+def bench(contacts: int, deltas: list[int], repeats: int) -> list[dict]:
     from afas_pipeline.mailchimp.client import MailchimpClient
 
     concurrency = MailchimpClient.model_fields["max_concurrency"].default
     with sandbox_process(contacts) as sandbox:
         url = sandbox.url
         _warm_afas(url)
-        pipeline = _run_worker("pipeline", "--url", url, "--delta", str(delta))
+        pipeline = _run_worker("pipeline", "--url", url, "--deltas", *map(str, deltas))
         full = pipeline["full"]
         sent = _figures(full, "")["members_sent"] or 0
         bare = min((_run_worker("bare", "--url", url, "--n", str(sent), "--concurrency", str(concurrency))
@@ -250,26 +260,28 @@ def bench(contacts: int, delta: int, repeats: int) -> list[dict]:
         server_rss = sandbox.rss_mb()
 
     common = {"contacts": contacts, "sandbox_ready_s": round(sandbox.ready_s, 1), "sandbox_rss_mb": round(server_rss)}
-    run_delta = pipeline["delta"]
+    rerun = pipeline["rerun"]
     return [
         {"measurement": "full", **common, "warmup_run_s": round(pipeline["warmup"]["wall_s"], 2), **_slim(full),
          **_figures(full, "")},
         {"measurement": "bare", **common, "concurrency": concurrency, **_slim(bare)},
         {"measurement": "ratio", "pipeline_s": round(full["wall_s"], 2), "bare_s": round(bare["wall_s"], 2),
          "ratio_pipeline_to_bare": round(full["wall_s"] / bare["wall_s"], 2),
-         "same_puts": full["mailchimp_by_route"].get("PUT lists/{list_id}/members/{subscriber_hash}")
-         == bare["mailchimp_by_route"].get("PUT lists/{list_id}/members/{subscriber_hash}")},
-        {"measurement": f"delta_{delta}", **_slim(run_delta), **_figures(run_delta, "_delta")},
-    ]
+         "same_puts": full["mailchimp_by_route"].get(MEMBER_PUT) == bare["mailchimp_by_route"].get(MEMBER_PUT),
+         "pipeline_cpu_s": full["cpu_worker_s"], "bare_cpu_s": bare["cpu_worker_s"],
+         "cpu_ratio": round(full["cpu_worker_s"] / bare["cpu_worker_s"], 2)},
+        {"measurement": "rerun", **_slim(rerun), **_figures(rerun, "")},
+    ] + [{"measurement": f"delta_{run['edits']}", **_slim(run), **_figures(run, "_delta")} for run in pipeline["deltas"]]
 
 
 def summary(lines: list[dict]) -> list[str]:
     by = {line["measurement"]: line for line in lines}
-    full, bare, ratio = by["full"], by["bare"], by["ratio"]
-    delta = next(line for name, line in by.items() if name.startswith("delta_"))
+    full, bare, ratio, rerun = by["full"], by["bare"], by["ratio"], by["rerun"]
+    deltas = [line for name, line in by.items() if name.startswith("delta_")]
     ok = lambda cond: "OK" if cond else "MISSED"  # noqa: E731
     routes = lambda line: ", ".join(f"{k} {v}" for k, v in sorted(line["mailchimp_by_route"].items()))  # noqa: E731
-    return [
+    steps = lambda line: ", ".join(f"{k} {v}s" for k, v in sorted(line["steps_s"].items(), key=lambda kv: -kv[1])[:5])  # noqa: E731
+    out = [
         f"full sync of {full['contacts']} contacts ({full['members']} members) to Mailchimp: {full['wall_s']}s "
         f"(after a warm-up run on an empty delta window, {full['warmup_run_s']}s), success={full['success']}; "
         f"{full['members_sent']} members sent (created {full['created']}, rejected {full['rejected']}); AFAS "
@@ -281,21 +293,27 @@ def summary(lines: list[dict]) -> list[str]:
         f"in flight at most; Mailchimp {bare['mailchimp_requests']} requests, peak concurrency "
         f"{bare['mailchimp_peak_concurrency']}; peak memory growth {bare['peak_growth_mb']} MB",
         f"ratio pipeline/bare {ratio['ratio_pipeline_to_bare']} (goal <= 1.3: "
-        f"{ok(ratio['ratio_pipeline_to_bare'] <= 1.3)}); same number of PUTs: {ratio['same_puts']}",
-        f"delta of {delta['edits']} AFAS edits in {delta['partition']}: {delta['wall_s']}s, success={delta['success']}; "
-        f"AFAS {delta['afas_requests']} requests ({delta['afas_lookups']} lookups); {delta['members_sent']} members "
-        f"sent; Mailchimp {delta['mailchimp_requests']} requests ({routes(delta)}) (goal: in proportion to "
-        f"{delta['edits']}: {ok(delta['mailchimp_requests'] <= 2 * delta['edits'] + 20)}); failed checks "
-        f"{delta['failed_checks'] or 'none'}; steps: "
-        + ", ".join(f"{k} {v}s" for k, v in sorted(delta["steps_s"].items(), key=lambda kv: -kv[1])[:5]),
-    ] + ([f"errors: {json.dumps({'full': full['errors'], 'delta': delta['errors']})}"]
-         if full["errors"] or delta["errors"] else [])
+        f"{ok(ratio['ratio_pipeline_to_bare'] <= 1.3)}); same number of PUTs: {ratio['same_puts']}; CPU pipeline "
+        f"{ratio['pipeline_cpu_s']}s, bare {ratio['bare_cpu_s']}s",
+        f"rerun of {FULL_PARTITION}: {rerun['wall_s']}s; Mailchimp {rerun['mailchimp_write_requests']} writes, "
+        f"{rerun['mailchimp_read_requests']} reads (goal zero writes: {ok(rerun['mailchimp_write_requests'] == 0)})",
+    ]
+    for delta in deltas:
+        out.append(
+            f"delta of {delta['edits']} AFAS edits in {delta['partition']}: {delta['wall_s']}s, success="
+            f"{delta['success']}; AFAS {delta['afas_requests']} requests ({delta['afas_lookups']} lookups); "
+            f"{delta['members_sent']} members sent; Mailchimp {delta['mailchimp_requests']} requests ({routes(delta)}) "
+            f"(goal: in proportion to {delta['edits']}: {ok(delta['mailchimp_requests'] <= 2 * delta['edits'] + 20)}); "
+            f"failed checks {delta['failed_checks'] or 'none'}; steps: {steps(delta)}")
+    errors = {name: line["errors"] for name, line in by.items() if line.get("errors")}
+    return out + ([f"errors: {json.dumps(errors)}"] if errors else [])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--contacts", type=int, default=100_000)
-    parser.add_argument("--delta", type=int, default=100, help="AFAS edits in the delta window")
+    parser.add_argument("--deltas", type=int, nargs="+", default=[100],
+                        help=f"AFAS edits per delta run (at most {len(DELTA_WINDOWS)})")
     parser.add_argument("--repeats", type=int, default=1, help="bare script: best of N (the machine is shared)")
     parser.add_argument("--worker", choices=("pipeline", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -303,16 +321,18 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == "pipeline":
-        print(json.dumps(worker_pipeline(args.url, args.delta)))
+        print(json.dumps(worker_pipeline(args.url, args.deltas)))
         return
     if args.worker == "bare":
         print(json.dumps(worker_bare(args.url, args.n, args.concurrency)))
         return
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if len(args.deltas) > len(DELTA_WINDOWS):
+        parser.error(f"at most {len(DELTA_WINDOWS)} delta sizes")
     print(f"machine: {os.cpu_count()} cores; load average {Path('/proc/loadavg').read_text().split()[:3]}; "
-          f"{args.contacts} contacts; delta {args.delta}", flush=True)
-    lines = bench(args.contacts, args.delta, args.repeats)
+          f"{args.contacts} contacts; deltas {args.deltas}", flush=True)
+    lines = bench(args.contacts, args.deltas, args.repeats)
     for line in lines:
         print(json.dumps(line))
     for text in summary(lines):

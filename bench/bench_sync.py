@@ -10,7 +10,7 @@ server has its own core, and measures in fresh worker processes:
 - full: the job `afas_full_job` executed in-process (in-process executor, ephemeral instance) with
   fresh sync state and storage against a reset Spotler account: wall time, AFAS and Spotler requests
   (the sandboxes' /stats), Spotler write batches and contacts sent, peak memory growth of the run
-  (VmHWM reset before it). The worker first runs the delta job on an empty window with throwaway
+  (VmHWM reset before it), CPU seconds of the worker and of the sandbox (measure.py). The worker first runs the delta job on an empty window with throwaway
   state and storage: that loads Dagster's execution machinery and the code, as a code server that has
   run before would have; its time is printed as the warm-up run;
 - rerun: the same full partition again (C3: goal zero Spotler writes);
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime as dt
 import json
 import os
 import subprocess
@@ -37,7 +38,8 @@ import time
 from pathlib import Path
 
 import httpx
-from sandbox_process import sandbox_process  # bench/ is on the path when a benchmark runs
+from measure import cpu_now, cpu_since, reset_peak, status_mb  # bench/ is on the path when a benchmark runs
+from sandbox_process import sandbox_process
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_PARTITION = "2026-11-22-06:00"
@@ -71,22 +73,6 @@ def bare_afas_read(url: str) -> dict[str, list[dict]]:
                     break
             rows[connector] = got
     return rows
-
-
-# --- process measurements (as in bench_extract) ----------------------------------------------------
-
-
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _reset_peak() -> None:
-    # Linux: writing 5 to clear_refs resets the peak RSS (VmHWM) of this process.
-    Path("/proc/self/clear_refs").write_text("5")
 
 
 # --- sandbox stats ------------------------------------------------------------------------------
@@ -148,15 +134,24 @@ def _step_seconds(result) -> dict[str, float]:
             if e.event_type == dg.DagsterEventType.STEP_SUCCESS}
 
 
+def _error_text(error) -> str:
+    """A step's error with its causes (Dagster wraps the exception the step raised in one of its own)."""
+    parts = []
+    while error is not None:
+        parts.append(error.message.strip())
+        error = error.cause
+    return " <- ".join(parts)[:1000]
+
+
 def _run(defs, job_name: str, partition: str, url: str, profile: str | None = None) -> dict:
     import dagster as dg
 
     job = defs.resolve_job_def(job_name)
     instance = dg.DagsterInstance.ephemeral()
     _reset_stats(url)
-    _reset_peak()
-    before = _status_mb("VmRSS")
-    cpu_before = time.process_time()
+    reset_peak()
+    before = status_mb("VmRSS")
+    cpu_before = cpu_now()
     profiler = None
     if profile:
         import cProfile
@@ -171,8 +166,8 @@ def _run(defs, job_name: str, partition: str, url: str, profile: str | None = No
     if profiler:
         profiler.disable()
         profiler.dump_stats(profile)
-    cpu = time.process_time() - cpu_before
-    peak = _status_mb("VmHWM")
+    cpu = cpu_since(cpu_before)
+    peak = status_mb("VmHWM")
     stats = _stats(url)
     metadata = {}
     for event in result.get_asset_materialization_events():
@@ -182,10 +177,10 @@ def _run(defs, job_name: str, partition: str, url: str, profile: str | None = No
         }
     failed_checks = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in result.get_asset_check_evaluations()
                      if not c.passed]
-    errors = [e.step_failure_data.error.message.strip()[:500] for e in result.all_events
+    errors = [_error_text(e.step_failure_data.error) for e in result.all_events
               if e.is_step_failure and e.step_failure_data]
     return {"job": job_name, "partition": partition, "success": result.success, "wall_s": wall,
-            "cpu_s": cpu, "peak_rss_mb": peak, "peak_growth_mb": peak - before, "steps_s": _step_seconds(result), "metadata": metadata,
+            **cpu, "peak_rss_mb": peak, "peak_growth_mb": peak - before, "steps_s": _step_seconds(result), "metadata": metadata,
             "failed_checks": failed_checks, "errors": errors, **_request_counts(stats)}
 
 
@@ -213,8 +208,6 @@ def _sync_figures(run: dict, suffix: str) -> dict:
 def _edit_members(url: str, storage: str, count: int, window: str, label: str,
                   audience_asset: str = "spotler_audience") -> list[str]:
     """Edit `count` audience members, spread over the audience, inside the 15-minute `window`."""
-    import datetime as dt
-
     import pandas as pd
 
     audience = pd.read_parquet(Path(storage) / audience_asset / f"{FULL_PARTITION}.parquet",
@@ -222,15 +215,20 @@ def _edit_members(url: str, storage: str, count: int, window: str, label: str,
     members = sorted(audience.loc[audience["excluded_by"].isna(), "external_id"].astype(str), key=int)
     step = max(len(members) // count, 1)
     chosen = members[::step][:count]
-    start = dt.datetime.strptime(window, "%Y-%m-%d-%H:%M").replace(tzinfo=dt.timezone.utc)
     with httpx.Client(base_url=f"{url}/afas/_admin", timeout=30) as admin:
         for i, external_id in enumerate(chosen):
-            at = start + dt.timedelta(minutes=1, milliseconds=500 * i)  # 1000 edits fit in 8.5 minutes
             admin.post("/edit", json={"table": "contacts", "key": int(external_id),
                                       "fields": {"Function": f"Bench {label} {i}"},
-                                      "at": at.isoformat(timespec="milliseconds").replace("+00:00", "Z")},
-                       ).raise_for_status()
+                                      "at": edit_at(window, i, len(chosen))}).raise_for_status()
     return chosen
+
+
+def edit_at(window: str, i: int, count: int) -> str:
+    """When the i-th of `count` edits happens: from a minute into the 15-minute `window`, 0.5 s apart, closer
+    together when that would not fit in 13 minutes (more than 1,560 edits)."""
+    start = dt.datetime.strptime(window, "%Y-%m-%d-%H:%M").replace(tzinfo=dt.timezone.utc)
+    at = start + dt.timedelta(minutes=1) + min(dt.timedelta(milliseconds=500), dt.timedelta(minutes=13) / count) * i
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def worker_pipeline(url: str, deltas: list[int], profile_dir: str | None, full_only: bool = False) -> dict:
@@ -291,9 +289,9 @@ def worker_bare(url: str, contacts: int, batch_size: int, concurrency: int) -> d
 
     httpx.post(f"{url}/spotler/_admin/reset", timeout=60).raise_for_status()
     _reset_stats(url)
-    _reset_peak()
-    before = _status_mb("VmRSS")
-    cpu_before = time.process_time()
+    reset_peak()
+    before = status_mb("VmRSS")
+    cpu_before = cpu_now()
     started = time.perf_counter()
 
     rows = bare_afas_read(url)
@@ -332,9 +330,9 @@ def worker_bare(url: str, contacts: int, batch_size: int, concurrency: int) -> d
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             ok = sum(pool.map(post, batches))
     wall = time.perf_counter() - started
-    cpu = time.process_time() - cpu_before
-    peak = _status_mb("VmHWM")
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak, "peak_growth_mb": peak - before, "read_s": read_s, "join_s": join_s, "write_s": wall - read_s - join_s,
+    cpu = cpu_since(cpu_before)
+    peak = status_mb("VmHWM")
+    return {"wall_s": wall, **cpu, "peak_rss_mb": peak, "peak_growth_mb": peak - before, "read_s": read_s, "join_s": join_s, "write_s": wall - read_s - join_s,
             "members": members, "contacts_sent": len(documents), "ok": ok, "write_batches": len(batches),
             **_request_counts(_stats(url))}
 
@@ -379,8 +377,8 @@ def bench(contacts: int, deltas: list[int], profile_dir: str | None, repeats: in
     lines.append({"measurement": "ratio", "pipeline_s": round(full["wall_s"], 2), "bare_s": round(bare["wall_s"], 2),
                   "ratio_pipeline_to_bare": round(full["wall_s"] / bare["wall_s"], 2),
                   "same_batches": _sync_figures(full, "")["write_batches"] == bare["write_batches"],
-                  "pipeline_cpu_s": round(full["cpu_s"], 2), "bare_cpu_s": round(bare["cpu_s"], 2),
-                  "cpu_ratio": round(full["cpu_s"] / bare["cpu_s"], 2)})
+                  "pipeline_cpu_s": full["cpu_worker_s"], "bare_cpu_s": bare["cpu_worker_s"],
+                  "cpu_ratio": round(full["cpu_worker_s"] / bare["cpu_worker_s"], 2)})
     if full_only:
         return lines
     lines.append({"measurement": "rerun", **_slim(pipeline["rerun"]), **_sync_figures(pipeline["rerun"], "")})
@@ -398,7 +396,8 @@ def summary(lines: list[dict]) -> list[str]:
         f"(after a warm-up run on an empty delta window, {full['warmup_run_s']}s), success={full['success']}; "
         f"AFAS {full['afas_requests']} requests, Spotler {full['spotler_requests']} requests "
         f"({full['spotler_write_requests']} writes = {full['write_batches']} batches of {full['contacts_sent']} contacts, "
-        f"{full['spotler_read_requests']} reads); peak memory growth {full['peak_growth_mb']} MB",
+        f"{full['spotler_read_requests']} reads); peak memory growth {full['peak_growth_mb']} MB; CPU of the sandbox "
+        f"{full['cpu_sandbox_s']}s",
         f"  steps: {', '.join(f'{k} {v}s' for k, v in sorted(full['steps_s'].items(), key=lambda kv: -kv[1]))}",
         f"bare script (best of its runs): {bare['wall_s']}s (read {bare['read_s']}s, join {bare['join_s']}s, write {bare['write_s']}s); "
         f"AFAS {bare['afas_requests']} requests, Spotler {bare['spotler_requests']} requests "

@@ -1,7 +1,7 @@
 """Xelion benchmark: AFAS -> Xelion's address book through Dagster versus a bare script making the same POSTs; then
 a delta, and Xelion's calls -> AFAS dossier items with their recordings.
 
-    python bench/bench_xelion.py [--contacts 107000] [--delta 100] [--calls 1000] [--repeats 1]
+    python bench/bench_xelion.py [--contacts 107000] [--deltas 100 1000] [--calls 1000] [--repeats 1]
     python bench/bench_xelion.py --contacts 3000 --calls 50        # a quick smoke run (about 30 s)
 
 Xelion only: the jobs are built over the afas_* assets and xelion_address_book(_delta) + xelion_phone_index (the
@@ -18,8 +18,8 @@ and measures in fresh worker processes:
   delta job on an empty window with throwaway state and storage (printed as the warm-up run). With --repeats N
   the full job runs N times, each with fresh state and storage against a reset tenant: best of N;
 - rerun: the same full partition again on the same state: goal zero Xelion writes (POST or PUT);
-- delta: --delta AFAS persons (spread over the persons) get a new FirstName through the AFAS admin `/edit`
-  inside the 15-minute window DELTA_WINDOW, then `afas_delta_job` (afas_*_changes, xelion_address_book_delta,
+- deltas: for each size D in --deltas (default 100), D AFAS persons (spread over the persons) get a new FirstName
+  through the AFAS admin `/edit` inside one 15-minute window (bench_sync's DELTA_WINDOWS), then `afas_delta_job` (afas_*_changes, xelion_address_book_delta,
   xelion_phone_index) for that window: Xelion requests per route (goal: in proportion to the edits, not to the
   address book: at most 2 per edit, a GET and a PUT, plus the session's login and logout);
 - call reports: --calls answered calls placed through the Xelion admin `POST /calls`, each with a note and a
@@ -28,7 +28,8 @@ and measures in fresh worker processes:
   (CALLS_WINDOW): wall time, reports per second, AFAS requests (KnSubject POSTs), Xelion requests (the
   communications feed and one audio GET per call), and the MP3 bytes attached: the decoded FileStream of every
   attachment AFAS then holds (read back through the AFAS admin API after the run, not timed), next to the
-  bytes of the recordings Xelion served. Then the same window again: goal zero new dossier items;
+  bytes of the recordings Xelion served. Then the same window again: goal zero new dossier items (--calls 0
+  leaves the call reports out);
 - bare: in a fresh process against a reset Xelion tenant, an httpx script: Xelion login (a userSpace of its own),
   Sync_Organisations, Sync_Persons and Sync_Contacts paged from AFAS (bench_sync's `bare_afas_read`), the same
   documents built minimally (numbers in E.164 with `phonenumbers`, so the server does the same work), the
@@ -58,15 +59,16 @@ from pathlib import Path
 import httpx
 from bench_mailchimp import _warm_afas  # bench/ is on the path when a benchmark runs
 from bench_sync import (
+    DELTA_WINDOWS,
     FULL_PARTITION,
     WARMUP_PARTITION,
     _defs,
-    _reset_peak,
     _run,
     _slim,
-    _status_mb,
     bare_afas_read,
+    edit_at,
 )
+from measure import cpu_now, cpu_since, load_1m, reset_peak, status_mb
 from sandbox_process import sandbox_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +76,6 @@ ROOT = Path(__file__).resolve().parents[1]
 XELION_ASSETS = ("afas_", "xelion_address_book", "xelion_phone_index")
 CALL_REPORTS = "xelion_call_reports"
 CALLS_JOB = "xelion_call_reports_job"
-DELTA_WINDOW = "2026-11-16-10:00"
 #: The window the call reports are materialised for: after the full sync and the delta (the asset reads Xelion's
 #: communications feed by cursor; the window only names the run).
 CALLS_WINDOW = "2026-11-22-06:15"
@@ -104,43 +105,14 @@ def _xl_stats(url: str) -> dict:
             "xelion_faults": {k: v for k, v in stats.get("faults", {}).items() if v}}
 
 
-#: The sandbox's process id, given to the workers: its CPU time is read from /proc around each measurement.
-_SERVER_PID: int | None = None
-
-
-def _cpu() -> tuple[float, float]:
-    """CPU seconds (user + system) so far of this process and of the sandbox's: less sensitive than wall time to
-    what else the shared machine runs."""
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    server = 0.0
-    if _SERVER_PID:
-        fields = Path(f"/proc/{_SERVER_PID}/stat").read_text().rsplit(")", 1)[1].split()
-        server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return usage.ru_utime + usage.ru_stime, server
-
-
-def _cpu_since(before: tuple[float, float]) -> dict:
-    after = _cpu()
-    return {"cpu_worker_s": round(after[0] - before[0], 1), "cpu_sandbox_s": round(after[1] - before[1], 1)}
-
-
-def _load() -> float:
-    """The 1-minute load average: above ~2 (the sandbox and the measured process) something else ran too."""
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
 def _run_xl(defs, job: str, partition: str, url: str) -> dict:
     """bench_sync's `_run` (AFAS stats, metadata, steps, memory) plus the Xelion sandbox's stats and state."""
     httpx.post(f"{_xl(url)}/stats/reset", timeout=30).raise_for_status()
-    before = _cpu()
     run = _run(defs, job, partition, url)
-    run.update(_cpu_since(before))
     run.update(_xl_stats(url))
     state = _xl_state(url)
     run["xelion_state"] = {k: state[k] for k in ("Person", "Organisation", "UnknownAddressable", "communications")}
-    run["load_avg_1m_after"] = _load()
+    run["load_avg_1m_after"] = load_1m()
     for key in ("spotler_requests", "spotler_write_requests", "spotler_read_requests", "spotler_by_route",
                 "spotler_peak_concurrency"):
         run.pop(key, None)
@@ -176,20 +148,15 @@ def _calls_defs(url: str, state: str, storage: str):
 def _edit_persons(url: str, storage: str, count: int, window: str) -> list[str]:
     """Give `count` AFAS persons, spread over all of them, a new FirstName inside the 15-minute `window` (as
     bench_sync's `_edit_members` edits contacts)."""
-    import datetime as dt
-
     import pandas as pd
 
     persons = pd.read_parquet(Path(storage) / "afas_persons" / f"{FULL_PARTITION}.parquet", columns=["PersonId"])
     ids = sorted(persons["PersonId"].astype(str), key=int)
     chosen = ids[:: max(len(ids) // count, 1)][:count]
-    start = dt.datetime.strptime(window, "%Y-%m-%d-%H:%M").replace(tzinfo=dt.UTC)
     with httpx.Client(base_url=f"{url}/afas/_admin", timeout=30) as admin:
         for i, person in enumerate(chosen):
-            at = start + dt.timedelta(minutes=1, milliseconds=500 * i)  # 1000 edits fit in 8.5 minutes
             admin.post("/edit", json={"table": "persons", "key": person, "fields": {"FirstName": f"Bench{i}"},
-                                      "at": at.isoformat(timespec="milliseconds").replace("+00:00", "Z")},
-                       ).raise_for_status()
+                                      "at": edit_at(window, i, len(chosen))}).raise_for_status()
     return chosen
 
 
@@ -272,7 +239,7 @@ def _reports(run: dict) -> dict:
             "audio_requests": run["xelion_by_route"].get("GET communications/{oid}/audio", 0)}
 
 
-def worker_pipeline(url: str, delta: int, calls: int, repeats: int) -> dict:
+def worker_pipeline(url: str, deltas: list[int], calls: int, repeats: int) -> dict:
     import logging
     import shutil
     import warnings
@@ -302,12 +269,17 @@ def worker_pipeline(url: str, delta: int, calls: int, repeats: int) -> dict:
     out["full"]["runs_wall_s"] = [round(r["wall_s"], 1) for r in fulls]
     out["rerun"] = _run_xl(defs, "afas_full_job", FULL_PARTITION, url)
 
-    started = time.perf_counter()
-    _edit_persons(url, storage, delta, DELTA_WINDOW)
-    edit_s = time.perf_counter() - started
-    run = _run_xl(defs, "afas_delta_job", DELTA_WINDOW, url)
-    run["edits"], run["edit_s"] = delta, edit_s
-    out["delta"] = run
+    out["deltas"] = []
+    for size, window in zip(deltas, DELTA_WINDOWS):
+        started = time.perf_counter()
+        _edit_persons(url, storage, size, window)
+        edit_s = time.perf_counter() - started
+        run = _run_xl(defs, "afas_delta_job", window, url)
+        run["edits"], run["edit_s"] = size, edit_s
+        out["deltas"].append(run)
+    if not calls:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return out
 
     placed = _place_calls(url, storage, calls)
     calls_defs = _calls_defs(url, state, storage)
@@ -405,9 +377,9 @@ def worker_bare(url: str, concurrency: int) -> dict:
     _xl_reset(url)
     httpx.post(f"{_xl(url)}/stats/reset", timeout=30).raise_for_status()
     httpx.post(f"{url}/afas/_admin/stats/reset", timeout=30).raise_for_status()
-    _reset_peak()
-    before = _status_mb("VmRSS")
-    cpu = _cpu()
+    reset_peak()
+    before = status_mb("VmRSS")
+    cpu = cpu_now()
     started = time.perf_counter()
 
     rows = bare_afas_read(url)
@@ -441,8 +413,8 @@ def worker_bare(url: str, concurrency: int) -> dict:
                 for document, jobs in persons)))
         xelion.post("me/logout", headers=headers)
     wall = time.perf_counter() - started
-    spent = _cpu_since(cpu)
-    growth = _status_mb("VmHWM") - before
+    spent = cpu_since(cpu)
+    peak = status_mb("VmHWM")
     ok = sum(1 for oid in oids.values() if oid) + sum(1 for oid in made_persons if oid)
     afas_total = httpx.get(f"{url}/afas/_admin/stats", timeout=30).json()["total"]
     state = _xl_state(url)
@@ -450,7 +422,8 @@ def worker_bare(url: str, concurrency: int) -> dict:
                   for d in [*(d for _, d in organisations), *(d for d, _ in persons)])
     return {"wall_s": wall, "read_s": read_s, "join_s": join_s, "write_s": wall - read_s - join_s,
             "organisations": len(organisations), "persons": len(persons), "created": ok, "retries_429": retries,
-            "numbers_sent": numbers, "peak_growth_mb": growth, **spent, "load_avg_1m_after": _load(), "afas_requests": afas_total, **_xl_stats(url),
+            "numbers_sent": numbers, "peak_rss_mb": peak, "peak_growth_mb": peak - before, **spent,
+            "load_avg_1m_after": load_1m(), "afas_requests": afas_total, **_xl_stats(url),
             "xelion_state": {k: state[k] for k in ("Person", "Organisation")}}
 
 
@@ -469,26 +442,24 @@ def _steps(run: dict, top: int = 6) -> str:
     return ", ".join(f"{k} {v}s" for k, v in sorted(run["steps_s"].items(), key=lambda kv: -kv[1])[:top])
 
 
-def bench(contacts: int, delta: int, calls: int, repeats: int) -> list[dict]:
+def bench(contacts: int, deltas: list[int], calls: int, repeats: int) -> list[dict]:
     from afas_pipeline.xelion.client import XelionClient
 
     concurrency = XelionClient.model_fields["max_concurrency"].default
     with sandbox_process(contacts) as sandbox:
         url = sandbox.url
         _warm_afas(url)
-        server = ("--server-pid", str(sandbox.pid))
-        pipeline = _run_worker("pipeline", "--url", url, "--delta", str(delta), "--calls", str(calls),
-                               "--repeats", str(repeats), *server)
-        bares = [_run_worker("bare", "--url", url, "--concurrency", str(concurrency), *server) for _ in range(repeats)]
+        pipeline = _run_worker("pipeline", "--url", url, "--deltas", *map(str, deltas), "--calls", str(calls),
+                               "--repeats", str(repeats))
+        bares = [_run_worker("bare", "--url", url, "--concurrency", str(concurrency)) for _ in range(repeats)]
         bare = min(bares, key=lambda r: r["wall_s"])
         bare["runs_wall_s"] = [round(r["wall_s"], 1) for r in bares]
         server_rss = sandbox.rss_mb()
 
     common = {"contacts": contacts, "sandbox_ready_s": round(sandbox.ready_s, 1), "sandbox_rss_mb": round(server_rss)}
-    full, rerun, run_delta = pipeline["full"], pipeline["rerun"], pipeline["delta"]
-    calls_run, calls_rerun = pipeline["calls"], pipeline["calls_rerun"]
+    full, rerun = pipeline["full"], pipeline["rerun"]
     posts = "POST addressables"
-    return [
+    lines = [
         {"measurement": "full", **common, "warmup_run_s": round(pipeline["warmup"]["wall_s"], 2), **_slim(full),
          **_book(full, "")},
         {"measurement": "bare", **common, "concurrency": concurrency, **_slim(bare)},
@@ -499,18 +470,19 @@ def bench(contacts: int, delta: int, calls: int, repeats: int) -> list[dict]:
          "same_addressables": full["xelion_state"]["Person"] == bare["xelion_state"]["Person"]
          and full["xelion_state"]["Organisation"] == bare["xelion_state"]["Organisation"]},
         {"measurement": "rerun", **_slim(rerun), **_book(rerun, "")},
-        {"measurement": f"delta_{delta}", **_slim(run_delta), **_book(run_delta, "_delta")},
-        {"measurement": f"calls_{calls}", **_slim(calls_run), **_reports(calls_run)},
-        {"measurement": "calls_rerun", **_slim(calls_rerun), **_reports(calls_rerun)},
-    ]
+    ] + [{"measurement": f"delta_{run['edits']}", **_slim(run), **_book(run, "_delta")} for run in pipeline["deltas"]]
+    if calls:
+        lines += [{"measurement": f"calls_{calls}", **_slim(pipeline["calls"]), **_reports(pipeline["calls"])},
+                  {"measurement": "calls_rerun", **_slim(pipeline["calls_rerun"]), **_reports(pipeline["calls_rerun"])}]
+    return lines
 
 
 def summary(lines: list[dict]) -> list[str]:
     by = {line["measurement"]: line for line in lines}
     full, bare, ratio, rerun = by["full"], by["bare"], by["ratio"], by["rerun"]
-    delta = next(line for name, line in by.items() if name.startswith("delta_"))
-    calls = next(line for name, line in by.items() if name.startswith("calls_") and name != "calls_rerun")
-    again = by["calls_rerun"]
+    deltas = [line for name, line in by.items() if name.startswith("delta_")]
+    calls = next((line for name, line in by.items() if name.startswith("calls_") and name != "calls_rerun"), None)
+    again = by.get("calls_rerun")
     ok = lambda cond: "OK" if cond else "MISSED"
     routes = lambda line: ", ".join(f"{k} {v}" for k, v in sorted(line["xelion_by_route"].items()))
     mb = lambda n: f"{n / 1e6:.1f} MB"
@@ -538,24 +510,29 @@ def summary(lines: list[dict]) -> list[str]:
         (f"rerun of {FULL_PARTITION}: {rerun['wall_s']}s; unchanged {rerun['unchanged']}; Xelion {rerun['xelion_writes']} "
          f"writes, {rerun['xelion_requests']} requests (goal zero writes: {ok(rerun['xelion_writes'] == 0)}); "
          f"steps: {_steps(rerun, 4)}"),
+    ] + [
         (f"delta of {delta['edits']} AFAS person edits in {delta['partition']}: {delta['wall_s']}s, success="
          f"{delta['success']}; updated {delta['updated']}, unchanged {delta['unchanged']}; AFAS {delta['afas_requests']} "
          f"requests ({delta['afas_lookups']} lookups); Xelion {delta['xelion_requests']} requests ({routes(delta)}) "
          f"(goal: in proportion to {delta['edits']} edits, not to the book: "
-         f"{ok(delta['xelion_requests'] <= 2 * delta['edits'] + 10)}); steps: {_steps(delta, 4)}"),
-        (f"call reports: {calls['calls_placed']} calls placed (recordings 60-300 s, {mb(calls['recording_bytes_placed'])} "
-         f"of MP3) in {calls['place_s']}s, not timed; xelion_call_reports for {calls['partition']}: {calls['wall_s']}s, "
-         f"success={calls['success']}; {calls['reports_made']} reports ({calls['reports_per_s']}/s), outcomes "
-         f"{calls['outcomes']}; AFAS {calls['knsubject_posts']} KnSubject POSTs of {calls['afas_requests']} "
-         f"requests; Xelion {calls['xelion_requests']} requests ({routes(calls)}); AFAS holds {calls['afas_subjects']} "
-         f"dossier items with {calls['afas_attachments']} attachments, {mb(calls['mp3_bytes_attached'])} of MP3 "
-         f"(FileStream decoded; the same as Xelion's recordings: "
-         f"{calls['mp3_bytes_attached'] == calls['recording_bytes_placed']}); peak memory growth "
-         f"{calls['peak_growth_mb']} MB"),
-        (f"rerun of the call reports: {again['wall_s']}s; {again['reports_made']} new items, {again['knsubject_posts']} "
-         f"KnSubject POSTs, outcomes {again['outcomes']} (goal zero new items: "
-         f"{ok(again['reports_made'] == 0 and again['knsubject_posts'] == 0)})"),
+         f"{ok(delta['xelion_requests'] <= 2 * delta['edits'] + 10)}); steps: {_steps(delta, 4)}")
+        for delta in deltas
     ]
+    if calls and again:
+        out += [
+            (f"call reports: {calls['calls_placed']} calls placed (recordings 60-300 s, {mb(calls['recording_bytes_placed'])} "
+             f"of MP3) in {calls['place_s']}s, not timed; xelion_call_reports for {calls['partition']}: {calls['wall_s']}s, "
+             f"success={calls['success']}; {calls['reports_made']} reports ({calls['reports_per_s']}/s), outcomes "
+             f"{calls['outcomes']}; AFAS {calls['knsubject_posts']} KnSubject POSTs of {calls['afas_requests']} "
+             f"requests; Xelion {calls['xelion_requests']} requests ({routes(calls)}); AFAS holds {calls['afas_subjects']} "
+             f"dossier items with {calls['afas_attachments']} attachments, {mb(calls['mp3_bytes_attached'])} of MP3 "
+             f"(FileStream decoded; the same as Xelion's recordings: "
+             f"{calls['mp3_bytes_attached'] == calls['recording_bytes_placed']}); peak memory growth "
+             f"{calls['peak_growth_mb']} MB"),
+            (f"rerun of the call reports: {again['wall_s']}s; {again['reports_made']} new items, {again['knsubject_posts']} "
+             f"KnSubject POSTs, outcomes {again['outcomes']} (goal zero new items: "
+             f"{ok(again['reports_made'] == 0 and again['knsubject_posts'] == 0)})"),
+        ]
     errors = {name: line["errors"] for name, line in by.items() if line.get("errors")}
     failed = {name: line["failed_checks"] for name, line in by.items() if line.get("failed_checks")}
     return out + ([f"errors: {json.dumps(errors)}"] if errors else []) + (
@@ -565,28 +542,28 @@ def summary(lines: list[dict]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--contacts", type=int, default=107_000, help="AFAS contacts (107000: ~100,000 persons)")
-    parser.add_argument("--delta", type=int, default=100, help="AFAS person edits in the delta window")
-    parser.add_argument("--calls", type=int, default=1000, help="Xelion calls to report to AFAS")
+    parser.add_argument("--deltas", type=int, nargs="+", default=[100],
+                        help=f"AFAS person edits per delta run (at most {len(DELTA_WINDOWS)})")
+    parser.add_argument("--calls", type=int, default=1000, help="Xelion calls to report to AFAS (0: none)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="full job and bare script: best of N each (the machine is shared)")
     parser.add_argument("--worker", choices=("pipeline", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    global _SERVER_PID
-    _SERVER_PID = args.server_pid
     if args.worker == "pipeline":
-        print(json.dumps(worker_pipeline(args.url, args.delta, args.calls, args.repeats)))
+        print(json.dumps(worker_pipeline(args.url, args.deltas, args.calls, args.repeats)))
         return
     if args.worker == "bare":
         print(json.dumps(worker_bare(args.url, args.concurrency)))
         return
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if len(args.deltas) > len(DELTA_WINDOWS):
+        parser.error(f"at most {len(DELTA_WINDOWS)} delta sizes")
     print(f"machine: {os.cpu_count()} cores; load average {Path('/proc/loadavg').read_text().split()[:3]}; "
-          f"{args.contacts} contacts; delta {args.delta}; calls {args.calls}", flush=True)
-    lines = bench(args.contacts, args.delta, args.calls, args.repeats)
+          f"{args.contacts} contacts; deltas {args.deltas}; calls {args.calls}", flush=True)
+    lines = bench(args.contacts, args.deltas, args.calls, args.repeats)
     for line in lines:
         print(json.dumps(line))
     for text in summary(lines):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from measure import SANDBOX_PID_ENV, status_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,13 +25,14 @@ class SandboxProcess:
     ready_s: float
 
     def rss_mb(self) -> float:
-        return int(Path(f"/proc/{self.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+        return status_mb("VmRSS", self.pid)
 
 
 @contextmanager
 def sandbox_process(contacts: int, root: Path = ROOT) -> Iterator[SandboxProcess]:
     """Start `afas-pipeline sandbox` (of the checkout at `root`) on a free port; yield once it answers; stop it
-    afterwards."""
+    afterwards. While it runs, its pid is in the environment (measure.SANDBOX_PID_ENV) of the processes started
+    from here: the workers read its CPU time from it."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -50,7 +52,9 @@ def sandbox_process(contacts: int, root: Path = ROOT) -> Iterator[SandboxProcess
             if process.poll() is not None:
                 raise SystemExit(f"sandbox exited with {process.returncode}")
             time.sleep(0.5)
+        os.environ[SANDBOX_PID_ENV] = str(process.pid)
         yield SandboxProcess(url=url, pid=process.pid, ready_s=time.perf_counter() - started)
     finally:
+        os.environ.pop(SANDBOX_PID_ENV, None)
         process.terminate()
         process.wait(timeout=30)
