@@ -19,6 +19,8 @@ from afas_pipeline.sync.state import SyncState
 CONSENT_REASON = "consent:"
 #: Records per chunk of documents handed to the destination's client (it batches and parallelises them).
 SEND_CHUNK = 5000
+#: Records per part of the plan not sent (unchanged, skipped) whose state rows are brought up to date at once.
+UNSENT_CHUNK = 20000
 
 
 def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, writer: "StateWriter") -> dict:
@@ -75,8 +77,7 @@ class StateWriter:
         self.state, self.destination, self.plan, self.two_way = state, destination, plan, two_way
         self.name, self.keys = destination.name, destination.permission_keys
         self.quarantine_after = quarantine_after
-        self.previous = {str(r["external_id"]): r
-                         for r in state.records(self.name, plan["external_id"]).to_dict("records")}
+        self._previous: dict[str, dict] = {}  # the state rows of the chunk at hand (`_previous_of`)
         self.feed_mark = state.watermark(self.name, "contact_updates")
         self.outcome: dict = {}
         self.resubscriptions = 0
@@ -85,23 +86,36 @@ class StateWriter:
         self._reactivate: dict[str, str] = {}
         self._lock = threading.Lock()
 
+    def _previous_of(self, external_ids) -> dict[str, dict]:
+        """The state rows of these records as saved before this sync wrote them: read per chunk, not for the whole
+        plan at once, so the memory they take follows the chunk, not the audience. The chunks of a plan hold
+        different records (C2), and the run lock keeps other runs out, so reading them late changes nothing."""
+        ids = [str(i) for i in external_ids]
+        if not set(ids) <= self._previous.keys():
+            self._previous = {str(r["external_id"]): r for r in self.state.records(self.name, ids).to_dict("records")}
+        return self._previous
+
     def destination_keys(self, external_ids) -> dict[str, str | None]:
         """The destination's own key of each record as last saved (None: not known, or not used)."""
-        keys = {}
+        previous, keys = self._previous_of(external_ids), {}
         for i in external_ids:
-            key = (self.previous.get(str(i)) or {}).get("destination_key")
+            key = (previous.get(str(i)) or {}).get("destination_key")
             keys[str(i)] = None if key is None or pd.isna(key) else str(key)
         return keys
 
     def save_unsent(self) -> None:
         unsent = self.plan[~self.plan["action"].isin(["create", "update"])]
-        rows = _state_rows(_state_columns(unsent, self.keys, self.two_way), self.previous, accepted=False)
-        self.state.save_records(self.name, list(rows.values()))
+        for start in range(0, len(unsent), UNSENT_CHUNK):
+            part = unsent.iloc[start:start + UNSENT_CHUNK]
+            previous = self._previous_of(part["external_id"])
+            rows = _state_rows(_state_columns(part, self.keys, self.two_way), previous, accepted=False)
+            self.state.save_records(self.name, list(rows.values()))
 
     def begin(self, chunk: pd.DataFrame) -> int:
         columns = _state_columns(chunk, self.keys, self.two_way)
-        accepted = _state_rows(columns, self.previous, accepted=True)
-        refused = _state_rows(columns, self.previous, accepted=False)
+        previous = self._previous_of(chunk["external_id"])
+        accepted = _state_rows(columns, previous, accepted=True)
+        refused = _state_rows(columns, previous, accepted=False)
         reactivate = chunk[chunk["reactivate"].astype(bool)]
         with self._lock:
             self._accepted.update(accepted)
