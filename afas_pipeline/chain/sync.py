@@ -237,11 +237,10 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
             plan, held = hold_late_optouts(plan, state.optouts(d, _members_of(cadence, plan)), keys)
             writer = StateWriter(state, destination, plan, two_way, config.quarantine_after)
             members = audience[audience["excluded_by"].isna()].drop(columns=["content_hash", "email_hash"])
-            rows = plan[plan["action"].isin(["create", "update"])].merge(
-                members, on="external_id", how="left", suffixes=("", "_member"))
             writer.save_unsent()
             try:
-                outcome = send_in_chunks(destination, client, rows, writer)
+                outcome = send_in_chunks(destination, client, plan[plan["action"].isin(["create", "update"])],
+                                         members, writer)
             finally:
                 resubscriptions = writer.resubscriptions
             results = results_frame(plan, outcome, dry_run=False)

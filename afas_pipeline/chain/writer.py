@@ -23,9 +23,12 @@ SEND_CHUNK = 5000
 UNSENT_CHUNK = 20000
 
 
-def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, writer: "StateWriter") -> dict:
-    """Send the documents of `rows` and save each batch's outcome in the sync state as soon as the destination
-    answered it (a run killed later re-sends nothing that was acknowledged). Each chunk is recorded as in
+def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, members: pd.DataFrame,
+                   writer: "StateWriter") -> dict:
+    """Send the documents of `rows` (plan rows to send), each joined with its member of `members` (the audience's,
+    by external id) chunk by chunk, so the joined rows take the memory of a chunk, not of the audience. Save each
+    batch's outcome in the sync state as soon as the destination answered it (a run killed later re-sends
+    nothing that was acknowledged). Each chunk is recorded as in
     flight before it is sent (see `StateWriter`). The next chunk is built and recorded while the previous one
     is on its way. A document that would re-subscribe a record the destination already has is never sent (MC3): it is
     counted in `writer.resubscriptions`. Returns the destination's result per id; raises the destination's
@@ -36,11 +39,16 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, wr
         destination.write(client, documents, writer.save_batch)
         writer.end(entry)
 
+    member_at = pd.Index(members["external_id"])
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{destination.name}-send") as sender:
         sending = None
         try:
             for start in range(0, len(rows), SEND_CHUNK):
                 chunk = rows.iloc[start : start + SEND_CHUNK]
+                found = member_at.get_indexer(chunk["external_id"])
+                chunk = chunk.merge(members.iloc[found[found >= 0]], on="external_id", how="left",
+                                    suffixes=("", "_member"))
                 documents = destination.documents(chunk, writer.destination_keys(chunk["external_id"]))
                 stopped = destination.resubscriptions(documents, chunk["action"].tolist())
                 if stopped:
