@@ -156,13 +156,16 @@ def build_snapshot_assets(sources: Mapping[Entity, AfasSource]) -> dg.AssetsDefi
     )
     @retry_transient_failures
     def afas_snapshots(context: dg.AssetExecutionContext, afas: AfasClient):
-        chosen = {name: entities[name] for name in entities if dg.AssetKey(name) in context.selected_asset_keys}
+        assets_chosen, checks_chosen = context.selected_asset_keys, context.selected_asset_check_keys
+        # A check run on its own (the UI's "Execute" of one check) reads its connector too, and stores nothing.
+        chosen = {name: entities[name] for name in entities
+                  if dg.AssetKey(name) in assets_chosen or any(c.asset_key == dg.AssetKey(name) for c in checks_chosen)}
         reads = read_side_by_side(afas, {name: source for name, (_, source) in chosen.items()}, context.log)
-        checks_chosen = context.selected_asset_check_keys
         for name, (entity, source) in chosen.items():
             df, stats = reads.pop(name)  # let go of each frame once it is stored
             context.log.info(f"read {len(df)} rows from {source.connector} in {stats.pages} pages")
-            yield dg.Output(df, output_name=name, metadata=_read_metadata(df, stats, source))
+            if dg.AssetKey(name) in assets_chosen:
+                yield dg.Output(df, output_name=name, metadata=_read_metadata(df, stats, source))
             yield from (result for result in _check_results(df, entity, source, name)
                         if dg.AssetCheckKey(dg.AssetKey(name), result.check_name) in checks_chosen)
 

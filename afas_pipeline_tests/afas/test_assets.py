@@ -298,3 +298,14 @@ def test_a_failed_read_stops_the_others_at_their_next_page(sandbox, resources):
     assert not outcome["result"].success and "Sync_Persons" in _failure_message(outcome["result"])
     pages = _pages_requested(sandbox)
     assert min(pages["Sync_Contacts"], pages["Sync_Organisations"]) == 1, pages  # the one that stood still
+
+
+def test_a_check_run_alone_reads_its_connector_and_stores_nothing(sandbox, resources, storage):
+    instance = dg.DagsterInstance.ephemeral()
+    check = dg.AssetCheckKey(dg.AssetKey("afas_organisations"), "unique_keys")
+    result = dg.materialize([FULL], selection=dg.AssetSelection.checks(check), resources=resources, instance=instance)
+    assert result.success
+    assert [(e.asset_key.to_user_string(), e.check_name, e.passed) for e in result.get_asset_check_evaluations()] == \
+        [("afas_organisations", "unique_keys", True)]
+    assert _materialised(instance) == set()
+    assert set(_pages_requested(sandbox)) == {"Sync_Organisations"}
