@@ -638,8 +638,12 @@ def _execute(job, key: str, selection, instance, *, title: str, ops: dict | None
     from afas_pipeline.lib.progress import run_progress
 
     chosen = set(selection or job.asset_layer.executable_asset_keys)
-    steps = [k.to_user_string() for k in job.asset_layer.asset_graph.toposorted_asset_keys if k in chosen]
-    progress = run_progress(steps, title)
+    assets = [k for k in job.asset_layer.asset_graph.toposorted_asset_keys if k in chosen]
+    step_assets: dict[str, list[str]] = {}
+    for asset in assets:  # the step that materialises each asset: one step may hold several (`afas_snapshots`)
+        step_assets.setdefault(str(job.asset_layer.get_op_output_handle(asset).node_handle), []).append(
+            asset.to_user_string())
+    progress = run_progress([k.to_user_string() for k in assets], title, step_assets=step_assets)
     run_id = str(uuid.uuid4())
     # On a terminal the progress lines stand for Dagster's log lines; elsewhere (cron, CI) they are the record.
     logs = {"console": {"config": {"log_level": "CRITICAL" if progress else "INFO"}}}

@@ -3,8 +3,8 @@ committed snapshot in
 afas_pipeline_tests/__snapshots__/test_defs_snapshot/test_definitions_graph_matches_snapshot.json (syrupy's JSON
 extension).
 
-A change to the graph (an asset renamed, a dependency, a group, kind, partitioning, check, owner, a job's
-selection or tags, a schedule's cron) fails this test until the snapshot is rewritten on purpose:
+A change to the graph (an asset renamed, a dependency, a group, kind, partitioning, check, owner, the step that
+materialises it, a job's selection or tags, a schedule's cron) fails this test until the snapshot is rewritten on purpose:
 
     .venv/bin/python -m pytest afas_pipeline_tests/test_defs_snapshot.py --snapshot-update
 
@@ -36,7 +36,7 @@ def _partitions(partitions_def: dg.PartitionsDefinition | None) -> dict | None:
 
 
 def graph_snapshot() -> dict:
-    """Asset keys -> group, kinds, partitions, deps, checks (blocking flag), owners; jobs -> selected keys and
+    """Asset keys -> group, kinds, partitions, deps, checks (blocking flag), owners, step; jobs -> selected keys and
     tags; schedules -> cron and job; sensors -> default status and interval. Sorted throughout, so the dict is
     stable across runs."""
     graph = defs.resolve_asset_graph()
@@ -54,6 +54,8 @@ def graph_snapshot() -> dict:
             "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
             "checks": dict(sorted(checks.items())),
             "owners": sorted(node.owners),
+            # The step (op) that materialises it: run logs, alerts, `afas-pipeline sync` and bench/ name steps.
+            "step": node.assets_def.node_def.name,
         }
     jobs = {}
     for job in sorted(defs.resolve_all_job_defs(), key=lambda j: j.name):

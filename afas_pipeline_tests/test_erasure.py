@@ -23,6 +23,7 @@ from afas_pipeline.resources import build_resources
 from afas_pipeline.sync.audience import Audience
 from afas_pipeline.sync.erasure import exclude_erased, request_keys, tombstone
 from afas_pipeline.sync.state import SyncState
+from afas_pipeline_tests.world import holding
 from afas_sandbox.server import start_sandbox
 
 FULL = "2026-11-22-06:00"
@@ -246,7 +247,7 @@ def test_p2_the_deadline_check_fails_for_a_request_pending_too_long(pipeline, tm
     queue(state, erasable_destinations(), keys, hash_key("999999"), "cli",
           requested_at=datetime.now(timezone.utc) - timedelta(hours=age_hours))
     defs = pipeline.defs()
-    result = dg.materialize([a for a in defs.assets if a.key == dg.AssetKey("erasure_requests")],
+    result = dg.materialize(holding(defs.assets, "erasure_requests"),
                             resources=build_resources(os.environ), instance=dg.DagsterInstance.ephemeral())
     evaluation = _check(result)
     assert evaluation.passed is passed

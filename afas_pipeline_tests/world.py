@@ -24,8 +24,15 @@ WORLD_CONTACTS = 300
 FULL_PARTITION = "2026-11-22-06:00"
 
 
+def holding(assets, *names: str) -> list[dg.AssetsDefinition]:
+    """The definitions among `assets` that materialise any of the assets `names`. One may materialise more than
+    those (`afas_snapshots` holds every full AFAS read): select a subset with `dg.materialize(selection=...)`."""
+    return [a for a in assets if any(key.to_user_string() in names for key in a.keys)]
+
+
 def _name(asset) -> str:
-    return asset.key.to_user_string()
+    # The step's name: an asset's own, or `afas_snapshots` for the full AFAS reads, which are one step.
+    return asset.node_def.name
 
 
 def _of(destination: str, asset) -> bool:

@@ -5,21 +5,30 @@ audience is AFAS's customers) there are two assets:
 - `afas_<entity>`: the full read, a snapshot every 6 hours (R2);
 - `afas_<entity>_changes`: what changed in a 15-minute window, by modified date (R1; for contacts
   also by the person's and organisation's own dates, so card edits reach the delta, R2).
+
+The snapshots are one step, `afas_snapshots`: the code location runs a run's steps one after another (in-process
+executor), and a full read spends most of its time waiting on AFAS, so the step reads every selected connector at
+once, one thread each. It stores all of them or none: a read that fails fails the step before any is stored.
 """
 
 
-from collections.abc import Iterator
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
 
 import dagster as dg
 import pandas as pd
 
 from afas_pipeline.afas import checks
-from afas_pipeline.afas.client import AfasClient, ReadStats
+from afas_pipeline.afas.client import AfasClient, ReadStats, ReadStopped
 from afas_pipeline.afas.partitions import (
     DELTA_BACKFILL, DELTA_POOL, FULL_BACKFILL, FULL_POOL, delta_partitions, full_partitions,
 )
 from afas_pipeline.afas.sources import CRM_ENTITIES, AfasSource, AfasSources, Entity, default_sources
+from afas_pipeline.lib.failpoints import failpoint
+from afas_pipeline.lib.text import one_line
 from afas_pipeline.retries import retry_transient_failures
 
 GROUP = "afas"
@@ -61,7 +70,8 @@ def _check_specs(asset_name: str, entity: Entity) -> list[dg.AssetCheckSpec]:
     return specs
 
 
-def _check_results(df: pd.DataFrame, entity: Entity, source: AfasSource) -> Iterator[dg.AssetCheckResult]:
+def _check_results(df: pd.DataFrame, entity: Entity, source: AfasSource,
+                   asset_name: str | None = None) -> Iterator[dg.AssetCheckResult]:
     outcomes = {
         "required_ids_present": checks.required_ids_present(df, entity, source),
         "unique_keys": checks.unique_keys(df, source),
@@ -70,6 +80,7 @@ def _check_results(df: pd.DataFrame, entity: Entity, source: AfasSource) -> Iter
         outcomes["contact_kind_known"] = checks.contact_kind_known(df, source)
     for name, outcome in outcomes.items():
         yield dg.AssetCheckResult(
+            asset_key=asset_name,
             check_name=name,
             passed=outcome.passed,
             severity=dg.AssetCheckSeverity.ERROR if name != "contact_kind_known" else dg.AssetCheckSeverity.WARN,
@@ -110,32 +121,93 @@ def split_by_partition(
     return {key: df.loc[mask].reset_index(drop=True) for key, mask in hits.items()}
 
 
-def build_source_assets(entity: Entity, source: AfasSource) -> list[dg.AssetsDefinition]:
-    snapshot_name = f"afas_{entity}"
-    changes_name = f"afas_{entity}_changes"
-    common = dict(
-        group_name=GROUP,
-        owners=OWNERS,
-        kinds=KINDS,
-        metadata={"afas/connector": source.connector, "afas/key": source.key},
+SNAPSHOTS_STEP = "afas_snapshots"
+
+
+def _common(source: AfasSource) -> dict:
+    return dict(group_name=GROUP, owners=OWNERS, kinds=KINDS,
+                metadata={"afas/connector": source.connector, "afas/key": source.key})
+
+
+def _snapshot_spec(entity: Entity, source: AfasSource) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=f"afas_{entity}",
+        description=f"{_DESCRIPTIONS[entity]} Full read of GetConnector `{source.connector}`, every 6 hours (R2).",
+        **_common(source),
     )
 
-    @dg.asset(
-        name=snapshot_name,
-        description=f"{_DESCRIPTIONS[entity]} Full read of GetConnector `{source.connector}`, every 6 hours (R2).",
+
+def build_snapshot_assets(sources: Mapping[Entity, AfasSource]) -> dg.AssetsDefinition:
+    """The full reads of `sources` as one step that reads the selected connectors side by side. Each is its own
+    asset with its own checks; materialising some of them (a rerun of one that failed, a backfill of one) reads
+    only their connectors."""
+    entities = {f"afas_{entity}": (entity, source) for entity, source in sources.items()}
+
+    # Outs made from the specs, not `specs=`: an out of `specs=` has Dagster type Nothing and stores no value.
+    @dg.multi_asset(
+        name=SNAPSHOTS_STEP,
+        outs={f"afas_{entity}": dg.AssetOut.from_spec(_snapshot_spec(entity, source), is_required=False)
+              for entity, source in sources.items()},
         partitions_def=full_partitions,
+        check_specs=[spec for name, (entity, _) in entities.items() for spec in _check_specs(name, entity)],
+        can_subset=True,
         backfill_policy=FULL_BACKFILL,
         pool=FULL_POOL,
-        check_specs=_check_specs(snapshot_name, entity),
-        **common,
     )
     @retry_transient_failures
-    def snapshot(context: dg.AssetExecutionContext, afas: AfasClient):
+    def afas_snapshots(context: dg.AssetExecutionContext, afas: AfasClient):
+        assets_chosen, checks_chosen = context.selected_asset_keys, context.selected_asset_check_keys
+        # A check run on its own (the UI's "Execute" of one check) reads its connector too, and stores nothing.
+        chosen = {name: entities[name] for name in entities
+                  if dg.AssetKey(name) in assets_chosen or any(c.asset_key == dg.AssetKey(name) for c in checks_chosen)}
+        reads = read_side_by_side(afas, {name: source for name, (_, source) in chosen.items()}, context.log)
+        for name, (entity, source) in chosen.items():
+            df, stats = reads.pop(name)  # let go of each frame once it is stored
+            context.log.info(f"read {len(df)} rows from {source.connector} in {stats.pages} pages")
+            if dg.AssetKey(name) in assets_chosen:
+                yield dg.Output(df, output_name=name, metadata=_read_metadata(df, stats, source))
+            yield from (result for result in _check_results(df, entity, source, name)
+                        if dg.AssetCheckKey(dg.AssetKey(name), result.check_name) in checks_chosen)
+
+    return afas_snapshots
+
+
+def read_side_by_side(afas: AfasClient, sources: Mapping[str, AfasSource],
+                      log: logging.Logger | dg.DagsterLogManager) -> dict[str, tuple[pd.DataFrame, ReadStats]]:
+    """The full read of each source, each in its own thread, by name. The first read to fail stops the others at
+    their next page, and is raised as it is (the AFAS client's message names the connector) once no read runs any
+    more; another read's own failure is logged on `log`, never mixed into it. An interrupt (Ctrl-C, a run
+    terminated) stops them the same way."""
+    stop = threading.Event()
+
+    def read(source: AfasSource) -> tuple[pd.DataFrame, ReadStats]:
         afas.require_fields(source.connector, source.fields_needed, rule="R9")
-        df, stats = afas.read(source.connector, order_by=list(source.order_by))
-        context.log.info(f"read {len(df)} rows from {source.connector} in {stats.pages} pages")
-        yield dg.Output(df, metadata=_read_metadata(df, stats, source))
-        yield from _check_results(df, entity, source)
+        return afas.read(source.connector, order_by=list(source.order_by), stop=stop)
+
+    failures: list[BaseException] = []
+    reads: dict[str, tuple[pd.DataFrame, ReadStats]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(sources)), thread_name_prefix="afas-read") as pool:
+        futures = {pool.submit(read, source): name for name, source in sources.items()}
+        try:
+            for future in as_completed(futures):
+                error = future.exception()
+                if error is None:
+                    reads[futures[future]] = future.result()
+                elif not isinstance(error, ReadStopped):
+                    failures.append(error)
+                    stop.set()
+                    failpoint("afas.read_failed")
+        finally:
+            stop.set()  # a no-op when every read ended; otherwise the reads stop before the pool is left
+    if failures:
+        for later in failures[1:]:
+            log.error(f"another AFAS read failed too: {one_line(later)}")
+        raise failures[0]
+    return reads
+
+
+def build_changes_asset(entity: Entity, source: AfasSource) -> dg.AssetsDefinition:
+    changes_name = f"afas_{entity}_changes"
 
     @dg.asset(
         name=changes_name,
@@ -147,7 +219,7 @@ def build_source_assets(entity: Entity, source: AfasSource) -> list[dg.AssetsDef
         backfill_policy=DELTA_BACKFILL,
         pool=DELTA_POOL,
         check_specs=_check_specs(changes_name, entity),
-        **common,
+        **_common(source),
     )
     @retry_transient_failures
     def changes(context: dg.AssetExecutionContext, afas: AfasClient):
@@ -164,7 +236,7 @@ def build_source_assets(entity: Entity, source: AfasSource) -> list[dg.AssetsDef
         yield dg.Output(value, metadata=metadata)
         yield from _check_results(df, entity, source)
 
-    return [snapshot, changes]
+    return changes
 
 
 def _utc(moment: datetime) -> datetime:
@@ -175,4 +247,5 @@ def build_afas_assets(sources: AfasSources | None = None,
                       entities: tuple[Entity, ...] = CRM_ENTITIES) -> list[dg.AssetsDefinition]:
     """The reads of `entities`: the CRM always, the customers only when a destination's audience needs them."""
     sources = sources or default_sources()
-    return [asset for entity in entities for asset in build_source_assets(entity, sources[entity])]
+    return [build_snapshot_assets({entity: sources[entity] for entity in entities}),
+            *(build_changes_asset(entity, sources[entity]) for entity in entities)]

@@ -18,6 +18,7 @@ import binascii
 import io
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,7 +54,7 @@ from afas_pipeline.lib.urls import base_url_problem, shown_url
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import afas_walls_to_utc, parse_afas_datetimes, select_window_rows, window_filter_bounds
 
-__all__ = ["AfasClient", "Condition", "FieldMeta", "Filter", "GetConnectorMeta", "Op", "ReadStats"]
+__all__ = ["AfasClient", "Condition", "FieldMeta", "Filter", "GetConnectorMeta", "Op", "ReadStats", "ReadStopped"]
 
 logger = logging.getLogger("afas_pipeline.afas")
 
@@ -64,6 +65,10 @@ AFAS_URL_EXAMPLE = "https://12345.rest.afas.online/ProfitRestServices"
 
 
 # --- results and metadata -------------------------------------------------------------------------
+
+
+class ReadStopped(Exception):
+    """A read ended early on purpose: its caller set the read's `stop` (another read failed, the run stops)."""
 
 
 @dataclass
@@ -182,9 +187,11 @@ class AfasClient(RetryingHttpResource):
         filters: Filter | Condition | None = None,
         order_by: Sequence[str],
         page_size: int | None = None,
+        stop: threading.Event | None = None,
     ) -> tuple[pd.DataFrame, ReadStats]:
         """All rows of a GetConnector matching ``filters``, typed from metainfo, sorted by ``order_by``
-        (field ids, ``-`` prefix for descending). Pages until a short page."""
+        (field ids, ``-`` prefix for descending). Pages until a short page, or until another thread sets
+        ``stop``: then it raises ``ReadStopped`` after the page in hand."""
         if isinstance(order_by, str) or not order_by:
             raise ValueError("order_by must be a non-empty sequence of field ids (AFAS pages are only stable when sorted)")
         take = page_size or self.page_size
@@ -224,6 +231,8 @@ class AfasClient(RetryingHttpResource):
                 batches.append(page)
                 stats.pages += 1
                 failpoint("afas.page_read")
+                if stop is not None and stop.is_set():
+                    raise ReadStopped(f"the read of GetConnector '{connector_id}' was stopped after {stats.pages} page(s)")
                 stats.rows_fetched += page.num_rows
                 if page.num_rows < take:
                     break

@@ -41,17 +41,20 @@ class _RunOnly(ProgressColumn):
 
 
 class RunProgress:
-    """Listens to a run's events (`DagsterInstance.add_event_listener`) and draws a line per step."""
+    """Listens to a run's events (`DagsterInstance.add_event_listener`) and draws a line per asset. `step_assets`
+    names the assets of a step that materialises several (`afas_snapshots`); any other step is its asset."""
 
-    def __init__(self, console: Console, steps: Sequence[str], title: str) -> None:
+    def __init__(self, console: Console, assets: Sequence[str], title: str,
+                 step_assets: Mapping[str, Sequence[str]] | None = None) -> None:
         self._progress = Progress(SpinnerColumn(finished_text=" "), TextColumn("{task.description:<34}"),
                                   _RunOnly(BarColumn(bar_width=30)), _RunOnly(MofNCompleteColumn()),
                                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
-        self._run = self._progress.add_task(title, total=len(steps), status="", run=True)
+        self._run = self._progress.add_task(title, total=len(assets), status="", run=True)
         self._steps: dict[str, TaskID] = {}
         self._status: dict[TaskID, str] = {}
-        for step in steps:
-            self._task(step)
+        self._step_assets = dict(step_assets or {})
+        for asset in assets:
+            self._task(asset)
 
     def _task(self, step: str) -> TaskID:
         if step not in self._steps:
@@ -77,22 +80,30 @@ class RunProgress:
         event = entry.dagster_event
         if event is None or event.step_key is None:
             return
-        task, kind = self._task(event.step_key), event.event_type_value
-        if kind == "STEP_START":
-            self._progress.start_task(task)
-            self._show(task, "running")
-        elif kind == "ASSET_MATERIALIZATION":
-            self._show(task, counts_text(event.event_specific_data.materialization.metadata) or "done")
-        elif kind in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
-            if kind != "STEP_SUCCESS":
-                self._show(task, "FAILED" if kind == "STEP_FAILURE" else "skipped")
-            elif self._status[task] == "running":  # a step without a materialisation
-                self._show(task, "done")
-            self._progress.update(task, completed=1)
-            self._progress.advance(self._run)
+        kind = event.event_type_value
+        if kind == "ASSET_MATERIALIZATION":
+            materialization = event.event_specific_data.materialization
+            task = self._task(self._line_of(event.step_key, materialization.asset_key.to_user_string()))
+            self._show(task, counts_text(materialization.metadata) or "done")
+            return
+        for task in (self._task(line) for line in self._step_assets.get(event.step_key, (event.step_key,))):
+            if kind == "STEP_START":
+                self._progress.start_task(task)
+                self._show(task, "running")
+            elif kind in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
+                if kind != "STEP_SUCCESS":
+                    self._show(task, "FAILED" if kind == "STEP_FAILURE" else "skipped")
+                elif self._status[task] == "running":  # a step without a materialisation
+                    self._show(task, "done")
+                self._progress.update(task, completed=1)
+                self._progress.advance(self._run)
+
+    def _line_of(self, step: str, asset: str) -> str:
+        return asset if asset in self._step_assets.get(step, ()) else step
 
 
-def run_progress(steps: Sequence[str], title: str, console: Console | None = None) -> RunProgress | None:
+def run_progress(assets: Sequence[str], title: str, console: Console | None = None,
+                 step_assets: Mapping[str, Sequence[str]] | None = None) -> RunProgress | None:
     """A progress display on stderr when it is a terminal; None when it is not (nothing is drawn)."""
     console = console or Console(stderr=True)
-    return RunProgress(console, steps, title) if console.is_terminal else None
+    return RunProgress(console, assets, title, step_assets) if console.is_terminal else None

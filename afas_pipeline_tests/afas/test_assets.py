@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -11,14 +13,16 @@ import httpx
 import pandas as pd
 import pytest
 
-from afas_pipeline.afas.assets import build_afas_assets, build_source_assets
+from afas_pipeline.afas.assets import SNAPSHOTS_STEP, build_afas_assets, build_snapshot_assets
 from afas_pipeline.afas.client import AfasClient
 from afas_pipeline.afas.sources import AfasSource
+from afas_pipeline.lib import failpoints
 from afas_pipeline.lib.parquet_io import ParquetIOManager
+from afas_pipeline_tests.waiting import wait_until
 
 ASSETS = build_afas_assets()
-FULL = [a for a in ASSETS if not a.key.to_user_string().endswith("_changes")]
-CHANGES = [a for a in ASSETS if a.key.to_user_string().endswith("_changes")]
+(FULL,) = [a for a in ASSETS if a.node_def.name == SNAPSHOTS_STEP]  # every full read, one step
+CHANGES = [a for a in ASSETS if a is not FULL]
 # Windows after the synthetic CRM's last modified date (2026-11-01), so only our own edits are in them.
 QUIET_DAY = "2026-11-16"
 
@@ -62,7 +66,7 @@ def _contact_id(record: dict):
 
 
 def test_full_read_materialises_every_entity_and_passes_its_checks(sandbox, resources, storage):
-    result = dg.materialize(FULL, partition_key="2026-11-22-06:00", resources=resources)
+    result = dg.materialize([FULL], partition_key="2026-11-22-06:00", resources=resources)
     assert result.success
     counts = _admin(sandbox, "GET", "/state")["counts"]
     contacts = _stored(storage, "afas_contacts", "2026-11-22-06:00")
@@ -152,8 +156,8 @@ def test_backfill_of_8_partitions_runs_once_and_splits_rows_per_window(sandbox, 
 
 def test_r9_a_connector_without_a_required_field_fails_naming_it(sandbox, resources):
     source = AfasSource(connector="Sync_Persons", key="PersonId", modified=("ModifiedDate",), required=("Shoesize",))
-    assets = build_source_assets("persons", source)
-    result = dg.materialize(assets[:1], partition_key="2026-11-22-06:00", resources=resources, raise_on_error=False)
+    result = dg.materialize([build_snapshot_assets({"persons": source})], partition_key="2026-11-22-06:00",
+                            resources=resources, raise_on_error=False)
     assert not result.success
     message = _failure_message(result)
     assert "Sync_Persons" in message and "Shoesize" in message and "R9" in message
@@ -161,8 +165,8 @@ def test_r9_a_connector_without_a_required_field_fails_naming_it(sandbox, resour
 
 def test_an_unknown_connector_fails_naming_it(sandbox, resources):
     source = AfasSource(connector="Sync_Nope", key="Id", modified=("ModifiedDate",))
-    assets = build_source_assets("persons", source)
-    result = dg.materialize(assets[:1], partition_key="2026-11-22-06:00", resources=resources, raise_on_error=False)
+    result = dg.materialize([build_snapshot_assets({"persons": source})], partition_key="2026-11-22-06:00",
+                            resources=resources, raise_on_error=False)
     assert not result.success
     assert "Sync_Nope" in _failure_message(result)
 
@@ -183,7 +187,7 @@ EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
 
 def test_no_personal_data_in_logs_or_metadata(sandbox, resources):
     instance = dg.DagsterInstance.ephemeral()
-    assert dg.materialize(FULL, partition_key="2026-11-22-06:00", resources=resources, instance=instance).success
+    assert dg.materialize([FULL], partition_key="2026-11-22-06:00", resources=resources, instance=instance).success
     (run,) = instance.get_runs()
     persons = pd.DataFrame(_admin(sandbox, "GET", "/records/persons"))
     surnames = {str(v) for v in persons.get("LastName", persons.get("LaNm", pd.Series(dtype=str))).dropna() if len(str(v)) > 5}
@@ -193,3 +197,115 @@ def test_no_personal_data_in_logs_or_metadata(sandbox, resources):
         assert not EMAIL.search(text), text[:200]
         assert not any(name in text for name in surnames), text[:200]
         assert sandbox.afas_token not in text
+
+
+# --- the full reads: one step, its connectors read side by side ----------------------------------------------------
+
+FULL_PARTITION = "2026-11-22-06:00"
+CONNECTORS = {"afas_contacts": "Sync_Contacts", "afas_persons": "Sync_Persons", "afas_organisations": "Sync_Organisations"}
+
+
+def _pages_requested(sandbox) -> Counter:
+    """GetConnector page requests per connector so far (metainfo look-ups not counted)."""
+    requests = _admin(sandbox, "GET", "/stats")["requests"]
+    return Counter({key.removeprefix("GET connectors/"): n for key, n in requests.items()
+                    if key.startswith("GET connectors/")})
+
+
+def _materialised(instance: dg.DagsterInstance) -> set[str]:
+    return {name for name in CONNECTORS if instance.get_latest_materialization_event(dg.AssetKey(name)) is not None}
+
+
+def test_the_full_reads_ask_afas_side_by_side(sandbox, resources):
+    # The first read to finish a page stands still there; the other connectors are asked meanwhile. Read one after
+    # another, nothing else would be asked until it went on.
+    failpoints.arm("afas.page_read", "pause")
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(
+        result=dg.materialize([FULL], partition_key=FULL_PARTITION, resources=resources, raise_on_error=False)))
+    runner.start()
+    try:
+        assert failpoints.wait_until_paused("afas.page_read")
+        wait_until(lambda: set(_pages_requested(sandbox)) == set(CONNECTORS.values()), timeout_s=30,
+                   what="every connector asked while one read stands still")
+    finally:
+        failpoints.release("afas.page_read")
+        runner.join(120)
+    assert outcome["result"].success
+
+
+def test_one_snapshot_materialised_alone_reads_only_its_connector(sandbox, resources, storage):
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([FULL], selection=["afas_persons"], partition_key=FULL_PARTITION, resources=resources,
+                            instance=instance)
+    assert result.success
+    assert _materialised(instance) == {"afas_persons"}
+    assert len(_stored(storage, "afas_persons", FULL_PARTITION)) == _admin(sandbox, "GET", "/state")["counts"]["persons"]
+    requests = _admin(sandbox, "GET", "/stats")["requests"]
+    assert not [key for key in requests if "Sync_Contacts" in key or "Sync_Organisations" in key], requests
+    assert sorted((e.asset_key.to_user_string(), e.check_name, e.passed) for e in result.get_asset_check_evaluations()) \
+        == [("afas_persons", "required_ids_present", True), ("afas_persons", "unique_keys", True)]
+
+
+def test_a_connector_that_fails_fails_the_step_naming_it_and_stores_no_snapshot(sandbox, resources, storage):
+    _admin(sandbox, "PUT", "/faults", json={"refuse": [{"request": "GET connectors/Sync_Persons"}]})
+    afas = AfasClient(base_url=sandbox.afas_base_url, token=sandbox.afas_token, max_attempts=2,
+                      backoff_initial_s=0.001, backoff_max_s=0.01)
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([FULL], partition_key=FULL_PARTITION, resources={**resources, "afas": afas},
+                            instance=instance, raise_on_error=False)
+    assert not result.success
+    message = _failure_message(result)
+    assert "GetConnector 'Sync_Persons'" in message and "Sync_Contacts" not in message
+    assert _materialised(instance) == set()
+    assert not storage.exists() or not list(storage.rglob("*.parquet"))
+    assert not result.get_asset_check_evaluations()
+
+
+def test_when_two_connectors_fail_one_is_the_steps_error_and_the_other_is_logged(sandbox, resources):
+    _admin(sandbox, "PUT", "/faults", json={"refuse": [{"request": "GET connectors/Sync_Persons"},
+                                                       {"request": "GET connectors/Sync_Organisations"}]})
+    afas = AfasClient(base_url=sandbox.afas_base_url, token=sandbox.afas_token, max_attempts=1)
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([FULL], partition_key=FULL_PARTITION, resources={**resources, "afas": afas},
+                            instance=instance, raise_on_error=False)
+    assert not result.success
+    (raised,) = [c for c in ("Sync_Persons", "Sync_Organisations") if c in _failure_message(result)]
+    (other,) = {"Sync_Persons", "Sync_Organisations"} - {raised}
+    logged = [r.user_message for r in instance.all_logs(result.run_id) if "another AFAS read failed too" in r.user_message]
+    assert len(logged) == 1 and other in logged[0] and raised not in logged[0]
+
+
+def test_a_failed_read_stops_the_others_at_their_next_page(sandbox, resources):
+    # Pages of 200: every read spans several. The first page read stands still until the persons read has failed
+    # (the step has seen it); then that read stops instead of reading on.
+    _admin(sandbox, "PUT", "/faults", json={"refuse": [{"request": "GET connectors/Sync_Persons"}]})
+    afas = AfasClient(base_url=sandbox.afas_base_url, token=sandbox.afas_token, page_size=200, max_attempts=2,
+                      backoff_initial_s=0.001, backoff_max_s=0.01)
+    failpoints.arm("afas.page_read", "pause")
+    failpoints.arm("afas.read_failed", "pause")
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=dg.materialize(
+        [FULL], partition_key=FULL_PARTITION, resources={**resources, "afas": afas}, raise_on_error=False)))
+    runner.start()
+    try:
+        assert failpoints.wait_until_paused("afas.page_read")
+        assert failpoints.wait_until_paused("afas.read_failed")
+    finally:
+        failpoints.release("afas.page_read")
+        failpoints.release("afas.read_failed")
+        runner.join(120)
+    assert not outcome["result"].success and "Sync_Persons" in _failure_message(outcome["result"])
+    pages = _pages_requested(sandbox)
+    assert min(pages["Sync_Contacts"], pages["Sync_Organisations"]) == 1, pages  # the one that stood still
+
+
+def test_a_check_run_alone_reads_its_connector_and_stores_nothing(sandbox, resources, storage):
+    instance = dg.DagsterInstance.ephemeral()
+    check = dg.AssetCheckKey(dg.AssetKey("afas_organisations"), "unique_keys")
+    result = dg.materialize([FULL], selection=dg.AssetSelection.checks(check), resources=resources, instance=instance)
+    assert result.success
+    assert [(e.asset_key.to_user_string(), e.check_name, e.passed) for e in result.get_asset_check_evaluations()] == \
+        [("afas_organisations", "unique_keys", True)]
+    assert _materialised(instance) == set()
+    assert set(_pages_requested(sandbox)) == {"Sync_Organisations"}

@@ -7,6 +7,7 @@ import math
 import re
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -510,6 +511,26 @@ def test_concurrency_cap_is_never_exceeded(sandbox, admin):
     assert len(results) == 12 and len(set(results)) == 1
     assert 2 <= observed["peak_concurrency"] <= 4
     assert observed["rejected_concurrency"] == 0
+
+
+def test_one_client_read_from_several_threads_keeps_each_reads_rows_and_counts(sandbox, admin):
+    """As the full reads use it (`afas_snapshots`): one client, a connector per thread, each read its own."""
+    faults(admin, latency_ms=5)
+    reads = {"Sync_Contacts": ["ContactId"], "Sync_Persons": ["PersonId"], "Sync_Organisations": ["OrganisationId"]}
+    with make_client(sandbox, page_size=300, max_concurrency=2) as client:
+        for connector in reads:
+            client.metainfo(connector)  # cached from here on: every read below costs only its pages
+        alone = {c: client.read(c, order_by=order) for c, order in reads.items()}
+        admin.post("stats/reset").raise_for_status()
+        with ThreadPoolExecutor(max_workers=len(reads)) as pool:
+            together = dict(zip(reads, pool.map(lambda c: client.read(c, order_by=reads[c]), reads)))
+    for connector, (frame, counts) in together.items():
+        pd.testing.assert_frame_equal(frame, alone[connector][0])
+        assert (counts.pages, counts.requests, counts.rows, counts.bytes) == (
+            alone[connector][1].pages, alone[connector][1].requests, alone[connector][1].rows, alone[connector][1].bytes)
+    observed = stats(admin)
+    assert observed["total"] == sum(counts.requests for _, counts in together.values())
+    assert observed["peak_concurrency"] <= 2 and observed["rejected_concurrency"] == 0
 
 
 # --- update connectors ----------------------------------------------------------------------------

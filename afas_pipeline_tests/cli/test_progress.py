@@ -13,6 +13,10 @@ from rich.console import Console
 from afas_pipeline.lib.progress import counts_text, run_progress
 
 
+# As `afas-pipeline sync` runs on a terminal: the progress lines stand for Dagster's log.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
 @dg.asset
 def afas_contacts_read() -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"dagster/row_count": 1234})
@@ -45,9 +49,7 @@ def test_a_terminal_shows_each_asset_with_its_counts_and_what_failed_or_did_not_
     run_id = str(uuid.uuid4())
     with progress:
         instance.add_event_listener(run_id, progress.on_event)
-        # As `afas-pipeline sync` runs on a terminal: the progress lines stand for Dagster's log.
-        result = job.execute_in_process(instance=instance, run_id=run_id, raise_on_error=False,
-                                        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
+        result = job.execute_in_process(instance=instance, run_id=run_id, raise_on_error=False, run_config=QUIET)
     assert not result.success
     shown = screen.getvalue()
     assert "\x1b[" in shown  # drawn for a terminal: colours and cursor movement
@@ -58,6 +60,37 @@ def test_a_terminal_shows_each_asset_with_its_counts_and_what_failed_or_did_not_
     assert "FAILED" in last["write_back"]
     assert "not run" in last["after_write_back"]
     assert "3/4" in _plain(shown).splitlines()[-len(steps) - 1]  # the run's line: three steps ended
+
+
+@dg.multi_asset(outs={"people_read": dg.AssetOut(is_required=False), "firms_read": dg.AssetOut(is_required=False)},
+                can_subset=True)
+def both_reads():
+    yield dg.Output(None, output_name="people_read", metadata={"dagster/row_count": 70})
+    yield dg.Output(None, output_name="firms_read", metadata={"dagster/row_count": 30})
+
+
+@dg.asset(deps=["people_read", "firms_read"])
+def joined() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"dagster/row_count": 65})
+
+
+def test_a_step_of_several_assets_shows_a_line_per_asset():
+    screen = io.StringIO()
+    assets = ["people_read", "firms_read", "joined"]
+    progress = run_progress(assets, "afas_full_job 2026-11-22-06:00",
+                            console=Console(file=screen, force_terminal=True, width=140),
+                            step_assets={"both_reads": ["people_read", "firms_read"], "joined": ["joined"]})
+    instance = dg.DagsterInstance.ephemeral()
+    job = dg.define_asset_job("job").resolve(asset_graph=dg.Definitions(assets=[both_reads, joined]).resolve_asset_graph())
+    run_id = str(uuid.uuid4())
+    with progress:
+        instance.add_event_listener(run_id, progress.on_event)
+        assert job.execute_in_process(instance=instance, run_id=run_id, run_config=QUIET).success
+    lines = _plain(screen.getvalue()).splitlines()
+    last = {asset: [line for line in lines if f" {asset} " in line][-1] for asset in assets}
+    assert "70 rows" in last["people_read"] and "30 rows" in last["firms_read"] and "65 rows" in last["joined"]
+    assert not any(" both_reads " in line for line in lines)  # no line of its own for the step
+    assert "3/3" in lines[-len(assets) - 1]
 
 
 def test_without_a_terminal_nothing_is_drawn():

@@ -18,6 +18,7 @@ from afas_pipeline.mailchimp.client import subscriber_hash
 from afas_pipeline.mapping.load import load_mapping
 from afas_pipeline.sync.audience import is_valid_email, normalise_email
 from afas_pipeline_tests.mailchimp.conftest import MailchimpWorld
+from afas_pipeline_tests.world import holding
 
 MAPPING = Path(__file__).resolve().parents[2] / "mappings" / "mailchimp_debtors.yaml"
 DELTA = "2026-11-22-06:15"
@@ -69,7 +70,7 @@ def test_every_debtor_with_an_address_becomes_one_non_subscribed_member(world):
     assert audience["members"] + sum(v for k, v in audience.items() if k.startswith("excluded/")) == len(debtors)
     assert sync["created"] == len(expected) and sync["rejected"] == 0
     # The audience is made of the debtors and their delivery addresses, nothing of the contacts.
-    (audience_asset,) = [a for a in world.assets if a.key.to_user_string() == "mailchimp_audience"]
+    (audience_asset,) = holding(world.assets, "mailchimp_audience")
     assert {k.to_user_string() for k in audience_asset.dependency_keys} == {"afas_debtors", "afas_delivery_addresses"}
 
 

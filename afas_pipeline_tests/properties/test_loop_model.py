@@ -55,12 +55,13 @@ from afas_pipeline.lib.failpoints import SimulatedCrash
 from afas_sandbox.server import Sandbox
 from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline_tests.properties.examples import model_settings
+from afas_pipeline_tests.world import holding
 from afas_pipeline_tests.properties.test_sync_model import (
     CONTACTS, FULL_PARTITION, PERMISSIONS, QUIET, SYNC_ASSETS, World, _reset, mapped_properties, normalised_email,
     valid_email,
 )
 
-FEEDBACK_ASSETS = [a for a in ALL_ASSETS if a.key.to_user_string() in ("spotler_optout_feedback", "spotler_bounce_feedback", "spotler_afas_write_back")]
+FEEDBACK_ASSETS = holding(ALL_ASSETS, "spotler_optout_feedback", "spotler_bounce_feedback", "spotler_afas_write_back")
 #: Spotler's clock runs this far behind the real time; the steps' clock a minute more (see the docstring).
 BEHIND = dt.timedelta(minutes=15)
 STEPS_BEHIND_SPOTLER = dt.timedelta(minutes=1)

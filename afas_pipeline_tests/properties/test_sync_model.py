@@ -52,6 +52,7 @@ from afas_sandbox.server import Sandbox
 from afas_pipeline.spotler.client import SpotlerClient
 from afas_pipeline.sync.state import SyncStateResource
 from afas_pipeline_tests.properties.examples import model_settings
+from afas_pipeline_tests.world import holding
 
 DATASET = {"contacts": 100, "seed": 7}
 #: The contacts the steps touch. In the seed-7 dataset: 10001 has no e-mail yet (R3) and shares its
@@ -62,7 +63,7 @@ CONTACTS = (10001, 10003, 10006, 10007, 10009, 10011)
 FULL_PARTITION = "2026-11-22-06:00"
 FULL_CHAIN = ("afas_contacts", "afas_persons", "afas_organisations", "spotler_audience", "spotler_sync_plan",
               "spotler_sync")
-SYNC_ASSETS = [a for a in ALL_ASSETS if a.key.to_user_string() in FULL_CHAIN]
+SYNC_ASSETS = holding(ALL_ASSETS, *FULL_CHAIN)
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 PERMISSIONS = {1: "PermissionNewsletter", 2: "PermissionEvents"}

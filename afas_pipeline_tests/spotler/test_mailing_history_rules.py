@@ -25,6 +25,7 @@ from afas_pipeline.chain.mailing_history import AFAS, CLAIM_LEASE, QUARANTINE_AF
 from afas_pipeline.sync.state import SyncStateResource
 from afas_pipeline.afas.dossier import MARKER, TEXT_MAX, with_reactions
 from afas_pipeline_tests.waiting import wait_until
+from afas_pipeline_tests.world import holding
 
 WINDOW = "2026-11-16-10:00"
 NEXT = "2026-11-16-10:15"
@@ -386,7 +387,7 @@ def _history_run(world, partition: str, afas: AfasClient, instance: dg.DagsterIn
     resources = {**world.resources(), "afas": afas}
     if unlocked:
         resources["sync_state"] = UnlockedState(path=str(world.state_path))
-    return dg.materialize([a for a in world.assets if a.key.to_user_string() == "spotler_mailing_history"],
+    return dg.materialize(holding(world.assets, "spotler_mailing_history"),
                           partition_key=partition, resources=resources, instance=instance,
                           raise_on_error=raise_on_error)
 

@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from afas_pipeline.xelion.client import XelionClient
-from afas_pipeline_tests.world import FULL_PARTITION, SyncWorld
+from afas_pipeline_tests.world import FULL_PARTITION, SyncWorld, holding
 
 __all__ = ["FULL_PARTITION", "XelionWorld"]
 
@@ -29,7 +29,7 @@ class XelionWorld(SyncWorld):
                                        backoff_initial_s=0.01, backoff_max_s=0.05, **self.xelion_options)}
 
     def _named(self, *names: str) -> list[dg.AssetsDefinition]:
-        return [a for a in self.assets if a.key.to_user_string() in names]
+        return holding(self.assets, *names)
 
     def sync(self, partition: str = FULL_PARTITION, *, delta: bool = False, dry_run: bool = False,
              tags: dict | None = None, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
