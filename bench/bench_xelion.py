@@ -10,7 +10,7 @@ default of 107,000 contacts gives about 100,000 AFAS persons (and about 21,000 o
 
 It starts the sandbox (`afas-pipeline sandbox --contacts N`) in its own process, so the server has its own core,
 and measures in fresh worker processes:
-- full: `afas_full_job` (afas_organisations, afas_persons, afas_contacts, xelion_address_book, xelion_phone_index)
+- full: `afas_full_job` (afas_snapshots: the three AFAS reads in one step, xelion_address_book, xelion_phone_index)
   executed in-process with fresh sync state and storage against a reset Xelion tenant: wall time, AFAS requests
   and Xelion requests per route (the sandboxes' admin /stats), addressables created (the asset's metadata and
   the tenant's admin /state), peak memory growth of the run, CPU seconds of the worker and of the sandbox (less
