@@ -92,6 +92,7 @@ class StateWriter:
         self._accepted: dict[str, dict] = {}
         self._refused: dict[str, dict] = {}
         self._reactivate: dict[str, str] = {}
+        self._chunks: dict[int, list[str]] = {}  # the external ids of each chunk in flight, by its entry
         self._lock = threading.Lock()
 
     def _previous_of(self, external_ids) -> dict[str, dict]:
@@ -131,7 +132,10 @@ class StateWriter:
             # Dated by AFAS's change of the address, so that a bounce the destination reports after it is the later event.
             self._reactivate.update((str(i), _utc_text(t)) for i, t in zip(reactivate["external_id"], reactivate["afas_modified"]))
         intents = {i: {"content_hash": r["content_hash"], "permissions": r["permissions"]} for i, r in accepted.items()}
-        return self.state.begin_writes(self.name, intents, self.feed_mark)
+        entry = self.state.begin_writes(self.name, intents, self.feed_mark)
+        with self._lock:
+            self._chunks[entry] = list(chunk["external_id"].astype(str))
+        return entry
 
     def save_batch(self, results: list[WriteResult]) -> None:
         """The destination's answers to one batch, saved together (called from the sending threads). A
@@ -160,7 +164,13 @@ class StateWriter:
         failpoint(f"{self.name}_sync.batch_saved")
 
     def end(self, entry: int) -> None:
+        """Every batch of the chunk `entry` is saved: it is no longer in flight, and its rows are let go."""
         self.state.end_writes(entry)
+        with self._lock:
+            for external_id in self._chunks.pop(entry, []):
+                self._accepted.pop(external_id, None)
+                self._refused.pop(external_id, None)
+                self._reactivate.pop(external_id, None)
 
 
 def results_frame(plan: pd.DataFrame, outcome: dict, dry_run: bool) -> pd.DataFrame:
