@@ -295,6 +295,7 @@ def build_audience(base: pd.DataFrame, related: Mapping[str, pd.DataFrame], mapp
         out[field_hash_column(name)] = out[property_column(name)].map(lambda v, k=kind: field_hash(v, k)).astype("string")
     out["email_hash"] = email.map(lambda e: hash_key(e) if isinstance(e, str) else None).astype("string")
     out["content_hash"] = _content_hashes(out, mapping)
+    del joined  # before the sort copies `out`: the joined frame is the largest of the step
     # Members first, in external id order: a stable, readable asset.
     out = out.sort_values(["excluded_by", "external_id"], na_position="first", kind="stable").reset_index(drop=True)
     return Audience(rows=out, input_rows=input_rows)
@@ -306,6 +307,10 @@ def _flag(joined: pd.DataFrame, column: str) -> pd.Series:
     return joined[column].fillna(False).astype(bool)
 
 
+#: Rows per slice of the audience whose content hashes are computed at once.
+HASH_SLICE = 50_000
+
+
 def _content_hashes(out: pd.DataFrame, mapping: DestinationMapping) -> pd.Series:
     """A hash over what the destination shows of a contact (e-mail and mapped properties), without the
     permissions and the two-way fields: those are diffed one by one (consent; changes made in the
@@ -313,7 +318,10 @@ def _content_hashes(out: pd.DataFrame, mapping: DestinationMapping) -> pd.Series
     two_way = {name for name, _ in mapping.two_way_fields()}
     columns = ["email", *(property_column(n) for _, n in mapping.properties()
                           if n != mapping.email.property and n not in two_way)]
-    records = out[columns].astype(object).where(out[columns].notna(), None).to_numpy().tolist()
-    return pd.Series(
-        [hash_key(orjson.dumps(r, default=str).decode()) for r in records], index=out.index, dtype="string"
-    )
+    hashes: list[str] = []
+    # A slice at a time: the rows as Python lists take about 700 bytes each, too much for a million at once.
+    for start in range(0, len(out), HASH_SLICE):
+        part = out[columns].iloc[start:start + HASH_SLICE]
+        records = part.astype(object).where(part.notna(), None).to_numpy().tolist()
+        hashes += [hash_key(orjson.dumps(r, default=str).decode()) for r in records]
+    return pd.Series(hashes, index=out.index, dtype="string")

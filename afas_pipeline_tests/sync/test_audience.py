@@ -7,6 +7,7 @@ import pandas as pd
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+import afas_pipeline.sync.audience as audience_module
 from afas_pipeline.afas.sources import MAPPINGS_DIR
 from afas_pipeline.mapping.load import load_mapping
 from afas_pipeline.sync.audience import (
@@ -98,3 +99,12 @@ def test_the_column_wise_email_steps_give_the_verdicts_of_the_per_value_ones(val
     assert normalised.dropna().tolist() == expected.dropna().tolist()
     verdicts = [isinstance(e, str) and is_valid_email(e) for e in expected.astype(object).where(expected.notna(), None)]
     assert valid_emails(normalised).tolist() == verdicts
+
+
+def test_content_hashes_computed_in_slices_are_those_of_the_whole(monkeypatch):
+    debtors = _debtors([5, 6, None, 5, 6, None, 5])
+    whole = build_audience(debtors, {"delivery_address": _addresses()}, DEBTORS, modified=("DateModified",)).rows
+    monkeypatch.setattr(audience_module, "HASH_SLICE", 3)
+    sliced = build_audience(debtors, {"delivery_address": _addresses()}, DEBTORS, modified=("DateModified",)).rows
+    assert whole["content_hash"].nunique() == len(whole)  # each debtor's own name: a hash each
+    assert sliced["content_hash"].tolist() == whole["content_hash"].tolist()
