@@ -12,6 +12,7 @@ The way back (`<d>_optout_feedback`, `<d>_bounce_feedback` -> `<d>_afas_write_ba
 """
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -33,6 +34,7 @@ from afas_pipeline.retries import retry_transient_failures
 from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, valid_emails
 from afas_pipeline.sync.destination import Destination
 from afas_pipeline.sync.erasure import exclude_erased, marked
+from afas_pipeline.sync.events import ContactChange
 from afas_pipeline.sync.feedback import iso
 from afas_pipeline.sync.plan import (
     consent_violations, hold_late_optouts, plan_sync, skip_shared_addresses, summarise,
@@ -444,10 +446,23 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
     d = destination.name
     since = state.watermark(d, "contact_updates")
     start = (since - FEED_OVERLAP) if since else now - FEED_FIRST_LOOKBACK
-    changed = destination.changes(client, start, now)
+    # Page by page, keeping only the records that matter here (inactive, or a permission off) in their latest
+    # version: the first read after a full sync reads all of its writes, which must not be held whole.
+    kept: dict[str, ContactChange] = {}
+    read, latest, server_time = 0, None, None
+    for number, page in enumerate(destination.change_pages(client, start, now)):
+        server_time = page.server_time if number == 0 else server_time
+        read += len(page)
+        for change in page:
+            if change.changed_at.timestamp() > 0 and (latest is None or change.changed_at > latest):
+                latest = change.changed_at
+            if change.mailable and all(change.permissions.values()):
+                kept.pop(change.external_id, None)  # a later version, with everything on
+            else:
+                kept[change.external_id] = replace(change, fields={})
     in_flight = state.writes_in_flight(d)
-    inactive = [c.external_id for c in changed if not c.mailable]
-    switched_off = {c.external_id: c for c in changed if not all(c.permissions.values())}
+    inactive = [c.external_id for c in kept.values() if not c.mailable]
+    switched_off = {i: c for i, c in kept.items() if not all(c.permissions.values())}
     last_sent = state.permissions(d, switched_off)
     # The latest write in flight per record: (the feed's mark when it was planned, the permissions it sends).
     intended = {i: (entry.feed_mark, intent["permissions"]) for entry in in_flight for i, intent in entry.intents.items()}
@@ -465,9 +480,7 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
     # next read past changes it stamps later: the latest change it stamped, or, when later, its clock when the
     # read began, but not past the read's end (`now`). So a quiet account does not read its last changes (such
     # as a full sync's own writes) again on every run, only within FEED_OVERLAP of them.
-    stamps = [c.changed_at for c in changed if c.changed_at.timestamp() > 0]
-    if changed.server_time is not None:
-        stamps.append(min(changed.server_time, now))
+    stamps = [t for t in (latest, server_time and min(server_time, now)) if t is not None]
     seen_until = max(stamps) if stamps else start
     with state.transaction():
         state.record_optouts(d, optouts)
@@ -476,7 +489,7 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
         state.resolve_in_doubt(d, in_flight)
         failpoint(f"{d}_{step}.feed_recorded")
         state.set_watermark(d, "contact_updates", seen_until)
-    return len(optouts), len(changed)
+    return len(optouts), read
 
 
 def _audience_checks(rows: pd.DataFrame, input_rows: int, read: pd.DataFrame, key: str,

@@ -22,7 +22,7 @@ Identity (C2, MC4): the member carries the AFAS external id in the merge field t
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -169,6 +169,10 @@ class MailchimpAdapter:
     def changes(self, client: MailchimpClient, start: datetime, end: datetime) -> FeedRead:
         members = client.members_changed(start, end)
         return FeedRead((change for member in members if (change := self._change(member))), members.server_time)
+
+    def change_pages(self, client: MailchimpClient, start: datetime, end: datetime) -> Iterator[FeedRead]:
+        for page in client.members_changed_pages(start, end):
+            yield FeedRead((change for member in page if (change := self._change(member))), page.server_time)
 
     def bounces(self, client: MailchimpClient, start: datetime, end: datetime) -> list[Bounce]:
         """Cleaned members: Mailchimp cleans an address after a hard bounce (soft bounces leave the status)."""

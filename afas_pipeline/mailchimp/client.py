@@ -26,7 +26,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -305,17 +305,24 @@ class MailchimpClient(RetryingHttpResource):
         permanently meanwhile shifts the later pages, so poll with overlapping windows. Each member appears
         once (by ``contact_id``; the last version read wins).
         """
+        latest: dict[str, dict] = {}
+        clock = None
+        for page in self.members_changed_pages(since, until, status=status):
+            clock = clock or page.server_time
+            latest.update((str(row.get("contact_id") or row.get("id")), row) for row in page)
+        return FeedRead(latest.values(), clock)
+
+    def members_changed_pages(self, since: datetime, until: datetime | None = None, *,
+                              status: str | None = None) -> Iterator[FeedRead]:
+        """``members_changed`` page by page, as read (a member may be on two pages; the later one is its latest
+        version); the first page carries Mailchimp's clock (``server_time``)."""
         lo = require_utc(since, "since").replace(microsecond=0)
         hi = require_utc(until, "until") if until is not None else None
         if hi is not None and hi < lo:
             raise ValueError("until lies before since")
         params = {"since_last_changed": lo.isoformat(), **({"status": status} if status else {})}
-        rows = self._pages(f"{self._list_path()}/members", _MEMBERS_ROUTE, "members", params)
-        latest: dict[str, dict] = {}
-        for row in rows:
-            if hi is None or not _changed_after(row, hi):
-                latest[str(row.get("contact_id") or row.get("id"))] = row
-        return FeedRead(latest.values(), rows.server_time)
+        for page in self._page_reads(f"{self._list_path()}/members", _MEMBERS_ROUTE, "members", params):
+            yield FeedRead((row for row in page if hi is None or not _changed_after(row, hi)), page.server_time)
 
     def member_tags(self, tag: str) -> dict[str, str]:
         """Subscriber hash -> the value of merge field ``tag`` of every member that has one (all pages, only
@@ -448,22 +455,29 @@ class MailchimpClient(RetryingHttpResource):
         return f"{self._list_path()}/members/{_segment(member_hash)}"
 
     def _pages(self, path: str, route: str, key: str, params: dict[str, str]) -> FeedRead:
-        """Every row of a collection, ``count``/``offset`` paged until ``total_items``; with Mailchimp's clock at
-        the first page (its ``Date``)."""
+        """Every row of a collection, with Mailchimp's clock at the first page."""
         rows = FeedRead()
+        for page in self._page_reads(path, route, key, params):
+            rows.server_time = rows.server_time or page.server_time
+            rows.extend(page)
+        return rows
+
+    def _page_reads(self, path: str, route: str, key: str, params: dict[str, str]) -> Iterator[FeedRead]:
+        """A collection page by page, ``count``/``offset`` paged until ``total_items``; the first page carries
+        Mailchimp's clock when it answered (its ``Date``)."""
+        offset = 0
         while True:
-            query = {**params, "count": str(self.page_size), "offset": str(len(rows))}
+            query = {**params, "count": str(self.page_size), "offset": str(offset)}
             response = self._send("GET", path, route=route, params=query)
-            if not rows:
-                rows.server_time = server_time(response)
             payload = self._json(response, route)
             page = payload.get(key) if isinstance(payload, dict) else None
             if not isinstance(page, list):
                 raise MailchimpError(f"Mailchimp returned a page without '{key}'", endpoint=route)
-            rows.extend(page)
+            yield FeedRead(page, None if offset else server_time(response))
+            offset += len(page)
             total = payload.get("total_items")
-            if not page or not isinstance(total, int) or len(rows) >= total:
-                return rows
+            if not page or not isinstance(total, int) or offset >= total:
+                return
 
     def _json(self, response: httpx.Response, route: str) -> Any:
         if not response.content.strip():

@@ -9,7 +9,7 @@ Everything else (audience, plan, state, consent, the way back) is destination-ne
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from itertools import repeat
@@ -92,6 +92,10 @@ class SpotlerAdapter:
     def changes(self, client: SpotlerClient, start: datetime, end: datetime) -> FeedRead:
         contacts = client.updates(start, end)
         return FeedRead(contact_changes(contacts), contacts.server_time)
+
+    def change_pages(self, client: SpotlerClient, start: datetime, end: datetime) -> Iterator[FeedRead]:
+        for page in client.update_pages(start, end):
+            yield FeedRead(contact_changes(page), page.server_time)
 
     def bounces(self, client: SpotlerClient, start: datetime, end: datetime) -> list[Bounce]:
         return bounces(client.bounces(start, end))

@@ -318,6 +318,11 @@ class SpotlerClient(RetryingHttpResource):
         latest = {str(row.get("externalId")): row for row in rows}
         return FeedRead(latest.values(), rows.server_time)
 
+    def update_pages(self, start: datetime, end: datetime) -> Iterator[FeedRead]:
+        """``updates`` page by page, as read (a contact changed during the read may be on two pages; the later
+        one is its latest version); the first page carries Spotler's clock (``server_time``)."""
+        return self._bare_page_reads("contact/updates/list", _window(start, end))
+
     def bounces(self, start: datetime, end: datetime) -> list[dict]:
         """Bounces ``{date, type: HARDBOUNCE|SOFTBOUNCE, contact, encryptedActId}`` dated in ``[start, end)``."""
         return self._bare_pages("contact/bounces/list", _window(start, end))
@@ -419,18 +424,23 @@ class SpotlerClient(RetryingHttpResource):
         return results
 
     def _bare_pages(self, path: str, params: dict[str, str]) -> FeedRead:
-        """Pages of an endpoint that answers a bare array, offset-paged by ``after``: a short page ends it. With
-        Spotler's clock at the first page (its ``Date``)."""
+        """Every row of an endpoint that answers a bare array, with Spotler's clock at the first page."""
         rows = FeedRead()
+        for page in self._bare_page_reads(path, params):
+            rows.server_time = rows.server_time or page.server_time
+            rows.extend(page)
+        return rows
+
+    def _bare_page_reads(self, path: str, params: dict[str, str]) -> Iterator[FeedRead]:
+        """Page by page, an endpoint that answers a bare array, offset-paged by ``after``: a short page ends it.
+        The first page carries Spotler's clock when it answered (its ``Date``)."""
         after = 0
         while True:
             response = self._send("GET", path, params={**params, "after": str(after), "pageSize": str(self.page_size)})
-            if not after:
-                rows.server_time = server_time(response)
-            page = _as_list(self._json(response), path)
-            rows.extend(page)
+            page = FeedRead(_as_list(self._json(response), path), None if after else server_time(response))
+            yield page
             if len(page) < self.page_size:
-                return rows
+                return
             after += len(page)
 
     def _json(self, response: httpx.Response, endpoint: str | None = None) -> Any:

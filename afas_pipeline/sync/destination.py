@@ -8,7 +8,7 @@ chain (`afas_pipeline.chain`) holds no vendor code and an adapter holds no rule.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -98,6 +98,11 @@ class Destination(Erasable, Protocol):
     def changes(self, client: Any, start: datetime, end: datetime) -> FeedRead:
         """The records changed in the destination between `start` and `end`, as it holds them now (ContactChange),
         with the destination's clock when the read began (`server_time`, None when it did not say)."""
+
+    def change_pages(self, client: Any, start: datetime, end: datetime) -> Iterator[FeedRead]:
+        """`changes` page by page as the destination answers them, so a long read (a full sync's own writes) is
+        never held whole; a record changed during the read may be on two pages, the later its latest version.
+        The first page carries the destination's clock (`server_time`)."""
 
     def bounces(self, client: Any, start: datetime, end: datetime) -> list[Bounce]:
         """The bounces the destination reports between `start` and `end`."""

@@ -1,14 +1,25 @@
 """Reading a destination's change feed (`refresh_optouts`, in `<d>_sync_plan`): the watermark, where the next read
 starts less FEED_OVERLAP, is in the destination's clock (its `Date`), so a quiet account does not read a full
 sync's own writes again on every run (issue 13), while an opt-out the destination stamps late is still read (C1)
-and a destination clock ahead of ours never moves the watermark past what the read covered."""
+and a destination clock ahead of ours never moves the watermark past what the read covered. The feed is read in
+pages of 7, as a long read is page by page."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from afas_pipeline.chain.component import declared_destinations
 from afas_pipeline.chain.sync import refresh_optouts
+
+
+@pytest.fixture
+def destination(destination):
+    """The destination with its change feed read in pages of 7 (refresh_optouts reads page by page)."""
+    world, probe = destination
+    world.spotler_options, world.mailchimp_options = {"page_size": 7}, {"page_size": 7}
+    return world, probe
 
 
 def _iso(at: datetime) -> str:
