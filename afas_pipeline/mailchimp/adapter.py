@@ -166,9 +166,8 @@ class MailchimpAdapter:
 
     # -- Mailchimp -> AFAS --
 
-    def changes(self, client: MailchimpClient, start: datetime, end: datetime) -> FeedRead:
-        members = client.members_changed(start, end)
-        return FeedRead((change for member in members if (change := self._change(member))), members.server_time)
+    def changes(self, client: MailchimpClient, start: datetime, end: datetime) -> list[ContactChange]:
+        return [change for member in client.members_changed(start, end) if (change := self._change(member))]
 
     def change_pages(self, client: MailchimpClient, start: datetime, end: datetime) -> Iterator[FeedRead]:
         for page in client.members_changed_pages(start, end):

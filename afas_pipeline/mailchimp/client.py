@@ -454,13 +454,9 @@ class MailchimpClient(RetryingHttpResource):
     def _member_path(self, member_hash: str) -> str:
         return f"{self._list_path()}/members/{_segment(member_hash)}"
 
-    def _pages(self, path: str, route: str, key: str, params: dict[str, str]) -> FeedRead:
-        """Every row of a collection, with Mailchimp's clock at the first page."""
-        rows = FeedRead()
-        for page in self._page_reads(path, route, key, params):
-            rows.server_time = rows.server_time or page.server_time
-            rows.extend(page)
-        return rows
+    def _pages(self, path: str, route: str, key: str, params: dict[str, str]) -> list[dict]:
+        """Every row of a collection."""
+        return [row for page in self._page_reads(path, route, key, params) for row in page]
 
     def _page_reads(self, path: str, route: str, key: str, params: dict[str, str]) -> Iterator[FeedRead]:
         """A collection page by page, ``count``/``offset`` paged until ``total_items``; the first page carries

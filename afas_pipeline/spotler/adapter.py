@@ -89,9 +89,8 @@ class SpotlerAdapter:
               on_batch: Callable[[list[ContactResult]], None]) -> None:
         client.upsert_contacts(documents, on_batch=on_batch)
 
-    def changes(self, client: SpotlerClient, start: datetime, end: datetime) -> FeedRead:
-        contacts = client.updates(start, end)
-        return FeedRead(contact_changes(contacts), contacts.server_time)
+    def changes(self, client: SpotlerClient, start: datetime, end: datetime) -> list[ContactChange]:
+        return contact_changes(client.updates(start, end))
 
     def change_pages(self, client: SpotlerClient, start: datetime, end: datetime) -> Iterator[FeedRead]:
         for page in client.update_pages(start, end):

@@ -16,7 +16,7 @@ import pandas as pd
 
 from afas_pipeline.lib.http import FeedRead
 from afas_pipeline.mapping.models import DestinationMapping
-from afas_pipeline.sync.events import Bounce, Interaction, MailingSent
+from afas_pipeline.sync.events import Bounce, ContactChange, Interaction, MailingSent
 
 
 class WriteResult(Protocol):
@@ -95,9 +95,8 @@ class Destination(Erasable, Protocol):
     def write(self, client: Any, documents: list[Any], on_batch: Callable[[list[WriteResult]], None]) -> None:
         """Send the documents; each batch's results go to `on_batch` as soon as they are in."""
 
-    def changes(self, client: Any, start: datetime, end: datetime) -> FeedRead:
-        """The records changed in the destination between `start` and `end`, as it holds them now (ContactChange),
-        with the destination's clock when the read began (`server_time`, None when it did not say)."""
+    def changes(self, client: Any, start: datetime, end: datetime) -> list[ContactChange]:
+        """The records changed in the destination between `start` and `end`, as it holds them now."""
 
     def change_pages(self, client: Any, start: datetime, end: datetime) -> Iterator[FeedRead]:
         """`changes` page by page as the destination answers them, so a long read (a full sync's own writes) is
