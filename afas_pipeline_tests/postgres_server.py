@@ -92,7 +92,9 @@ def postgres() -> Postgres:
     port = _free_port()
     run(str(bin_ / "pg_ctl"), "-w", "-D", str(data), "-l", str(log), "start",
         "-o", f"-p {port} -k {top} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-        "-c full_page_writes=off")  # a throwaway cluster: no crash safety needed, and fast CREATE DATABASE
+        "-c full_page_writes=off -c autovacuum=off")
+    # A throwaway cluster: no crash safety needed, and fast CREATE DATABASE. No autovacuum: a worker of it inside a
+    # test's database makes `DROP DATABASE ... WITH (FORCE)` fail, as the test role may not terminate it.
     try:
         admin = psycopg2.connect(host=str(top), port=port, dbname="postgres", user="postgres")
         admin.autocommit = True
