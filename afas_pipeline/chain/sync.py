@@ -173,9 +173,9 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         drift = mapping_drift(context.resources.afas, destination, client, sources)
         seen, feed_read = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc))
         members = audience[audience["excluded_by"].isna()]
-        records = state.records(d, members["external_id"])
         # A delta asks the state about its own few records; a full sync reads it whole, which is cheaper there.
         wanted = _members_of(cadence, members)
+        records = state.records(d, wanted)
         optouts = state.optouts(d, wanted)
         rejected = state.rejected(d, wanted)
         quarantined = frozenset(rejected.loc[rejected["quarantined"], "external_id"])
@@ -237,7 +237,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
                 seen, _ = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc), step="sync")
                 context.log.info(f"sync: the plan was made by another run or attempt; {seen} new opt-outs read")
             plan, held = hold_late_optouts(plan, state.optouts(d, _members_of(cadence, plan)), keys)
-            writer = StateWriter(state, destination, plan, two_way, config.quarantine_after)
+            writer = StateWriter(state, destination, plan, two_way, config.quarantine_after, fresh_plan=not reread)
             members = audience[audience["excluded_by"].isna()].drop(columns=["content_hash", "email_hash"])
             writer.save_unsent()
             try:

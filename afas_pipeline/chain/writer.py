@@ -49,7 +49,7 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, me
                 found = member_at.get_indexer(chunk["external_id"])
                 chunk = chunk.merge(members.iloc[found[found >= 0]], on="external_id", how="left",
                                     suffixes=("", "_member"))
-                documents = destination.documents(chunk, writer.destination_keys(chunk["external_id"]))
+                documents = destination.documents(chunk, writer.destination_keys(chunk))
                 stopped = destination.resubscriptions(documents, chunk["action"].tolist())
                 if stopped:
                     writer.resubscriptions += len(stopped)
@@ -81,61 +81,83 @@ class StateWriter:
     flight. Records not sent (unchanged, skipped, quarantined) are saved first: only AFAS's side changed."""
 
     def __init__(self, state: SyncState, destination: Destination, plan: pd.DataFrame, two_way: list[str],
-                 quarantine_after: int):
+                 quarantine_after: int, fresh_plan: bool = False):
         self.state, self.destination, self.plan, self.two_way = state, destination, plan, two_way
         self.name, self.keys = destination.name, destination.permission_keys
         self.quarantine_after = quarantine_after
+        # A plan this run made moments ago (the run lock kept the state as it read it): its `in_state` and
+        # `state_changed` say which state rows to read and which unsent records to save. Any other plan may be
+        # older than the state; then every row is read and judged again.
+        self.fresh_plan = fresh_plan and {"in_state", "state_changed"} <= set(plan.columns)
         self._previous: dict[str, dict] = {}  # the state rows of the chunk at hand (`_previous_of`)
+        self._asked: set[str] = set()  # the records those rows were asked for (a record new to the state has none)
         self.feed_mark = state.watermark(self.name, "contact_updates")
         self.outcome: dict = {}
         self.resubscriptions = 0
         self._accepted: dict[str, dict] = {}
-        self._refused: dict[str, dict] = {}
+        # Per chunk in flight, by its entry: what a refusal saves is built only for the records refused.
+        self._sent: dict[int, tuple[dict[str, Any], dict[str, dict], dict[str, int]]] = {}
+        self._entry_of: dict[str, int] = {}
         self._reactivate: dict[str, str] = {}
-        self._chunks: dict[int, list[str]] = {}  # the external ids of each chunk in flight, by its entry
         self._lock = threading.Lock()
+        self._saving = threading.Lock()
 
-    def _previous_of(self, external_ids) -> dict[str, dict]:
-        """The state rows of these records as saved before this sync wrote them: read per chunk, not for the whole
-        plan at once, so the memory they take follows the chunk, not the audience. The chunks of a plan hold
-        different records (C2), and the run lock keeps other runs out, so reading them late changes nothing."""
-        ids = [str(i) for i in external_ids]
-        if not set(ids) <= self._previous.keys():
-            self._previous = {str(r["external_id"]): r for r in self.state.records(self.name, ids).to_dict("records")}
+    def _previous_of(self, rows: pd.DataFrame) -> dict[str, dict]:
+        """The state rows of these plan rows' records as saved before this sync wrote them: read per chunk, not
+        for the whole plan at once, so the memory they take follows the chunk, not the audience. The chunks of a
+        plan hold different records (C2), and the run lock keeps other runs out, so reading them late changes
+        nothing. Of a fresh plan only the records it found in the state are asked for."""
+        asked = rows.loc[rows["in_state"].astype(bool), "external_id"] if self.fresh_plan else rows["external_id"]
+        ids = [str(i) for i in asked]
+        if not ids or not set(ids) <= self._asked:
+            self._asked = set(ids)
+            self._previous = ({str(r["external_id"]): r for r in self.state.records(self.name, ids).to_dict("records")}
+                              if ids else {})
         return self._previous
 
-    def destination_keys(self, external_ids) -> dict[str, str | None]:
-        """The destination's own key of each record as last saved (None: not known, or not used)."""
-        previous, keys = self._previous_of(external_ids), {}
-        for i in external_ids:
+    def destination_keys(self, rows: pd.DataFrame) -> dict[str, str | None]:
+        """The destination's own key of each plan row's record as last saved (None: not known, or not used)."""
+        previous, keys = self._previous_of(rows), {}
+        for i in rows["external_id"]:
             key = (previous.get(str(i)) or {}).get("destination_key")
             keys[str(i)] = None if key is None or pd.isna(key) else str(key)
         return keys
 
     def save_unsent(self) -> None:
         unsent = self.plan[~self.plan["action"].isin(["create", "update"])]
+        if self.fresh_plan:
+            unsent = unsent[unsent["state_changed"].astype(bool)]
         for start in range(0, len(unsent), UNSENT_CHUNK):
             part = unsent.iloc[start:start + UNSENT_CHUNK]
-            previous = self._previous_of(part["external_id"])
+            previous = self._previous_of(part)
             rows = _state_rows(_state_columns(part, self.keys, self.two_way), previous, accepted=False)
             self.state.save_records(self.name, list(rows.values()))
 
     def begin(self, chunk: pd.DataFrame) -> int:
         columns = _state_columns(chunk, self.keys, self.two_way)
-        previous = self._previous_of(chunk["external_id"])
+        previous = self._previous_of(chunk)
         accepted = _state_rows(columns, previous, accepted=True)
-        refused = _state_rows(columns, previous, accepted=False)
         reactivate = chunk[chunk["reactivate"].astype(bool)]
-        with self._lock:
-            self._accepted.update(accepted)
-            self._refused.update(refused)
-            # Dated by AFAS's change of the address, so that a bounce the destination reports after it is the later event.
-            self._reactivate.update((str(i), _utc_text(t)) for i, t in zip(reactivate["external_id"], reactivate["afas_modified"]))
         intents = {i: {"content_hash": r["content_hash"], "permissions": r["permissions"]} for i, r in accepted.items()}
         entry = self.state.begin_writes(self.name, intents, self.feed_mark)
         with self._lock:
-            self._chunks[entry] = list(chunk["external_id"].astype(str))
+            self._accepted.update(accepted)
+            self._sent[entry] = (columns, previous, {str(i): n for n, i in enumerate(columns["external_id"])})
+            self._entry_of.update((str(i), entry) for i in columns["external_id"])
+            # Dated by AFAS's change of the address, so that a bounce the destination reports after it is the later event.
+            self._reactivate.update((str(i), _utc_text(t)) for i, t in zip(reactivate["external_id"], reactivate["afas_modified"]))
         return entry
+
+    def _refused_rows(self, external_ids: list[str]) -> list[dict]:
+        """What these refused records save (`_state_rows` of a record not accepted), from their chunk's columns."""
+        rows = []
+        for external_id in external_ids:
+            entry = self._entry_of.get(external_id)
+            if entry is None:
+                continue
+            columns, previous, position = self._sent[entry]
+            rows += _state_rows(columns, previous, accepted=False, only=[position[external_id]]).values()
+        return rows
 
     def save_batch(self, results: list[WriteResult]) -> None:
         """The destination's answers to one batch, saved together (called from the sending threads). A
@@ -148,10 +170,12 @@ class StateWriter:
         with self._lock:
             rows = [{**self._accepted[r.external_id], "destination_key": getattr(r, "destination_key", None)}
                     for r in [*results] if (r.ok or r in settled) and r.external_id in self._accepted]
-            rows += [self._refused[r.external_id] for r in refused if r.external_id in self._refused]
+            rows += self._refused_rows([r.external_id for r in refused])
             events = [(i, REACTIVATED, self._reactivate[i]) for i in ok if i in self._reactivate]
             self.outcome.update((r.external_id, r) for r in results)
-        with self.state.transaction():
+        # One batch's save at a time: the sending threads would otherwise meet on SQLite's write lock, whose
+        # wait sleeps in steps of up to 100 ms, far longer than a save takes.
+        with self._saving, self.state.transaction():
             self.state.save_records(self.name, rows)
             self.state.record_feedback(self.name, events, "pending")
             self.state.record_rejections(self.name, (
@@ -167,9 +191,10 @@ class StateWriter:
         """Every batch of the chunk `entry` is saved: it is no longer in flight, and its rows are let go."""
         self.state.end_writes(entry)
         with self._lock:
-            for external_id in self._chunks.pop(entry, []):
+            _, _, position = self._sent.pop(entry, (None, None, {}))
+            for external_id in position:
                 self._accepted.pop(external_id, None)
-                self._refused.pop(external_id, None)
+                self._entry_of.pop(external_id, None)
                 self._reactivate.pop(external_id, None)
 
 
@@ -229,15 +254,16 @@ def _iso_times(times: pd.Series) -> list[str | None]:
             for second, part, missing in zip(seconds.tolist(), fraction.tolist(), np.isnat(ns).tolist())]
 
 
-def _state_rows(columns: dict[str, Any], previous: dict[str, dict], accepted: bool) -> dict[str, dict]:
+def _state_rows(columns: dict[str, Any], previous: dict[str, dict], accepted: bool,
+                only: list[int] | None = None) -> dict[str, dict]:
     """Per record of the plan rows in `columns` (`_state_columns`), the state row to save when the destination
     accepted what the plan sent (`accepted`), or when it was not sent or refused: then only AFAS's permission
     fields, since when they are on (C1) and the bounced address (R11) may change, and a record whose row would
-    not change, or that the destination never accepted, is left out."""
+    not change, or that the destination never accepted, is left out. `only`: these positions, not every record."""
     sent, afas, since, field_hashes = columns["sent"], columns["afas"], columns["since"], columns["field_hashes"]
     rows = {}
-    for i, external_id in enumerate(columns["external_id"]):
-        external_id = str(external_id)
+    for i in range(len(columns["external_id"])) if only is None else only:
+        external_id = str(columns["external_id"][i])
         before = previous.get(external_id)
         before = before if before is not None and isinstance(before.get("content_hash"), str) else None
         if before is None and not accepted:

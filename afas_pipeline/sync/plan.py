@@ -67,7 +67,10 @@ def plan_sync(
     """One row per audience member: `external_id`, `action`, `send_properties`, `reactivate` (R11: a new
     address after a hard bounce), `deactivate` (created already hard-bounced), and per
     permission `set:<key>` (True/False to send, NA to leave), `held:<key>` (a switch-on held by C1),
-    `afas:<key>` (AFAS's own field) and `on_since:<key>` (since when AFAS has it on, as far as seen).
+    `afas:<key>` (AFAS's own field) and `on_since:<key>` (since when AFAS has it on, as far as seen). What the plan
+    knew of the state, so a sync that sends it at once need not read the state again: `in_state` (the state holds
+    a row the destination accepted) and `state_changed` (that row changes even if the record is not sent: AFAS
+    switched a permission field, since when it is on moved, or the bounced address is new).
 
     `state.permissions` holds per key `{"sent": bool, "afas": bool, "on_since": ISO time}`.
 
@@ -107,6 +110,10 @@ def plan_sync(
 
     last_optout = _last_optouts(optouts)
     any_permission_sent = pd.Series(False, index=plan.index)
+    # What a record not sent still changes in its state row: the bounced address, AFAS's permission fields and
+    # since when they are on (C1). Known here, where the state row is at hand, so the sync need not read it again.
+    afas_side_changed = (plan["bounced_email_hash"].astype(object).fillna("")
+                         != plan["state_bounced"].astype(object).fillna(""))
     modified = pd.to_datetime(plan["afas_modified"], utc=True)
     for key in permission_keys:
         previous = plan["state_permissions"].map(lambda p, k=str(key): p.get(k) if isinstance(p, dict) else None)
@@ -135,6 +142,9 @@ def plan_sync(
         plan[afas_column(key)] = raw
         plan[since_column(key)] = on_since
         any_permission_sent |= value.notna()
+        last_afas = previous.map(lambda e: e.get("afas") if isinstance(e, dict) else None)
+        same_since = (on_since == since).fillna(False).astype(bool) | (on_since.isna() & since.isna())
+        afas_side_changed |= (last_afas.astype(object) != raw.astype(object)) | ~same_since
 
     send_properties = (content_changed | reactivate) & ~skip_bounced
     action = pd.Series("unchanged", index=plan.index, dtype="string")
@@ -147,8 +157,10 @@ def plan_sync(
     plan["send_properties"] = send_properties | ~known
     plan["reactivate"] = reactivate & send_properties
     plan["deactivate"] = create_inactive
-    columns = ["external_id", "action", "send_properties", "reactivate", "deactivate", "content_hash", "email_hash",
-               "bounced_email_hash", "afas_modified", *hashes]
+    plan["in_state"] = known
+    plan["state_changed"] = known & afas_side_changed.astype(bool)
+    columns = ["external_id", "action", "send_properties", "reactivate", "deactivate", "in_state", "state_changed",
+               "content_hash", "email_hash", "bounced_email_hash", "afas_modified", *hashes]
     columns += [c for key in permission_keys
                 for c in (set_column(key), held_column(key), afas_column(key), since_column(key))]
     return plan[columns].reset_index(drop=True)

@@ -39,7 +39,6 @@ file next to a SQLite file, a Postgres advisory lock on a Postgres state).
 from __future__ import annotations
 
 import functools
-import json
 import operator
 import os
 import re
@@ -55,6 +54,7 @@ from pathlib import Path
 
 import dagster as dg
 import filelock
+import orjson
 import pandas as pd
 from pydantic import Field, PrivateAttr
 
@@ -392,8 +392,8 @@ class SyncState:
                     (destination,),
                 ).fetchall()
         df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
-        df["permissions"] = df["permissions"].map(json.loads)
-        df["fields"] = df["fields"].map(json.loads)
+        for column in ("permissions", "fields"):
+            df[column] = pd.Series([orjson.loads(text) for text in df[column].tolist()], index=df.index, dtype=object)
         return df.astype({c: "string" for c in ("external_id", "content_hash", "email_hash", "bounced_email_hash",
                                                 "destination_key")})
 
@@ -405,8 +405,8 @@ class SyncState:
         now = _now()
         values = [
             (destination, str(r["external_id"]), r["content_hash"], r["email_hash"],
-             json.dumps(r["permissions"], sort_keys=True), r.get("bounced_email_hash"), now,
-             json.dumps(r.get("fields") or {}, sort_keys=True), r.get("destination_key"))
+             _json_text(r["permissions"]), r.get("bounced_email_hash"), now,
+             _json_text(r.get("fields") or {}), r.get("destination_key"))
             for r in rows
         ]
         self._in_key_order(values, 2)
@@ -430,7 +430,7 @@ class SyncState:
             _wanted(db, external_ids)
             rows = db.execute(f"SELECT r.external_id, permissions FROM {BY_KEY} records r "
                               "WHERE r.destination=? AND r.external_id = w.external_id", (destination,)).fetchall()
-        return {external_id: json.loads(text) for external_id, text in rows}
+        return {external_id: orjson.loads(text) for external_id, text in rows}
 
     def holders(self, destination: str, email_hashes: Iterable[str]) -> dict[str, str]:
         """Email hash -> the external id of a record the state holds with that address, for these hashes (an
@@ -650,7 +650,7 @@ class SyncState:
         with self._connect() as db:
             cursor = db.execute(
                 "INSERT INTO writes_in_flight (destination, started_at, feed_mark, intents) VALUES (?,?,?,?) "
-                "RETURNING id", (destination, _now(), mark, json.dumps(intents, sort_keys=True)))
+                "RETURNING id", (destination, _now(), mark, _json_text(intents)))
             return int(cursor.fetchone()[0])
 
     def end_writes(self, entry: int) -> None:
@@ -663,7 +663,7 @@ class SyncState:
         with self._connect() as db:
             rows = db.execute("SELECT id, started_at, feed_mark, intents FROM writes_in_flight WHERE destination=? "
                               "ORDER BY id", (destination,)).fetchall()
-        return [WritesInFlight(i, datetime.fromisoformat(t), datetime.fromisoformat(m) if m else None, json.loads(x))
+        return [WritesInFlight(i, datetime.fromisoformat(t), datetime.fromisoformat(m) if m else None, orjson.loads(x))
                 for i, t, m, x in rows]
 
     def resolve_in_doubt(self, destination: str, entries: list[WritesInFlight]) -> int:
@@ -907,7 +907,7 @@ class SyncState:
                 "source=excluded.source, requested_at=excluded.requested_at, status='pending', outcome='{}', "
                 "attempts=0, updated_at=excluded.updated_at, finished_at=NULL "
                 "WHERE erasure_requests.status='lifted'",
-                (subject_hash, json.dumps(keys, sort_keys=True), json.dumps(sorted(set(tombstones))), source, when,
+                (subject_hash, _json_text(keys), _json_text(sorted(set(tombstones))), source, when,
                  _now()))
             return cursor.rowcount == 1
 
@@ -922,14 +922,14 @@ class SyncState:
             rows = db.execute(query + " ORDER BY requested_at, subject_hash", args).fetchall()
         df = pd.DataFrame(rows, columns=ERASURE_COLUMNS)
         for column in ("keys", "tombstones", "outcome"):
-            df[column] = df[column].map(json.loads)
+            df[column] = df[column].map(orjson.loads)
         return df
 
     def tombstones(self) -> set[str]:
         """The hashes of every record key an erasure request covers, pending or done: no sync sends those records."""
         with self._connect() as db:
             rows = db.execute("SELECT tombstones FROM erasure_requests").fetchall()
-        return {h for (text,) in rows for h in json.loads(text)}
+        return {h for (text,) in rows for h in orjson.loads(text)}
 
     def record_erasure(self, subject_hash: str, destination: str, outcome: str, *, purge: Iterable[str] = ()) -> None:
         """What became of the request in one destination; with `purge`, every state row of those record keys in that
@@ -940,9 +940,9 @@ class SyncState:
             row = db.execute("SELECT outcome FROM erasure_requests WHERE subject_hash=?", (subject_hash,)).fetchone()
             if row is None:
                 return
-            outcomes = {**json.loads(row[0]), destination: outcome}
+            outcomes = {**orjson.loads(row[0]), destination: outcome}
             db.execute("UPDATE erasure_requests SET outcome=?, updated_at=? WHERE subject_hash=?",
-                       (json.dumps(outcomes, sort_keys=True), _now(), subject_hash))
+                       (_json_text(outcomes), _now(), subject_hash))
 
     def finish_erasure(self, subject_hash: str, done: bool) -> None:
         """One attempt over every destination is over: `done` marks the request erased and forgets its AFAS keys (the
@@ -981,7 +981,7 @@ class SyncState:
                 intents = {k: v for k, v in entry.intents.items() if k not in ids}
                 if len(intents) != len(entry.intents):
                     db.execute("UPDATE writes_in_flight SET intents=? WHERE id=?",
-                               (json.dumps(intents, sort_keys=True), entry.id))
+                               (_json_text(intents), entry.id))
         return deleted
 
     # -- retention --
@@ -1016,6 +1016,11 @@ def _wanted(db: _Db, external_ids: Iterable[str]) -> None:
     db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (external_id TEXT PRIMARY KEY)")
     db.execute("DELETE FROM wanted")
     db.executemany("INSERT INTO wanted VALUES (?) ON CONFLICT DO NOTHING", ((str(i),) for i in external_ids))
+
+
+def _json_text(value) -> str:
+    """A value as the JSON text the state keeps (keys sorted, so equal values are equal texts)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _missing(value) -> bool:
