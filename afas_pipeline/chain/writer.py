@@ -200,19 +200,18 @@ class StateWriter:
 
 def results_frame(plan: pd.DataFrame, outcome: dict, dry_run: bool) -> pd.DataFrame:
     """Per plan row what became of it: ok, rejected, excluded_by_consent, dry_run, or the plan's own action."""
-    status, code, status_code = [], [], []
-    for row in plan[["external_id", "action"]].itertuples(index=False):
-        if row.action not in ("create", "update"):
-            status.append(row.action), code.append(None), status_code.append(None)
-        elif dry_run:
-            status.append("dry_run"), code.append(None), status_code.append(None)
-        else:
-            result = outcome.get(row.external_id)
-            ok = result is not None and result.ok
-            settled = result is not None and not ok and result.consent_refusal
-            status.append("ok" if ok else "excluded_by_consent" if settled else "rejected")
-            code.append(result.code if result else "NO_RESULT")
-            status_code.append(result.status_code if result else None)
+    sent = plan["action"].isin(["create", "update"]).to_numpy(dtype=bool)
+    status = plan["action"].to_numpy(dtype=object).copy()
+    code = np.full(len(plan), None, dtype=object)
+    status_code = np.full(len(plan), None, dtype=object)
+    if dry_run:
+        status[sent] = "dry_run"
+    elif sent.any():
+        results = [outcome.get(i) for i in plan["external_id"].to_numpy(dtype=object)[sent]]
+        status[sent] = ["rejected" if r is None else "ok" if r.ok else "excluded_by_consent" if r.consent_refusal
+                        else "rejected" for r in results]
+        code[sent] = ["NO_RESULT" if r is None else r.code for r in results]
+        status_code[sent] = [None if r is None else r.status_code for r in results]
     out = plan[["external_id", "action"]].copy()
     out["status"] = status
     out["code"] = pd.Series(code, index=out.index, dtype="string")

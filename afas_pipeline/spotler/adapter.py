@@ -68,11 +68,16 @@ class SpotlerAdapter:
         row_values = zip(*values.values())
         row_bits = zip(*permissions.values()) if permissions else repeat(())
         bit_keys = list(permissions)
+        # The few combinations of permission values, each made once (the documents are only read after this).
+        combinations: dict[tuple, list[dict]] = {}
         documents = []
         for i, (external_id, properties_row, bits_row) in enumerate(
                 zip(rows["external_id"].astype(str).tolist(), row_values, row_bits)):
             properties = dict(zip(names, properties_row)) if send[i] else {}
-            bits = [{"bit": bit, "enabled": bool(value)} for bit, value in zip(bit_keys, bits_row) if value is not None]
+            bits = combinations.get(bits_row)
+            if bits is None:
+                bits = combinations[bits_row] = [{"bit": bit, "enabled": bool(value)}
+                                                 for bit, value in zip(bit_keys, bits_row) if value is not None]
             if bits:
                 properties["permissions"] = bits
             document: dict[str, Any] = {"externalId": external_id, "properties": properties}
