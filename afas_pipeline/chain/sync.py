@@ -26,6 +26,7 @@ from afas_pipeline.afas.partitions import (
 )
 from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.chain.writer import StateWriter, results_frame, send_in_chunks
+from afas_pipeline.lib.bulk import collector_paused
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.privacy import hash_key, hashed_sample
 from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift
@@ -450,16 +451,17 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
     # version: the first read after a full sync reads all of its writes, which must not be held whole.
     kept: dict[str, ContactChange] = {}
     read, latest, server_time = 0, None, None
-    for number, page in enumerate(destination.change_pages(client, start, now)):
-        server_time = page.server_time if number == 0 else server_time
-        read += len(page)
-        for change in page:
-            if change.changed_at.timestamp() > 0 and (latest is None or change.changed_at > latest):
-                latest = change.changed_at
-            if change.mailable and all(change.permissions.values()):
-                kept.pop(change.external_id, None)  # a later version, with everything on
-            else:
-                kept[change.external_id] = replace(change, fields={})
+    with collector_paused():
+        for number, page in enumerate(destination.change_pages(client, start, now)):
+            server_time = page.server_time if number == 0 else server_time
+            read += len(page)
+            for change in page:
+                if change.changed_at.timestamp() > 0 and (latest is None or change.changed_at > latest):
+                    latest = change.changed_at
+                if change.mailable and all(change.permissions.values()):
+                    kept.pop(change.external_id, None)  # a later version, with everything on
+                else:
+                    kept[change.external_id] = replace(change, fields={})
     in_flight = state.writes_in_flight(d)
     inactive = [c.external_id for c in kept.values() if not c.mailable]
     switched_off = {i: c for i, c in kept.items() if not all(c.permissions.values())}

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from afas_pipeline.lib.bulk import collect_young, collector_paused
 from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.sync.audience import field_hash_column
 from afas_pipeline.sync.destination import Destination, WriteResult
@@ -41,7 +42,8 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, me
 
     member_at = pd.Index(members["external_id"])
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{destination.name}-send") as sender:
+    # Documents, state rows and answers: many small objects a chunk at a time (lib/bulk.py).
+    with collector_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{destination.name}-send") as sender:
         sending = None
         try:
             for start in range(0, len(rows), SEND_CHUNK):
@@ -62,6 +64,7 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, me
                 if sending is not None:
                     sending.result()
                 sending = sender.submit(send, entry, documents)
+                collect_young()
             if sending is not None:
                 sending.result()
         finally:

@@ -58,6 +58,7 @@ import orjson
 import pandas as pd
 from pydantic import Field, PrivateAttr
 
+from afas_pipeline.lib.bulk import collector_paused
 from afas_pipeline.lib.failpoints import failpoint
 
 SCHEMA = [statement.strip() for statement in """
@@ -392,8 +393,10 @@ class SyncState:
                     (destination,),
                 ).fetchall()
         df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
-        for column in ("permissions", "fields"):
-            df[column] = pd.Series([orjson.loads(text) for text in df[column].tolist()], index=df.index, dtype=object)
+        with collector_paused():  # a dict or two per record, kept: see lib/bulk.py
+            for column in ("permissions", "fields"):
+                df[column] = pd.Series([orjson.loads(text) for text in df[column].tolist()], index=df.index,
+                                       dtype=object)
         return df.astype({c: "string" for c in ("external_id", "content_hash", "email_hash", "bounced_email_hash",
                                                 "destination_key")})
 
