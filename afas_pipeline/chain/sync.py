@@ -31,7 +31,7 @@ from afas_pipeline.lib.privacy import hash_key, hashed_sample
 from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift
 from afas_pipeline.mapping.models import BACK_REFERENCES, ENTITY_SOURCE
 from afas_pipeline.retries import retry_transient_failures
-from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, valid_emails
+from afas_pipeline.sync.audience import EXCLUSION_RULES, audience_columns, build_audience, valid_emails
 from afas_pipeline.sync.destination import Destination
 from afas_pipeline.sync.erasure import exclude_erased, marked
 from afas_pipeline.sync.events import ContactChange
@@ -85,8 +85,10 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
     base, joined = mapping.base, mapping.joined()
     base_source = sources[ENTITY_SOURCE[base]]
     plural = ENTITY_SOURCE[base]
-    # The AFAS reads this audience is made of: its base (contacts or debtors) and the entities joined to it.
-    reads = {ENTITY_SOURCE[entity]: dg.AssetIn(f"afas_{ENTITY_SOURCE[entity]}{c['afas']}") for entity in (base, *joined)}
+    # The AFAS reads this audience is made of: its base (contacts or debtors) and the entities joined to it, each
+    # loaded with only the fields the step uses: the others would be held, a million rows of them, for nothing.
+    reads = {ENTITY_SOURCE[entity]: dg.AssetIn(f"afas_{ENTITY_SOURCE[entity]}{c['afas']}", metadata={"columns": fields})
+             for entity, fields in audience_columns(mapping, sources, delta=cadence == "delta").items()}
     what = ("AFAS contacts joined with their person and organisation, the rules applied (R3 e-mail, R4 person "
             "at organisation, R7 blocked, R8 filters, C2 normalised e-mail)" if base == "contact" else
             "AFAS debtors (customers, seed 002) joined with their preferred delivery address, the rules applied "
