@@ -131,15 +131,15 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         # P2: a person to be (or already) erased is left alone; the erasure job, not the sync, erases (R10).
         erasing = marked(rows, base_source.erase_flag, base_source.key) if base == "contact" else set()
         result = exclude_erased(result, d, state.tombstones(), erasing)
-        members = result.members
+        members = int(result.rows["excluded_by"].isna().sum())
         excluded = result.excluded_counts()
-        context.log.info(f"audience: {len(members)} of {result.input_rows} {plural}; excluded {excluded}")
+        context.log.info(f"audience: {members} of {result.input_rows} {plural}; excluded {excluded}")
         yield dg.Output(
             result.rows,
             metadata={
                 "dagster/row_count": len(result.rows),
                 f"{plural}_read": result.input_rows,
-                "members": len(members),
+                "members": members,
                 **{f"excluded/{rule}": n for rule, n in excluded.items()},
                 "afas_lookups": lookups,
             },
@@ -496,7 +496,7 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
 
 def _audience_checks(rows: pd.DataFrame, input_rows: int, read: pd.DataFrame, key: str,
                      contact_kinds: bool) -> Iterator[dg.AssetCheckResult]:
-    members = rows[rows["excluded_by"].isna()]
+    members = rows.loc[rows["excluded_by"].isna(), ["external_id", "email"]]  # not a copy of every column
     bad_email = ~valid_emails(members["email"])
     yield dg.AssetCheckResult(
         check_name="r3_every_member_has_a_valid_email", passed=not bad_email.any(),
@@ -505,7 +505,7 @@ def _audience_checks(rows: pd.DataFrame, input_rows: int, read: pd.DataFrame, ke
                   "excluded_R3_syntax": int((rows["excluded_by"] == "R3-syntax").sum())},
     )
     if contact_kinds:
-        latest = read.drop_duplicates(key, keep="last")
+        latest = read[[key, "ContactKind"]].drop_duplicates(key, keep="last")
         kinds = latest.set_index(latest[key].astype(str))["ContactKind"]
         not_prs = members["external_id"].map(kinds) != "PRS"
         yield dg.AssetCheckResult(

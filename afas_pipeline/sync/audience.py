@@ -53,7 +53,7 @@ class Audience:
         return self.rows[self.rows["excluded_by"].notna()]
 
     def excluded_counts(self) -> dict[str, int]:
-        counts = self.excluded["excluded_by"].value_counts()
+        counts = self.rows["excluded_by"].value_counts()  # the members' null not counted
         return {rule: int(counts.get(rule, 0)) for rule in EXCLUSION_RULES}
 
 
@@ -277,8 +277,9 @@ def build_audience(base: pd.DataFrame, related: Mapping[str, pd.DataFrame], mapp
 
     # C2: one AFAS record is one destination record. A read that returns a record twice (one edited
     # during paging) keeps its latest row.
-    order = joined.sort_values(modified_columns, na_position="first", kind="stable").index if modified_columns \
-        else joined.index
+    # (Only the dates are sorted: sorting the joined frame would copy all of it to read its order.)
+    order = joined[modified_columns].sort_values(modified_columns, na_position="first", kind="stable").index \
+        if modified_columns else joined.index
     later_copy = joined.loc[order, key].duplicated(keep="last").reindex(joined.index)
     rule[later_copy] = "C2"
 
@@ -322,9 +323,16 @@ def build_audience(base: pd.DataFrame, related: Mapping[str, pd.DataFrame], mapp
     out["email_hash"] = email.map(lambda e: hash_key(e) if isinstance(e, str) else None).astype("string")
     out["content_hash"] = _content_hashes(out, mapping)
     del joined  # before the sort copies `out`: the joined frame is the largest of the step
-    # Members first, in external id order: a stable, readable asset.
-    out = out.sort_values(["excluded_by", "external_id"], na_position="first", kind="stable").reset_index(drop=True)
-    return Audience(rows=out, input_rows=input_rows)
+    return Audience(rows=_members_first(out), input_rows=input_rows)
+
+
+def _members_first(out: pd.DataFrame) -> pd.DataFrame:
+    """`out` with its members first, in external id order (a stable, readable asset), moved a column at a time:
+    a sort of the whole frame would hold all of it twice. Empties `out`."""
+    keys = out[["excluded_by", "external_id"]].reset_index(drop=True)
+    order = keys.sort_values(list(keys.columns), na_position="first", kind="stable").index.to_numpy()
+    del keys
+    return pd.DataFrame({c: out.pop(c).take(order).reset_index(drop=True) for c in list(out.columns)}, copy=False)
 
 
 def _flag(joined: pd.DataFrame, column: str) -> pd.Series:

@@ -66,6 +66,18 @@ def test_the_join_holds_only_the_fields_the_mapping_uses_and_the_modified_dates(
     assert "delivery_address.DebiteurID" not in joined
 
 
+def test_the_audience_lists_its_members_first_in_external_id_order_as_a_sort_of_the_whole_frame_does():
+    # Debtors left out by each rule, read in no order; the audience moves its rows a column at a time.
+    debtors = _debtors([5, 6, None, 5, 6, 5]).assign(DebtorId=["20006", "20002", "20005", "20001", "20004", "20003"])
+    debtors.loc[[0, 3], "Email"] = [None, "geen adres"]
+    rows = build_audience(debtors, {"delivery_address": _addresses()}, DEBTORS, modified=("DateModified",)).rows
+    assert set(rows["excluded_by"].dropna()) == {"R3", "R3-syntax"}
+    shuffled = rows.sample(frac=1, random_state=3).reset_index(drop=True)
+    whole = shuffled.sort_values(["excluded_by", "external_id"], na_position="first", kind="stable")
+    pd.testing.assert_frame_equal(audience_module._members_first(shuffled), whole.reset_index(drop=True))
+    pd.testing.assert_frame_equal(rows, whole.reset_index(drop=True))
+
+
 def test_a_delta_of_debtors_also_reads_the_debtor_a_delivery_address_names():
     # The delta completes its debtors with those whose delivery address changed (`_complete_delta`): DebiteurID.
     full, delta = (audience_columns(DEBTORS, default_sources(), delta=d) for d in (False, True))
