@@ -23,6 +23,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
+from afas_pipeline.lib.frames import only_columns
 from afas_pipeline.lib.storage import Storage, open_storage
 from afas_pipeline.retention import personal_data_kinds
 
@@ -49,14 +50,6 @@ def _columns(context: dg.InputContext) -> list[str] | None:
     """The columns the input asks for (its metadata's `columns`), or None for all."""
     columns = (context.definition_metadata or {}).get("columns")
     return None if columns is None else list(columns)
-
-
-def _only(frame: pd.DataFrame, columns: list[str] | None) -> pd.DataFrame:
-    """`frame` with only those of `columns` it has, as a read of its file gives them."""
-    if columns is None:
-        return frame
-    wanted = set(columns)
-    return frame[[c for c in frame.columns if c in wanted]]
 
 
 class _ParquetStore(dg.IOManager):
@@ -125,9 +118,9 @@ class _ParquetStore(dg.IOManager):
                 "from failure or a step run alone cannot read it; launch the whole window again)")
         value = self.held[context.asset_key]
         if isinstance(value, dict):
-            frames = [_only(value[key], columns) for key in keys if key in value]
+            frames = [only_columns(value[key], columns) for key in keys if key in value]
             return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        return _only(value, columns)
+        return only_columns(value, columns)
 
     def _write(self, df: pd.DataFrame, path: str) -> str:
         self.storage.write_parquet(path, df)

@@ -21,6 +21,7 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 from email_validator.rfc_constants import DOT_ATOM_TEXT
 
 from afas_pipeline.afas.sources import AfasSources
+from afas_pipeline.lib.frames import only_columns
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mapping.models import BACK_REFERENCES, ENTITY_KEY, ENTITY_SOURCE, DestinationMapping
 
@@ -123,23 +124,19 @@ def qualify(df: pd.DataFrame, entity: str) -> pd.DataFrame:
     return df.rename(columns={c: f"{entity}.{c}" for c in df.columns})
 
 
-def _only(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    return frame[[c for c in dict.fromkeys(columns) if c in frame]]
-
-
 def join_entities(base: pd.DataFrame, related: Mapping[str, pd.DataFrame], mapping: DestinationMapping,
                   modified: Sequence[str] = ()) -> pd.DataFrame:
     """The base rows (contacts, or debtors) with their joined entities' fields, one row per base row: a
     contact's person and organisation, a debtor's preferred delivery address. Only the fields the mapping uses
     (`columns()`) and the base's `modified` dates are joined: a read may hold more (a delta's rows read by key)."""
     used = mapping.columns()
-    joined = qualify(_only(base, [*used[mapping.base], *modified]), mapping.base)
+    joined = qualify(only_columns(base, [*used[mapping.base], *modified]), mapping.base)
     for entity, via in mapping.joined().items():
         frame = related.get(entity)
         if frame is None or not len(frame.columns):
             continue
         key = ENTITY_KEY[entity]
-        rows = qualify(_only(frame, used.get(entity, [key])).drop_duplicates(key, keep="last"), entity)
+        rows = qualify(only_columns(frame, used.get(entity, [key])).drop_duplicates(key, keep="last"), entity)
         left, right = f"{mapping.base}.{via}", f"{entity}.{key}"
         if joined[left].dtype != rows[right].dtype:  # an id read as int on one side, text or float on the other
             joined[left], rows[right] = _key_text(joined[left]), _key_text(rows[right])
@@ -322,7 +319,7 @@ def build_audience(base: pd.DataFrame, related: Mapping[str, pd.DataFrame], mapp
         out[field_hash_column(name)] = out[property_column(name)].map(lambda v, k=kind: field_hash(v, k)).astype("string")
     out["email_hash"] = email.map(lambda e: hash_key(e) if isinstance(e, str) else None).astype("string")
     out["content_hash"] = _content_hashes(out, mapping)
-    del joined  # before the sort copies `out`: the joined frame is the largest of the step
+    del joined  # before `out` is reordered: the joined frame is the largest of the step
     return Audience(rows=_members_first(out), input_rows=input_rows)
 
 
