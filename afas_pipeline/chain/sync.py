@@ -32,7 +32,7 @@ from afas_pipeline.lib.privacy import hash_key, hashed_sample
 from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift
 from afas_pipeline.mapping.models import BACK_REFERENCES, ENTITY_SOURCE
 from afas_pipeline.retries import retry_transient_failures
-from afas_pipeline.sync.audience import EXCLUSION_RULES, build_audience, valid_emails
+from afas_pipeline.sync.audience import EXCLUSION_RULES, audience_columns, build_audience, valid_emails
 from afas_pipeline.sync.destination import Destination
 from afas_pipeline.sync.erasure import exclude_erased, marked
 from afas_pipeline.sync.events import ContactChange
@@ -86,8 +86,10 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
     base, joined = mapping.base, mapping.joined()
     base_source = sources[ENTITY_SOURCE[base]]
     plural = ENTITY_SOURCE[base]
-    # The AFAS reads this audience is made of: its base (contacts or debtors) and the entities joined to it.
-    reads = {ENTITY_SOURCE[entity]: dg.AssetIn(f"afas_{ENTITY_SOURCE[entity]}{c['afas']}") for entity in (base, *joined)}
+    # The AFAS reads this audience is made of: its base (contacts or debtors) and the entities joined to it, each
+    # loaded with only the fields the step uses: the others would be held, a million rows of them, for nothing.
+    reads = {ENTITY_SOURCE[entity]: dg.AssetIn(f"afas_{ENTITY_SOURCE[entity]}{c['afas']}", metadata={"columns": fields})
+             for entity, fields in audience_columns(mapping, sources, delta=cadence == "delta").items()}
     what = ("AFAS contacts joined with their person and organisation, the rules applied (R3 e-mail, R4 person "
             "at organisation, R7 blocked, R8 filters, C2 normalised e-mail)" if base == "contact" else
             "AFAS debtors (customers, seed 002) joined with their preferred delivery address, the rules applied "
@@ -130,15 +132,15 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         # P2: a person to be (or already) erased is left alone; the erasure job, not the sync, erases (R10).
         erasing = marked(rows, base_source.erase_flag, base_source.key) if base == "contact" else set()
         result = exclude_erased(result, d, state.tombstones(), erasing)
-        members = result.members
+        members = int(result.rows["excluded_by"].isna().sum())
         excluded = result.excluded_counts()
-        context.log.info(f"audience: {len(members)} of {result.input_rows} {plural}; excluded {excluded}")
+        context.log.info(f"audience: {members} of {result.input_rows} {plural}; excluded {excluded}")
         yield dg.Output(
             result.rows,
             metadata={
                 "dagster/row_count": len(result.rows),
                 f"{plural}_read": result.input_rows,
-                "members": len(members),
+                "members": members,
                 **{f"excluded/{rule}": n for rule, n in excluded.items()},
                 "afas_lookups": lookups,
             },
@@ -496,7 +498,7 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
 
 def _audience_checks(rows: pd.DataFrame, input_rows: int, read: pd.DataFrame, key: str,
                      contact_kinds: bool) -> Iterator[dg.AssetCheckResult]:
-    members = rows[rows["excluded_by"].isna()]
+    members = rows.loc[rows["excluded_by"].isna(), ["external_id", "email"]]  # not a copy of every column
     bad_email = ~valid_emails(members["email"])
     yield dg.AssetCheckResult(
         check_name="r3_every_member_has_a_valid_email", passed=not bad_email.any(),
@@ -505,7 +507,7 @@ def _audience_checks(rows: pd.DataFrame, input_rows: int, read: pd.DataFrame, ke
                   "excluded_R3_syntax": int((rows["excluded_by"] == "R3-syntax").sum())},
     )
     if contact_kinds:
-        latest = read.drop_duplicates(key, keep="last")
+        latest = read[[key, "ContactKind"]].drop_duplicates(key, keep="last")
         kinds = latest.set_index(latest[key].astype(str))["ContactKind"]
         not_prs = members["external_id"].map(kinds) != "PRS"
         yield dg.AssetCheckResult(

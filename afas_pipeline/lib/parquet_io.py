@@ -9,6 +9,9 @@ that holds for every partition in the run (a snapshot): that one is written once
 link to it (or, on S3, a copy made on the server).
 The files live in a local folder or on S3 (`AFAS_PIPELINE_STORAGE`, afas_pipeline/lib/storage.py).
 
+An input whose metadata names `columns` (`dg.AssetIn(key, metadata={"columns": [...]})`) gets only those columns:
+the others are never read from the file. One the file does not have is left out, as a field AFAS did not return.
+
 With `personal_data="memory"` (AFAS_PIPELINE_PERSONAL_DATA=memory) the outputs of assets that hold personal data
 (afas_pipeline/retention.py, the same classification as their metadata `personal_data`) are never written: they are held in memory for the run (one IO manager per run, the in-process
 executor) and only keys and hashes reach the disk. A step that needs such an output from another run (a
@@ -20,6 +23,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
+from afas_pipeline.lib.frames import only_columns
 from afas_pipeline.lib.storage import Storage, open_storage
 from afas_pipeline.retention import personal_data_kinds
 
@@ -40,6 +44,12 @@ class ParquetIOManager(dg.ConfigurableIOManagerFactory):
 
 def _personal(context: dg.OutputContext) -> bool:
     return personal_data_kinds(context.asset_key.to_user_string()) is not None
+
+
+def _columns(context: dg.InputContext) -> list[str] | None:
+    """The columns the input asks for (its metadata's `columns`), or None for all."""
+    columns = (context.definition_metadata or {}).get("columns")
+    return None if columns is None else list(columns)
 
 
 class _ParquetStore(dg.IOManager):
@@ -81,8 +91,9 @@ class _ParquetStore(dg.IOManager):
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         asset_key = context.asset_key
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
+        columns = _columns(context)
         if self.in_memory and _personal(context.upstream_output):
-            return self._held(context, keys)
+            return self._held(context, keys, columns)
         frames, seen = [], set()
         for key in keys:
             path = self._path(asset_key, key)
@@ -95,10 +106,10 @@ class _ParquetStore(dg.IOManager):
             # read it once, or a range would hold every row once per partition.
             if identity not in seen:
                 seen.add(identity)
-                frames.append(self.storage.read_parquet(path))
+                frames.append(self.storage.read_parquet(path, columns))
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
-    def _held(self, context: dg.InputContext, keys: list[str | None]) -> pd.DataFrame:
+    def _held(self, context: dg.InputContext, keys: list[str | None], columns: list[str] | None) -> pd.DataFrame:
         name = context.asset_key.to_user_string()
         if context.asset_key not in self.held:
             raise FileNotFoundError(
@@ -107,9 +118,9 @@ class _ParquetStore(dg.IOManager):
                 "from failure or a step run alone cannot read it; launch the whole window again)")
         value = self.held[context.asset_key]
         if isinstance(value, dict):
-            frames = [value[key] for key in keys if key in value]
+            frames = [only_columns(value[key], columns) for key in keys if key in value]
             return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        return value
+        return only_columns(value, columns)
 
     def _write(self, df: pd.DataFrame, path: str) -> str:
         self.storage.write_parquet(path, df)

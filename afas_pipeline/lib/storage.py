@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +90,13 @@ class Storage:
         with self._errors("read", path):
             return self.fs.get_file_info(path)
 
-    def read_parquet(self, path: str, columns: list[str] | None = None) -> pd.DataFrame:
+    def read_parquet(self, path: str, columns: Iterable[str] | None = None) -> pd.DataFrame:
+        """The file as a DataFrame; with `columns`, only those of them the file has (in the file's order): the
+        others are never read, and one the file lacks is left out."""
         with self._errors("read", path):
+            if columns is not None:
+                wanted = set(columns)
+                columns = [c for c in pq.read_schema(path, filesystem=self.fs).names if c in wanted]
             return pd.read_parquet(path, columns=columns, filesystem=self.fs)
 
     def read_parquet_table(self, path: str, columns: list[str] | None = None) -> pa.Table:

@@ -20,8 +20,10 @@ import pyarrow.compute as pc
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from email_validator.rfc_constants import DOT_ATOM_TEXT
 
+from afas_pipeline.afas.sources import AfasSources
+from afas_pipeline.lib.frames import only_columns
 from afas_pipeline.lib.privacy import hash_key
-from afas_pipeline.mapping.models import ENTITY_KEY, DestinationMapping
+from afas_pipeline.mapping.models import BACK_REFERENCES, ENTITY_KEY, ENTITY_SOURCE, DestinationMapping
 
 #: Why a contact is not in the audience. Keys are the rule ids that tests and metadata use.
 EXCLUSION_RULES: dict[str, str] = {
@@ -52,7 +54,7 @@ class Audience:
         return self.rows[self.rows["excluded_by"].notna()]
 
     def excluded_counts(self) -> dict[str, int]:
-        counts = self.excluded["excluded_by"].value_counts()
+        counts = self.rows["excluded_by"].value_counts()  # the members' null not counted
         return {rule: int(counts.get(rule, 0)) for rule in EXCLUSION_RULES}
 
 
@@ -99,21 +101,42 @@ def field_hash(value: object, kind: str) -> str:
     return hash_key(orjson.dumps(field_value(value, kind)).decode())
 
 
+def audience_columns(mapping: DestinationMapping, sources: AfasSources, *, delta: bool) -> dict[str, list[str]]:
+    """Per AFAS read an audience is made of (its base and the entities joined to it), the fields its step uses:
+    the mapping's (`columns()`: keys, join keys, ContactKind, filter fields, mapped fields; only the key of a
+    joined entity the mapping names no field of), the base's modified dates (C1, C2) and erasure flag (P2), and in a
+    delta the field a joined row names its base row by (`BACK_REFERENCES`: the base rows it completes)."""
+    used = mapping.columns()
+    base = sources[ENTITY_SOURCE[mapping.base]]
+    out: dict[str, list[str]] = {}
+    for entity in (mapping.base, *mapping.joined()):
+        fields = list(used.get(entity, [ENTITY_KEY[entity]]))
+        if entity == mapping.base:
+            fields += [*base.modified, *([base.erase_flag] if base.erase_flag else [])]
+        elif delta and entity in BACK_REFERENCES:
+            fields.append(BACK_REFERENCES[entity])
+        out[entity] = list(dict.fromkeys(fields))
+    return out
+
+
 def qualify(df: pd.DataFrame, entity: str) -> pd.DataFrame:
     """Prefix every column with its entity, the way mappings refer to them (`person.LastName`)."""
     return df.rename(columns={c: f"{entity}.{c}" for c in df.columns})
 
 
-def join_entities(base: pd.DataFrame, related: Mapping[str, pd.DataFrame], mapping: DestinationMapping) -> pd.DataFrame:
+def join_entities(base: pd.DataFrame, related: Mapping[str, pd.DataFrame], mapping: DestinationMapping,
+                  modified: Sequence[str] = ()) -> pd.DataFrame:
     """The base rows (contacts, or debtors) with their joined entities' fields, one row per base row: a
-    contact's person and organisation, a debtor's preferred delivery address."""
-    joined = qualify(base, mapping.base)
+    contact's person and organisation, a debtor's preferred delivery address. Only the fields the mapping uses
+    (`columns()`) and the base's `modified` dates are joined: a read may hold more (a delta's rows read by key)."""
+    used = mapping.columns()
+    joined = qualify(only_columns(base, [*used[mapping.base], *modified]), mapping.base)
     for entity, via in mapping.joined().items():
         frame = related.get(entity)
         if frame is None or not len(frame.columns):
             continue
         key = ENTITY_KEY[entity]
-        rows = qualify(frame.drop_duplicates(key, keep="last"), entity)
+        rows = qualify(only_columns(frame, used.get(entity, [key])).drop_duplicates(key, keep="last"), entity)
         left, right = f"{mapping.base}.{via}", f"{entity}.{key}"
         if joined[left].dtype != rows[right].dtype:  # an id read as int on one side, text or float on the other
             joined[left], rows[right] = _key_text(joined[left]), _key_text(rows[right])
@@ -244,15 +267,16 @@ def build_audience(base: pd.DataFrame, related: Mapping[str, pd.DataFrame], mapp
     (`person`, `organisation`; `delivery_address`); `modified`: the base's modified-date fields (the latest
     row of a record read twice is kept, C2; the latest of them is the record's AFAS change, C1)."""
     input_rows = len(base)
-    joined = join_entities(base, related, mapping)
+    joined = join_entities(base, related, mapping, modified)
     key = mapping.external_id.column
     rule = pd.Series(pd.NA, index=joined.index, dtype="string")
     modified_columns = [f"{mapping.base}.{m}" for m in modified if f"{mapping.base}.{m}" in joined]
 
     # C2: one AFAS record is one destination record. A read that returns a record twice (one edited
     # during paging) keeps its latest row.
-    order = joined.sort_values(modified_columns, na_position="first", kind="stable").index if modified_columns \
-        else joined.index
+    # (Only the dates are sorted: sorting the joined frame would copy all of it to read its order.)
+    order = joined[modified_columns].sort_values(modified_columns, na_position="first", kind="stable").index \
+        if modified_columns else joined.index
     later_copy = joined.loc[order, key].duplicated(keep="last").reindex(joined.index)
     rule[later_copy] = "C2"
 
@@ -295,10 +319,17 @@ def build_audience(base: pd.DataFrame, related: Mapping[str, pd.DataFrame], mapp
         out[field_hash_column(name)] = out[property_column(name)].map(lambda v, k=kind: field_hash(v, k)).astype("string")
     out["email_hash"] = email.map(lambda e: hash_key(e) if isinstance(e, str) else None).astype("string")
     out["content_hash"] = _content_hashes(out, mapping)
-    del joined  # before the sort copies `out`: the joined frame is the largest of the step
-    # Members first, in external id order: a stable, readable asset.
-    out = out.sort_values(["excluded_by", "external_id"], na_position="first", kind="stable").reset_index(drop=True)
-    return Audience(rows=out, input_rows=input_rows)
+    del joined  # before `out` is reordered: the joined frame is the largest of the step
+    return Audience(rows=_members_first(out), input_rows=input_rows)
+
+
+def _members_first(out: pd.DataFrame) -> pd.DataFrame:
+    """`out` with its members first, in external id order (a stable, readable asset), moved a column at a time:
+    a sort of the whole frame would hold all of it twice. Empties `out`."""
+    keys = out[["excluded_by", "external_id"]].reset_index(drop=True)
+    order = keys.sort_values(list(keys.columns), na_position="first", kind="stable").index.to_numpy()
+    del keys
+    return pd.DataFrame({c: out.pop(c).take(order).reset_index(drop=True) for c in list(out.columns)}, copy=False)
 
 
 def _flag(joined: pd.DataFrame, column: str) -> pd.Series:

@@ -161,6 +161,44 @@ def test_personal_data_in_memory_mode_reaches_no_store(store, request):
     assert sorted(stored) == ["spotler_sync_plan/2026-11-01.parquet"]
 
 
+def _readers(loaded: dict[str, pd.DataFrame]) -> list[dg.AssetsDefinition]:
+    """afas_contacts (a, b, c, d) and two readers of it: `some` asks for c, a and a column the file lacks, `every`
+    asks for nothing. What each received goes into `loaded`."""
+    @dg.asset(partitions_def=DAYS)
+    def afas_contacts() -> pd.DataFrame:
+        return pd.DataFrame({"a": [1, 2], "b": ["x", "y"], "c": [True, False], "d": [0.5, 1.5]})
+
+    @dg.asset(partitions_def=DAYS, ins={"contacts": dg.AssetIn("afas_contacts",
+                                                                metadata={"columns": ["c", "a", "absent"]})})
+    def some(contacts: pd.DataFrame) -> None:
+        loaded["some"] = contacts
+
+    @dg.asset(partitions_def=DAYS)
+    def every(afas_contacts: pd.DataFrame) -> None:
+        loaded["every"] = afas_contacts
+
+    return [afas_contacts, some, every]
+
+
+@pytest.mark.parametrize("personal_data", ["disk", "memory"])
+def test_an_input_gets_only_the_columns_its_metadata_names_and_one_the_file_lacks_is_left_out(store, personal_data):
+    loaded: dict[str, pd.DataFrame] = {}
+    io = ParquetIOManager(base_dir=store, personal_data=personal_data)
+    assert dg.materialize(_readers(loaded), partition_key="2026-11-01", resources={"io_manager": io}).success
+    assert list(loaded["some"].columns) == ["a", "c"]  # the file's order; "absent" left out, not an error
+    assert loaded["some"].to_dict("list") == {"a": [1, 2], "c": [True, False]}
+    assert list(loaded["every"].columns) == ["a", "b", "c", "d"]
+
+
+def test_a_stored_read_of_some_columns_reads_only_those(store):
+    storage = open_storage(store)
+    path = storage.path("afas_contacts", "one.parquet")
+    storage.write_parquet(path, pd.DataFrame({"a": [1], "b": ["x"], "c": [2.5]}))
+    assert list(storage.read_parquet(path, ["c", "a", "absent"]).columns) == ["a", "c"]
+    assert list(storage.read_parquet(path, ["absent"]).columns) == []
+    assert list(storage.read_parquet(path).columns) == ["a", "b", "c"]
+
+
 def test_a_missing_bucket_is_one_line_naming_it_the_endpoint_and_the_setting(s3_bucket, s3_server):
     with pytest.raises(ConfigurationError) as raised:
         check_settings({**os.environ, "AFAS_PIPELINE_STORAGE": "s3://no-such-bucket/assets"})

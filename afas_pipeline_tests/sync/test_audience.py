@@ -8,11 +8,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import afas_pipeline.sync.audience as audience_module
-from afas_pipeline.afas.sources import MAPPINGS_DIR
+from afas_pipeline.afas.sources import MAPPINGS_DIR, default_sources
 from afas_pipeline.mapping.load import load_mapping
 from afas_pipeline.sync.audience import (
-    _valid_domain, _valid_local_part, _validates, build_audience, is_valid_email, normalise_email, normalise_emails,
-    property_column, valid_emails,
+    _valid_domain, _valid_local_part, _validates, audience_columns, build_audience, is_valid_email, join_entities,
+    normalise_email, normalise_emails, property_column, valid_emails,
 )
 
 DEBTORS = load_mapping(MAPPINGS_DIR / "mailchimp_debtors.yaml")
@@ -53,6 +53,37 @@ def test_a_debtor_read_twice_is_one_member_and_c4_holds():
     assert audience.excluded_counts()["C2"] == 1 and len(audience.members) == 2
     assert audience.members.set_index("external_id").loc["20001", property_column("COMPANY")] == "Klant nieuw"
 
+
+
+def test_the_join_holds_only_the_fields_the_mapping_uses_and_the_modified_dates():
+    # A delta's rows read by key come with every field of the GetConnector; the join copies none it does not use.
+    debtors = _debtors([5, 6]).assign(Unused="x")
+    joined = join_entities(debtors, {"delivery_address": _addresses().assign(Unused=1)}, DEBTORS,
+                           modified=("DateModified",))
+    used = DEBTORS.columns()
+    assert set(joined.columns) == {*(f"debtor.{c}" for c in [*used["debtor"], "DateModified"]),
+                                   *(f"delivery_address.{c}" for c in used["delivery_address"])}
+    assert "delivery_address.DebiteurID" not in joined and len(joined) == 2
+
+
+def test_the_audience_lists_its_members_first_in_external_id_order_as_a_sort_of_the_whole_frame_does():
+    # Debtors left out by each rule, read in no order; the audience moves its rows a column at a time.
+    debtors = _debtors([5, 6, None, 5, 6, 5]).assign(DebtorId=["20006", "20002", "20005", "20001", "20004", "20003"])
+    debtors.loc[[0, 3], "Email"] = [None, "geen adres"]
+    rows = build_audience(debtors, {"delivery_address": _addresses()}, DEBTORS, modified=("DateModified",)).rows
+    assert set(rows["excluded_by"].dropna()) == {"R3", "R3-syntax"}
+    shuffled = rows.sample(frac=1, random_state=3).reset_index(drop=True)
+    whole = shuffled.sort_values(["excluded_by", "external_id"], na_position="first", kind="stable")
+    pd.testing.assert_frame_equal(audience_module._members_first(shuffled), whole.reset_index(drop=True))
+    pd.testing.assert_frame_equal(rows, whole.reset_index(drop=True))
+
+
+def test_a_delta_of_debtors_also_reads_the_debtor_a_delivery_address_names():
+    # The delta completes its debtors with those whose delivery address changed (`_complete_delta`): DebiteurID.
+    full, delta = (audience_columns(DEBTORS, default_sources(), delta=d) for d in (False, True))
+    assert full["debtor"] == delta["debtor"] == [*DEBTORS.columns()["debtor"], "DateModified"]
+    assert full["delivery_address"] == DEBTORS.columns()["delivery_address"]
+    assert delta["delivery_address"] == [*DEBTORS.columns()["delivery_address"], "DebiteurID"]
 
 # The local parts an e-mail check meets: plain ones, the characters email-validator treats apart (dots, quotes,
 # backslashes, spaces, '@', Unicode), and lengths on both sides of its 254-character rule.
