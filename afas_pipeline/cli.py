@@ -364,8 +364,9 @@ def run_erase(args: argparse.Namespace) -> int:
 
     # Dagster's own lines only when something goes wrong: the outcome is the one line printed below.
     logs = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    result = _job(defs, "erasure_job", resources).execute_in_process(instance=_instance(), raise_on_error=False,
-                                                                      run_config=logs)
+    from afas_pipeline.lib.runs import execute
+
+    result = execute(_job(defs, "erasure_job", resources), instance=_instance(), run_config=logs)
     row = state.erasure_requests().set_index("subject_hash").loc[subject]
     outcomes = ", ".join(f"{d} {o}" for d, o in sorted(row["outcome"].items()))
     if row["status"] == "erased":
@@ -636,6 +637,7 @@ def _job(defs, name: str, resources: dict):
 def _execute(job, key: str, selection, instance, *, title: str, ops: dict | None = None):
     """One run of `job` for window `key`, in this process; on a terminal, its progress per asset."""
     from afas_pipeline.lib.progress import run_progress
+    from afas_pipeline.lib.runs import execute
 
     chosen = set(selection or job.asset_layer.executable_asset_keys)
     assets = [k for k in job.asset_layer.asset_graph.toposorted_asset_keys if k in chosen]
@@ -650,7 +652,8 @@ def _execute(job, key: str, selection, instance, *, title: str, ops: dict | None
     with progress or contextlib.nullcontext():
         if progress:
             instance.add_event_listener(run_id, progress.on_event)
-        return job.execute_in_process(
+        return execute(
+            job,
             partition_key=key,
             asset_selection=selection,
             instance=instance,

@@ -151,6 +151,8 @@ def _error_text(error) -> str:
 def _run(defs, job_name: str, partition: str, url: str, profile: str | None = None) -> dict:
     import dagster as dg
 
+    from afas_pipeline.lib.runs import execute  # as `afas-pipeline sync` runs a job
+
     job = defs.resolve_job_def(job_name)
     instance = dg.DagsterInstance.ephemeral()
     _reset_stats(url)
@@ -165,8 +167,8 @@ def _run(defs, job_name: str, partition: str, url: str, profile: str | None = No
         profiler.enable()
     started = time.perf_counter()
     # Console logging at INFO, as `afas-pipeline sync` runs a job.
-    result = job.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False,
-                                    run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})
+    result = execute(job, partition_key=partition, instance=instance,
+                     run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})
     wall = time.perf_counter() - started
     if profiler:
         profiler.disable()
