@@ -242,10 +242,11 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
             plan, held = hold_late_optouts(plan, state.optouts(d, _members_of(cadence, plan)), keys)
             writer = StateWriter(state, destination, plan, two_way, config.quarantine_after, fresh_plan=not reread)
             members = audience[audience["excluded_by"].isna()].drop(columns=["content_hash", "email_hash"])
-            writer.save_unsent()
+            sending = plan[plan["action"].isin(["create", "update"])]
             try:
-                outcome = send_in_chunks(destination, client, plan[plan["action"].isin(["create", "update"])],
-                                         members, writer)
+                with state.bulk_writes(len(sending)):
+                    writer.save_unsent()
+                    outcome = send_in_chunks(destination, client, sending, members, writer)
             finally:
                 resubscriptions = writer.resubscriptions
             results = results_frame(plan, outcome, dry_run=False)

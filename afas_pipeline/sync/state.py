@@ -61,13 +61,18 @@ from pydantic import Field, PrivateAttr
 from afas_pipeline.lib.bulk import collector_paused
 from afas_pipeline.lib.failpoints import failpoint
 
+#: The index of the records by address (`holders`): dropped and built again around a sync's bulk writes.
+ADDRESS_INDEX = "CREATE INDEX IF NOT EXISTS records_by_email ON records (destination, email_hash)"
+#: How many records written at once make dropping the address index and building it again the cheaper way.
+BULK_WRITES = 20_000
+
 SCHEMA = [statement.strip() for statement in """
 CREATE TABLE IF NOT EXISTS records (
     destination TEXT NOT NULL, external_id TEXT NOT NULL,
     content_hash TEXT, email_hash TEXT, permissions TEXT NOT NULL DEFAULT '{}',
     bounced_email_hash TEXT, synced_at TEXT NOT NULL, fields TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (destination, external_id));
-CREATE INDEX IF NOT EXISTS records_by_email ON records (destination, email_hash);
+{address_index};
 CREATE INDEX IF NOT EXISTS records_in_doubt ON records (destination, external_id)
     WHERE content_hash IS NULL OR content_hash = 'in-doubt';
 CREATE TABLE IF NOT EXISTS optouts (
@@ -111,7 +116,7 @@ CREATE TABLE IF NOT EXISTS writes_in_flight (
     feed_mark TEXT, intents TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state_holder (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL);
-""".split(";") if statement.strip()]
+""".replace("{address_index}", ADDRESS_INDEX).split(";") if statement.strip()]
 #: The tables of the state, in the order they are created (`copy_rows` copies them all).
 TABLES = [re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", statement).group(1)
           for statement in SCHEMA if statement.startswith("CREATE TABLE")]
@@ -358,6 +363,25 @@ class SyncState:
         never has to break a deadlock between them. SQLite has one writer at a time: no need, no cost."""
         if self.url is not None:
             values.sort(key=operator.itemgetter(*range(width)))
+
+    @contextmanager
+    def bulk_writes(self, records: int) -> Iterator[None]:
+        """`records` records about to be written (a first full sync, a changed mapping). On SQLite, from
+        BULK_WRITES records on, the index of the records by address is dropped for the writes and built again
+        after them, in one pass: kept up record by record, it made every batch's commit write back about 500
+        random pages of it (a batch of 500 upserts into 800,000 records: 33 ms with it, 5 ms without). Nothing
+        written here reads it. A run killed before the end leaves it to the next opening of the state, which
+        creates it again with the schema. Postgres keeps its index as it is (not measured there)."""
+        if self.url is not None or records < BULK_WRITES:
+            yield
+            return
+        with self._connect() as db:
+            db.execute("DROP INDEX IF EXISTS records_by_email")
+        try:
+            yield
+        finally:
+            with self._connect() as db:
+                db.execute(ADDRESS_INDEX)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

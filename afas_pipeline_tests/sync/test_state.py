@@ -300,3 +300,39 @@ def test_a_look_up_by_key_searches_the_table_by_each_key_instead_of_reading_the_
         plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN SELECT x.external_id FROM {BY_KEY} {table} x "
                                              "WHERE x.destination=? AND x.external_id = w.external_id", ("spotler",))]
     assert plan[0] == "SCAN w" and "(destination=? AND external_id=?)" in plan[1], plan
+
+
+def _address_index(location: str) -> bool:
+    """Whether the state's index of the records by address exists."""
+    db = _Db(SyncState(location, read_only=True).connect_raw(), postgres=location.startswith("postgresql"))
+    try:
+        sql = ("SELECT 1 FROM pg_indexes WHERE indexname = 'records_by_email'" if db.postgres else
+               "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'records_by_email'")
+        return db.execute(sql).fetchone() is not None
+    finally:
+        db.connection.close()
+
+
+def test_bulk_writes_build_the_address_index_again_after_them_even_when_they_fail(state_location, monkeypatch):
+    monkeypatch.setattr("afas_pipeline.sync.state.BULK_WRITES", 3)
+    state = SyncState(state_location)
+    sqlite = not state_location.startswith("postgresql")
+    with state.bulk_writes(2):  # too few to be worth it
+        assert _address_index(state_location)
+    with pytest.raises(RuntimeError):
+        with state.bulk_writes(3):
+            assert _address_index(state_location) is not sqlite  # SQLite only: Postgres keeps it
+            state.save_records("spotler", [{"external_id": i, "content_hash": "c", "email_hash": h, "permissions": {}}
+                                           for i, h in (("1", "e1"), ("2", "e2"), ("3", "e3"))])
+            raise RuntimeError("the destination went away")
+    assert _address_index(state_location)
+    assert state.holders("spotler", ["e2", "e3", "e9"]) == {"e2": "2", "e3": "3"}
+
+
+def test_a_state_left_without_its_address_index_by_a_killed_run_gets_it_back_when_opened(tmp_path):
+    location = str(tmp_path / "sync_state.sqlite")
+    SyncState(location)
+    _execute(location, "DROP INDEX records_by_email")  # as a run killed inside bulk_writes leaves it
+    assert not _address_index(location)
+    SyncState(location)
+    assert _address_index(location)
