@@ -16,7 +16,8 @@ server has its own core, and measures in fresh worker processes:
   Spotler's clock is set back FULL_CLOCK_BACK_S for it, so its writes lie before the runs that follow, as a
   full sync's do before the next windows;
 - rerun: the same full partition again (C3: goal zero Spotler writes); it is the first run to read the change
-  feed after the full sync's writes, so it reads them once (the echo); the deltas after it do not;
+  feed after the full sync's writes, so it reads them once (the echo); the runs after it do not;
+- rerun again: the same once more, the echo read: what a rerun costs on its own (reading AFAS, the join, the plan);
 - deltas: for each size D, D audience members edited through the AFAS admin `/edit` with `at` inside
   one 15-minute window after 2026-11-01, then `afas_delta_job` for that window (goal: a few requests,
   in proportion to D, not to the audience);
@@ -273,6 +274,7 @@ def worker_pipeline(url: str, deltas: list[int], profile_dir: str | None, full_o
     if full_only:
         return out
     out["rerun"] = _run(defs, "afas_full_job", FULL_PARTITION, url, prof("rerun"))
+    out["rerun_again"] = _run(defs, "afas_full_job", FULL_PARTITION, url, prof("rerun_again"))
     out["deltas"] = []
     for size, window in zip(deltas, DELTA_WINDOWS):
         started = time.perf_counter()
@@ -397,6 +399,8 @@ def bench(contacts: int, deltas: list[int], profile_dir: str | None, repeats: in
     if full_only:
         return lines
     lines.append({"measurement": "rerun", **_slim(pipeline["rerun"]), **_sync_figures(pipeline["rerun"], "")})
+    lines.append({"measurement": "rerun_again", **_slim(pipeline["rerun_again"]),
+                  **_sync_figures(pipeline["rerun_again"], "")})
     for run in pipeline["deltas"]:
         lines.append({"measurement": f"delta_{run['edits']}", **_slim(run), **_sync_figures(run, "_delta")})
     return lines
@@ -474,7 +478,7 @@ def main() -> None:
         print(text)
     if profile_dir:
         print(f"cProfile of each pipeline run (main thread; inflates pandas-heavy code): {profile_dir}/"
-              "{full,rerun,delta<N>}.prof")
+              "{full,rerun,rerun_again,delta<N>}.prof")
 
 
 if __name__ == "__main__":

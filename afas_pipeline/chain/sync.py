@@ -465,22 +465,22 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
                     kept.pop(change.external_id, None)  # a later version, with everything on
                 else:
                     kept[change.external_id] = replace(change, fields={})
-    in_flight = state.writes_in_flight(d)
-    inactive = [c.external_id for c in kept.values() if not c.mailable]
-    switched_off = {i: c for i, c in kept.items() if not all(c.permissions.values())}
-    last_sent = state.permissions(d, switched_off)
-    # The latest write in flight per record: (the feed's mark when it was planned, the permissions it sends).
-    intended = {i: (entry.feed_mark, intent["permissions"]) for entry in in_flight for i, intent in entry.intents.items()}
-    optouts = []
-    for external_id, change in switched_off.items():
-        mark, intent = intended.get(external_id, (None, {}))
-        after_write = mark is None or change.changed_at > mark
-        for key, enabled in change.permissions.items():
-            ours = (last_sent.get(external_id, {}).get(key) or {}).get("sent")
-            if key in intent and after_write:
-                ours = intent[key].get("sent")  # what we may have written, and the contact changed since
-            if not enabled and ours is True:
-                optouts.append((external_id, key, change.changed_at))
+        in_flight = state.writes_in_flight(d)
+        inactive = [c.external_id for c in kept.values() if not c.mailable]
+        switched_off = {i: c for i, c in kept.items() if not all(c.permissions.values())}
+        last_sent = state.permissions(d, switched_off)
+        # The latest write in flight per record: (the feed's mark when it was planned, the permissions it sends).
+        intended = {i: (entry.feed_mark, intent["permissions"]) for entry in in_flight for i, intent in entry.intents.items()}
+        optouts = []
+        for external_id, change in switched_off.items():
+            mark, intent = intended.get(external_id, (None, {}))
+            after_write = mark is None or change.changed_at > mark
+            for key, enabled in change.permissions.items():
+                ours = (last_sent.get(external_id, {}).get(key) or {}).get("sent")
+                if key in intent and after_write:
+                    ours = intent[key].get("sent")  # what we may have written, and the contact changed since
+                if not enabled and ours is True:
+                    optouts.append((external_id, key, change.changed_at))
     # The watermark is in the destination's clock, as a clock of ours that runs ahead of its clock would move the
     # next read past changes it stamps later: the latest change it stamped, or, when later, its clock when the
     # read began, but not past the read's end (`now`). So a quiet account does not read its last changes (such
