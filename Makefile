@@ -24,7 +24,7 @@ sandbox: $(STAMP)
 	$(VENV)/bin/afas-pipeline sandbox
 
 # Issue 13's table (docs/benchmarks.md). `make bench` is the subset that runs in under 15 minutes on 2 cores
-# (9.7 minutes on 2026-12-03): the AFAS extraction, Spotler and its feedback path at 100,000 contacts, Mailchimp
+# (7.7 minutes on 2026-12-03): the AFAS extraction, Spotler and its feedback path at 100,000 contacts, Mailchimp
 # and Xelion (one write per member, so their full syncs and floors take the longest) at 40,000 with one delta
 # size. `make bench-100k` is everything at 100,000 (about 18 minutes); `make bench-1m` at 1,000,000 prints its
 # estimate first.
