@@ -1,8 +1,8 @@
 """A job run in this process (the CLI's `sync` and `erase`, the benchmarks) that does not hold its outputs.
 
 `JobDefinition.execute_in_process` keeps every step's output in memory until the run ends, for its result's
-`output_for_node`. A full sync's outputs are DataFrames of the whole audience: at 1,000,000 contacts the AFAS
-snapshots, the audience and the plan held that way took the run's peak from 1.75 to 2.46 GB. Nothing here reads an
+`output_for_node`. A full sync's outputs are DataFrames of the whole audience: at 1,000,000 contacts, holding the
+AFAS snapshots, the audience and the plan that way made the run's peak 2.46 GB instead of 1.75 GB. Nothing here reads an
 output from the result (the IO manager stores them; the CLI reads events), so `execute` runs the job as
 `execute_in_process` does, step for step, without that capture. It uses Dagster's own in-process machinery, which
 is not public API: dagster is pinned to one release in pyproject.toml, and the CLI and benchmark tests run it.
