@@ -178,7 +178,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         members = audience[audience["excluded_by"].isna()]
         # A delta asks the state about its own few records; a full sync reads it whole, which is cheaper there.
         wanted = _members_of(cadence, members)
-        records = state.records(d, wanted)
+        records = state.records(d, wanted, parsed=False)
         optouts = state.optouts(d, wanted)
         rejected = state.rejected(d, wanted)
         quarantined = frozenset(rejected.loc[rejected["quarantined"], "external_id"])

@@ -12,11 +12,14 @@ switch-on is held back when the destination saw an opt-out later than AFAS's las
 
 from __future__ import annotations
 
+import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from collections.abc import Mapping
-
+import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.json as pa_json
 
 from afas_pipeline.sync.audience import afas_permission_column, field_hash_column, permission_column
 
@@ -79,15 +82,7 @@ def plan_sync(
     sent to the destination again."""
     hashes = [field_hash_column(name) for name in two_way]
     plan = members[["external_id", "content_hash", "email_hash", "afas_modified", "hard_bounced", *hashes]].copy()
-    plan = plan.merge(
-        state.rename(columns={"content_hash": "state_content_hash", "email_hash": "state_email_hash",
-                              "permissions": "state_permissions", "bounced_email_hash": "state_bounced",
-                              "fields": "state_fields"}).reindex(
-            columns=["external_id", "state_content_hash", "state_email_hash", "state_permissions", "state_bounced",
-                     "state_fields"]),
-        on="external_id",
-        how="left",
-    )
+    plan = plan.merge(state_columns(state, permission_keys, two_way), on="external_id", how="left")
     known = plan["state_content_hash"].notna()
     hard = plan["hard_bounced"].astype(bool)
     # R11: the address that hard-bounced, once known (from Spotler's change feed, or AFAS's flag when
@@ -104,11 +99,10 @@ def plan_sync(
     reactivate = bounced_address.notna() & ~inactive & email_changed
     content_changed = ~known | (plan["content_hash"] != plan["state_content_hash"]).fillna(True).astype(bool)
     for name in two_way:
-        last = plan["state_fields"].map(lambda f, n=name: f.get(n) if isinstance(f, dict) else None)
+        last = plan[_state_field(name)]
         content_changed |= (plan[field_hash_column(name)].astype(object) != last.astype(object)).astype(bool)
     plan["bounced_email_hash"] = bounced_address.astype("string")
 
-    last_optout = _last_optouts(optouts)
     any_permission_sent = pd.Series(False, index=plan.index)
     # What a record not sent still changes in its state row: the bounced address, AFAS's permission fields and
     # since when they are on (C1). Known here, where the state row is at hand, so the sync need not read it again.
@@ -116,12 +110,10 @@ def plan_sync(
                          != plan["state_bounced"].astype(object).fillna(""))
     modified = pd.to_datetime(plan["afas_modified"], utc=True)
     for key in permission_keys:
-        previous = plan["state_permissions"].map(lambda p, k=str(key): p.get(k) if isinstance(p, dict) else None)
-        last_sent = previous.map(lambda e: e.get("sent") if isinstance(e, dict) else None)
-        was_on = previous.map(lambda e: isinstance(e, dict) and e.get("afas") is True).astype(bool)
+        last_sent, last_afas = plan[_state_sent(key)], plan[_state_afas(key)]
+        was_on = last_afas.fillna(False).astype(bool)
         # Stored as ISO text, with or without fractions of a second (sync runs and write-backs both write it).
-        since = pd.to_datetime(previous.map(lambda e: e.get("on_since") if isinstance(e, dict) else None),
-                               utc=True, format="ISO8601")
+        since = pd.to_datetime(plan[_state_since(key)], utc=True, format="ISO8601")
         raw = pd.Series(members[afas_permission_column(key)].astype(bool).to_numpy(), index=plan.index)
         desired = pd.Series(members[permission_column(key)].astype(bool).to_numpy(), index=plan.index)
         # When AFAS switched its permission field on, as far as the syncs can tell: kept while it stays
@@ -129,7 +121,7 @@ def plan_sync(
         on_since = modified.where(raw & ~(was_on & since.notna()), since).where(raw, pd.NaT)
         differs = last_sent.isna() | (last_sent.astype(object) != desired.astype(object))
         send = differs & ~skip_bounced
-        opted_out_at = pd.to_datetime(plan["external_id"].map(lambda i, k=str(key): last_optout.get((i, k))), utc=True)
+        opted_out_at = pd.to_datetime(plan["external_id"].astype(str).map(_optout_times(optouts, key)), utc=True)
         # C1: the destination saw an opt-out after AFAS last switched the permission on (unblocking
         # a contact is not switching its permission on). Also judged for a record a new address reactivates
         # (R11): a destination that must then restate its consent (Mailchimp) must not ask an opted-out person.
@@ -142,7 +134,6 @@ def plan_sync(
         plan[afas_column(key)] = raw
         plan[since_column(key)] = on_since
         any_permission_sent |= value.notna()
-        last_afas = previous.map(lambda e: e.get("afas") if isinstance(e, dict) else None)
         same_since = (on_since == since).fillna(False).astype(bool) | (on_since.isna() & since.isna())
         afas_side_changed |= (last_afas.astype(object) != raw.astype(object)) | ~same_since
 
@@ -164,6 +155,71 @@ def plan_sync(
     columns += [c for key in permission_keys
                 for c in (set_column(key), held_column(key), afas_column(key), since_column(key))]
     return plan[columns].reset_index(drop=True)
+
+
+def _state_sent(key: int | str) -> str:
+    return f"state_sent:{key}"
+
+
+def _state_afas(key: int | str) -> str:
+    return f"state_afas:{key}"
+
+
+def _state_since(key: int | str) -> str:
+    return f"state_on_since:{key}"
+
+
+def _state_field(name: str) -> str:
+    return f"state_field:{name}"
+
+
+def state_columns(state: pd.DataFrame, permission_keys: list[int | str],
+                  two_way: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """The sync state as the planner compares it, one column per value: `external_id`, `state_content_hash`,
+    `state_email_hash`, `state_bounced`, per permission `state_sent:<key>`, `state_afas:<key>` (booleans, NA when the
+    row has no entry) and `state_on_since:<key>` (ISO text), per two-way property `state_field:<name>`.
+
+    `state` has the columns of `SyncState.records`, its `permissions` and `fields` as JSON text (as stored, read with
+    `parsed=False`) or as dicts. The text is parsed by Arrow, column by column, into only the values asked for: at
+    1,000,000 records that is a fraction of a second and no Python object per value."""
+    keys = [str(k) for k in permission_keys]
+    state = state.reset_index(drop=True)
+    entry = pa.struct([("sent", pa.bool_()), ("afas", pa.bool_()), ("on_since", pa.string())])
+    out = pd.DataFrame({
+        "external_id": state["external_id"],
+        **{f"state_{name}": state[column].astype("string") if column in state else pd.NA
+           for name, column in (("content_hash", "content_hash"), ("email_hash", "email_hash"),
+                                ("bounced", "bounced_email_hash"))},
+    })
+    permissions = _json_columns(state.get("permissions"), len(state), pa.schema([(k, entry) for k in keys])).flatten()
+    fields = _json_columns(state.get("fields"), len(state), pa.schema([(n, pa.string()) for n in two_way]))
+
+    def column(table: pa.Table, name: str, dtype: str) -> pd.Series:
+        return pd.Series(table.column(name).to_pandas(types_mapper=pd.ArrowDtype), index=out.index).astype(dtype)
+
+    for key in keys:
+        out[_state_sent(key)] = column(permissions, f"{key}.sent", "boolean")
+        out[_state_afas(key)] = column(permissions, f"{key}.afas", "boolean")
+        out[_state_since(key)] = column(permissions, f"{key}.on_since", "string")
+    for name in two_way:
+        out[_state_field(name)] = column(fields, name, "string")
+    return out
+
+
+def _json_columns(values: pd.Series | None, rows: int, schema: pa.Schema) -> pa.Table:
+    """JSON objects (text or dicts; missing as `{}`) parsed by Arrow into the fields of `schema`, one row each."""
+    if not len(schema) or not rows:
+        return pa.table({f.name: pa.nulls(rows, f.type) for f in schema})
+    if values is None:
+        values = pd.Series([None] * rows)
+    lines = [v if isinstance(v, str) else orjson.dumps(v).decode() if isinstance(v, dict) else "{}"
+             for v in values.tolist()]
+    text = "\n".join(lines).encode()
+    table = pa_json.read_json(io.BytesIO(text), parse_options=pa_json.ParseOptions(
+        explicit_schema=schema, unexpected_field_behavior="ignore", newlines_in_values=False))
+    if table.num_rows != rows:
+        raise ValueError(f"the sync state's JSON gave {table.num_rows} rows for {rows} records")
+    return table
 
 
 def summarise(plan: pd.DataFrame, permission_keys: list[int | str]) -> PlanSummary:
@@ -239,10 +295,8 @@ def hold_late_optouts(plan: pd.DataFrame, optouts: pd.DataFrame,
     return plan, len(late)
 
 
-def _last_optouts(optouts: pd.DataFrame) -> dict[tuple[str, str], pd.Timestamp]:
-    if optouts.empty:
-        return {}
-    return {
-        (str(r.external_id), str(r.permission)): r.opted_out_at
-        for r in optouts.itertuples(index=False)
-    }
+def _optout_times(optouts: pd.DataFrame, key: int | str) -> pd.Series:
+    """External id -> when the destination saw permission `key` switched off (the last row of an id wins)."""
+    rows = optouts.loc[optouts["permission"].astype(str) == str(key), ["external_id", "opted_out_at"]]
+    rows = rows.assign(external_id=rows["external_id"].astype(str)).drop_duplicates("external_id", keep="last")
+    return pd.Series(rows["opted_out_at"].to_numpy(), index=rows["external_id"].to_numpy(), dtype=object)

@@ -398,8 +398,10 @@ class SyncState:
 
     # -- records --
 
-    def records(self, destination: str, external_ids: Iterable[str] | None = None) -> pd.DataFrame:
-        """State rows for these ids (all when None); `permissions` and `fields` parsed into dicts."""
+    def records(self, destination: str, external_ids: Iterable[str] | None = None, *,
+                parsed: bool = True) -> pd.DataFrame:
+        """State rows for these ids (all when None); `permissions` and `fields` parsed into dicts, or left as the JSON
+        text stored (`parsed=False`: the planner parses the values it compares column-wise, `plan.state_columns`)."""
         with self._connect() as db:
             if external_ids is None:
                 rows = db.execute(
@@ -417,6 +419,8 @@ class SyncState:
                     (destination,),
                 ).fetchall()
         df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
+        if not parsed:
+            return df.astype({c: "string" for c in RECORD_COLUMNS})
         with collector_paused():  # a dict or two per record, kept: see lib/bulk.py
             for column in ("permissions", "fields"):
                 df[column] = pd.Series([orjson.loads(text) for text in df[column].tolist()], index=df.index,
