@@ -41,6 +41,8 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, me
         writer.end(entry)
 
     member_at = pd.Index(members["external_id"])
+    # The member's columns the plan row lacks (where both have one, the plan's is the one sent).
+    member_columns = members[[c for c in members.columns if c not in rows.columns]]
 
     # Documents, state rows and answers: many small objects a chunk at a time (lib/bulk.py).
     with collector_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{destination.name}-send") as sender:
@@ -49,8 +51,12 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, me
             for start in range(0, len(rows), SEND_CHUNK):
                 chunk = rows.iloc[start : start + SEND_CHUNK]
                 found = member_at.get_indexer(chunk["external_id"])
-                chunk = chunk.merge(members.iloc[found[found >= 0]], on="external_id", how="left",
-                                    suffixes=("", "_member"))
+                if (found >= 0).all():  # side by side, by position: every plan row is a member's
+                    chunk = pd.concat([chunk.reset_index(drop=True),
+                                       member_columns.iloc[found].reset_index(drop=True)], axis=1)
+                else:
+                    chunk = chunk.merge(members.iloc[found[found >= 0]], on="external_id", how="left",
+                                        suffixes=("", "_member"))
                 documents = destination.documents(chunk, writer.destination_keys(chunk))
                 stopped = destination.resubscriptions(documents, chunk["action"].tolist())
                 if stopped:
@@ -120,10 +126,13 @@ class StateWriter:
 
     def destination_keys(self, rows: pd.DataFrame) -> dict[str, str | None]:
         """The destination's own key of each plan row's record as last saved (None: not known, or not used)."""
-        previous, keys = self._previous_of(rows), {}
-        for i in rows["external_id"]:
-            key = (previous.get(str(i)) or {}).get("destination_key")
-            keys[str(i)] = None if key is None or pd.isna(key) else str(key)
+        previous, ids = self._previous_of(rows), [str(i) for i in rows["external_id"].tolist()]
+        if not previous:  # all new to the state (a first full sync)
+            return dict.fromkeys(ids)
+        keys = {}
+        for i in ids:
+            key = (previous.get(i) or {}).get("destination_key")
+            keys[i] = None if key is None or pd.isna(key) else str(key)
         return keys
 
     def save_unsent(self) -> None:
