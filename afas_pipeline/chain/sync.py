@@ -12,7 +12,6 @@ The way back (`<d>_optout_feedback`, `<d>_bounce_feedback` -> `<d>_afas_write_ba
 """
 
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -35,10 +34,10 @@ from afas_pipeline.retries import retry_transient_failures
 from afas_pipeline.sync.audience import EXCLUSION_RULES, audience_columns, build_audience, valid_emails
 from afas_pipeline.sync.destination import Destination
 from afas_pipeline.sync.erasure import exclude_erased, marked
-from afas_pipeline.sync.events import ContactChange
 from afas_pipeline.sync.feedback import iso
 from afas_pipeline.sync.plan import (
-    consent_violations, hold_late_optouts, plan_sync, skip_shared_addresses, summarise,
+    consent_violations, hold_late_optouts, plan_sync, skip_shared_addresses, state_columns, state_sent_column,
+    summarise,
 )
 from afas_pipeline.sync.state import SyncState
 
@@ -451,8 +450,9 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
     since = state.watermark(d, "contact_updates")
     start = (since - FEED_OVERLAP) if since else now - FEED_FIRST_LOOKBACK
     # Page by page, keeping only the records that matter here (inactive, or a permission off) in their latest
-    # version: the first read after a full sync reads all of its writes, which must not be held whole.
-    kept: dict[str, ContactChange] = {}
+    # version, as (when it changed, the permissions off, mailable): the first read after a full sync reads all of
+    # its writes, which must not be held whole.
+    kept: dict[str, tuple[datetime, tuple[str, ...], bool]] = {}
     read, latest, server_time = 0, None, None
     with collector_paused():
         for number, page in enumerate(destination.change_pages(client, start, now)):
@@ -461,26 +461,27 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
             for change in page:
                 if change.changed_at.timestamp() > 0 and (latest is None or change.changed_at > latest):
                     latest = change.changed_at
-                if change.mailable and all(change.permissions.values()):
+                off = tuple(key for key, enabled in change.permissions.items() if not enabled)
+                if change.mailable and not off:
                     kept.pop(change.external_id, None)  # a later version, with everything on
                 else:
-                    kept[change.external_id] = replace(change, fields={})
+                    kept[change.external_id] = (change.changed_at, off, change.mailable)
         in_flight = state.writes_in_flight(d)
-        inactive = [c.external_id for c in kept.values() if not c.mailable]
-        switched_off = {i: c for i, c in kept.items() if not all(c.permissions.values())}
-        last_sent = state.permissions(d, switched_off)
+        inactive = [i for i, (_, _, mailable) in kept.items() if not mailable]
+        switched_off = {i: (at, off) for i, (at, off, _) in kept.items() if off}
+        sent_on = _sent_on(state, d, switched_off)
         # The latest write in flight per record: (the feed's mark when it was planned, the permissions it sends).
         intended = {i: (entry.feed_mark, intent["permissions"]) for entry in in_flight for i, intent in entry.intents.items()}
         optouts = []
-        for external_id, change in switched_off.items():
+        for external_id, (changed_at, off) in switched_off.items():
             mark, intent = intended.get(external_id, (None, {}))
-            after_write = mark is None or change.changed_at > mark
-            for key, enabled in change.permissions.items():
-                ours = (last_sent.get(external_id, {}).get(key) or {}).get("sent")
+            after_write = mark is None or changed_at > mark
+            for key in off:
+                ours = (external_id, key) in sent_on
                 if key in intent and after_write:
-                    ours = intent[key].get("sent")  # what we may have written, and the contact changed since
-                if not enabled and ours is True:
-                    optouts.append((external_id, key, change.changed_at))
+                    ours = intent[key].get("sent") is True  # what we may have written, and the contact changed since
+                if ours:
+                    optouts.append((external_id, key, changed_at))
     # The watermark is in the destination's clock, as a clock of ours that runs ahead of its clock would move the
     # next read past changes it stamps later: the latest change it stamped, or, when later, its clock when the
     # read began, but not past the read's end (`now`). So a quiet account does not read its last changes (such
@@ -495,6 +496,16 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
         failpoint(f"{d}_{step}.feed_recorded")
         state.set_watermark(d, "contact_updates", seen_until)
     return len(optouts), read
+
+
+def _sent_on(state: SyncState, d: str, switched_off: dict[str, tuple[datetime, tuple[str, ...]]]) -> set[tuple[str, str]]:
+    """(external id, permission key) of the permissions switched off in the destination that we last sent on."""
+    keys = sorted({key for _, off in switched_off.values() for key in off})
+    if not keys:
+        return set()
+    sent = state_columns(state.records(d, switched_off, parsed=False), keys)
+    return {(str(i), key) for key in keys
+            for i in sent.loc[sent[state_sent_column(key)].fillna(False).astype(bool), "external_id"].tolist()}
 
 
 def _audience_checks(rows: pd.DataFrame, input_rows: int, read: pd.DataFrame, key: str,

@@ -99,7 +99,7 @@ class SpotlerAdapter:
 
     def change_pages(self, client: SpotlerClient, start: datetime, end: datetime) -> Iterator[FeedRead]:
         for page in client.update_pages(start, end):
-            yield FeedRead(contact_changes(page), page.server_time)
+            yield FeedRead(contact_changes(page, fields=False), page.server_time)
 
     def bounces(self, client: SpotlerClient, start: datetime, end: datetime) -> list[Bounce]:
         return bounces(client.bounces(start, end))
@@ -169,19 +169,20 @@ class SpotlerMailings:
         return untied - {str(m.get("encryptedId")) for m in listed}
 
 
-def contact_changes(contacts: Iterable[dict]) -> list[ContactChange]:
+def contact_changes(contacts: Iterable[dict], fields: bool = True) -> list[ContactChange]:
     """Spotler contacts (`contact/updates/list`: their current state) as changes: permissions by bit, the
-    other properties, and whether the EMAIL channel is still on (off: inactive after a hard bounce, R11)."""
+    other properties (unless `fields` is False: the feed's judging needs none, and a full sync's echo is every
+    record), and whether the EMAIL channel is still on (off: inactive after a hard bounce, R11)."""
     changes = []
     for contact in contacts:
-        properties = dict(contact.get("properties") or {})
-        permissions = {str(p.get("bit")): bool(p.get("enabled")) for p in properties.pop("permissions", None) or []}
+        properties = contact.get("properties") or {}
+        permissions = {str(p.get("bit")): bool(p.get("enabled")) for p in properties.get("permissions") or []}
         channels = contact.get("channels") or []
         changes.append(ContactChange(
             external_id=str(contact.get("externalId")),
             changed_at=spotler_time(contact.get("lastChanged") or 0),
             permissions=permissions,
-            fields=properties,
+            fields={k: v for k, v in properties.items() if k != "permissions"} if fields else {},
             mailable=not any(c.get("name") == "EMAIL" and not c.get("value") for c in channels),
         ))
     return changes

@@ -101,7 +101,8 @@ class Destination(Erasable, Protocol):
     def change_pages(self, client: Any, start: datetime, end: datetime) -> Iterator[FeedRead]:
         """`changes` page by page as the destination answers them, so a long read (a full sync's own writes) is
         never held whole; a record changed during the read may be on two pages, the later its latest version.
-        The first page carries the destination's clock (`server_time`)."""
+        The first page carries the destination's clock (`server_time`). Its changes need not carry `fields`: the
+        feed's judging (`refresh_optouts`) reads permissions and whether the record is mailable."""
 
     def bounces(self, client: Any, start: datetime, end: datetime) -> list[Bounce]:
         """The bounces the destination reports between `start` and `end`."""

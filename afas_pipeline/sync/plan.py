@@ -99,7 +99,7 @@ def plan_sync(
     reactivate = bounced_address.notna() & ~inactive & email_changed
     content_changed = ~known | (plan["content_hash"] != plan["state_content_hash"]).fillna(True).astype(bool)
     for name in two_way:
-        last = plan[_state_field(name)]
+        last = plan[state_field_column(name)]
         content_changed |= (plan[field_hash_column(name)].astype(object) != last.astype(object)).astype(bool)
     plan["bounced_email_hash"] = bounced_address.astype("string")
 
@@ -110,10 +110,10 @@ def plan_sync(
                          != plan["state_bounced"].astype(object).fillna(""))
     modified = pd.to_datetime(plan["afas_modified"], utc=True)
     for key in permission_keys:
-        last_sent, last_afas = plan[_state_sent(key)], plan[_state_afas(key)]
+        last_sent, last_afas = plan[state_sent_column(key)], plan[state_afas_column(key)]
         was_on = last_afas.fillna(False).astype(bool)
         # Stored as ISO text, with or without fractions of a second (sync runs and write-backs both write it).
-        since = pd.to_datetime(plan[_state_since(key)], utc=True, format="ISO8601")
+        since = pd.to_datetime(plan[state_since_column(key)], utc=True, format="ISO8601")
         raw = pd.Series(members[afas_permission_column(key)].astype(bool).to_numpy(), index=plan.index)
         desired = pd.Series(members[permission_column(key)].astype(bool).to_numpy(), index=plan.index)
         # When AFAS switched its permission field on, as far as the syncs can tell: kept while it stays
@@ -157,19 +157,19 @@ def plan_sync(
     return plan[columns].reset_index(drop=True)
 
 
-def _state_sent(key: int | str) -> str:
+def state_sent_column(key: int | str) -> str:
     return f"state_sent:{key}"
 
 
-def _state_afas(key: int | str) -> str:
+def state_afas_column(key: int | str) -> str:
     return f"state_afas:{key}"
 
 
-def _state_since(key: int | str) -> str:
+def state_since_column(key: int | str) -> str:
     return f"state_on_since:{key}"
 
 
-def _state_field(name: str) -> str:
+def state_field_column(name: str) -> str:
     return f"state_field:{name}"
 
 
@@ -198,11 +198,11 @@ def state_columns(state: pd.DataFrame, permission_keys: list[int | str],
         return pd.Series(table.column(name).to_pandas(types_mapper=pd.ArrowDtype), index=out.index).astype(dtype)
 
     for key in keys:
-        out[_state_sent(key)] = column(permissions, f"{key}.sent", "boolean")
-        out[_state_afas(key)] = column(permissions, f"{key}.afas", "boolean")
-        out[_state_since(key)] = column(permissions, f"{key}.on_since", "string")
+        out[state_sent_column(key)] = column(permissions, f"{key}.sent", "boolean")
+        out[state_afas_column(key)] = column(permissions, f"{key}.afas", "boolean")
+        out[state_since_column(key)] = column(permissions, f"{key}.on_since", "string")
     for name in two_way:
-        out[_state_field(name)] = column(fields, name, "string")
+        out[state_field_column(name)] = column(fields, name, "string")
     return out
 
 

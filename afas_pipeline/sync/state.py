@@ -454,15 +454,6 @@ class SyncState:
             )
         return len(values)
 
-    def permissions(self, destination: str, external_ids: Iterable[str]) -> dict[str, dict]:
-        """External id -> the permissions of its state row (parsed), for these ids: what the change feed's reading
-        needs of the records it sees, without the rest of each row."""
-        with self._connect() as db:
-            _wanted(db, external_ids)
-            rows = db.execute(f"SELECT r.external_id, permissions FROM {BY_KEY} records r "
-                              "WHERE r.destination=? AND r.external_id = w.external_id", (destination,)).fetchall()
-        return {external_id: orjson.loads(text) for external_id, text in rows}
-
     def holders(self, destination: str, email_hashes: Iterable[str]) -> dict[str, str]:
         """Email hash -> the external id of a record the state holds with that address, for these hashes (an
         indexed look-up: a delta asks for its few addresses, not the whole state)."""
