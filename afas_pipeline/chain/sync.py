@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from afas_pipeline.afas.assets import OWNERS
@@ -25,8 +26,8 @@ from afas_pipeline.afas.partitions import (
 )
 from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.chain.writer import StateWriter, results_frame, send_in_chunks
-from afas_pipeline.lib.bulk import collector_paused
 from afas_pipeline.lib.failpoints import failpoint
+from afas_pipeline.lib.frames import texts_in
 from afas_pipeline.lib.privacy import hash_key, hashed_sample
 from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift
 from afas_pipeline.mapping.models import BACK_REFERENCES, ENTITY_SOURCE
@@ -34,6 +35,7 @@ from afas_pipeline.retries import retry_transient_failures
 from afas_pipeline.sync.audience import EXCLUSION_RULES, audience_columns, build_audience, valid_emails
 from afas_pipeline.sync.destination import Destination
 from afas_pipeline.sync.erasure import exclude_erased, marked
+from afas_pipeline.sync.events import FeedStates, epoch_us, from_epoch_us
 from afas_pipeline.sync.feedback import iso
 from afas_pipeline.sync.plan import (
     consent_violations, hold_late_optouts, plan_sync, skip_shared_addresses, state_columns, state_sent_column,
@@ -449,39 +451,37 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
     d = destination.name
     since = state.watermark(d, "contact_updates")
     start = (since - FEED_OVERLAP) if since else now - FEED_FIRST_LOOKBACK
-    # Page by page, keeping only the records that matter here (inactive, or a permission off) in their latest
-    # version, as (when it changed, the permissions off, mailable): the first read after a full sync reads all of
-    # its writes, which must not be held whole.
-    kept: dict[str, tuple[datetime, tuple[str, ...], bool]] = {}
-    read, latest, server_time = 0, None, None
-    with collector_paused():
-        for number, page in enumerate(destination.change_pages(client, start, now)):
-            server_time = page.server_time if number == 0 else server_time
-            read += len(page)
-            for change in page:
-                if change.changed_at.timestamp() > 0 and (latest is None or change.changed_at > latest):
-                    latest = change.changed_at
-                off = tuple(key for key, enabled in change.permissions.items() if not enabled)
-                if change.mailable and not off:
-                    kept.pop(change.external_id, None)  # a later version, with everything on
-                else:
-                    kept[change.external_id] = (change.changed_at, off, change.mailable)
-        in_flight = state.writes_in_flight(d)
-        inactive = [i for i, (_, _, mailable) in kept.items() if not mailable]
-        switched_off = {i: (at, off) for i, (at, off, _) in kept.items() if off}
-        sent_on = _sent_on(state, d, switched_off)
-        # The latest write in flight per record: (the feed's mark when it was planned, the permissions it sends).
-        intended = {i: (entry.feed_mark, intent["permissions"]) for entry in in_flight for i, intent in entry.intents.items()}
-        optouts = []
-        for external_id, (changed_at, off) in switched_off.items():
-            mark, intent = intended.get(external_id, (None, {}))
-            after_write = mark is None or changed_at > mark
-            for key in off:
-                ours = (external_id, key) in sent_on
-                if key in intent and after_write:
-                    ours = intent[key].get("sent") is True  # what we may have written, and the contact changed since
-                if ours:
-                    optouts.append((external_id, key, changed_at))
+    # Page by page, as columns: the first read after a full sync reads all of its writes, which must not be held
+    # as an object per record.
+    pages, read, server_time = [], 0, None
+    for number, page in enumerate(destination.change_pages(client, start, now)):
+        server_time = page.server_time if number == 0 else server_time
+        read += len(page)
+        pages.append(page)
+    feed = FeedStates.frame(pages)
+    feed["external_id"] = feed["external_id"].astype("string")
+    del pages
+    stamped = feed["changed_at"][feed["changed_at"] > 0]
+    latest = from_epoch_us(stamped.max()) if len(stamped) else None
+    # Each record in its latest version (the later row), kept when it matters here: inactive, or a permission off.
+    feed = feed.drop_duplicates("external_id", keep="last")
+    keys = [column.removeprefix("off:") for column in feed.columns if column.startswith("off:")]
+    inactive = feed.loc[~feed["mailable"], "external_id"].tolist()
+    in_flight = state.writes_in_flight(d)
+    # The latest write in flight per record: (the feed's mark when it was planned, the permissions it sends).
+    intended = {i: (entry.feed_mark, intent["permissions"]) for entry in in_flight for i, intent in entry.intents.items()}
+    switched_off = feed[feed[[f"off:{key}" for key in keys]].any(axis=1)] if keys else feed.iloc[:0]
+    sent_on = _sent_on(state, d, switched_off["external_id"].tolist(), keys)
+    optouts = []
+    for key in keys:
+        candidates = switched_off[switched_off[f"off:{key}"]]
+        ours = texts_in(candidates["external_id"], sent_on[key])
+        for n in np.flatnonzero(texts_in(candidates["external_id"], pd.Index(list(intended), dtype="string"))):
+            mark, intent = intended[candidates["external_id"].iat[n]]
+            if key in intent and (mark is None or candidates["changed_at"].iat[n] > epoch_us(mark)):
+                ours[n] = intent[key].get("sent") is True  # what we may have written, and the contact changed since
+        optouts += [(external_id, key, from_epoch_us(changed)) for external_id, changed
+                    in zip(candidates["external_id"][ours], candidates["changed_at"][ours])]
     # The watermark is in the destination's clock, as a clock of ours that runs ahead of its clock would move the
     # next read past changes it stamps later: the latest change it stamped, or, when later, its clock when the
     # read began, but not past the read's end (`now`). So a quiet account does not read its last changes (such
@@ -498,14 +498,13 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
     return len(optouts), read
 
 
-def _sent_on(state: SyncState, d: str, switched_off: dict[str, tuple[datetime, tuple[str, ...]]]) -> set[tuple[str, str]]:
-    """(external id, permission key) of the permissions switched off in the destination that we last sent on."""
-    keys = sorted({key for _, off in switched_off.values() for key in off})
-    if not keys:
-        return set()
-    sent = state_columns(state.records(d, switched_off, parsed=False), keys)
-    return {(str(i), key) for key in keys
-            for i in sent.loc[sent[state_sent_column(key)].fillna(False).astype(bool), "external_id"].tolist()}
+def _sent_on(state: SyncState, d: str, external_ids: list[str], keys: list[str]) -> dict[str, pd.Index]:
+    """Per permission key, the records of `external_ids` we last sent that permission on."""
+    if not external_ids or not keys:
+        return {key: pd.Index([], dtype="string") for key in keys}
+    sent = state_columns(state.records(d, external_ids, parsed=False), keys)
+    ids = sent["external_id"].astype("string")
+    return {key: pd.Index(ids[sent[state_sent_column(key)].fillna(False).astype(bool)]) for key in keys}
 
 
 def _audience_checks(rows: pd.DataFrame, input_rows: int, read: pd.DataFrame, key: str,

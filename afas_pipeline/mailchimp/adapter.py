@@ -29,14 +29,13 @@ from typing import Any
 
 import pandas as pd
 
-from afas_pipeline.lib.http import FeedRead
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mailchimp.client import MailchimpClient, MemberResult, MemberWrite, subscriber_hash
 from afas_pipeline.mailchimp.merge_values import address_values, debtor_address_values, phone_values
 from afas_pipeline.mapping.models import DestinationMapping
 from afas_pipeline.sync.audience import normalise_email, permission_column, property_column
 from afas_pipeline.sync.destination import ABSENT, ERASED
-from afas_pipeline.sync.events import Bounce, ContactChange, Interaction, MailingSent
+from afas_pipeline.sync.events import Bounce, ContactChange, FeedStates, Interaction, MailingSent
 from afas_pipeline.sync.plan import held_column, set_column
 from afas_pipeline.sync.values import plain_values, typed_values
 
@@ -169,9 +168,9 @@ class MailchimpAdapter:
     def changes(self, client: MailchimpClient, start: datetime, end: datetime) -> list[ContactChange]:
         return [change for member in client.members_changed(start, end) if (change := self._change(member))]
 
-    def change_pages(self, client: MailchimpClient, start: datetime, end: datetime) -> Iterator[FeedRead]:
+    def change_pages(self, client: MailchimpClient, start: datetime, end: datetime) -> Iterator[FeedStates]:
         for page in client.members_changed_pages(start, end):
-            yield FeedRead((change for member in page if (change := self._change(member))), page.server_time)
+            yield FeedStates.of((change for member in page if (change := self._change(member))), page.server_time)
 
     def bounces(self, client: MailchimpClient, start: datetime, end: datetime) -> list[Bounce]:
         """Cleaned members: Mailchimp cleans an address after a hard bounce (soft bounces leave the status)."""

@@ -8,6 +8,7 @@ Everything else (audience, plan, state, consent, the way back) is destination-ne
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -15,15 +16,19 @@ from datetime import datetime, timedelta, timezone
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
 from afas_pipeline.afas.dossier import MARKER
-from afas_pipeline.lib.http import FeedRead
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mapping.models import DestinationMapping
+from afas_pipeline.spotler.client import page_rows
 from afas_pipeline.sync.audience import normalise_email, property_column
 from afas_pipeline.sync.destination import ABSENT, ERASED
-from afas_pipeline.sync.events import Bounce, ContactChange, Interaction, MailingSent
+from afas_pipeline.sync.events import Bounce, ContactChange, FeedStates, Interaction, MailingSent
 from afas_pipeline.sync.plan import set_column
 from afas_pipeline.sync.values import plain_values, typed_values
 
@@ -97,9 +102,8 @@ class SpotlerAdapter:
     def changes(self, client: SpotlerClient, start: datetime, end: datetime) -> list[ContactChange]:
         return contact_changes(client.updates(start, end))
 
-    def change_pages(self, client: SpotlerClient, start: datetime, end: datetime) -> Iterator[FeedRead]:
-        for page in client.update_pages(start, end):
-            yield FeedRead(contact_changes(page, fields=False), page.server_time)
+    def change_pages(self, client: SpotlerClient, start: datetime, end: datetime) -> Iterator[FeedStates]:
+        return client.update_pages(start, end, parse=feed_states)
 
     def bounces(self, client: SpotlerClient, start: datetime, end: datetime) -> list[Bounce]:
         return bounces(client.bounces(start, end))
@@ -169,23 +173,86 @@ class SpotlerMailings:
         return untied - {str(m.get("encryptedId")) for m in listed}
 
 
-def contact_changes(contacts: Iterable[dict], fields: bool = True) -> list[ContactChange]:
+def contact_changes(contacts: Iterable[dict]) -> list[ContactChange]:
     """Spotler contacts (`contact/updates/list`: their current state) as changes: permissions by bit, the
-    other properties (unless `fields` is False: the feed's judging needs none, and a full sync's echo is every
-    record), and whether the EMAIL channel is still on (off: inactive after a hard bounce, R11)."""
+    other properties, and whether the EMAIL channel is still on (off: inactive after a hard bounce, R11)."""
     changes = []
     for contact in contacts:
-        properties = contact.get("properties") or {}
-        permissions = {str(p.get("bit")): bool(p.get("enabled")) for p in properties.get("permissions") or []}
+        properties = dict(contact.get("properties") or {})
+        permissions = {str(p.get("bit")): bool(p.get("enabled")) for p in properties.pop("permissions", None) or []}
         channels = contact.get("channels") or []
         changes.append(ContactChange(
             external_id=str(contact.get("externalId")),
             changed_at=spotler_time(contact.get("lastChanged") or 0),
             permissions=permissions,
-            fields={k: v for k, v in properties.items() if k != "permissions"} if fields else {},
+            fields=properties,
             mailable=not any(c.get("name") == "EMAIL" and not c.get("value") for c in channels),
         ))
     return changes
+
+
+#: What the feed's judging reads of a `contact/updates/list` page, as Arrow parses it (other fields are skipped).
+_FEED_SCHEMA = pa.schema([("rows", pa.list_(pa.struct([
+    ("externalId", pa.string()),
+    ("lastChanged", pa.int64()),
+    ("properties", pa.struct([("permissions", pa.list_(pa.struct([("bit", pa.int64()), ("enabled", pa.bool_())])))])),
+    ("channels", pa.list_(pa.struct([("name", pa.string()), ("value", pa.bool_())]))),
+])))])
+
+
+def feed_states(content: bytes, server_time: datetime | None) -> FeedStates:
+    """A `contact/updates/list` page as the feed's judging reads it. The usual shape (text externalIds, epoch
+    lastChanged, numbered bits) is parsed by Arrow, with no Python object per contact: the feed after a full sync
+    holds every record it wrote. Any other shape is read row by row (`contact_changes`), to the same result."""
+    states = _arrow_feed_states(content, server_time)
+    if states is None:
+        states = FeedStates.of(contact_changes(page_rows(content, "contact/updates/list")), server_time)
+    return states
+
+
+def _arrow_feed_states(content: bytes, server_time: datetime | None) -> FeedStates | None:
+    """`feed_states` by Arrow; None for a page it does not read exactly as `contact_changes` would."""
+    if not content.strip() or b"\n" in content:
+        return None
+    try:
+        table = pa_json.read_json(
+            io.BytesIO(b'{"rows":' + content + b"}"),
+            read_options=pa_json.ReadOptions(block_size=len(content) + 64, use_threads=False),
+            parse_options=pa_json.ParseOptions(explicit_schema=_FEED_SCHEMA, unexpected_field_behavior="ignore"))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    pages = table.column("rows")
+    if table.num_rows != 1 or pages.null_count:
+        return None
+    contacts = pages.combine_chunks().flatten()
+    if contacts.null_count:
+        return None
+    external_id, changed_at, properties, channels = contacts.flatten()
+    if external_id.null_count:
+        return None  # the row-wise reading names it "None"
+    (permissions,) = properties.flatten()
+    entries = permissions.flatten()
+    bit, enabled = entries.flatten()
+    if bit.null_count:
+        return None
+    owner = pc.list_parent_indices(permissions).to_numpy()
+    bits = bit.to_numpy()
+    if pd.DataFrame({"owner": owner, "bit": bits}).duplicated().any():
+        return None  # a bit named twice in one contact: the row-wise reading keeps the last
+    off = ~enabled.fill_null(False).to_numpy(zero_copy_only=False)
+    columns = {}
+    for value in np.unique(bits):
+        column = np.zeros(len(contacts), dtype=bool)
+        column[owner[(bits == value) & off]] = True
+        columns[str(value)] = column
+    channel_owner = pc.list_parent_indices(channels).to_numpy()
+    name, on = channels.flatten().flatten()
+    email_off = (pc.equal(name, "EMAIL").fill_null(False).to_numpy(zero_copy_only=False)
+                 & ~on.fill_null(False).to_numpy(zero_copy_only=False))
+    mailable = np.ones(len(contacts), dtype=bool)
+    mailable[channel_owner[email_off]] = False
+    return FeedStates(external_ids=external_id.to_pylist(), changed_at=changed_at.fill_null(0).to_numpy() * 1000,
+                      mailable=mailable, off=columns, server_time=server_time)
 
 
 def bounces(rows: Iterable[dict]) -> list[Bounce]:

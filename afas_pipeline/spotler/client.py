@@ -23,7 +23,7 @@ import logging
 import time
 import warnings
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
@@ -318,10 +318,12 @@ class SpotlerClient(RetryingHttpResource):
         latest = {str(row.get("externalId")): row for row in rows}
         return FeedRead(latest.values(), rows.server_time)
 
-    def update_pages(self, start: datetime, end: datetime) -> Iterator[FeedRead]:
+    def update_pages(self, start: datetime, end: datetime,
+                     parse: Callable[[bytes, datetime | None], Sized] | None = None) -> Iterator[Any]:
         """``updates`` page by page, as read (a contact changed during the read may be on two pages; the later
-        one is its latest version); the first page carries Spotler's clock (``server_time``)."""
-        return self._bare_page_reads("contact/updates/list", _window(start, end))
+        one is its latest version); the first page carries Spotler's clock (``server_time``). Each page is a
+        ``FeedRead`` of contacts, or what ``parse`` makes of its body and that clock (the reader's own columns)."""
+        return self._bare_page_reads("contact/updates/list", _window(start, end), parse)
 
     def bounces(self, start: datetime, end: datetime) -> list[dict]:
         """Bounces ``{date, type: HARDBOUNCE|SOFTBOUNCE, contact, encryptedActId}`` dated in ``[start, end)``."""
@@ -431,13 +433,18 @@ class SpotlerClient(RetryingHttpResource):
             rows.extend(page)
         return rows
 
-    def _bare_page_reads(self, path: str, params: dict[str, str]) -> Iterator[FeedRead]:
+    def _bare_page_reads(self, path: str, params: dict[str, str],
+                         parse: Callable[[bytes, datetime | None], Sized] | None = None) -> Iterator[Any]:
         """Page by page, an endpoint that answers a bare array, offset-paged by ``after``: a short page ends it.
-        The first page carries Spotler's clock when it answered (its ``Date``)."""
+        The first page carries Spotler's clock when it answered (its ``Date``). ``parse``: the page made of the
+        body and that clock instead of a ``FeedRead`` of the parsed rows."""
         after = 0
         while True:
             response = self._send("GET", path, params={**params, "after": str(after), "pageSize": str(self.page_size)})
-            page = FeedRead(_as_list(self._json(response), path), None if after else server_time(response))
+            clock = None if after else server_time(response)
+            page = (FeedRead(_as_list(self._json(response), path), clock) if parse is None
+                    else parse(response.content, clock))
+            del response
             yield page
             if len(page) < self.page_size:
                 return
@@ -565,6 +572,17 @@ def _window(start: datetime, end: datetime) -> dict[str, str]:
     if hi < lo:
         raise ValueError("end lies before start")
     return {"fromDate": _iso(lo, "start"), "toDate": _iso(hi, "end", ceil=True)}
+
+
+def page_rows(content: bytes, endpoint: str) -> list:
+    """The rows of a page that is a bare JSON array (none for an empty body); a body of anything else is an error."""
+    if not content.strip():
+        return []
+    try:
+        payload = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise SpotlerError("Spotler returned a body that is not JSON", endpoint=endpoint) from None
+    return _as_list(payload, endpoint)
 
 
 def _as_list(payload: Any, endpoint: str) -> list:

@@ -14,9 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
-from afas_pipeline.lib.http import FeedRead
 from afas_pipeline.mapping.models import DestinationMapping
-from afas_pipeline.sync.events import Bounce, ContactChange, Interaction, MailingSent
+from afas_pipeline.sync.events import Bounce, ContactChange, FeedStates, Interaction, MailingSent
 
 
 class WriteResult(Protocol):
@@ -98,11 +97,11 @@ class Destination(Erasable, Protocol):
     def changes(self, client: Any, start: datetime, end: datetime) -> list[ContactChange]:
         """The records changed in the destination between `start` and `end`, as it holds them now."""
 
-    def change_pages(self, client: Any, start: datetime, end: datetime) -> Iterator[FeedRead]:
-        """`changes` page by page as the destination answers them, so a long read (a full sync's own writes) is
-        never held whole; a record changed during the read may be on two pages, the later its latest version.
-        The first page carries the destination's clock (`server_time`). Its changes need not carry `fields`: the
-        feed's judging (`refresh_optouts`) reads permissions and whether the record is mailable."""
+    def change_pages(self, client: Any, start: datetime, end: datetime) -> Iterator[FeedStates]:
+        """`changes` page by page as the destination answers them, column by column (`FeedStates.of` makes them
+        of changes read row by row), so a long read (a full sync's own writes) is never held as objects; a record
+        changed during the read may be on two pages, the later its latest version. The first page carries the
+        destination's clock (`server_time`)."""
 
     def bounces(self, client: Any, start: datetime, end: datetime) -> list[Bounce]:
         """The bounces the destination reports between `start` and `end`."""

@@ -18,11 +18,11 @@ def plain_values(column: pd.Series) -> list[Any]:
 def typed_values(column: pd.Series, kind: str | None) -> list[Any]:
     """A mapped AFAS column by its mapping type: yes/no as "yes"/"no", a date as YYYY-MM-DD, a number as it is,
     anything else as text; None where AFAS has no value."""
+    if kind not in ("yes_no", "date", "number"):
+        return plain_values(column.astype("string"))  # a missing value of any kind is NA as text
     present = column.notna()
     if kind == "yes_no":
         column = column.astype("boolean").map({True: "yes", False: "no"})
     elif kind == "date":
         column = pd.to_datetime(column, utc=True).dt.strftime("%Y-%m-%d")
-    elif kind != "number":
-        column = column.astype("string")
     return plain_values(column.where(present))
