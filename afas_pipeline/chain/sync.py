@@ -128,7 +128,8 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         lookups = 0
         state = context.resources.sync_state.open()
         if cadence == "delta":
-            rows, related, lookups = _complete_delta(afas, sources, mapping, state, d, rows, related)
+            rows, related, lookups = _complete_delta(afas, sources, mapping, state, d, rows, related,
+                                                     _table_rows(context.instance, sources))
         result = build_audience(rows, related, mapping, modified=base_source.modified)
         # P2: a person to be (or already) erased is left alone; the erasure job, not the sync, erases (R10).
         erasing = marked(rows, base_source.erase_flag, base_source.key) if base == "contact" else set()
@@ -355,12 +356,27 @@ def mapping_drift(afas: AfasClient, destination: Destination, client, sources: A
             *destination_drift(mapping, destination.properties(client))]
 
 
+def _table_rows(instance: dg.DagsterInstance, sources: AfasSources) -> dict[str, int]:
+    """Per AFAS entity, the rows of its last full read (`afas_<entity>`'s `dagster/row_count`), where one was made:
+    what a full read would cost a delta that could look its rows up by key instead (`afas.lookups.lookup_limit`)."""
+    rows = {}
+    for entity in sources.connectors():
+        event = instance.get_latest_materialization_event(dg.AssetKey(f"afas_{entity}"))
+        count = event.asset_materialization.metadata.get("dagster/row_count") if event and event.asset_materialization else None
+        if count is not None:
+            rows[entity] = int(count.value)
+    return rows
+
+
 def _complete_delta(afas: AfasClient, sources: AfasSources, mapping, state: SyncState, d: str, rows: pd.DataFrame,
-                    related: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], int]:
+                    related: dict[str, pd.DataFrame], table_rows: dict[str, int] | None = None,
+                    ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], int]:
     """A delta's base rows completed: the records a joined row changed in this window points back to (a
     debtor's delivery address), and the records waiting for a retry, read from AFAS as they are now; then
     the joined rows they point to that the window did not hold (a contact's person, changed in another
-    window). Returns the rows, the joined rows and the AFAS calls made."""
+    window). Returns the rows, the joined rows and the AFAS calls made. `table_rows` (per entity, the rows of its
+    last full read) tells look-ups by key from a full read which is cheaper."""
+    table_rows = table_rows or {}
     base_source = sources[ENTITY_SOURCE[mapping.base]]
     present = rows[base_source.key].astype(str) if len(rows.columns) else pd.Series(dtype=str)
     wanted = set(_pending_retries(state, d, exclude=present))
@@ -368,14 +384,15 @@ def _complete_delta(afas: AfasClient, sources: AfasSources, mapping, state: Sync
         frame = related.get(entity)
         if frame is not None and len(frame.columns) and back in frame:
             wanted |= set(frame[back].dropna().astype(str)) - set(present)
-    extra, lookups = read_by_keys(afas, base_source, wanted)
+    extra, lookups = read_by_keys(afas, base_source, wanted, table_rows=table_rows.get(ENTITY_SOURCE[mapping.base]))
     if len(extra):
         rows = pd.concat([rows, extra], ignore_index=True) if len(rows.columns) else extra
     completed = {}
     for entity, via in mapping.joined().items():
         have = related[entity]
         keys = rows[via] if via in rows else pd.Series(dtype=str)
-        completed[entity], calls = complete_by_keys(afas, sources[ENTITY_SOURCE[entity]], have, keys)
+        completed[entity], calls = complete_by_keys(afas, sources[ENTITY_SOURCE[entity]], have, keys,
+                                                    table_rows=table_rows.get(ENTITY_SOURCE[entity]))
         lookups += calls
     return rows, completed, lookups
 

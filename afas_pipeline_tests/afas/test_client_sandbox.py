@@ -25,6 +25,13 @@ from afas_pipeline.afas.errors import (
     AfasUnavailable,
 )
 from afas_pipeline.afas.filters import Condition, Filter, Op
+from afas_pipeline.afas.lookups import (
+    LOOKUP_CHUNK,
+    LOOKUP_FULL_READ,
+    lookup_limit,
+    read_by_keys,
+)
+from afas_pipeline.afas.sources import default_sources
 from afas_pipeline.lib.timewindows import parse_afas_datetimes, utc_windows
 
 UTC = timezone.utc
@@ -628,3 +635,31 @@ def test_a_one_page_read_costs_one_request_and_a_paged_read_one_look_ahead(afas,
     _, paged = afas.read("Sync_Persons", order_by=["PersonId"], page_size=1000)
     assert paged.pages == 3 and paged.requests == 4  # the next page is fetched while one is parsed
     assert paged.rows == one_page.rows
+
+
+# --- reading by key (afas.lookups) ----------------------------------------------------------------
+
+
+def test_the_limit_follows_the_pages_of_a_full_read_and_never_falls_below_the_default():
+    assert lookup_limit(None, 5000) == LOOKUP_FULL_READ
+    assert lookup_limit(1_000_000, 5000) == 200 * LOOKUP_CHUNK  # 200 pages: 10,000 keys in 200 look-ups
+    assert lookup_limit(100_000, 5000) == 20 * LOOKUP_CHUNK
+    assert lookup_limit(3_000, 5000) == LOOKUP_FULL_READ  # one page: never fewer look-ups than the default
+
+
+@pytest.mark.parametrize("table_rows", [None, 1_000_000])
+def test_past_the_default_a_known_large_connector_is_looked_up_and_an_unknown_one_read_whole(sandbox, admin,
+                                                                                             table_rows):
+    source = default_sources().persons
+    with make_client(sandbox, page_size=500) as afas:
+        every_id = sorted({str(r[source.key]) for r in raw_all_rows(afas, source.connector)})
+        keys = every_id[: LOOKUP_FULL_READ + 50]
+        admin.post("stats/reset").raise_for_status()
+        rows, calls = read_by_keys(afas, source, keys, table_rows=table_rows)
+        read = requests_matching(stats(admin), f"GET connectors/{source.connector}")
+
+    assert sorted(rows[source.key].astype(str)) == keys  # the same rows either way
+    if table_rows is None:  # the pages of one full read (and at most the one page it reads ahead)
+        assert calls == math.ceil((len(every_id) + 1) / 500) and read in (calls, calls + 1)
+    else:
+        assert calls == read == math.ceil(len(keys) / LOOKUP_CHUNK)
