@@ -32,7 +32,9 @@ from afas_pipeline.lib.privacy import hash_key, hashed_sample
 from afas_pipeline.mapping.drift import afas_drift, destination_drift, live_subject_type_drift
 from afas_pipeline.mapping.models import BACK_REFERENCES, ENTITY_SOURCE
 from afas_pipeline.retries import retry_transient_failures
-from afas_pipeline.sync.audience import EXCLUSION_RULES, audience_columns, build_audience, valid_emails
+from afas_pipeline.sync.audience import (
+    EXCLUSION_RULES, audience_columns, audience_members, build_audience, valid_emails,
+)
 from afas_pipeline.sync.destination import Destination
 from afas_pipeline.sync.erasure import exclude_erased, marked
 from afas_pipeline.sync.events import FeedStates, epoch_us, from_epoch_us
@@ -177,7 +179,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         _same_identity(state, destination)
         drift = mapping_drift(context.resources.afas, destination, client, sources)
         seen, feed_read = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc))
-        members = audience[audience["excluded_by"].isna()]
+        members = audience_members(audience)
         # A delta asks the state about its own few records; a full sync reads it whole, which is cheaper there.
         wanted = _members_of(cadence, members)
         records = state.records(d, wanted, parsed=False)
@@ -243,7 +245,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
                 context.log.info(f"sync: the plan was made by another run or attempt; {seen} new opt-outs read")
             plan, held = hold_late_optouts(plan, state.optouts(d, _members_of(cadence, plan)), keys)
             writer = StateWriter(state, destination, plan, two_way, config.quarantine_after, fresh_plan=not reread)
-            members = audience[audience["excluded_by"].isna()].drop(columns=["content_hash", "email_hash"])
+            members = audience_members(audience).drop(columns=["content_hash", "email_hash"])
             sending = plan[plan["action"].isin(["create", "update"])]
             try:
                 with state.bulk_writes(len(sending)):

@@ -47,7 +47,7 @@ class Audience:
 
     @property
     def members(self) -> pd.DataFrame:
-        return self.rows[self.rows["excluded_by"].isna()]
+        return audience_members(self.rows)
 
     @property
     def excluded(self) -> pd.DataFrame:
@@ -56,6 +56,15 @@ class Audience:
     def excluded_counts(self) -> dict[str, int]:
         counts = self.rows["excluded_by"].value_counts()  # the members' null not counted
         return {rule: int(counts.get(rule, 0)) for rule in EXCLUSION_RULES}
+
+
+def audience_members(rows: pd.DataFrame) -> pd.DataFrame:
+    """The members of an audience's rows (no rule left them out). An audience holds its members first
+    (`_members_first`), so they are its first rows: a slice, not a copy of every column (about 270 MB at 1,000,000
+    contacts). Rows in another order (an audience stored before that order) are picked out one by one."""
+    member = rows["excluded_by"].isna()
+    count = int(member.sum())
+    return rows.iloc[:count] if member.iloc[:count].all() else rows[member]
 
 
 def property_column(name: str) -> str:

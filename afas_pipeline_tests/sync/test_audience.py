@@ -11,8 +11,8 @@ import afas_pipeline.sync.audience as audience_module
 from afas_pipeline.afas.sources import MAPPINGS_DIR, default_sources
 from afas_pipeline.mapping.load import load_mapping
 from afas_pipeline.sync.audience import (
-    _valid_domain, _valid_local_part, _validates, audience_columns, build_audience, is_valid_email, join_entities,
-    normalise_email, normalise_emails, property_column, valid_emails,
+    _valid_domain, _valid_local_part, _validates, audience_columns, audience_members, build_audience, is_valid_email,
+    join_entities, normalise_email, normalise_emails, property_column, valid_emails,
 )
 
 DEBTORS = load_mapping(MAPPINGS_DIR / "mailchimp_debtors.yaml")
@@ -76,6 +76,13 @@ def test_the_audience_lists_its_members_first_in_external_id_order_as_a_sort_of_
     whole = shuffled.sort_values(["excluded_by", "external_id"], na_position="first", kind="stable")
     pd.testing.assert_frame_equal(audience_module._members_first(shuffled), whole.reset_index(drop=True))
     pd.testing.assert_frame_equal(rows, whole.reset_index(drop=True))
+    # Its members are then its first rows; in any other order they are picked out, the same rows either way.
+    picked = rows[rows["excluded_by"].isna()]
+    assert len(picked) == 4
+    pd.testing.assert_frame_equal(audience_members(rows), picked)
+    shuffled = rows.sample(frac=1, random_state=3).reset_index(drop=True)  # (`_members_first` emptied the other)
+    assert not shuffled["excluded_by"].iloc[:4].isna().all()
+    pd.testing.assert_frame_equal(audience_members(shuffled), shuffled[shuffled["excluded_by"].isna()])
 
 
 def test_a_delta_of_debtors_also_reads_the_debtor_a_delivery_address_names():
