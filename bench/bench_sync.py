@@ -7,7 +7,8 @@ Spotler only: the jobs `afas_full_job` and `afas_delta_job` are built over the a
 
 It starts the sandbox (`afas-pipeline sandbox --contacts N --port P`) in its own process, so the
 server has its own core, and measures in fresh worker processes:
-- full: the job `afas_full_job` executed in-process (in-process executor, ephemeral instance) with
+- full: the job `afas_full_job` executed in-process (in-process executor, an ephemeral instance that the runs
+  after it share, as runs share $DAGSTER_HOME) with
   fresh sync state and storage against a reset Spotler account: wall time, AFAS and Spotler requests
   (the sandboxes' /stats), Spotler write batches and contacts sent, peak memory growth of the run
   (VmHWM reset before it), CPU seconds of the worker and of the sandbox (measure.py). The worker first runs the delta job on an empty window with throwaway
@@ -149,13 +150,14 @@ def _error_text(error) -> str:
     return " <- ".join(parts)[:1000]
 
 
-def _run(defs, job_name: str, partition: str, url: str, profile: str | None = None) -> dict:
+def _run(defs, job_name: str, partition: str, url: str, profile: str | None = None, instance=None) -> dict:
+    """One run of `job_name`; in `instance` (a fresh ephemeral one when None)."""
     import dagster as dg
 
     from afas_pipeline.lib.runs import execute  # as `afas-pipeline sync` runs a job
 
     job = defs.resolve_job_def(job_name)
-    instance = dg.DagsterInstance.ephemeral()
+    instance = instance or dg.DagsterInstance.ephemeral()
     _reset_stats(url)
     reset_peak()
     before = status_mb("VmRSS")
@@ -269,18 +271,21 @@ def worker_pipeline(url: str, deltas: list[int], profile_dir: str | None, full_o
     # The full sync's writes stamped FULL_CLOCK_BACK ago in Spotler's clock, as a full sync before the windows that
     # follow it would be: the first read after them reads them once (the echo), later ones do not.
     _spotler_clock(url, -FULL_CLOCK_BACK_S)
-    out["full"] = _run(defs, "afas_full_job", FULL_PARTITION, url, prof("full"))
+    # One Dagster instance for the runs that follow each other, as they would share $DAGSTER_HOME: a delta reads the
+    # full sync's row counts from it (whether AFAS look-ups by key beat a full read).
+    instance = dg.DagsterInstance.ephemeral()
+    out["full"] = _run(defs, "afas_full_job", FULL_PARTITION, url, prof("full"), instance)
     _spotler_clock(url, 0)
     if full_only:
         return out
-    out["rerun"] = _run(defs, "afas_full_job", FULL_PARTITION, url, prof("rerun"))
-    out["rerun_again"] = _run(defs, "afas_full_job", FULL_PARTITION, url, prof("rerun_again"))
+    out["rerun"] = _run(defs, "afas_full_job", FULL_PARTITION, url, prof("rerun"), instance)
+    out["rerun_again"] = _run(defs, "afas_full_job", FULL_PARTITION, url, prof("rerun_again"), instance)
     out["deltas"] = []
     for size, window in zip(deltas, DELTA_WINDOWS):
         started = time.perf_counter()
         _edit_members(url, storage, size, window, f"d{size}")
         edit_s = time.perf_counter() - started
-        run = _run(defs, "afas_delta_job", window, url, prof(f"delta{size}"))
+        run = _run(defs, "afas_delta_job", window, url, prof(f"delta{size}"), instance)
         run["edits"], run["edit_s"] = size, edit_s
         out["deltas"].append(run)
     return out
