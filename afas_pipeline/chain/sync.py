@@ -364,7 +364,8 @@ def _table_rows(instance: dg.DagsterInstance, sources: AfasSources) -> dict[str,
     rows = {}
     for entity in sources.connectors():
         event = instance.get_latest_materialization_event(dg.AssetKey(f"afas_{entity}"))
-        count = event.asset_materialization.metadata.get("dagster/row_count") if event and event.asset_materialization else None
+        materialization = event.asset_materialization if event else None
+        count = materialization.metadata.get("dagster/row_count") if materialization else None
         if count is not None:
             rows[entity] = int(count.value)
     return rows
@@ -478,7 +479,6 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
         read += len(page)
         pages.append(page)
     feed = FeedStates.frame(pages)
-    feed["external_id"] = feed["external_id"].astype("string")
     del pages
     stamped = feed["changed_at"][feed["changed_at"] > 0]
     latest = from_epoch_us(stamped.max()) if len(stamped) else None
@@ -491,11 +491,12 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
     intended = {i: (entry.feed_mark, intent["permissions"]) for entry in in_flight for i, intent in entry.intents.items()}
     switched_off = feed[feed[[f"off:{key}" for key in keys]].any(axis=1)] if keys else feed.iloc[:0]
     sent_on = _sent_on(state, d, switched_off["external_id"].tolist(), keys)
+    in_flight_ids = pd.Index(list(intended), dtype="string")
     optouts = []
     for key in keys:
         candidates = switched_off[switched_off[f"off:{key}"]]
         ours = texts_in(candidates["external_id"], sent_on[key])
-        for n in np.flatnonzero(texts_in(candidates["external_id"], pd.Index(list(intended), dtype="string"))):
+        for n in np.flatnonzero(texts_in(candidates["external_id"], in_flight_ids)):
             mark, intent = intended[candidates["external_id"].iat[n]]
             if key in intent and (mark is None or candidates["changed_at"].iat[n] > epoch_us(mark)):
                 ours[n] = intent[key].get("sent") is True  # what we may have written, and the contact changed since

@@ -60,7 +60,7 @@ class FeedStates:
         pages = list(pages)
         keys = sorted({key for page in pages for key in page.off})
         return pd.DataFrame({
-            "external_id": [i for page in pages for i in page.external_ids],
+            "external_id": pd.array([i for page in pages for i in page.external_ids], dtype="string"),
             "changed_at": np.concatenate([page.changed_at for page in pages] or [np.array([], np.int64)]),
             "mailable": np.concatenate([page.mailable for page in pages] or [np.array([], bool)]),
             **{f"off:{key}": np.concatenate([page.off.get(key, np.zeros(len(page), bool)) for page in pages]
