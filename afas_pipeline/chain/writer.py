@@ -2,7 +2,9 @@
 they come back, so a run that dies halfway leaves a state the next run can trust (C3, C4)."""
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,13 @@ from afas_pipeline.sync.state import SyncState
 CONSENT_REASON = "consent:"
 #: Records per chunk of documents handed to the destination's client (it batches and parallelises them).
 SEND_CHUNK = 5000
+#: Chunks after which the cycles their frames made are freed (`collect_young`): a pass looks at every young object
+#: still alive, the documents and rows of the chunks in flight among them, so a pass per chunk would look at each
+#: of them several times.
+COLLECT_EVERY = 8
+#: Chunks being sent at once. The client caps the calls in flight (its concurrency, per base URL); with a second chunk
+#: on its way, the calls of one chunk's last batches leave no idle slot while the next chunk waits for them.
+CHUNKS_IN_FLIGHT = 2
 #: Records per part of the plan not sent (unchanged, skipped) whose state rows are brought up to date at once.
 UNSENT_CHUNK = 20000
 
@@ -29,9 +38,8 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, me
     """Send the documents of `rows` (plan rows to send), each joined with its member of `members` (the audience's,
     by external id) chunk by chunk, so the joined rows take the memory of a chunk, not of the audience. Save each
     batch's outcome in the sync state as soon as the destination answered it (a run killed later re-sends
-    nothing that was acknowledged). Each chunk is recorded as in
-    flight before it is sent (see `StateWriter`). The next chunk is built and recorded while the previous one
-    is on its way. A document that would re-subscribe a record the destination already has is never sent (MC3): it is
+    nothing that was acknowledged). Each chunk is recorded as in flight before it is sent (see `StateWriter`). Up to
+    CHUNKS_IN_FLIGHT chunks are on their way at once; the next one is built and recorded meanwhile. A document that would re-subscribe a record the destination already has is never sent (MC3): it is
     counted in `writer.resubscriptions`. Returns the destination's result per id; raises the destination's
     write-incomplete error when a batch got no answer, after the answered ones were saved."""
     outcome: dict = {}
@@ -45,15 +53,15 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, me
     member_columns = members[[c for c in members.columns if c not in rows.columns]]
 
     # Documents, state rows and answers: many small objects a chunk at a time (lib/bulk.py).
-    with collector_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{destination.name}-send") as sender:
-        sending = None
-        try:
+    try:
+        with collector_paused(), ThreadPoolExecutor(max_workers=CHUNKS_IN_FLIGHT,
+                                                    thread_name_prefix=f"{destination.name}-send") as sender:
+            sending: deque[Future] = deque()
             for start in range(0, len(rows), SEND_CHUNK):
                 chunk = rows.iloc[start : start + SEND_CHUNK]
                 found = member_at.get_indexer(chunk["external_id"])
                 if (found >= 0).all():  # side by side, by position: every plan row is a member's
-                    chunk = pd.concat([chunk.reset_index(drop=True),
-                                       member_columns.iloc[found].reset_index(drop=True)], axis=1)
+                    chunk = pd.concat([chunk.reset_index(drop=True), _rows_at(member_columns, found)], axis=1)
                 else:
                     chunk = chunk.merge(members.iloc[found[found >= 0]], on="external_id", how="left",
                                         suffixes=("", "_member"))
@@ -63,19 +71,34 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, me
                     writer.resubscriptions += len(stopped)
                     keep = [i for i in range(len(documents)) if i not in set(stopped)]
                     chunk, documents = chunk.iloc[keep], [documents[i] for i in keep]
-                # Recorded as in flight while the previous chunk is still on its way, so the senders never wait
+                # Recorded as in flight while earlier chunks are still on their way, so the senders never wait
                 # for it; a chunk recorded and then not sent (the run died) is sent again by the next run.
                 entry = writer.begin(chunk)
                 failpoint(f"{destination.name}_sync.intent_recorded")
-                if sending is not None:
-                    sending.result()
-                sending = sender.submit(send, entry, documents)
-                collect_young()
-            if sending is not None:
-                sending.result()
-        finally:
-            outcome.update(writer.outcome)
+                while len(sending) >= CHUNKS_IN_FLIGHT:
+                    sending.popleft().result()
+                sending.append(sender.submit(send, entry, documents))
+                if start // SEND_CHUNK % COLLECT_EVERY == COLLECT_EVERY - 1:
+                    collect_young()
+            while sending:
+                sending.popleft().result()
+    except BaseException:
+        writer.flush(quietly=True)  # what was answered is saved before the error goes up
+        raise
+    else:
+        writer.flush()
+    finally:
+        outcome.update(writer.outcome)
     return outcome
+
+
+def _rows_at(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """The rows of `frame` at `positions`, numbered from 0. Taken from the slice the positions span: Arrow takes
+    from a column of many chunks by joining the chunks first, so a take from the whole column per chunk of a sync
+    would copy the whole column again and again (the plan's rows come in the audience's order, so the slices of
+    successive chunks do not overlap)."""
+    low = int(positions.min())
+    return frame.iloc[low : int(positions.max()) + 1].iloc[positions - low].reset_index(drop=True)
 
 
 class StateWriter:
@@ -83,8 +106,8 @@ class StateWriter:
     leaves a state the next run can trust.
 
     Before a chunk is sent, what its success would save is recorded as writes in flight (with how far
-    the destination's change feed had been read). Each batch the destination answers is saved in one
-    transaction: what it accepted (content, two-way field values, permissions), AFAS's permission fields and since when
+    the destination's change feed had been read). Each batch the destination answers is handed to the `Saver`,
+    which saves it in one transaction (with the batches answered while it saved the last ones): what it accepted (content, two-way field values, permissions), AFAS's permission fields and since when
     they are on (C1), each record's bounced address (R11), the `reactivated` events for the write-back
     (R11) and the refused records (C4). Once every batch of the chunk is saved, the chunk is no longer in
     flight. Records not sent (unchanged, skipped, quarantined) are saved first: only AFAS's side changed."""
@@ -108,8 +131,10 @@ class StateWriter:
         self._sent: dict[int, tuple[dict[str, Any], dict[str, dict], dict[str, int]]] = {}
         self._entry_of: dict[str, int] = {}
         self._reactivate: dict[str, str] = {}
+        # The records with a refusal on file (few): an accepted record's refusal is cleared only where there is one.
+        self._refused = set(state.rejected(self.name)["external_id"].astype(str))
         self._lock = threading.Lock()
-        self._saving = threading.Lock()
+        self._saver = Saver(state, self.name)
 
     def _previous_of(self, rows: pd.DataFrame) -> dict[str, dict]:
         """The state rows of these plan rows' records as saved before this sync wrote them: read per chunk, not
@@ -151,7 +176,8 @@ class StateWriter:
         accepted = _state_rows(columns, previous, accepted=True)
         reactivate = chunk[chunk["reactivate"].astype(bool)]
         intents = {i: {"content_hash": r["content_hash"], "permissions": r["permissions"]} for i, r in accepted.items()}
-        entry = self.state.begin_writes(self.name, intents, self.feed_mark)
+        # Through the saver, the state's one writer during the sends; committed before the chunk is sent.
+        entry = self._saver.submit(lambda: self.state.begin_writes(self.name, intents, self.feed_mark)).result()
         with self._lock:
             self._accepted.update(accepted)
             self._sent[entry] = (columns, previous, {str(i): n for n, i in enumerate(columns["external_id"])})
@@ -172,9 +198,9 @@ class StateWriter:
         return rows
 
     def save_batch(self, results: list[WriteResult]) -> None:
-        """The destination's answers to one batch, saved together (called from the sending threads). A
-        refusal for the destination's own consent reasons is an outcome: saved like an accepted record (so
-        it is not sent again until AFAS changes it) and kept, quarantined at once, with its reason."""
+        """The destination's answers to one batch (called from the sending threads), handed to the saver to be
+        saved together. A refusal for the destination's own consent reasons is an outcome: saved like an accepted
+        record (so it is not sent again until AFAS changes it) and kept, quarantined at once, with its reason."""
         failpoint(f"{self.name}_sync.batch_acknowledged")
         settled = [r for r in results if not r.ok and r.consent_refusal]
         ok = [r.external_id for r in results if r.ok]
@@ -185,29 +211,99 @@ class StateWriter:
             rows += self._refused_rows([r.external_id for r in refused])
             events = [(i, REACTIVATED, self._reactivate[i]) for i in ok if i in self._reactivate]
             self.outcome.update((r.external_id, r) for r in results)
-        # One batch's save at a time: the sending threads would otherwise meet on SQLite's write lock, whose
-        # wait sleeps in steps of up to 100 ms, far longer than a save takes.
-        with self._saving, self.state.transaction():
+            cleared = [i for i in ok if i in self._refused]
+            self._refused.update(r.external_id for r in [*refused, *settled])
+        refusals = [{"external_id": r.external_id, "reason": self.destination.refusal_reason(r),
+                     "status_code": r.status_code} for r in refused]
+        consent = [{"external_id": r.external_id, "reason": f"{CONSENT_REASON}{r.code}", "status_code": r.status_code}
+                   for r in settled]
+
+        def save() -> None:
             self.state.save_records(self.name, rows)
             self.state.record_feedback(self.name, events, "pending")
-            self.state.record_rejections(self.name, (
-                {"external_id": r.external_id, "reason": self.destination.refusal_reason(r),
-                 "status_code": r.status_code} for r in refused), self.quarantine_after)
-            self.state.record_rejections(self.name, (
-                {"external_id": r.external_id, "reason": f"{CONSENT_REASON}{r.code}", "status_code": r.status_code}
-                for r in settled), 1)
-            self.state.clear_rejections(self.name, ok)
-        failpoint(f"{self.name}_sync.batch_saved")
+            self.state.record_rejections(self.name, refusals, self.quarantine_after)
+            self.state.record_rejections(self.name, consent, 1)
+            self.state.clear_rejections(self.name, cleared)
+
+        self._saver.submit(save, after=lambda _: failpoint(f"{self.name}_sync.batch_saved"))
 
     def end(self, entry: int) -> None:
-        """Every batch of the chunk `entry` is saved: it is no longer in flight, and its rows are let go."""
-        self.state.end_writes(entry)
+        """Every batch of the chunk `entry` was answered: once their saves are in, it is no longer in flight (in
+        the same transaction as the last of them, or a later one). Its rows are let go."""
+        self._saver.submit(lambda: self.state.end_writes(entry))
         with self._lock:
             _, _, position = self._sent.pop(entry, (None, None, {}))
             for external_id in position:
                 self._accepted.pop(external_id, None)
                 self._entry_of.pop(external_id, None)
                 self._reactivate.pop(external_id, None)
+
+    def flush(self, quietly: bool = False) -> None:
+        """Wait until everything handed to the saver is saved (`Saver.flush`)."""
+        self._saver.flush(quietly)
+
+
+class Saver:
+    """One thread that carries work into the sync state in the order it was handed over, what piled up while it
+    saved the last time in one transaction (group commit). The threads sending to a destination hand each batch's
+    answers over and go on sending, instead of taking turns at the state's one writer and its commit. Work is
+    saved in order, so a chunk's end is saved after its batches. After a failed save every later one fails with
+    the same error (`submit`, `flush`), so a sync stops at its next batch."""
+
+    def __init__(self, state: SyncState, name: str):
+        self.state, self.name = state, name
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Callable[[], Any], Future, Callable[[Any], None] | None]] = []
+        self._draining: Future | None = None
+        self._failure: BaseException | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-state")
+
+    def submit(self, work: Callable[[], Any], after: Callable[[Any], None] | None = None) -> Future:
+        """Hand `work` over (it runs in a transaction with others); `after` runs with its result once it is
+        committed. The future is done then."""
+        done: Future = Future()
+        with self._lock:
+            if self._failure is not None:
+                raise self._failure
+            self._pending.append((work, done, after))
+            if self._draining is None:
+                self._draining = self._thread.submit(self._drain)
+        return done
+
+    def flush(self, quietly: bool = False) -> None:
+        """Wait until everything handed over is saved, and stop the thread. Raises what made a save fail, unless
+        `quietly` (another error is already on its way up)."""
+        with self._lock:
+            draining = self._draining
+        if draining is not None:
+            draining.result()
+        self._thread.shutdown()
+        if self._failure is not None and not quietly:
+            raise self._failure
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                group, self._pending = self._pending, []
+                if not group:
+                    self._draining = None
+                    return
+            try:
+                with self.state.transaction():
+                    values = [work() for work, _, _ in group]
+                for (_, done, after), value in zip(group, values):
+                    if after is not None:
+                        after(value)
+                    done.set_result(value)
+            except BaseException as exc:  # a crash fail point too: every later save fails the same way
+                with self._lock:
+                    self._failure = exc
+                    group += self._pending
+                    self._pending, self._draining = [], None
+                for _, done, _ in group:
+                    if not done.done():
+                        done.set_exception(exc)
+                return
 
 
 def results_frame(plan: pd.DataFrame, outcome: dict, dry_run: bool) -> pd.DataFrame:

@@ -409,20 +409,22 @@ class SpotlerClient(RetryingHttpResource):
                 label, len(batch), exc.status_code, exc.error_type,
             )
             raise
-        by_id: dict[str, deque[dict]] = defaultdict(deque)
-        for answer in answers:
-            if isinstance(answer, dict):
-                by_id[str(answer.get("externalId"))].append(answer)
+        status = response.status_code
+        if len(answers) == len(ids) and all(isinstance(a, dict) and str(a.get("externalId")) == i
+                                            for a, i in zip(answers, ids)):
+            in_order = answers  # Spotler's usual answer: one per contact, in the order sent
+        else:
+            by_id: dict[str, deque[dict]] = defaultdict(deque)
+            for answer in answers:
+                if isinstance(answer, dict):
+                    by_id[str(answer.get("externalId"))].append(answer)
+            in_order = [by_id[i].popleft() if by_id.get(i) else None for i in ids]
         results = []
-        for external_id in ids:
-            queue = by_id.get(external_id)
-            if queue:
-                answer = queue.popleft()
-                results.append(
-                    ContactResult(external_id, str(answer.get("code") or "ERROR"), answer.get("message"), response.status_code)
-                )
+        for external_id, answer in zip(ids, in_order):
+            if answer is None:
+                results.append(ContactResult(external_id, "ERROR", "Spotler returned no result for this contact", status))
             else:
-                results.append(ContactResult(external_id, "ERROR", "Spotler returned no result for this contact", response.status_code))
+                results.append(ContactResult(external_id, str(answer.get("code") or "ERROR"), answer.get("message"), status))
         return results
 
     def _bare_pages(self, path: str, params: dict[str, str]) -> FeedRead:

@@ -1,0 +1,135 @@
+"""The saver of a sync (`chain/writer.py`): the sending threads hand each batch's answers over and go on sending; one
+thread saves them in the order handed over, what piled up meanwhile in one transaction. What it promises: nothing is
+reported saved before it is committed (the `batch_saved` fail point and a chunk's end come after their saves), and
+a save that fails stops the sync instead of being skipped."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from afas_pipeline.chain.writer import Saver, _rows_at
+from afas_pipeline.sync.state import SyncState
+
+
+class CountingState(SyncState):
+    """A SQLite state that counts the transactions opened through `transaction()`."""
+
+    transactions = 0
+
+    def transaction(self):
+        CountingState.transactions += 1
+        return super().transaction()
+
+
+def _row(external_id: str) -> dict:
+    return {"external_id": external_id, "content_hash": f"h{external_id}", "email_hash": "e", "permissions": {},
+            "bounced_email_hash": None, "fields": {}}
+
+
+@pytest.fixture
+def state(tmp_path) -> CountingState:
+    CountingState.transactions = 0
+    return CountingState(tmp_path / "state.sqlite")
+
+
+def test_what_piles_up_while_the_saver_saves_is_saved_in_order_in_one_transaction(state):
+    saver = Saver(state, "spotler")
+    busy, go = threading.Event(), threading.Event()
+
+    def first():
+        busy.set()
+        assert go.wait(10)
+        return "first"
+
+    order: list[str] = []
+
+    def save(external_id: str) -> str:
+        state.save_records("spotler", [_row(external_id)])
+        order.append(external_id)
+        return external_id
+
+    futures = [saver.submit(first)]
+    assert busy.wait(10)  # the saver is inside its first transaction
+    futures += [saver.submit(lambda n=n: save(str(n))) for n in range(5)]
+    go.set()
+    saver.flush()
+
+    assert [f.result() for f in futures] == ["first", "0", "1", "2", "3", "4"]
+    assert order == ["0", "1", "2", "3", "4"]
+    assert CountingState.transactions == 2  # the first, then the five that waited for it
+    assert sorted(state.records("spotler")["external_id"]) == ["0", "1", "2", "3", "4"]
+
+
+def test_after_runs_once_the_work_is_committed(state):
+    saver = Saver(state, "spotler")
+    seen: list[list[str]] = []
+    # `after` reads the state on a connection of its own: it sees the record only once the transaction committed.
+    saver.submit(lambda: state.save_records("spotler", [_row("7")]),
+                 after=lambda _: seen.append(list(SyncState(state.path).records("spotler")["external_id"])))
+    saver.flush()
+    assert seen == [["7"]]
+
+
+def test_a_failed_save_fails_what_waits_and_every_later_hand_over(state):
+    saver = Saver(state, "spotler")
+    busy, go = threading.Event(), threading.Event()
+
+    def blocked():
+        busy.set()
+        assert go.wait(10)
+
+    def broken():
+        raise OSError("disk full")
+
+    saver.submit(blocked)
+    assert busy.wait(10)
+    failing = saver.submit(broken)
+    waiting = saver.submit(lambda: state.save_records("spotler", [_row("1")]))
+    go.set()
+    with pytest.raises(OSError, match="disk full"):
+        failing.result(10)
+    with pytest.raises(OSError, match="disk full"):
+        waiting.result(10)  # in the same transaction: rolled back with it
+    with pytest.raises(OSError, match="disk full"):
+        saver.submit(lambda: None)
+    with pytest.raises(OSError, match="disk full"):
+        saver.flush()
+    assert state.records("spotler").empty
+
+
+def test_a_failure_handed_over_after_the_failed_group_is_failed_too(state):
+    """Work handed over while the failing group runs is not left waiting for ever (a chunk's begin waits on it)."""
+    saver = Saver(state, "spotler")
+    inside, go = threading.Event(), threading.Event()
+
+    def broken_once_others_wait():
+        inside.set()
+        assert go.wait(10)
+        raise OSError("locked")
+
+    saver.submit(broken_once_others_wait)
+    assert inside.wait(10)
+    later = saver.submit(lambda: "never")
+    go.set()
+    with pytest.raises(OSError, match="locked"):
+        later.result(10)
+    saver.flush(quietly=True)
+
+
+@pytest.mark.parametrize("order", ["increasing", "shuffled"])
+def test_rows_at_takes_the_rows_at_the_positions_from_a_column_of_many_chunks(order):
+    n = 1000
+    rng = np.random.default_rng(3)
+    texts = pa.chunked_array([pa.array([f"v{i}" for i in range(start, start + 100)]) for start in range(0, n, 100)])
+    frame = pd.DataFrame({"text": pd.arrays.ArrowExtensionArray(texts), "number": np.arange(n)},
+                         index=np.arange(n) * 3)
+    positions = np.sort(rng.choice(n, 120, replace=False)) if order == "increasing" else rng.permutation(n)[:120]
+    got = _rows_at(frame, positions)
+    want = frame.iloc[positions].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    assert got["text"].tolist() == [f"v{p}" for p in positions]
