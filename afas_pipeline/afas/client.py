@@ -386,6 +386,9 @@ class AfasClient(RetryingHttpResource):
         return "AfasToken " + base64.b64encode(token.encode("utf-8")).decode("ascii")
 
     def _client(self) -> httpx.Client:
+        http = self._http  # made already: every call asks, only the first one takes the lock
+        if http is not None:
+            return http
         with self._lock:
             if self._http is None:
                 base_url = self.resolved_base_url()

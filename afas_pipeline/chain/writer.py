@@ -2,7 +2,6 @@
 they come back, so a run that dies halfway leaves a state the next run can trust (C3, C4)."""
 
 import threading
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -26,9 +25,6 @@ SEND_CHUNK = 5000
 #: still alive, the documents and rows of the chunks in flight among them, so a pass per chunk would look at each
 #: of them several times.
 COLLECT_EVERY = 8
-#: Chunks being sent at once. The client caps the calls in flight (its concurrency, per base URL); with a second chunk
-#: on its way, the calls of one chunk's last batches leave no idle slot while the next chunk waits for them.
-CHUNKS_IN_FLIGHT = 2
 #: Records per part of the plan not sent (unchanged, skipped) whose state rows are brought up to date at once.
 UNSENT_CHUNK = 20000
 
@@ -38,8 +34,8 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, me
     """Send the documents of `rows` (plan rows to send), each joined with its member of `members` (the audience's,
     by external id) chunk by chunk, so the joined rows take the memory of a chunk, not of the audience. Save each
     batch's outcome in the sync state as soon as the destination answered it (a run killed later re-sends
-    nothing that was acknowledged). Each chunk is recorded as in flight before it is sent (see `StateWriter`). Up to
-    CHUNKS_IN_FLIGHT chunks are on their way at once; the next one is built and recorded meanwhile. A document that would re-subscribe a record the destination already has is never sent (MC3): it is
+    nothing that was acknowledged). Each chunk is recorded as in flight before it is sent (see `StateWriter`). The next
+    chunk is built and recorded while the previous one is on its way. A document that would re-subscribe a record the destination already has is never sent (MC3): it is
     counted in `writer.resubscriptions`. Returns the destination's result per id; raises the destination's
     write-incomplete error when a batch got no answer, after the answered ones were saved."""
     outcome: dict = {}
@@ -54,9 +50,11 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, me
 
     # Documents, state rows and answers: many small objects a chunk at a time (lib/bulk.py).
     try:
-        with collector_paused(), ThreadPoolExecutor(max_workers=CHUNKS_IN_FLIGHT,
+        # One chunk on its way at a time: a second one's senders would wait for the client's slots (its concurrency
+        # per base URL), all woken at every freed slot (Mailchimp at 40,000 contacts: 45.3 s against 39.9 s).
+        with collector_paused(), ThreadPoolExecutor(max_workers=1,
                                                     thread_name_prefix=f"{destination.name}-send") as sender:
-            sending: deque[Future] = deque()
+            sending: Future | None = None
             for start in range(0, len(rows), SEND_CHUNK):
                 chunk = rows.iloc[start : start + SEND_CHUNK]
                 found = member_at.get_indexer(chunk["external_id"])
@@ -71,17 +69,17 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, me
                     writer.resubscriptions += len(stopped)
                     keep = [i for i in range(len(documents)) if i not in set(stopped)]
                     chunk, documents = chunk.iloc[keep], [documents[i] for i in keep]
-                # Recorded as in flight while earlier chunks are still on their way, so the senders never wait
+                # Recorded as in flight while the previous chunk is still on its way, so the senders never wait
                 # for it; a chunk recorded and then not sent (the run died) is sent again by the next run.
                 entry = writer.begin(chunk)
                 failpoint(f"{destination.name}_sync.intent_recorded")
-                while len(sending) >= CHUNKS_IN_FLIGHT:
-                    sending.popleft().result()
-                sending.append(sender.submit(send, entry, documents))
+                if sending is not None:
+                    sending.result()
+                sending = sender.submit(send, entry, documents)
                 if start // SEND_CHUNK % COLLECT_EVERY == COLLECT_EVERY - 1:
                     collect_young()
-            while sending:
-                sending.popleft().result()
+            if sending is not None:
+                sending.result()
     except BaseException:
         writer.flush(quietly=True)  # what was answered is saved before the error goes up
         raise

@@ -140,6 +140,17 @@ def call_with_retries(attempt: Callable[[], Any], *, transient: type[Exception],
         logger.warning("%s: %s; retry %d of %d in %.2fs", what, getattr(exc, "reason", type(exc).__name__),
                        state.attempt_number, max_attempts - 1, state.upcoming_sleep)
 
+    # The first attempt on its own: most calls need no other, and a sync makes tens of thousands of them.
+    try:
+        return attempt()
+    except transient as exc:
+        failed: list[Exception] = [exc]
+
+    def again() -> Any:  # the first attempt's failure as tenacity's first attempt, then attempts of its own
+        if failed:
+            raise failed.pop()
+        return attempt()
+
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(max_attempts),
         wait=RetryAfterWait(backoff_initial_s, backoff_max_s),
@@ -147,7 +158,7 @@ def call_with_retries(attempt: Callable[[], Any], *, transient: type[Exception],
         before_sleep=before_sleep,
         reraise=True,
     )
-    return retrying(attempt)
+    return retrying(again)
 
 
 class _RedactQuery(logging.Filter):

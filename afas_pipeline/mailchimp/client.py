@@ -372,9 +372,20 @@ class MailchimpClient(RetryingHttpResource):
             for index in range(len(writes)):
                 deliver(index)
             return outcomes  # type: ignore[return-value]
+        # Each worker takes the next write until none is left (a future per write cost more than its PUT's bookkeeping).
+        remaining, taking = iter(range(len(writes))), threading.Lock()
+
+        def work() -> None:
+            while not stop.is_set():
+                with taking:
+                    index = next(remaining, None)
+                if index is None:
+                    return
+                deliver(index)
+
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailchimp-put")
         try:
-            for future in as_completed([pool.submit(deliver, i) for i in range(len(writes))]):
+            for future in as_completed([pool.submit(work) for _ in range(workers)]):
                 future.result()  # an auth error, or on_batch's own: stop sending at once
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -433,6 +444,9 @@ class MailchimpClient(RetryingHttpResource):
             return "<invalid api_key>"
 
     def _client(self) -> httpx.Client:
+        http = self._http  # made already: every call asks, only the first one takes the lock
+        if http is not None:
+            return http
         with self._lock:
             if self._http is None:
                 root = self.api_root()

@@ -379,6 +379,9 @@ class SpotlerClient(RetryingHttpResource):
     # -- internals --
 
     def _client(self) -> httpx.Client:
+        http = self._http  # made already: every call asks, only the first one takes the lock
+        if http is not None:
+            return http
         with self._lock:
             if self._http is None:
                 base = self.base_url.rstrip("/") + "/"

@@ -558,6 +558,9 @@ class XelionClient(RetryingHttpResource):
     # -- internals: HTTP --
 
     def _client(self) -> httpx.Client:
+        http = self._http  # made already: every call asks, only the first one takes the lock
+        if http is not None:
+            return http
         with self._lock:
             if self._http is None:
                 root = str(self.base_url).rstrip("/")
