@@ -323,7 +323,7 @@ class SpotlerClient(RetryingHttpResource):
         """``updates`` page by page, as read (a contact changed during the read may be on two pages; the later
         one is its latest version); the first page carries Spotler's clock (``server_time``). Each page is a
         ``FeedRead`` of contacts, or what ``parse`` makes of its body and that clock (the reader's own columns)."""
-        return self._bare_page_reads("contact/updates/list", _window(start, end), parse)
+        return self._bare_page_reads("contact/updates/list", _window(start, end), parse, row_key=b'"externalId"')
 
     def bounces(self, start: datetime, end: datetime) -> list[dict]:
         """Bounces ``{date, type: HARDBOUNCE|SOFTBOUNCE, contact, encryptedActId}`` dated in ``[start, end)``."""
@@ -439,21 +439,35 @@ class SpotlerClient(RetryingHttpResource):
         return rows
 
     def _bare_page_reads(self, path: str, params: dict[str, str],
-                         parse: Callable[[bytes, datetime | None], Sized] | None = None) -> Iterator[Any]:
+                         parse: Callable[[bytes, datetime | None], Sized] | None = None,
+                         row_key: bytes | None = None) -> Iterator[Any]:
         """Page by page, an endpoint that answers a bare array, offset-paged by ``after``: a short page ends it.
         The first page carries Spotler's clock when it answered (its ``Date``). ``parse``: the page made of the
-        body and that clock instead of a ``FeedRead`` of the parsed rows."""
-        after = 0
-        while True:
-            response = self._send("GET", path, params={**params, "after": str(after), "pageSize": str(self.page_size)})
-            clock = None if after else server_time(response)
-            page = (FeedRead(_as_list(self._json(response), path), clock) if parse is None
-                    else parse(response.content, clock))
-            del response
-            yield page
-            if len(page) < self.page_size:
-                return
-            after += len(page)
+        body and that clock instead of a ``FeedRead`` of the parsed rows. ``row_key``: a key every row holds once
+        (``b'"externalId"'``); a body that holds it ``page_size`` times is a full page, so the next page is asked
+        for while this one is parsed and used. The requests are the ones a read page after page makes, unless the
+        values of a short last page quote the key: then one more, whose page is dropped."""
+
+        def get(after: int) -> httpx.Response:
+            return self._send("GET", path, params={**params, "after": str(after), "pageSize": str(self.page_size)})
+
+        ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spotler-page")
+        try:
+            after, response = 0, get(0)
+            while True:
+                clock = None if after else server_time(response)
+                following = (ahead.submit(get, after + self.page_size)
+                             if row_key is not None and response.content.count(row_key) >= self.page_size else None)
+                page = (FeedRead(_as_list(self._json(response), path), clock) if parse is None
+                        else parse(response.content, clock))
+                del response
+                yield page
+                if len(page) < self.page_size:
+                    return
+                after += len(page)
+                response = following.result() if following is not None else get(after)
+        finally:  # a page asked for ahead and not used is left to its thread (a reader that stopped does not wait)
+            ahead.shutdown(wait=False, cancel_futures=True)
 
     def _json(self, response: httpx.Response, endpoint: str | None = None) -> Any:
         if not response.content.strip():

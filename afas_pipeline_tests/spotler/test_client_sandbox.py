@@ -351,6 +351,30 @@ def test_updates_pages_through_every_changed_contact(sb, admin):
     assert spotler.updates(after, after + timedelta(minutes=1)) == []
 
 
+@pytest.mark.parametrize("contacts, quoted", [(250, False), (300, False), (250, True)])
+def test_update_pages_ask_for_a_full_pages_successor_ahead_with_the_requests_of_a_read_page_after_page(
+        sb, admin, contacts, quoted):
+    """While a full page is parsed and used the next one is on its way; the requests stay those of a read page after
+    page (300: three full pages and an empty one), and values quoting the key the pages are counted by cost at most
+    one more, whose page is dropped (the last page of 50 then looks full)."""
+    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    with make_client(sb, page_size=100) as spotler:
+        # A name ending in "externalId is written as "Jansen \"externalId" in the page: the key, quoted, once more.
+        spotler.upsert_contacts([contact(i, lastName='Jansen "externalId' if quoted else "Jansen")
+                                 for i in range(contacts)])
+        after = datetime.now(timezone.utc) + timedelta(seconds=1)
+        admin.post("/stats/reset").raise_for_status()
+        read: list[int] = []
+        for page in spotler.update_pages(before, after):
+            read += [int(row["externalId"]) for row in page]
+            if len(page) == 100:  # the next page is asked for before this one is done with
+                wait_until(lambda: server_requests(admin, "GET contact/updates/list") == len(read) // 100 + 1)
+    assert sorted(read) == list(range(contacts))
+    pages = contacts // 100 + 1
+    # The page asked for after a short page that looked full is dropped, or cancelled before it was sent.
+    assert pages <= server_requests(admin, "GET contact/updates/list") <= pages + (1 if quoted else 0)
+
+
 def test_a_contact_changed_while_the_feed_is_paged_is_returned_once_in_its_latest_version(sb, admin):
     with make_client(sb, page_size=1) as spotler:
         spotler.upsert_contacts([contact(i, lastName="Oud") for i in range(3)])
