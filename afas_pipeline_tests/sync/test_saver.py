@@ -6,6 +6,7 @@ a save that fails stops the sync instead of being skipped."""
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 
 import numpy as np
 import pandas as pd
@@ -37,15 +38,22 @@ def state(tmp_path) -> CountingState:
     return CountingState(tmp_path / "state.sqlite")
 
 
-def test_what_piles_up_while_the_saver_saves_is_saved_in_order_in_one_transaction(state):
-    saver = Saver(state, "spotler")
-    busy, go = threading.Event(), threading.Event()
+def _held(saver: Saver, value=None) -> tuple[threading.Event, Future]:
+    """The saver inside a first transaction (its work returns `value`) until the event returned is set."""
+    inside, go = threading.Event(), threading.Event()
 
     def first():
-        busy.set()
+        inside.set()
         assert go.wait(10)
-        return "first"
+        return value
 
+    held = saver.submit(first)
+    assert inside.wait(10)
+    return go, held
+
+
+def test_what_piles_up_while_the_saver_saves_is_saved_in_order_in_one_transaction(state):
+    saver = Saver(state, "spotler")
     order: list[str] = []
 
     def save(external_id: str) -> str:
@@ -53,9 +61,8 @@ def test_what_piles_up_while_the_saver_saves_is_saved_in_order_in_one_transactio
         order.append(external_id)
         return external_id
 
-    futures = [saver.submit(first)]
-    assert busy.wait(10)  # the saver is inside its first transaction
-    futures += [saver.submit(lambda n=n: save(str(n))) for n in range(5)]
+    go, held = _held(saver, "first")
+    futures = [held] + [saver.submit(lambda n=n: save(str(n))) for n in range(5)]
     go.set()
     saver.flush()
 
@@ -77,17 +84,11 @@ def test_after_runs_once_the_work_is_committed(state):
 
 def test_a_failed_save_fails_what_waits_and_every_later_hand_over(state):
     saver = Saver(state, "spotler")
-    busy, go = threading.Event(), threading.Event()
-
-    def blocked():
-        busy.set()
-        assert go.wait(10)
 
     def broken():
         raise OSError("disk full")
 
-    saver.submit(blocked)
-    assert busy.wait(10)
+    go, _ = _held(saver)
     failing = saver.submit(broken)
     waiting = saver.submit(lambda: state.save_records("spotler", [_row("1")]))
     go.set()
