@@ -35,8 +35,8 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, me
     by external id) chunk by chunk, so the joined rows take the memory of a chunk, not of the audience. Save each
     batch's outcome in the sync state as soon as the destination answered it (a run killed later re-sends
     nothing that was acknowledged). Each chunk is recorded as in flight before it is sent (see `StateWriter`). The next
-    chunk is built and recorded while the previous one is on its way. A document that would re-subscribe a record the destination already has is never sent (MC3): it is
-    counted in `writer.resubscriptions`. Returns the destination's result per id; raises the destination's
+    chunk is built and recorded while the previous one is on its way. A document that would re-subscribe a record the
+    destination already has is never sent (MC3): it is counted in `writer.resubscriptions`. Returns the destination's result per id; raises the destination's
     write-incomplete error when a batch got no answer, after the answered ones were saved."""
     outcome: dict = {}
 
@@ -105,9 +105,9 @@ class StateWriter:
 
     Before a chunk is sent, what its success would save is recorded as writes in flight (with how far
     the destination's change feed had been read). Each batch the destination answers is handed to the `Saver`,
-    which saves it in one transaction (with the batches answered while it saved the last ones): what it accepted (content, two-way field values, permissions), AFAS's permission fields and since when
-    they are on (C1), each record's bounced address (R11), the `reactivated` events for the write-back
-    (R11) and the refused records (C4). Once every batch of the chunk is saved, the chunk is no longer in
+    which saves it in one transaction (with the batches answered while it saved the last ones): what it accepted
+    (content, two-way field values, permissions), AFAS's permission fields and since when they are on (C1), each
+    record's bounced address (R11), the `reactivated` events for the write-back (R11) and the refused records (C4). Once every batch of the chunk is saved, the chunk is no longer in
     flight. Records not sent (unchanged, skipped, quarantined) are saved first: only AFAS's side changed."""
 
     def __init__(self, state: SyncState, destination: Destination, plan: pd.DataFrame, two_way: list[str],
