@@ -12,7 +12,12 @@ _SALT = os.environ.get("AFAS_PIPELINE_HASH_SALT", "afas-pipeline").encode()
 
 def hash_key(value: object) -> str:
     """A short, stable, salted hash of a record key (12 hex characters)."""
-    return hashlib.blake2b(str(value).encode(), key=_SALT[:64], digest_size=6).hexdigest()
+    return hash_bytes(str(value).encode())
+
+
+def hash_bytes(data: bytes) -> str:
+    """`hash_key` of the text these UTF-8 bytes are, without making the text."""
+    return hashlib.blake2b(data, key=_SALT[:64], digest_size=6).hexdigest()
 
 
 def number_key(e164: str) -> str:

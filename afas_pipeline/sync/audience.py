@@ -22,7 +22,7 @@ from email_validator.rfc_constants import DOT_ATOM_TEXT
 
 from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.lib.frames import only_columns
-from afas_pipeline.lib.privacy import hash_key
+from afas_pipeline.lib.privacy import hash_bytes, hash_key
 from afas_pipeline.mapping.models import BACK_REFERENCES, ENTITY_KEY, ENTITY_SOURCE, DestinationMapping
 
 #: Why a contact is not in the audience. Keys are the rule ids that tests and metadata use.
@@ -359,9 +359,10 @@ def _content_hashes(out: pd.DataFrame, mapping: DestinationMapping) -> pd.Series
     columns = ["email", *(property_column(n) for _, n in mapping.properties()
                           if n != mapping.email.property and n not in two_way)]
     hashes: list[str] = []
-    # A slice at a time: the rows as Python lists take about 700 bytes each, too much for a million at once.
+    # A slice at a time: the rows as Python values take about 700 bytes each, too much for a million at once. Each
+    # row's JSON array hashed as `hash_key` hashes its text (the hashes the sync state holds must not change).
     for start in range(0, len(out), HASH_SLICE):
-        part = out[columns].iloc[start:start + HASH_SLICE]
-        records = part.astype(object).where(part.notna(), None).to_numpy().tolist()
-        hashes += [hash_key(orjson.dumps(r, default=str).decode()) for r in records]
+        part = out.iloc[start:start + HASH_SLICE]
+        values = [part[c].to_numpy(dtype=object, na_value=None).tolist() for c in columns]
+        hashes += [hash_bytes(orjson.dumps(row, default=str)) for row in zip(*values)]
     return pd.Series(hashes, index=out.index, dtype="string")
