@@ -386,33 +386,30 @@ class AfasClient(RetryingHttpResource):
         return "AfasToken " + base64.b64encode(token.encode("utf-8")).decode("ascii")
 
     def _client(self) -> httpx.Client:
-        http = self._http  # made already: every call asks, only the first one takes the lock
-        if http is not None:
-            return http
-        with self._lock:
-            if self._http is None:
-                base_url = self.resolved_base_url()
-                problem = base_url_problem("AFAS_BASE_URL", base_url, sends="the AFAS token", example=AFAS_URL_EXAMPLE)
-                if problem:
-                    raise AfasConfigError(problem)
-                headers = {
-                    "Authorization": self._auth_header(),
-                    "Accept": "application/json",
-                    # AFAS: `connection: close` leads to "connection reset by peer".
-                    "Connection": "keep-alive",
-                }
-                if self.integration_id:
-                    headers["IntegrationId"] = self.integration_id
-                self._http = httpx.Client(
-                    base_url=base_url + "/",
-                    headers=headers,
-                    timeout=httpx.Timeout(self.timeout_s),
-                    limits=httpx.Limits(
-                        max_connections=max(self.max_concurrency, 8), max_keepalive_connections=max(self.max_concurrency, 8)
-                    ),
-                    follow_redirects=False,
-                )
-            return self._http
+        return self._keep_alive(self._new_client)
+
+    def _new_client(self) -> httpx.Client:
+        base_url = self.resolved_base_url()
+        problem = base_url_problem("AFAS_BASE_URL", base_url, sends="the AFAS token", example=AFAS_URL_EXAMPLE)
+        if problem:
+            raise AfasConfigError(problem)
+        headers = {
+            "Authorization": self._auth_header(),
+            "Accept": "application/json",
+            # AFAS: `connection: close` leads to "connection reset by peer".
+            "Connection": "keep-alive",
+        }
+        if self.integration_id:
+            headers["IntegrationId"] = self.integration_id
+        return httpx.Client(
+            base_url=base_url + "/",
+            headers=headers,
+            timeout=httpx.Timeout(self.timeout_s),
+            limits=httpx.Limits(
+                max_connections=max(self.max_concurrency, 8), max_keepalive_connections=max(self.max_concurrency, 8)
+            ),
+            follow_redirects=False,
+        )
 
     def _secrets(self) -> tuple[str, ...]:
         try:

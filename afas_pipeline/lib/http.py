@@ -184,6 +184,17 @@ class HttpClientLifecycle:
     _http: Any
     _lock: Any
 
+    def _keep_alive(self, make: Callable[[], httpx.Client]) -> httpx.Client:
+        """The keep-alive client, made by `make` at first use. Every call asks for it: once made it is read without
+        the lock."""
+        http = self._http
+        if http is not None:
+            return http
+        with self._lock:
+            if self._http is None:
+                self._http = make()
+            return self._http
+
     def teardown_after_execution(self, context: Any) -> None:
         self.close()
 

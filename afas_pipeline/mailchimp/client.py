@@ -444,23 +444,20 @@ class MailchimpClient(RetryingHttpResource):
             return "<invalid api_key>"
 
     def _client(self) -> httpx.Client:
-        http = self._http  # made already: every call asks, only the first one takes the lock
-        if http is not None:
-            return http
-        with self._lock:
-            if self._http is None:
-                root = self.api_root()
-                problem = base_url_problem("MAILCHIMP_BASE_URL", root, sends="the API key", example=API_URL_EXAMPLE)
-                if problem:
-                    raise MailchimpConfigError(problem)
-                self._http = httpx.Client(
-                    base_url=root + "/",
-                    auth=httpx.BasicAuth("afas-pipeline", self.api_key.strip()),
-                    timeout=self.timeout_s,
-                    headers={"Accept": "application/json"},
-                    limits=httpx.Limits(max_connections=self.max_concurrency),
-                )
-            return self._http
+        return self._keep_alive(self._new_client)
+
+    def _new_client(self) -> httpx.Client:
+        root = self.api_root()
+        problem = base_url_problem("MAILCHIMP_BASE_URL", root, sends="the API key", example=API_URL_EXAMPLE)
+        if problem:
+            raise MailchimpConfigError(problem)
+        return httpx.Client(
+            base_url=root + "/",
+            auth=httpx.BasicAuth("afas-pipeline", self.api_key.strip()),
+            timeout=self.timeout_s,
+            headers={"Accept": "application/json"},
+            limits=httpx.Limits(max_connections=self.max_concurrency),
+        )
 
     def _list_path(self) -> str:
         return f"lists/{_segment(self.list_id)}"

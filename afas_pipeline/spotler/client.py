@@ -379,25 +379,22 @@ class SpotlerClient(RetryingHttpResource):
     # -- internals --
 
     def _client(self) -> httpx.Client:
-        http = self._http  # made already: every call asks, only the first one takes the lock
-        if http is not None:
-            return http
-        with self._lock:
-            if self._http is None:
-                base = self.base_url.rstrip("/") + "/"
-                if not is_secure_transport(base):
-                    raise SpotlerConfigError(
-                        f"Spotler base URL {self.base_url!r} must use https (OAuth 1 requires it; plain http is "
-                        f"accepted only for a sandbox on this machine)"
-                    )
-                self._http = httpx.Client(
-                    base_url=base,
-                    auth=_OneLeggedOAuth1(self.consumer_key, self.consumer_secret),
-                    timeout=self.timeout_s,
-                    headers={"Accept": "application/json"},
-                    limits=httpx.Limits(max_connections=max(self.max_concurrency, 1) * 2),
-                )
-            return self._http
+        return self._keep_alive(self._new_client)
+
+    def _new_client(self) -> httpx.Client:
+        base = self.base_url.rstrip("/") + "/"
+        if not is_secure_transport(base):
+            raise SpotlerConfigError(
+                f"Spotler base URL {self.base_url!r} must use https (OAuth 1 requires it; plain http is "
+                f"accepted only for a sandbox on this machine)"
+            )
+        return httpx.Client(
+            base_url=base,
+            auth=_OneLeggedOAuth1(self.consumer_key, self.consumer_secret),
+            timeout=self.timeout_s,
+            headers={"Accept": "application/json"},
+            limits=httpx.Limits(max_connections=max(self.max_concurrency, 1) * 2),
+        )
 
     def _upsert_batch(self, batch: list[dict], ids: list[str], *, purge: bool, label: str) -> list[ContactResult]:
         failpoint("spotler.contact_list")

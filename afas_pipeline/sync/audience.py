@@ -107,7 +107,7 @@ def field_value(value: object, kind: str) -> str | bool | None:
 
 def field_hash(value: object, kind: str) -> str:
     """The hash kept in the sync state for a two-way field's value (never the value itself)."""
-    return hash_key(orjson.dumps(field_value(value, kind)).decode())
+    return hash_bytes(orjson.dumps(field_value(value, kind)))
 
 
 def audience_columns(mapping: DestinationMapping, sources: AfasSources, *, delta: bool) -> dict[str, list[str]]:

@@ -558,22 +558,19 @@ class XelionClient(RetryingHttpResource):
     # -- internals: HTTP --
 
     def _client(self) -> httpx.Client:
-        http = self._http  # made already: every call asks, only the first one takes the lock
-        if http is not None:
-            return http
-        with self._lock:
-            if self._http is None:
-                root = str(self.base_url).rstrip("/")
-                problem = base_url_problem(BASE_URL_SETTING, root, sends="the Xelion password", example=API_URL_EXAMPLE)
-                if problem:
-                    raise XelionConfigError(problem)
-                self._http = httpx.Client(
-                    base_url=root + "/",
-                    timeout=httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s),
-                    headers={"Accept": JSON},
-                    limits=httpx.Limits(max_connections=self.max_concurrency),
-                )
-            return self._http
+        return self._keep_alive(self._new_client)
+
+    def _new_client(self) -> httpx.Client:
+        root = str(self.base_url).rstrip("/")
+        problem = base_url_problem(BASE_URL_SETTING, root, sends="the Xelion password", example=API_URL_EXAMPLE)
+        if problem:
+            raise XelionConfigError(problem)
+        return httpx.Client(
+            base_url=root + "/",
+            timeout=httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s),
+            headers={"Accept": JSON},
+            limits=httpx.Limits(max_connections=self.max_concurrency),
+        )
 
     def _send(self, method: str, path: str, *, route: str, params: list[tuple[str, str]] | None = None,
               body: Any = None, accept: str = JSON, resend_unanswered: bool = True) -> httpx.Response:
