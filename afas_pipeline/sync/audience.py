@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -22,7 +23,7 @@ from email_validator.rfc_constants import DOT_ATOM_TEXT
 
 from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.lib.frames import only_columns
-from afas_pipeline.lib.privacy import hash_bytes, hash_key
+from afas_pipeline.lib.privacy import hash_bytes
 from afas_pipeline.mapping.models import BACK_REFERENCES, ENTITY_KEY, ENTITY_SOURCE, DestinationMapping
 
 #: Why a contact is not in the audience. Keys are the rule ids that tests and metadata use.
@@ -108,6 +109,17 @@ def field_value(value: object, kind: str) -> str | bool | None:
 def field_hash(value: object, kind: str) -> str:
     """The hash kept in the sync state for a two-way field's value (never the value itself)."""
     return hash_bytes(orjson.dumps(field_value(value, kind)))
+
+
+def field_hashes(values: pd.Series, kind: str) -> pd.Series:
+    """`field_hash` over a column, each distinct value hashed once: a two-way field (a function, a yes/no) holds
+    few distinct values among many rows. A column of Python objects is hashed value by value, as values pandas
+    takes for equal (True and 1) can differ as text."""
+    if values.dtype == object:
+        return pd.Series([field_hash(v, kind) for v in values], index=values.index, dtype="string")
+    codes, distinct = pd.factorize(values)
+    hashes = np.array([field_hash(v, kind) for v in distinct] + [field_hash(None, kind)], dtype=object)
+    return pd.Series(hashes[codes], index=values.index, dtype="string")  # code -1 (missing) takes the last
 
 
 def audience_columns(mapping: DestinationMapping, sources: AfasSources, *, delta: bool) -> dict[str, list[str]]:
@@ -325,8 +337,10 @@ def build_audience(base: pd.DataFrame, related: Mapping[str, pd.DataFrame], mapp
     out["hard_bounced"] = _flag(joined, mapping.hard_bounce.column) if mapping.hard_bounce else False
     out["afas_modified"] = joined[modified_columns].max(axis=1) if modified_columns else pd.NaT
     for name, kind in mapping.two_way_fields():
-        out[field_hash_column(name)] = out[property_column(name)].map(lambda v, k=kind: field_hash(v, k)).astype("string")
-    out["email_hash"] = email.map(lambda e: hash_key(e) if isinstance(e, str) else None).astype("string")
+        out[field_hash_column(name)] = field_hashes(out[property_column(name)], kind)
+    out["email_hash"] = pd.Series([None if e is None else hash_bytes(e.encode())
+                                   for e in email.to_numpy(dtype=object, na_value=None).tolist()],
+                                  index=email.index, dtype="string")
     out["content_hash"] = _content_hashes(out, mapping)
     del joined  # before `out` is reordered: the joined frame is the largest of the step
     return Audience(rows=_members_first(out), input_rows=input_rows)

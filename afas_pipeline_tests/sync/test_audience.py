@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pandas as pd
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -14,8 +15,8 @@ from afas_pipeline.afas.sources import MAPPINGS_DIR, default_sources
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mapping.load import load_mapping
 from afas_pipeline.sync.audience import (
-    _content_hashes, _valid_domain, _valid_local_part, _validates, audience_columns, audience_members, build_audience, is_valid_email,
-    join_entities, normalise_email, normalise_emails, property_column, valid_emails,
+    _content_hashes, _valid_domain, _valid_local_part, _validates, audience_columns, audience_members, build_audience,
+    field_hash, field_hashes, is_valid_email, join_entities, normalise_email, normalise_emails, property_column, valid_emails,
 )
 
 DEBTORS = load_mapping(MAPPINGS_DIR / "mailchimp_debtors.yaml")
@@ -180,3 +181,22 @@ def test_content_hashes_are_the_ones_the_sync_state_holds_for_every_kind_of_colu
     stored = [hash_key(orjson.dumps(list(row), default=str).decode())
               for row in frame.astype(object).where(frame.notna(), None).to_numpy().tolist()]
     assert _content_hashes(frame, Mapping).tolist() == stored
+
+
+@pytest.mark.parametrize("kind", ["text", "yes_no"])
+def test_field_hashes_of_a_column_are_field_hash_of_each_value(kind):
+    """Each distinct value is hashed once, and every row gets the hash `field_hash` gives its own value (what the
+    sync state holds and the way back compares with), missing values of every kind included."""
+    columns = [
+        pd.array(["Manager", None, " Manager ", "manager", "Ëlla", "", "Manager"], dtype="string"),
+        pd.array(["ja", None, "nee", "ja", "yes", "x", "no"], dtype="string[pyarrow]"),
+        pd.array([True, None, False, True, None, False, True], dtype="boolean"),
+        pd.array([1, None, 0, 1, 5, 0, None], dtype="Int64"),
+        [1.0, np.nan, 0.0, 1.0, 2.5, np.nan, 0.0],
+        np.array([True, 1, "1", None, 1.0, "True", False], dtype=object),  # pandas takes True and 1 for equal
+    ]
+    for values in columns:
+        column = pd.Series(values, index=range(10, 17))
+        hashes = field_hashes(column, kind)
+        assert hashes.index.tolist() == column.index.tolist()
+        assert hashes.tolist() == [field_hash(v, kind) for v in column.tolist()]
