@@ -100,7 +100,7 @@ def queue_removed(state: SyncState, destinations: list[Erasable], afas: AfasClie
         present[entity] = set(rows[key].dropna().astype(str)) if key in rows else set()
     queued = 0
     for d in destinations:
-        held = set(state.records(d.name)["external_id"].astype(str))
+        held = set(state.records(d.name, parsed=False, columns=("external_id",))["external_id"].astype(str))
         for entity in ("contacts", "persons"):
             for afas_id in sorted(present_in_destination(d, entity, held) - present[entity]):
                 keys = request_keys(**{entity: [afas_id]})

@@ -433,7 +433,7 @@ def _members_of(cadence: str, frame: pd.DataFrame) -> pd.Series | None:
 def _address_holders(state: SyncState, d: str, plan: pd.DataFrame, whole: bool) -> dict[str, str]:
     """Email hash -> the external id the state holds it for: of the addresses the plan sends (`whole`: all)."""
     if whole:
-        owners = state.records(d)
+        owners = state.records(d, parsed=False, columns=("email_hash",))
         return dict(zip(owners["email_hash"].astype(str), owners["external_id"]))
     sending = plan.loc[plan["action"].isin(["create", "update"]), "email_hash"].dropna().astype(str)
     return state.holders(d, set(sending))
@@ -522,7 +522,7 @@ def _sent_on(state: SyncState, d: str, external_ids: list[str], keys: list[str])
     """Per permission key, the records of `external_ids` we last sent that permission on."""
     if not external_ids or not keys:
         return {key: pd.Index([], dtype="string") for key in keys}
-    sent = state_columns(state.records(d, external_ids, parsed=False), keys)
+    sent = state_columns(state.records(d, external_ids, parsed=False, columns=("permissions",)), keys)
     ids = sent["external_id"].astype("string")
     return {key: pd.Index(ids[sent[state_sent_column(key)].fillna(False).astype(bool)]) for key in keys}
 

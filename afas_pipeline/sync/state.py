@@ -46,7 +46,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -399,34 +399,33 @@ class SyncState:
     # -- records --
 
     def records(self, destination: str, external_ids: Iterable[str] | None = None, *,
-                parsed: bool = True) -> pd.DataFrame:
+                parsed: bool = True, columns: Sequence[str] = tuple(RECORD_COLUMNS)) -> pd.DataFrame:
         """State rows for these ids (all when None); `permissions` and `fields` parsed into dicts, or left as the JSON
-        text stored (`parsed=False`: the planner parses the values it compares column-wise, `plan.state_columns`)."""
+        text stored (`parsed=False`: the planner parses the values it compares column-wise, `plan.state_columns`).
+        `columns`: only these of `RECORD_COLUMNS` (`external_id` always), for a caller that reads a few of many rows."""
+        wanted = ["external_id", *(c for c in RECORD_COLUMNS if c in columns and c != "external_id")]
+        if unknown := set(columns) - set(RECORD_COLUMNS):
+            raise ValueError(f"no such state record column: {', '.join(sorted(unknown))}")
+        selected = ", ".join(f"r.{c}" for c in wanted)
         with self._connect() as db:
             if external_ids is None:
-                rows = db.execute(
-                    "SELECT external_id, content_hash, email_hash, permissions, bounced_email_hash, fields, "
-                    "destination_key FROM records "
-                    "WHERE destination=?",
-                    (destination,),
-                ).fetchall()
+                rows = db.execute(f"SELECT {selected} FROM records r WHERE r.destination=?", (destination,)).fetchall()
             else:
                 _wanted(db, external_ids)
                 rows = db.execute(
-                    "SELECT r.external_id, content_hash, email_hash, permissions, bounced_email_hash, fields, "
-                    f"destination_key FROM {BY_KEY} records r "
-                    "WHERE r.destination=? AND r.external_id = w.external_id",
+                    f"SELECT {selected} FROM {BY_KEY} records r WHERE r.destination=? AND r.external_id = w.external_id",
                     (destination,),
                 ).fetchall()
-        df = pd.DataFrame(rows, columns=RECORD_COLUMNS)
+        df = pd.DataFrame(rows, columns=wanted)
+        texts = [c for c in wanted if c not in ("permissions", "fields")]
         if not parsed:
-            return df.astype({c: "string" for c in RECORD_COLUMNS})
+            return df.astype({c: "string" for c in wanted})
         with collector_paused():  # a dict or two per record, kept: see lib/bulk.py
             for column in ("permissions", "fields"):
-                df[column] = pd.Series([orjson.loads(text) for text in df[column].tolist()], index=df.index,
-                                       dtype=object)
-        return df.astype({c: "string" for c in ("external_id", "content_hash", "email_hash", "bounced_email_hash",
-                                                "destination_key")})
+                if column in df:
+                    df[column] = pd.Series([orjson.loads(text) for text in df[column].tolist()], index=df.index,
+                                           dtype=object)
+        return df.astype({c: "string" for c in texts})
 
     def save_records(self, destination: str, rows: Iterable[dict]) -> int:
         """Upsert state rows: external_id, content_hash, email_hash, permissions (dict), bounced_email_hash,

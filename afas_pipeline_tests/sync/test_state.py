@@ -282,6 +282,25 @@ def test_a_delta_reads_the_optouts_refusals_and_address_holders_of_its_own_recor
     assert state.holders("mailchimp", ["e2"]) == {"e2": "9"}
 
 
+def test_records_reads_only_the_columns_asked_for_by_id_or_whole(state_location):
+    state = SyncState(state_location)
+    state.save_records("spotler", [{"external_id": i, "content_hash": f"c{i}", "email_hash": f"e{i}",
+                                    "permissions": {"1": {"sent": i == "2"}}, "fields": {"function": "h"}}
+                                   for i in "123"])
+    some = state.records("spotler", ["3", "2", "9"], parsed=False, columns=("permissions",))
+    assert list(some.columns) == ["external_id", "permissions"]
+    assert sorted(zip(some["external_id"], some["permissions"].map(orjson.loads))) == [
+        ("2", {"1": {"sent": True}}), ("3", {"1": {"sent": False}})]
+    whole = state.records("spotler", columns=("email_hash", "fields"))
+    assert list(whole.columns) == ["external_id", "email_hash", "fields"]
+    assert sorted(zip(whole["external_id"], whole["email_hash"])) == [("1", "e1"), ("2", "e2"), ("3", "e3")]
+    assert whole["fields"].tolist() == [{"function": "h"}] * 3  # parsed, as without `columns`
+    assert list(state.records("spotler", ["1"]).columns) == ["external_id", "content_hash", "email_hash", "permissions",
+                                                             "bounced_email_hash", "fields", "destination_key"]
+    with pytest.raises(ValueError, match="no such state record column: email"):
+        state.records("spotler", columns=("email",))
+
+
 def test_the_records_in_doubt_are_found_through_their_index_not_by_reading_every_record(state_location):
     state = SyncState(state_location)
     state.save_records("spotler", [{"external_id": i, "content_hash": h, "email_hash": "e", "permissions": {}}
