@@ -38,6 +38,7 @@ import hashlib
 import threading
 from dataclasses import asdict, dataclass, field
 
+from afas_pipeline.lib.bulk import collector_paused
 from afas_sandbox.mailchimp import validation as check
 from afas_sandbox.mailchimp.errors import (
     Problem,
@@ -536,7 +537,7 @@ class Account:
             return aud.member_json(self.member(list_id, key))
 
     def members_page(self, list_id: str, params) -> dict:
-        with self.lock:
+        with self.lock, collector_paused():  # a page of fresh objects, freed by reference counting
             aud = self.audience(list_id)
             paging = check.Paging(params)
             rows = self._matching(aud, _MemberFilter(params))

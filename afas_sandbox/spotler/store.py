@@ -19,6 +19,8 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from afas_pipeline.lib.bulk import collector_paused
+
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 UTC = dt.timezone.utc
 MAX_BATCH = 1000
@@ -398,7 +400,7 @@ class Account:
 
     # --- reads -------------------------------------------------------------------------------
     def updates(self, start: int, end: int, after: int, size: int) -> list[dict]:
-        with self.lock:
+        with self.lock, collector_paused():  # a page of fresh objects, freed by reference counting
             if self._by_change is None or self._by_change[0] != self.version:
                 rows = sorted(self.contacts.values(), key=lambda c: (c.last_changed, c.external_id))
                 self._by_change = (self.version, rows, [c.last_changed for c in rows])
@@ -407,7 +409,7 @@ class Account:
             return [c.to_json() for c in rows[first + after: min(stop, first + after + size)]]
 
     def bounce_list(self, start: int, end: int, after: int, size: int) -> list[dict]:
-        with self.lock:
+        with self.lock, collector_paused():
             rows = sorted(_window(self.bounces, lambda b: b["date"], start, end), key=lambda b: b["date"])
             return [{"date": b["date"], "type": b["type"], "contact": self.contacts[b["externalId"]].to_json(),
                      "encryptedActId": b["encryptedActId"]} for b in rows[after: after + size]]

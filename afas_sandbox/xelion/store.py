@@ -54,10 +54,12 @@ import re
 import secrets
 import threading
 import uuid
+from bisect import bisect_right
 from zoneinfo import ZoneInfo
 
 import phonenumbers
 
+from afas_pipeline.lib.bulk import collector_paused
 from afas_sandbox.xelion.errors import (
     ALREADY_LOGGED_IN,
     EMPTY_PAYLOAD,
@@ -164,6 +166,7 @@ class IndexedAddressables(dict):
     def __init__(self, items: dict[int, dict] | None = None) -> None:
         super().__init__()
         self.numbers: dict[str, set[int]] = {}
+        self.version = 0  # moves on every assignment and deletion (`Tenant._in_order` keeps an order per version)
         for oid, stored in (items or {}).items():
             self[oid] = stored
 
@@ -171,12 +174,14 @@ class IndexedAddressables(dict):
         if oid in self:
             self._unindex(oid, self[oid])
         super().__setitem__(oid, stored)
+        self.version += 1
         for number in _phone_numbers(stored):
             self.numbers.setdefault(number, set()).add(oid)
 
     def __delitem__(self, oid: int) -> None:
         self._unindex(oid, self[oid])
         super().__delitem__(oid)
+        self.version += 1
 
     def _unindex(self, oid: int, stored: dict) -> None:
         for number in _phone_numbers(stored):
@@ -198,6 +203,7 @@ class Tenant:
             self.token_lifetime_s = DEFAULT_TOKEN_LIFETIME_S
             self.sessions: dict[str, Session] = {}          # token -> session
             self.addressables = IndexedAddressables()       # oid -> stored object (no changeType)
+            self._order: tuple | None = None                 # `_in_order`: the book, its version, a condition, rows, oids
             self.calls: dict[int, dict] = {}                # oid -> stored CallLog (with _ fields)
             self.next_oid = FIRST_OID
 
@@ -436,15 +442,24 @@ class Tenant:
     def addressables_page(self, params) -> tuple[list[dict], bool]:
         where = _where(params, {"obj_type", "name", "phone", "email"})
         include = {f.strip() for f in (params.get("include") or "").split(",") if f.strip()}
-        with self.lock:
-            rows = [a for _, a in sorted(self.addressables.items()) if _addressable_matches(a, where)]
-            page, more = _page(rows, params, lambda a: a["oid"], descending=False)
+        with self.lock, collector_paused():  # a page of fresh objects, freed by reference counting
+            rows, oids = self._in_order(where)
+            page, more = _page(rows, params, lambda a: a["oid"], descending=False, oids=oids)
             out = []
             for a in page:
                 full = self.addressable_json(a)
                 out.append({k: v for k, v in full.items()
                             if k in ("oid", "objectType", "commonName") or k in include})
             return out, more
+
+    def _in_order(self, where: list[tuple[str, str]]) -> tuple[list[dict], list[int]]:
+        """The addressables ``where`` matches, by oid, and their oids: made once per version of the address book and
+        condition, so that paging through it costs a page per page, not a pass over the whole book."""
+        book, cached = self.addressables, self._order
+        if cached is None or cached[0] is not book or cached[1:3] != (book.version, where):
+            rows = [a for _, a in sorted(book.items()) if _addressable_matches(a, where)]
+            cached = self._order = (book, book.version, where, rows, [a["oid"] for a in rows])
+        return cached[3], cached[4]
 
     def find_by_number(self, number: str) -> dict | None:
         """The first addressable (lowest oid) with this E.164 number: a contact before an unknown caller."""
@@ -644,8 +659,9 @@ def _call_matches(tenant: Tenant, c: dict, where: list[tuple[str, str]]) -> bool
     return True
 
 
-def _page(rows: list, params, oid_of, *, descending: bool) -> tuple[list, bool]:
-    """One page of ``rows`` (already in list order): ``limit``, and ``after``/``before`` an oid in that order."""
+def _page(rows: list, params, oid_of, *, descending: bool, oids: list[int] | None = None) -> tuple[list, bool]:
+    """One page of ``rows`` (already in list order): ``limit``, and ``after``/``before`` an oid in that order.
+    ``oids``: the rows' oids, ascending (then ``after`` is found by bisection)."""
     raw = params.get("limit") or str(DEFAULT_LIMIT)
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise bad_request(f"limit must be a whole number from 1 to {MAX_LIMIT}")
@@ -658,7 +674,9 @@ def _page(rows: list, params, oid_of, *, descending: bool) -> tuple[list, bool]:
     def later(oid: int, cursor: str) -> bool:
         return oid < int(cursor) if descending else oid > int(cursor)
 
-    if after is not None:
+    if after is not None and oids is not None and not descending:
+        rows = rows[bisect_right(oids, int(after)):]
+    elif after is not None:
         rows = [r for r in rows if later(oid_of(r), after)]
     if before is not None:
         rows = [r for r in rows if later(int(before), str(oid_of(r)))]

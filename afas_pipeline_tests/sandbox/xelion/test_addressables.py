@@ -135,6 +135,28 @@ def test_cursor_paging_walks_the_whole_book_by_next_id(xelion: httpx.Client):
     refused(xelion.get("addressables", params={"limit": 0}), 400, 10202)
 
 
+def test_a_listing_follows_every_change_of_the_book(xelion: httpx.Client):
+    """The book's order is kept between reads (a read page by page costs a page per page): a creation, an edit, a
+    deletion, and a condition of its own each show at once."""
+    made = [_organisation(xelion, name=f"Organisatie {i}", number=f"010-12345{i:02d}")["oid"] for i in range(4)]
+
+    def listed(after=None, **params):
+        page = xelion.get("addressables", params={**params, **({"after": after} if after else {})}).json()
+        return [(item["object"]["oid"], item["object"]["commonName"]) for item in page["data"]]
+
+    assert [oid for oid, _ in listed(after=made[1])] == made[2:]
+    newest = _organisation(xelion, name="Organisatie nieuw", number="010-1234599")["oid"]
+    assert [oid for oid, _ in listed(after=made[1])] == [*made[2:], newest]
+    doc = xelion.get(f"addressables/{made[2]}").json()["object"]
+    doc.update(name="Hernoemd BV", changeType="Modified")
+    assert xelion.put(f"addressables/{made[2]}", json=doc).status_code == 200
+    assert listed(after=made[1])[0] == (made[2], "Hernoemd BV")
+    assert [oid for oid, _ in listed(where="name=hernoemd*")] == [made[2]]
+    assert xelion.delete(f"addressables/{made[3]}").status_code < 300
+    assert [oid for oid, _ in listed(after=made[1])] == [made[2], newest]
+    assert [oid for oid, _ in listed(where="name=hernoemd*")] == [made[2]]
+
+
 def test_where_filters_by_type_name_and_e164_number(xelion: httpx.Client):
     org = _organisation(xelion)
     person = create(xelion, objectType="Person", givenName="Kees", familyName="Jansen",
