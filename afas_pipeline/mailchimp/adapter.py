@@ -170,7 +170,9 @@ class MailchimpAdapter:
 
     def change_pages(self, client: MailchimpClient, start: datetime, end: datetime) -> Iterator[FeedStates]:
         for page in client.members_changed_pages(start, end):
-            yield FeedStates.of((change for member in page if (change := self._change(member))), page.server_time)
+            # `FeedStates` holds no field values: none are made (a dict of merge fields per member).
+            yield FeedStates.of((change for member in page if (change := self._change(member, fields=False))),
+                                page.server_time)
 
     def bounces(self, client: MailchimpClient, start: datetime, end: datetime) -> list[Bounce]:
         """Cleaned members: Mailchimp cleans an address after a hard bounce (soft bounces leave the status)."""
@@ -208,14 +210,16 @@ class MailchimpAdapter:
 
     # -- helpers --
 
-    def _change(self, member: dict) -> ContactChange | None:
+    def _change(self, member: dict, fields: bool = True) -> ContactChange | None:
+        """The member as a change of the feed; `fields`: with its merge fields' values (R13's way back reads them)."""
         external_id = self._external_id(member)
         if external_id is None:
             return None  # not a member this pipeline made: not ours to judge
         status = member.get("status")
         permissions = {STATUS: STATUS_PERMISSION[status]} if status in STATUS_PERMISSION else {}
         return ContactChange(external_id=external_id, changed_at=mailchimp_time(member.get("last_changed")),
-                             permissions=permissions, fields=_plain_fields(member), mailable=status != "cleaned")
+                             permissions=permissions, fields=_plain_fields(member) if fields else {},
+                             mailable=status != "cleaned")
 
     def _external_id(self, member: dict) -> str | None:
         value = str((member.get("merge_fields") or {}).get(self.id_tag) or "").strip()
@@ -323,8 +327,14 @@ def _plain_fields(member: dict) -> dict[str, object]:
 
 
 def mailchimp_time(value) -> datetime:
-    """A Mailchimp time (ISO 8601 with offset) in UTC; the epoch when there is none."""
+    """A Mailchimp time (ISO 8601 with offset) in UTC (naive means UTC); the epoch when there is none. Read by
+    `datetime.fromisoformat` (a change feed holds one per member), by pandas when that cannot read it."""
     if not value:
         return datetime.fromtimestamp(0, tz=timezone.utc)
-    stamp = pd.Timestamp(value)
-    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).to_pydatetime()
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        when = pd.Timestamp(value).to_pydatetime()
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)

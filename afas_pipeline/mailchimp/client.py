@@ -471,20 +471,31 @@ class MailchimpClient(RetryingHttpResource):
 
     def _page_reads(self, path: str, route: str, key: str, params: dict[str, str]) -> Iterator[FeedRead]:
         """A collection page by page, ``count``/``offset`` paged until ``total_items``; the first page carries
-        Mailchimp's clock when it answered (its ``Date``)."""
-        offset = 0
-        while True:
-            query = {**params, "count": str(self.page_size), "offset": str(offset)}
-            response = self._send("GET", path, route=route, params=query)
-            payload = self._json(response, route)
-            page = payload.get(key) if isinstance(payload, dict) else None
-            if not isinstance(page, list):
-                raise MailchimpError(f"Mailchimp returned a page without '{key}'", endpoint=route)
-            yield FeedRead(page, None if offset else server_time(response))
-            offset += len(page)
-            total = payload.get("total_items")
-            if not page or not isinstance(total, int) or offset >= total:
-                return
+        Mailchimp's clock when it answered (its ``Date``). The next page, when ``total_items`` says there is one, is
+        asked for while this one is used: the requests are those of a read page after page."""
+
+        def get(offset: int) -> httpx.Response:
+            return self._send("GET", path, route=route,
+                              params={**params, "count": str(self.page_size), "offset": str(offset)})
+
+        ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailchimp-page")
+        try:
+            offset, response = 0, get(0)
+            while True:
+                payload = self._json(response, route)
+                page = payload.get(key) if isinstance(payload, dict) else None
+                if not isinstance(page, list):
+                    raise MailchimpError(f"Mailchimp returned a page without '{key}'", endpoint=route)
+                clock = None if offset else server_time(response)
+                del response
+                total, offset = payload.get("total_items"), offset + len(page)
+                following = ahead.submit(get, offset) if page and isinstance(total, int) and offset < total else None
+                yield FeedRead(page, clock)
+                if following is None:
+                    return
+                response = following.result()
+        finally:  # a page asked for ahead and not used is left to its thread (a reader that stopped does not wait)
+            ahead.shutdown(wait=False, cancel_futures=True)
 
     def _json(self, response: httpx.Response, route: str) -> Any:
         if not response.content.strip():

@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import pickle
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import orjson
+import pandas as pd
 import pydantic
 import pytest
 
@@ -26,6 +27,7 @@ from afas_pipeline.mailchimp import (
     api_root_for_key,
     subscriber_hash,
 )
+from afas_pipeline.mailchimp.adapter import mailchimp_time
 
 KEY = "0123456789abcdef0123456789abcdef-us21"
 ROOT = "https://us21.api.mailchimp.com/3.0"
@@ -255,3 +257,15 @@ def test_the_key_may_come_from_the_environment_at_run_time(monkeypatch):
 
     assert dg.materialize([probe], resources={"mailchimp": client}).success
     assert seen[0] == ROOT and KEY not in seen[1] and ROOT in seen[1]
+
+
+@pytest.mark.parametrize("text", [
+    "2026-11-16T10:05:00+00:00", "2026-11-16T10:05:00Z", "2026-11-16T11:05:00+01:00", "2026-11-16T10:05:00",
+    "2026-11-16T10:05:00.123456+00:00", "2026-03-29T01:30:00-02:30", "16 Nov 2026 10:05:00 +0100",
+])
+def test_a_mailchimp_time_is_the_instant_pandas_reads_in_utc(text):
+    stamp = pd.Timestamp(text)
+    expected = (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).to_pydatetime()
+    when = mailchimp_time(text)
+    assert when == expected and when.utcoffset() == timedelta(0)
+    assert mailchimp_time(None) == mailchimp_time("") == datetime(1970, 1, 1, tzinfo=timezone.utc)
