@@ -152,13 +152,21 @@ def code_server(tmp_path):
     cmd[cmd.index("-p") + 1] = str(port)
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS} | {"DAGSTER_HOME": str(tmp_path)}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    server = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              start_new_session=True)
+    # Its log to a file, not a pipe: a pipe nobody reads fills up, and a server blocked writing its log does not stop.
+    log = tmp_path / "code-server.log"
+    with log.open("wb") as err:
+        server = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                  start_new_session=True)
+    server.log = log
     try:
         yield port, server
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            raise AssertionError(f"the code server did not stop on SIGTERM: {log.read_text()[-2000:]}") from None
 
 
 def test_the_image_s_command_starts_a_code_server_that_serves_the_code_location(code_server):
@@ -166,7 +174,7 @@ def test_the_image_s_command_starts_a_code_server_that_serves_the_code_location(
     client = DagsterGrpcClient(port=port, host="127.0.0.1")
 
     def listed() -> dict | None:
-        assert server.poll() is None, server.stderr.read().decode()[-2000:]
+        assert server.poll() is None, server.log.read_text()[-2000:]
         try:
             return json.loads(client.list_repositories())
         except Exception:  # not listening yet, or still loading the definitions
