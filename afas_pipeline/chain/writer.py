@@ -3,7 +3,7 @@ they come back, so a run that dies halfway leaves a state the next run can trust
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,8 @@ from afas_pipeline.sync.state import SyncState
 CONSENT_REASON = "consent:"
 #: Records per chunk of documents handed to the destination's client (it batches and parallelises them).
 SEND_CHUNK = 5000
+#: Chunks on their way to the destination at once (`send_in_chunks`).
+CHUNKS_IN_FLIGHT = 2
 #: Chunks after which the cycles their frames made are freed (`collect_young`): a pass looks at every young object
 #: still alive, the documents and rows of the chunks in flight among them, so a pass per chunk would look at each
 #: of them several times.
@@ -34,10 +36,11 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, me
     """Send the documents of `rows` (plan rows to send), each joined with its member of `members` (the audience's,
     by external id) chunk by chunk, so the joined rows take the memory of a chunk, not of the audience. Save each
     batch's outcome in the sync state as soon as the destination answered it (a run killed later re-sends
-    nothing that was acknowledged). Each chunk is recorded as in flight before it is sent (see `StateWriter`). The next
-    chunk is built and recorded while the previous one is on its way. A document that would re-subscribe a record the
-    destination already has is never sent (MC3): it is counted in `writer.resubscriptions`. Returns the destination's result per id; raises the destination's
-    write-incomplete error when a batch got no answer, after the answered ones were saved."""
+    nothing that was acknowledged). Each chunk is recorded as in flight before it is sent (see `StateWriter`); up to
+    `CHUNKS_IN_FLIGHT` are on their way, and the next one is built and recorded meanwhile. A document that would
+    re-subscribe a record the destination already has is never sent (MC3): it is counted in `writer.resubscriptions`.
+    Returns the destination's result per id; raises the destination's write-incomplete error when a batch got no
+    answer, after the answered ones (of every chunk on its way) were saved."""
     outcome: dict = {}
 
     def send(entry: int, documents: list) -> None:
@@ -50,11 +53,12 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, me
 
     # Documents, state rows and answers: many small objects a chunk at a time (lib/bulk.py).
     try:
-        # One chunk on its way at a time: a second one's senders would wait for the client's slots (its concurrency
-        # per base URL), all woken at every freed slot (Mailchimp at 40,000 contacts: 45.3 s against 39.9 s).
-        with collector_paused(), ThreadPoolExecutor(max_workers=1,
+        # Two chunks on their way at a time: the next one's batches wait for the client's slots (its concurrency per
+        # base URL, handed to waiting calls in the order they came), so the slots the last batches of a chunk leave
+        # free are used at once instead of when the whole chunk is answered.
+        with collector_paused(), ThreadPoolExecutor(max_workers=CHUNKS_IN_FLIGHT,
                                                     thread_name_prefix=f"{destination.name}-send") as sender:
-            sending: Future | None = None
+            sending: set[Future] = set()
             for start in range(0, len(rows), SEND_CHUNK):
                 chunk = rows.iloc[start : start + SEND_CHUNK]
                 found = member_at.get_indexer(chunk["external_id"])
@@ -73,13 +77,15 @@ def send_in_chunks(destination: Destination, client: Any, rows: pd.DataFrame, me
                 # for it; a chunk recorded and then not sent (the run died) is sent again by the next run.
                 entry = writer.begin(chunk)
                 failpoint(f"{destination.name}_sync.intent_recorded")
-                if sending is not None:
-                    sending.result()
-                sending = sender.submit(send, entry, documents)
+                if len(sending) == CHUNKS_IN_FLIGHT:  # wait for a place: the first chunk answered (or failed)
+                    done, sending = wait(sending, return_when=FIRST_COMPLETED)
+                    for finished in done:
+                        finished.result()
+                sending.add(sender.submit(send, entry, documents))
                 if start // SEND_CHUNK % COLLECT_EVERY == COLLECT_EVERY - 1:
                     collect_young()
-            if sending is not None:
-                sending.result()
+            for finished in as_completed(sending):
+                finished.result()
     except BaseException:
         writer.flush(quietly=True)  # what was answered is saved before the error goes up
         raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -24,23 +25,37 @@ __all__ = ["FeedRead", "RetryAfterWait", "UrlLimiter", "call_with_retries", "jso
 
 class UrlLimiter:
     """Counts calls in flight to one base URL. A caller waits until fewer than ITS limit are in flight,
-    so clients with different limits sharing a URL each keep theirs (a BoundedSemaphore cannot)."""
+    so clients with different limits sharing a URL each keep theirs (a BoundedSemaphore cannot). Waiting callers
+    are let in in the order they came, each freed slot handed to one of them: threads woken all at once for a slot
+    only one of them gets would queue for the interpreter lock instead of sending (many waiters: a sync's senders)."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._in_flight = 0
+        self._waiting: deque[tuple[int, threading.Lock]] = deque()  # (limit, gate held until the caller is let in)
 
     @contextmanager
     def slot(self, limit: int) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: self._in_flight < limit)
-            self._in_flight += 1
+        gate = threading.Lock()
+        gate.acquire()
+        with self._lock:
+            self._waiting.append((limit, gate))
+            self._let_in()
+        gate.acquire()  # released by `_let_in`, which counted this call in
         try:
             yield
         finally:
-            with self._cond:
+            with self._lock:
                 self._in_flight -= 1
-                self._cond.notify_all()
+                self._let_in()
+
+    def _let_in(self) -> None:
+        """The waiting callers whose limit the calls in flight allow, oldest first (with the lock held)."""
+        for waiter in [w for w in self._waiting if w[0] > self._in_flight]:
+            if waiter[0] > self._in_flight:
+                self._waiting.remove(waiter)
+                self._in_flight += 1
+                waiter[1].release()
 
 
 _LIMITERS: dict[str, UrlLimiter] = {}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime, timezone
 
 import httpx
 import pytest
 
-from afas_pipeline.lib.http import call_with_retries, server_time
+from afas_pipeline.lib.http import UrlLimiter, call_with_retries, server_time
+from afas_pipeline_tests.waiting import wait_until
 
 
 def test_server_time_is_the_date_header_in_utc():
@@ -69,3 +71,41 @@ def test_a_call_failing_every_time_raises_the_last_failure_after_max_attempts():
 def test_a_failure_that_is_not_transient_is_raised_at_once(before):
     refused = ValueError("400 refused")
     assert _calls([Busy()] * before + [refused, "never"]) == (refused, before + 1, before)
+
+
+
+def _caller(limiter: UrlLimiter, name: str, limit: int, entered: list[str]) -> tuple[threading.Thread, threading.Event]:
+    """A started thread that takes a slot under `limit`, notes `name` in `entered`, and holds the slot until its event."""
+    leave = threading.Event()
+
+    def call() -> None:
+        with limiter.slot(limit):
+            entered.append(name)
+            leave.wait(10)
+
+    thread = threading.Thread(target=call, name=name)
+    thread.start()
+    return thread, leave
+
+
+def test_the_limiter_hands_each_freed_slot_to_the_oldest_waiter_its_limit_allows():
+    limiter, entered = UrlLimiter(), []
+    callers = {"first": _caller(limiter, "first", 1, entered)}
+    wait_until(lambda: entered == ["first"])
+    for n in range(4):  # each waits before the next comes
+        callers[f"w{n}"] = _caller(limiter, f"w{n}", 1, entered)
+        wait_until(lambda: len(limiter._waiting) == n + 1)
+    callers["late"] = _caller(limiter, "late", 3, entered)  # a client of its own, with a higher limit: in at once
+    wait_until(lambda: entered == ["first", "late"])
+    callers["first"][1].set()
+    callers["first"][0].join(10)
+    assert entered == ["first", "late"] and len(limiter._waiting) == 4  # 1 in flight: a limit of 1 still waits
+    for leaving, coming in [("late", "w0"), ("w0", "w1"), ("w1", "w2"), ("w2", "w3")]:
+        callers[leaving][1].set()
+        wait_until(lambda: entered[-1] == coming)
+        assert len(limiter._waiting) == 3 - int(coming[1])  # one let in per freed slot, the oldest
+    callers["w3"][1].set()
+    for thread, _ in callers.values():
+        thread.join(10)
+    assert entered == ["first", "late", "w0", "w1", "w2", "w3"]
+    assert limiter._in_flight == 0 and not limiter._waiting

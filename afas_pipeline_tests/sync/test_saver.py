@@ -134,3 +134,76 @@ def test_rows_at_takes_the_rows_at_the_positions_from_a_column_of_many_chunks(or
     want = frame.iloc[positions].reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want)
     assert got["text"].tolist() == [f"v{p}" for p in positions]
+
+
+class _HeldDestination:
+    """A destination whose `write` of each chunk waits until the test lets that chunk through."""
+
+    name = "held"
+
+    def __init__(self):
+        self.started: list[list[str]] = []
+        self.through: dict[int, threading.Event] = {}
+
+    def documents(self, chunk: pd.DataFrame, keys) -> list[dict]:
+        return [{"externalId": i} for i in chunk["external_id"]]
+
+    def resubscriptions(self, documents, actions) -> list[int]:
+        return []
+
+    def write(self, client, documents: list[dict], on_batch) -> None:
+        number = len(self.started)
+        self.through[number] = threading.Event()
+        self.started.append([d["externalId"] for d in documents])
+        assert self.through[number].wait(10)
+        on_batch([])
+
+
+class _Writer:
+    """What `send_in_chunks` asks of a `StateWriter`, noting the order of the chunks' begin and end."""
+
+    resubscriptions = 0
+    outcome: dict = {}
+
+    def __init__(self):
+        self.events: list[str] = []
+
+    def destination_keys(self, chunk):
+        return {}
+
+    def begin(self, chunk) -> int:
+        self.events.append(f"begin {chunk['external_id'].iloc[0]}")
+        return len(self.events)
+
+    def save_batch(self, results) -> None:
+        pass
+
+    def end(self, entry: int) -> None:
+        self.events.append(f"end {entry}")
+
+    def flush(self, quietly: bool = False) -> None:
+        self.events.append("flush")
+
+
+def test_two_chunks_are_on_their_way_at_once_each_recorded_before_it_is_sent(monkeypatch):
+    """The next chunk's batches queue for the client's slots while the last ones of a chunk are answered; a third
+    is built and recorded meanwhile, and sent once one of the two is done."""
+    from afas_pipeline.chain import writer as writer_module
+    from afas_pipeline_tests.waiting import wait_until
+
+    monkeypatch.setattr(writer_module, "SEND_CHUNK", 2)
+    rows = pd.DataFrame({"external_id": [str(i) for i in range(6)], "action": "create"})
+    members = pd.DataFrame({"external_id": [str(i) for i in range(6)], "email": "x@example.nl"})
+    destination, writer = _HeldDestination(), _Writer()
+    sending = threading.Thread(target=writer_module.send_in_chunks, args=(destination, None, rows, members, writer))
+    sending.start()
+    wait_until(lambda: len(destination.started) == 2 and "begin 4" in writer.events)
+    assert destination.started == [["0", "1"], ["2", "3"]]  # the first not answered yet, the second sent
+    assert writer.events == ["begin 0", "begin 2", "begin 4"]  # the third recorded, waiting for a free place
+    destination.through[1].set()  # the second is answered first
+    wait_until(lambda: len(destination.started) == 3)
+    assert destination.started[2] == ["4", "5"] and writer.events[-1] == "end 2"
+    destination.through[0].set()
+    destination.through[2].set()
+    sending.join(10)
+    assert writer.events[-1] == "flush" and sorted(writer.events[3:6]) == ["end 1", "end 2", "end 3"]
