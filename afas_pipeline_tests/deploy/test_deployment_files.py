@@ -154,9 +154,20 @@ def code_server(tmp_path):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     # Its log to a file, not a pipe: a pipe nobody reads fills up, and a server blocked writing its log does not stop.
     log = tmp_path / "code-server.log"
-    with log.open("wb") as err:
-        server = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err,
-                                  start_new_session=True)
+    # Dagster gives SIGTERM the handler SIGINT has; a shell that starts the tests in the background has them ignore
+    # SIGINT, and the child would inherit that: SIGTERM ignored, and the server never stops. The child gets SIGINT
+    # handled (a handler is reset to the default on exec; an ignored signal stays ignored), as `afas-pipeline up`
+    # does for its children (`cli._spawn`).
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with log.open("wb") as err:
+            server = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                      start_new_session=True)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     server.log = log
     try:
         yield port, server
