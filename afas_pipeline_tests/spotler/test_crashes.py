@@ -18,6 +18,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from afas_pipeline.chain import writer
 from afas_pipeline.lib import failpoints
 from afas_pipeline.lib.failpoints import SimulatedCrash
 from afas_pipeline.sync.state import IN_DOUBT
@@ -81,16 +82,23 @@ def _fault_free(world, unsubscribed: list[str]) -> dict[str, dict]:
     return _snapshot(world)
 
 
-@pytest.mark.parametrize(("point", "at"), [
-    ("afas.page_read", 2),                     # during the AFAS read
-    ("spotler_sync_plan.feed_recorded", 1),    # while the plan records what Spotler's feed said
-    ("spotler_sync.intent_recorded", 1),       # the writes are recorded as in flight, none sent yet
-    ("spotler.contact_list", 6),               # between two write batches: 5 answered and saved
-    ("spotler_sync.batch_acknowledged", 6),    # batch 6 arrived in Spotler, its answer not saved yet
-    ("spotler_sync.batch_saved", 11),          # the last batch saved, the chunk still marked in flight
+@pytest.mark.parametrize(("point", "at", "chunk"), [
+    ("afas.page_read", 2, None),                     # during the AFAS read
+    ("spotler_sync_plan.feed_recorded", 1, None),    # while the plan records what Spotler's feed said
+    ("spotler_sync.intent_recorded", 1, None),       # the writes are recorded as in flight, none sent yet
+    ("spotler.contact_list", 6, None),               # between two write batches: 5 answered and saved
+    ("spotler_sync.batch_acknowledged", 6, None),    # batch 6 arrived in Spotler, its answer not saved yet
+    ("spotler_sync.batch_saved", 11, None),          # the last batch saved, the chunk still marked in flight
+    # Chunks of 3 batches, two on their way at once (their batches take turns at the one slot):
+    ("spotler_sync.intent_recorded", 3, 60),         # the third chunk recorded while the first two are sent
+    ("spotler_sync.batch_acknowledged", 5, 60),      # a batch of the first or second chunk, the other on its way
+    ("spotler_sync.batch_saved", 4, 60),             # saved, its chunk and the next one still in flight
 ])
-def test_c1_c4_a_first_sync_killed_at_any_point_then_rerun_ends_as_if_never_killed(world, point, at):
+def test_c1_c4_a_first_sync_killed_at_any_point_then_rerun_ends_as_if_never_killed(world, point, at, chunk,
+                                                                                  monkeypatch):
     world.spotler_options = ONE_AT_A_TIME
+    if chunk is not None:
+        monkeypatch.setattr(writer, "SEND_CHUNK", chunk)
     _crash(world, point, at)
     saved = _saved(world)
     landed = set(world.spotler_contacts())
