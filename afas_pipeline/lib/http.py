@@ -51,7 +51,7 @@ class UrlLimiter:
 
     def _let_in(self) -> None:
         """The waiting callers whose limit the calls in flight allow, oldest first (with the lock held)."""
-        for waiter in [w for w in self._waiting if w[0] > self._in_flight]:
+        for waiter in list(self._waiting):
             if waiter[0] > self._in_flight:
                 self._waiting.remove(waiter)
                 self._in_flight += 1
