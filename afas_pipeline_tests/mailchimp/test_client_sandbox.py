@@ -367,6 +367,30 @@ def test_members_changed_pages_ask_for_the_next_page_ahead_with_the_requests_of_
     assert server_requests(admin, MEMBERS_GET) == -(-members // 3)
 
 
+def test_members_changed_pages_of_some_fields_hold_those_and_the_time_of_the_change_all_pages_read_ahead(sb, admin):
+    """`fields`: each member holds only those (nested ones in dot notation) and `last_changed`, which `until`
+    judges; `total_items` is still asked for, so the pages are read ahead and end where a full read ends."""
+    set_clock(admin, -3600)
+    with make_client(sb, page_size=3) as client:
+        client.put_members([write("oud", merge_fields={"AFASID": "C-oud"})])
+        set_clock(admin, 0)
+        client.put_members([write(i, merge_fields={"AFASID": f"C-{i}"}) for i in range(7)])
+        admin.post(f"members/{address(0)}/unsubscribe", json={}).raise_for_status()
+        admin.post("stats/reset").raise_for_status()
+        now = dt.datetime.now(dt.timezone.utc)
+        pages = list(client.members_changed_pages(now - dt.timedelta(minutes=10), now,
+                                                  fields=("merge_fields.AFASID", "status")))
+        older = [m for page in client.members_changed_pages(now - dt.timedelta(hours=2), now - dt.timedelta(minutes=30),
+                                                            fields=("status",)) for m in page]
+    members = [m for page in pages for m in page]
+    assert {frozenset(m) for m in members} == {frozenset({"merge_fields", "status", "last_changed"})}
+    assert {m["merge_fields"]["AFASID"]: m["status"] for m in members} == {
+        f"C-{i}": "unsubscribed" if i == 0 else "subscribed" for i in range(7)}
+    assert older == [{"status": "subscribed", "last_changed": older[0]["last_changed"]}]
+    assert pages[0].server_time is not None and len(pages) == 3
+    assert server_requests(admin, MEMBERS_GET) == 3 + 3  # 7 rows in pages of 3; 8 rows in pages of 3
+
+
 def test_members_changed_of_one_status(sb, admin, client):
     client.put_members([write(i) for i in range(3)])
     admin.post(f"members/{address(1)}/clean", json={}).raise_for_status()

@@ -255,6 +255,16 @@ def projection(params):
     return apply
 
 
+def wanted_keys(params, collection: str) -> frozenset[str] | None:
+    """The keys of each item of `collection` that `fields` asks for (``members.merge_fields.X`` names
+    ``merge_fields``); None when it does not limit them, or `exclude_fields` is given too."""
+    keep = [p.strip() for p in (params.get("fields") or "").split(",") if p.strip()]
+    if params.get("exclude_fields") or not keep:
+        return None
+    items = _tree(keep).get(collection, None)
+    return frozenset(items) if items else None
+
+
 def _tree(paths: list[str]) -> dict:
     """Dotted paths as a tree; a leaf (None) stands for the whole value."""
     tree: dict = {}

@@ -133,6 +133,28 @@ def test_fields_and_exclude_fields_trim_the_answer(mailchimp: httpx.Client, memb
     assert "merge_fields" not in dropped["members"][0] and dropped["members"][0]["status"] == "subscribed"
 
 
+def test_a_page_of_some_fields_holds_what_the_whole_members_hold(mailchimp: httpx.Client, mailchimp_admin: httpx.Client,
+                                                                members: str):
+    """Members asked for with `fields` are made from those keys alone: the answer is the whole members cut down,
+    key for key, for every key made that way, nested ones and a collection-wide `fields` included."""
+    put_member(mailchimp, members, "t@voorbeeld.example", merge_fields={"FNAME": "Tom", "ADDRESS": {
+        "addr1": "Dorpsstraat 1", "city": "Ede", "state": "Gelderland", "zip": "6711 AA", "country": "NL"}})
+    put_member(mailchimp, members, "u@voorbeeld.example")
+    mailchimp_admin.post("members/u@voorbeeld.example/unsubscribe", json={}).raise_for_status()
+    whole = mailchimp.get(members).json()
+    for fields, keys in [("members.id,members.email_address,members.contact_id,members.status,members.list_id", None),
+                         ("members.last_changed,members.merge_fields", None),
+                         ("members.merge_fields.ADDRESS,members.status,total_items", ("merge_fields", "status")),
+                         ("members.status,members.unsubscribe_reason", ("status", "unsubscribe_reason"))]:
+        wanted = keys or [f.removeprefix("members.") for f in fields.split(",")]
+        got = mailchimp.get(members, params={"fields": fields}).json()
+        expected = [{k: m[k] for k in wanted if k in m} for m in whole["members"]]
+        if "merge_fields.ADDRESS" in fields:
+            expected = [{**m, "merge_fields": {"ADDRESS": m["merge_fields"]["ADDRESS"]}} for m in expected]
+        assert got["members"] == expected, fields
+    assert {m["status"] for m in whole["members"]} == {"subscribed", "unsubscribed"}
+
+
 def test_a_large_audience_pages_by_1000(mailchimp: httpx.Client, members: str):
     count = 1000
     for start in range(0, 2500, 500):
