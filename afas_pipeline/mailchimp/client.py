@@ -294,8 +294,8 @@ class MailchimpClient(RetryingHttpResource):
             raise
         return self._json(response, _MEMBER_ROUTE)
 
-    def members_changed(self, since: datetime, until: datetime | None = None, *,
-                        status: str | None = None) -> FeedRead:
+    def members_changed(self, since: datetime, until: datetime | None = None, *, status: str | None = None,
+                        fields: Sequence[str] | None = None) -> FeedRead:
         """Members of every status (or of ``status`` only) whose ``last_changed`` is at or after ``since`` (whole
         seconds, rounded down), without those changed after ``until``. All pages, with Mailchimp's clock at the
         first (``server_time``).
@@ -303,11 +303,13 @@ class MailchimpClient(RetryingHttpResource):
         Pages are read by offset in the order members joined, which a change during the read does not
         disturb (a member changed meanwhile stays in place; one who joins is appended). A member deleted
         permanently meanwhile shifts the later pages, so poll with overlapping windows. Each member appears
-        once (by ``contact_id``; the last version read wins).
+        once (by ``contact_id``; the last version read wins). ``fields``: as for ``members_changed_pages``, with
+        ``contact_id`` and ``id``.
         """
         latest: dict[str, dict] = {}
         clock = None
-        for page in self.members_changed_pages(since, until, status=status):
+        fields = None if fields is None else [*fields, "contact_id", "id"]
+        for page in self.members_changed_pages(since, until, status=status, fields=fields):
             clock = clock or page.server_time
             latest.update((str(row.get("contact_id") or row.get("id")), row) for row in page)
         return FeedRead(latest.values(), clock)

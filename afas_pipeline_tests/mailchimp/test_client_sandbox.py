@@ -382,13 +382,19 @@ def test_members_changed_pages_of_some_fields_hold_those_and_the_time_of_the_cha
                                                   fields=("merge_fields.AFASID", "status")))
         older = [m for page in client.members_changed_pages(now - dt.timedelta(hours=2), now - dt.timedelta(minutes=30),
                                                             fields=("status",)) for m in page]
+        requests = server_requests(admin, MEMBERS_GET)
+        client.put_members([write(3, merge_fields={"AFASID": "C-3b"})])  # changed again: read as it is now
+        latest = client.members_changed(now - dt.timedelta(minutes=10), fields=("merge_fields.AFASID",))
     members = [m for page in pages for m in page]
     assert {frozenset(m) for m in members} == {frozenset({"merge_fields", "status", "last_changed"})}
     assert {m["merge_fields"]["AFASID"]: m["status"] for m in members} == {
         f"C-{i}": "unsubscribed" if i == 0 else "subscribed" for i in range(7)}
     assert older == [{"status": "subscribed", "last_changed": older[0]["last_changed"]}]
     assert pages[0].server_time is not None and len(pages) == 3
-    assert server_requests(admin, MEMBERS_GET) == 3 + 3  # 7 rows in pages of 3; 8 rows in pages of 3
+    assert requests == 3 + 3  # 7 rows in pages of 3; 8 rows in pages of 3
+    # members_changed: one row per member (by contact_id, so with it and the id), the latest read.
+    assert {frozenset(m) for m in latest} == {frozenset({"merge_fields", "last_changed", "contact_id", "id"})}
+    assert sorted(m["merge_fields"]["AFASID"] for m in latest) == sorted(f"C-{i}" for i in (0, 1, 2, "3b", 4, 5, 6))
 
 
 def test_members_changed_of_one_status(sb, admin, client):
