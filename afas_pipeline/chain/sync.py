@@ -235,7 +235,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         resubscriptions = held = 0
         reread = False
         if config.dry_run:
-            results = results_frame(plan, {}, dry_run=True)
+            results = results_frame(plan, None, dry_run=True)
         else:
             # C1: a plan made by another run or an earlier attempt (a re-execution from failure, this asset
             # materialized alone, a step retry) may be older than an opt-out: read the feed again first.

@@ -13,7 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from afas_pipeline.chain.writer import Saver, _rows_at
+from afas_pipeline.chain.writer import Outcomes, Saver, _rows_at, results_frame
+from afas_pipeline.mailchimp import MemberResult
+from afas_pipeline.spotler.client import ContactResult
 from afas_pipeline.sync.state import SyncState
 
 
@@ -207,3 +209,24 @@ def test_two_chunks_are_on_their_way_at_once_each_recorded_before_it_is_sent(mon
     destination.through[2].set()
     sending.join(10)
     assert writer.events[-1] == "flush" and sorted(writer.events[3:6]) == ["end 1", "end 2", "end 3"]
+
+
+def test_the_results_of_a_sync_name_per_record_sent_its_answer_kept_as_ids_for_the_accepted_and_whole_for_the_rest():
+    """`Outcomes` keeps an accepted record's id (by the answer's HTTP status), any other answer whole; the results
+    frame gives each plan row what became of it, as a result object per record did."""
+    plan = pd.DataFrame({"external_id": pd.array(["1", "2", "3", "4", "5", "6", "7"], dtype="string"),
+                         "action": ["create", "update", "unchanged", "create", "update", "create", "skip_hard_bounce"]})
+    outcome = Outcomes()
+    outcome.add([ContactResult("1", "OK", None, 200), ContactResult("4", "PROPERTY_INVALID", "no", 200)])
+    outcome.add([ContactResult("2", "OK", None, 204)])
+    outcome.add([MemberResult("5", "Member In Compliance State", "compliance", 400)])
+    results = results_frame(plan, outcome, dry_run=False)
+    assert len(outcome) == 4
+    assert results["status"].tolist() == ["ok", "ok", "unchanged", "rejected", "excluded_by_consent", "rejected",
+                                          "skip_hard_bounce"]
+    assert results["code"].tolist() == ["OK", "OK", pd.NA, "PROPERTY_INVALID", "Member In Compliance State",
+                                        "NO_RESULT", pd.NA]
+    assert results["status_code"].tolist() == [200, 204, pd.NA, 200, 400, pd.NA, pd.NA]
+    assert results_frame(plan, None, dry_run=True)["status"].tolist() == [
+        "dry_run", "dry_run", "unchanged", "dry_run", "dry_run", "dry_run", "skip_hard_bounce"]
+    assert set(results_frame(plan, None, dry_run=False)["code"].dropna()) == {"NO_RESULT"}
