@@ -105,7 +105,7 @@ def _rows_at(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
 class Outcomes:
     """The destination's answers of one sync: of the records it accepted (nearly all) only the ids, by the HTTP
     status of the answer, and every other answer whole. A result object kept per accepted record took some 300
-    bytes: 0.3 GB of a sync of 1,000,000 held to its end."""
+    bytes: 0.24 GB for the 790,551 members of Mailchimp's full sync at 1,000,000 contacts, held to its end."""
 
     def __init__(self) -> None:
         self.accepted: dict[int | None, list[str]] = {}
@@ -117,9 +117,6 @@ class Outcomes:
                 self.accepted.setdefault(result.status_code, []).append(result.external_id)
             else:
                 self.others[result.external_id] = result
-
-    def __len__(self) -> int:
-        return sum(map(len, self.accepted.values())) + len(self.others)
 
 
 class StateWriter:

@@ -221,7 +221,7 @@ def test_the_results_of_a_sync_name_per_record_sent_its_answer_kept_as_ids_for_t
     outcome.add([ContactResult("2", "OK", None, 204)])
     outcome.add([MemberResult("5", "Member In Compliance State", "compliance", 400)])
     results = results_frame(plan, outcome, dry_run=False)
-    assert len(outcome) == 4
+    assert outcome.accepted == {200: ["1"], 204: ["2"]} and sorted(outcome.others) == ["4", "5"]
     assert results["status"].tolist() == ["ok", "ok", "unchanged", "rejected", "excluded_by_consent", "rejected",
                                           "skip_hard_bounce"]
     assert results["code"].tolist() == ["OK", "OK", pd.NA, "PROPERTY_INVALID", "Member In Compliance State",
