@@ -49,7 +49,7 @@ from afas_pipeline.afas.filters import Condition, Filter, Op, filter_params
 from afas_pipeline.lib.http import RetryAfterWait as _Wait
 from afas_pipeline.lib.http import limiter_for as _limiter_for
 from afas_pipeline.lib.failpoints import failpoint
-from afas_pipeline.lib.http import RetryingHttpResource, redact_httpx_queries
+from afas_pipeline.lib.http import RetryingHttpResource, redact_httpx_queries, unbound
 from afas_pipeline.lib.urls import base_url_problem, shown_url
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import afas_walls_to_utc, parse_afas_datetimes, select_window_rows, window_filter_bounds
@@ -483,7 +483,7 @@ class AfasClient(RetryingHttpResource):
             stats.requests += 1
             with limiter.slot(self.max_concurrency):
                 try:
-                    response = http.request(method, url, content=content, headers=headers)
+                    response = unbound(http.request(method, url, content=content, headers=headers))
                 except httpx.UnsupportedProtocol as exc:
                     raise AfasConfigError(f"bad AFAS base URL: {exc}", connector=connector) from None
                 except httpx.TransportError as exc:
