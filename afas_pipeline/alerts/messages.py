@@ -140,7 +140,7 @@ def freshness_recovered_alert(assets: Sequence[str], urls: Sequence[str]) -> Ale
         kind="freshness_recovered",
         text=f"{subject}: {listed(list(assets))} | {urls[0]}",
         subject=subject,
-        lines=(f"Up to date again (a window succeeded, the freshness check passed):",
+        lines=("Up to date again (a window succeeded, the freshness check passed):",
                *(f"  {a}: {u}" for a, u in zip(assets, urls))),
         fields={"assets": [{"asset": a, "url": u} for a, u in zip(assets, urls)]},
     )
