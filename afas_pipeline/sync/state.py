@@ -56,6 +56,8 @@ import dagster as dg
 import filelock
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, PrivateAttr
 
 from afas_pipeline.lib.bulk import collector_paused
@@ -594,22 +596,25 @@ class SyncState:
 
     # -- phone index, call reports and feed cursors (Xelion: X1-X3) --
 
-    def replace_phone_numbers(self, destination: str, numbers: dict[str, tuple[str | None, str, str, list[str]]],
-                              *, only: bool = False) -> None:
-        """Per external id its (BcId, AFAS number, kind, salted number keys), replacing what was saved for it.
-        `only`: these are every record there is (a full read): the rows of any other external id go."""
+    def replace_phone_numbers(self, destination: str, rows: pa.Table, *, only: bool = False) -> None:
+        """The phone index rows of some records (external_id, number_key, bcid, afas_id, kind: a record without a
+        number has one row with a null number_key), replacing what was saved for them. `only`: these are every record
+        there is (a full read): the rows of any other external id go."""
+        ids = pc.unique(rows["external_id"]).to_pylist()
+        numbered = rows.filter(pc.is_valid(rows["number_key"]))
+        columns = ("external_id", "number_key", "bcid", "afas_id", "kind")
         with self._connect() as db:
             if only:
                 db.execute("CREATE TEMP TABLE IF NOT EXISTS keep (external_id TEXT PRIMARY KEY)")
                 db.execute("DELETE FROM keep")
-                db.executemany("INSERT INTO keep VALUES (?)", ((i,) for i in numbers))
+                db.executemany("INSERT INTO keep VALUES (?)", ((i,) for i in ids))
                 db.execute("DELETE FROM phone_index WHERE destination=? AND external_id NOT IN "
                            "(SELECT external_id FROM keep)", (destination,))
             db.executemany("DELETE FROM phone_index WHERE destination=? AND external_id=?",
-                           ((destination, i) for i in numbers))
+                           ((destination, i) for i in ids))
             db.executemany("INSERT INTO phone_index VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                           ((destination, i, key, bcid, afas_id, kind)
-                            for i, (bcid, afas_id, kind, keys) in numbers.items() for key in keys))
+                           ((destination, *row) for batch in numbered.select(columns).to_batches(50_000)
+                            for row in zip(*(column.to_pylist() for column in batch.columns))))
 
     def phone_index(self, destination: str, number_keys: Iterable[str] | None = None) -> pd.DataFrame:
         """The index rows (external_id, number_key, bcid, afas_id, kind), all or for these number keys."""

@@ -40,31 +40,31 @@ from afas_pipeline.xelion.errors import XelionRequestError, XelionUnavailable, X
 logger = logging.getLogger("afas_pipeline.xelion")
 
 DESTINATION = "xelion"
+#: Records made into documents and planned at a time (their sync state read together).
+PLAN_CHUNK = 5000
 #: Writes per chunk: the answers of a chunk are saved together, so a crash repeats at most one chunk.
 CHUNK = 200
 SUBJECTS = "ProfitSubjects"
 
 
-@dataclass
-class Outcome:
-    external_id: str
-    kind: str
-    action: str  # create | update | unchanged
-    status: str  # ok | unchanged | rejected | unanswered
-    reason: str | None = None
-    oid: str | None = None
-    content_hash: str | None = None
+OUTCOME_COLUMNS = ["external_id", "kind", "action", "status", "reason"]
 
 
 @dataclass
 class AddressBookResult:
-    outcomes: list[Outcome] = field(default_factory=list)
+    """Per record its outcome (external id, kind, action: create | update | unchanged | skip, status: ok | unchanged |
+    rejected | unanswered | quarantined | planned, reason), kept as columns; and counts."""
+
+    columns: dict[str, list] = field(default_factory=lambda: {c: [] for c in OUTCOME_COLUMNS})
     counts: Counter = field(default_factory=Counter)
 
+    def add(self, entry: Entry, action: str, status: str, reason: str | None = None) -> None:
+        for column, value in zip(OUTCOME_COLUMNS, (entry.external_id, entry.kind, action, status, reason)):
+            self.columns[column].append(value)
+        self.counts[f"{action}/{status}"] += 1
+
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame([{"external_id": o.external_id, "kind": o.kind, "action": o.action, "status": o.status,
-                              "reason": o.reason} for o in self.outcomes],
-                            columns=["external_id", "kind", "action", "status", "reason"]).astype("string")
+        return pd.DataFrame(self.columns, columns=OUTCOME_COLUMNS).astype("string")
 
 
 def _saved(state: SyncState, ids: Iterable[str]) -> dict[str, dict]:
@@ -85,9 +85,9 @@ def organisation_oids(state: SyncState) -> dict[str, str]:
 
 def sync_address_book(client: XelionClient, state: SyncState, book: AddressBook, *, quarantine_after: int = 5,
                       dry_run: bool = False, verify: bool = False) -> AddressBookResult:
-    """Organisations first (persons' employments name them by oid), then persons. `verify` (the full sync, R2):
-    list which oids Xelion has first, so an addressable removed in Xelion (or a tenant reset) is made again
-    instead of being taken as unchanged."""
+    """Organisations first (persons' employments name them by oid), then persons, `PLAN_CHUNK` records made and
+    planned at a time. `verify` (the full sync, R2): list which oids Xelion has first, so an addressable removed in
+    Xelion (or a tenant reset) is made again instead of being taken as unchanged."""
     result = AddressBookResult()
     oids = organisation_oids(state)
     present = {str(a["oid"]) for a in client.addressables()} if verify else None
@@ -95,69 +95,72 @@ def sync_address_book(client: XelionClient, state: SyncState, book: AddressBook,
         gone = {key for key, oid in oids.items() if oid not in present}
         result.counts["missing_in_xelion"] += len(gone)
         oids = {key: oid for key, oid in oids.items() if key not in gone}
-    unanswered: list[Exception] = []
+    unanswered: list[Exception] = []  # the first write that got no answer, for the message
     rejected = state.rejected(DESTINATION)
     quarantined = set(rejected.loc[rejected["quarantined"].astype(bool), "external_id"].astype(str))
-    for phase in (book.organisations, book.persons):
-        saved = _saved(state, [e.external_id for e in phase])
-        if present is not None:  # made again: a create, not an update of an oid Xelion no longer has
-            saved = {key: {**row, "oid": None, "creating": False} if row.get("oid") and row["oid"] not in present
-                     else row for key, row in saved.items()}
-        planned: list[tuple[Entry, dict, str, str]] = []  # entry, document, hash, action
-        for entry in phase:
-            document, waiting = resolve_employments(entry.document, oids)
-            result.counts["employments_waiting_for_organisation"] += waiting
-            digest = content_hash(document)
-            row = saved.get(entry.external_id, {})
-            if entry.external_id in quarantined:  # refused run after run: waits for an operator (C4)
-                result.outcomes.append(Outcome(entry.external_id, entry.kind, "skip", "quarantined"))
-                continue
-            if row.get("oid") and row.get("hash") == digest:
-                result.outcomes.append(Outcome(entry.external_id, entry.kind, "unchanged", "unchanged"))
-                continue
-            action = "update" if row.get("oid") else ("recover" if row.get("creating") else "create")
-            planned.append((entry, document, digest, action))
-        if dry_run:
-            result.outcomes += [Outcome(e.external_id, e.kind, "create" if a == "recover" else a, "planned")
-                                for e, _, _, a in planned]
-            continue
-        for start in range(0, len(planned), CHUNK):
-            chunk = planned[start:start + CHUNK]
-            creates = [(e, h) for e, _, h, a in chunk if a == "create"]
-            if creates:  # marked before they are sent: a lost answer is found again, never created twice
-                state.save_records(DESTINATION, [{"external_id": e.external_id, "content_hash": IN_DOUBT,
-                                                  "email_hash": None, "permissions": {}, "fields": {"creating": True}}
-                                                 for e, _ in creates])
-            outcomes = _send(client, [(e, d, saved.get(e.external_id, {}).get("oid"), a) for e, d, _, a in chunk])
-            failpoint("xelion_address_book.chunk_answered")
-            done, refused = [], []
-            for (entry, _, digest, action), (oid, error) in zip(chunk, outcomes):
-                shown = "create" if action == "recover" else action
-                if error is None:
-                    done.append({"external_id": entry.external_id, "content_hash": digest, "email_hash": None,
-                                 "permissions": {}, "fields": {}, "destination_key": oid})
-                    result.outcomes.append(Outcome(entry.external_id, entry.kind, shown, "ok", oid=oid))
-                    if entry.kind == ORGANISATION:
-                        oids[entry.external_id] = oid
-                elif isinstance(error, XelionRequestError):
-                    reason = f"{error.status_code}/{error.error_code}: {', '.join(error.fields) or 'the record'}"
-                    refused.append({"external_id": entry.external_id, "reason": reason,
-                                    "status_code": error.status_code})
-                    result.outcomes.append(Outcome(entry.external_id, entry.kind, shown, "rejected", reason))
+    for kind in (ORGANISATION, PERSON):
+        for entries in book.chunks(kind, PLAN_CHUNK):
+            saved = _saved(state, [e.external_id for e in entries])
+            if present is not None:  # made again: a create, not an update of an oid Xelion no longer has
+                saved = {key: {**row, "oid": None, "creating": False} if row.get("oid") and row["oid"] not in present
+                         else row for key, row in saved.items()}
+            planned: list[tuple[Entry, dict, str, str]] = []  # entry, document, hash, action
+            for entry in entries:
+                document, waiting = resolve_employments(entry.document, oids)
+                result.counts["employments_waiting_for_organisation"] += waiting
+                digest = content_hash(document)
+                row = saved.get(entry.external_id, {})
+                if entry.external_id in quarantined:  # refused run after run: waits for an operator (C4)
+                    result.add(entry, "skip", "quarantined")
+                elif row.get("oid") and row.get("hash") == digest:
+                    result.add(entry, "unchanged", "unchanged")
                 else:
-                    unanswered.append(error)
-                    result.outcomes.append(Outcome(entry.external_id, entry.kind, shown, "unanswered", type(error).__name__))
-            with state.transaction():
-                state.save_records(DESTINATION, done)
-                state.clear_rejections(DESTINATION, [d["external_id"] for d in done])
-                if refused:
-                    state.record_rejections(DESTINATION, refused, quarantine_after)
-    for o in result.outcomes:
-        result.counts[f"{o.action}/{o.status}"] += 1
+                    action = "update" if row.get("oid") else ("recover" if row.get("creating") else "create")
+                    planned.append((entry, document, digest, action))
+            if dry_run:
+                for entry, _, _, action in planned:
+                    result.add(entry, "create" if action == "recover" else action, "planned")
+                continue
+            for start in range(0, len(planned), CHUNK):
+                _write(client, state, planned[start:start + CHUNK], saved, oids, result, unanswered, quarantine_after)
     if unanswered:
-        raise XelionUnavailable(f"{len(unanswered)} address book writes got no answer from Xelion "
+        missing = sum(n for key, n in result.counts.items() if key.endswith("/unanswered"))
+        raise XelionUnavailable(f"{missing} address book writes got no answer from Xelion "
                                 f"({unanswered[0]}); the answered ones are saved and the next run sends the rest")
     return result
+
+
+def _write(client: XelionClient, state: SyncState, chunk: list[tuple[Entry, dict, str, str]], saved: dict[str, dict],
+           oids: dict[str, str], result: AddressBookResult, unanswered: list[Exception], quarantine_after: int) -> None:
+    """Send one chunk of planned writes and save its answers together."""
+    creates = [(e, h) for e, _, h, a in chunk if a == "create"]
+    if creates:  # marked before they are sent: a lost answer is found again, never created twice
+        state.save_records(DESTINATION, [{"external_id": e.external_id, "content_hash": IN_DOUBT,
+                                          "email_hash": None, "permissions": {}, "fields": {"creating": True}}
+                                         for e, _ in creates])
+    outcomes = _send(client, [(e, d, saved.get(e.external_id, {}).get("oid"), a) for e, d, _, a in chunk])
+    failpoint("xelion_address_book.chunk_answered")
+    done, refused = [], []
+    for (entry, _, digest, action), (oid, error) in zip(chunk, outcomes):
+        shown = "create" if action == "recover" else action
+        if error is None:
+            done.append({"external_id": entry.external_id, "content_hash": digest, "email_hash": None,
+                         "permissions": {}, "fields": {}, "destination_key": oid})
+            result.add(entry, shown, "ok")
+            if entry.kind == ORGANISATION:
+                oids[entry.external_id] = oid
+        elif isinstance(error, XelionRequestError):
+            reason = f"{error.status_code}/{error.error_code}: {', '.join(error.fields) or 'the record'}"
+            refused.append({"external_id": entry.external_id, "reason": reason, "status_code": error.status_code})
+            result.add(entry, shown, "rejected", reason)
+        else:
+            unanswered[:] = unanswered or [error]
+            result.add(entry, shown, "unanswered", type(error).__name__)
+    with state.transaction():
+        state.save_records(DESTINATION, done)
+        state.clear_rejections(DESTINATION, [d["external_id"] for d in done])
+        if refused:
+            state.record_rejections(DESTINATION, refused, quarantine_after)
 
 
 def _send(client: XelionClient, work: list[tuple[Entry, dict, str | None, str]]) -> list[tuple[str | None, Exception | None]]:

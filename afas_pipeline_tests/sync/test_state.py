@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from afas_pipeline.sync.state import BY_KEY, IN_DOUBT_QUERY, TABLES, StateError, SyncState, _Db, copy_rows
@@ -232,10 +233,18 @@ def test_the_other_state_calls_keep_their_rules_on_either_database(state_locatio
                                     "bounced_email_hash": None} for i in ("A", "B")])
     assert state.mark_bounced("spotler", ["A", "A", "Z"]) == 1 and state.mark_bounced("spotler", ["A"]) == 0
     # Xelion: the phone index replaced per record (or whole), call reports counting attempts, cursors.
-    state.replace_phone_numbers("xelion", {"organisation:1": ("b1", "1", "org", ["k1", "k2"]),
-                                           "organisation:2": ("b2", "2", "org", ["k3"])})
-    state.replace_phone_numbers("xelion", {"organisation:1": ("b1", "1", "org", ["k2"])}, only=True)
-    assert state.phone_index("xelion", ["k1", "k2", "k3"])[["external_id", "number_key"]].values.tolist() == [
+    def index_rows(*rows):
+        return pa.Table.from_pylist([dict(zip(("external_id", "number_key", "bcid", "afas_id", "kind"), r))
+                                     for r in rows])
+
+    state.replace_phone_numbers("xelion", index_rows(("organisation:1", "k1", "b1", "1", "org"),
+                                                     ("organisation:1", "k2", "b1", "1", "org"),
+                                                     ("organisation:2", "k3", "b2", "2", "org"),
+                                                     ("organisation:3", "k4", "b3", "3", "org")))
+    # A record without a number any more (one row, no key) loses its rows; one left out of a whole read too.
+    state.replace_phone_numbers("xelion", index_rows(("organisation:1", "k2", "b1", "1", "org"),
+                                                     ("organisation:3", None, "b3", "3", "org")), only=True)
+    assert state.phone_index("xelion", ["k1", "k2", "k3", "k4"])[["external_id", "number_key"]].values.tolist() == [
         ["organisation:1", "k2"]]
     state.save_call_reports("xelion", [{"call_id": "c1", "oid": "9", "status": "made", "sbid": "77", "attempt": True}])
     state.save_call_reports("xelion", [{"call_id": "c1", "oid": "9", "status": "retry", "attempt": True}])

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 
 from afas_pipeline.lib.privacy import number_key
-from afas_pipeline.xelion.addressbook import address_book, content_hash, phone_index, resolve_employments
+from afas_pipeline.xelion.addressbook import (
+    ORGANISATION, PERSON, address_book, content_hash, phone_index, resolve_employments,
+)
 from afas_pipeline.xelion.calls import MARKER, report_body, wanted
 
 ORGS = pd.DataFrame([
@@ -30,22 +32,26 @@ CONTACTS = pd.DataFrame([
 ])
 
 
+def _made(book, size: int = 5000) -> tuple[list, list]:
+    """The book's organisations and persons, made `size` at a time."""
+    return ([e for chunk in book.chunks(ORGANISATION, size) for e in chunk],
+            [e for chunk in book.chunks(PERSON, size) for e in chunk])
+
+
 def test_x1_numbers_are_e164_once_per_record_and_unreadable_ones_are_left_out_and_counted():
     book = address_book(ORGS, PERSONS, CONTACTS)
-    org, empty = book.organisations
-    jan, els = book.persons
+    (org, empty), (jan, els) = _made(book)
     assert [t["address"] for t in org.document["telecomAddresses"] if t["addressType"] != "Email"] == ["+31101234567"]
     assert empty.document["telecomAddresses"] == [] and empty.numbers == []
     # Jan's work phone, his contact's phone (the same number typed otherwise) and both mobiles: two numbers.
     assert jan.numbers == ["+31101234567", "+31612345678"]
     assert els.numbers == ["+31101234567"]
     assert book.left_out == {"not_a_number": 1, "invalid_number": 1}
-    assert all("n.v.t." not in str(e.document) for e in book.entries)
+    assert all("n.v.t." not in str(e.document) for e in (org, empty, jan, els))
 
 
 def test_x1_a_person_at_an_organisation_has_an_employment_a_loose_person_none():
-    book = address_book(ORGS, PERSONS, CONTACTS)
-    jan, els = book.persons
+    jan, els = _made(address_book(ORGS, PERSONS, CONTACTS))[1]
     assert jan.document["employments"] == [{"organisation": {"afas": "organisation:100"}, "jobTitle": "Inkoper"}]
     assert els.document["employments"] == []
     resolved, waiting = resolve_employments(jan.document, {"organisation:100": "1234"})
@@ -56,7 +62,7 @@ def test_x1_a_person_at_an_organisation_has_an_employment_a_loose_person_none():
 
 
 def test_x1_documents_carry_the_afas_key_marker_and_the_address():
-    org = address_book(ORGS, PERSONS, CONTACTS).organisations[0]
+    org = _made(address_book(ORGS, PERSONS, CONTACTS))[0][0]
     assert org.document["comment"] == "AFAS organisatie 100"
     assert org.document["addresses"] == [{"street": "Markt", "streetNumber": "12 a", "zipCode": "3011 AB",
                                           "city": "Rotterdam", "country": "NL", "addressType": "Visit"}]
@@ -64,9 +70,9 @@ def test_x1_documents_carry_the_afas_key_marker_and_the_address():
 
 
 def test_x2_a_shared_number_resolves_to_the_organisation_then_the_lowest_bcid_and_is_counted():
-    book = address_book(ORGS, PERSONS, CONTACTS)
+    organisations, persons = _made(address_book(ORGS, PERSONS, CONTACTS))
     rows = pd.DataFrame([{"external_id": e.external_id, "number_key": k, "bcid": e.bcid, "afas_id": e.afas_id,
-                          "kind": e.kind} for e in book.entries for k in e.number_keys])
+                          "kind": e.kind} for e in organisations + persons for k in e.number_keys])
     table, counts = phone_index(rows)
     shared = table.set_index("number_key").loc[number_key("+31101234567")]
     assert (shared["bcid"], shared["kind"], shared["candidates"]) == ("100", "organisation", 3)
@@ -108,3 +114,53 @@ def test_x3_which_calls_get_a_report():
     assert wanted(CALL, None, always_sync=True)
     assert wanted({**CALL, "contents": "terugbellen"}, None, always_sync=False)
     assert wanted(CALL, b"mp3", always_sync=False)
+
+
+def _crowd() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """12 organisations and 30 persons (ids that sort otherwise as text than as numbers: "10" before "9"), most
+    persons at one to three organisations, one person and one contact read twice (an edit in a later window)."""
+    orgs = pd.DataFrame([{"OrganisationId": str(o), "BcId": o, "Name": f"Org {o}", "Phone": f"010-{1000000 + o}",
+                          "MailWork": None} for o in range(1, 13)])
+    persons = pd.DataFrame([{"PersonId": str(p), "BcId": 100 + p, "FirstName": f"P{p}", "LastName": "Bos",
+                             "Phone": "0101000003" if p % 5 == 0 else None, "PhoneMobile": f"06-{20000000 + p}"}
+                            for p in range(1, 31)]
+                           + [{"PersonId": "9", "BcId": 109, "FirstName": "Negen", "LastName": "Bos", "Phone": None,
+                               "PhoneMobile": "06 30000009"}])
+    contacts = pd.DataFrame([{"ContactId": 1000 + 10 * p + k, "PersonId": str(p), "OrganisationId": str(1 + (p + k) % 12),
+                              "ContactKind": "PRS", "Function": f"F{k}", "Phone": None, "Mobile": f"06-{40000000 + p}"}
+                             for p in range(1, 31) for k in range(p % 4)]
+                            + [{"ContactId": 1091, "PersonId": "9", "OrganisationId": "3", "ContactKind": "PRS",
+                                "Function": "Baas", "Phone": None, "Mobile": None},
+                               {"ContactId": 1, "PersonId": "7", "OrganisationId": None, "ContactKind": "PER",
+                                "Function": None, "Phone": None, "Mobile": None}])
+    return orgs, persons, contacts
+
+
+def test_x1_the_book_made_a_few_at_a_time_is_the_book_made_at_once():
+    """The sync makes the book 5,000 records at a time (at 1,000,000 contacts every entry at once held 2.8 GB): every
+    chunk size gives the same entries in the same order, with each person's employments (read from a slice of the
+    contacts) and the same numbers for the phone index. A record read twice counts once, as last read."""
+    whole = address_book(*_crowd())
+    orgs, persons = _made(whole)
+    assert [e.afas_id for e in persons][:3] == ["1", "10", "11"] and len(persons) == 30
+    nine = next(e for e in persons if e.afas_id == "9")
+    assert nine.document["givenName"] == "Negen" and [j["jobTitle"] for j in nine.document["employments"]][-1] == "Baas"
+    assert sum(len(e.document["employments"]) for e in persons) == sum(p % 4 for p in range(1, 31)) + 1
+    for size in (1, 2, 7):
+        book = address_book(*_crowd())
+        assert [(e.external_id, e.document, e.numbers) for e in sum(_made(book, size), [])] == [
+            (e.external_id, e.document, e.numbers) for e in orgs + persons]
+        assert book.phone_numbers().equals(whole.phone_numbers()) and book.left_out == whole.left_out
+    assert len(whole) == 42 and whole.count(PERSON) == 30
+
+
+def test_x2_a_book_not_made_to_its_end_still_gives_every_number_and_leaves_erased_persons_out():
+    """The sync stopped early (Xelion refused the login midway): the phone index still gets every record's numbers.
+    A person to be erased is left out of both (P2)."""
+    book, left_alone = address_book(*_crowd()).without(lambda key: key == "person:9")
+    assert left_alone == 1 and book.count(PERSON) == 29
+    next(book.chunks(PERSON, 2))  # two persons made, then the sync stops
+    rows = book.phone_numbers().to_pandas()
+    assert rows["external_id"].nunique() == 12 + 29 and "person:9" not in set(rows["external_id"])
+    assert rows.loc[rows["external_id"] == "person:5", "number_key"].tolist() == [
+        number_key("+31101000003"), number_key("+31620000005"), number_key("+31640000005")]

@@ -15,6 +15,7 @@ import pytest
 
 from afas_pipeline.lib import failpoints
 from afas_pipeline.lib.phones import e164
+from afas_pipeline.xelion import sync as xelion_sync
 from afas_pipeline.xelion.calls import MARKER
 from afas_pipeline_tests.world import WORLD_CONTACTS
 from afas_pipeline_tests.xelion.world import NEXT_WINDOW, WINDOW, XelionWorld
@@ -204,14 +205,26 @@ def test_x3_a_post_whose_answer_was_lost_is_found_not_made_twice(world):
     assert meta["calls/found_in_afas"] == 1 and len(world.dossier_items(REPORT_TYPE)) == 1
 
 
-def test_x1_a_create_whose_answer_was_lost_is_found_not_made_twice(world):
-    failpoints.arm("xelion_address_book.chunk_answered", "crash")
+@pytest.mark.parametrize("plan_chunk, chunk, crash_at", [(5000, 200, 1), (7, 3, 40)], ids=["one-plan", "small-chunks"])
+def test_x1_a_create_whose_answer_was_lost_is_found_not_made_twice(world, monkeypatch, plan_chunk, chunk, crash_at):
+    """The run dies once a chunk of writes is answered, before the answers are saved. With small chunks it dies among
+    the persons, whose plan chunks come after the organisations': the next run makes each record once, and every
+    employment names the organisation Xelion holds."""
+    monkeypatch.setattr(xelion_sync, "PLAN_CHUNK", plan_chunk)
+    monkeypatch.setattr(xelion_sync, "CHUNK", chunk)
+    failpoints.arm("xelion_address_book.chunk_answered", "crash", at=crash_at)
     with pytest.raises(failpoints.SimulatedCrash):
         world.sync()
     failpoints.disarm()
     world.sync()
     assert len(world.addressables()) == len(world.by_afas_key()) == len(world.afas_rows("organisations")) + len(
         world.afas_rows("persons"))
+    book = world.by_afas_key()
+    oids = {a["oid"] for key, a in book.items() if key.startswith("organisation:")}
+    employments = [e["organisation"]["oid"] for key, a in book.items() if key.startswith("person:")
+                   for e in a["employments"]]
+    prs = world.afas_rows("contacts").query("ContactKind == 'PRS'").dropna(subset=["OrganisationId", "PersonId"])
+    assert set(employments) <= oids and len(employments) == len(prs)
 
 
 def test_c4_a_refused_record_is_kept_with_its_reason_and_a_full_sync_heals_a_reset_tenant(world):
@@ -244,8 +257,10 @@ def test_c4_xelion_and_afas_down_for_several_runs_lose_nothing_and_count_no_refu
     for _ in range(2):
         assert not world.sync(raise_on_error=False).success
     assert world.state().rejected("xelion").empty
+    indexed_in_outage = set(world.state().phone_index("xelion")["external_id"])  # the numbers come from AFAS
     world.x("PUT", "/faults", json={})
     world.sync()
+    assert indexed_in_outage == set(world.state().phone_index("xelion")["external_id"]) != set()
     assert len(world.addressables()) == len(world.by_afas_key()) == len(world.afas_rows("organisations")) + len(
         world.afas_rows("persons"))
     org = _an_organisation_with_a_phone(world)
