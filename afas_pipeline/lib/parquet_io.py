@@ -59,6 +59,10 @@ class _ParquetStore(dg.IOManager):
         #: Personal-data outputs of this run (in memory mode), by asset key.
         self.held: dict[dg.AssetKey, pd.DataFrame | dict[str, pd.DataFrame]] = {}
 
+    def has_stored(self, asset_key: dg.AssetKey, partition_key: str | None = None) -> bool:
+        """Whether the asset's file (of this partition) is in the storage."""
+        return self.storage.identity(self._path(asset_key, partition_key)) is not None
+
     def _path(self, asset_key: dg.AssetKey, partition_key: str | None) -> str:
         if partition_key is None:
             return self.storage.path(*asset_key.path[:-1], f"{asset_key.path[-1]}.parquet")

@@ -46,6 +46,7 @@ import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -596,13 +597,15 @@ class SyncState:
 
     # -- phone index, call reports and feed cursors (Xelion: X1-X3) --
 
-    def replace_phone_numbers(self, destination: str, rows: pa.Table, *, only: bool = False) -> None:
+    def replace_phone_numbers(self, destination: str, rows: pa.Table, *, only: bool = False) -> bool:
         """The phone index rows of some records (external_id, number_key, bcid, afas_id, kind: a record without a
         number has one row with a null number_key), replacing what was saved for them. `only`: these are every record
-        there is (a full read): the rows of any other external id go."""
+        there is (a full read): the rows of any other external id go. Whether the rows may have changed: a few records
+        whose rows are as saved change nothing, not even `phone_index_version`."""
         ids = pc.unique(rows["external_id"]).to_pylist()
-        numbered = rows.filter(pc.is_valid(rows["number_key"]))
-        columns = ("external_id", "number_key", "bcid", "afas_id", "kind")
+        numbered = rows.filter(pc.is_valid(rows["number_key"])).select(PHONE_INDEX_COLUMNS)
+        new = ((destination, *row) for batch in numbered.to_batches(50_000)
+               for row in zip(*(column.to_pylist() for column in batch.columns)))
         with self._connect() as db:
             if only:
                 db.execute("CREATE TEMP TABLE IF NOT EXISTS keep (external_id TEXT PRIMARY KEY)")
@@ -610,11 +613,24 @@ class SyncState:
                 db.executemany("INSERT INTO keep VALUES (?)", ((i,) for i in ids))
                 db.execute("DELETE FROM phone_index WHERE destination=? AND external_id NOT IN "
                            "(SELECT external_id FROM keep)", (destination,))
+            else:  # a delta: most of its records keep their numbers
+                _wanted(db, ids)
+                saved = db.execute(f"SELECT p.destination, {', '.join(f'p.{c}' for c in PHONE_INDEX_COLUMNS)} FROM "
+                                   f"{BY_KEY} phone_index p WHERE p.destination=? AND p.external_id = w.external_id",
+                                   (destination,)).fetchall()
+                new = list(new)
+                if set(map(tuple, saved)) == set(new):
+                    return False
             db.executemany("DELETE FROM phone_index WHERE destination=? AND external_id=?",
                            ((destination, i) for i in ids))
-            db.executemany("INSERT INTO phone_index VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                           ((destination, *row) for batch in numbered.select(columns).to_batches(50_000)
-                            for row in zip(*(column.to_pylist() for column in batch.columns))))
+            db.executemany("INSERT INTO phone_index VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING", new)
+            _phone_index_changed(db, destination)
+        return True
+
+    def phone_index_version(self, destination: str) -> str | None:
+        """A token that changes with the destination's phone index rows (replaced, or deleted by an erasure): while
+        it is the same, so are the rows. None before any were saved."""
+        return self.cursor(destination, PHONE_INDEX_FEED)
 
     def phone_index(self, destination: str, number_keys: Iterable[str] | None = None) -> pd.DataFrame:
         """The index rows (external_id, number_key, bcid, afas_id, kind), all or for these number keys."""
@@ -1000,9 +1016,11 @@ class SyncState:
         with self.transaction(), self._connect() as db:
             for table in ("records", "optouts", "rejected", "feedback_events", "mailing_history", "mailing_reactions",
                           "phone_index"):
-                for external_id in ids:
-                    deleted += db.execute(f"DELETE FROM {table} WHERE destination=? AND external_id=?",
-                                          (destination, external_id)).rowcount
+                gone = sum(db.execute(f"DELETE FROM {table} WHERE destination=? AND external_id=?",
+                                      (destination, external_id)).rowcount for external_id in ids)
+                if table == "phone_index" and gone:  # an erased person's number must leave the stored index too
+                    _phone_index_changed(db, destination)
+                deleted += gone
             for entry in self.writes_in_flight(destination):
                 intents = {k: v for k, v in entry.intents.items() if k not in ids}
                 if len(intents) != len(entry.intents):
@@ -1035,6 +1053,14 @@ MAILING_ITEM_COLUMNS = ["mailing_id", "external_id", "sent_at", "sbid", "claimed
 #: each wanted key in the table's primary key. A plain JOIN lets SQLite (no statistics on the temporary table) read
 #: every row of the destination and probe the keys instead: a delta's 100 keys cost a scan of the whole state.
 BY_KEY = "wanted w CROSS JOIN"
+PHONE_INDEX_COLUMNS = ("external_id", "number_key", "bcid", "afas_id", "kind")
+#: The `cursors` row whose position is the phone index's version (`SyncState.phone_index_version`).
+PHONE_INDEX_FEED = "phone_index_version"
+
+
+def _phone_index_changed(db: _Db, destination: str) -> None:
+    db.execute("INSERT INTO cursors VALUES (?,?,?) ON CONFLICT(destination, feed) DO UPDATE SET "
+               "position=excluded.position", (destination, PHONE_INDEX_FEED, uuid.uuid4().hex))
 
 
 def _wanted(db: _Db, external_ids: Iterable[str]) -> None:

@@ -195,17 +195,37 @@ def _phone_index() -> dg.AssetsDefinition:
             "Every phone number of AFAS's organisations and persons -> the BcId of the card an incoming call opens "
             "(X2): keyed by a salted hash of the E.164 number, never the number. A number on several records "
             "resolves to an organisation before a person, then the lowest BcId; the shared ones are counted. "
-            "Read by `afas-pipeline call-lookup` (reloaded when this asset is materialised)."
+            "Read by `afas-pipeline call-lookup` (reloaded when this asset is materialised). Made again only when "
+            "the sync state's numbers changed since it was last made (a window whose edits kept every number "
+            "leaves it as it is: no new materialisation), or when its file is gone."
         ),
-        required_resource_keys={"sync_state"},
+        output_required=False,
+        required_resource_keys={"sync_state", "io_manager"},
     )
     def xelion_phone_index(context: dg.AssetExecutionContext):
         state = context.resources.sync_state.open()
+        version = state.phone_index_version(DESTINATION)  # before the rows: a change meanwhile makes it again later
+        if version is not None and version == _last_version(context) and _stored(context):
+            context.log.info("xelion_phone_index: the sync state's phone numbers are as when it was last made "
+                             f"(version {version[:8]}); the stored index is kept")
+            return
         table, counts = phone_index(state.phone_index(DESTINATION))
         context.log.info(f"xelion_phone_index: {counts}")
-        return dg.Output(table, metadata={"dagster/row_count": len(table), **counts})
+        yield dg.Output(table, metadata={"dagster/row_count": len(table), **counts, "state_version": version or ""})
 
     return xelion_phone_index
+
+
+def _last_version(context: dg.AssetExecutionContext) -> str | None:
+    """The sync state's phone index version the asset was last made from (its metadata `state_version`)."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    entry = event.asset_materialization.metadata.get("state_version") if event and event.asset_materialization else None
+    return getattr(entry, "value", None)
+
+
+def _stored(context: dg.AssetExecutionContext) -> bool:
+    has_stored = getattr(context.resources.io_manager, "has_stored", None)  # another IO manager: made every time
+    return bool(has_stored and has_stored(context.asset_key))
 
 
 def _call_reports(settings: XelionSettings, sources: AfasSources) -> dg.AssetsDefinition:

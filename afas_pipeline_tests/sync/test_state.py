@@ -246,6 +246,12 @@ def test_the_other_state_calls_keep_their_rules_on_either_database(state_locatio
                                                      ("organisation:3", None, "b3", "3", "org")), only=True)
     assert state.phone_index("xelion", ["k1", "k2", "k3", "k4"])[["external_id", "number_key"]].values.tolist() == [
         ["organisation:1", "k2"]]
+    # The version changes with the rows only: a delta whose records keep their numbers changes nothing.
+    version = state.phone_index_version("xelion")
+    assert version and not state.replace_phone_numbers("xelion", index_rows(("organisation:1", "k2", "b1", "1", "org")))
+    assert state.phone_index_version("xelion") == version
+    assert state.replace_phone_numbers("xelion", index_rows(("organisation:1", "k5", "b1", "1", "org")))
+    assert state.phone_index_version("xelion") not in (version, None)
     state.save_call_reports("xelion", [{"call_id": "c1", "oid": "9", "status": "made", "sbid": "77", "attempt": True}])
     state.save_call_reports("xelion", [{"call_id": "c1", "oid": "9", "status": "retry", "attempt": True}])
     assert state.call_reports("xelion")[["sbid", "attempts"]].values.tolist() == [["77", 2]]
