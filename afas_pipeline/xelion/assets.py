@@ -48,6 +48,11 @@ class AddressBookConfig(dg.Config):
     """A record Xelion refuses this many runs in a row stops being retried until an operator acts."""
 
 
+class PhoneIndexConfig(dg.Config):
+    force: bool = False
+    """Make the index again even when the sync state's numbers are as when it was last made."""
+
+
 def build_xelion_assets(settings: XelionSettings, sources: AfasSources) -> list[dg.AssetsDefinition]:
     books = [_address_book(cadence, settings, sources) for cadence in ("full", "delta")]
     return [*books, _phone_index(), _call_reports(settings, sources)]
@@ -197,15 +202,15 @@ def _phone_index() -> dg.AssetsDefinition:
             "resolves to an organisation before a person, then the lowest BcId; the shared ones are counted. "
             "Read by `afas-pipeline call-lookup` (reloaded when this asset is materialised). Made again only when "
             "the sync state's numbers changed since it was last made (a window whose edits kept every number "
-            "leaves it as it is: no new materialisation), or when its file is gone."
+            "leaves it as it is: no new materialisation), when its file is gone, or with config `force: true`."
         ),
         output_required=False,
         required_resource_keys={"sync_state", "io_manager"},
     )
-    def xelion_phone_index(context: dg.AssetExecutionContext):
+    def xelion_phone_index(context: dg.AssetExecutionContext, config: PhoneIndexConfig):
         state = context.resources.sync_state.open()
         version = state.phone_index_version(DESTINATION)  # before the rows: a change meanwhile makes it again later
-        if version is not None and version == _last_version(context) and _stored(context):
+        if not config.force and version is not None and version == _last_version(context) and _stored(context):
             context.log.info("xelion_phone_index: the sync state's phone numbers are as when it was last made "
                              f"(version {version[:8]}); the stored index is kept")
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 
+import dagster as dg
 import httpx
 import pandas as pd
 import phonenumbers
@@ -304,5 +305,8 @@ def test_x2_the_phone_index_is_made_again_only_when_a_number_changed_or_was_eras
     assert number_key("+31611112222") not in set(pd.read_parquet(index)["number_key"])
 
     assert not materialised(world.sync(quiet, delta=True))
+    forced = dg.materialize(world._named("xelion_phone_index"), resources=world.resources(), instance=world.instance,
+                            run_config={"ops": {"xelion_phone_index": {"config": {"force": True}}}})
+    assert materialised(forced)  # an operator's "make it again"
     index.unlink()
     assert materialised(world.sync(quiet, delta=True)) and index.exists()
