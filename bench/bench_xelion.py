@@ -105,10 +105,10 @@ def _xl_stats(url: str) -> dict:
             "xelion_faults": {k: v for k, v in stats.get("faults", {}).items() if v}}
 
 
-def _run_xl(defs, job: str, partition: str, url: str) -> dict:
+def _run_xl(defs, job: str, partition: str, url: str, instance=None) -> dict:
     """bench_sync's `_run` (AFAS stats, metadata, steps, memory) plus the Xelion sandbox's stats and state."""
     httpx.post(f"{_xl(url)}/stats/reset", timeout=30).raise_for_status()
-    run = _run(defs, job, partition, url)
+    run = _run(defs, job, partition, url, instance=instance)
     run.update(_xl_stats(url))
     state = _xl_state(url)
     run["xelion_state"] = {k: state[k] for k in ("Person", "Organisation", "UnknownAddressable", "communications")}
@@ -125,7 +125,7 @@ def _book(run: dict, suffix: str) -> dict:
     return {k: meta.get(k) for k in ("organisations", "persons", "created", "updated", "unchanged", "rejected",
                                      "numbers_sent", "afas_lookups")} | {
         "numbers_left_out": {k.split("/", 1)[1]: v for k, v in meta.items() if k.startswith("numbers_left_out/")},
-        "client_retries": meta.get("xelion/retries"), "index_numbers": index.get("numbers"),
+        "client_retries": meta.get("xelion/retries"), "index_made": bool(index), "index_numbers": index.get("numbers"),
         "index_ambiguous_numbers": index.get("ambiguous_numbers")}
 
 
@@ -262,19 +262,22 @@ def worker_pipeline(url: str, deltas: list[int], calls: int, repeats: int) -> di
         state, storage = str(tmp / f"run{i}" / "state.sqlite"), str(tmp / f"run{i}" / "storage")
         defs = _defs(url, state, storage, XELION_ASSETS)
         _xl_reset(url)
-        fulls.append(_run_xl(defs, "afas_full_job", FULL_PARTITION, url))
+        # One Dagster instance for the runs on this state, as they would share $DAGSTER_HOME: the delta's
+        # xelion_phone_index compares the state's numbers with those it was last made from.
+        instance = dg.DagsterInstance.ephemeral()
+        fulls.append(_run_xl(defs, "afas_full_job", FULL_PARTITION, url, instance))
         if i < repeats - 1:
             shutil.rmtree(tmp / f"run{i}", ignore_errors=True)
     out["full"] = min(fulls, key=lambda r: r["wall_s"])
     out["full"]["runs_wall_s"] = [round(r["wall_s"], 1) for r in fulls]
-    out["rerun"] = _run_xl(defs, "afas_full_job", FULL_PARTITION, url)
+    out["rerun"] = _run_xl(defs, "afas_full_job", FULL_PARTITION, url, instance)
 
     out["deltas"] = []
     for size, window in zip(deltas, DELTA_WINDOWS):
         started = time.perf_counter()
         _edit_persons(url, storage, size, window)
         edit_s = time.perf_counter() - started
-        run = _run_xl(defs, "afas_delta_job", window, url)
+        run = _run_xl(defs, "afas_delta_job", window, url, instance)
         run["edits"], run["edit_s"] = size, edit_s
         out["deltas"].append(run)
     if not calls:

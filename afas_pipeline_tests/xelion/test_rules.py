@@ -17,7 +17,7 @@ import pytest
 
 from afas_pipeline.lib import failpoints
 from afas_pipeline.lib.phones import e164
-from afas_pipeline.lib.privacy import number_key
+from afas_pipeline.lib.privacy import hash_key, number_key
 from afas_pipeline.xelion import sync as xelion_sync
 from afas_pipeline.xelion.calls import MARKER
 from afas_pipeline_tests.world import WORLD_CONTACTS
@@ -63,6 +63,9 @@ def test_x1_the_address_book_holds_every_organisation_and_person_once_numbers_in
     person = book[f"person:{contact['PersonId']}"]
     organisation = book[f"organisation:{contact['OrganisationId']}"]
     assert organisation["oid"] in [e["organisation"]["oid"] for e in person["employments"]]
+    # The asset's rows carry the record keys hashed, never an AFAS id in clear.
+    stored = world.stored("xelion_address_book")
+    assert set(stored["external_id"]) == {hash_key(key) for key in book} and set(stored["status"]) == {"ok"}
 
 
 def test_c3_a_rerun_sends_nothing(world):
