@@ -228,7 +228,7 @@ def _edit_members(url: str, storage: str, count: int, window: str, label: str,
     with httpx.Client(base_url=f"{url}/afas/_admin", timeout=30) as admin:
         for i, external_id in enumerate(chosen):
             admin.post("/edit", json={"table": "contacts", "key": int(external_id),
-                                      "fields": {"Function": f"Bench {label} {i}"},
+                                      "fields": {"Function": f"Bench {label} {i} {os.getpid():x}"},
                                       "at": edit_at(window, i, len(chosen))}).raise_for_status()
     return chosen
 

@@ -73,6 +73,8 @@ from sandbox_process import sandbox_process
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The assets a Xelion benchmark's jobs are built over: AFAS's reads and Xelion's address book and phone index.
+#: Part of every edit's value, so that a run against a sandbox an earlier run edited still changes each record.
+RUN = f"{os.getpid():x}"
 XELION_ASSETS = ("afas_", "xelion_address_book", "xelion_phone_index")
 CALL_REPORTS = "xelion_call_reports"
 CALLS_JOB = "xelion_call_reports_job"
@@ -155,7 +157,7 @@ def _edit_persons(url: str, storage: str, count: int, window: str) -> list[str]:
     chosen = ids[:: max(len(ids) // count, 1)][:count]
     with httpx.Client(base_url=f"{url}/afas/_admin", timeout=30) as admin:
         for i, person in enumerate(chosen):
-            admin.post("/edit", json={"table": "persons", "key": person, "fields": {"FirstName": f"Bench{i}"},
+            admin.post("/edit", json={"table": "persons", "key": person, "fields": {"FirstName": f"Bench{i} {RUN}"},
                                       "at": edit_at(window, i, len(chosen))}).raise_for_status()
     return chosen
 
@@ -279,6 +281,9 @@ def worker_pipeline(url: str, deltas: list[int], calls: int, repeats: int) -> di
         edit_s = time.perf_counter() - started
         run = _run_xl(defs, "afas_delta_job", window, url, instance)
         run["edits"], run["edit_s"] = size, edit_s
+        updated = run["metadata"].get("xelion_address_book_delta", {}).get("updated")
+        if updated != size:  # the edits did not reach the delta: its figures would measure nothing
+            run["errors"] = [*run["errors"], f"{size} edits, {updated} addressables updated"]
         out["deltas"].append(run)
     if not calls:
         shutil.rmtree(tmp, ignore_errors=True)
