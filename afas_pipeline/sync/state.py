@@ -633,16 +633,23 @@ class SyncState:
         return self.cursor(destination, PHONE_INDEX_FEED)
 
     def phone_index(self, destination: str, number_keys: Iterable[str] | None = None) -> pd.DataFrame:
-        """The index rows (external_id, number_key, bcid, afas_id, kind), all or for these number keys."""
-        columns = ["external_id", "number_key", "bcid", "afas_id", "kind"]
+        """The index rows (external_id, number_key, bcid, afas_id, kind), all or for these number keys: read
+        100,000 rows at a time into Arrow text (at 1,000,000 contacts its 1,836,129 rows fetched at once as Python
+        tuples made the run's peak, some 0.9 GB more)."""
+        columns = list(PHONE_INDEX_COLUMNS)
         query = f"SELECT {', '.join(columns)} FROM phone_index WHERE destination=?"
+        batches = []
         with self._connect() as db:
             if number_keys is None:
-                rows = db.execute(query, (destination,)).fetchall()
+                cursor = db.execute(query, (destination,))
+                while rows := cursor.fetchmany(100_000):
+                    batches.append(_text_columns(rows, columns))
             else:
                 rows = [row for key in set(number_keys)
                         for row in db.execute(query + " AND number_key=?", (destination, key)).fetchall()]
-        return pd.DataFrame(rows, columns=columns).astype("string")
+                batches.append(_text_columns(rows, columns))
+        table = pa.concat_tables(batches) if batches else _text_columns([], columns)
+        return table.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
 
     def call_reports(self, destination: str, call_ids: Iterable[str] | None = None,
                      status: str | None = None) -> pd.DataFrame:
@@ -1056,6 +1063,11 @@ BY_KEY = "wanted w CROSS JOIN"
 PHONE_INDEX_COLUMNS = ("external_id", "number_key", "bcid", "afas_id", "kind")
 #: The `cursors` row whose position is the phone index's version (`SyncState.phone_index_version`).
 PHONE_INDEX_FEED = "phone_index_version"
+
+
+def _text_columns(rows: list[tuple], columns: list[str]) -> pa.Table:
+    values = list(zip(*rows)) if rows else [()] * len(columns)
+    return pa.table({name: pa.array(column, pa.string()) for name, column in zip(columns, values)})
 
 
 def _phone_index_changed(db: _Db, destination: str) -> None:
