@@ -22,6 +22,7 @@ from afas_pipeline.afas.partitions import (
     DELTA_BACKFILL, DELTA_POOL, FULL_BACKFILL, FULL_POOL, delta_partitions, full_partitions,
 )
 from afas_pipeline.afas.sources import AfasSources
+from afas_pipeline.lib.failpoints import failpoint
 from afas_pipeline.lib.phones import parse
 from afas_pipeline.lib.privacy import hash_key, number_key
 from afas_pipeline.retries import retry_transient_failures
@@ -111,10 +112,13 @@ def _address_book(cadence: str, settings: XelionSettings, sources: AfasSources) 
         try:
             result = sync_address_book(client, state, book, quarantine_after=config.quarantine_after,
                                        dry_run=config.dry_run, verify=full)
+            failpoint("xelion_address_book.synced")
         except Exception:  # Xelion out or refusing: the numbers come from AFAS, the index is refreshed all the same
             _refresh_phone_index(state, book, full)
             raise
         numbers_sent = _refresh_phone_index(state, book, full)
+        if not config.dry_run:  # after their numbers are saved: a record found unchanged by its input has its rows
+            state.save_input_hashes(DESTINATION, result.input_hashes())
         frame = result.frame()
         statuses = frame["status"].value_counts()
         metadata = {
@@ -127,8 +131,10 @@ def _address_book(cadence: str, settings: XelionSettings, sources: AfasSources) 
             "unchanged": int(statuses.get("unchanged", 0)),
             "rejected": int(statuses.get("rejected", 0)),
             "quarantined": int(statuses.get("quarantined", 0)),
-            **{f"numbers_left_out/{reason}": n for reason, n in sorted(book.left_out.items())},
+            **{f"numbers_left_out/{reason}": n for reason, n in sorted((book.left_out + result.left_out).items())},
             "numbers_sent": numbers_sent,
+            "made_again": len(book) - result.not_made,
+            "not_made_input_unchanged": result.not_made,
             "afas_lookups": lookups,
             "left_alone_by_erasure": left_alone,
             "dry_run": config.dry_run,
@@ -152,10 +158,11 @@ def _read_fields(entity: str, sources: AfasSources) -> list[str]:
 
 
 def _refresh_phone_index(state, book: AddressBook, full: bool) -> int:
-    """Save the book's numbers for the phone index (a full read replaces them all); how many there are."""
-    rows = book.phone_numbers()
-    state.replace_phone_numbers(DESTINATION, rows, only=full)
-    return len(rows) - rows["number_key"].null_count
+    """Save the numbers of the records made for the phone index (a full read also drops those of records it no
+    longer has); how many numbers the book's records have."""
+    keys = book.keys()
+    state.replace_phone_numbers(DESTINATION, book.phone_numbers(), every=keys if full else None)
+    return state.phone_number_count(DESTINATION, None if full else keys.to_pylist())
 
 
 def _complete_delta(afas: AfasClient, sources: AfasSources, state, organisations: pd.DataFrame,

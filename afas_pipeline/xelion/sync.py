@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -57,22 +58,37 @@ OUTCOME_COLUMNS = ["external_id", "kind", "action", "status", "reason"]
 class AddressBookResult:
     """Per record its outcome (external id, hashed; kind; action: create | update | unchanged | skip; status: ok |
     unchanged | rejected | unanswered | quarantined | planned; reason), kept as typed columns a plan chunk at a time
-    (at 1,000,000 contacts as Python objects: some 300 MB); and counts."""
+    (at 1,000,000 contacts as Python objects: some 300 MB); and counts. Also, for `SyncState.save_input_hashes`, the
+    records made whose content Xelion now has (sent, or unchanged), with what they were made from (`settled`), and
+    the numbers left out of the records not made again (`left_out`, as saved with them)."""
 
     columns: dict[str, list] = field(default_factory=lambda: {c: [] for c in OUTCOME_COLUMNS})
     sealed: list[pd.DataFrame] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+    settling: dict[str, list] = field(default_factory=lambda: {c: [] for c in SETTLED_COLUMNS})
+    settled: list[pa.Table] = field(default_factory=list)
+    left_out: Counter = field(default_factory=Counter)
+    not_made: int = 0  # records found unchanged by their input, without making them
 
-    def add(self, entry: Entry, action: str, status: str, reason: str | None = None) -> None:
-        for column, value in zip(OUTCOME_COLUMNS, (hash_key(entry.external_id), entry.kind, action, status, reason)):
+    def add(self, key: str, kind: str, action: str, status: str, reason: str | None = None) -> None:
+        for column, value in zip(OUTCOME_COLUMNS, (hash_key(key), kind, action, status, reason)):
             self.columns[column].append(value)
         self.counts[f"{action}/{status}"] += 1
+
+    def settle(self, entry: Entry, digest: str, fingerprint: str | None) -> None:
+        if fingerprint is not None:
+            left_out = orjson.dumps(dict(entry.left_out), option=orjson.OPT_SORT_KEYS).decode() if entry.left_out else None
+            for column, value in zip(SETTLED_COLUMNS, (entry.external_id, digest, fingerprint, left_out)):
+                self.settling[column].append(value)
 
     def seal(self) -> None:
         """The outcomes added so far into typed columns."""
         if self.columns["external_id"]:
             self.sealed.append(pd.DataFrame(self.columns, columns=OUTCOME_COLUMNS).astype(OUTCOME_TYPE))
             self.columns = {c: [] for c in OUTCOME_COLUMNS}
+        if self.settling["external_id"]:
+            self.settled.append(pa.table({c: pa.array(v, pa.string()) for c, v in self.settling.items()}))
+            self.settling = {c: [] for c in SETTLED_COLUMNS}
 
     def frame(self) -> pd.DataFrame:
         self.seal()
@@ -80,15 +96,25 @@ class AddressBookResult:
             return pd.DataFrame(columns=OUTCOME_COLUMNS).astype(OUTCOME_TYPE)
         return pd.concat(self.sealed, ignore_index=True)
 
+    def input_hashes(self) -> Iterator[tuple[str, str, str, dict]]:
+        """(external_id, content_hash, input_hash, fields) of the settled records, for `SyncState.save_input_hashes`."""
+        self.seal()
+        for table in self.settled:
+            for key, digest, fingerprint, left_out in zip(*(table[c].to_pylist() for c in SETTLED_COLUMNS)):
+                yield key, digest, fingerprint, {"left_out": orjson.loads(left_out)} if left_out else {}
 
+
+SETTLED_COLUMNS = ["external_id", "content_hash", "input_hash", "left_out"]
 OUTCOME_TYPE = pd.StringDtype("pyarrow")
 
 
 def _saved(state: SyncState, ids: Iterable[str]) -> dict[str, dict]:
-    frame = state.records(DESTINATION, ids)
+    frame = state.records(DESTINATION, ids, columns=("content_hash", "fields", "destination_key", "input_hash"))
     return {str(r.external_id): {"hash": None if pd.isna(r.content_hash) else str(r.content_hash),
                                  "oid": None if pd.isna(r.destination_key) else str(r.destination_key),
-                                 "creating": bool((r.fields or {}).get("creating"))}
+                                 "input": None if pd.isna(r.input_hash) else str(r.input_hash),
+                                 "creating": bool((r.fields or {}).get("creating")),
+                                 "left_out": (r.fields or {}).get("left_out") or {}}
             for r in frame.itertuples(index=False)}
 
 
@@ -115,10 +141,6 @@ def _gone(client: XelionClient, state: SyncState) -> set[str]:
     return set(saved.filter(pc.invert(pc.is_in(saved, value_set=listed))).to_pylist())
 
 
-def _named_organisations(entries: list[Entry]) -> set[str]:
-    return {employment["organisation"]["afas"] for e in entries for employment in e.document.get("employments", ())}
-
-
 def sync_address_book(client: XelionClient, state: SyncState, book: AddressBook, *, quarantine_after: int = 5,
                       dry_run: bool = False, verify: bool = False) -> AddressBookResult:
     """Organisations first (persons' employments name them by oid), then persons, `PLAN_CHUNK` records made and
@@ -137,34 +159,43 @@ def sync_address_book(client: XelionClient, state: SyncState, book: AddressBook,
     rejected = state.rejected(DESTINATION)
     quarantined = set(rejected.loc[rejected["quarantined"].astype(bool), "external_id"].astype(str))
     for kind in (ORGANISATION, PERSON):
-        for entries in book.chunks(kind, PLAN_CHUNK):
-            if not verify and (wanted := _named_organisations(entries) - oids.keys() - looked_up):
+        for part in book.parts(kind, PLAN_CHUNK):
+            if not verify and (wanted := part.named_organisations() - oids.keys() - looked_up):
                 oids.update(organisation_oids(state, wanted))
                 looked_up |= wanted
-            saved = _saved(state, [e.external_id for e in entries])
+            saved = _saved(state, part.keys)
             if gone:  # made again: a create, not an update of an oid Xelion no longer has
                 saved = {key: {**row, "oid": None, "creating": False} if row.get("oid") in gone else row
                          for key, row in saved.items()}
+            # A record sent from the same input as now (and not waiting for an operator) is not made again.
+            fingerprints = dict(zip(part.keys, part.fingerprints(oids)))
+            same = {key for key, fingerprint in fingerprints.items() if key not in quarantined
+                    and (row := saved.get(key)) and row["oid"] and row["input"] == fingerprint}
+            for key in (k for k in part.keys if k in same):
+                result.add(key, kind, "unchanged", "unchanged")
+                result.left_out.update(saved[key]["left_out"])
+            result.not_made += len(same)
             planned: list[tuple[Entry, dict, str, str]] = []  # entry, document, hash, action
-            for entry in entries:
+            for entry in part.entries(skip=same):
                 document, waiting = resolve_employments(entry.document, oids)
                 result.counts["employments_waiting_for_organisation"] += waiting
                 digest = content_hash(document)
                 row = saved.get(entry.external_id, {})
                 if entry.external_id in quarantined:  # refused run after run: waits for an operator (C4)
-                    result.add(entry, "skip", "quarantined")
+                    result.add(entry.external_id, kind, "skip", "quarantined")
                 elif row.get("oid") and row.get("hash") == digest:
-                    result.add(entry, "unchanged", "unchanged")
+                    result.add(entry.external_id, kind, "unchanged", "unchanged")
+                    result.settle(entry, digest, fingerprints[entry.external_id])
                 else:
                     action = "update" if row.get("oid") else ("recover" if row.get("creating") else "create")
                     planned.append((entry, document, digest, action))
             if dry_run:
                 for entry, _, _, action in planned:
-                    result.add(entry, "create" if action == "recover" else action, "planned")
+                    result.add(entry.external_id, kind, "create" if action == "recover" else action, "planned")
             else:
                 for start in range(0, len(planned), CHUNK):
                     _write(client, state, planned[start:start + CHUNK], saved, oids, result, unanswered,
-                           quarantine_after)
+                           quarantine_after, fingerprints)
             result.seal()
     if unanswered:
         missing = sum(n for key, n in result.counts.items() if key.endswith("/unanswered"))
@@ -174,7 +205,8 @@ def sync_address_book(client: XelionClient, state: SyncState, book: AddressBook,
 
 
 def _write(client: XelionClient, state: SyncState, chunk: list[tuple[Entry, dict, str, str]], saved: dict[str, dict],
-           oids: dict[str, str], result: AddressBookResult, unanswered: list[Exception], quarantine_after: int) -> None:
+           oids: dict[str, str], result: AddressBookResult, unanswered: list[Exception], quarantine_after: int,
+           fingerprints: dict[str, str]) -> None:
     """Send one chunk of planned writes and save its answers together."""
     creates = [(e, h) for e, _, h, a in chunk if a == "create"]
     if creates:  # marked before they are sent: a lost answer is found again, never created twice
@@ -189,16 +221,17 @@ def _write(client: XelionClient, state: SyncState, chunk: list[tuple[Entry, dict
         if error is None:
             done.append({"external_id": entry.external_id, "content_hash": digest, "email_hash": None,
                          "permissions": {}, "fields": {}, "destination_key": oid})
-            result.add(entry, shown, "ok")
+            result.add(entry.external_id, entry.kind, shown, "ok")
+            result.settle(entry, digest, fingerprints.get(entry.external_id))
             if entry.kind == ORGANISATION:
                 oids[entry.external_id] = oid
         elif isinstance(error, XelionRequestError):
             reason = f"{error.status_code}/{error.error_code}: {', '.join(error.fields) or 'the record'}"
             refused.append({"external_id": entry.external_id, "reason": reason, "status_code": error.status_code})
-            result.add(entry, shown, "rejected", reason)
+            result.add(entry.external_id, entry.kind, shown, "rejected", reason)
         else:
             unanswered[:] = unanswered or [error]
-            result.add(entry, shown, "unanswered", type(error).__name__)
+            result.add(entry.external_id, entry.kind, shown, "unanswered", type(error).__name__)
     with state.transaction():
         state.save_records(DESTINATION, done)
         state.clear_rejections(DESTINATION, [d["external_id"] for d in done])

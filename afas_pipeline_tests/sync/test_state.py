@@ -234,18 +234,24 @@ def test_the_other_state_calls_keep_their_rules_on_either_database(state_locatio
     assert state.mark_bounced("spotler", ["A", "A", "Z"]) == 1 and state.mark_bounced("spotler", ["A"]) == 0
     # Xelion: the phone index replaced per record (or whole), call reports counting attempts, cursors.
     def index_rows(*rows):
-        return pa.Table.from_pylist([dict(zip(("external_id", "number_key", "bcid", "afas_id", "kind"), r))
-                                     for r in rows])
+        columns = ("external_id", "number_key", "bcid", "afas_id", "kind")
+        return pa.table({c: pa.array([r[i] for r in rows], pa.string()) for i, c in enumerate(columns)})
 
     state.replace_phone_numbers("xelion", index_rows(("organisation:1", "k1", "b1", "1", "org"),
                                                      ("organisation:1", "k2", "b1", "1", "org"),
                                                      ("organisation:2", "k3", "b2", "2", "org"),
                                                      ("organisation:3", "k4", "b3", "3", "org")))
     # A record without a number any more (one row, no key) loses its rows; one left out of a whole read too.
+    whole = pa.array(["organisation:1", "organisation:3"])
     state.replace_phone_numbers("xelion", index_rows(("organisation:1", "k2", "b1", "1", "org"),
-                                                     ("organisation:3", None, "b3", "3", "org")), only=True)
+                                                     ("organisation:3", None, "b3", "3", "org")), every=whole)
     assert state.phone_index("xelion", ["k1", "k2", "k3", "k4"])[["external_id", "number_key"]].values.tolist() == [
         ["organisation:1", "k2"]]
+    assert (state.phone_number_count("xelion"), state.phone_number_count("xelion", ["organisation:3"])) == (1, 0)
+    # A whole read whose records were not made again (their input unchanged) keeps their rows, and the version.
+    version = state.phone_index_version("xelion")
+    assert not state.replace_phone_numbers("xelion", index_rows(), every=whole)
+    assert state.phone_index_version("xelion") == version and state.phone_number_count("xelion") == 1
     # The version changes with the rows only: a delta whose records keep their numbers changes nothing.
     version = state.phone_index_version("xelion")
     assert version and not state.replace_phone_numbers("xelion", index_rows(("organisation:1", "k2", "b1", "1", "org")))
@@ -311,9 +317,25 @@ def test_records_reads_only_the_columns_asked_for_by_id_or_whole(state_location)
     assert sorted(zip(whole["external_id"], whole["email_hash"])) == [("1", "e1"), ("2", "e2"), ("3", "e3")]
     assert whole["fields"].tolist() == [{"function": "h"}] * 3  # parsed, as without `columns`
     assert list(state.records("spotler", ["1"]).columns) == ["external_id", "content_hash", "email_hash", "permissions",
-                                                             "bounced_email_hash", "fields", "destination_key"]
+                                                             "bounced_email_hash", "fields", "destination_key",
+                                                             "input_hash"]
     with pytest.raises(ValueError, match="no such state record column: email"):
         state.records("spotler", columns=("email",))
+
+
+def test_an_input_hash_stays_only_with_the_content_it_was_made_into(state_location):
+    """What a record was made from (its AFAS input) lets a run tell it unchanged without making it again; it is kept
+    only next to the content hash it gave, and a write of the record drops it."""
+    state = SyncState(state_location)
+    state.save_records("xelion", [{"external_id": k, "content_hash": "c1", "email_hash": None, "permissions": {},
+                                   "destination_key": "9"} for k in ("A", "B")])
+    state.save_input_hashes("xelion", [("A", "c1", "i1", {"left_out": {"invalid_number": 1}}), ("B", "c0", "i2", {})])
+    rows = state.records("xelion").set_index("external_id")
+    assert (rows.loc["A", "input_hash"], rows.loc["A", "fields"]) == ("i1", {"left_out": {"invalid_number": 1}})
+    assert pd.isna(rows.loc["B", "input_hash"])  # B's content is no longer the one that input made
+    state.save_records("xelion", [{"external_id": "A", "content_hash": "c2", "email_hash": None, "permissions": {}}])
+    again = state.records("xelion", ["A"]).iloc[0]
+    assert pd.isna(again["input_hash"]) and again["destination_key"] == "9"
 
 
 def test_the_records_in_doubt_are_found_through_their_index_not_by_reading_every_record(state_location):
