@@ -118,17 +118,22 @@ def _saved(state: SyncState, ids: Iterable[str]) -> dict[str, dict]:
             for r in frame.itertuples(index=False)}
 
 
-def organisation_oids(state: SyncState, keys: Iterable[str] | None = None) -> dict[str, str]:
-    """AFAS key -> Xelion oid of every organisation the address book has (or of these). Reads the two columns it uses
-    (at 1,000,000 contacts the destination's 1,133,557 rows with every column, JSON parsed: 3.7-4.1 s)."""
-    frame = state.records(DESTINATION, keys, columns=("destination_key",), parsed=False)
-    frame = frame[frame["external_id"].str.startswith(f"{ORGANISATION}:") & frame["destination_key"].notna()]
-    return dict(zip(frame["external_id"].astype(str), frame["destination_key"].astype(str)))
+def saved_oids(state: SyncState, keys: Iterable[str] | None = None) -> pd.DataFrame:
+    """The Xelion oid saved per record key (`external_id`, `destination_key`), of every record or of these: the two
+    columns it uses (at 1,000,000 contacts the destination's 1,133,557 rows with every column, JSON parsed: 3.7-4.1
+    s), read once for both R2's check and the organisations' oids."""
+    return state.records(DESTINATION, keys, columns=("destination_key",), parsed=False)
 
 
-def _gone(client: XelionClient, state: SyncState) -> set[str]:
-    """The oids in the sync state that Xelion does not list (removed by a user, or a tenant reset): R2's check. The
-    listing is kept as Arrow text (at 1,000,000 contacts a Python set of it held some 130 MB)."""
+def organisation_oids(saved: pd.DataFrame) -> dict[str, str]:
+    """AFAS key -> Xelion oid of the organisations among these saved rows (`saved_oids`)."""
+    saved = saved[saved["external_id"].str.startswith(f"{ORGANISATION}:") & saved["destination_key"].notna()]
+    return dict(zip(saved["external_id"].astype(str), saved["destination_key"].astype(str)))
+
+
+def _gone(client: XelionClient, saved: pd.DataFrame) -> set[str]:
+    """The oids in the sync state (`saved_oids`) that Xelion does not list (removed by a user, or a tenant reset):
+    R2's check. The listing is kept as Arrow text (at 1,000,000 contacts a Python set of it held some 130 MB)."""
     pages, page = [], []
     for addressable in client.addressables():
         page.append(str(addressable["oid"]))
@@ -136,9 +141,8 @@ def _gone(client: XelionClient, state: SyncState) -> set[str]:
             pages.append(pa.array(page, pa.string()))
             page = []
     listed = pa.chunked_array([*pages, pa.array(page, pa.string())], pa.string()).combine_chunks()
-    saved = state.records(DESTINATION, columns=("destination_key",), parsed=False)["destination_key"].dropna()
-    saved = pa.array(saved.astype(str).to_numpy(), pa.string())
-    return set(saved.filter(pc.invert(pc.is_in(saved, value_set=listed))).to_pylist())
+    oids = pa.array(saved["destination_key"].dropna().astype(str).to_numpy(), pa.string())
+    return set(oids.filter(pc.invert(pc.is_in(oids, value_set=listed))).to_pylist())
 
 
 def sync_address_book(client: XelionClient, state: SyncState, book: AddressBook, *, quarantine_after: int = 5,
@@ -148,9 +152,11 @@ def sync_address_book(client: XelionClient, state: SyncState, book: AddressBook,
     Xelion (or a tenant reset) is made again instead of being taken as unchanged."""
     result = AddressBookResult()
     # The full sync reads every organisation's oid (every person comes); a delta those its persons name, as they come.
-    oids = organisation_oids(state) if verify else {}
+    saved_keys = saved_oids(state) if verify else None
+    oids = organisation_oids(saved_keys) if verify else {}
     looked_up: set[str] = set()
-    gone = _gone(client, state) if verify else set()  # the oids saved that Xelion no longer lists
+    gone = _gone(client, saved_keys) if verify else set()  # the oids saved that Xelion no longer lists
+    del saved_keys
     if gone:
         missing = {key for key, oid in oids.items() if oid in gone}
         result.counts["missing_in_xelion"] += len(missing)
@@ -161,7 +167,7 @@ def sync_address_book(client: XelionClient, state: SyncState, book: AddressBook,
     for kind in (ORGANISATION, PERSON):
         for part in book.parts(kind, PLAN_CHUNK):
             if not verify and (wanted := part.named_organisations() - oids.keys() - looked_up):
-                oids.update(organisation_oids(state, wanted))
+                oids.update(organisation_oids(saved_oids(state, wanted)))
                 looked_up |= wanted
             saved = _saved(state, part.keys)
             if gone:  # made again: a create, not an update of an oid Xelion no longer has
