@@ -194,7 +194,10 @@ class Part:
         """The entries of the part's records but those in `skip` (external ids)."""
         rows = self.rows
         if skip:
-            rows = rows[[key not in skip for key in self.keys]]
+            wanted = [key not in skip for key in self.keys]
+            if not any(wanted):  # a rerun: every record unchanged
+                return []
+            rows = rows[wanted]
         region, book = self.book.region, self.book
         if self.kind == ORGANISATION:
             entries = [organisation_entry(r, region) for r in _records(rows)]

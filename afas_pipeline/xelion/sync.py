@@ -75,6 +75,13 @@ class AddressBookResult:
             self.columns[column].append(value)
         self.counts[f"{action}/{status}"] += 1
 
+    def add_many(self, keys: list[str], kind: str, action: str, status: str) -> None:
+        """`add` for many records of one outcome."""
+        self.columns["external_id"] += [hash_key(key) for key in keys]
+        for column, value in zip(OUTCOME_COLUMNS[1:], (kind, action, status, None)):
+            self.columns[column] += [value] * len(keys)
+        self.counts[f"{action}/{status}"] += len(keys)
+
     def settle(self, entry: Entry, digest: str, fingerprint: str | None) -> None:
         if fingerprint is not None:
             left_out = orjson.dumps(dict(entry.left_out), option=orjson.OPT_SORT_KEYS).decode() if entry.left_out else None
@@ -108,14 +115,38 @@ SETTLED_COLUMNS = ["external_id", "content_hash", "input_hash", "left_out"]
 OUTCOME_TYPE = pd.StringDtype("pyarrow")
 
 
-def _saved(state: SyncState, ids: Iterable[str]) -> dict[str, dict]:
-    frame = state.records(DESTINATION, ids, columns=("content_hash", "fields", "destination_key", "input_hash"))
-    return {str(r.external_id): {"hash": None if pd.isna(r.content_hash) else str(r.content_hash),
-                                 "oid": None if pd.isna(r.destination_key) else str(r.destination_key),
-                                 "input": None if pd.isna(r.input_hash) else str(r.input_hash),
-                                 "creating": bool((r.fields or {}).get("creating")),
-                                 "left_out": (r.fields or {}).get("left_out") or {}}
-            for r in frame.itertuples(index=False)}
+class _Saved:
+    """What the sync state holds of some records, column by column: which are unchanged by their input is told from
+    two columns (at 1,000,000 contacts a dict per record, its JSON parsed, took 15 s of a rerun); the whole row of
+    a record (`get`) is made only for the records made again. An oid in `gone` (R2) is as none: made again."""
+
+    def __init__(self, state: SyncState, ids: Iterable[str], gone: set[str]):
+        frame = state.records(DESTINATION, ids, columns=("content_hash", "fields", "destination_key", "input_hash"),
+                              parsed=False)
+        self._values = {c: frame[c].to_numpy(dtype=object, na_value=None).tolist() for c in frame.columns}
+        self._at = {key: i for i, key in enumerate(self._values["external_id"])}
+        self._gone = gone
+
+    def unchanged(self, fingerprints: dict[str, str], quarantined: set[str]) -> set[str]:
+        """The records sent from the input they have now (`fingerprints`), with an oid, not waiting for an operator."""
+        oids, inputs = self._values["destination_key"], self._values["input_hash"]
+        return {key for key, i in self._at.items() if inputs[i] is not None and inputs[i] == fingerprints.get(key)
+                and oids[i] and oids[i] not in self._gone and key not in quarantined}
+
+    def left_out(self, key: str) -> dict:
+        text = self._values["fields"][self._at[key]]
+        return (orjson.loads(text).get("left_out") or {}) if text and text != "{}" else {}
+
+    def get(self, key: str, default: dict | None = None) -> dict:
+        """The saved content hash, oid and create mark of a record (`default` when the state has none)."""
+        i = self._at.get(key)
+        if i is None:
+            return {} if default is None else default
+        text, oid = self._values["fields"][i], self._values["destination_key"][i]
+        fields = orjson.loads(text) if text and text != "{}" else {}
+        if oid in self._gone:  # made again: a create, not an update of an oid Xelion no longer has
+            return {"hash": self._values["content_hash"][i], "oid": None, "creating": False}
+        return {"hash": self._values["content_hash"][i], "oid": oid, "creating": bool(fields.get("creating"))}
 
 
 def saved_oids(state: SyncState, keys: Iterable[str] | None = None) -> pd.DataFrame:
@@ -169,17 +200,13 @@ def sync_address_book(client: XelionClient, state: SyncState, book: AddressBook,
             if not verify and (wanted := part.named_organisations() - oids.keys() - looked_up):
                 oids.update(organisation_oids(saved_oids(state, wanted)))
                 looked_up |= wanted
-            saved = _saved(state, part.keys)
-            if gone:  # made again: a create, not an update of an oid Xelion no longer has
-                saved = {key: {**row, "oid": None, "creating": False} if row.get("oid") in gone else row
-                         for key, row in saved.items()}
+            saved = _Saved(state, part.keys, gone)
             # A record sent from the same input as now (and not waiting for an operator) is not made again.
             fingerprints = dict(zip(part.keys, part.fingerprints(oids)))
-            same = {key for key, fingerprint in fingerprints.items() if key not in quarantined
-                    and (row := saved.get(key)) and row["oid"] and row["input"] == fingerprint}
-            for key in (k for k in part.keys if k in same):
-                result.add(key, kind, "unchanged", "unchanged")
-                result.left_out.update(saved[key]["left_out"])
+            same = saved.unchanged(fingerprints, quarantined)
+            result.add_many([key for key in part.keys if key in same], kind, "unchanged", "unchanged")
+            for key in same:
+                result.left_out.update(saved.left_out(key))
             result.not_made += len(same)
             planned: list[tuple[Entry, dict, str, str]] = []  # entry, document, hash, action
             for entry in part.entries(skip=same):
@@ -210,7 +237,7 @@ def sync_address_book(client: XelionClient, state: SyncState, book: AddressBook,
     return result
 
 
-def _write(client: XelionClient, state: SyncState, chunk: list[tuple[Entry, dict, str, str]], saved: dict[str, dict],
+def _write(client: XelionClient, state: SyncState, chunk: list[tuple[Entry, dict, str, str]], saved: _Saved,
            oids: dict[str, str], result: AddressBookResult, unanswered: list[Exception], quarantine_after: int,
            fingerprints: dict[str, str]) -> None:
     """Send one chunk of planned writes and save its answers together."""
