@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 import pandas as pd
+import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -219,7 +220,9 @@ DOCUMENT_VERSION = 1
 
 @functools.lru_cache(maxsize=8)
 def _seed(region: str) -> int:
-    text = f"{DOCUMENT_VERSION}|{region}|{number_key('+0')}".encode()
+    """What every record's entry is also made from: this code's version, the region, the salt of the number keys
+    (as the key of a fixed number), and libphonenumber's version (its metadata decides which numbers are valid)."""
+    text = f"{DOCUMENT_VERSION}|{region}|{number_key('+0')}|{phonenumbers.__version__}".encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
 
 
