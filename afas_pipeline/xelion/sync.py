@@ -117,8 +117,8 @@ OUTCOME_TYPE = pd.StringDtype("pyarrow")
 
 class _Saved:
     """What the sync state holds of some records, column by column: which are unchanged by their input is told from
-    two columns (at 1,000,000 contacts a dict per record, its JSON parsed, took 15 s of a rerun); the whole row of
-    a record (`get`) is made only for the records made again. An oid in `gone` (R2) is as none: made again."""
+    two columns (a dict per record, its JSON parsed, took 2.7 s of a 13.6 s rerun of 121,429 records); the whole
+    row of a record (`get`) is made only for the records made again. An oid in `gone` (R2) is as none: made again."""
 
     def __init__(self, state: SyncState, ids: Iterable[str], gone: set[str]):
         frame = state.records(DESTINATION, ids, columns=("content_hash", "fields", "destination_key", "input_hash"),

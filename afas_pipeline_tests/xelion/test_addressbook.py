@@ -179,7 +179,7 @@ def _fingerprints(book, oids: dict[str, str], size: int = 5000) -> dict[str, str
 
 def test_x1_a_record_s_fingerprint_changes_with_what_its_entry_is_made_from_and_only_then(monkeypatch):
     """A rerun skips making a record whose fingerprint is as saved (at 1,000,000 contacts making every record again
-    took 4 minutes), so a fingerprint must change with anything its document or numbers are made from: its row, an
+    took 267 s), so a fingerprint must change with anything its document or numbers are made from: its row, an
     employment's contact, the oid its organisation has in Xelion, the region. And with nothing else."""
     orgs, persons, contacts = _crowd()
     oids = {f"organisation:{o}": str(500 + o) for o in range(1, 13)}

@@ -79,7 +79,7 @@ def _numbers(meta: dict) -> dict:
 
 def test_c3_a_rerun_sends_nothing(world):
     """A rerun sends nothing, and makes no record again whose AFAS input is as when it was sent (at 1,000,000
-    contacts that took 4 minutes): its counts are the first run's, and the phone index is kept."""
+    contacts the step took 267 s): its counts are the first run's, and the phone index is kept."""
     first = _meta(world, world.sync())
     before = _writes(world)
     result = world.sync()
