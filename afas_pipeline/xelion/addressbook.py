@@ -176,8 +176,8 @@ class Part:
     def fingerprints(self, oids: dict[str, str]) -> list[str]:
         """Per record, a hash of everything its document and numbers are made from: its row, its employments with the
         oid each organisation has in Xelion (`oids`), and `_seed` (the region, the salt of the number keys,
-        libphonenumber's version, `DOCUMENT_VERSION`). Equal fingerprints make equal entries; made with pandas' vectorised hashing (at 1,000,000 contacts making
-        every entry again to compare its hash took 267 s)."""
+        libphonenumber's version, `DOCUMENT_VERSION`). Equal fingerprints make equal entries; made with pandas'
+        vectorised hashing (at 1,000,000 contacts making every entry again to compare its hash took 267 s)."""
         own = _row_hashes(self.rows)
         if self.kind == PERSON:
             contacts = self.book._employments.part(*self.book._span(self.rows["_id"]))
@@ -228,10 +228,13 @@ def _seed(region: str) -> int:
 
 
 def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
-    """A 64-bit hash per row of these columns (in their order), the same in every process."""
+    """A 64-bit hash per row of these columns (in their order), the same in every process. Each column is hashed as
+    Arrow text: pandas hashes a Python object column's missing value as the text "None" (and NaN as "nan"), so a
+    name typed "None" where there was none would keep its hash."""
     if frame.empty:
         return np.zeros(0, dtype=np.uint64)
-    return pd.util.hash_pandas_object(frame, index=False, categorize=False).to_numpy(dtype=np.uint64)
+    texts = frame.astype(pd.StringDtype("pyarrow"))
+    return pd.util.hash_pandas_object(texts, index=False, categorize=False).to_numpy(dtype=np.uint64)
 
 
 def _sums(groups: np.ndarray, hashes: np.ndarray) -> dict[str, int]:

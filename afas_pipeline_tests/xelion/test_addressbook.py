@@ -203,6 +203,13 @@ def test_x1_a_record_s_fingerprint_changes_with_what_its_entry_is_made_from_and_
                              "Function": None, "Phone": None, "Mobile": None}])
     assert changed(contacts=pd.concat([contacts, new_job], ignore_index=True)) == {"person:4"}
     assert changed(region="BE") == set(base)
+    # A value typed as the words pandas writes for a missing one is a value (a Python object column hashes the two
+    # alike); a missing value is missing however it was read (None before, NaN after).
+    without = persons.assign(Prefix=None)
+    before = _fingerprints(address_book(orgs, without, contacts), oids)
+    typed = _fingerprints(address_book(orgs, without.assign(
+        Prefix=without["PersonId"].map({"3": "None", "4": "nan"})), contacts), oids)
+    assert {key for key in before if typed[key] != before[key]} == {"person:3", "person:4"}
     assert changed(persons=persons.assign(DateModified="2026-12-04")) == set()  # a column the book does not read
     # Which numbers are valid is libphonenumber's metadata; the number keys are salted per installation.
     for module, name, value in ((phonenumbers, "__version__", "0.0.1"), (privacy, "_SALT", b"another salt")):
