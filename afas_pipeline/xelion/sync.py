@@ -77,6 +77,8 @@ class AddressBookResult:
 
     def add_many(self, keys: list[str], kind: str, action: str, status: str) -> None:
         """`add` for many records of one outcome."""
+        if not keys:
+            return
         self.columns["external_id"] += [hash_key(key) for key in keys]
         for column, value in zip(OUTCOME_COLUMNS[1:], (kind, action, status, None)):
             self.columns[column] += [value] * len(keys)

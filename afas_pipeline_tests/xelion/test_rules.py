@@ -81,6 +81,7 @@ def test_c3_a_rerun_sends_nothing(world):
     """A rerun sends nothing, and makes no record again whose AFAS input is as when it was sent (at 1,000,000
     contacts the step took 267 s): its counts are the first run's, and the phone index is kept."""
     first = _meta(world, world.sync())
+    assert "outcome/unchanged/unchanged" not in first  # a first run: no outcome counted as 0
     before = _writes(world)
     result = world.sync()
     meta = _meta(world, result)
