@@ -122,10 +122,6 @@ class AddressBook:
             pc.binary_join_element_wise(f"{kind}:", pa.array(rows.frame["_id"].to_numpy()[rows.order], pa.string()), "")
             for kind, rows in self._rows.items()])
 
-    def entries(self, kind: str) -> Iterator[Entry]:
-        for chunk in self.chunks(kind):
-            yield from chunk
-
     @property
     def left_out(self) -> Counter:
         """Numbers left out of the entries made so far, by reason (`not_a_number`, `invalid_number`)."""
@@ -166,12 +162,16 @@ class Part:
         self.book, self.kind, self.rows = book, kind, rows
         self.keys = [external_id(kind, i) for i in rows["_id"]]
 
+    @functools.cached_property
+    def _contacts(self) -> pd.DataFrame:
+        """The PRS contacts of these persons (their employments)."""
+        return self.book._employments.part(*self.book._span(self.rows["_id"]))
+
     def named_organisations(self) -> set[str]:
         """The AFAS keys of the organisations these persons' employments name."""
         if self.kind != PERSON:
             return set()
-        contacts = self.book._employments.part(*self.book._span(self.rows["_id"]))
-        return {external_id(ORGANISATION, v) for v in contacts["OrganisationId"].astype(object)}
+        return {external_id(ORGANISATION, v) for v in self._contacts["OrganisationId"].astype(object)}
 
     def fingerprints(self, oids: dict[str, str]) -> list[str]:
         """Per record, a hash of everything its document and numbers are made from: its row, its employments with the
@@ -180,7 +180,7 @@ class Part:
         vectorised hashing (at 1,000,000 contacts making every entry again to compare its hash took 267 s)."""
         own = _row_hashes(self.rows)
         if self.kind == PERSON:
-            contacts = self.book._employments.part(*self.book._span(self.rows["_id"]))
+            contacts = self._contacts
             named = [oids.get(external_id(ORGANISATION, v)) for v in contacts["OrganisationId"].astype(object)]
             hashes = _row_hashes(contacts.assign(_oid=named))
             by_person = _sums(contacts["_pid"].to_numpy(), hashes)

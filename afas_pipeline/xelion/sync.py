@@ -139,11 +139,11 @@ class _Saved:
         text = self._values["fields"][self._at[key]]
         return (orjson.loads(text).get("left_out") or {}) if text and text != "{}" else {}
 
-    def get(self, key: str, default: dict | None = None) -> dict:
-        """The saved content hash, oid and create mark of a record (`default` when the state has none)."""
+    def get(self, key: str) -> dict:
+        """The saved content hash, oid and create mark of a record ({} when the state has none)."""
         i = self._at.get(key)
         if i is None:
-            return {} if default is None else default
+            return {}
         text, oid = self._values["fields"][i], self._values["destination_key"][i]
         fields = orjson.loads(text) if text and text != "{}" else {}
         if oid in self._gone:  # made again: a create, not an update of an oid Xelion no longer has
@@ -215,7 +215,7 @@ def sync_address_book(client: XelionClient, state: SyncState, book: AddressBook,
                 document, waiting = resolve_employments(entry.document, oids)
                 result.counts["employments_waiting_for_organisation"] += waiting
                 digest = content_hash(document)
-                row = saved.get(entry.external_id, {})
+                row = saved.get(entry.external_id)
                 if entry.external_id in quarantined:  # refused run after run: waits for an operator (C4)
                     result.add(entry.external_id, kind, "skip", "quarantined")
                 elif row.get("oid") and row.get("hash") == digest:
@@ -248,7 +248,7 @@ def _write(client: XelionClient, state: SyncState, chunk: list[tuple[Entry, dict
         state.save_records(DESTINATION, [{"external_id": e.external_id, "content_hash": IN_DOUBT,
                                           "email_hash": None, "permissions": {}, "fields": {"creating": True}}
                                          for e, _ in creates])
-    outcomes = _send(client, [(e, d, saved.get(e.external_id, {}).get("oid"), a) for e, d, _, a in chunk])
+    outcomes = _send(client, [(e, d, saved.get(e.external_id).get("oid"), a) for e, d, _, a in chunk])
     failpoint("xelion_address_book.chunk_answered")
     done, refused = [], []
     for (entry, _, digest, action), (oid, error) in zip(chunk, outcomes):
