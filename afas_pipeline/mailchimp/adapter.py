@@ -1,5 +1,5 @@
 """The Mailchimp side of a sync (`afas_pipeline.sync.destination.Destination`): audience members and their plan as
-member upserts (`PUT lists/{id}/members/{hash}`), and Mailchimp's members changed since a moment
+member upserts (`PUT lists/{id}/members/{hash}`; members new to the sync state by batch subscribe first), and Mailchimp's members changed since a moment
 (`since_last_changed`) as the typed values of `afas_pipeline.sync.events`.
 
 Consent, the way Mailchimp users lost it elsewhere (MC3):
@@ -121,8 +121,9 @@ class MailchimpAdapter:
                     # consent, so the AFAS opt-in asks anew (pending), an opt-out that stands (C1) stays.
                     body["status"] = "pending" if wanted[i] and not held[i] else \
                         "unsubscribed" if held[i] else "transactional"
-            member = keys.get(external_id) or subscriber_hash(emails[i])
-            documents.append(MemberWrite(external_id, member, body))
+            member = keys.get(external_id)
+            documents.append(MemberWrite(external_id, member or subscriber_hash(emails[i]), body,
+                                         new=action == "create" and not member))
         return documents
 
     def _reactivation_consent(self, rows: pd.DataFrame) -> tuple[list[bool], list[bool]]:
@@ -156,7 +157,8 @@ class MailchimpAdapter:
         stats = client.stats
         with self._lock:
             left_out, self._left_out = self._left_out, 0
-        return {"members_sent": stats.members_sent, "write_requests": stats.requests,
+        return {"members_sent": stats.members_sent, "members_created_in_bulk": stats.members_created_in_bulk,
+                "write_requests": stats.requests,
                 "phones_left_out_unparseable": left_out}
 
     def refusal_reason(self, result: MemberResult) -> str:

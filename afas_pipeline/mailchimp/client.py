@@ -5,9 +5,12 @@ What it takes care of, so callers do not have to:
 - the API key: ``<32 hex>-<dc>``, the data centre naming the default API root
   ``https://<dc>.api.mailchimp.com/3.0``; sent as HTTP Basic password (any user name), never logged, never
   in a repr or an error;
-- member upserts, one ``PUT lists/{list_id}/members/{subscriber_hash}`` per member (Mailchimp has no
-  synchronous bulk upsert that answers per member with the member's state), up to ``max_concurrency`` in
-  flight per API root, shared by every client in the process (Mailchimp allows 10 simultaneous connections);
+- member upserts, one ``PUT lists/{list_id}/members/{subscriber_hash}`` per member, up to ``max_concurrency``
+  in flight per API root, shared by every client in the process (Mailchimp allows 10 simultaneous connections);
+- members new to the sync created up to 500 a call by batch subscribe (``POST lists/{list_id}`` with
+  ``update_existing: false``, Mailchimp's synchronous bulk call that answers per member). A member it did not
+  create (one Mailchimp already has, a refusal of any kind) is sent its own PUT, whose answer decides: the
+  batch call never updates a member, so it cannot change anyone's status;
 - retries with exponential backoff and jitter after 429, 5xx, a bare 403 without body (Mailchimp over its
   connection limit) and network errors, honouring ``Retry-After`` should it ever come (Mailchimp sends none).
   A PUT is idempotent except for a rename, whose retry after an unanswered attempt can find the new address
@@ -71,6 +74,10 @@ API_URL_EXAMPLE = "https://us21.api.mailchimp.com/3.0"
 _API_KEY = re.compile(r"[0-9a-f]{32}-([a-z]{2,}[0-9]+)")
 _HASH = re.compile(r"[0-9a-f]{32}")
 _MEMBER_ROUTE = "lists/{list_id}/members/{subscriber_hash}"
+_LIST_ROUTE = "lists/{list_id}"
+#: The body keys a new member's write may have to go by batch subscribe (whose members take `status`, not
+#: `status_if_new`); any other key sends the write as its own PUT.
+_BULK_KEYS = frozenset({"email_address", "merge_fields", "status_if_new"})
 _MEMBERS_ROUTE = "lists/{list_id}/members"
 _MERGE_FIELDS_ROUTE = "lists/{list_id}/merge-fields"
 _CAMPAIGNS_ROUTE = "campaigns"
@@ -108,11 +115,19 @@ def _data_centre(api_key: str) -> str:
 class MemberWrite:
     """One member to upsert: ``subscriber_hash`` addresses the member (for a rename the OLD address's hash),
     ``body`` is the JSON body of the PUT (``email_address``, ``status_if_new`` and/or ``status``,
-    ``merge_fields``, ...)."""
+    ``merge_fields``, ...). ``new``: the sync has no record of this member, so it may be created by batch
+    subscribe (when its body has no ``status`` and it is no rename); the PUT follows when it was not."""
 
     external_id: str
     subscriber_hash: str
     body: dict
+    new: bool = False
+
+    @property
+    def bulk(self) -> bool:
+        """Whether batch subscribe may create this member."""
+        return (self.new and self.body.keys() <= _BULK_KEYS and "status_if_new" in self.body
+                and _target_hash(self) == self.subscriber_hash)
 
 
 @dataclass(frozen=True)
@@ -158,6 +173,7 @@ class WriteStats:
     members_sent: int = 0  # writes handed to put_members
     members_failed: int = 0  # of those, refusals other than consent refusals
     batches: int = 0  # groups of batch_size writes
+    members_created_in_bulk: int = 0  # of members_sent, created by batch subscribe (the rest: a PUT each)
 
     def as_metadata(self) -> dict[str, int]:
         return asdict(self)
@@ -231,7 +247,8 @@ class MailchimpClient(RetryingHttpResource):
 
     def put_members(self, writes: Sequence[MemberWrite],
                     on_batch: Callable[[list[MemberResult]], None] | None = None) -> list[MemberResult]:
-        """Upsert members, one PUT each, up to ``max_concurrency`` in flight. Returns one result per write,
+        """Upsert members, one PUT each (new ones by batch subscribe first, ``MemberWrite.new``), up to
+        ``max_concurrency`` calls in flight. Returns one result per write,
         in input order; refusals are results, not exceptions. ``on_batch`` gets the results of each group
         of ``batch_size`` consecutive writes as soon as the group is settled (from a worker thread, one call
         at a time), so a caller can save them while the rest is sent. Raises ``MailchimpAuthError`` at once,
@@ -364,39 +381,74 @@ class MailchimpClient(RetryingHttpResource):
         outcomes: list[MemberResult | MailchimpError | None] = [None] * len(writes)
         stop = threading.Event()  # set by the worker that meets an auth error: no other write starts
 
-        def deliver(index: int) -> None:
+        def deliver(indexes: list[int]) -> None:
             if stop.is_set():
                 return
             try:
-                outcome = outcomes[index] = self._put_or_unanswered(writes[index])
-                groups.settle(index, outcome if isinstance(outcome, MemberResult) else None)
+                bulk = self._create_in_bulk([writes[i] for i in indexes]) if len(indexes) > 1 else {}
+                for index in indexes:
+                    if stop.is_set():
+                        return
+                    outcome = bulk.get(index - indexes[0]) or self._put_or_unanswered(writes[index])
+                    outcomes[index] = outcome
+                    groups.settle(index, outcome if isinstance(outcome, MemberResult) else None)
             except BaseException:  # an auth error, or on_batch's own
                 stop.set()
                 raise
 
         workers = self._workers_for(writes)
+        units = _units(writes, self.batch_size) if workers > 1 else [[i] for i in range(len(writes))]
         if workers == 1:
-            for index in range(len(writes)):
-                deliver(index)
+            for unit in units:
+                deliver(unit)
             return outcomes  # type: ignore[return-value]
-        # Each worker takes the next write until none is left (a future per write cost more than its PUT's bookkeeping).
-        remaining, taking = iter(range(len(writes))), threading.Lock()
+        # Each worker takes the next unit (one write, or up to 500 new members) until none is left (a future per
+        # write cost more than its PUT's bookkeeping).
+        remaining, taking = iter(units), threading.Lock()
 
         def work() -> None:
             while not stop.is_set():
                 with taking:
-                    index = next(remaining, None)
-                if index is None:
+                    unit = next(remaining, None)
+                if unit is None:
                     return
-                deliver(index)
+                deliver(unit)
 
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailchimp-put")
+        pool = ThreadPoolExecutor(max_workers=min(workers, len(units)), thread_name_prefix="mailchimp-put")
         try:
-            for future in as_completed([pool.submit(work) for _ in range(workers)]):
+            for future in as_completed([pool.submit(work) for _ in range(min(workers, len(units)))]):
                 future.result()  # an auth error, or on_batch's own: stop sending at once
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return outcomes  # type: ignore[return-value]
+
+    def _create_in_bulk(self, writes: list[MemberWrite]) -> dict[int, MemberResult | MailchimpError]:
+        """Batch subscribe of these new members (``update_existing: false``): by position, the result of each member
+        it created, and for every member an error when Mailchimp stayed unavailable. A member left out (one
+        Mailchimp already has, or refused for any reason) gets its own PUT from the caller, whose answer counts."""
+        members = [{**{k: v for k, v in w.body.items() if k != "status_if_new"}, "status": w.body["status_if_new"]}
+                   for w in writes]
+        try:
+            response = self._send("POST", self._list_path(), route=_LIST_ROUTE,
+                                  body={"members": members, "update_existing": False})
+        except (MailchimpAuthError, MailchimpConfigError):
+            raise
+        except MailchimpRequestError as exc:  # the call as a whole refused: each member is sent its PUT
+            logger.warning("batch subscribe of %d members refused (%s); sending a PUT each", len(writes), exc.title)
+            return {}
+        except MailchimpError as exc:  # unavailable after the retries: nothing was answered
+            return dict.fromkeys(range(len(writes)), exc)
+        payload = self._json(response, _LIST_ROUTE)
+        created = payload.get("new_members") if isinstance(payload, dict) else None
+        at = {w.subscriber_hash: n for n, w in enumerate(writes)}
+        out: dict[int, MemberResult | MailchimpError] = {}
+        for member in created if isinstance(created, list) else []:
+            address = member.get("email_address") if isinstance(member, dict) else None
+            n = at.get(subscriber_hash(address)) if isinstance(address, str) else None
+            if n is not None:
+                out[n] = _accepted(writes[n], member, response.status_code)
+        self._count(members_created_in_bulk=len(out))
+        return out
 
     def _workers_for(self, writes: list[MemberWrite]) -> int:
         hashes = [h for w in writes for h in {w.subscriber_hash, _target_hash(w)}]
@@ -594,6 +646,22 @@ def _check_writes(writes: list) -> None:
 def _target_hash(write: MemberWrite) -> str:
     """The hash of the address the write's body names (differs from ``write.subscriber_hash`` for a rename)."""
     return subscriber_hash(write.body["email_address"])
+
+
+def _units(writes: list[MemberWrite], group: int) -> list[list[int]]:
+    """The writes' positions as units of work: runs of consecutive new members (`MemberWrite.bulk`) inside one group
+    of `group` writes, at most `MAX_GROUP` (batch subscribe's limit), and every other write alone."""
+    units: list[list[int]] = []
+    run: list[int] = []
+    for index, write in enumerate(writes):
+        if run and (not write.bulk or len(run) == MAX_GROUP or index // group != run[0] // group):
+            units.append(run)
+            run = []
+        if write.bulk:
+            run.append(index)
+        else:
+            units.append([index])
+    return units + [run] if run else units
 
 
 def _accepted(write: MemberWrite, member: Any, status: int) -> MemberResult:

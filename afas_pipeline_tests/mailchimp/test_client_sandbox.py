@@ -27,6 +27,7 @@ from afas_pipeline_tests.waiting import wait_until
 FAST = {"backoff_initial_s": 0.001, "backoff_max_s": 0.01}
 MEMBER_PUT = "PUT lists/{list_id}/members/{subscriber_hash}"
 MEMBERS_GET = "GET lists/{list_id}/members"
+BATCH_POST = "POST lists/{list_id}"
 
 
 def make_client(sb, **overrides) -> MailchimpClient:
@@ -63,11 +64,13 @@ def address(i: int | str) -> str:
     return f"lid{i}@voorbeeld.example"
 
 
-def write(i: int | str, email: str | None = None, *, old: str | None = None, **body) -> MemberWrite:
-    """A PUT of member `i`: new members subscribed; `old` names the address to rename from."""
+def write(i: int | str, email: str | None = None, *, old: str | None = None, new: bool = False,
+          **body) -> MemberWrite:
+    """A PUT of member `i`: new members subscribed; `old` names the address to rename from; `new`: a member the
+    sync has no record of (batch subscribe may create it)."""
     email = email or address(i)
     doc = {"email_address": email, "status_if_new": "subscribed", **body}
-    return MemberWrite(str(i), subscriber_hash(old or email), doc)
+    return MemberWrite(str(i), subscriber_hash(old or email), doc, new=new)
 
 
 def stored(admin: httpx.Client, key: str) -> dict | None:
@@ -199,6 +202,82 @@ def test_writes_touching_one_member_go_one_at_a_time_and_the_last_wins(admin, sb
         assert all(r.ok for r in client.put_members(writes))
     assert stored(admin, address("a"))["merge_fields"]["FNAME"] == "Versie 5"
     assert admin.get("stats").json()["peak_concurrency"] == 1
+
+
+# --- new members: batch subscribe ------------------------------------------------------------------
+
+
+STATUSES = ("subscribed", "transactional", "cleaned")
+
+
+def test_new_members_are_created_by_batch_subscribe_500_a_call_with_their_status(admin, sb):
+    writes = [write(i, new=True, status_if_new=STATUSES[i % 3], merge_fields={"FNAME": f"Lid {i}"})
+              for i in range(1_000)]
+    calls: list[list[MemberResult]] = []
+    with make_client(sb) as client:
+        results = client.put_members(writes, on_batch=calls.append)
+        stats = client.stats
+    assert results == [MemberResult(str(i), "OK", None, 200, subscriber_hash(address(i))) for i in range(1_000)]
+    assert server_requests(admin, BATCH_POST) == 2 and server_requests(admin, MEMBER_PUT) == 0
+    assert (stats.requests, stats.members_sent, stats.members_created_in_bulk) == (2, 1_000, 1_000)
+    assert sorted(len(c) for c in calls) == [500, 500]
+    members = {m["email_address"]: m for m in admin.get("members").json()}
+    assert len(members) == 1_000
+    assert all(members[address(i)]["status"] == STATUSES[i % 3] for i in range(1_000))
+    assert members[address(7)]["merge_fields"]["FNAME"] == "Lid 7"
+
+
+def test_a_new_member_mailchimp_already_has_gets_its_put_and_keeps_its_status(admin, client):
+    client.put_members([write(1, merge_fields={"FNAME": "Anna"})])
+    admin.post(f"members/{address(1)}/unsubscribe", json={}).raise_for_status()
+    results = client.put_members([write(i, new=True, merge_fields={"FNAME": f"Nieuw {i}"}) for i in range(4)])
+    assert [r.code for r in results] == ["OK"] * 4
+    assert server_requests(admin, BATCH_POST) == 1
+    assert server_requests(admin, MEMBER_PUT) == 2, "the first member's creation, then its PUT after the batch"
+    member = stored(admin, address(1))
+    assert member["status"] == "unsubscribed", "batch subscribe never updates: the opt-out stands"
+    assert member["merge_fields"]["FNAME"] == "Nieuw 1"
+    assert client.stats.members_created_in_bulk == 3
+
+
+def test_a_forgotten_address_and_an_invalid_field_among_new_members_are_refused_by_their_put(rest, sb, admin, client):
+    client.put_members([write(1)])
+    rest.post(f"lists/{sb.mailchimp_list_id}/members/{subscriber_hash(address(1))}/actions/delete-permanent"
+              ).raise_for_status()
+    results = client.put_members([
+        write(0, new=True), write(1, new=True),
+        write(2, new=True, merge_fields={"ADDRESS": {"addr1": "Dorpsstraat 1", "city": "Utrecht"}}),
+    ])
+    assert [r.code for r in results] == ["OK", "Forgotten Email Not Subscribed", "Invalid Resource"]
+    assert results[1].consent_refusal and results[2].fields == ("ADDRESS",)
+    assert server_requests(admin, MEMBER_PUT) == 1 + 2
+    assert client.stats.members_failed == 1
+    assert stored(admin, address(2)) is None
+
+
+def test_a_batch_whose_answer_was_lost_is_settled_by_the_puts_of_its_members(sb, admin, client):
+    """The first attempt creates the members and its answer is lost; the retry finds them all there: each gets its
+    PUT, and nobody is created twice or changed in status."""
+    seed = next(s for s in range(1000) if _draws(s, 2) == [True, False])
+    set_faults(admin, drop_rate=0.5, methods=["POST"], seed=seed)
+    writes = [write(i, new=True, status_if_new=STATUSES[i % 3]) for i in range(6)]
+    results = client.put_members(writes)
+    assert [r.code for r in results] == ["OK"] * 6
+    assert admin.get("stats").json()["faults"]["drop"] == 1
+    assert server_requests(admin, BATCH_POST) == 2 and server_requests(admin, MEMBER_PUT) == 6
+    members = {m["email_address"]: m["status"] for m in admin.get("members").json()}
+    assert members == {address(i): STATUSES[i % 3] for i in range(6)}
+    assert client.stats.members_created_in_bulk == 0
+
+
+def test_a_batch_mailchimp_never_answers_leaves_its_members_unanswered_without_a_put_each(sb, admin):
+    set_faults(admin, error_503_rate=1.0, methods=["POST"])
+    with make_client(sb, max_attempts=3) as client:
+        with pytest.raises(MailchimpWriteIncomplete) as raised:
+            client.put_members([write(i, new=True) for i in range(5)] + [write(9)])
+    assert raised.value.unanswered == ["0", "1", "2", "3", "4"]
+    assert [r.external_id for r in raised.value.results] == ["9"]
+    assert server_requests(admin, BATCH_POST) == 3 and server_requests(admin, MEMBER_PUT) == 1
 
 
 # --- keys and authentication -----------------------------------------------------------------------

@@ -139,8 +139,9 @@ def test_result_ok_and_consent_refusal(code, ok, consent):
 
 
 def test_write_stats_as_metadata():
-    assert WriteStats(1, 2, 3, 4, 5).as_metadata() == {"requests": 1, "retries": 2, "members_sent": 3,
-                                                       "members_failed": 4, "batches": 5}
+    assert WriteStats(1, 2, 3, 4, 5, 6).as_metadata() == {"requests": 1, "retries": 2, "members_sent": 3,
+                                                          "members_failed": 4, "batches": 5,
+                                                          "members_created_in_bulk": 6}
 
 
 def test_errors_survive_pickling_with_their_fields():
@@ -269,3 +270,23 @@ def test_a_mailchimp_time_is_the_instant_pandas_reads_in_utc(text):
     when = mailchimp_time(text)
     assert when == expected and when.utcoffset() == timedelta(0)
     assert mailchimp_time(None) == mailchimp_time("") == datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def test_which_writes_batch_subscribe_may_create_and_their_units():
+    from afas_pipeline.mailchimp.client import _units
+
+    def new(i: int, **body) -> MemberWrite:
+        email = f"lid{i}@voorbeeld.example"
+        return MemberWrite(str(i), subscriber_hash(email), {"email_address": email, "status_if_new": "subscribed",
+                                                             **body}, new=True)
+
+    renamed = MemberWrite("r", subscriber_hash("oud@voorbeeld.example"),
+                          {"email_address": "nieuw@voorbeeld.example", "status_if_new": "subscribed"}, new=True)
+    assert new(1).bulk and new(1, merge_fields={"FNAME": "A"}).bulk
+    assert not new(1, status="pending").bulk, "a status is for a member Mailchimp has"
+    assert not new(1, tags=["x"]).bulk and not renamed.bulk
+    assert not MemberWrite("1", new(1).subscriber_hash, new(1).body).bulk, "not new to the sync"
+    writes = [new(0), new(1), new(2, status="pending"), new(3), new(4), new(5), renamed, new(7)]
+    assert _units(writes, 500) == [[0, 1], [2], [3, 4, 5], [6], [7]]
+    assert _units(writes, 4) == [[0, 1], [2], [3], [4, 5], [6], [7]], "a unit stays inside its group"
+    assert _units([new(i) for i in range(1_001)], 2_000) == [list(range(500)), list(range(500, 1_000)), [1_000]]
