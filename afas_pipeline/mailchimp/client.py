@@ -396,8 +396,11 @@ class MailchimpClient(RetryingHttpResource):
                 stop.set()
                 raise
 
-        workers = self._workers_for(writes)
-        units = _units(writes, self.batch_size) if workers > 1 else [[i] for i in range(len(writes))]
+        if self._touch_one_member_twice(writes):
+            units, workers = [[i] for i in range(len(writes))], 1  # one PUT at a time, in order
+        else:
+            units = _units(writes, self.batch_size)
+            workers = min(self.max_concurrency, len(units))
         if workers == 1:
             for unit in units:
                 deliver(unit)
@@ -414,9 +417,9 @@ class MailchimpClient(RetryingHttpResource):
                     return
                 deliver(unit)
 
-        pool = ThreadPoolExecutor(max_workers=min(workers, len(units)), thread_name_prefix="mailchimp-put")
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailchimp-put")
         try:
-            for future in as_completed([pool.submit(work) for _ in range(min(workers, len(units)))]):
+            for future in as_completed([pool.submit(work) for _ in range(workers)]):
                 future.result()  # an auth error, or on_batch's own: stop sending at once
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -450,14 +453,14 @@ class MailchimpClient(RetryingHttpResource):
         self._count(members_created_in_bulk=len(out))
         return out
 
-    def _workers_for(self, writes: list[MemberWrite]) -> int:
+    def _touch_one_member_twice(self, writes: list[MemberWrite]) -> bool:
         hashes = [h for w in writes for h in {w.subscriber_hash, _target_hash(w)}]
         if len(hashes) != len(set(hashes)):
             # Two writes touching one member in parallel would make the outcome a race; in order, the last wins.
             logger.warning("%d write(s) touch a member another write touches; sending one at a time",
                            len(hashes) - len(set(hashes)))
-            return 1
-        return min(self.max_concurrency, len(writes))
+            return True
+        return False
 
     def _put_or_unanswered(self, write: MemberWrite) -> MemberResult | MailchimpError:
         try:

@@ -227,6 +227,14 @@ def test_new_members_are_created_by_batch_subscribe_500_a_call_with_their_status
     assert members[address(7)]["merge_fields"]["FNAME"] == "Lid 7"
 
 
+def test_one_call_at_a_time_still_creates_new_members_by_batch_subscribe(admin, sb):
+    with make_client(sb, max_concurrency=1, batch_size=3) as client:
+        results = client.put_members([write(i, new=True) for i in range(7)] + [write(9)])
+    assert [r.code for r in results] == ["OK"] * 8
+    assert server_requests(admin, BATCH_POST) == 2, "groups of 3: two batches, the 7th member alone"
+    assert server_requests(admin, MEMBER_PUT) == 2 and admin.get("stats").json()["peak_concurrency"] == 1
+
+
 def test_a_new_member_mailchimp_already_has_gets_its_put_and_keeps_its_status(admin, client):
     client.put_members([write(1, merge_fields={"FNAME": "Anna"})])
     admin.post(f"members/{address(1)}/unsubscribe", json={}).raise_for_status()
