@@ -40,8 +40,8 @@ from afas_pipeline.sync.erasure import exclude_erased, marked
 from afas_pipeline.sync.events import FeedStates, epoch_us, from_epoch_us
 from afas_pipeline.sync.feedback import iso
 from afas_pipeline.sync.plan import (
-    consent_violations, hold_late_optouts, plan_sync, skip_shared_addresses, state_columns, state_sent_column,
-    summarise,
+    STATE_COLUMNS, consent_violations, hold_late_optouts, plan_sync, skip_shared_addresses, state_columns,
+    state_sent_column, summarise,
 )
 from afas_pipeline.sync.state import SyncState
 
@@ -182,7 +182,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         members = audience_members(audience)
         # A delta asks the state about its own few records; a full sync reads it whole, which is cheaper there.
         wanted = _members_of(cadence, members)
-        records = state.records(d, wanted, parsed=False)
+        records = state.records(d, wanted, parsed=False, columns=STATE_COLUMNS)
         optouts = state.optouts(d, wanted)
         rejected = state.rejected(d, wanted)
         quarantined = frozenset(rejected.loc[rejected["quarantined"], "external_id"])

@@ -173,6 +173,10 @@ def state_field_column(name: str) -> str:
     return f"state_field:{name}"
 
 
+#: The columns of `SyncState.records` the planner compares (`state_columns`): a full sync reads them for every record.
+STATE_COLUMNS = ("content_hash", "email_hash", "bounced_email_hash", "permissions", "fields")
+
+
 def state_columns(state: pd.DataFrame, permission_keys: list[int | str],
                   two_way: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
     """The sync state as the planner compares it, one column per value: `external_id`, `state_content_hash`,
