@@ -17,7 +17,7 @@ core, and measures in fresh worker processes:
   the rerun and the deltas;
 - rerun: the same full partition again on the same state, the clock back at real time (goal zero Mailchimp
   writes; it is the first run to read the change feed after the full sync, so it reads its writes once: the echo;
-  the deltas after it do not);
+  the runs after it do not); then the rerun again: what a rerun costs once the echo is read;
 - deltas: for each size D in --deltas, D audience members edited through the AFAS admin `/edit` inside one
   15-minute window (bench_sync's DELTA_WINDOWS), then `afas_delta_job` for that window (the Mailchimp chain's sync, opt-out and bounce feedback
   and write-back): the Mailchimp requests, per route, from the Mailchimp sandbox's admin /stats (goal: in
@@ -139,6 +139,7 @@ def worker_pipeline(url: str, deltas: list[int]) -> dict:
     # read after them must, and its watermark (Mailchimp's clock at that read) leaves them behind for the deltas.
     _mc_clock(url, None)
     out["rerun"] = _run_mc(defs, "afas_full_job", FULL_PARTITION, url)
+    out["rerun_again"] = _run_mc(defs, "afas_full_job", FULL_PARTITION, url)
     out["deltas"] = []
     for size, window in zip(deltas, DELTA_WINDOWS):
         started = time.perf_counter()
@@ -283,6 +284,7 @@ def bench(contacts: int, deltas: list[int], repeats: int) -> list[dict]:
          "pipeline_cpu_s": full["cpu_worker_s"], "bare_cpu_s": bare["cpu_worker_s"],
          "cpu_ratio": round(full["cpu_worker_s"] / bare["cpu_worker_s"], 2)},
         {"measurement": "rerun", **_slim(rerun), **_figures(rerun, "")},
+        {"measurement": "rerun_again", **_slim(pipeline["rerun_again"]), **_figures(pipeline["rerun_again"], "")},
     ] + [{"measurement": f"delta_{run['edits']}", **_slim(run), **_figures(run, "_delta")} for run in pipeline["deltas"]]
 
 

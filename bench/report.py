@@ -193,7 +193,7 @@ def destination_table(destination: str, lines: dict[str, dict], contacts: int, f
               f"{rerun['wall_s'] / read_join:.2f}x {_ok(rerun['wall_s'] <= read_join)}", _cpu(rerun))
     goal, verdict = _memory_goal(contacts, rerun["peak_rss_mb"])
     table.row("rerun, unchanged: peak RSS", _mb(rerun["peak_rss_mb"]), _mb(bare["peak_rss_mb"]), goal, verdict)
-    again = lines.get("rerun_again")  # the echo read by the rerun before it (Spotler's benchmark)
+    again = lines.get("rerun_again")  # the echo read by the rerun before it (Spotler's and Mailchimp's benchmarks)
     if again:
         table.row("rerun again, the echo read: time", _s(again["wall_s"]), f"{_s(read_join)} (read + join)",
                   "<= floor", f"{again['wall_s'] / read_join:.2f}x {_ok(again['wall_s'] <= read_join)}", _cpu(again))
