@@ -188,7 +188,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         quarantined = frozenset(rejected.loc[rejected["quarantined"], "external_id"])
         plan = plan_sync(members, records, optouts, keys, quarantined=quarantined, two_way=two_way)
         if destination.keyed_by_address:
-            plan = skip_shared_addresses(plan, _address_holders(state, d, plan, whole=cadence == "full"))
+            plan = skip_shared_addresses(plan, _address_holders(state, d, plan, records if wanted is None else None))
         summary = summarise(plan, keys)
         context.log.info(f"plan: {summary}")
         yield dg.Output(plan, metadata={"dagster/row_count": len(plan), **summary.as_metadata(),
@@ -430,11 +430,11 @@ def _members_of(cadence: str, frame: pd.DataFrame) -> pd.Series | None:
     return frame["external_id"].astype(str) if cadence == "delta" else None
 
 
-def _address_holders(state: SyncState, d: str, plan: pd.DataFrame, whole: bool) -> dict[str, str]:
-    """Email hash -> the external id the state holds it for: of the addresses the plan sends (`whole`: all)."""
-    if whole:
-        owners = state.records(d, parsed=False, columns=("email_hash",))
-        return dict(zip(owners["email_hash"].astype(str), owners["external_id"]))
+def _address_holders(state: SyncState, d: str, plan: pd.DataFrame, every: pd.DataFrame | None) -> dict[str, str]:
+    """Email hash -> the external id the state holds it for: of the addresses the plan sends, or of every record
+    when `every` holds the state's records (a full sync's plan read them all; they are not read again)."""
+    if every is not None:
+        return dict(zip(every["email_hash"].astype(str), every["external_id"]))
     sending = plan.loc[plan["action"].isin(["create", "update"]), "email_hash"].dropna().astype(str)
     return state.holders(d, set(sending))
 
