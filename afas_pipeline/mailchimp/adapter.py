@@ -6,7 +6,9 @@ Consent, the way Mailchimp users lost it elsewhere (MC3):
 - Mailchimp's audience status is the one permission, id `status` in `mappings/mailchimp.yaml`.
 - A new member gets `status_if_new`: `subscribed` with the AFAS opt-in on, `transactional` (Mailchimp's
   "non-subscribed": receives no campaign, keeps its place in the audience) without it, `cleaned` when AFAS already
-  knows its address to hard-bounce (R11). `status_if_new` is ignored for a member Mailchimp already has.
+  knows its address to hard-bounce (R11). `status_if_new` is ignored for a member Mailchimp already has. A member
+  new to the sync state goes by batch subscribe first, with that status as `status` and `update_existing: false`:
+  a member Mailchimp already has is left alone by it and gets the PUT, so its status stays as it is.
 - `status: subscribed` is never sent to an existing member: AFAS switching the opt-in on sends `pending`, so that
   Mailchimp asks the person to confirm (double opt-in); AFAS switching it off (or blocking the contact, R7) sends
   `unsubscribed`. A cleaned member that AFAS gives a new address (R11) is sent `pending` with the opt-in on (and
