@@ -1,6 +1,15 @@
-"""Feedback benchmark: Spotler -> AFAS through Dagster versus a bare script making the same AFAS calls.
+"""Feedback benchmark: Spotler (or Mailchimp) -> AFAS through Dagster versus a bare script making the same AFAS calls.
 
     python bench/bench_feedback.py [--contacts 100000] [--events 10000] [--repeats 2] [--parts feedback mailing_history]
+    python bench/bench_feedback.py --destination mailchimp [--contacts 100000] [--events 10000]
+
+With `--destination mailchimp` the same is measured for Mailchimp's way back (the feedback part only): the jobs are
+built over the afas_* and mailchimp_* assets; the events are members unsubscribing (70 %) and cleaned after a hard
+bounce (30 %, Mailchimp's only bounce that changes a member), through the Mailchimp admin API; the pipeline runs
+`mailchimp_optout_feedback`, `mailchimp_bounce_feedback` and `mailchimp_afas_write_back`; the bare script reads the
+members changed in the window and the cleaned ones of the 24 hours before it (`GET lists/{id}/members`, only the
+fields it needs, 1,000 a page), looks the contacts up and makes as many KnContact PUTs. The full sync before it
+runs with Mailchimp's clock set back (as bench_mailchimp.py does), so its writes lie before those windows.
 
 It starts the sandbox (`afas-pipeline sandbox --contacts N`) in its own process, so the server has its own
 core, and brings Spotler in sync first: `afas_full_job` in a fresh worker process with fresh sync state and
@@ -70,6 +79,17 @@ PARTS = {
     "mailing_history": {"assets": ["spotler_mailing_history"], "window": MAILING_WINDOW,
                         "calls": ("spotler_mailing_history", "posts_sent")},
 }
+#: Mailchimp's parts: its way back of opt-outs and bounces (its campaigns' history is not measured here).
+MAILCHIMP_PARTS = {
+    "feedback": {"assets": ["mailchimp_optout_feedback", "mailchimp_bounce_feedback", "mailchimp_afas_write_back"],
+                 "window": FEEDBACK_WINDOW, "calls": ("mailchimp_afas_write_back", "calls_sent")},
+}
+DESTINATIONS = ("spotler", "mailchimp")
+MAILCHIMP_PAGE = 1000  # members per page of Mailchimp's collection, as the client's default
+
+
+def parts_of(destination: str) -> dict:
+    return MAILCHIMP_PARTS if destination == "mailchimp" else PARTS
 UPDATE_CONNECTORS = ("KnContact", "KnPerson", "KnOrganisation", "KnSubject")
 PAGE = 5000  # rows per AFAS GetConnector page, as the client's default
 SPOTLER_PAGE = 10000  # rows per Spotler feed page, as the client's default
@@ -102,17 +122,26 @@ def _afas_by_entity(by_route: dict[str, int]) -> dict[str, dict[str, int]]:
 # --- worker: the pipeline -----------------------------------------------------------------------
 
 
-def _bench_defs(url: str, folder: Path):
-    """The code location as bench_sync builds it, plus one job per measured part."""
+def _bench_defs(url: str, folder: Path, destination: str = "spotler"):
+    """The code location as bench_sync builds it (AFAS and the destination's chain), plus one job per measured part."""
     import dagster as dg
 
-    defs = _defs(url, str(folder / "state.sqlite"), str(folder / "storage"))
+    defs = _defs(url, str(folder / "state.sqlite"), str(folder / "storage"), ("afas_", f"{destination}_"))
     extra = dg.Definitions(jobs=[dg.define_asset_job(f"bench_{name}", selection=part["assets"])
-                                 for name, part in PARTS.items()])
+                                 for name, part in parts_of(destination).items()])
     return dg.Definitions.merge(defs, extra)
 
 
-def worker_pipeline(url: str, folder: str, job: str, partition: str) -> dict:
+def _run_on(destination: str, defs, job: str, partition: str, url: str) -> dict:
+    """bench_sync's `_run`; for Mailchimp with the Mailchimp sandbox's request counts (bench_mailchimp's `_run_mc`)."""
+    if destination == "mailchimp":
+        from bench_mailchimp import _run_mc
+
+        return _run_mc(defs, job, partition, url)
+    return _run(defs, job, partition, url)
+
+
+def worker_pipeline(url: str, folder: str, job: str, partition: str, destination: str = "spotler") -> dict:
     import logging
     import warnings
 
@@ -122,11 +151,21 @@ def worker_pipeline(url: str, folder: str, job: str, partition: str) -> dict:
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     logging.getLogger("dagster").setLevel(logging.WARNING)
     folder = Path(folder)
+    if job == "afas_full_job" and destination == "mailchimp":  # fresh audience; its writes dated before the windows
+        from bench_mailchimp import FULL_CLOCK, _mc_clock, _mc_reset
+
+        _mc_reset(url)
+        _mc_clock(url, FULL_CLOCK)
+        try:
+            return {"run": _run_on(destination, _bench_defs(url, folder, destination), job, partition, url)}
+        finally:
+            _mc_clock(url, None)
     if job == "afas_full_job":  # bringing Spotler in sync: fresh state, no warm-up
         httpx.post(f"{url}/spotler/_admin/reset", timeout=60).raise_for_status()
         return {"run": _run(_bench_defs(url, folder), job, partition, url)}
-    warm = _run(_bench_defs(url, Path(tempfile.mkdtemp(prefix="bench-feedback-warm-"))), job, WARMUP_WINDOW, url)
-    run = _run(_bench_defs(url, folder), job, partition, url)
+    warm_folder = Path(tempfile.mkdtemp(prefix="bench-feedback-warm-"))
+    warm = _run_on(destination, _bench_defs(url, warm_folder, destination), job, WARMUP_WINDOW, url)
+    run = _run_on(destination, _bench_defs(url, folder, destination), job, partition, url)
     return {"warmup": {"wall_s": warm["wall_s"], "success": warm["success"], "errors": warm["errors"]}, "run": run}
 
 
@@ -149,12 +188,28 @@ class _Bare:
 
         token = base64.b64encode(f"<token><version>1</version><data>{SANDBOX_AFAS_TOKEN}</data></token>".encode()).decode()
         limits = httpx.Limits(max_connections=max(concurrency, 8), max_keepalive_connections=max(concurrency, 8))
-        self.concurrency = concurrency
+        self.concurrency, self.url = concurrency, url
         self.afas = httpx.Client(base_url=f"{url}/afas/ProfitRestServices/", limits=limits, timeout=120,
                                  headers={"Authorization": f"AfasToken {token}", "Accept": "application/json"})
         self.spotler = httpx.Client(base_url=f"{url}/spotler/integrationservice-1.1.0/", timeout=120,
                                     auth=_OneLeggedOAuth1(SANDBOX_SPOTLER_KEY, SANDBOX_SPOTLER_SECRET),
                                     headers={"Accept": "application/json"})
+
+    def mailchimp_members(self, params: dict) -> list[dict]:
+        """Mailchimp's members matching `params`, all pages of MAILCHIMP_PAGE (HTTP Basic with the sandbox's key)."""
+        import orjson
+
+        from afas_pipeline.resources import SANDBOX_MAILCHIMP_KEY, SANDBOX_MAILCHIMP_LIST
+
+        rows: list[dict] = []
+        with httpx.Client(base_url=f"{self.url}/mailchimp/3.0/lists/{SANDBOX_MAILCHIMP_LIST}/", timeout=120,
+                          auth=httpx.BasicAuth("bench", SANDBOX_MAILCHIMP_KEY)) as mailchimp:
+            while True:
+                payload = orjson.loads(mailchimp.get("members", params={**params, "count": MAILCHIMP_PAGE,
+                                                                         "offset": len(rows)}).raise_for_status().content)
+                rows.extend(payload["members"])
+                if not payload["members"] or len(rows) >= payload["total_items"]:
+                    return rows
 
     def spotler_pages(self, path: str, params: dict) -> list[dict]:
         """A Spotler feed, all pages: a bare array (short page ends it) or an interactions envelope."""
@@ -210,11 +265,15 @@ class _Bare:
             return sum(pool.map(call, bodies))
 
 
-def _measured(url: str, concurrency: int, work) -> dict:
+def _measured(url: str, concurrency: int, work, destination: str = "spotler") -> dict:
     """`work(bare, started)` timed, with the sandboxes' request counts, this process's peak memory growth and the
     CPU seconds of this process and of the sandbox."""
     bare = _Bare(url, concurrency)
     _reset_stats(url)
+    if destination == "mailchimp":
+        from bench_mailchimp import _mc
+
+        httpx.post(f"{_mc(url)}/stats/reset", timeout=30).raise_for_status()
     reset_peak()
     before = status_mb("VmRSS")
     cpu = cpu_now()
@@ -224,6 +283,10 @@ def _measured(url: str, concurrency: int, work) -> dict:
     spent = cpu_since(cpu)
     stats = _stats(url)
     peak = status_mb("VmHWM")
+    if destination == "mailchimp":
+        from bench_mailchimp import _mc_stats
+
+        out = {**out, **_mc_stats(url)}
     return {"wall_s": wall, "peak_rss_mb": peak, "peak_growth_mb": peak - before, **spent, **out,
             "afas_requests": stats["afas"]["total"], "afas_by_entity": _afas_by_entity(stats["afas"]["requests"]),
             "spotler_requests": stats["spotler"]["total"], "spotler_by_route": stats["spotler"]["requests"],
@@ -266,6 +329,48 @@ def worker_bare_feedback(url: str, calls: int, concurrency: int) -> dict:
                 "calls": len(bodies), "accepted": ok}
 
     return _measured(url, concurrency, work)
+
+
+def worker_bare_mailchimp_feedback(url: str, calls: int, concurrency: int) -> dict:
+    """Read the members unsubscribed in the window and cleaned in the 24 hours before its end, look the contacts
+    up, PUT `calls` KnContact bodies."""
+    from afas_pipeline.mapping.load import default_mapping
+
+    targets = {f"{t.origin}:{t.source}": t for t in default_mapping("mailchimp").write_backs()}
+    start, end = _utc(FEEDBACK_WINDOW), _utc(FEEDBACK_WINDOW) + timedelta(minutes=15)
+    fields = "members.merge_fields.AFASID,members.status,members.last_changed,total_items"
+
+    def changed(bare: _Bare, since: datetime, **params) -> list[dict]:
+        members = bare.mailchimp_members({"since_last_changed": since.isoformat(), "fields": fields, **params})
+        return [m for m in members if datetime.fromisoformat(m["last_changed"]) <= end]
+
+    def work(bare: _Bare, started: float) -> dict:
+        updates = changed(bare, start - timedelta(minutes=15))
+        cleaned = changed(bare, end - timedelta(hours=24), status="cleaned")
+        wanted: dict[str, dict] = {}  # external id -> {field: value}
+        optout = targets.get("permission:status")
+        for member in updates:
+            external_id = str(member["merge_fields"].get("AFASID") or "")
+            if optout is not None and external_id and member["status"] == "unsubscribed":
+                wanted.setdefault(external_id, {})[optout.field] = False
+        for member in cleaned:
+            external_id = str(member["merge_fields"].get("AFASID") or "")
+            day = datetime.fromisoformat(member["last_changed"]).astimezone(ZoneInfo("Europe/Amsterdam")).date()
+            for part, value in {"date": day.isoformat(), "type": "hard", "hard": True}.items():
+                if external_id and f"bounce:{part}" in targets:
+                    wanted.setdefault(external_id, {})[targets[f"bounce:{part}"].field] = value
+        read_s = time.perf_counter() - started
+        rows = bare.contacts(set(wanted))
+        bodies = [{"KnContact": {"Element": {"Fields": {"BcCoOga": str(rows[i]["OrganisationId"]),
+                                                        "BcCoPer": str(rows[i]["PersonId"]), **wanted[i]}}}}
+                  for i in sorted(wanted, key=int) if i in rows][:calls]
+        lookup_s = time.perf_counter() - started - read_s
+        ok = bare.send("PUT", "KnContact", bodies)
+        return {"read_s": read_s, "lookup_s": lookup_s, "write_s": time.perf_counter() - started - read_s - lookup_s,
+                "updates_read": len(updates), "bounces_read": len(cleaned), "candidates": len(wanted),
+                "calls": len(bodies), "accepted": ok}
+
+    return _measured(url, concurrency, work, "mailchimp")
 
 
 def worker_bare_mailing_history(url: str, calls: int, concurrency: int) -> dict:
@@ -343,6 +448,32 @@ def make_events(url: str, count: int) -> dict:
             "admin_calls_s": round(time.perf_counter() - started, 2)}
 
 
+def make_mailchimp_events(url: str, count: int) -> dict:
+    """`count` events on distinct subscribed members spread over the audience, inside FEEDBACK_WINDOW: 70 %
+    unsubscribes, 30 % cleaned after a hard bounce."""
+    from bench_mailchimp import _mc
+
+    members = httpx.get(f"{_mc(url)}/members", timeout=300).raise_for_status().json()
+    eligible = sorted((int(m["merge_fields"]["AFASID"]), m["id"]) for m in members
+                      if m["status"] == "subscribed" and str(m["merge_fields"].get("AFASID") or "").isdigit())
+    if len(eligible) < count:
+        raise SystemExit(f"only {len(eligible)} subscribed members; --events {count} is too many")
+    step = len(eligible) / count
+    chosen = [eligible[int(i * step)] for i in range(count)]
+    unsubscribes = round(count * 0.7)
+    start = _utc(FEEDBACK_WINDOW) + timedelta(minutes=1)
+    spacing = timedelta(minutes=12) / count
+    kinds: Counter = Counter()
+    started = time.perf_counter()
+    with httpx.Client(base_url=_mc(url), timeout=30) as admin:
+        for i, (_, member) in enumerate(chosen):
+            action = "unsubscribe" if i < unsubscribes else "clean"
+            admin.post(f"/members/{member}/{action}", json={"at": _iso_ms(start + spacing * i)}).raise_for_status()
+            kinds["unsubscribe" if action == "unsubscribe" else "bounce_hard"] += 1
+    return {"events": count, "eligible_contacts": len(eligible), **dict(sorted(kinds.items())),
+            "admin_calls_s": round(time.perf_counter() - started, 2)}
+
+
 def send_mailing(url: str) -> dict:
     """One mailing to every contact Spotler holds; Spotler skips those without an active EMAIL channel."""
     recipients = [str(c["externalId"]) for c in _spotler_contacts(url)]
@@ -366,24 +497,27 @@ def _fresh_afas(url: str) -> None:
         afas.get("connectors/Sync_Contacts", params={"skip": 0, "take": 1, "orderbyfieldids": "ContactId"}).raise_for_status()
 
 
-def _bare(part: str, url: str, calls: int, concurrency: str) -> dict:
+def _bare(part: str, url: str, calls: int, concurrency: str, destination: str) -> dict:
     _fresh_afas(url)
-    return _run_worker(f"bare_{part}", "--url", url, "--calls", str(calls), "--concurrency", concurrency)
+    return _run_worker(f"bare_{part}", "--url", url, "--calls", str(calls), "--concurrency", concurrency,
+                       "--destination", destination)
 
 
-def _calls(part: str, result: dict) -> int:
-    asset, key = PARTS[part]["calls"]
+def _calls(part: str, result: dict, destination: str = "spotler") -> int:
+    asset, key = parts_of(destination)[part]["calls"]
     return result["run"]["metadata"].get(asset, {}).get(key, 0)
 
 
-def _measure_part(part: str, url: str, folder: str, concurrency: str, repeats: int, upper: int) -> tuple[dict, dict]:
+def _measure_part(part: str, url: str, folder: str, concurrency: str, repeats: int, upper: int,
+                  destination: str = "spotler") -> tuple[dict, dict]:
     """The pipeline run and the best of `repeats` bare runs: the first bare run before the pipeline's (at most
     `upper` calls), the others after it (as many calls as the pipeline sent), so the server's drift over the
     benchmark (each AFAS reset leaves it a little larger and slower) favours neither side."""
-    runs = [_bare(part, url, upper, concurrency)]
+    runs = [_bare(part, url, upper, concurrency, destination)]
     _fresh_afas(url)
-    result = _run_worker("pipeline", "--url", url, "--dir", folder, "--job", f"bench_{part}", "--partition", PARTS[part]["window"])
-    runs += [_bare(part, url, _calls(part, result), concurrency) for _ in range(repeats - 1)]
+    result = _run_worker("pipeline", "--url", url, "--dir", folder, "--job", f"bench_{part}", "--partition",
+                         parts_of(destination)[part]["window"], "--destination", destination)
+    runs += [_bare(part, url, _calls(part, result, destination), concurrency, destination) for _ in range(repeats - 1)]
     best = min(runs, key=lambda r: r["wall_s"])
     return result, {**best, "runs_s": [round(r["wall_s"], 2) for r in runs]}
 
@@ -408,18 +542,24 @@ def _ratio(name: str, pipeline: dict, bare: dict, calls: int) -> dict:
             "same_calls": bare["calls"] == calls, "calls": calls}
 
 
-def bench(contacts: int, events: int, repeats: int, parts: tuple[str, ...] = tuple(PARTS)) -> list[dict]:
+def bench(contacts: int, events: int, repeats: int, parts: tuple[str, ...] = tuple(PARTS),
+          destination: str = "spotler") -> list[dict]:
     from afas_pipeline.afas.client import AfasClient
 
     concurrency = str(AfasClient.model_fields["max_concurrency"].default)
     folder = tempfile.mkdtemp(prefix="bench-feedback-")
+    if unknown := set(parts) - set(parts_of(destination)):
+        raise SystemExit(f"no part {', '.join(sorted(unknown))} for {destination}")
     with sandbox_process(contacts) as sandbox:
         url = sandbox.url
-        sync = _run_worker("pipeline", "--url", url, "--dir", folder, "--job", "afas_full_job", "--partition", FULL_PARTITION)
+        sync = _run_worker("pipeline", "--url", url, "--dir", folder, "--job", "afas_full_job", "--partition",
+                           FULL_PARTITION, "--destination", destination)
         measured = {}
         if "feedback" in parts:
-            setup = {"measurement": "feedback_events", **make_events(url, events)}
-            measured["feedback"] = (setup, *_measure_part("feedback", url, folder, concurrency, repeats, events))
+            made = make_mailchimp_events(url, events) if destination == "mailchimp" else make_events(url, events)
+            setup = {"measurement": "feedback_events", **made}
+            measured["feedback"] = (setup, *_measure_part("feedback", url, folder, concurrency, repeats, events,
+                                                          destination))
         if "mailing_history" in parts:
             setup = {"measurement": "mailing", **send_mailing(url)}
             measured["mailing_history"] = (setup, *_measure_part("mailing_history", url, folder, concurrency, repeats,
@@ -429,13 +569,15 @@ def bench(contacts: int, events: int, repeats: int, parts: tuple[str, ...] = tup
     common = {"contacts": contacts, "sandbox_ready_s": round(sandbox.ready_s, 1), "sandbox_rss_mb": round(server_rss)}
     full = sync["run"]
     slim = lambda bare: {k: (round(v, 2) if isinstance(v, float) else v) for k, v in bare.items()}  # noqa: E731
-    lines = [{"measurement": "sync_first", **common, "success": full["success"], "wall_s": round(full["wall_s"], 2),
-              "members": full["metadata"].get("spotler_audience", {}).get("members"),
-              "contacts_sent": full["metadata"].get("spotler_sync", {}).get("contacts_sent"), "errors": full["errors"]}]
+    sent = full["metadata"].get(f"{destination}_sync", {})
+    lines = [{"measurement": "sync_first", **common, "destination": destination, "success": full["success"],
+              "wall_s": round(full["wall_s"], 2),
+              "members": full["metadata"].get(f"{destination}_audience", {}).get("members"),
+              "contacts_sent": sent.get("contacts_sent", sent.get("members_sent")), "errors": full["errors"]}]
     for name, (setup, result, bare) in measured.items():
-        line = _pipeline_line(name, common, result, PARTS[name]["assets"])
+        line = _pipeline_line(name, common, result, parts_of(destination)[name]["assets"])
         lines += [setup, line, {"measurement": f"{name}_bare", "concurrency": int(concurrency), **slim(bare)},
-                  _ratio(name, line, bare, _calls(name, result))]
+                  _ratio(name, line, bare, _calls(name, result, destination))]
     return lines
 
 
@@ -447,17 +589,19 @@ def _entities(by_entity: dict) -> str:
 def summary(lines: list[dict]) -> list[str]:
     by = {line["measurement"]: line for line in lines}
     sync, ev, mailing = by["sync_first"], by.get("feedback_events"), by.get("mailing")
-    out = [f"first sync of {sync['contacts']} contacts: {sync['members']} members, {sync['contacts_sent']} sent to Spotler "
-           f"in {sync['wall_s']}s, success={sync['success']}"]
+    destination = sync.get("destination", "spotler")
+    title = destination.capitalize()
+    out = [f"first sync of {sync['contacts']} contacts: {sync['members']} members, {sync['contacts_sent']} sent to "
+           f"{title} in {sync['wall_s']}s, success={sync['success']}"]
     if ev:
         out.append(f"events in {FEEDBACK_WINDOW}: {ev['events']} on distinct contacts ("
                    + ", ".join(f"{k} {v}" for k, v in ev.items() if k.startswith(("unsubscribe", "bounce"))) + ")")
     if mailing:
         out.append(f"mailing at {MAILING_AT} to {mailing['recipients']} Spotler contacts: sent {mailing['sent']}, "
                    f"skipped {mailing['skipped']} (EMAIL channel off after a hard bounce, or no address)")
-    measured = [name for name in PARTS if name in by]
+    measured = [name for name in parts_of(destination) if name in by]
     for name in measured:
-        part = PARTS[name]
+        part = parts_of(destination)[name]
         run, bare, ratio = by[name], by[f"{name}_bare"], by[f"{name}_ratio"]
         metadata = {k: v for key in part["assets"] for k, v in run["outcomes"][key].items()
                     if not isinstance(v, (str, bool)) and k != "dagster/row_count"}
@@ -465,12 +609,14 @@ def summary(lines: list[dict]) -> list[str]:
             f"{name}: {run['wall_s']}s (warm-up run {run['warmup_run_s']}s), success={run['success']}, failed checks "
             f"{run['failed_checks'] or 'none'}; peak memory growth {run['peak_growth_mb']} MB",
             f"  AFAS {run['afas_requests']} requests: {_entities(run['afas_by_entity'])}",
-            f"  Spotler {run['spotler_requests']} requests: " + ", ".join(f"{k} {v}" for k, v in run["spotler_by_route"].items()),
+            f"  {title} {run[f'{destination}_requests']} requests: "
+            + ", ".join(f"{k} {v}" for k, v in run[f"{destination}_by_route"].items()),
             "  steps: " + ", ".join(f"{k} {v}s" for k, v in run["steps_s"].items()),
             f"  outcomes ({', '.join(part['assets'])}): " + ", ".join(f"{k} {v}" for k, v in metadata.items()),
             f"  bare (best of {bare['runs_s']}): {bare['wall_s']}s (read {bare['read_s']}s, lookup {bare['lookup_s']}s, write "
             f"{bare['write_s']}s); {bare['calls']} calls, {bare['accepted']} accepted; AFAS {bare['afas_requests']} requests: "
-            f"{_entities(bare['afas_by_entity'])}; Spotler {bare['spotler_requests']}; peak memory growth {bare['peak_growth_mb']} MB",
+            f"{_entities(bare['afas_by_entity'])}; {title} {bare[f'{destination}_requests']}; peak memory growth "
+            f"{bare['peak_growth_mb']} MB",
             f"  ratio pipeline/bare {ratio['ratio_pipeline_to_bare']}; same number of calls: {ratio['same_calls']}",
         ]
     if any(by[name]["errors"] for name in measured):
@@ -483,7 +629,9 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=10_000, help="recipient events in the feedback window")
     parser.add_argument("--repeats", type=int, default=2, help="bare scripts: best of N (the machine is shared)")
-    parser.add_argument("--parts", nargs="+", choices=tuple(PARTS), default=list(PARTS), help="the parts measured")
+    parser.add_argument("--parts", nargs="+", choices=tuple(PARTS),
+                        help="the parts measured (default: every part of the destination)")
+    parser.add_argument("--destination", choices=DESTINATIONS, default="spotler")
     parser.add_argument("--worker", choices=("pipeline", *(f"bare_{part}" for part in PARTS)), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
@@ -493,17 +641,20 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == "pipeline":
-        print(json.dumps(worker_pipeline(args.url, args.dir, args.job, args.partition)))
+        print(json.dumps(worker_pipeline(args.url, args.dir, args.job, args.partition, args.destination)))
         return
     if args.worker in ("bare_feedback", "bare_mailing_history"):
-        worker = worker_bare_feedback if args.worker == "bare_feedback" else worker_bare_mailing_history
+        worker = {"bare_feedback": worker_bare_feedback, "bare_mailing_history": worker_bare_mailing_history}[args.worker]
+        if args.destination == "mailchimp":
+            worker = worker_bare_mailchimp_feedback
         print(json.dumps(worker(args.url, args.calls, args.concurrency)))
         return
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     print(f"machine: {os.cpu_count()} cores; load average {Path('/proc/loadavg').read_text().split()[:3]}; "
           f"{args.contacts} contacts; {args.events} events", flush=True)
-    lines = bench(args.contacts, args.events, args.repeats, tuple(args.parts))
+    lines = bench(args.contacts, args.events, args.repeats, tuple(args.parts or parts_of(args.destination)),
+                  args.destination)
     for line in lines:
         print(json.dumps(line))
     for text in summary(lines):

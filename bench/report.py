@@ -5,8 +5,8 @@
 
 It runs the benchmarks of bench/ one after another through their `bench()` functions: each starts its own sandbox
 in a process of its own and runs every pipeline run and every bare script in a fresh worker process. In order:
-bench_extract (the AFAS extraction, shared by every destination), then per destination bench_sync (Spotler, and
-bench_feedback's opt-outs and bounces), bench_mailchimp and bench_xelion (no call reports). The workers and the
+bench_extract (the AFAS extraction, shared by every destination), then per destination bench_sync (Spotler) or
+bench_mailchimp, each followed by bench_feedback's opt-outs and bounces for it, and bench_xelion (no call reports). The workers and the
 sandbox run this checkout (PYTHONPATH), the commit in the header. docs/benchmarks.md says what each figure means
 and how its floor is built. Not part of the test suite.
 """
@@ -228,8 +228,8 @@ def destination_table(destination: str, lines: dict[str, dict], contacts: int, f
         table.row(f"feedback, {events:,} opt-outs and bounces: time", _s(run["wall_s"]), _s(floor["wall_s"]), "",
                   f"{ratio['ratio_pipeline_to_bare']}x", f"{_cpu(run)}; floor {_cpu(floor)}")
         table.row(f"feedback, {events:,} opt-outs and bounces: requests",
-                  f"AFAS {run['afas_requests']}, {name} {run['spotler_requests']}",
-                  f"AFAS {floor['afas_requests']}, {name} {floor['spotler_requests']}",
+                  f"AFAS {run['afas_requests']}, {name} {run[total]}",
+                  f"AFAS {floor['afas_requests']}, {name} {floor[total]}",
                   "the same UpdateConnector calls", _ok(ratio["same_calls"]))
         table.runs(feedback=run, feedback_floor=floor)
         _failed(table, {"feedback": run})
@@ -294,8 +294,6 @@ def report(args: argparse.Namespace) -> tuple[list[Table | str], list[dict]]:
         "xelion": lambda: bench_xelion.bench(args.contacts, args.deltas, 0, args.repeats),
     }
     no_feedback = {
-        "mailchimp": "no benchmark of N opt-outs and bounces for Mailchimp yet: its feedback assets run inside each "
-                     "delta above (their requests are in the delta's).",
         "xelion": "Xelion sends no opt-outs or bounces back; its way back is call reports "
                   "(bench_xelion.py --calls).",
     }
@@ -305,9 +303,9 @@ def report(args: argparse.Namespace) -> tuple[list[Table | str], list[dict]]:
             tables.append(lines)
             continue
         feedback, why = None, no_feedback.get(destination, "")
-        if destination == "spotler":
-            got = _part("feedback", lambda: bench_feedback.bench(args.contacts, args.events, args.repeats,
-                                                                 ("feedback",)), raw)
+        if destination in bench_feedback.DESTINATIONS:
+            got = _part(f"{destination} feedback", lambda: bench_feedback.bench(
+                args.contacts, args.events, args.repeats, ("feedback",), destination), raw)
             feedback, why = (None, got) if isinstance(got, str) else (_by_measurement(got), "")
         tables.append(destination_table(destination, _by_measurement(lines), args.contacts, feedback, why))
     return tables, raw
@@ -332,7 +330,8 @@ def main() -> None:
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     args.events = args.events or max(args.contacts // 100, 10)
-    parts = [*(["extract"] if args.extract else []), *args.destinations, *(["feedback"] if "spotler" in args.destinations else [])]
+    parts = [*(["extract"] if args.extract else []), *args.destinations,
+             *("feedback" for d in args.destinations if d in bench_feedback.DESTINATIONS)]
     estimate = sum(PART_SETUP_S + SECONDS_PER_100K[part] * args.contacts / 100_000 for part in parts)
     print(f"estimated duration: about {estimate / 60:.0f} minutes ({', '.join(parts)}; scaled from `make bench` at "
           f"100,000 contacts on 2 cores)", file=sys.stderr, flush=True)
