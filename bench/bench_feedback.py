@@ -293,6 +293,20 @@ def _measured(url: str, concurrency: int, work, destination: str = "spotler") ->
             "afas_peak_concurrency": stats["afas"]["peak_concurrency"]}
 
 
+def _write_back(bare: _Bare, started: float, fields: dict[str, dict], calls: int) -> dict:
+    """The feeds are read (the time since `started`): look the contacts of `fields` (external id -> KnContact
+    fields) up and PUT at most `calls` of them, in ContactId order; the three parts' times and the counts."""
+    read_s = time.perf_counter() - started
+    rows = bare.contacts(set(fields))
+    bodies = [{"KnContact": {"Element": {"Fields": {"BcCoOga": str(rows[i]["OrganisationId"]),
+                                                    "BcCoPer": str(rows[i]["PersonId"]), **fields[i]}}}}
+              for i in sorted(fields, key=int) if i in rows][:calls]
+    lookup_s = time.perf_counter() - started - read_s
+    ok = bare.send("PUT", "KnContact", bodies)
+    return {"read_s": read_s, "lookup_s": lookup_s, "write_s": time.perf_counter() - started - read_s - lookup_s,
+            "candidates": len(fields), "calls": len(bodies), "accepted": ok}
+
+
 def worker_bare_feedback(url: str, calls: int, concurrency: int) -> dict:
     """Read the window's updates and bounces, look the contacts up, PUT `calls` KnContact bodies."""
     from afas_pipeline.mapping.load import default_mapping
@@ -317,16 +331,8 @@ def worker_bare_feedback(url: str, calls: int, concurrency: int) -> dict:
             for part, value in values.items():
                 if value is not None and f"bounce:{part}" in targets:
                     fields.setdefault(str(b["contact"]["externalId"]), {})[targets[f"bounce:{part}"].field] = value
-        read_s = time.perf_counter() - started
-        rows = bare.contacts(set(fields))
-        bodies = [{"KnContact": {"Element": {"Fields": {"BcCoOga": str(rows[i]["OrganisationId"]),
-                                                        "BcCoPer": str(rows[i]["PersonId"]), **fields[i]}}}}
-                  for i in sorted(fields, key=int) if i in rows][:calls]
-        lookup_s = time.perf_counter() - started - read_s
-        ok = bare.send("PUT", "KnContact", bodies)
-        return {"read_s": read_s, "lookup_s": lookup_s, "write_s": time.perf_counter() - started - read_s - lookup_s,
-                "updates_read": len(updates), "bounces_read": len(bounces), "candidates": len(fields),
-                "calls": len(bodies), "accepted": ok}
+        return {**_write_back(bare, started, fields, calls), "updates_read": len(updates),
+                "bounces_read": len(bounces)}
 
     return _measured(url, concurrency, work)
 
@@ -359,16 +365,8 @@ def worker_bare_mailchimp_feedback(url: str, calls: int, concurrency: int) -> di
             for part, value in {"date": day.isoformat(), "type": "hard", "hard": True}.items():
                 if external_id and f"bounce:{part}" in targets:
                     wanted.setdefault(external_id, {})[targets[f"bounce:{part}"].field] = value
-        read_s = time.perf_counter() - started
-        rows = bare.contacts(set(wanted))
-        bodies = [{"KnContact": {"Element": {"Fields": {"BcCoOga": str(rows[i]["OrganisationId"]),
-                                                        "BcCoPer": str(rows[i]["PersonId"]), **wanted[i]}}}}
-                  for i in sorted(wanted, key=int) if i in rows][:calls]
-        lookup_s = time.perf_counter() - started - read_s
-        ok = bare.send("PUT", "KnContact", bodies)
-        return {"read_s": read_s, "lookup_s": lookup_s, "write_s": time.perf_counter() - started - read_s - lookup_s,
-                "updates_read": len(updates), "bounces_read": len(cleaned), "candidates": len(wanted),
-                "calls": len(bodies), "accepted": ok}
+        return {**_write_back(bare, started, wanted, calls), "updates_read": len(updates),
+                "bounces_read": len(cleaned)}
 
     return _measured(url, concurrency, work, "mailchimp")
 
