@@ -39,7 +39,8 @@ def test_c1_c4_a_first_sync_killed_after_a_batch_subscribe_then_rerun_undoes_no_
     saved, members = _saved(world), world.members()
     landed_unsaved = sorted((i for i, m in members.items() if i not in saved and m["status"] == "subscribed"), key=int)
     landed_saved = sorted((i for i, m in members.items() if i in saved and m["status"] == "subscribed"), key=int)
-    assert landed_unsaved, "the killed run left members in Mailchimp whose creation the state does not hold"
+    if point.endswith("batch_acknowledged"):  # (after a save, the next batch may or may not have been sent)
+        assert landed_unsaved, "the killed run left members in Mailchimp whose creation the state does not hold"
     unsubscribed = landed_unsaved[:5] + landed_saved[:5]
     for external_id in unsubscribed:
         world.unsubscribe(external_id)
@@ -58,3 +59,37 @@ def test_c1_c4_a_first_sync_killed_after_a_batch_subscribe_then_rerun_undoes_no_
     world.mc("POST", "/stats/reset")
     world.sync()
     assert world.mc_writes() == 0  # C3: the state and Mailchimp agree
+
+
+def _members(world: MailchimpWorld) -> dict[str, tuple]:
+    return {i: (m["email_address"], m["status"], m["merge_fields"]) for i, m in world.members().items()}
+
+
+def test_c4_a_first_sync_while_mailchimp_fails_and_drops_answers_ends_as_a_fault_free_one(mc_world, tmp_path):
+    """The first full sync (its members made by batch subscribe) meets a Mailchimp that refuses or drops half of its
+    writes (its reads answer), with two attempts a call, for two runs: some batches are applied without an answer,
+    some never answered. Then Mailchimp recovers. The audience ends as a fault-free sync makes it: each member once,
+    with its status, and nothing left to send."""
+    world = mc_world
+    world.mailchimp_options = {"max_attempts": 2, "batch_size": 20}
+    world.mc("PUT", "/faults", json={"error_503_rate": 0.3, "drop_rate": 0.2, "retry_after": 0, "seed": 5,
+                                     "methods": ["POST", "PUT"]})
+    failed = [world.sync(raise_on_error=False) for _ in range(2)]
+    faults = world.mc_stats()["faults"]
+    world.mc("PUT", "/faults", json={})
+    assert not all(r.success for r in failed), "the outage made a run fail"
+    assert faults["drop"] > 0 and faults["503"] > 0
+    assert world.mc_stats()["requests"].get(BATCH_SUBSCRIBE, 0) > 0
+    world.sync()
+    faulty = _members(world)
+    world.mc("POST", "/stats/reset")
+    world.sync()
+    assert world.mc_writes() == 0  # C3: nothing left to send
+    assert len(world.all_members()) == len(faulty), "a member was made twice"
+
+    world.mc("POST", "/reset")
+    (tmp_path / "fault-free").mkdir()
+    clean = MailchimpWorld(world.sandbox, tmp_path / "fault-free")
+    clean.mailchimp_options = {"batch_size": 20}
+    clean.sync()
+    assert faulty == _members(clean)
