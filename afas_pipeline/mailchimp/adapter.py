@@ -1,6 +1,6 @@
 """The Mailchimp side of a sync (`afas_pipeline.sync.destination.Destination`): audience members and their plan as
-member upserts (`PUT lists/{id}/members/{hash}`; members new to the sync state by batch subscribe first), and Mailchimp's members changed since a moment
-(`since_last_changed`) as the typed values of `afas_pipeline.sync.events`.
+member upserts (`PUT lists/{id}/members/{hash}`; members new to the sync state by batch subscribe first), and
+Mailchimp's members changed since a moment (`since_last_changed`) as the typed values of `afas_pipeline.sync.events`.
 
 Consent, the way Mailchimp users lost it elsewhere (MC3):
 - Mailchimp's audience status is the one permission, id `status` in `mappings/mailchimp.yaml`.
