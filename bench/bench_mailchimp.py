@@ -66,7 +66,6 @@ MAILCHIMP_ASSETS = ("afas_", "mailchimp_")
 #: The routes of the sync's writes: a member's upsert, and batch subscribe for members new to the sync.
 MEMBER_PUT = "PUT lists/{list_id}/members/{subscriber_hash}"
 BATCH_POST = "POST lists/{list_id}"
-BATCH = 500  # members per batch subscribe, as the client sends them
 #: The Mailchimp account's clock during the full sync: before the delta window and its look-backs.
 FULL_CLOCK = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -214,7 +213,9 @@ def worker_bare(url: str, members: int, concurrency: int) -> dict:
     join_s = time.perf_counter() - started - read_s
 
     auth = httpx.BasicAuth("bench", SANDBOX_MAILCHIMP_KEY)
-    batches = [writes[n:n + BATCH] for n in range(0, len(writes), BATCH)]
+    from afas_pipeline.mailchimp.client import MAX_GROUP  # members per batch subscribe, as the client sends them
+
+    batches = [writes[n:n + MAX_GROUP] for n in range(0, len(writes), MAX_GROUP)]
     with httpx.Client(base_url=f"{url}/mailchimp/3.0/lists/{SANDBOX_MAILCHIMP_LIST}", auth=auth, timeout=120,
                       headers={"Accept": "application/json"}, limits=httpx.Limits(max_connections=concurrency)) as mc:
 

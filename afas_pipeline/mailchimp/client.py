@@ -386,10 +386,10 @@ class MailchimpClient(RetryingHttpResource):
                 return
             try:
                 bulk = self._create_in_bulk([writes[i] for i in indexes]) if len(indexes) > 1 else {}
-                for index in indexes:
+                for position, index in enumerate(indexes):
                     if stop.is_set():
                         return
-                    outcome = bulk.get(index - indexes[0]) or self._put_or_unanswered(writes[index])
+                    outcome = bulk.get(position) or self._put_or_unanswered(writes[index])
                     outcomes[index] = outcome
                     groups.settle(index, outcome if isinstance(outcome, MemberResult) else None)
             except BaseException:  # an auth error, or on_batch's own
