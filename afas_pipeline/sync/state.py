@@ -208,6 +208,13 @@ class _Db:
     def __init__(self, connection, postgres: bool):
         self.connection, self.postgres = connection, postgres
 
+    def whole(self, table: str) -> str:
+        """`table` (with its alias) for a query that reads every row of one destination: `FROM {db.whole("records r")}
+        WHERE r.destination=?`. SQLite would walk the primary key (destination, external_id) and fetch each row from
+        the table by its rowid: at 1,000,000 records 2.0 s of page look-ups, where reading the table from end to end
+        takes 0.4 s (a state holds a few destinations, so most of its rows are wanted). Postgres plans this itself."""
+        return table if self.postgres else f"{table} NOT INDEXED"
+
     def execute(self, sql: str, params=()):
         if not self.postgres:
             return self.connection.execute(sql, params)
@@ -413,7 +420,8 @@ class SyncState:
         selected = ", ".join(f"r.{c}" for c in wanted)
         with self._connect() as db:
             if external_ids is None:
-                rows = db.execute(f"SELECT {selected} FROM records r WHERE r.destination=?", (destination,)).fetchall()
+                rows = db.execute(f"SELECT {selected} FROM {db.whole('records r')} WHERE r.destination=?",
+                                  (destination,)).fetchall()
             else:
                 _wanted(db, external_ids)
                 rows = db.execute(
@@ -680,7 +688,7 @@ class SyncState:
         batches = []
         with self._connect() as db:
             if number_keys is None:
-                cursor = db.execute(query, (destination,))
+                cursor = db.execute(query.replace("FROM phone_index", f"FROM {db.whole('phone_index')}"), (destination,))
                 while rows := cursor.fetchmany(100_000):
                     batches.append(_text_columns(rows, columns))
             else:
