@@ -13,6 +13,7 @@ The way back (`<d>_optout_feedback`, `<d>_bounce_feedback` -> `<d>_afas_write_ba
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 import dagster as dg
 import numpy as np
@@ -178,11 +179,17 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         state = context.resources.sync_state.open()
         _same_identity(state, destination)
         drift = mapping_drift(context.resources.afas, destination, client, sources)
-        seen, feed_read = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc))
         members = audience_members(audience)
-        # A delta asks the state about its own few records; a full sync reads it whole, which is cheaper there.
+        # A delta asks the state about its own few records, after the feed; a full sync reads it whole, which is
+        # cheaper there, before the feed, whose judging then takes what was last sent from it instead of asking the
+        # state again about every record the feed holds (after a full sync's writes: all of them). The rows the
+        # feed's judging changed are read again.
         wanted = _members_of(cadence, members)
-        records = state.records(d, wanted, parsed=False, columns=STATE_COLUMNS)
+        whole = state.records(d, None, parsed=False, columns=STATE_COLUMNS) if wanted is None else None
+        feed = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc), records=whole)
+        records = (state.records(d, wanted, parsed=False, columns=STATE_COLUMNS) if whole is None
+                   else _read_again(whole, state, d, feed.changed))
+        seen, feed_read = feed.optouts, feed.read
         optouts = state.optouts(d, wanted)
         rejected = state.rejected(d, wanted)
         quarantined = frozenset(rejected.loc[rejected["quarantined"], "external_id"])
@@ -241,7 +248,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
             # materialized alone, a step retry) may be older than an opt-out: read the feed again first.
             reread = not plan_made_by_this_attempt(context, dg.AssetKey(names["sync_plan"]))
             if reread:
-                seen, _ = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc), step="sync")
+                seen = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc), step="sync").optouts
                 context.log.info(f"sync: the plan was made by another run or attempt; {seen} new opt-outs read")
             plan, held = hold_late_optouts(plan, state.optouts(d, _members_of(cadence, plan)), keys)
             writer = StateWriter(state, destination, plan, two_way, config.quarantine_after, fresh_plan=not reread)
@@ -430,6 +437,15 @@ def _members_of(cadence: str, frame: pd.DataFrame) -> pd.Series | None:
     return frame["external_id"].astype(str) if cadence == "delta" else None
 
 
+def _read_again(records: pd.DataFrame, state: SyncState, d: str, external_ids: list[str]) -> pd.DataFrame:
+    """`records` (the state's, read whole) with the rows of `external_ids` as the state holds them now."""
+    if not external_ids:
+        return records
+    now = state.records(d, external_ids, parsed=False, columns=[c for c in records.columns if c != "external_id"])
+    kept = records[~texts_in(records["external_id"], pd.Series(external_ids, dtype="string"))]
+    return pd.concat([kept, now], ignore_index=True)
+
+
 def _address_holders(state: SyncState, d: str, plan: pd.DataFrame, every: pd.DataFrame | None) -> dict[str, str]:
     """Email hash -> the external id the state holds it for: of the addresses the plan sends, or of every record
     when `every` holds the state's records (a full sync's plan read them all; they are not read again)."""
@@ -451,10 +467,20 @@ def plan_made_by_this_attempt(context: dg.AssetExecutionContext, plan: dg.AssetK
     return bool(latest) and latest[0].run_id == context.run.run_id
 
 
+class FeedJudged(NamedTuple):
+    """What `refresh_optouts` found: opt-outs, changes read, and the records whose state rows it changed (made
+    inactive, or in doubt after a write in flight)."""
+
+    optouts: int
+    read: int
+    changed: list[str]
+
+
 def refresh_optouts(destination: Destination, client, state: SyncState, now: datetime,
-                    step: str = "sync_plan") -> tuple[int, int]:
+                    step: str = "sync_plan", records: pd.DataFrame | None = None) -> FeedJudged:
     """Read the destination's change feed since the last read and remember what happened there: permissions
-    switched off (C1) and records made inactive (R11). Returns the opt-outs found and the changes read.
+    switched off (C1) and records made inactive (R11). `records`: the state's records of the destination, read
+    whole just before (a full sync's plan), to take what was last sent from; else the state is asked.
 
     A permission that is off in the destination while we last sent it on was switched off by someone there:
     an opt-out, dated by the record's last change. It is remembered for the plan (C1) and queued for the
@@ -490,7 +516,7 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
     # The latest write in flight per record: (the feed's mark when it was planned, the permissions it sends).
     intended = {i: (entry.feed_mark, intent["permissions"]) for entry in in_flight for i, intent in entry.intents.items()}
     switched_off = feed[feed[[f"off:{key}" for key in keys]].any(axis=1)] if keys else feed.iloc[:0]
-    sent_on = _sent_on(state, d, switched_off["external_id"].tolist(), keys)
+    sent_on = _sent_on(state, d, switched_off["external_id"], keys, records)
     in_flight_ids = pd.Index(list(intended), dtype="string")
     optouts = []
     for key in keys:
@@ -515,14 +541,20 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
         state.resolve_in_doubt(d, in_flight)
         failpoint(f"{d}_{step}.feed_recorded")
         state.set_watermark(d, "contact_updates", seen_until)
-    return len(optouts), read
+    return FeedJudged(len(optouts), read, sorted(set(inactive) | set(intended)))
 
 
-def _sent_on(state: SyncState, d: str, external_ids: list[str], keys: list[str]) -> dict[str, pd.Index]:
-    """Per permission key, the records of `external_ids` we last sent that permission on."""
-    if not external_ids or not keys:
+def _sent_on(state: SyncState, d: str, external_ids: pd.Series, keys: list[str],
+             records: pd.DataFrame | None = None) -> dict[str, pd.Index]:
+    """Per permission key, the records of `external_ids` we last sent that permission on: from `records` (the
+    state's, read whole) when given, else read from the state."""
+    if external_ids.empty or not keys:
         return {key: pd.Index([], dtype="string") for key in keys}
-    sent = state_columns(state.records(d, external_ids, parsed=False, columns=("permissions",)), keys)
+    if records is None:
+        records = state.records(d, external_ids.tolist(), parsed=False, columns=("permissions",))
+    else:
+        records = records.loc[texts_in(records["external_id"], external_ids), ["external_id", "permissions"]]
+    sent = state_columns(records, keys)
     ids = sent["external_id"].astype("string")
     return {key: pd.Index(ids[sent[state_sent_column(key)].fillna(False).astype(bool)]) for key in keys}
 

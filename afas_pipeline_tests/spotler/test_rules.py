@@ -228,6 +228,22 @@ def test_r11_a_hard_bounced_contact_is_not_enriched_until_afas_gives_it_a_new_ad
     assert email_active(reactivated)
 
 
+def test_r11_a_contact_spotler_inactivated_since_the_last_run_is_left_alone_by_the_next_full_sync(world):
+    """The full sync's plan reads the state whole before it reads Spotler's change feed; the feed's hard bounce is
+    in the state only after that, so the plan must take that record's row again (it did not: the contact was
+    enriched)."""
+    world.sync()
+    (contact,) = world.pick(1, ContactKind="PRS", HardBounce=False, Blocked=False)
+    external_id = _id(contact)
+    world.spotler("POST", f"/recipients/{external_id}/bounce", json={"type": "hard"})
+    world.afas_edit("contacts", external_id, Function="Niet verrijkt")  # before the bounce reached AFAS
+
+    world.sync("2026-11-22-12:00")
+
+    assert world.spotler_contact(external_id)["properties"].get("function") != "Niet verrijkt"
+    assert not email_active(world.spotler_contact(external_id))
+
+
 def test_c1_a_permission_afas_switches_on_after_the_opt_out_is_switched_on(world):
     world.sync()
     (contact,) = world.pick(1, ContactKind="PRS", Blocked=False, HardBounce=False, PermissionNewsletter=True)
