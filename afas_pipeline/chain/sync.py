@@ -255,7 +255,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
             members = audience_members(audience).drop(columns=["content_hash", "email_hash"])
             sending = plan[plan["action"].isin(["create", "update"])]
             try:
-                with state.bulk_writes(len(sending)):
+                with state.bulk_writes(len(sending)), state.kept_open():
                     writer.save_unsent()
                     outcome = send_in_chunks(destination, client, sending, members, writer)
             finally:

@@ -395,6 +395,23 @@ class SyncState:
                 db.execute(ADDRESS_INDEX)
 
     @contextmanager
+    def kept_open(self) -> Iterator[None]:
+        """A connection to a SQLite state held open for the block, so that the many short transactions in it (a
+        sync's saves, batch by batch) do not each end in a checkpoint: in WAL mode the last connection to close
+        copies the log into the database and deletes it. A full sync of 100,000 contacts closed 73 connections
+        that way, 0.24 s of its 2.8 s of writes. The log is still copied back as it grows (SQLite's automatic
+        checkpoint), and when the block ends. Postgres: nothing to do."""
+        if self.url is not None:
+            yield
+            return
+        keeper = sqlite3.connect(self.path, timeout=60)
+        try:
+            keeper.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # opens the log; no transaction kept
+            yield
+        finally:
+            keeper.close()
+
+    @contextmanager
     def transaction(self) -> Iterator[None]:
         """Every call on this object in this thread inside the block commits together, or not at all."""
         if getattr(self._local, "db", None) is not None:

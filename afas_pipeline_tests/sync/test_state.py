@@ -3,6 +3,7 @@ each test on a fresh SQLite file and on a fresh Postgres database (`state_locati
 
 import sqlite3
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import orjson
 import pandas as pd
@@ -383,6 +384,23 @@ def test_a_whole_destination_is_read_through_the_table_in_one_pass_not_row_by_ro
     with state._connect() as db:
         plans = [[row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {read}")] for read in reads]
     assert all(plan[0].startswith("SCAN") and "INDEX" not in plan[0] for plan in plans), plans
+
+
+def test_transactions_inside_kept_open_leave_the_log_to_be_copied_back_once_at_its_end(tmp_path):
+    """SQLite in WAL mode copies the log into the database and deletes it when its last connection closes: without
+    a connection kept open, every transaction of a sync (one per batch saved) ended that way."""
+    path = tmp_path / "state.sqlite"
+    state = SyncState(path)
+    log = Path(f"{path}-wal")
+    row = {"external_id": "A", "content_hash": "c", "email_hash": "e", "permissions": {}}
+    state.save_records("spotler", [row])
+    assert not log.exists()  # closed last: checkpointed and deleted
+    with state.kept_open():
+        state.save_records("spotler", [{**row, "external_id": "B"}])
+        state.save_records("spotler", [{**row, "external_id": "C"}])
+        assert log.exists() and log.stat().st_size > 0
+    assert not log.exists()
+    assert sorted(state.records("spotler")["external_id"]) == ["A", "B", "C"]
 
 
 def _index_rows(*rows) -> pa.Table:
