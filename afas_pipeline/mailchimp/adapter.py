@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from afas_pipeline.lib.privacy import hash_key
@@ -178,9 +179,28 @@ class MailchimpAdapter:
         # the change (a whole member is some 1.2 kB of JSON, most of it read for nothing after a full sync's writes).
         wanted = (f"merge_fields.{self.id_tag}", "status", "last_changed")
         for page in client.members_changed_pages(start, end, fields=wanted):
-            # `FeedStates` holds no field values: none are made (a dict of merge fields per member).
-            yield FeedStates.of((change for member in page if (change := self._change(member, fields=False))),
-                                page.server_time)
+            yield self.feed_states(page, page.server_time)
+
+    def feed_states(self, members: list[dict], server_time: datetime | None = None) -> FeedStates:
+        """Members of the change feed as `FeedStates`, what `FeedStates.of` makes of their changes (`_change`), built
+        column by column: no object per member (the first read after a full sync holds every member it wrote) and
+        every time parsed at once. A time that way cannot read makes the page read member by member."""
+        ids = [self._external_id(member) for member in members]
+        kept = [member for member, external_id in zip(members, ids) if external_id is not None]
+        changed_at = _epoch_us([member.get("last_changed") for member in kept])
+        if changed_at is None:
+            return FeedStates.of((change for member in members if (change := self._change(member, fields=False))),
+                                 server_time)
+        statuses = [member.get("status") for member in kept]
+        permissions = [STATUS_PERMISSION[status] if status in STATUS_PERMISSION else None for status in statuses]
+        return FeedStates(
+            external_ids=[external_id for external_id in ids if external_id is not None],
+            changed_at=changed_at,
+            mailable=np.array([status != "cleaned" for status in statuses], dtype=bool),
+            off={STATUS: np.array([p is False for p in permissions], dtype=bool)}
+            if any(p is not None for p in permissions) else {},
+            server_time=server_time,
+        )
 
     def bounces(self, client: MailchimpClient, start: datetime, end: datetime) -> list[Bounce]:
         """Cleaned members: Mailchimp cleans an address after a hard bounce (soft bounces leave the status)."""
@@ -333,6 +353,24 @@ def _plain_fields(member: dict) -> dict[str, object]:
     """The member's merge fields with a value, the ADDRESS object left out (it never flows back: R13)."""
     return {tag: value for tag, value in (member.get("merge_fields") or {}).items()
             if value not in ("", None) and not isinstance(value, dict)}
+
+
+def _epoch_us(values: list) -> np.ndarray | None:
+    """`epoch_us(mailchimp_time(v))` of each value, parsed at once (ISO 8601 text; none or "" is 0, the epoch); None
+    when a value is something else, or not ISO 8601 text from the epoch on (then `mailchimp_time` reads each)."""
+    given = [v for v in values if v]
+    if not all(isinstance(v, str) for v in given):
+        return None
+    try:
+        times = pd.to_datetime(pd.Series(given, dtype=object), utc=True, format="ISO8601")
+    except (ValueError, TypeError, OverflowError):
+        return None
+    ns = times.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    if len(ns) and (times.isna().any() or ns.min() < 0):
+        return None
+    out = np.zeros(len(values), dtype=np.int64)
+    out[np.flatnonzero([bool(v) for v in values])] = ns // 1000
+    return out
 
 
 def mailchimp_time(value) -> datetime:
