@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -67,6 +67,9 @@ logger = logging.getLogger("afas_pipeline.mailchimp")
 
 MAX_GROUP = 500  # members per on_batch call at most (Mailchimp's own batch size)
 MAX_PAGE_SIZE = 1000  # Mailchimp's largest ``count``
+#: Pages of a collection on their way while one is used (`_page_reads`): Mailchimp makes the next ones while the
+#: reader takes this one apart. The first read after a full sync of 1,000,000 contacts reads 791 pages of members.
+PAGES_AHEAD = 3
 MAX_CONNECTIONS = 10  # Mailchimp's simultaneous connections per user, across all apps
 CONSENT_TITLES = frozenset({"Member In Compliance State", "Forgotten Email Not Subscribed"})
 API_KEY_SETTING = "MAILCHIMP_API_KEY"
@@ -533,14 +536,18 @@ class MailchimpClient(RetryingHttpResource):
 
     def _page_reads(self, path: str, route: str, key: str, params: dict[str, str]) -> Iterator[FeedRead]:
         """A collection page by page, ``count``/``offset`` paged until ``total_items``; the first page carries
-        Mailchimp's clock when it answered (its ``Date``). The next page, when ``total_items`` says there is one, is
-        asked for while this one is used: the requests are those of a read page after page."""
+        Mailchimp's clock when it answered (its ``Date``). The next pages that ``total_items`` says are there, up to
+        ``PAGES_AHEAD`` (and ``max_concurrency``), are asked for while this one is used, at the offsets a read page
+        after page asks for when the pages are full: the requests are those of such a read. A page that comes back
+        short before the end is followed by the offset after it, as page after page."""
+        depth = max(1, min(PAGES_AHEAD, self.max_concurrency))
 
         def get(offset: int) -> httpx.Response:
             return self._send("GET", path, route=route,
                               params={**params, "count": str(self.page_size), "offset": str(offset)})
 
-        ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailchimp-page")
+        ahead = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="mailchimp-page")
+        asked: dict[int, Future] = {}
         try:
             offset, response = 0, get(0)
             while True:
@@ -551,12 +558,17 @@ class MailchimpClient(RetryingHttpResource):
                 clock = None if offset else server_time(response)
                 del response
                 total, offset = payload.get("total_items"), offset + len(page)
-                following = ahead.submit(get, offset) if page and isinstance(total, int) and offset < total else None
+                more = bool(page) and isinstance(total, int) and offset < total
+                if more:
+                    for later in range(offset, min(total, offset + depth * self.page_size), self.page_size):
+                        if later not in asked:
+                            asked[later] = ahead.submit(get, later)
                 yield FeedRead(page, clock)
-                if following is None:
+                if not more:
                     return
-                response = following.result()
-        finally:  # a page asked for ahead and not used is left to its thread (a reader that stopped does not wait)
+                following = asked.pop(offset, None)
+                response = following.result() if following is not None else get(offset)
+        finally:  # pages asked for ahead and not used are left to their threads (a reader that stopped does not wait)
             ahead.shutdown(wait=False, cancel_futures=True)
 
     def _json(self, response: httpx.Response, route: str) -> Any:

@@ -22,6 +22,7 @@ from afas_pipeline.mailchimp import (
     MemberWrite,
     subscriber_hash,
 )
+from afas_pipeline.mailchimp.client import PAGES_AHEAD
 from afas_pipeline_tests.waiting import wait_until
 
 FAST = {"backoff_initial_s": 0.001, "backoff_max_s": 0.01}
@@ -436,22 +437,23 @@ def test_members_changed_since_a_time_every_status_all_pages(sb, admin):
     assert sorted(m["email_address"] for m in older) == sorted(address(f"oud{i}") for i in range(3))
 
 
-@pytest.mark.parametrize("members", [7, 9])
-def test_members_changed_pages_ask_for_the_next_page_ahead_with_the_requests_of_a_read_page_after_page(
-        sb, admin, members):
-    """While a page is used the next one, which `total_items` says is there, is on its way; no page is asked for
-    beyond the last (9: three full pages, and no empty fourth)."""
-    with make_client(sb, page_size=3) as client:
+@pytest.mark.parametrize("members, concurrency", [(7, 8), (9, 8), (16, 8), (16, 1)])
+def test_members_changed_pages_ask_for_the_next_pages_ahead_with_the_requests_of_a_read_page_after_page(
+        sb, admin, members, concurrency):
+    """While a page is used the next ones, which `total_items` says are there, are on their way (`PAGES_AHEAD`, one
+    with one call at a time); no page is asked for beyond the last (9: three full pages, and no empty fourth)."""
+    pages, ahead = -(-members // 3), min(PAGES_AHEAD, concurrency)
+    with make_client(sb, page_size=3, max_concurrency=concurrency) as client:
         client.put_members([write(i) for i in range(members)])
         admin.post("stats/reset").raise_for_status()
         since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)
         read: list[str] = []
         for page in client.members_changed_pages(since):
             read += [m["email_address"] for m in page]
-            if len(read) < members:  # the next page is asked for before this one is done with
-                wait_until(lambda: server_requests(admin, MEMBERS_GET) == len(read) // 3 + 1)
+            if len(read) < members:  # the next pages are asked for before this one is done with
+                wait_until(lambda: server_requests(admin, MEMBERS_GET) == min(pages, len(read) // 3 + ahead))
     assert sorted(read) == sorted(address(i) for i in range(members))
-    assert server_requests(admin, MEMBERS_GET) == -(-members // 3)
+    assert server_requests(admin, MEMBERS_GET) == pages
 
 
 def test_members_changed_pages_of_some_fields_hold_those_and_the_time_of_the_change_all_pages_read_ahead(sb, admin):

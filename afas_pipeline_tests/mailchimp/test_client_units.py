@@ -238,9 +238,28 @@ def test_members_changed_pages_until_total_items_and_drops_later_changes():
 
     changed = mocked(answer, page_size=2).members_changed(since, until)
     assert [m["contact_id"] for m in changed] == ["c0", "c1", "c3", "c4"]  # c2 changed at 02:00, after until
-    assert [r.url.params["offset"] for r in seen] == ["0", "2", "4"]
+    assert sorted(r.url.params["offset"] for r in seen) == ["0", "2", "4"]  # pages after the first: side by side
     assert {r.url.params["since_last_changed"] for r in seen} == {"2026-10-25T00:00:00+00:00"}
     assert all("status" not in r.url.params for r in seen), "every status"
+
+
+def test_a_page_shorter_than_asked_before_the_end_is_followed_by_the_offset_after_it():
+    """The pages read ahead are asked for at the offsets of full pages; when one comes back short, the read goes on
+    where a read page after page would, so no member between is missed (the pages asked for beyond are dropped)."""
+    rows = [{"contact_id": f"c{i}", "email_address": f"m{i}@v.example", "last_changed": "2026-10-25T00:00:00+00:00"}
+            for i in range(10)]
+    seen: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        offset, count = int(request.url.params["offset"]), int(request.url.params["count"])
+        seen.append(offset)
+        count = 2 if offset == 3 else count  # Mailchimp sends 2 of the 3 asked for
+        return httpx.Response(200, json={"members": rows[offset: offset + count], "total_items": len(rows)})
+
+    pages = list(mocked(answer, page_size=3).members_changed_pages(datetime(2026, 10, 25, tzinfo=timezone.utc)))
+    assert [[m["contact_id"] for m in page] for page in pages] == [["c0", "c1", "c2"], ["c3", "c4"],
+                                                                    ["c5", "c6", "c7"], ["c8", "c9"]]
+    assert {5, 8} <= set(seen) and len(seen) == len(set(seen))
 
 
 def test_the_key_may_come_from_the_environment_at_run_time(monkeypatch):
