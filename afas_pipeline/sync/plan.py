@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from afas_pipeline.lib.frames import texts_in
 from afas_pipeline.sync.audience import afas_permission_column, field_hash_column, permission_column
 
 ACTIONS = ("create", "update", "unchanged", "skip_hard_bounce", "quarantined", "skip_shared_address")
@@ -121,7 +122,7 @@ def plan_sync(
         on_since = modified.where(raw & ~(was_on & since.notna()), since).where(raw, pd.NaT)
         differs = last_sent.isna() | (last_sent.astype(object) != desired.astype(object))
         send = differs & ~skip_bounced
-        opted_out_at = pd.to_datetime(plan["external_id"].astype(str).map(_optout_times(optouts, key)), utc=True)
+        opted_out_at = _optout_column(plan["external_id"], optouts, key)
         # C1: the destination saw an opt-out after AFAS last switched the permission on (unblocking
         # a contact is not switching its permission on). Also judged for a record a new address reactivates
         # (R11): a destination that must then restate its consent (Mailchimp) must not ask an opted-out person.
@@ -297,6 +298,18 @@ def hold_late_optouts(plan: pd.DataFrame, optouts: pd.DataFrame,
     idle = (plan["action"] == "update") & ~plan["send_properties"].astype(bool) & ~sends_a_permission
     plan.loc[idle, "action"] = "unchanged"
     return plan, len(late)
+
+
+def _optout_column(external_ids: pd.Series, optouts: pd.DataFrame, key: int | str) -> pd.Series:
+    """Per record of `external_ids` when the destination saw permission `key` switched off (NaT: not seen). The few
+    records with an opt-out are found by Arrow's hash look-up and only they are mapped: a map of every id took
+    0.37 s at 1,000,000 records, for each permission."""
+    times = _optout_times(optouts, key)
+    out = pd.Series(pd.NaT, index=external_ids.index, dtype="datetime64[ns, UTC]")
+    if not times.empty:
+        found = texts_in(external_ids, pd.Index(times.index, dtype="string"))
+        out[found] = pd.to_datetime(external_ids[found].astype(str).map(times), utc=True)
+    return out
 
 
 def _optout_times(optouts: pd.DataFrame, key: int | str) -> pd.Series:
