@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from afas_pipeline.mailchimp.adapter import MailchimpAdapter
 from afas_pipeline.mapping.load import load_mapping
 from afas_pipeline.sync.events import FeedStates
+from afas_pipeline_tests.feed_states import assert_same_states
 
 ADAPTER = MailchimpAdapter(load_mapping(Path(__file__).resolve().parents[2] / "mappings" / "mailchimp.yaml"))
 TAG = ADAPTER.id_tag
@@ -42,17 +43,10 @@ def _row_by_row(members: list[dict]) -> FeedStates:
     return FeedStates.of(change for member in members if (change := ADAPTER._change(member, fields=False)))
 
 
-def _same(got: FeedStates, expected: FeedStates) -> None:
-    assert got.external_ids == expected.external_ids
-    assert got.changed_at.tolist() == expected.changed_at.tolist()
-    assert got.mailable.tolist() == expected.mailable.tolist()
-    assert {k: v.tolist() for k, v in got.off.items()} == {k: v.tolist() for k, v in expected.off.items()}
-
-
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(members=MEMBERS)
 def test_any_page_of_members_reads_as_the_member_by_member_reading_does(members):
-    _same(ADAPTER.feed_states(members), _row_by_row(members))
+    assert_same_states(ADAPTER.feed_states(members), _row_by_row(members))
 
 
 def test_an_unsubscribe_a_cleaned_member_and_one_not_ours_read_column_wise(monkeypatch):

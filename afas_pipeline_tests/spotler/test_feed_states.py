@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from afas_pipeline.spotler.adapter import _arrow_feed_states, contact_changes, feed_states
 from afas_pipeline.spotler.errors import SpotlerError
 from afas_pipeline.sync.events import FeedStates
+from afas_pipeline_tests.feed_states import assert_same_states
 
 USUAL_ID = st.integers(1, 10**6).map(str)
 ODD_ID = st.one_of(st.integers(1, 99), st.none())  # a number, or none (read as "None" row by row)
@@ -36,18 +37,11 @@ USUAL_PAGE = st.lists(_contact(USUAL_ID), max_size=12)
 ANY_PAGE = st.lists(_contact(st.one_of(USUAL_ID, ODD_ID)), max_size=12)
 
 
-def _same(got: FeedStates, expected: FeedStates) -> None:
-    assert got.external_ids == expected.external_ids
-    assert got.changed_at.tolist() == expected.changed_at.tolist()
-    assert got.mailable.tolist() == expected.mailable.tolist()
-    assert {k: v.tolist() for k, v in got.off.items()} == {k: v.tolist() for k, v in expected.off.items()}
-
-
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(page=ANY_PAGE)
 def test_any_page_reads_as_the_row_by_row_reading_does(page):
     content = orjson.dumps(page)
-    _same(feed_states(content, None), FeedStates.of(contact_changes(page)))
+    assert_same_states(feed_states(content, None), FeedStates.of(contact_changes(page)))
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
@@ -60,7 +54,7 @@ def test_the_usual_page_is_read_by_arrow(page):
     states = _arrow_feed_states(orjson.dumps(page), None)
     assert states is not None or not page
     if states is not None:
-        _same(states, FeedStates.of(contact_changes(page)))
+        assert_same_states(states, FeedStates.of(contact_changes(page)))
 
 
 def test_a_page_with_an_opt_out_and_a_bounce():
