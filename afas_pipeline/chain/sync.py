@@ -441,9 +441,9 @@ def _read_again(records: pd.DataFrame, state: SyncState, d: str, external_ids: l
     """`records` (the state's, read whole) with the rows of `external_ids` as the state holds them now."""
     if not external_ids:
         return records
-    now = state.records(d, external_ids, parsed=False, columns=[c for c in records.columns if c != "external_id"])
+    current = state.records(d, external_ids, parsed=False, columns=[c for c in records.columns if c != "external_id"])
     kept = records[~texts_in(records["external_id"], pd.Series(external_ids, dtype="string"))]
-    return pd.concat([kept, now], ignore_index=True)
+    return pd.concat([kept, current], ignore_index=True)
 
 
 def _address_holders(state: SyncState, d: str, plan: pd.DataFrame, every: pd.DataFrame | None) -> dict[str, str]:
