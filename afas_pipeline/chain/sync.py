@@ -457,11 +457,14 @@ def _read_again(records: pd.DataFrame, state: SyncState, d: str, external_ids: l
 
 
 def _address_holders(state: SyncState, d: str, plan: pd.DataFrame, every: pd.DataFrame | None) -> dict[str, str]:
-    """Email hash -> the external id the state holds it for: of the addresses the plan sends, or of every record
-    when `every` holds the state's records (a full sync's plan read them all; they are not read again)."""
-    if every is not None:
-        return dict(zip(every["email_hash"].astype(str), every["external_id"]))
+    """Email hash -> the external id the state holds it for, of the addresses the plan sends: taken from `every`
+    when it holds the state's records (a full sync's plan read them all; they are not read again), else looked up.
+    Only those: a dictionary of every record's address took 0.17 s of a rerun at 100,000 contacts that sends
+    nothing."""
     sending = plan.loc[plan["action"].isin(["create", "update"]), "email_hash"].dropna().astype(str)
+    if every is not None:
+        held = every.loc[texts_in(every["email_hash"], sending), ["email_hash", "external_id"]]
+        return dict(zip(held["email_hash"].astype(str), held["external_id"].astype(str)))
     return state.holders(d, set(sending))
 
 
