@@ -11,7 +11,7 @@ import pandas as pd
 
 from afas_pipeline.lib.bulk import collect_young, collector_paused
 from afas_pipeline.lib.failpoints import failpoint
-from afas_pipeline.lib.frames import texts_in
+from afas_pipeline.lib.frames import object_values, texts_in
 from afas_pipeline.sync.audience import field_hash_column
 from afas_pipeline.sync.destination import Destination, WriteResult
 from afas_pipeline.sync.feedback import REACTIVATED
@@ -360,12 +360,12 @@ def results_frame(plan: pd.DataFrame, outcome: Outcomes | None, dry_run: bool) -
 
 def _state_columns(frame: pd.DataFrame, keys: list, two_way: list[str]) -> dict[str, Any]:
     """The columns of `frame` (plan rows) that `_state_rows` reads, as plain Python lists."""
-    columns = {name: frame[name].to_numpy(dtype=object, na_value=None).tolist()
+    columns = {name: object_values(frame[name])
                for name in ("external_id", "content_hash", "email_hash", "bounced_email_hash", "send_properties")}
-    columns["sent"] = {str(k): frame[set_column(k)].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
-    columns["afas"] = {str(k): frame[f"afas:{k}"].to_numpy(dtype=object, na_value=None).tolist() for k in keys}
+    columns["sent"] = {str(k): object_values(frame[set_column(k)]) for k in keys}
+    columns["afas"] = {str(k): object_values(frame[f"afas:{k}"]) for k in keys}
     columns["since"] = {str(k): _iso_times(frame[f"on_since:{k}"]) for k in keys}
-    columns["field_hashes"] = {name: frame[field_hash_column(name)].to_numpy(dtype=object, na_value=None).tolist()
+    columns["field_hashes"] = {name: object_values(frame[field_hash_column(name)])
                                for name in two_way}
     return columns
 

@@ -22,7 +22,7 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 from email_validator.rfc_constants import DOT_ATOM_TEXT
 
 from afas_pipeline.afas.sources import AfasSources
-from afas_pipeline.lib.frames import only_columns
+from afas_pipeline.lib.frames import object_values, only_columns
 from afas_pipeline.lib.privacy import hash_bytes
 from afas_pipeline.mapping.models import BACK_REFERENCES, ENTITY_KEY, ENTITY_SOURCE, DestinationMapping
 
@@ -339,7 +339,7 @@ def build_audience(base: pd.DataFrame, related: Mapping[str, pd.DataFrame], mapp
     for name, kind in mapping.two_way_fields():
         out[field_hash_column(name)] = field_hashes(out[property_column(name)], kind)
     out["email_hash"] = pd.Series([None if e is None else hash_bytes(e.encode())
-                                   for e in email.to_numpy(dtype=object, na_value=None).tolist()],
+                                   for e in object_values(email)],
                                   index=email.index, dtype="string")
     out["content_hash"] = _content_hashes(out, mapping)
     del joined  # before `out` is reordered: the joined frame is the largest of the step
@@ -377,6 +377,6 @@ def _content_hashes(out: pd.DataFrame, mapping: DestinationMapping) -> pd.Series
     # row's JSON array hashed as `hash_key` hashes its text (the hashes the sync state holds must not change).
     for start in range(0, len(out), HASH_SLICE):
         part = out.iloc[start:start + HASH_SLICE]
-        values = [part[c].to_numpy(dtype=object, na_value=None).tolist() for c in columns]
+        values = [object_values(part[c]) for c in columns]
         hashes += [hash_bytes(orjson.dumps(row, default=str)) for row in zip(*values)]
     return pd.Series(hashes, index=out.index, dtype="string")

@@ -6,10 +6,12 @@ from typing import Any
 
 import pandas as pd
 
+from afas_pipeline.lib.frames import object_values
+
 
 def plain_values(column: pd.Series) -> list[Any]:
     """Plain Python values (JSON-ready) with None for every kind of missing value (None, NaN, NA, NaT)."""
-    values = column.to_numpy(dtype=object, na_value=None).tolist()
+    values = object_values(column)
     if isinstance(column.dtype, pd.StringDtype):
         return values  # already str or None
     return [v.item() if hasattr(v, "item") else v for v in values]

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from afas_pipeline.afas.client import AfasClient
 from afas_pipeline.afas.filters import Condition, Filter, Op
 from afas_pipeline.lib.failpoints import failpoint
+from afas_pipeline.lib.frames import object_values
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.sync.destination import ABSENT, ERASED
 from afas_pipeline.sync.state import IN_DOUBT, SyncState
@@ -125,7 +126,7 @@ class _Saved:
     def __init__(self, state: SyncState, ids: Iterable[str], gone: set[str]):
         frame = state.records(DESTINATION, ids, columns=("content_hash", "fields", "destination_key", "input_hash"),
                               parsed=False)
-        self._values = {c: frame[c].to_numpy(dtype=object, na_value=None).tolist() for c in frame.columns}
+        self._values = {c: object_values(frame[c]) for c in frame.columns}
         self._at = {key: i for i, key in enumerate(self._values["external_id"])}
         self._gone = gone
 
