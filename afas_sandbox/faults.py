@@ -84,9 +84,11 @@ class Refusal(BaseModel):
         return pattern
 
 
+JSON_TYPE = "application/json; charset=utf-8"
+
+
 def json_response(status: int, body, headers: dict | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, headers=headers,
-                    media_type="application/json; charset=utf-8")
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=JSON_TYPE)
 
 
 def unavailable(retry_after: int, message: str = "Service temporarily unavailable") -> Response:

@@ -55,7 +55,7 @@ from starlette.routing import Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
 from afas_sandbox.admin_common import LoopbackOnly, query_int
-from afas_sandbox.faults import FaultConfig, FaultInjector, json_response
+from afas_sandbox.faults import JSON_TYPE, FaultConfig, FaultInjector, json_response
 from afas_sandbox.spotler.oauth import OAuthFailure, Verifier
 from afas_sandbox.spotler.store import (
     DEFAULT_PAGE_SIZE,
@@ -272,8 +272,9 @@ class SpotlerEmulator:
             end = _date(params, "toDate")
             end = account.now() + 1 if end is None else end
             after, size = _paging(params)
-            feed = account.updates if rest[0] == "updates" else account.bounce_list
-            return json_response(200, feed(start, end, after, size))
+            if rest[0] == "updates":
+                return Response(account.updates(start, end, after, size), media_type=JSON_TYPE)
+            return json_response(200, account.bounce_list(start, end, after, size))
         if rest == ["list"]:
             _only(method, "POST")
             doc = _json_body(body)

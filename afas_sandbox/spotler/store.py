@@ -19,6 +19,8 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from afas_pipeline.lib.bulk import collector_paused
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -58,6 +60,9 @@ PROPERTY_TYPES = {p["name"]: p["type"] for p in PROPERTIES}
 PERMISSION_ENTRIES = sorted(PROPERTIES[-1]["entries"], key=lambda e: e["rank"])
 PERMISSION_BITS = {e["bit"]: e["description"] for e in PERMISSION_ENTRIES}
 INTERACTION_KINDS = ("sent", "opened", "clicked", "bounced")
+#: A permission entry of a contact's document, per bit and value (`Contact.json_bytes`).
+_PERMISSION_JSON = {(bit, enabled): orjson.dumps({"bit": bit, "enabled": enabled, "description": description})
+                    for bit, description in PERMISSION_BITS.items() for enabled in (False, True)}
 
 
 class Invalid(Exception):
@@ -100,6 +105,24 @@ class Contact:
     channels: dict = field(default_factory=lambda: {"EMAIL": True})
     test_group: bool = False
     temporary: bool = False
+
+    def json_bytes(self) -> bytes:
+        """`orjson.dumps(self.to_json())`, put together around the permission entries made once: the change feed
+        after a large write shows every contact written, and making each one's document took 38 ms a page of 10,000
+        (as long as the reader took to parse it)."""
+        entries = []
+        for bit in PERMISSION_BITS:
+            enabled = self.permissions.get(bit, False)
+            if type(enabled) is not bool or "permissions" in self.properties:
+                return orjson.dumps(self.to_json())  # not the usual shape: the document itself
+            entries.append(_PERMISSION_JSON[bit, enabled])
+        head = orjson.dumps({"externalId": self.external_id, "encryptedId": self.encrypted_id, "created": self.created,
+                             "lastChanged": self.last_changed, "testGroup": self.test_group,
+                             "temporary": self.temporary, "properties": self.properties})
+        channels = orjson.dumps([{"name": name, "value": value} for name, value in self.channels.items()])
+        # The head without the closing braces of its properties and of itself; the permissions go last in them.
+        return b"".join((head[:-2], b"," if self.properties else b"", b'"permissions":[', b",".join(entries),
+                         b']},"channels":', channels, b"}"))
 
     def to_json(self) -> dict:
         properties = dict(self.properties)
@@ -399,14 +422,15 @@ class Account:
         return self.mailings[enc]
 
     # --- reads -------------------------------------------------------------------------------
-    def updates(self, start: int, end: int, after: int, size: int) -> list[dict]:
+    def updates(self, start: int, end: int, after: int, size: int) -> bytes:
+        """A page of ``contact/updates/list``, as its JSON body."""
         with self.lock, collector_paused():  # a page of fresh objects, freed by reference counting
             if self._by_change is None or self._by_change[0] != self.version:
                 rows = sorted(self.contacts.values(), key=lambda c: (c.last_changed, c.external_id))
                 self._by_change = (self.version, rows, [c.last_changed for c in rows])
             _, rows, stamps = self._by_change
             first, stop = bisect_left(stamps, start), bisect_left(stamps, end)
-            return [c.to_json() for c in rows[first + after: min(stop, first + after + size)]]
+            return b"[" + b",".join([c.json_bytes() for c in rows[first + after: min(stop, first + after + size)]]) + b"]"
 
     def bounce_list(self, start: int, end: int, after: int, size: int) -> list[dict]:
         with self.lock, collector_paused():
