@@ -543,9 +543,13 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
     del fed
     stamped = feed["changed_at"][feed["changed_at"] > 0]
     latest = from_epoch_us(stamped.max()) if len(stamped) else None
-    # Each record in its latest version (the later row), kept when it matters here: inactive, or a permission off.
-    feed = feed.drop_duplicates("external_id", keep="last")
     keys = [column.removeprefix("off:") for column in feed.columns if column.startswith("off:")]
+    # Each record in its latest version (the later row), kept when it matters here: inactive, or a permission off
+    # (a few rows of the echo of a full sync's writes, which the caller may still hold whole).
+    matters = ~feed["mailable"].to_numpy(dtype=bool)
+    for key in keys:
+        matters |= feed[f"off:{key}"].to_numpy(dtype=bool)
+    feed = feed[~feed["external_id"].duplicated(keep="last").to_numpy() & matters]
     inactive = feed.loc[~feed["mailable"], "external_id"].tolist()
     in_flight = state.writes_in_flight(d)
     # The latest write in flight per record: (the feed's mark when it was planned, the permissions it sends).

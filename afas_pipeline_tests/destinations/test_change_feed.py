@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 
 from afas_pipeline.chain.component import declared_destinations
-from afas_pipeline.chain.sync import refresh_optouts
+from afas_pipeline.chain.sync import FeedRead, refresh_optouts
+from afas_pipeline.sync.events import FeedStates, epoch_us
+from afas_pipeline.sync.state import SyncState
 
 
 @pytest.fixture
@@ -82,3 +85,25 @@ def test_a_destination_clock_ahead_of_ours_does_not_move_the_watermark_past_the_
     # The watermark is at most `now` (the read's end), not the destination's clock of half an hour later.
     assert refresh_optouts(adapter, client, state, now=now + timedelta(minutes=20))[0] == 1
     assert set(state.optouts(world.destination, {external_id})["external_id"]) == {external_id}
+
+
+@pytest.mark.parametrize("order", ["off, then on again", "on, then off"])
+def test_c1_a_record_read_twice_in_one_read_is_judged_by_its_later_version(tmp_path, order):
+    """A contact changed while the feed was paged shows up twice, its later row last: a permission switched off and
+    on again is no opt-out (the recipient took it back), switched off last it is one."""
+    adapter = next(c.destination() for c in declared_destinations() if c.destination().name == "spotler")
+    state = SyncState(tmp_path / "state.sqlite")
+    sent_on = {"1": {"sent": True, "afas": True, "on_since": "2026-11-01T10:00:00+00:00"}}
+    state.save_records("spotler", [{"external_id": "C1", "content_hash": "c", "email_hash": "e",
+                                    "permissions": sent_on, "bounced_email_hash": None}])
+    now = datetime.now(timezone.utc)
+    earlier, later = (epoch_us(now - timedelta(minutes=m)) for m in (2, 1))
+    off = [True, False] if order == "off, then on again" else [False, True]
+    page = FeedStates(["C1", "C1"], np.array([earlier, later]), np.array([True, True]), {"1": np.array(off)})
+    fed = FeedRead(FeedStates.frame([page]), 2, None, now - timedelta(hours=1))
+
+    judged = refresh_optouts(adapter, None, state, now=now, fed=fed)
+
+    expected = 0 if order == "off, then on again" else 1
+    assert judged.optouts == expected
+    assert len(state.optouts("spotler")) == expected
