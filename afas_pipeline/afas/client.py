@@ -49,7 +49,7 @@ from afas_pipeline.afas.filters import Condition, Filter, Op, filter_params
 from afas_pipeline.lib.http import RetryAfterWait as _Wait
 from afas_pipeline.lib.http import limiter_for as _limiter_for
 from afas_pipeline.lib.failpoints import failpoint
-from afas_pipeline.lib.http import RetryingHttpResource, redact_httpx_queries, unbound
+from afas_pipeline.lib.http import RetryingHttpResource, redact_httpx_queries, tls_context, unbound
 from afas_pipeline.lib.urls import base_url_problem, shown_url
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import afas_walls_to_utc, parse_afas_datetimes, select_window_rows, window_filter_bounds
@@ -402,6 +402,7 @@ class AfasClient(RetryingHttpResource):
         if self.integration_id:
             headers["IntegrationId"] = self.integration_id
         return httpx.Client(
+            verify=tls_context(),
             base_url=base_url + "/",
             headers=headers,
             timeout=httpx.Timeout(self.timeout_s),

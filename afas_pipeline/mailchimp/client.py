@@ -48,6 +48,7 @@ from afas_pipeline.lib.http import (
     json_request,
     redact_httpx_queries,
     server_time,
+    tls_context,
 )
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import require_utc
@@ -517,6 +518,7 @@ class MailchimpClient(RetryingHttpResource):
         if problem:
             raise MailchimpConfigError(problem)
         return httpx.Client(
+            verify=tls_context(),
             base_url=root + "/",
             auth=httpx.BasicAuth("afas-pipeline", self.api_key.strip()),
             timeout=self.timeout_s,

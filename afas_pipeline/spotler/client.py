@@ -43,6 +43,7 @@ from afas_pipeline.lib.http import (
     json_request,
     redact_httpx_queries,
     server_time,
+    tls_context,
 )
 from afas_pipeline.lib.text import printable
 from afas_pipeline.lib.timewindows import require_utc
@@ -389,6 +390,7 @@ class SpotlerClient(RetryingHttpResource):
                 f"accepted only for a sandbox on this machine)"
             )
         return httpx.Client(
+            verify=tls_context(),
             base_url=base,
             auth=_OneLeggedOAuth1(self.consumer_key, self.consumer_secret),
             timeout=self.timeout_s,

@@ -48,6 +48,7 @@ from afas_pipeline.lib.http import (
     json_request,
     redact_httpx_queries,
     send_in_slot,
+    tls_context,
 )
 from afas_pipeline.lib.phones import e164
 from afas_pipeline.lib.urls import base_url_problem, shown_url
@@ -566,6 +567,7 @@ class XelionClient(RetryingHttpResource):
         if problem:
             raise XelionConfigError(problem)
         return httpx.Client(
+            verify=tls_context(),
             base_url=root + "/",
             timeout=httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s),
             headers={"Accept": JSON},

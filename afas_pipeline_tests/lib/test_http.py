@@ -160,3 +160,31 @@ def test_a_call_leaves_no_response_for_the_cycle_collector(sandbox, calls):
             for _ in range(20):
                 call()
     assert left == []
+
+
+def test_every_api_client_verifies_servers_with_one_tls_context_made_once():
+    """Made once per process (loading the CA bundle per client took 25-45 ms), and still httpx's checking one."""
+    import ssl
+
+    from afas_pipeline.lib.http import tls_context
+
+    context = tls_context()
+    assert context is tls_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    from afas_pipeline.mailchimp.client import MailchimpClient
+    from afas_pipeline.spotler.client import SpotlerClient
+    from afas_pipeline.xelion.client import XelionClient
+
+    clients = [resource._new_client() for resource in (
+        AfasClient(base_url="https://81234.rest.afas.online/ProfitRestServices", token="a" * 64),
+        SpotlerClient(base_url="https://restapi.mailplus.nl/integrationservice-1.1.0", consumer_key="k",
+                      consumer_secret="s"),
+        MailchimpClient(api_key="0" * 32 + "-us21", list_id="l"),
+        XelionClient(base_url="https://xelion.example.nl/api/v1/master", user_name="u", password="p"),
+    )]
+    try:
+        for client in clients:
+            assert client._transport._pool._ssl_context is context
+    finally:
+        for client in clients:
+            client.close()
