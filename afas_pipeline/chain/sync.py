@@ -489,7 +489,7 @@ class FeedJudged(NamedTuple):
     changed: list[str]
 
 
-class FeedRead(NamedTuple):
+class FeedFrame(NamedTuple):
     """A destination's change feed as read (`read_change_feed`): its rows (a `FeedStates.frame`), how many, the
     destination's clock when the read began, and where the read began."""
 
@@ -505,7 +505,7 @@ def feed_start(state: SyncState, d: str, now: datetime) -> datetime:
     return (since - FEED_OVERLAP) if since else now - FEED_FIRST_LOOKBACK
 
 
-def read_change_feed(destination: Destination, client, start: datetime, now: datetime) -> FeedRead:
+def read_change_feed(destination: Destination, client, start: datetime, now: datetime) -> FeedFrame:
     """The destination's change feed from `start` to `now`, page by page, as columns: the first read after a full
     sync reads all of its writes, which must not be held as an object per record. Touches no state (a full sync's
     plan reads it in a thread while it reads the state)."""
@@ -514,12 +514,12 @@ def read_change_feed(destination: Destination, client, start: datetime, now: dat
         server_time = page.server_time if number == 0 else server_time
         read += len(page)
         pages.append(page)
-    return FeedRead(FeedStates.frame(pages), read, server_time, start)
+    return FeedFrame(FeedStates.frame(pages), read, server_time, start)
 
 
 def refresh_optouts(destination: Destination, client, state: SyncState, now: datetime,
                     step: str = "sync_plan", records: pd.DataFrame | None = None,
-                    fed: FeedRead | None = None) -> FeedJudged:
+                    fed: FeedFrame | None = None) -> FeedJudged:
     """Read the destination's change feed since the last read and remember what happened there: permissions
     switched off (C1) and records made inactive (R11). `records`: the state's records of the destination, read
     whole just before (a full sync's plan), to take what was last sent from; else the state is asked. `fed`: the

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from afas_pipeline.chain.component import declared_destinations
-from afas_pipeline.chain.sync import FeedRead, refresh_optouts
+from afas_pipeline.chain.sync import FeedFrame, refresh_optouts
 from afas_pipeline.sync.events import FeedStates, epoch_us
 from afas_pipeline.sync.state import SyncState
 
@@ -100,7 +100,7 @@ def test_c1_a_record_read_twice_in_one_read_is_judged_by_its_later_version(tmp_p
     earlier, later = (epoch_us(now - timedelta(minutes=m)) for m in (2, 1))
     off = [True, False] if order == "off, then on again" else [False, True]
     page = FeedStates(["C1", "C1"], np.array([earlier, later]), np.array([True, True]), {"1": np.array(off)})
-    fed = FeedRead(FeedStates.frame([page]), 2, None, now - timedelta(hours=1))
+    fed = FeedFrame(FeedStates.frame([page]), 2, None, now - timedelta(hours=1))
 
     judged = refresh_optouts(adapter, None, state, now=now, fed=fed)
 
