@@ -160,7 +160,7 @@ class StateWriter:
         plan hold different records (C2), and the run lock keeps other runs out, so reading them late changes
         nothing. Of a fresh plan only the records it found in the state are asked for."""
         asked = rows.loc[rows["in_state"].astype(bool), "external_id"] if self.fresh_plan else rows["external_id"]
-        ids = [str(i) for i in asked]
+        ids = [str(i) for i in object_values(asked)]
         if not ids or not set(ids) <= self._asked:
             self._asked = set(ids)
             self._previous = ({str(r["external_id"]): r for r in self.state.records(self.name, ids).to_dict("records")}
