@@ -394,28 +394,39 @@ def _state_rows(columns: dict[str, Any], previous: dict[str, dict], accepted: bo
     fields, since when they are on (C1) and the bounced address (R11) may change, and a record whose row would
     not change, or that the destination never accepted, is left out. `only`: these positions, not every record."""
     sent, afas, since, field_hashes = columns["sent"], columns["afas"], columns["since"], columns["field_hashes"]
+    ids, contents, emails, bounced = (columns[c] for c in ("external_id", "content_hash", "email_hash", "bounced_email_hash"))
+    per_key = [(k, sent[k], afas[k], since[k]) for k in sent]
+    fields = list(field_hashes.items())
     rows = {}
-    for i in range(len(columns["external_id"])) if only is None else only:
-        external_id = str(columns["external_id"][i])
-        before = previous.get(external_id)
+    for i in range(len(ids)) if only is None else only:
+        external_id = str(ids[i])
+        before = previous.get(external_id) if previous else None
         before = before if before is not None and isinstance(before.get("content_hash"), str) else None
-        if before is None and not accepted:
-            continue  # never accepted: nothing to remember
-        permissions = {k: dict(v) for k, v in (before["permissions"] if before else {}).items()}
+        if before is None:
+            if not accepted:
+                continue  # never accepted: nothing to remember
+            # New to the state (every record of a first full sync): its row is what was sent.
+            rows[external_id] = {
+                "external_id": external_id, "content_hash": contents[i], "email_hash": emails[i],
+                "permissions": {k: {"afas": bool(a[i]), "on_since": t[i]} if s[i] is None else
+                                {"sent": bool(s[i]), "afas": bool(a[i]), "on_since": t[i]} for k, s, a, t in per_key},
+                "fields": {name: hashes[i] for name, hashes in fields}, "bounced_email_hash": bounced[i],
+            }
+            continue
+        permissions = {k: dict(v) for k, v in before["permissions"].items()}
         for k in sent:
             entry = permissions.setdefault(k, {})
             if accepted and sent[k][i] is not None:
                 entry["sent"] = bool(sent[k][i])
             entry["afas"], entry["on_since"] = bool(afas[k][i]), since[k][i]
-        fresh = accepted and (columns["send_properties"][i] or before is None)
+        fresh = accepted and columns["send_properties"][i]
         row = {
             "external_id": external_id,
-            "content_hash": columns["content_hash"][i] if fresh else before["content_hash"],
-            "email_hash": columns["email_hash"][i] if fresh else _text(before["email_hash"]),
+            "content_hash": contents[i] if fresh else before["content_hash"],
+            "email_hash": emails[i] if fresh else _text(before["email_hash"]),
             "permissions": permissions,
-            "fields": ({name: hashes[i] for name, hashes in field_hashes.items()} if fresh
-                       else (before["fields"] if before else {})),
-            "bounced_email_hash": columns["bounced_email_hash"][i],
+            "fields": {name: hashes[i] for name, hashes in fields} if fresh else before["fields"],
+            "bounced_email_hash": bounced[i],
         }
         if accepted or row["bounced_email_hash"] != _text(before["bounced_email_hash"]) \
                 or permissions != before["permissions"]:
