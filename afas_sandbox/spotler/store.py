@@ -67,6 +67,15 @@ _CHANNEL_ENTRIES: dict[tuple[tuple[str, bool], ...], list[dict]] = {}
 _BITS, _NOT_GIVEN = tuple(PERMISSION_BITS), (False,) * len(PERMISSION_BITS)  # a bit a contact does not hold is off
 
 
+def _permission_entries(values: tuple) -> list[dict]:
+    return [{"bit": bit, "enabled": enabled, "description": description}
+            for (bit, description), enabled in zip(PERMISSION_BITS.items(), values)]
+
+
+def _channel_entries(channels) -> list[dict]:
+    return [{"name": name, "value": value} for name, value in channels]
+
+
 class Invalid(Exception):
     """A contact in a write is refused; ``code`` is the contact/list result code."""
 
@@ -119,24 +128,20 @@ class Contact:
             return self.to_json()  # 1 is not True in the document, though they are the same key
         entries = _PERMISSION_ENTRIES.get(values)
         if entries is None:
-            entries = _PERMISSION_ENTRIES.setdefault(values, [
-                {"bit": bit, "enabled": enabled, "description": description}
-                for (bit, description), enabled in zip(PERMISSION_BITS.items(), values)])
+            entries = _PERMISSION_ENTRIES.setdefault(values, _permission_entries(values))
         channel_entries = _CHANNEL_ENTRIES.get(channels)
         if channel_entries is None:
-            channel_entries = _CHANNEL_ENTRIES.setdefault(channels, [{"name": n, "value": v} for n, v in channels])
-        return {"externalId": self.external_id, "encryptedId": self.encrypted_id, "created": self.created,
-                "lastChanged": self.last_changed, "testGroup": self.test_group, "temporary": self.temporary,
-                "properties": {**self.properties, "permissions": entries}, "channels": channel_entries}
+            channel_entries = _CHANNEL_ENTRIES.setdefault(channels, _channel_entries(channels))
+        return self._document(entries, channel_entries)
 
     def to_json(self) -> dict:
-        properties = dict(self.properties)
-        properties["permissions"] = [{"bit": bit, "enabled": self.permissions.get(bit, False), "description": d}
-                                     for bit, d in PERMISSION_BITS.items()]
+        return self._document(_permission_entries(tuple(map(self.permissions.get, _BITS, _NOT_GIVEN))),
+                              _channel_entries(self.channels.items()))
+
+    def _document(self, permission_entries: list[dict], channel_entries: list[dict]) -> dict:
         return {"externalId": self.external_id, "encryptedId": self.encrypted_id, "created": self.created,
                 "lastChanged": self.last_changed, "testGroup": self.test_group, "temporary": self.temporary,
-                "properties": properties,
-                "channels": [{"name": name, "value": value} for name, value in self.channels.items()]}
+                "properties": {**self.properties, "permissions": permission_entries}, "channels": channel_entries}
 
     @classmethod
     def from_json(cls, doc: dict) -> "Contact":
