@@ -605,7 +605,8 @@ def summary(lines: list[dict]) -> list[str]:
                     if not isinstance(v, (str, bool)) and k != "dagster/row_count"}
         out += [
             f"{name}: {run['wall_s']}s (warm-up run {run['warmup_run_s']}s), success={run['success']}, failed checks "
-            f"{run['failed_checks'] or 'none'}; peak memory growth {run['peak_growth_mb']} MB",
+            f"{run['failed_checks'] or 'none'}, warnings {run.get('warned_checks') or 'none'}; peak memory growth "
+            f"{run['peak_growth_mb']} MB",
             f"  AFAS {run['afas_requests']} requests: {_entities(run['afas_by_entity'])}",
             f"  {title} {run[f'{destination}_requests']} requests: "
             + ", ".join(f"{k} {v}" for k, v in run[f"{destination}_by_route"].items()),

@@ -124,12 +124,16 @@ def _memory_goal(contacts: int, peak_mb: float) -> tuple[str, str]:
 
 
 def _failed(table: Table, lines: dict[str, dict]) -> None:
-    """A row with a footnote for every run that failed or whose asset checks failed."""
+    """A row with a footnote for every run that failed or whose asset checks failed, and one for every run whose
+    checks of warning severity failed (the feedback runs' lag check: their events are dated weeks back)."""
     for name, line in lines.items():
         if line.get("success") is False or line.get("errors") or line.get("failed_checks"):
             why = f"{name}: success={line.get('success')}, errors {line.get('errors')}, failed checks " \
                   f"{line.get('failed_checks')}"
             table.row(f"{name}: not clean", table.note(why))
+        if line.get("warned_checks"):
+            table.row(f"{name}: warnings", table.note(f"{name}: checks of warning severity failed: "
+                                                      f"{line['warned_checks']}"))
 
 
 # --- the tables -------------------------------------------------------------------------------------------
