@@ -185,11 +185,12 @@ def _run(defs, job_name: str, partition: str, url: str, profile: str | None = No
         metadata[mat.asset_key.to_user_string()] = {
             k: v.value for k, v in mat.metadata.items() if isinstance(v.value, (int, float, str, bool))
         }
-    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
     # A failed check of warning severity (the feedback lag) warns; any other makes the run not clean.
-    warned = [c for c in failed if c.severity == dg.AssetCheckSeverity.WARN]
-    failed_checks = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in failed if c not in warned]
-    warned_checks = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in warned]
+    failed_checks, warned_checks = [], []
+    for c in result.get_asset_check_evaluations():
+        if not c.passed:
+            (warned_checks if c.severity == dg.AssetCheckSeverity.WARN else failed_checks).append(
+                f"{c.asset_key.to_user_string()}:{c.check_name}")
     errors = [_error_text(e.step_failure_data.error) for e in result.all_events
               if e.is_step_failure and e.step_failure_data]
     return {"job": job_name, "partition": partition, "success": result.success, "wall_s": wall,
