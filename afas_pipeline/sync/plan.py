@@ -12,13 +12,13 @@ switch-on is held back when the destination saw an opt-out later than AFAS's las
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from afas_pipeline.lib.frames import texts_in
@@ -83,7 +83,7 @@ def plan_sync(
     sent to the destination again."""
     hashes = [field_hash_column(name) for name in two_way]
     plan = members[["external_id", "content_hash", "email_hash", "afas_modified", "hard_bounced", *hashes]].copy()
-    plan = plan.merge(state_columns(state, permission_keys, two_way), on="external_id", how="left")
+    plan = _beside(plan, state_columns(state, permission_keys, two_way))
     known = plan["state_content_hash"].notna()
     hard = plan["hard_bounced"].astype(bool)
     # R11: the address that hard-bounced, once known (from Spotler's change feed, or AFAS's flag when
@@ -113,8 +113,7 @@ def plan_sync(
     for key in permission_keys:
         last_sent, last_afas = plan[state_sent_column(key)], plan[state_afas_column(key)]
         was_on = last_afas.fillna(False).astype(bool)
-        # Stored as ISO text, with or without fractions of a second (sync runs and write-backs both write it).
-        since = pd.to_datetime(plan[state_since_column(key)], utc=True, format="ISO8601")
+        since = plan[state_since_column(key)]
         raw = pd.Series(members[afas_permission_column(key)].astype(bool).to_numpy(), index=plan.index)
         desired = pd.Series(members[permission_column(key)].astype(bool).to_numpy(), index=plan.index)
         # When AFAS switched its permission field on, as far as the syncs can tell: kept while it stays
@@ -182,14 +181,15 @@ def state_columns(state: pd.DataFrame, permission_keys: list[int | str],
                   two_way: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
     """The sync state as the planner compares it, one column per value: `external_id`, `state_content_hash`,
     `state_email_hash`, `state_bounced`, per permission `state_sent:<key>`, `state_afas:<key>` (booleans, NA when the
-    row has no entry) and `state_on_since:<key>` (ISO text), per two-way property `state_field:<name>`.
+    row has no entry) and `state_on_since:<key>` (UTC times: stored as ISO text, with or without fractions of a second
+    and an offset, as sync runs and write-backs write them), per two-way property `state_field:<name>`.
 
     `state` has the columns of `SyncState.records`, its `permissions` and `fields` as JSON text (as stored, read with
     `parsed=False`) or as dicts. The text is parsed by Arrow, column by column, into only the values asked for: at
     1,000,000 records that is a fraction of a second and no Python object per value."""
     keys = [str(k) for k in permission_keys]
     state = state.reset_index(drop=True)
-    entry = pa.struct([("sent", pa.bool_()), ("afas", pa.bool_()), ("on_since", pa.string())])
+    entry = pa.struct([("sent", pa.bool_()), ("afas", pa.bool_()), ("on_since", pa.timestamp("ns", tz="UTC"))])
     out = pd.DataFrame({
         "external_id": state["external_id"],
         **{f"state_{name}": state[column].astype("string") if column in state else pd.NA
@@ -205,7 +205,7 @@ def state_columns(state: pd.DataFrame, permission_keys: list[int | str],
     for key in keys:
         out[state_sent_column(key)] = column(permissions, f"{key}.sent", "boolean")
         out[state_afas_column(key)] = column(permissions, f"{key}.afas", "boolean")
-        out[state_since_column(key)] = column(permissions, f"{key}.on_since", "string")
+        out[state_since_column(key)] = pd.Series(permissions.column(f"{key}.on_since").to_pandas(), index=out.index)
     for name in two_way:
         out[state_field_column(name)] = column(fields, name, "string")
     return out
@@ -217,14 +217,34 @@ def _json_columns(values: pd.Series | None, rows: int, schema: pa.Schema) -> pa.
         return pa.table({f.name: pa.nulls(rows, f.type) for f in schema})
     if values is None:
         values = pd.Series([None] * rows)
-    lines = [v if isinstance(v, str) else orjson.dumps(v).decode() if isinstance(v, dict) else "{}"
-             for v in values.tolist()]
-    text = "\n".join(lines).encode()
-    table = pa_json.read_json(io.BytesIO(text), parse_options=pa_json.ParseOptions(
+    if isinstance(values.dtype, pd.StringDtype):  # the stored text (`SyncState.records(parsed=False)`): joined by Arrow
+        texts = pc.fill_null(_large_texts(values), "{}")
+        text = pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(texts)], pa.int64()), texts),
+                              pa.scalar("\n", pa.large_string()))[0]
+        text = text.as_buffer()
+    else:
+        text = "\n".join(v if isinstance(v, str) else orjson.dumps(v).decode() if isinstance(v, dict) else "{}"
+                         for v in values.tolist()).encode()
+    table = pa_json.read_json(pa.BufferReader(text), parse_options=pa_json.ParseOptions(
         explicit_schema=schema, unexpected_field_behavior="ignore", newlines_in_values=False))
     if table.num_rows != rows:
         raise ValueError(f"the sync state's JSON gave {table.num_rows} rows for {rows} records")
     return table
+
+
+def _beside(members: pd.DataFrame, state: pd.DataFrame) -> pd.DataFrame:
+    """`members` with the columns of their rows of `state` (`state_columns`) beside them, NA where a record has none:
+    a left join on `external_id`, the rows found by Arrow's hash look-up and taken by position."""
+    ids, known = _large_texts(members["external_id"]), _large_texts(state["external_id"])
+    at = pc.fill_null(pc.index_in(ids, value_set=known), -1).to_numpy()
+    taken = {c: pd.Series(state[c].array.take(at, allow_fill=True)) for c in state.columns if c != "external_id"}
+    return pd.concat([members.reset_index(drop=True), pd.DataFrame(taken)], axis=1)
+
+
+def _large_texts(values: pd.Series) -> pa.Array:
+    """A text column as one Arrow array (a column Arrow holds in chunks joined)."""
+    texts = pa.array(values.astype("string"), type=pa.large_string(), from_pandas=True)
+    return texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
 
 
 def summarise(plan: pd.DataFrame, permission_keys: list[int | str]) -> PlanSummary:

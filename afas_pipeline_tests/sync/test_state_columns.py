@@ -21,6 +21,7 @@ ENTRIES = [
     {"sent": None, "afas": True, "on_since": T0.isoformat()},  # a write in doubt
     {"sent": True},  # an entry from before AFAS's side was kept
     {"sent": False, "afas": True, "on_since": T0.isoformat(), "later": [1, {"x": "é"}]},  # a field not known here
+    {"sent": True, "afas": True, "on_since": "2026-10-01T12:00:00.000001+02:00"},  # another offset: the same UTC time
 ]
 FIELDS = [{}, {"function": "2da0162be411"}, {"function": None}, {"other": "x"}]
 NO_OPTOUTS = pd.DataFrame(columns=["external_id", "permission", "opted_out_at"])
@@ -48,7 +49,7 @@ def test_the_stored_text_gives_the_values_of_the_parsed_dicts_on_both_backends(s
     from_dicts = state_columns(parsed, KEYS, ["function"]).sort_values("external_id", ignore_index=True)
     pd.testing.assert_frame_equal(from_text, from_dicts)
 
-    # And the values are the stored ones, NA where a row has no entry or no field.
+    # And the values are the stored ones (the times as UTC times), NA where a row has no entry or no field.
     by_id = from_text.set_index("external_id")
     for row in rows:
         got = by_id.loc[row["external_id"]]
@@ -56,7 +57,10 @@ def test_the_stored_text_gives_the_values_of_the_parsed_dicts_on_both_backends(s
             entry = row["permissions"].get(key) or {}
             for name, column in (("sent", f"state_sent:{key}"), ("afas", f"state_afas:{key}"),
                                  ("on_since", f"state_on_since:{key}")):
-                assert (None if pd.isna(got[column]) else got[column]) == entry.get(name), (row, column)
+                stored = entry.get(name)
+                if name == "on_since" and stored is not None:  # a UTC time
+                    stored = pd.Timestamp(stored).tz_convert("UTC")
+                assert (None if pd.isna(got[column]) else got[column]) == stored, (row, column)
         assert (None if pd.isna(got["state_field:function"]) else got["state_field:function"]) == \
             row["fields"].get("function")
         assert (None if pd.isna(got["state_bounced"]) else got["state_bounced"]) == row["bounced_email_hash"]
