@@ -10,7 +10,8 @@ It prints rows/s, the time ratio asset/bare (goal <= 1.2) and the asset run's pe
 over the size of the resulting DataFrame (goal < 2x); the JSON line also has each side's CPU seconds and
 the sandbox's. The asset runs twice in its worker: the first run also loads Dagster's execution machinery,
 the second is a code server's steady state; the ratio and memory goal use the second, and the first is
-printed beside it. Not part of the test suite.
+printed beside it. With --repeats N each side runs N times (the asset in N workers), the best counts. Not part of
+the test suite.
 """
 
 from __future__ import annotations
@@ -102,7 +103,9 @@ def bench_size(size: int, page_size: int, repeats: int) -> dict:
         _run_worker("bare", base_url, SANDBOX_AFAS_TOKEN, page_size)
         bare = min((_run_worker("bare", base_url, SANDBOX_AFAS_TOKEN, page_size) for _ in range(repeats)),
                    key=lambda r: r["wall_s"])
-        asset = _run_worker("asset", base_url, SANDBOX_AFAS_TOKEN, page_size)
+        # Best of N as the bare pager's, by the steady-state run the goals are judged on.
+        asset = min((_run_worker("asset", base_url, SANDBOX_AFAS_TOKEN, page_size) for _ in range(repeats)),
+                    key=lambda r: r["warm"]["wall_s"])
         server_rss = sandbox.rss_mb()
     assert bare["rows"] == asset["rows"], (bare, asset)
     warm, first = asset["warm"], asset["first"]

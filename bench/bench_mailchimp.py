@@ -28,9 +28,9 @@ core, and measures in fresh worker processes:
   call, as the client creates members new to the sync), with the merge fields the mapping sends (AFASID, FNAME,
   LNAME, COMPANY, JOBTITLE; PHONE in E.164 via `phonenumbers`, ADDRESS when complete; the status from the
   newsletter opt-in), so the server does the same work for both; HTTP Basic auth, at most the client's
-  `max_concurrency` (8) calls in flight. With --repeats N the full sync (each with fresh state and storage against a
-  reset audience; the runs after it follow the last one) and the bare script run N times each: best of N. Ratio
-  pipeline/bare (goal <= 1.3).
+  `max_concurrency` (8) calls in flight. With --repeats N there are N pipeline workers (each with fresh state and
+  storage against a reset audience; the runs after the full sync are the last one's), each followed by a bare run:
+  best of N on each side. Ratio pipeline/bare (goal <= 1.3).
 One JSON line per measurement, then a human summary with the goals. Not part of the test suite.
 """
 
@@ -58,6 +58,7 @@ from bench_sync import (  # bench/ is on the path when a benchmark runs
     _run,
     _slim,
     bare_afas_read,
+    best_of,
 )
 from measure import cpu_now, cpu_since, reset_peak, status_mb
 from sandbox_process import sandbox_process
@@ -113,9 +114,8 @@ def _figures(run: dict, suffix: str) -> dict:
 # --- worker: the pipeline -----------------------------------------------------------------------
 
 
-def worker_pipeline(url: str, deltas: list[int], repeats: int = 1) -> dict:
+def worker_pipeline(url: str, deltas: list[int], full_only: bool = False) -> dict:
     import logging
-    import shutil
     import warnings
 
     import dagster as dg
@@ -131,20 +131,16 @@ def worker_pipeline(url: str, deltas: list[int], repeats: int = 1) -> dict:
     warm = _run_mc(warm_defs, "afas_delta_job", WARMUP_PARTITION, url)
     out["warmup"] = {"wall_s": warm["wall_s"], "success": warm["success"], "errors": warm["errors"]}
 
-    fulls = []
-    for i in range(repeats):  # each with fresh state and storage against a reset audience; the last one's are kept
-        storage = str(tmp / f"run{i}" / "storage")
-        defs = _defs(url, str(tmp / f"run{i}" / "state.sqlite"), storage, MAILCHIMP_ASSETS)
-        _mc_reset(url)
-        _mc_clock(url, FULL_CLOCK)
-        fulls.append(_run_mc(defs, "afas_full_job", FULL_PARTITION, url))
-        if i < repeats - 1:
-            shutil.rmtree(tmp / f"run{i}", ignore_errors=True)
-    out["full"] = min(fulls, key=lambda r: r["wall_s"])
-    out["full"]["runs_wall_s"] = [round(r["wall_s"], 2) for r in fulls]
+    storage = str(tmp / "run" / "storage")
+    defs = _defs(url, str(tmp / "run" / "state.sqlite"), storage, MAILCHIMP_ASSETS)
+    _mc_reset(url)
+    _mc_clock(url, FULL_CLOCK)
+    out["full"] = _run_mc(defs, "afas_full_job", FULL_PARTITION, url)
     # Back at real time, weeks after the full sync's writes: the rerun reads them once (the echo), as the first
     # read after them must, and its watermark (Mailchimp's clock at that read) leaves them behind for the deltas.
     _mc_clock(url, None)
+    if full_only:
+        return out
     out["rerun"] = _run_mc(defs, "afas_full_job", FULL_PARTITION, url)
     out["rerun_again"] = _run_mc(defs, "afas_full_job", FULL_PARTITION, url)
     out["deltas"] = []
@@ -273,13 +269,15 @@ def bench(contacts: int, deltas: list[int], repeats: int) -> list[dict]:
     with sandbox_process(contacts) as sandbox:
         url = sandbox.url
         _warm_afas(url)
-        pipeline = _run_worker("pipeline", "--url", url, "--deltas", *map(str, deltas), "--repeats", str(repeats))
-        full = pipeline["full"]
-        sent = _figures(full, "")["members_sent"] or 0
-        bares = [_run_worker("bare", "--url", url, "--n", str(sent), "--concurrency", str(concurrency))
-                 for _ in range(repeats)]
-        bare = min(bares, key=lambda r: r["wall_s"])
-        bare["runs_wall_s"] = [round(r["wall_s"], 2) for r in bares]
+        fulls, bares = [], []
+        for i in range(repeats):  # full, bare, full, bare: slower and faster moments of the machine fall on both
+            last = i == repeats - 1
+            pipeline = _run_worker("pipeline", "--url", url, "--deltas", *map(str, deltas),
+                                   *([] if last else ["--full-only"]))
+            fulls.append(pipeline["full"])
+            sent = _figures(pipeline["full"], "")["members_sent"] or 0
+            bares.append(_run_worker("bare", "--url", url, "--n", str(sent), "--concurrency", str(concurrency)))
+        full, bare = best_of(fulls), best_of(bares)
         server_rss = sandbox.rss_mb()
 
     common = {"contacts": contacts, "sandbox_ready_s": round(sandbox.ready_s, 1), "sandbox_rss_mb": round(server_rss)}
@@ -341,13 +339,14 @@ def main() -> None:
                         help=f"AFAS edits per delta run (at most {len(DELTA_WINDOWS)})")
     parser.add_argument("--repeats", type=int, default=1,
                         help="full sync and bare script: best of N each (the machine is shared)")
+    parser.add_argument("--full-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=("pipeline", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == "pipeline":
-        print(json.dumps(worker_pipeline(args.url, args.deltas, args.repeats)))
+        print(json.dumps(worker_pipeline(args.url, args.deltas, args.full_only)))
         return
     if args.worker == "bare":
         print(json.dumps(worker_bare(args.url, args.n, args.concurrency)))

@@ -15,9 +15,10 @@ server has its own core, and measures in fresh worker processes:
   state and storage: that loads Dagster's execution machinery and the code, as a code server that has
   run before would have; its time is printed as the warm-up run;
   Spotler's clock is set back FULL_CLOCK_BACK_S for it, so its writes lie before the runs that follow, as a
-  full sync's do before the next windows. With --repeats N the full sync runs N times, each with fresh state and
-  storage against a reset account: best of N, as the bare script's (a single run of one side against the best of
-  several of the other would measure the machine's noise); the runs below follow the last one;
+  full sync's do before the next windows. With --repeats N there are N workers, each with fresh state and
+  storage against a reset account, each followed by a bare run (full, bare, full, bare, ...): the best of N on
+  each side (a single run of one side against the best of several of the other, or all of one side before the
+  other, would measure the machine's noise as much as the code); the runs below are the last worker's;
 - rerun: the same full partition again (C3: goal zero Spotler writes); it is the first run to read the change
   feed after the full sync's writes, so it reads them once (the echo); the runs after it do not;
 - rerun again: the same once more, the echo read: what a rerun costs on its own (reading AFAS, the join, the plan);
@@ -251,10 +252,8 @@ def _spotler_clock(url: str, offset_s: int) -> None:
     httpx.put(f"{url}/spotler/_admin/clock", json={"offset_s": offset_s}, timeout=30).raise_for_status()
 
 
-def worker_pipeline(url: str, deltas: list[int], profile_dir: str | None, full_only: bool = False,
-                    repeats: int = 1) -> dict:
+def worker_pipeline(url: str, deltas: list[int], profile_dir: str | None, full_only: bool = False) -> dict:
     import logging
-    import shutil
     import warnings
 
     import dagster as dg
@@ -273,23 +272,17 @@ def worker_pipeline(url: str, deltas: list[int], profile_dir: str | None, full_o
     out["warmup"] = {"wall_s": warm["wall_s"], "success": warm["success"], "errors": warm["errors"]}
 
     prof = (lambda name: str(Path(profile_dir) / f"{name}.prof")) if profile_dir else (lambda name: None)
-    fulls = []
-    for i in range(repeats):  # each with fresh state and storage against a reset account; the last one's are kept
-        storage = str(tmp / f"run{i}" / "storage")
-        defs = _defs(url, str(tmp / f"run{i}" / "state.sqlite"), storage)
-        httpx.post(f"{url}/spotler/_admin/reset", timeout=60).raise_for_status()
-        # The full sync's writes stamped FULL_CLOCK_BACK ago in Spotler's clock, as a full sync before the windows
-        # that follow it would be: the first read after them reads them once (the echo), later ones do not.
-        _spotler_clock(url, -FULL_CLOCK_BACK_S)
-        # One Dagster instance for the runs that follow each other, as they would share $DAGSTER_HOME: a delta reads
-        # the full sync's row counts from it (whether AFAS look-ups by key beat a full read).
-        instance = dg.DagsterInstance.ephemeral()
-        fulls.append(_run(defs, "afas_full_job", FULL_PARTITION, url, prof("full"), instance))
-        _spotler_clock(url, 0)
-        if i < repeats - 1:
-            shutil.rmtree(tmp / f"run{i}", ignore_errors=True)
-    out["full"] = min(fulls, key=lambda r: r["wall_s"])
-    out["full"]["runs_wall_s"] = [round(r["wall_s"], 2) for r in fulls]
+    storage = str(tmp / "run" / "storage")
+    defs = _defs(url, str(tmp / "run" / "state.sqlite"), storage)
+    httpx.post(f"{url}/spotler/_admin/reset", timeout=60).raise_for_status()
+    # The full sync's writes stamped FULL_CLOCK_BACK ago in Spotler's clock, as a full sync before the windows that
+    # follow it would be: the first read after them reads them once (the echo), later ones do not.
+    _spotler_clock(url, -FULL_CLOCK_BACK_S)
+    # One Dagster instance for the runs that follow each other, as they would share $DAGSTER_HOME: a delta reads the
+    # full sync's row counts from it (whether AFAS look-ups by key beat a full read).
+    instance = dg.DagsterInstance.ephemeral()
+    out["full"] = _run(defs, "afas_full_job", FULL_PARTITION, url, prof("full"), instance)
+    _spotler_clock(url, 0)
     if full_only:
         return out
     out["rerun"] = _run(defs, "afas_full_job", FULL_PARTITION, url, prof("rerun"), instance)
@@ -383,6 +376,11 @@ def _run_worker(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def best_of(runs: list[dict]) -> dict:
+    """The fastest of `runs`, with every run's wall time (`runs_wall_s`)."""
+    return {**min(runs, key=lambda r: r["wall_s"]), "runs_wall_s": [round(r["wall_s"], 2) for r in runs]}
+
+
 def _slim(run: dict) -> dict:
     return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in run.items() if k != "metadata"}
 
@@ -393,19 +391,21 @@ def bench(contacts: int, deltas: list[int], profile_dir: str | None, repeats: in
         url, ready_s = sandbox.url, sandbox.ready_s
         # Warm the server (sorted indexes, JSON paths) so neither side pays for it: one bare run, not reported.
         _run_worker("bare", "--url", url, "--n", str(contacts), "--batch-size", "500", "--concurrency", "4")
-        pipeline = _run_worker("pipeline", "--url", url, "--deltas", *map(str, deltas), "--repeats", str(repeats),
-                               *(["--profile-dir", profile_dir] if profile_dir else []),
-                               *(["--full-only"] if full_only else []))
-        full = pipeline["full"]
         from afas_pipeline.spotler.client import SpotlerClient
 
         client_defaults = SpotlerClient.model_fields
         batch_size, concurrency = client_defaults["batch_size"].default, client_defaults["max_concurrency"].default
-        sent = _sync_figures(full, "")["contacts_sent"] or 0
-        bares = [_run_worker("bare", "--url", url, "--n", str(sent), "--batch-size", str(batch_size),
-                             "--concurrency", str(concurrency)) for _ in range(repeats)]
-        bare = min(bares, key=lambda r: r["wall_s"])
-        bare["runs_wall_s"] = [round(r["wall_s"], 2) for r in bares]
+        fulls, bares = [], []
+        for i in range(repeats):  # full, bare, full, bare: slower and faster moments of the machine fall on both
+            last = i == repeats - 1
+            pipeline = _run_worker("pipeline", "--url", url, "--deltas", *map(str, deltas),
+                                   *(["--profile-dir", profile_dir] if profile_dir and last else []),
+                                   *(["--full-only"] if full_only or not last else []))
+            fulls.append(pipeline["full"])
+            sent = _sync_figures(pipeline["full"], "")["contacts_sent"] or 0
+            bares.append(_run_worker("bare", "--url", url, "--n", str(sent), "--batch-size", str(batch_size),
+                                     "--concurrency", str(concurrency)))
+        full, bare = best_of(fulls), best_of(bares)
         server_rss = sandbox.rss_mb()
 
     common = {"contacts": contacts, "sandbox_ready_s": round(ready_s, 1), "sandbox_rss_mb": round(server_rss)}
@@ -484,7 +484,7 @@ def main() -> None:
     parser.add_argument("--profile-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == "pipeline":
-        print(json.dumps(worker_pipeline(args.url, args.deltas, args.profile_dir, args.full_only, args.repeats)))
+        print(json.dumps(worker_pipeline(args.url, args.deltas, args.profile_dir, args.full_only)))
         return
     if args.worker == "bare":
         print(json.dumps(worker_bare(args.url, args.n, args.batch_size, args.concurrency)))
