@@ -26,7 +26,8 @@ server has its own core, and measures in fresh worker processes:
   one 15-minute window after 2026-11-01, then `afas_delta_job` for that window (goal: a few requests,
   in proportion to D, not to the audience);
 - bare: in a fresh process against a reset Spotler account, an httpx loop paging Sync_Contacts,
-  Sync_Persons and Sync_Organisations, a minimal join, and the same number of `POST contact/list`
+  Sync_Persons and Sync_Organisations, a minimal join into the documents the pipeline sends (`bare_document`),
+  and the same number of `POST contact/list`
   batches of the same size (same contacts count, same concurrency cap), signed with authlib OAuth1 as
   the client does; best of --repeats runs. Ratio pipeline/bare (goal <= 1.3).
 One JSON line per measurement, then a human summary with the goals. Not part of the test suite.
@@ -301,6 +302,26 @@ def worker_pipeline(url: str, deltas: list[int], profile_dir: str | None, full_o
 # --- worker: the bare script ----------------------------------------------------------------------
 
 
+def bare_document(c: dict, p: dict, o: dict, email: str) -> dict:
+    """The document the pipeline sends for contact `c` (its address `email`) of person `p` at organisation `o`
+    (mappings/spotler.yaml): the same properties, and a contact AFAS already flags as hard-bounced created with its
+    EMAIL channel off (R11), so that the server does the same work for both. At 3,000 contacts the 2,395 documents
+    the pipeline sent were these, byte for byte; before, the bare script left out `country` and `debtor` (8% of the
+    bytes) and the channel."""
+    blocked = bool(c.get("Blocked"))
+    document = {"externalId": str(c["ContactId"]), "properties": {
+        "email": email, "firstName": p.get("FirstName"), "infix": p.get("Prefix"),
+        "lastName": p.get("LastName"), "initials": p.get("Initials"), "gender": {"M": "M", "V": "F"}.get(p.get("Gender")),
+        "organisation": o.get("Name"), "city": o.get("City"), "country": o.get("Country"),
+        "function": c.get("Function"), "afasPersonId": c.get("PersonId"),
+        "afasOrganisationId": c.get("OrganisationId"), "debtor": {True: "yes", False: "no"}.get(c.get("IsDebtor")),
+        "permissions": [{"bit": 1, "enabled": bool(c.get("PermissionNewsletter")) and not blocked},
+                        {"bit": 2, "enabled": bool(c.get("PermissionEvents")) and not blocked}]}}
+    if c.get("HardBounce"):
+        document["channels"] = [{"name": "EMAIL", "value": False}]
+    return document
+
+
 def worker_bare(url: str, contacts: int, batch_size: int, concurrency: int) -> dict:
     """Page the three GetConnectors, join minimally, POST `contacts` contacts in batches of `batch_size`."""
     import warnings
@@ -334,14 +355,7 @@ def worker_bare(url: str, contacts: int, batch_size: int, concurrency: int) -> d
         if c.get("ContactKind") != "PRS" or not email or "@" not in email:
             continue
         p, o = persons.get(c["PersonId"], {}), organisations.get(c["OrganisationId"], {})
-        blocked = bool(c.get("Blocked"))
-        documents.append({"externalId": str(c["ContactId"]), "properties": {
-            "email": email, "firstName": p.get("FirstName"), "infix": p.get("Prefix"), "lastName": p.get("LastName"),
-            "initials": p.get("Initials"), "gender": {"M": "M", "V": "F"}.get(p.get("Gender")),
-            "organisation": o.get("Name"), "city": o.get("City"), "function": c.get("Function"),
-            "afasPersonId": c.get("PersonId"), "afasOrganisationId": c.get("OrganisationId"),
-            "permissions": [{"bit": 1, "enabled": bool(c.get("PermissionNewsletter")) and not blocked},
-                            {"bit": 2, "enabled": bool(c.get("PermissionEvents")) and not blocked}]}})
+        documents.append(bare_document(c, p, o, email))
     members = len(documents)
     documents = documents[:contacts]
     join_s = time.perf_counter() - started - read_s
