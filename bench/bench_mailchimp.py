@@ -207,8 +207,9 @@ def worker_bare(url: str, members: int, concurrency: int) -> dict:
             continue
         p, o = persons.get(c["PersonId"], {}), organisations.get(c["OrganisationId"], {})
         subscribed = bool(c.get("PermissionNewsletter")) and not c.get("Blocked")
-        puts[member] = {"email_address": email, "status_if_new": "subscribed" if subscribed else "transactional",
-                        "merge_fields": {"AFASID": c["ContactId"], "FNAME": p.get("FirstName") or "",
+        status = "cleaned" if c.get("HardBounce") else "subscribed" if subscribed else "transactional"  # R11, as sent
+        puts[member] = {"email_address": email, "status_if_new": status,
+                        "merge_fields": {"AFASID": str(c["ContactId"]), "FNAME": p.get("FirstName") or "",
                                          "LNAME": p.get("LastName") or "", "COMPANY": o.get("Name") or "",
                                          "PHONE": phone(p.get("PhoneMobile")), "ADDRESS": address(o),
                                          "JOBTITLE": c.get("Function") or ""}}
