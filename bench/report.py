@@ -41,6 +41,9 @@ DESTINATIONS = ("spotler", "mailchimp", "xelion")
 #: sandbox's start, the warm-up runs), from `make bench` on 2026-12-03 (load average 4.4 to 5.2); Mailchimp's from
 #: its report at 1,000,000 at commit e6a231a (batch subscribe; 306 s in all): the estimate printed at the start.
 SECONDS_PER_100K = {"extract": 11, "spotler": 115, "feedback": 52, "mailchimp": 30, "xelion": 520}
+#: What each repeat beyond the first adds (`--repeats`), per 100,000 contacts: `make bench` on 2026-12-05 at 9cd3ae7
+#: with 3 repeats (Xelion 2, at 40,000) against single runs the same day.
+SECONDS_PER_REPEAT_100K = {"extract": 7, "spotler": 18, "feedback": 5, "mailchimp": 33, "xelion": 360}
 PART_SETUP_S = 10
 #: The goals of issue 13.
 FULL_RATIO, EXTRACT_RATIO, EXTRACT_MEMORY, DELTA_S, PEAK_MB_AT_1M = 1.3, 1.2, 2.0, 10.0, 2048
@@ -345,7 +348,8 @@ def main() -> None:
     args.events = args.events or max(args.contacts // 100, 10)
     parts = [*(["extract"] if args.extract else []), *args.destinations,
              *("feedback" for d in args.destinations if d in bench_feedback.DESTINATIONS)]
-    estimate = sum(PART_SETUP_S + SECONDS_PER_100K[part] * args.contacts / 100_000 for part in parts)
+    estimate = sum(PART_SETUP_S + (SECONDS_PER_100K[part] + SECONDS_PER_REPEAT_100K[part] * (args.repeats - 1))
+                   * args.contacts / 100_000 for part in parts)
     print(f"estimated duration: about {estimate / 60:.0f} minutes ({', '.join(parts)}; scaled from `make bench` at "
           f"100,000 contacts on 2 cores)", file=sys.stderr, flush=True)
 
