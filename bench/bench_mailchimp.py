@@ -57,8 +57,8 @@ from bench_sync import (  # bench/ is on the path when a benchmark runs
     _edit_members,
     _run,
     _slim,
+    alternate,
     bare_afas_read,
-    best_of,
 )
 from measure import cpu_now, cpu_since, reset_peak, status_mb
 from sandbox_process import sandbox_process
@@ -270,15 +270,12 @@ def bench(contacts: int, deltas: list[int], repeats: int) -> list[dict]:
     with sandbox_process(contacts) as sandbox:
         url = sandbox.url
         _warm_afas(url)
-        fulls, bares = [], []
-        for i in range(repeats):  # full, bare, full, bare: slower and faster moments of the machine fall on both
-            last = i == repeats - 1
-            pipeline = _run_worker("pipeline", "--url", url, "--deltas", *map(str, deltas),
-                                   *([] if last else ["--full-only"]))
-            fulls.append(pipeline["full"])
-            sent = _figures(pipeline["full"], "")["members_sent"] or 0
-            bares.append(_run_worker("bare", "--url", url, "--n", str(sent), "--concurrency", str(concurrency)))
-        full, bare = best_of(fulls), best_of(bares)
+        pipeline, full, bare = alternate(
+            repeats,
+            lambda last: _run_worker("pipeline", "--url", url, "--deltas", *map(str, deltas),
+                                     *([] if last else ["--full-only"])),
+            lambda full: _run_worker("bare", "--url", url, "--n", str(_figures(full, "")["members_sent"] or 0),
+                                     "--concurrency", str(concurrency)))
         server_rss = sandbox.rss_mb()
 
     common = {"contacts": contacts, "sandbox_ready_s": round(sandbox.ready_s, 1), "sandbox_rss_mb": round(server_rss)}

@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -395,6 +396,19 @@ def best_of(runs: list[dict]) -> dict:
     return {**min(runs, key=lambda r: r["wall_s"]), "runs_wall_s": [round(r["wall_s"], 2) for r in runs]}
 
 
+def alternate(repeats: int, pipeline: Callable[[bool], dict], bare: Callable[[dict], dict]) -> tuple[dict, dict, dict]:
+    """`repeats` pipeline workers, each followed by a bare run (full, bare, full, bare, ...), so that slower and faster
+    moments of the shared machine fall on both sides: `pipeline(last)` runs a worker (the last one also the runs
+    after its full sync), `bare(full)` the bare script after that worker's full sync. Returns the last worker's
+    output and the best full sync and bare run (`best_of`)."""
+    fulls, bares = [], []
+    for i in range(repeats):
+        output = pipeline(i == repeats - 1)
+        fulls.append(output["full"])
+        bares.append(bare(output["full"]))
+    return output, best_of(fulls), best_of(bares)
+
+
 def _slim(run: dict) -> dict:
     return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in run.items() if k != "metadata"}
 
@@ -409,17 +423,13 @@ def bench(contacts: int, deltas: list[int], profile_dir: str | None, repeats: in
 
         client_defaults = SpotlerClient.model_fields
         batch_size, concurrency = client_defaults["batch_size"].default, client_defaults["max_concurrency"].default
-        fulls, bares = [], []
-        for i in range(repeats):  # full, bare, full, bare: slower and faster moments of the machine fall on both
-            last = i == repeats - 1
-            pipeline = _run_worker("pipeline", "--url", url, "--deltas", *map(str, deltas),
-                                   *(["--profile-dir", profile_dir] if profile_dir and last else []),
-                                   *(["--full-only"] if full_only or not last else []))
-            fulls.append(pipeline["full"])
-            sent = _sync_figures(pipeline["full"], "")["contacts_sent"] or 0
-            bares.append(_run_worker("bare", "--url", url, "--n", str(sent), "--batch-size", str(batch_size),
-                                     "--concurrency", str(concurrency)))
-        full, bare = best_of(fulls), best_of(bares)
+        pipeline, full, bare = alternate(
+            repeats,
+            lambda last: _run_worker("pipeline", "--url", url, "--deltas", *map(str, deltas),
+                                     *(["--profile-dir", profile_dir] if profile_dir and last else []),
+                                     *(["--full-only"] if full_only or not last else [])),
+            lambda full: _run_worker("bare", "--url", url, "--n", str(_sync_figures(full, "")["contacts_sent"] or 0),
+                                     "--batch-size", str(batch_size), "--concurrency", str(concurrency)))
         server_rss = sandbox.rss_mb()
 
     common = {"contacts": contacts, "sandbox_ready_s": round(ready_s, 1), "sandbox_rss_mb": round(server_rss)}
