@@ -66,6 +66,7 @@ from bench_sync import (
     _run,
     _slim,
     bare_afas_read,
+    best_of,
     edit_at,
 )
 from measure import cpu_now, cpu_since, load_1m, reset_peak, status_mb
@@ -270,8 +271,7 @@ def worker_pipeline(url: str, deltas: list[int], calls: int, repeats: int) -> di
         fulls.append(_run_xl(defs, "afas_full_job", FULL_PARTITION, url, instance))
         if i < repeats - 1:
             shutil.rmtree(tmp / f"run{i}", ignore_errors=True)
-    out["full"] = min(fulls, key=lambda r: r["wall_s"])
-    out["full"]["runs_wall_s"] = [round(r["wall_s"], 1) for r in fulls]
+    out["full"] = best_of(fulls)
     out["rerun"] = _run_xl(defs, "afas_full_job", FULL_PARTITION, url, instance)
 
     out["deltas"] = []
@@ -460,8 +460,7 @@ def bench(contacts: int, deltas: list[int], calls: int, repeats: int) -> list[di
         pipeline = _run_worker("pipeline", "--url", url, "--deltas", *map(str, deltas), "--calls", str(calls),
                                "--repeats", str(repeats))
         bares = [_run_worker("bare", "--url", url, "--concurrency", str(concurrency)) for _ in range(repeats)]
-        bare = min(bares, key=lambda r: r["wall_s"])
-        bare["runs_wall_s"] = [round(r["wall_s"], 1) for r in bares]
+        bare = best_of(bares)
         server_rss = sandbox.rss_mb()
 
     common = {"contacts": contacts, "sandbox_ready_s": round(sandbox.ready_s, 1), "sandbox_rss_mb": round(server_rss)}
