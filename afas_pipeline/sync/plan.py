@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from afas_pipeline.lib.frames import texts_in
+from afas_pipeline.lib.frames import large_texts, texts_in
 from afas_pipeline.sync.audience import afas_permission_column, field_hash_column, permission_column
 
 ACTIONS = ("create", "update", "unchanged", "skip_hard_bounce", "quarantined", "skip_shared_address")
@@ -76,14 +76,17 @@ def plan_sync(
     a row the destination accepted) and `state_changed` (that row changes even if the record is not sent: AFAS
     switched a permission field, since when it is on moved, or the bounced address is new).
 
-    `state.permissions` holds per key `{"sent": bool, "afas": bool, "on_since": ISO time}`.
+    `state`: the sync state's records (`SyncState.records`), `state.permissions` holding per key `{"sent": bool,
+    "afas": bool, "on_since": ISO time}`; or the columns `state_columns` made of them (a caller that needed them
+    before).
 
     `two_way` names the properties that also flow back: each is compared on its own (`field_hash:<name>`
     against `state.fields`), outside the content hash, so that a value the write-back put into AFAS is not
     sent to the destination again."""
     hashes = [field_hash_column(name) for name in two_way]
     plan = members[["external_id", "content_hash", "email_hash", "afas_modified", "hard_bounced", *hashes]].copy()
-    plan = _beside(plan, state_columns(state, permission_keys, two_way))
+    compared = state if STATE_CONTENT in state.columns else state_columns(state, permission_keys, two_way)
+    plan = _beside(plan, compared)
     known = plan["state_content_hash"].notna()
     hard = plan["hard_bounced"].astype(bool)
     # R11: the address that hard-bounced, once known (from Spotler's change feed, or AFAS's flag when
@@ -173,6 +176,9 @@ def state_field_column(name: str) -> str:
     return f"state_field:{name}"
 
 
+#: The column of `state_columns` with the content hash the state holds.
+STATE_CONTENT = "state_content_hash"
+
 #: The columns of `SyncState.records` the planner compares (`state_columns`): a full sync reads them for every record.
 STATE_COLUMNS = ("content_hash", "email_hash", "bounced_email_hash", "permissions", "fields")
 
@@ -218,7 +224,7 @@ def _json_columns(values: pd.Series | None, rows: int, schema: pa.Schema) -> pa.
     if values is None:
         values = pd.Series([None] * rows)
     if isinstance(values.dtype, pd.StringDtype):  # the stored text (`SyncState.records(parsed=False)`): joined by Arrow
-        texts = pc.fill_null(_large_texts(values), "{}")
+        texts = pc.fill_null(large_texts(values), "{}")
         text = pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(texts)], pa.int64()), texts),
                               pa.scalar("\n", pa.large_string()))[0]
         text = text.as_buffer()
@@ -235,16 +241,10 @@ def _json_columns(values: pd.Series | None, rows: int, schema: pa.Schema) -> pa.
 def _beside(members: pd.DataFrame, state: pd.DataFrame) -> pd.DataFrame:
     """`members` with the columns of their rows of `state` (`state_columns`) beside them, NA where a record has none:
     a left join on `external_id`, the rows found by Arrow's hash look-up and taken by position."""
-    ids, known = _large_texts(members["external_id"]), _large_texts(state["external_id"])
+    ids, known = large_texts(members["external_id"]), large_texts(state["external_id"])
     at = pc.fill_null(pc.index_in(ids, value_set=known), -1).to_numpy()
     taken = {c: pd.Series(state[c].array.take(at, allow_fill=True)) for c in state.columns if c != "external_id"}
     return pd.concat([members.reset_index(drop=True), pd.DataFrame(taken)], axis=1)
-
-
-def _large_texts(values: pd.Series) -> pa.Array:
-    """A text column as one Arrow array (a column Arrow holds in chunks joined)."""
-    texts = pa.array(values.astype("string"), type=pa.large_string(), from_pandas=True)
-    return texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
 
 
 def summarise(plan: pd.DataFrame, permission_keys: list[int | str]) -> PlanSummary:

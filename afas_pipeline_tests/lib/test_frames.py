@@ -1,10 +1,11 @@
-"""`texts_in`: pandas' `isin` on text, by Arrow's hash lookup, for every kind of text column; `object_values`: a
-column as the Python values `to_numpy` gives."""
+"""`texts_in`: pandas' `isin` on text, by Arrow's hash lookup, for every kind of text column; `repeated_texts`:
+pandas' `duplicated(keep=False)`; `latest_texts`: a look-up of the last row per key; `object_values`: a column as the
+Python values `to_numpy` gives."""
 
 import pandas as pd
 import pytest
 
-from afas_pipeline.lib.frames import object_values, texts_in
+from afas_pipeline.lib.frames import latest_texts, object_values, repeated_texts, texts_in
 
 
 @pytest.mark.parametrize("dtype", ["string", "object", "string[python]"])
@@ -30,3 +31,26 @@ def test_object_values_are_what_to_numpy_gives_for_every_kind_of_column(dtype):
         got = object_values(values)
         assert got == expected
         assert [type(v) for v in got] == [type(v) for v in expected]
+
+
+@pytest.mark.parametrize("dtype", ["string", "object", "string[python]"])
+def test_repeated_texts_agrees_with_duplicated_but_a_missing_value_is_never_repeated(dtype):
+    values = pd.Series(["a", "b", None, "a", None, "é", "é", "c"], dtype=dtype, index=range(50, 58))
+    got = repeated_texts(values)
+    assert got.tolist() == [True, False, False, True, False, True, True, False]
+    assert got.tolist() == (values.duplicated(keep=False) & values.notna()).tolist()
+    assert repeated_texts(values.iloc[:0]).tolist() == []
+    # Arrow holds a column put together from parts in several chunks, each encoded with a dictionary of its own.
+    pieces = pd.concat([values.astype("string[pyarrow]").iloc[:4], values.astype("string[pyarrow]").iloc[4:]])
+    assert repeated_texts(pieces).tolist() == got.tolist()
+
+
+def test_latest_texts_takes_the_last_row_of_each_key_and_null_where_there_is_none():
+    keys = pd.Series([1, 2, 1, 4, None], dtype="Int64")
+    values = pd.Series(["PRS", "ORG", "PRS-2", None, "X"], dtype="string")
+    got = latest_texts(pd.Series(["1", "2", "3", "4"], dtype="string"), keys, values)
+    assert got.to_pylist() == ["PRS-2", "ORG", None, None]
+    text_keys = pd.Series(["a", "b", "a"], dtype=object)
+    assert latest_texts(pd.Series(["a", "b"]), text_keys, pd.Series(["1", "2", "3"])).to_pylist() == ["3", "2"]
+    chunked = pd.concat([keys.astype("string[pyarrow]").iloc[:2], keys.astype("string[pyarrow]").iloc[2:]])
+    assert latest_texts(pd.Series(["1", "2", "3", "4"]), chunked, values).to_pylist() == ["PRS-2", "ORG", None, None]

@@ -82,8 +82,12 @@ def test_a_plan_made_from_the_stored_text_equals_the_plan_made_from_the_dicts(tm
 
     from_text = plan_sync(members, state.records("spotler", parsed=False), optouts, KEYS, two_way=["function"])
     from_dicts = plan_sync(members, state.records("spotler"), optouts, KEYS, two_way=["function"])
+    # A full sync's plan makes the columns it compares before it plans (while the feed is read), and hands those over.
+    compared = state_columns(state.records("spotler", parsed=False), KEYS, ["function"])
+    from_columns = plan_sync(members, compared, optouts, KEYS, two_way=["function"])
 
     pd.testing.assert_frame_equal(from_text, from_dicts)
+    pd.testing.assert_frame_equal(from_text, from_columns)
     # The world is varied enough for the equality to mean something.
     assert set(from_text["action"]) >= {"create", "update", "unchanged", "skip_hard_bounce"}
     assert from_text["state_changed"].any() and not from_text["state_changed"].all()
