@@ -23,6 +23,20 @@ def hash_bytes(data: bytes) -> str:
     return hasher.hexdigest()
 
 
+def hash_many(texts: Iterable[bytes | None]) -> list[str | None]:
+    """`hash_bytes` of each of `texts` (None stays None), the keyed hasher looked up once."""
+    copy = _keyed(_SALT, 6).copy
+    out: list[str | None] = []
+    for data in texts:
+        if data is None:
+            out.append(None)
+            continue
+        hasher = copy()
+        hasher.update(data)
+        out.append(hasher.hexdigest())
+    return out
+
+
 def number_key(e164: str) -> str:
     """The salted hash a phone number (E.164) is known by in the phone index and the sync state: 32 hex
     characters, long enough that a million numbers never share one, and no number can be read back."""

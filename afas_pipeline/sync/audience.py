@@ -23,7 +23,7 @@ from email_validator.rfc_constants import DOT_ATOM_TEXT
 
 from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.lib.frames import object_values, only_columns
-from afas_pipeline.lib.privacy import hash_bytes
+from afas_pipeline.lib.privacy import hash_bytes, hash_many
 from afas_pipeline.mapping.models import BACK_REFERENCES, ENTITY_KEY, ENTITY_SOURCE, DestinationMapping
 
 #: Why a contact is not in the audience. Keys are the rule ids that tests and metadata use.
@@ -338,10 +338,11 @@ def build_audience(base: pd.DataFrame, related: Mapping[str, pd.DataFrame], mapp
     out["afas_modified"] = joined[modified_columns].max(axis=1) if modified_columns else pd.NaT
     for name, kind in mapping.two_way_fields():
         out[field_hash_column(name)] = field_hashes(out[property_column(name)], kind)
-    out["email_hash"] = pd.Series([None if e is None else hash_bytes(e.encode())
-                                   for e in object_values(email)],
-                                  index=email.index, dtype="string")
-    out["content_hash"] = _content_hashes(out, mapping)
+    # Hashed are the members: a sync compares their hashes with its state; an excluded row is sent nowhere.
+    members = rule.isna().to_numpy()
+    out["email_hash"] = pd.Series(hash_many(None if e is None else e.encode() for e in object_values(email[members])),
+                                  index=email.index[members], dtype="string").reindex(out.index)
+    out["content_hash"] = _content_hashes(out.loc[members], mapping).reindex(out.index)
     del joined  # before `out` is reordered: the joined frame is the largest of the step
     return Audience(rows=_members_first(out), input_rows=input_rows)
 
@@ -372,11 +373,11 @@ def _content_hashes(out: pd.DataFrame, mapping: DestinationMapping) -> pd.Series
     two_way = {name for name, _ in mapping.two_way_fields()}
     columns = ["email", *(property_column(n) for _, n in mapping.properties()
                           if n != mapping.email.property and n not in two_way)]
-    hashes: list[str] = []
+    hashes: list[str | None] = []
     # A slice at a time: the rows as Python values take about 700 bytes each, too much for a million at once. Each
     # row's JSON array hashed as `hash_key` hashes its text (the hashes the sync state holds must not change).
     for start in range(0, len(out), HASH_SLICE):
         part = out.iloc[start:start + HASH_SLICE]
         values = [object_values(part[c]) for c in columns]
-        hashes += [hash_bytes(orjson.dumps(row, default=str)) for row in zip(*values)]
+        hashes += hash_many(orjson.dumps(row, default=str) for row in zip(*values))
     return pd.Series(hashes, index=out.index, dtype="string")

@@ -152,6 +152,17 @@ def test_content_hashes_computed_in_slices_are_those_of_the_whole(monkeypatch):
     assert sliced["content_hash"].tolist() == whole["content_hash"].tolist()
 
 
+def test_only_members_are_hashed():
+    """A member's hashes are what a sync compares with its state; an excluded row is sent nowhere and has none."""
+    debtors = _debtors([5, 6, None])
+    debtors.loc[1, "Email"] = "geen adres"  # R3-syntax
+    rows = build_audience(debtors, {"delivery_address": _addresses()}, DEBTORS, modified=("DateModified",)).rows
+    by_id = rows.set_index("external_id")
+    assert by_id.loc["20002", "excluded_by"] == "R3-syntax"
+    assert by_id[["email_hash", "content_hash"]].isna().loc["20002"].all()
+    assert by_id[["email_hash", "content_hash"]].notna().loc[["20001", "20003"]].all().all()
+
+
 def test_content_hashes_are_the_ones_the_sync_state_holds_for_every_kind_of_column():
     """The hash of a row is `hash_key` of the JSON text of its values, missing ones null, as state written by earlier
     releases holds it: a hash made another way would send every record again."""
