@@ -43,7 +43,7 @@ from afas_pipeline.sync.erasure import exclude_erased, marked
 from afas_pipeline.sync.events import FeedStates, epoch_us, from_epoch_us
 from afas_pipeline.sync.feedback import iso
 from afas_pipeline.sync.plan import (
-    STATE_COLUMNS, consent_violations, hold_late_optouts, plan_sync, skip_shared_addresses, state_columns,
+    STATE_COLUMNS, consent_violations, hold_late_optouts, plan_again, plan_sync, skip_shared_addresses, state_columns,
     state_sent_column, summarise,
 )
 from afas_pipeline.sync.state import SyncState
@@ -182,29 +182,33 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         _same_identity(state, destination)
         drift = mapping_drift(context.resources.afas, destination, client, sources)
         members = audience_members(audience)
-        # A delta asks the state about its own few records, after the feed; a full sync reads it whole, which is
-        # cheaper there, and makes the columns the plan compares (`state_columns`) while the feed is read (in a
-        # thread: the destination's answers are waited for meanwhile). The feed's judging takes what was last sent
-        # from those instead of asking the state again about every record the feed holds (after a full sync's
-        # writes: all of them, 81 pages at 1,000,000 contacts). The rows the feed's judging changed are read again.
+        # A delta asks the state about its own few records, after the feed. A full sync reads it whole, which is
+        # cheaper there, and plans from it while the feed is read (in a thread: the destination's answers are waited
+        # for meanwhile; after a full sync's writes the feed holds every record, 81 pages at 1,000,000 contacts).
+        # The feed's judging takes what was last sent from that read instead of asking the state again about every
+        # record the feed holds; the records it changed, and any whose opt-outs or quarantine differ after it, are
+        # read and planned again (`plan_again`), so the plan is the one made after the feed.
         wanted = _members_of(cadence, members)
         now = datetime.now(timezone.utc)
         if wanted is None:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{d}-feed") as reader:
                 reading = reader.submit(read_change_feed, destination, client, feed_start(state, d, now), now)
                 whole = state_columns(state.records(d, None, parsed=False, columns=STATE_COLUMNS), keys, two_way)
+                optouts_then, quarantined_then = state.optouts(d, None), _quarantined(state, d, None)
+                plan = plan_sync(members, whole, optouts_then, keys, quarantined=quarantined_then, two_way=two_way)
                 fed = reading.result()
             feed = refresh_optouts(destination, client, state, now=now, records=whole, fed=fed)
             del fed
+            records = _read_again(whole, state, d, feed.changed, keys, two_way)
+            optouts, quarantined = state.optouts(d, None), _quarantined(state, d, None)
+            again = {*feed.changed, *_differing(optouts_then, optouts), *(quarantined ^ quarantined_then)}
+            plan = plan_again(plan, again, members, records, optouts, keys, quarantined=quarantined, two_way=two_way)
         else:
-            whole, feed = None, refresh_optouts(destination, client, state, now=now)
-        records = (state.records(d, wanted, parsed=False, columns=STATE_COLUMNS) if whole is None
-                   else _read_again(whole, state, d, feed.changed, keys, two_way))
+            feed = refresh_optouts(destination, client, state, now=now)
+            records = state.records(d, wanted, parsed=False, columns=STATE_COLUMNS)
+            optouts = state.optouts(d, wanted)
+            plan = plan_sync(members, records, optouts, keys, quarantined=_quarantined(state, d, wanted), two_way=two_way)
         seen, feed_read = feed.optouts, feed.read
-        optouts = state.optouts(d, wanted)
-        rejected = state.rejected(d, wanted)
-        quarantined = frozenset(rejected.loc[rejected["quarantined"], "external_id"])
-        plan = plan_sync(members, records, optouts, keys, quarantined=quarantined, two_way=two_way)
         if destination.keyed_by_address:
             plan = skip_shared_addresses(plan, _address_holders(state, d, plan, records if wanted is None else None))
         summary = summarise(plan, keys)
@@ -446,6 +450,20 @@ def _members_of(cadence: str, frame: pd.DataFrame) -> pd.Series | None:
     """The external ids a step asks the state about: a delta's own (an indexed look-up that costs what changed),
     none for a full sync (None: the whole state, read in one pass)."""
     return frame["external_id"].astype(str) if cadence == "delta" else None
+
+
+def _quarantined(state: SyncState, d: str, external_ids: list[str] | None) -> frozenset[str]:
+    rejected = state.rejected(d, external_ids)
+    return frozenset(rejected.loc[rejected["quarantined"], "external_id"])
+
+
+def _differing(before: pd.DataFrame, after: pd.DataFrame) -> set[str]:
+    """The records whose opt-outs (`SyncState.optouts`) differ between `before` and `after`."""
+    frames = [f for f in (before, after) if len(f)]
+    if not frames:
+        return set()
+    either = pd.concat(frames, ignore_index=True)
+    return set(either.loc[~either.duplicated(keep=False), "external_id"].astype(str))
 
 
 def _read_again(compared: pd.DataFrame, state: SyncState, d: str, external_ids: list[str],

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -158,6 +159,22 @@ def plan_sync(
     columns += [c for key in permission_keys
                 for c in (set_column(key), held_column(key), afas_column(key), since_column(key))]
     return plan[columns].reset_index(drop=True)
+
+
+def plan_again(plan: pd.DataFrame, external_ids: set[str], members: pd.DataFrame, state: pd.DataFrame,
+               optouts: pd.DataFrame, permission_keys: list[int | str], quarantined: frozenset[str] = frozenset(),
+               two_way: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """`plan` (`plan_sync` of `members`) with the rows of `external_ids` planned again from `state` and `optouts`:
+    the plan `plan_sync` makes of them now, when only those records' state, opt-outs or quarantine changed since
+    `plan` was made (each row of a plan is made from its own record's alone). In the order of `members`."""
+    if not external_ids or plan.empty:
+        return plan
+    again = texts_in(plan["external_id"], pd.Series(sorted(external_ids), dtype="string"))
+    if not again.any():
+        return plan
+    fresh = plan_sync(members.iloc[np.flatnonzero(again)], state, optouts, permission_keys, quarantined=quarantined,
+                      two_way=two_way).set_axis(plan.index[again])
+    return pd.concat([plan[~again], fresh]).sort_index().reset_index(drop=True)
 
 
 def state_sent_column(key: int | str) -> str:

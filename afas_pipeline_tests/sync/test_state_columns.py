@@ -1,13 +1,14 @@
 """The state as the planner reads it: `SyncState.records(parsed=False)` keeps the stored JSON text, and
 `plan.state_columns` parses only the values the plan compares, column by column. Whatever a state row holds, that
 must give the values the parsed dicts give, on both backends; and a plan made from the text must equal the plan
-made from the dicts."""
+made from the dicts. A full sync plans before its read of the change feed is judged and plans again what that
+changed (`plan_again`): that must equal the plan made after it."""
 
 from itertools import product
 
 import pandas as pd
 
-from afas_pipeline.sync.plan import plan_sync, state_columns
+from afas_pipeline.sync.plan import plan_again, plan_sync, state_columns
 from afas_pipeline.sync.state import SyncState
 
 KEYS = [1, 2]
@@ -66,17 +67,21 @@ def test_the_stored_text_gives_the_values_of_the_parsed_dicts_on_both_backends(s
         assert (None if pd.isna(got["state_bounced"]) else got["state_bounced"]) == row["bounced_email_hash"]
 
 
-def test_a_plan_made_from_the_stored_text_equals_the_plan_made_from_the_dicts(tmp_path):
-    state = SyncState(tmp_path / "state.sqlite")
-    rows = _rows()
-    state.save_records("spotler", rows)
-    members = pd.DataFrame([
+def _members(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([
         {"external_id": r["external_id"], "content_hash": "c1", "email_hash": f"e{n % 3}", "afas_modified": T1,
          "hard_bounced": n % 5 == 0, "perm:1": n % 2 == 0, "afas_perm:1": n % 2 == 0, "perm:2": n % 3 == 0,
          "afas_perm:2": n % 3 == 0, "field_hash:function": "2da0162be411" if n % 4 else None}
         for n, r in enumerate(rows)] + [
         {"external_id": "99999", "content_hash": "c1", "email_hash": "e9", "afas_modified": T1, "hard_bounced": False,
          "perm:1": True, "afas_perm:1": True, "perm:2": False, "afas_perm:2": False, "field_hash:function": None}])
+
+
+def test_a_plan_made_from_the_stored_text_equals_the_plan_made_from_the_dicts(tmp_path):
+    state = SyncState(tmp_path / "state.sqlite")
+    rows = _rows()
+    state.save_records("spotler", rows)
+    members = _members(rows)
     optouts = pd.DataFrame([{"external_id": rows[1]["external_id"], "permission": "1", "opted_out_at": T1},
                             {"external_id": rows[2]["external_id"], "permission": "2", "opted_out_at": T0}])
 
@@ -102,3 +107,35 @@ def test_an_empty_state_and_a_state_without_fields_give_typed_empty_columns():
                                              "permissions": {"1": {"sent": True}}}]), KEYS, ["function"])
     assert no_fields.loc[0, "state_sent:1"] == True  # noqa: E712
     assert pd.isna(no_fields.loc[0, "state_sent:2"]) and pd.isna(no_fields.loc[0, "state_field:function"])
+
+
+def test_a_plan_made_again_for_the_records_that_changed_equals_the_plan_made_after_the_change(tmp_path):
+    state = SyncState(tmp_path / "state.sqlite")
+    rows = _rows()
+    state.save_records("spotler", rows)
+    members = _members(rows)
+    optouts = pd.DataFrame([{"external_id": rows[2]["external_id"], "permission": "2", "opted_out_at": T0}])
+    then = state_columns(state.records("spotler", parsed=False), KEYS, ["function"])
+    early = plan_sync(members, then, optouts, KEYS, two_way=["function"])
+
+    # What a read of the feed changes: a record made inactive (its bounced address), a new opt-out, and a record
+    # quarantined meanwhile (by another run).
+    bounced, opted_out = rows[1], rows[4]
+    updated = set(early.loc[early["action"] == "update", "external_id"])
+    quarantined = next(r for r in rows[5:] if r["external_id"] in updated)
+    state.save_records("spotler", [{**bounced, "bounced_email_hash": bounced["email_hash"]}])
+    later = pd.concat([optouts, pd.DataFrame([{"external_id": opted_out["external_id"], "permission": "1",
+                                               "opted_out_at": T1 + pd.Timedelta(minutes=1)}])], ignore_index=True)
+    now = state_columns(state.records("spotler", parsed=False), KEYS, ["function"])
+    after = plan_sync(members, now, later, KEYS, quarantined=frozenset({quarantined["external_id"]}),
+                      two_way=["function"])
+    changed = {bounced["external_id"], opted_out["external_id"], quarantined["external_id"]}
+
+    again = plan_again(early, changed, members, now, later, KEYS, quarantined=frozenset({quarantined["external_id"]}),
+                       two_way=["function"])
+
+    for external_id in changed:  # each change changes its record's row of the plan
+        row = early["external_id"] == external_id
+        assert not early[row].reset_index(drop=True).equals(after[row].reset_index(drop=True)), external_id
+    pd.testing.assert_frame_equal(again, after)
+    assert plan_again(early, set(), members, now, later, KEYS, two_way=["function"]) is early
