@@ -18,7 +18,8 @@ server has its own core, and measures in fresh worker processes:
   full sync's do before the next windows. With --repeats N there are N workers, each with fresh state and
   storage against a reset account, each followed by a bare run (full, bare, full, bare, ...): the best of N on
   each side (a single run of one side against the best of several of the other, or all of one side before the
-  other, would measure the machine's noise as much as the code); the runs below are the last worker's;
+  other, would measure the machine's noise as much as the code); each worker also runs the two reruns below, the
+  best of each counts; the deltas are the last worker's;
 - rerun: the same full partition again (C3: goal zero Spotler writes); it is the first run to read the change
   feed after the full sync's writes, so it reads them once (the echo); the runs after it do not;
 - rerun again: the same once more, the echo read: what a rerun costs on its own (reading AFAS, the join, the plan);
@@ -396,17 +397,23 @@ def best_of(runs: list[dict]) -> dict:
     return {**min(runs, key=lambda r: r["wall_s"]), "runs_wall_s": [round(r["wall_s"], 2) for r in runs]}
 
 
-def alternate(repeats: int, pipeline: Callable[[bool], dict], bare: Callable[[dict], dict]) -> tuple[dict, dict, dict]:
+def alternate(repeats: int, pipeline: Callable[[bool], dict], bare: Callable[[dict], dict]) -> tuple[list[dict], dict, dict]:
     """`repeats` pipeline workers, each followed by a bare run (full, bare, full, bare, ...), so that slower and faster
-    moments of the shared machine fall on both sides: `pipeline(last)` runs a worker (the last one also the runs
-    after its full sync), `bare(full)` the bare script after that worker's full sync. Returns the last worker's
-    output and the best full sync and bare run (`best_of`)."""
-    fulls, bares = [], []
+    moments of the shared machine fall on both sides: `pipeline(last)` runs a worker (its full sync and the reruns
+    after it; the last one also the deltas), `bare(full)` the bare script after that worker's full sync. Returns
+    every worker's output and the best full sync and bare run (`best_of`)."""
+    outputs, bares = [], []
     for i in range(repeats):
-        output = pipeline(i == repeats - 1)
-        fulls.append(output["full"])
-        bares.append(bare(output["full"]))
-    return output, best_of(fulls), best_of(bares)
+        outputs.append(pipeline(i == repeats - 1))
+        bares.append(bare(outputs[-1]["full"]))
+    return outputs, best_of([o["full"] for o in outputs]), best_of(bares)
+
+
+def best_reruns(outputs: list[dict]) -> tuple[dict, dict]:
+    """The best rerun and rerun again of the workers that ran them (`best_of`): each worker's rerun reads the echo
+    of its own full sync, the rerun again follows it."""
+    ran = [o for o in outputs if "rerun" in o]
+    return best_of([o["rerun"] for o in ran]), best_of([o["rerun_again"] for o in ran])
 
 
 def _slim(run: dict) -> dict:
@@ -423,17 +430,17 @@ def bench(contacts: int, deltas: list[int], profile_dir: str | None, repeats: in
 
         client_defaults = SpotlerClient.model_fields
         batch_size, concurrency = client_defaults["batch_size"].default, client_defaults["max_concurrency"].default
-        pipeline, full, bare = alternate(
+        outputs, full, bare = alternate(
             repeats,
             lambda last: _run_worker("pipeline", "--url", url, "--deltas", *map(str, deltas),
                                      *(["--profile-dir", profile_dir] if profile_dir and last else []),
-                                     *(["--full-only"] if full_only or not last else [])),
+                                     *(["--full-only"] if full_only else [] if last else ["--no-deltas"])),
             lambda full: _run_worker("bare", "--url", url, "--n", str(_sync_figures(full, "")["contacts_sent"] or 0),
                                      "--batch-size", str(batch_size), "--concurrency", str(concurrency)))
         server_rss = sandbox.rss_mb()
 
     common = {"contacts": contacts, "sandbox_ready_s": round(ready_s, 1), "sandbox_rss_mb": round(server_rss)}
-    lines.append({"measurement": "full", **common, "warmup_run_s": round(pipeline["warmup"]["wall_s"], 2),
+    lines.append({"measurement": "full", **common, "warmup_run_s": round(outputs[-1]["warmup"]["wall_s"], 2),
                   **_slim(full), **_sync_figures(full, "")})
     lines.append({"measurement": "bare", **common, **_slim(bare)})
     lines.append({"measurement": "ratio", "pipeline_s": round(full["wall_s"], 2), "bare_s": round(bare["wall_s"], 2),
@@ -443,10 +450,10 @@ def bench(contacts: int, deltas: list[int], profile_dir: str | None, repeats: in
                   "cpu_ratio": round(full["cpu_worker_s"] / bare["cpu_worker_s"], 2)})
     if full_only:
         return lines
-    lines.append({"measurement": "rerun", **_slim(pipeline["rerun"]), **_sync_figures(pipeline["rerun"], "")})
-    lines.append({"measurement": "rerun_again", **_slim(pipeline["rerun_again"]),
-                  **_sync_figures(pipeline["rerun_again"], "")})
-    for run in pipeline["deltas"]:
+    rerun, again = best_reruns(outputs)
+    lines.append({"measurement": "rerun", **_slim(rerun), **_sync_figures(rerun, "")})
+    lines.append({"measurement": "rerun_again", **_slim(again), **_sync_figures(again, "")})
+    for run in outputs[-1]["deltas"]:
         lines.append({"measurement": f"delta_{run['edits']}", **_slim(run), **_sync_figures(run, "_delta")})
     return lines
 
@@ -506,9 +513,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--profile-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--no-deltas", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == "pipeline":
-        print(json.dumps(worker_pipeline(args.url, args.deltas, args.profile_dir, args.full_only)))
+        deltas = [] if args.no_deltas else args.deltas
+        print(json.dumps(worker_pipeline(args.url, deltas, args.profile_dir, args.full_only)))
         return
     if args.worker == "bare":
         print(json.dumps(worker_bare(args.url, args.n, args.batch_size, args.concurrency)))
