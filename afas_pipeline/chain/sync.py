@@ -545,8 +545,7 @@ def refresh_optouts(destination: Destination, client, state: SyncState, now: dat
     """Read the destination's change feed since the last read and remember what happened there: permissions
     switched off (C1) and records made inactive (R11). `records`: the `state_columns` of the state's records of the
     destination, read whole just before (a full sync's plan), to take what was last sent from; else the state is
-    asked. `fed`: the
-    feed already read from `feed_start` to `now` (`read_change_feed`); else it is read here.
+    asked. `fed`: the feed already read from `feed_start` to `now` (`read_change_feed`); else it is read here.
 
     A permission that is off in the destination while we last sent it on was switched off by someone there:
     an opt-out, dated by the record's last change. It is remembered for the plan (C1) and queued for the
