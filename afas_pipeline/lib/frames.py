@@ -30,9 +30,8 @@ def only_columns(frame: pd.DataFrame, columns: Iterable[str] | None) -> pd.DataF
 def texts_in(values: pd.Series, among: pd.Series | pd.Index) -> np.ndarray:
     """Per value of `values` (text) whether it is one of `among`, as a writable boolean array; missing values are
     not. Arrow's hash lookup: pandas' `isin` on text takes seconds for a few hundred thousand values."""
-    haystack = pa.array(pd.Series(among, dtype="string"), type=pa.large_string(), from_pandas=True)
-    needles = pa.array(pd.Series(values, dtype="string"), type=pa.large_string(), from_pandas=True)
-    return pc.is_in(needles, value_set=haystack).fill_null(False).to_numpy(zero_copy_only=False).copy()
+    return pc.is_in(large_texts(values), value_set=large_texts(among)).fill_null(False).to_numpy(
+        zero_copy_only=False).copy()
 
 
 def repeated_texts(values: pd.Series) -> np.ndarray:
