@@ -43,8 +43,8 @@ from afas_pipeline.sync.erasure import exclude_erased, marked
 from afas_pipeline.sync.events import FeedStates, epoch_us, from_epoch_us
 from afas_pipeline.sync.feedback import iso
 from afas_pipeline.sync.plan import (
-    STATE_COLUMNS, consent_violations, hold_late_optouts, plan_again, plan_sync, skip_shared_addresses, state_columns,
-    state_sent_column, summarise,
+    STATE_COLUMNS, consent_violations, hold_late_optouts, plan_again, plan_sync, planned_columns, skip_shared_addresses,
+    state_columns, state_sent_column, summarise,
 )
 from afas_pipeline.sync.state import SyncState
 
@@ -161,7 +161,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
             f"permissions it switches, and which switch-ons it holds back because {title} saw an opt-out "
             "later (C1). Keys and hashes only. A dry run stops here."
         ),
-        ins={"audience": dg.AssetIn(names["audience"])},
+        ins={"audience": dg.AssetIn(names["audience"], metadata={"columns": planned_columns(keys, two_way)})},
         kinds={"pandas", "parquet"},
         check_specs=[
             dg.AssetCheckSpec("c1_no_optout_undone", asset=names["sync_plan"], blocking=True,

@@ -61,6 +61,14 @@ class PlanSummary:
         return {f"plan/{k}": v for k, v in self.__dict__.items()}
 
 
+def planned_columns(permission_keys: list[int | str], two_way: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The columns of an audience `plan_sync` reads (its members' keys, hashes, dates and permissions): the plan step
+    loads only these, none of the values sent (`prop:<name>`, `email`), which it does not need."""
+    return ["external_id", "excluded_by", "content_hash", "email_hash", "afas_modified", "hard_bounced",
+            *(field_hash_column(name) for name in two_way),
+            *(c for key in permission_keys for c in (afas_permission_column(key), permission_column(key)))]
+
+
 def plan_sync(
     members: pd.DataFrame,
     state: pd.DataFrame,
