@@ -14,9 +14,9 @@ or shown here. Outside EC2 set `AWS_EC2_METADATA_DISABLED=true`, or the SDK asks
 
 What the IO manager needs from a store, and how each keeps it:
 - no half-written file is ever visible: locally a file is written aside (straight from the table, no copy in
-  memory) and renamed; on S3 an object appears only
-  when its upload completes. An upload closed after an error completes with what it got (pyarrow closes rather than
-  aborts), so the whole file is serialised in memory before the upload starts (`write_parquet`);
+  memory) and renamed; on S3 an object appears only when its upload completes. An upload closed after an error
+  completes with what it got (pyarrow closes rather than aborts), so the whole file is serialised in memory before
+  the upload starts (`write_parquet`);
 - a snapshot for a range of partitions is uploaded once and read once: locally it is hard-linked under each key
   (one inode). S3 has no links: each further key gets a server-side copy (no second upload), and every file
   carries a write id in its parquet footer, so a range read tells the copies of one write apart from separate
