@@ -38,13 +38,15 @@ import bench_xelion  # noqa: E402
 
 DESTINATIONS = ("spotler", "mailchimp", "xelion")
 #: Seconds each part takes per 100,000 contacts on the 2-core machine, beyond about PART_SETUP_S each (the
-#: sandbox's start, the warm-up runs), from `make bench` on 2026-12-03 (load average 4.4 to 5.2); Mailchimp's from
-#: its report at 1,000,000 at commit e6a231a (batch subscribe; 306 s in all): the estimate printed at the start.
-SECONDS_PER_100K = {"extract": 11, "spotler": 115, "feedback": 52, "mailchimp": 30, "xelion": 520}
-#: What each repeat beyond the first adds (`--repeats`), per 100,000 contacts: `make bench` on 2026-12-05 at 9cd3ae7
-#: with 3 repeats (Xelion 2, at 40,000) against single runs the same day, and for Spotler and Mailchimp the two
-#: reruns every worker runs since (about 8 s at 100,000 contacts).
-SECONDS_PER_REPEAT_100K = {"extract": 7, "spotler": 26, "feedback": 5, "mailchimp": 41, "xelion": 360}
+#: sandbox's start, the warm-up runs): Spotler, Mailchimp and the feedback paths from `report.py --contacts 1000000
+#: --destinations spotler mailchimp --no-extract` on 2026-12-05 at bead086 (342, 372, 232 and 336 s; 21 minutes in
+#: all, where these had estimated 42); the extraction and Xelion from `make bench` on 2026-12-03 (load average 4.4
+#: to 5.2): the estimate printed at the start.
+SECONDS_PER_100K = {"extract": 11, "spotler": 33, "feedback": 28, "mailchimp": 36, "xelion": 520}
+#: What each repeat beyond the first adds (`--repeats`), per 100,000 contacts: `make bench` on 2026-12-05 at bead086
+#: with 3 repeats (Spotler 102 s, Mailchimp 134 s, their feedback paths 42 and 51 s) against the single runs above;
+#: the extraction and Xelion (2 repeats, at 40,000) at 9cd3ae7.
+SECONDS_PER_REPEAT_100K = {"extract": 7, "spotler": 30, "feedback": 5, "mailchimp": 44, "xelion": 360}
 PART_SETUP_S = 10
 #: The goals of issue 13.
 FULL_RATIO, EXTRACT_RATIO, EXTRACT_MEMORY, DELTA_S, PEAK_MB_AT_1M = 1.3, 1.2, 2.0, 10.0, 2048
