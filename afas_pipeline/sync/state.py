@@ -1125,7 +1125,6 @@ PHONE_INDEX_COLUMNS = ("external_id", "number_key", "bcid", "afas_id", "kind")
 PHONE_INDEX_FEED = "phone_index_version"
 
 
-
 #: Rows of a state read made into Arrow columns at a time (`_chunks`).
 TEXT_CHUNK = 100_000
 
