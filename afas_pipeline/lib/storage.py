@@ -160,37 +160,25 @@ class Storage:
         # 0.20 s instead of 0.42 s, 30.7 instead of 28.8 MB, read back as fast. The min/max statistics stay: without
         # them the six outputs of a rerun are written 0.05 s sooner, but the AFAS extraction's peak memory grew by
         # 15-20 MB at 100,000 contacts (2.5-2.7x its DataFrame, against 1.6-1.9x with them; three pairs, alternating).
-        if self.local:
-            # Written into a file of its own beside the partition's, which then takes its place: no copy of the whole
-            # file is held in memory (8 MB of the AFAS extraction's 40 at 100,000 contacts).
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            tmp = path + ".tmp"
-            try:
-                pq.write_table(table, tmp, use_dictionary=False)
-                failpoint("storage.serialised")
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+        if not self.local:
+            # The file made whole before it is uploaded: pyarrow completes an upload an error interrupted.
+            buffer = pa.BufferOutputStream()
+            pq.write_table(table, buffer, use_dictionary=False)
+            failpoint("storage.serialised")
+            with self._errors("write", path), self.fs.open_output_stream(path) as out:
+                out.write(buffer.getvalue())
             return
-        # S3: the file is made whole before it is uploaded, as pyarrow completes an upload an error interrupted.
-        buffer = pa.BufferOutputStream()
-        pq.write_table(table, buffer, use_dictionary=False)
-        failpoint("storage.serialised")
-        self.write(path, buffer.getvalue())
-
-    def write(self, path: str, data: bytes | pa.Buffer) -> None:
-        """Store `data` at `path` whole, or not at all."""
-        with self._errors("write", path):
-            if not self.local:
-                with self.fs.open_output_stream(path) as out:
-                    out.write(data)
-                return
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            tmp = path + ".tmp"
-            with open(tmp, "wb") as out:
-                out.write(data)
+        # Locally written into a file of its own beside the partition's, which then takes its place: no copy of the
+        # whole file is held in memory (8 MB of the AFAS extraction's 40 at 100,000 contacts).
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = path + ".tmp"
+        try:
+            pq.write_table(table, tmp, use_dictionary=False)
+            failpoint("storage.serialised")
             os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def link(self, source: str, path: str) -> None:
         """Make `path` (in the same folder as `source`) hold what `source` holds, without uploading it again."""
