@@ -14,7 +14,8 @@ or shown here. Outside EC2 set `AWS_EC2_METADATA_DISABLED=true`, or the SDK asks
 
 What the IO manager needs from a store, and how each keeps it:
 - no half-written file is ever visible: locally a file is written aside (straight from the table, no copy in
-  memory) and renamed; on S3 an object appears only when its upload completes. An upload closed after an error
+  memory, under a name of its own write, so two runs storing one partition at once never share it) and renamed; on
+  S3 an object appears only when its upload completes. An upload closed after an error
   completes with what it got (pyarrow closes rather than aborts), so the whole file is serialised in memory before
   the upload starts (`write_parquet`);
 - a snapshot for a range of partitions is uploaded once and read once: locally it is hard-linked under each key
@@ -154,7 +155,8 @@ class Storage:
     def write_parquet(self, path: str, df: pd.DataFrame) -> None:
         """Store `df` at `path` as parquet, whole or not at all, with a write id of its own in the footer."""
         table = pa.Table.from_pandas(df, preserve_index=False)
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), WRITE_ID: uuid.uuid4().hex.encode()})
+        write_id = uuid.uuid4().hex
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), WRITE_ID: write_id.encode()})
         # Without dictionary pages: most columns here are one value per row (ids, addresses, hashes), for which the
         # writer builds a dictionary and then drops it. A full sync's seven outputs at 100,000 contacts: written in
         # 0.20 s instead of 0.42 s, 30.7 instead of 28.8 MB, read back as fast. The min/max statistics stay: without
@@ -169,9 +171,11 @@ class Storage:
                 out.write(buffer.getvalue())
             return
         # Locally written into a file of its own beside the partition's, which then takes its place: no copy of the
-        # whole file is held in memory (8 MB of the AFAS extraction's 40 at 100,000 contacts).
+        # whole file is held in memory (8 MB of the AFAS extraction's 40 at 100,000 contacts). Named after this write:
+        # two runs storing one partition at once (every run of either cadence stores `<d>_rejected`) would otherwise
+        # write into one file aside, and the first to rename it would take it from under the other.
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = path + ".tmp"
+        tmp = _aside(path, write_id)
         try:
             pq.write_table(table, tmp, use_dictionary=False)
             failpoint("storage.serialised")
@@ -186,12 +190,19 @@ class Storage:
             with self._errors("copy", path):
                 self.fs.copy_file(source, path)  # server-side; the copy appears whole
             return
+        # Linked aside and renamed over `path`: a run reading `path` meanwhile finds the file it had, or this one.
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).unlink(missing_ok=True)
+        tmp = _aside(path, uuid.uuid4().hex)
         try:
-            os.link(source, path)
-        except OSError:
-            Path(path).symlink_to(Path(source).name)  # same inode for identity(), where hard links are not allowed
+            try:
+                os.link(source, tmp)
+            except OSError:
+                os.symlink(Path(source).name, tmp)  # same inode for identity(), where hard links are not allowed
+            failpoint("storage.linked_aside")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def delete(self, path: str) -> None:
         if self.local:
@@ -251,6 +262,12 @@ class Storage:
 
     def _endpoint_shown(self) -> str:
         return shown_url(self.endpoint) if self.endpoint else "AWS S3"
+
+
+def _aside(path: str, write_id: str) -> str:
+    """The name a local file is written under before it takes `path`'s place: in its folder (a rename within one
+    file system), of this write only. A crash leaves it behind; the retention deletes it with the asset's files."""
+    return f"{path}.{write_id[:16]}.tmp"
 
 
 def open_storage(location: str, env: Mapping[str, str] = os.environ) -> Storage:

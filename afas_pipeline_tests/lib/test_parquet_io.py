@@ -4,6 +4,7 @@ stored once and read once, a crash while writing leaves the stored partition who
 personal data in memory mode never reaches the store, and a store that cannot work says so in one line."""
 
 import os
+import threading
 
 import dagster as dg
 import pandas as pd
@@ -132,6 +133,54 @@ def test_a_crash_while_writing_leaves_the_stored_partition_whole_and_nothing_hal
     seen, plan = _seen()
     assert _run([afas_contacts, plan], store, selection=[plan], partition_key="2026-11-01").success
     assert len(seen[0]) == 10
+
+
+def test_two_runs_storing_one_partition_at_once_both_succeed_and_leave_it_whole(store, request):
+    """Two runs may store one partition at once (a rerun beside a backfill; every run of either cadence stores
+    `<d>_rejected`). The first stands still with its file written aside while the second stores its own: the first
+    must then still put its file in place, not find it taken (it shared the second's file aside until this test)."""
+    storage = open_storage(store)
+    path = storage.path("afas_contacts", "2026-11-01.parquet")
+    failed: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            storage.write_parquet(path, pd.DataFrame({"contact": range(10)}))
+        except BaseException as exc:  # noqa: BLE001 (the test asserts there was none)
+            failed.append(exc)
+
+    failpoints.arm("storage.serialised", "pause")  # the first arrival stands still; the second goes on
+    writer = threading.Thread(target=first)
+    writer.start()
+    assert failpoints.wait_until_paused("storage.serialised")
+    storage.write_parquet(path, pd.DataFrame({"contact": range(20)}))
+    assert len(storage.read_parquet(path)) == 20
+    failpoints.release("storage.serialised")
+    writer.join()
+    assert failed == []
+    assert len(storage.read_parquet(path)) == 10  # the last one stored
+    s3 = request.getfixturevalue("s3_server") if store.startswith("s3") else None
+    assert list(_files(store, s3)) == ["afas_contacts/2026-11-01.parquet"]  # nothing left aside
+
+
+def test_a_partition_linked_again_is_there_to_read_throughout(tmp_path):
+    """A snapshot for a range stored again: each further partition is linked to the new file. A run reading one of
+    them meanwhile finds the old file or the new one, never none (it was unlinked before it was linked again)."""
+    storage = open_storage(str(tmp_path / "storage"))
+    first, other = (storage.path("afas_contacts", f"2026-11-0{day}.parquet") for day in (1, 2))
+    storage.write_parquet(first, pd.DataFrame({"contact": range(10)}))
+    storage.link(first, other)
+    storage.write_parquet(first, pd.DataFrame({"contact": range(20)}))
+    failpoints.arm("storage.linked_aside", "pause")
+    linker = threading.Thread(target=storage.link, args=(first, other))
+    linker.start()
+    reached = failpoints.wait_until_paused("storage.linked_aside", timeout_s=10)
+    readable = os.path.exists(other) and len(storage.read_parquet(other)) == 10
+    failpoints.release("storage.linked_aside")
+    linker.join()
+    assert reached and readable
+    assert len(storage.read_parquet(other)) == 20
+    assert sorted(os.listdir(tmp_path / "storage" / "afas_contacts")) == ["2026-11-01.parquet", "2026-11-02.parquet"]
 
 
 def test_pyarrow_completes_an_s3_upload_that_an_error_interrupted_hence_files_are_serialised_first(
