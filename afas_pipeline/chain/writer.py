@@ -247,14 +247,16 @@ class StateWriter:
 
     def end(self, entry: int) -> None:
         """Every batch of the chunk `entry` was answered: once their saves are in, it is no longer in flight (in
-        the same transaction as the last of them, or a later one). Its rows are let go."""
-        self._saver.submit(lambda: self.state.end_writes(entry))
+        the same transaction as the last of them, or a later one). Its rows are let go first: once its entry is
+        deleted, the state may hand the same id to the next chunk (SQLite reuses the highest), whose rows this must
+        not take with it."""
         with self._lock:
             _, _, position = self._sent.pop(entry, (None, None, {}))
             for external_id in position:
                 self._accepted.pop(external_id, None)
                 self._entry_of.pop(external_id, None)
                 self._reactivate.pop(external_id, None)
+        self._saver.submit(lambda: self.state.end_writes(entry))
 
     def flush(self, quietly: bool = False) -> None:
         """Wait until everything handed to the saver is saved (`Saver.flush`)."""

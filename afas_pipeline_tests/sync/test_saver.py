@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from afas_pipeline.chain.writer import Outcomes, Saver, _rows_at, results_frame
+from afas_pipeline.chain.writer import Outcomes, Saver, StateWriter, _rows_at, results_frame
 from afas_pipeline.mailchimp import MemberResult
 from afas_pipeline.spotler.client import ContactResult
 from afas_pipeline.sync.state import SyncState
@@ -230,3 +230,54 @@ def test_the_results_of_a_sync_name_per_record_sent_its_answer_kept_as_ids_for_t
     assert results_frame(plan, None, dry_run=True)["status"].tolist() == [
         "dry_run", "dry_run", "unchanged", "dry_run", "dry_run", "dry_run", "skip_hard_bounce"]
     assert set(results_frame(plan, None, dry_run=False)["code"].dropna()) == {"NO_RESULT"}
+
+
+class _Spotler:
+    """What `StateWriter` asks of a destination: its name and permission keys."""
+
+    name, permission_keys = "spotler", [1]
+
+
+def _plan(external_ids: list[str]) -> pd.DataFrame:
+    """Plan rows creating these records (`plan_sync`'s columns that `StateWriter` reads)."""
+    n = len(external_ids)
+    return pd.DataFrame({
+        "external_id": pd.array(external_ids, dtype="string"), "action": "create", "send_properties": True,
+        "reactivate": False, "in_state": False, "state_changed": False,
+        "content_hash": [f"c{i}" for i in external_ids], "email_hash": [f"e{i}" for i in external_ids],
+        "bounced_email_hash": pd.array([None] * n, dtype="string"),
+        "afas_modified": pd.Timestamp("2026-11-16T10:00:00Z"),
+        "set:1": pd.array([True] * n, dtype="boolean"), "afas:1": True,
+        "on_since:1": pd.Timestamp("2026-11-16T10:00:00Z")})
+
+
+def test_a_chunk_lets_go_of_its_rows_before_its_in_flight_entry_can_be_handed_to_the_next(tmp_path):
+    """SQLite hands a new in-flight entry the highest id + 1, so once the newest chunk's entry is deleted the next
+    chunk gets its id. A chunk's end let go of its rows after handing the delete to the saver: when the next chunk
+    was recorded in between, under the same id, the end took that chunk's rows with it, and its accepted records
+    were never saved (sent, and the state kept what it had before)."""
+    state = SyncState(tmp_path / "state.sqlite")
+    plan = _plan(["1", "2"])
+    writer = StateWriter(state, _Spotler(), plan, [], quarantine_after=5)
+    first = writer.begin(plan.iloc[:1])
+    writer.save_batch([ContactResult("1", "OK", None, 200)])
+    hand_over, second = writer._saver.submit, []
+
+    def submit(work):
+        future = hand_over(work)
+        if not second:  # the end's delete is saved, and the next chunk recorded, before `end` goes on
+            future.result()
+            second.append(None)
+            second[0] = writer.begin(plan.iloc[1:])
+        return future
+
+    writer._saver.submit = submit
+    writer.end(first)
+    writer._saver.submit = hand_over
+    assert second == [first]  # the id handed out again
+    writer.save_batch([ContactResult("2", "OK", None, 200)])
+    writer.end(second[0])
+    writer.flush()
+    saved = state.records("spotler", ["1", "2"]).set_index("external_id")
+    assert saved["content_hash"].to_dict() == {"1": "c1", "2": "c2"}
+    assert state.writes_in_flight("spotler") == []
