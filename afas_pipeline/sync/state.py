@@ -250,6 +250,14 @@ class _Db:
                 execute_batch(cursor, _pg(sql), rows, page_size=1000)
             cursor.execute("RELEASE SAVEPOINT many_rows")
 
+    def write_first(self) -> None:
+        """On SQLite, the block's transaction begins by taking the write lock (waiting for it as any write does), for
+        a block that reads before it writes: a transaction that has read takes the write lock only while nobody
+        committed since its read, else it fails at once with "database is locked", whatever the timeout. Postgres
+        needs nothing (each statement sees what was committed before it)."""
+        if not self.postgres and not self.connection.in_transaction:
+            self.connection.execute("BEGIN IMMEDIATE")
+
     def columns(self, table: str) -> set[str]:
         """The columns `table` has now (none when it does not exist)."""
         if not self.postgres:
@@ -273,7 +281,11 @@ class _Db:
             have = self.columns(table)
             for name, definition in columns.items():
                 if name not in have:
-                    self.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+                    try:
+                        self.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+                    except sqlite3.OperationalError as exc:  # another process opening the state added it meanwhile
+                        if "duplicate column name" not in str(exc):
+                            raise
 
 
 #: The row of an `INSERT ... VALUES (?, ...)`, which Postgres takes for many rows at once.
@@ -658,6 +670,7 @@ class SyncState:
         saved = (f"SELECT {', '.join(f'p.{c}' for c in PHONE_INDEX_COLUMNS)} FROM {BY_KEY} phone_index p "
                  "WHERE p.destination=? AND p.external_id = w.external_id")
         with self._connect() as db:
+            db.write_first()  # it compares, then deletes and inserts
             _wanted(db, _texts(ids))
             db.execute("CREATE TEMP TABLE IF NOT EXISTS new_numbers (external_id TEXT NOT NULL, number_key TEXT NOT "
                        "NULL, bcid TEXT, afas_id TEXT, kind TEXT NOT NULL, PRIMARY KEY (external_id, number_key))")

@@ -443,3 +443,46 @@ def test_a_state_left_without_its_address_index_by_a_killed_run_gets_it_back_whe
     assert not _address_index(location)
     SyncState(location)
     assert _address_index(location)
+
+
+def test_replacing_phone_numbers_holds_sqlites_write_lock_from_its_first_read(tmp_path, monkeypatch):
+    """`replace_phone_numbers` compares the new rows with the saved ones, then deletes and inserts. Begun as SQLite's
+    default (deferred) transaction, a write another connection committed between its read and its delete failed it at
+    once with "database is locked": SQLite cannot move a read transaction with an old snapshot to a write, and no
+    timeout helps. Its transaction now takes the write lock first: a writer coming meanwhile waits (here its 0.2 s
+    run out) and the replacement goes through."""
+    location = tmp_path / "state.sqlite"
+    state = SyncState(location)
+    state.replace_phone_numbers("xelion", _index_rows(("organisation:1", "k1", "b1", "1", "org")))
+    execute, refused = _Db.execute, []
+
+    def meanwhile(db, sql, params=()):
+        if sql.startswith("DELETE FROM phone_index") and not refused:
+            other = sqlite3.connect(location, timeout=0.2)  # another process: `afas-pipeline release`, say
+            try:
+                with other:
+                    other.execute("INSERT INTO cursors VALUES ('spotler', 'elsewhere', '1')")
+                refused.append(False)
+            except sqlite3.OperationalError as exc:
+                refused.append("locked" in str(exc))
+            finally:
+                other.close()
+        return execute(db, sql, params)
+
+    monkeypatch.setattr(_Db, "execute", meanwhile)
+    assert state.replace_phone_numbers("xelion", _index_rows(("organisation:1", "k2", "b1", "1", "org")))
+    monkeypatch.undo()
+    assert refused == [True]
+    assert state.phone_index("xelion", ["k1", "k2"])["number_key"].tolist() == ["k2"]
+
+
+def test_two_processes_opening_a_state_at_once_both_add_its_new_columns(tmp_path, monkeypatch):
+    """A state older than a column gets it when it is opened (`ADD COLUMN`). Two runs opening it at once both saw the
+    column missing, and the second to add it failed at setup with "duplicate column name"."""
+    location = tmp_path / "state.sqlite"
+    SyncState(location)
+    columns = _Db.columns
+    monkeypatch.setattr(_Db, "columns", lambda db, table: columns(db, table) - {"destination_key", "input_hash"})
+    SyncState(location)  # as the second of two runs: the first added them after this one looked
+    monkeypatch.undo()
+    assert {"destination_key", "input_hash"} <= _Db(sqlite3.connect(location), postgres=False).columns("records")
