@@ -41,6 +41,7 @@ from afas_pipeline.afas.errors import (
     AfasConfigError,
     AfasError,
     AfasNotFound,
+    AfasOutcomeUnknown,
     AfasQueryTooLong,
     AfasServerError,
     AfasUnavailable,
@@ -535,12 +536,11 @@ class AfasClient(RetryingHttpResource):
                 raise exc.error from None
             attempts = stats.requests
             if not idempotent and not exc.safe_for_post:
-                message = (
+                raise AfasOutcomeUnknown(
                     f"{what}: {exc.reason}; not repeated because AFAS may have processed it. "
-                    f"Check in AFAS whether the insert happened before sending it again"
-                )
-            else:
-                message = f"{what}: AFAS stayed unavailable ({exc.reason}) after {attempts} attempt(s)"
+                    f"Check in AFAS whether the insert happened before sending it again",
+                    connector=connector, status_code=exc.status) from None
+            message = f"{what}: AFAS stayed unavailable ({exc.reason}) after {attempts} attempt(s)"
             raise AfasUnavailable(message, connector=connector, status_code=exc.status) from None
 
     def _error_from(

@@ -102,6 +102,11 @@ class AfasUnavailable(AfasError):
     """503 or connection failures that outlasted the retries, or a retry_after beyond the limit."""
 
 
+class AfasOutcomeUnknown(AfasUnavailable):
+    """An insert or update AFAS may have processed: its answer was lost (a timeout or a connection cut after the
+    request left, a 502 or 504), so it is not repeated. Whether it happened is known only by asking AFAS later."""
+
+
 class AfasQueryTooLong(AfasError):
     """The query string would exceed AFAS's 2049 characters (AFAS answers 404); split the filter."""
 

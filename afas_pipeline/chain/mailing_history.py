@@ -25,7 +25,7 @@ import pandas as pd
 
 from afas_pipeline.afas.assets import OWNERS
 from afas_pipeline.afas.client import AfasClient, Condition, Filter, Op
-from afas_pipeline.afas.errors import AfasError, AfasServerError, AfasUnavailable, is_refusal
+from afas_pipeline.afas.errors import AfasError, AfasOutcomeUnknown, AfasServerError, AfasUnavailable, is_refusal
 from afas_pipeline.afas.partitions import DELTA_BACKFILL, DELTA_POOL, delta_partitions
 from afas_pipeline.afas.sources import AfasSources
 from afas_pipeline.lib.privacy import hashed_sample
@@ -317,6 +317,11 @@ def _create_one(afas: AfasClient, state: SyncState, d: str, item: dict, body: di
         return "claimed_elsewhere", None, None
     try:
         sbid = _answered_sbid(afas.insert("KnSubject", body))
+    except AfasOutcomeUnknown as exc:
+        # AFAS may still be saving it: a look-up right away could miss it and a second POST make a second item. The
+        # claim stays until its lease runs out; every run meanwhile looks the item up first (and finds it, once
+        # AFAS has it), and none POSTs it again.
+        return "rejected", None, exc
     except AfasError as exc:
         state.release_mailing_claim(d, key, run_id)  # retried next run, after a look-up in AFAS
         return "rejected", None, exc

@@ -18,6 +18,7 @@ import pandas as pd
 
 from afas_pipeline.afas.assets import build_afas_assets
 from afas_pipeline.afas.client import AfasClient
+from afas_pipeline.afas.errors import AfasOutcomeUnknown
 from afas_pipeline.definitions import assets as ALL_ASSETS
 from afas_pipeline.mapping.load import MAPPINGS_DIR, default_mapping, load_mapping
 from afas_pipeline_tests.spotler.conftest import spotler_assets
@@ -440,6 +441,41 @@ def test_c3_two_runs_that_meet_post_each_dossier_item_once(world):
     assert sum(m["posts_sent"] for m in ran) == 30 == _posts(world)
     assert world.state().mailing_items("spotler")["sbid"].notna().all()
     assert world.state().rejected(AFAS).empty
+
+
+def test_c3_a_post_whose_answer_was_lost_keeps_its_claim_until_afas_has_had_time_to_show_the_item(world):
+    """A POST AFAS may have processed (the answer timed out, a 502/504, the connection cut halfway) is not repeated;
+    nor may the next attempt POST it again at once: AFAS may still be saving the first, so a look-up finds nothing
+    yet. The claim stays for its lease (it was given up, and a step retry a minute later made a second item)."""
+    (contact,) = _recipients(world, 1)
+    _send(world, [contact], "2026-11-16T10:05:00Z")
+    unsaved: list[dict] = []
+
+    class BusyAfas(AfasClient):
+        """AFAS took the POST but had not saved it when the client gave up on its answer."""
+
+        def insert(self, connector: str, body: dict, *, sub_object: str | None = None) -> dict:
+            unsaved.append(body)
+            raise AfasOutcomeUnknown("POST connectors/KnSubject: ReadTimeout; not repeated because AFAS may have "
+                                     "processed it", connector=connector)
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        lost = _history_run(world, WINDOW, _afas_client(world, BusyAfas), instance, raise_on_error=False)
+    assert not lost.success and len(unsaved) == 1
+
+    world.afas("POST", "/stats/reset")
+    retried = world.history(WINDOW)  # a step retry or the next run, before AFAS has saved the first POST
+    metadata = world.metadata(retried, "spotler_mailing_history")
+    assert metadata.get("items/claimed_elsewhere", 0) == 1 and _posts(world) == 0
+    _afas_client(world).insert("KnSubject", unsaved[0])  # AFAS has saved it now
+
+    with sqlite3.connect(world.state_path) as db:  # the lease is over: the next run looks the item up first
+        db.execute("UPDATE mailing_history SET claimed_at = ?",
+                   ((datetime.now(timezone.utc) - CLAIM_LEASE - timedelta(minutes=1)).isoformat(),))
+    later = world.history(NEXT)
+
+    assert list(_items(world)["ContactId"].astype(str)) == [_id(contact)]
+    assert world.metadata(later, "spotler_mailing_history")["items/found_in_afas"] == 1
 
 
 def test_c3_a_run_that_died_mid_post_leaves_claims_taken_over_only_after_a_look_up_in_afas(world):
