@@ -9,7 +9,8 @@ waiting `AFAS_PIPELINE_STEP_RETRY_DELAY_S` seconds grown exponentially with jitt
 stopped, as a rerun does (C4). Anything else (a refusal, a configuration error, a failed blocking check, a bug)
 fails the step at once: repeating it cannot help. A retried `<d>_sync` sends a plan made before the outage: it
 reads the destination's opt-outs again first and holds back the switch-ons they now forbid (C1,
-`afas_pipeline.chain.sync.plan_made_by_this_attempt`).
+`afas_pipeline.chain.sync.plan_made_by_this_attempt`), and sends only the records the failed attempt did not
+settle (the others are `superseded`, `afas_pipeline.chain.sync._leave_superseded`).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from afas_pipeline.sync.events import FeedStates, epoch_us, from_epoch_us
 from afas_pipeline.sync.feedback import iso
 from afas_pipeline.sync.plan import (
     STATE_COLUMNS, consent_violations, hold_late_optouts, plan_again, plan_sync, planned_columns, skip_shared_addresses,
-    state_columns, state_sent_column, summarise,
+    state_columns, state_sent_column, summarise, superseded,
 )
 from afas_pipeline.sync.state import SyncState
 
@@ -254,7 +254,7 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
     def sync(context: dg.AssetExecutionContext, config: SyncConfig, audience: pd.DataFrame, plan: pd.DataFrame):
         client = getattr(context.resources, d)
         state = context.resources.sync_state.open()
-        resubscriptions = held = 0
+        resubscriptions = held = superseded_rows = 0
         reread = False
         if config.dry_run:
             results = results_frame(plan, None, dry_run=True)
@@ -266,6 +266,9 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
                 seen = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc), step="sync").optouts
                 context.log.info(f"sync: the plan was made by another run or attempt; {seen} new opt-outs read")
             plan, held = hold_late_optouts(plan, state.optouts(d, _members_of(cadence, plan)), keys)
+            if reread:
+                plan, superseded_rows = _leave_superseded(context, state, destination, plan, cadence,
+                                                          dg.AssetKey(names["sync_plan"]))
             writer = StateWriter(state, destination, plan, two_way, config.quarantine_after, fresh_plan=not reread)
             members = audience_members(audience).drop(columns=["content_hash", "email_hash"])
             sending = plan[plan["action"].isin(["create", "update"])]
@@ -295,6 +298,8 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
             # C1: switch-ons of the plan an opt-out seen after it was made held back.
             "held_at_send": held,
             "optouts_reread": reread,
+            # A plan made earlier: its rows the state or a later plan has moved on from, neither sent nor saved.
+            "superseded": superseded_rows,
             "excluded": excluded,
             "completion_ratio": round(1 - rejected / accounted, 4) if accounted else 1.0,
             # Writes only: the plan's read of the change feed is not a write.
@@ -494,12 +499,51 @@ def plan_made_by_this_attempt(context: dg.AssetExecutionContext, plan: dg.AssetK
     """Whether this step attempt sends a plan its own run made moments ago: not a step retry, and the latest
     materialization of `plan` for this step's windows (a backfill's range: its first and last) is of this run.
     A plan made that way holds every opt-out its read of the feed saw; any other may be older than one."""
-    if context.retry_number > 0 or not (context.has_partition_key or context.has_partition_key_range):
+    if context.retry_number > 0:
         return False
+    latest = _plan_record(context, plan)
+    return latest is not None and latest.run_id == context.run.run_id
+
+
+def _plan_record(context: dg.AssetExecutionContext, plan: dg.AssetKey):
+    """The latest materialization of `plan` for this step's windows (a backfill's range: its first and last), the
+    plan the step loads; None when there is none to be found (an unpartitioned run, a run deleted since)."""
+    if not (context.has_partition_key or context.has_partition_key_range):
+        return None
     window = context.partition_key_range
     latest = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=plan, asset_partitions=sorted({window.start, window.end})), limit=1).records
-    return bool(latest) and latest[0].run_id == context.run.run_id
+    return latest[0] if latest else None
+
+
+def _leave_superseded(context: dg.AssetExecutionContext, state: SyncState, destination: Destination,
+                      plan: pd.DataFrame, cadence: str, plan_key: dg.AssetKey) -> tuple[pd.DataFrame, int]:
+    """A plan made by another run or attempt, with the rows it must neither send nor save marked `superseded`:
+    every row once a later plan of the destination exists (that run planned from AFAS as it was later, and may
+    have found nothing to do for a record whose AFAS values this plan still holds from before), else the rows
+    whose state row is no longer the one the plan was made against (`plan.superseded`). They are the next run's
+    to plan. Returns the plan and how many rows were marked."""
+    d, keys = destination.name, destination.permission_keys
+    two_way = [name for name, _ in destination.mapping.two_way_fields()]
+    made = _plan_record(context, plan_key)
+    later = made is None or any(
+        context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(f"{d}_sync_plan{CADENCES[c]['suffix']}"),
+                                  after_storage_id=made.storage_id), limit=1).records
+        for c in CADENCES)
+    if later:
+        stale = pd.Series(True, index=plan.index)
+    else:
+        records = state.records(d, _members_of(cadence, plan), parsed=False, columns=STATE_COLUMNS)
+        stale = superseded(plan, records, keys, two_way)
+    if not stale.any():
+        return plan, 0
+    plan = plan.copy()
+    plan.loc[stale.to_numpy(), "action"] = "superseded"
+    why = "a later run planned this destination since" if later else "the state moved on from them since"
+    context.log.warning(f"sync: {int(stale.sum())} of {len(plan)} planned records superseded ({why}): neither sent "
+                        "nor saved; the next run plans them from AFAS as it is then")
+    return plan, int(stale.sum())
 
 
 class FeedJudged(NamedTuple):

@@ -179,7 +179,8 @@ class StateWriter:
         return keys
 
     def save_unsent(self) -> None:
-        unsent = self.plan[~self.plan["action"].isin(["create", "update"])]
+        # A row superseded (`chain.sync._leave_superseded`) is the next run's: what the plan knew is not saved either.
+        unsent = self.plan[~self.plan["action"].isin(["create", "update", "superseded"])]
         if self.fresh_plan:
             unsent = unsent[unsent["state_changed"].astype(bool)]
         for start in range(0, len(unsent), UNSENT_CHUNK):

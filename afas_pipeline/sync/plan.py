@@ -24,6 +24,7 @@ import pyarrow.json as pa_json
 
 from afas_pipeline.lib.frames import large_texts, texts_in
 from afas_pipeline.sync.audience import afas_permission_column, field_hash_column, permission_column
+from afas_pipeline.sync.state import IN_DOUBT
 
 ACTIONS = ("create", "update", "unchanged", "skip_hard_bounce", "quarantined", "skip_shared_address")
 
@@ -83,7 +84,9 @@ def plan_sync(
     `afas:<key>` (AFAS's own field) and `on_since:<key>` (since when AFAS has it on, as far as seen). What the plan
     knew of the state, so a sync that sends it at once need not read the state again: `in_state` (the state holds
     a row the destination accepted) and `state_changed` (that row changes even if the record is not sent: AFAS
-    switched a permission field, since when it is on moved, or the bounced address is new).
+    switched a permission field, since when it is on moved, or the bounced address is new); and `state_seen`, the
+    fingerprint of the state row it was made against, by which a sync that sends it later tells the rows the state
+    has moved on from (`superseded`).
 
     `state`: the sync state's records (`SyncState.records`), `state.permissions` holding per key `{"sent": bool,
     "afas": bool, "on_since": ISO time}`; or the columns `state_columns` made of them (a caller that needed them
@@ -96,6 +99,7 @@ def plan_sync(
     plan = members[["external_id", "content_hash", "email_hash", "afas_modified", "hard_bounced", *hashes]].copy()
     compared = state if STATE_CONTENT in state.columns else state_columns(state, permission_keys, two_way)
     plan = _beside(plan, compared)
+    plan["state_seen"] = state_seen(plan, permission_keys, two_way)
     known = plan["state_content_hash"].notna()
     hard = plan["hard_bounced"].astype(bool)
     # R11: the address that hard-bounced, once known (from Spotler's change feed, or AFAS's flag when
@@ -163,7 +167,7 @@ def plan_sync(
     plan["in_state"] = known
     plan["state_changed"] = known & afas_side_changed.astype(bool)
     columns = ["external_id", "action", "send_properties", "reactivate", "deactivate", "in_state", "state_changed",
-               "content_hash", "email_hash", "bounced_email_hash", "afas_modified", *hashes]
+               "state_seen", "content_hash", "email_hash", "bounced_email_hash", "afas_modified", *hashes]
     columns += [c for key in permission_keys
                 for c in (set_column(key), held_column(key), afas_column(key), since_column(key))]
     return plan[columns].reset_index(drop=True)
@@ -240,6 +244,34 @@ def state_columns(state: pd.DataFrame, permission_keys: list[int | str],
     for name in two_way:
         out[state_field_column(name)] = column(fields, name, "string")
     return out
+
+
+def state_seen(frame: pd.DataFrame, permission_keys: list[int | str],
+               two_way: list[str] | tuple[str, ...] = ()) -> pd.Series:
+    """Per row of `frame` (members with their state rows beside them, `_beside`), a fingerprint of that state row
+    as the planner compares it (a row the state does not hold has one too): equal while the state holds what it
+    held. pandas' vectorised hash of the values, not of how they are stored."""
+    columns = [STATE_CONTENT, "state_email_hash", "state_bounced",
+               *(c for key in permission_keys
+                 for c in (state_sent_column(key), state_afas_column(key), state_since_column(key))),
+               *(state_field_column(name) for name in two_way)]
+    return pd.util.hash_pandas_object(frame[columns], index=False).reset_index(drop=True)
+
+
+def superseded(plan: pd.DataFrame, state: pd.DataFrame, permission_keys: list[int | str],
+               two_way: list[str] | tuple[str, ...] = ()) -> pd.Series:
+    """Which rows of a plan made earlier the state has moved on from since (`state`: the state's rows now, as
+    `SyncState.records` reads them): their state row is not the one the plan was made against (accepted by an
+    earlier attempt, marked hard-bounced or inactive by the destination's feed, written by another run). Sent or
+    saved now, their row would put back what the plan knew. A row in doubt (an earlier attempt sent it and its
+    answer is not known) is the plan's to send again. A plan without fingerprints (made before they were kept):
+    every row."""
+    if "state_seen" not in plan.columns:
+        return pd.Series(True, index=plan.index)
+    now = _beside(plan[["external_id"]], state_columns(state, permission_keys, two_way))
+    moved = plan["state_seen"].to_numpy(dtype="uint64") != state_seen(now, permission_keys, two_way).to_numpy()
+    in_doubt = (now[STATE_CONTENT] == IN_DOUBT).fillna(False).to_numpy(dtype=bool)
+    return pd.Series(moved & ~in_doubt, index=plan.index)
 
 
 def _json_columns(values: pd.Series | None, rows: int, schema: pa.Schema) -> pa.Table:

@@ -130,6 +130,40 @@ def test_c1_a_sync_step_retried_after_an_outage_reads_the_optouts_made_meanwhile
     assert (sync["held_at_send"], sync["optouts_reread"]) == (1, True)
 
 
+def test_c3_a_sync_step_retried_after_an_outage_sends_only_what_the_failed_attempt_did_not_settle(world, monkeypatch):
+    """Spotler goes down halfway through a sync; the step retry sends the rest of the same plan. A record whose
+    batch the first attempt got answered and saved is not sent again (it was: every planned record went again,
+    and at a million contacts a retry near the end sent the whole plan once more)."""
+    monkeypatch.setenv("AFAS_PIPELINE_STEP_RETRIES", "1")
+    monkeypatch.setenv("AFAS_PIPELINE_STEP_RETRY_DELAY_S", "0")
+    world.assets = [*build_afas_assets(), *spotler_assets()]  # built with the step retry on
+    world.spotler_options = {"max_attempts": 1, "max_concurrency": 1, "batch_size": 1}
+    world.sync()
+    ids = [str(c["ContactId"]) for c in world.pick(3, ContactKind="PRS", Blocked=False, HardBounce=False)]
+    for n, external_id in enumerate(ids):
+        world.afas_edit("contacts", external_id, at="2026-11-16T10:05:00Z", Function=f"Na de storing {n}")
+    failpoints.arm("spotler.contact_list", "pause", 2)  # the first batch answered and saved, the second not sent
+    failpoints.arm("spotler_sync.intent_recorded", "pause", 2)  # the retry, about to send
+
+    with ThreadPoolExecutor(max_workers=1) as runner:
+        running = runner.submit(world.delta, "2026-11-16-10:00")
+        try:
+            assert failpoints.wait_until_paused("spotler.contact_list")
+            world.spotler("PUT", "/faults", json=WRITES_DOWN)
+            failpoints.release("spotler.contact_list")
+            assert failpoints.wait_until_paused("spotler_sync.intent_recorded")
+            world.spotler("PUT", "/faults", json={})
+            world.spotler("POST", "/stats/reset")  # what the retry sends from here
+        finally:
+            failpoints.disarm()
+        result = running.result(timeout=120)
+
+    assert result.success and any(e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY for e in result.all_events)
+    assert all(world.spotler_contact(i)["properties"]["function"] == f"Na de storing {n}" for n, i in enumerate(ids))
+    assert world.spotler_writes() == 2  # the two not answered yet, not the one saved
+    assert world.metadata(result, "spotler_sync_delta")["superseded"] == 1
+
+
 def _afas_down_for_five_windows(world, run) -> None:
     """75 minutes of AFAS refusing every write: five runs of `run`, each red, none counting a record refused."""
     world.afas_options = {"max_attempts": 2}

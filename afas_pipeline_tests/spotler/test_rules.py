@@ -244,6 +244,51 @@ def test_r11_a_contact_spotler_inactivated_since_the_last_run_is_left_alone_by_t
     assert not email_active(world.spotler_contact(external_id))
 
 
+def test_r11_a_plan_sent_later_leaves_alone_a_record_spotler_inactivated_since(world):
+    """A plan sent by another run or attempt than the one that made it (a re-execution from failure, a step retry,
+    the sync materialized alone): its sync reads Spotler's change feed again first, and a hard bounce there makes the
+    record inactive in the state. The plan's update of that record is not sent, nor its state row saved over the
+    bounce (it was: the contact was enriched, and the state forgot the bounced address)."""
+    world.sync()
+    (contact,) = world.pick(1, ContactKind="PRS", HardBounce=False, Blocked=False)
+    external_id = _id(contact)
+    world.afas_edit("contacts", external_id, Function="Niet verrijkt")
+    planned = world.sync("2026-11-22-12:00", dry_run=True)  # the plan of a run that died before its sync
+    assert world.metadata(planned, "spotler_sync_plan")["plan/update"] == 1
+    world.spotler("POST", f"/recipients/{external_id}/bounce", json={"type": "hard"})
+
+    sent = world.send("2026-11-22-12:00")
+
+    assert world.spotler_contact(external_id)["properties"].get("function") != "Niet verrijkt"
+    assert not email_active(world.spotler_contact(external_id))
+    assert world.state().records("spotler", [external_id])["bounced_email_hash"].notna().all()
+    metadata = world.metadata(sent, "spotler_sync")
+    assert (metadata["optouts_reread"], metadata["superseded"], metadata["contacts_sent"]) == (True, 1, 0)
+
+
+def test_c1_a_plan_sent_after_a_later_run_planned_sends_nothing_of_it(world):
+    """A full sync's run dies after its plan. Before the plan is sent (the run retried from failure, a re-execution),
+    AFAS switched a newsletter off again and a delta run planned that record: nothing to do, Spotler never had it on.
+    The old plan's switch-on must not reach Spotler (it did: an unsubscribe made in AFAS was undone until the next
+    full sync). A later plan of the destination supersedes all of an older one."""
+    world.sync()
+    (contact,) = world.pick(1, ContactKind="PRS", Blocked=False, HardBounce=False, PermissionNewsletter=False)
+    external_id = _id(contact)
+    world.afas_edit("contacts", external_id, PermissionNewsletter=True)
+    planned = world.sync("2026-11-22-12:00", dry_run=True)
+    assert world.metadata(planned, "spotler_sync_plan")["plan/permissions_on"] == 1
+    world.afas_edit("contacts", external_id, at=IN_WINDOW, PermissionNewsletter=False)
+    delta = world.delta(WINDOW)
+    assert world.metadata(delta, "spotler_sync_delta")["contacts_sent"] == 0  # Spotler has it off already
+    rows = world.metadata(planned, "spotler_sync_plan")["dagster/row_count"]
+
+    sent = world.send("2026-11-22-12:00")
+
+    assert not permissions(world.spotler_contact(external_id)).get(1)
+    metadata = world.metadata(sent, "spotler_sync")
+    assert (metadata["superseded"], metadata["contacts_sent"]) == (rows, 0)
+
+
 def test_c1_a_permission_afas_switches_on_after_the_opt_out_is_switched_on(world):
     world.sync()
     (contact,) = world.pick(1, ContactKind="PRS", Blocked=False, HardBounce=False, PermissionNewsletter=True)
