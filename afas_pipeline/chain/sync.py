@@ -39,7 +39,7 @@ from afas_pipeline.sync.audience import (
     EXCLUSION_RULES, audience_columns, audience_members, build_audience, valid_emails,
 )
 from afas_pipeline.sync.destination import Destination
-from afas_pipeline.sync.erasure import exclude_erased, marked
+from afas_pipeline.sync.erasure import exclude_erased, marked, tombstone
 from afas_pipeline.sync.events import FeedStates, epoch_us, from_epoch_us
 from afas_pipeline.sync.feedback import iso
 from afas_pipeline.sync.plan import (
@@ -521,8 +521,8 @@ def _leave_superseded(context: dg.AssetExecutionContext, state: SyncState, desti
     """A plan made by another run or attempt, with the rows it must neither send nor save marked `superseded`:
     every row once a later plan of the destination exists (that run planned from AFAS as it was later, and may
     have found nothing to do for a record whose AFAS values this plan still holds from before), else the rows
-    whose state row is no longer the one the plan was made against (`plan.superseded`). They are the next run's
-    to plan. Returns the plan and how many rows were marked."""
+    whose state row is no longer the one the plan was made against (`plan.superseded`) and those of a person
+    erased since (P2). They are the next run's to plan. Returns the plan and how many rows were marked."""
     d, keys = destination.name, destination.permission_keys
     two_way = [name for name, _ in destination.mapping.two_way_fields()]
     made = _plan_record(context, plan_key)
@@ -536,6 +536,11 @@ def _leave_superseded(context: dg.AssetExecutionContext, state: SyncState, desti
     else:
         records = state.records(d, _members_of(cadence, plan), parsed=False, columns=STATE_COLUMNS)
         stale = superseded(plan, records, keys, two_way)
+        # P2: a person erased since the plan (the erasure job ran between) is neither created nor changed again;
+        # one the state never held looks the same in it then and now.
+        tombstoned = state.tombstones()
+        if tombstoned:
+            stale |= plan["external_id"].astype(str).map(lambda i: tombstone(d, i) in tombstoned).astype(bool)
     if not stale.any():
         return plan, 0
     plan = plan.copy()

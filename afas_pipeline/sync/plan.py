@@ -84,9 +84,9 @@ def plan_sync(
     `afas:<key>` (AFAS's own field) and `on_since:<key>` (since when AFAS has it on, as far as seen). What the plan
     knew of the state, so a sync that sends it at once need not read the state again: `in_state` (the state holds
     a row the destination accepted) and `state_changed` (that row changes even if the record is not sent: AFAS
-    switched a permission field, since when it is on moved, or the bounced address is new); and `state_seen`, the
-    fingerprint of the state row it was made against, by which a sync that sends it later tells the rows the state
-    has moved on from (`superseded`).
+    switched a permission field, since when it is on moved, or the bounced address is new); and the state row it
+    was made against (`compared_state_columns`: hashes, permissions as sent, no personal data), by which a sync that
+    sends it later tells the rows the state has moved on from since (`superseded`).
 
     `state`: the sync state's records (`SyncState.records`), `state.permissions` holding per key `{"sent": bool,
     "afas": bool, "on_since": ISO time}`; or the columns `state_columns` made of them (a caller that needed them
@@ -99,7 +99,6 @@ def plan_sync(
     plan = members[["external_id", "content_hash", "email_hash", "afas_modified", "hard_bounced", *hashes]].copy()
     compared = state if STATE_CONTENT in state.columns else state_columns(state, permission_keys, two_way)
     plan = _beside(plan, compared)
-    plan["state_seen"] = state_seen(plan, permission_keys, two_way)
     known = plan["state_content_hash"].notna()
     hard = plan["hard_bounced"].astype(bool)
     # R11: the address that hard-bounced, once known (from Spotler's change feed, or AFAS's flag when
@@ -167,9 +166,10 @@ def plan_sync(
     plan["in_state"] = known
     plan["state_changed"] = known & afas_side_changed.astype(bool)
     columns = ["external_id", "action", "send_properties", "reactivate", "deactivate", "in_state", "state_changed",
-               "state_seen", "content_hash", "email_hash", "bounced_email_hash", "afas_modified", *hashes]
+               "content_hash", "email_hash", "bounced_email_hash", "afas_modified", *hashes]
     columns += [c for key in permission_keys
                 for c in (set_column(key), held_column(key), afas_column(key), since_column(key))]
+    columns += compared_state_columns(permission_keys, two_way)
     return plan[columns].reset_index(drop=True)
 
 
@@ -246,30 +246,32 @@ def state_columns(state: pd.DataFrame, permission_keys: list[int | str],
     return out
 
 
-def state_seen(frame: pd.DataFrame, permission_keys: list[int | str],
-               two_way: list[str] | tuple[str, ...] = ()) -> pd.Series:
-    """Per row of `frame` (members with their state rows beside them, `_beside`), a fingerprint of that state row
-    as the planner compares it (a row the state does not hold has one too): equal while the state holds what it
-    held. pandas' vectorised hash of the values, not of how they are stored."""
-    columns = [STATE_CONTENT, "state_email_hash", "state_bounced",
-               *(c for key in permission_keys
-                 for c in (state_sent_column(key), state_afas_column(key), state_since_column(key))),
-               *(state_field_column(name) for name in two_way)]
-    return pd.util.hash_pandas_object(frame[columns], index=False).reset_index(drop=True)
+def compared_state_columns(permission_keys: list[int | str], two_way: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The columns of `state_columns` the planner compares, as a plan keeps them (the state row it was made
+    against)."""
+    return [STATE_CONTENT, "state_email_hash", "state_bounced",
+            *(c for key in permission_keys
+              for c in (state_sent_column(key), state_afas_column(key), state_since_column(key))),
+            *(state_field_column(name) for name in two_way)]
 
 
 def superseded(plan: pd.DataFrame, state: pd.DataFrame, permission_keys: list[int | str],
                two_way: list[str] | tuple[str, ...] = ()) -> pd.Series:
     """Which rows of a plan made earlier the state has moved on from since (`state`: the state's rows now, as
     `SyncState.records` reads them): their state row is not the one the plan was made against (accepted by an
-    earlier attempt, marked hard-bounced or inactive by the destination's feed, written by another run). Sent or
-    saved now, their row would put back what the plan knew. A row in doubt (an earlier attempt sent it and its
-    answer is not known) is the plan's to send again. A plan without fingerprints (made before they were kept):
-    every row."""
-    if "state_seen" not in plan.columns:
+    earlier attempt, marked hard-bounced or inactive by the destination's feed, written by another run, purged by
+    an erasure). Sent or saved now, their row would put back what the plan knew. A row in doubt (an earlier attempt
+    sent it and its answer is not known) is the plan's to send again. A plan that does not hold the state rows it
+    was made against (made before plans kept them): every row."""
+    columns = compared_state_columns(permission_keys, two_way)
+    if not set(columns) <= set(plan.columns):
         return pd.Series(True, index=plan.index)
     now = _beside(plan[["external_id"]], state_columns(state, permission_keys, two_way))
-    moved = plan["state_seen"].to_numpy(dtype="uint64") != state_seen(now, permission_keys, two_way).to_numpy()
+    moved = np.zeros(len(plan), dtype=bool)
+    for column in columns:
+        then, current = plan[column].reset_index(drop=True), now[column]
+        same = (then == current).fillna(False).to_numpy(dtype=bool) | (then.isna() & current.isna()).to_numpy()
+        moved |= ~same
     in_doubt = (now[STATE_CONTENT] == IN_DOUBT).fillna(False).to_numpy(dtype=bool)
     return pd.Series(moved & ~in_doubt, index=plan.index)
 

@@ -16,6 +16,7 @@ from afas_pipeline.afas.sources import AfasSource, AfasSources, default_sources
 from afas_pipeline.lib.privacy import hash_key
 from afas_pipeline.mapping.errors import MappingError
 from afas_pipeline.mapping.load import default_mapping, load_mapping
+from afas_pipeline.sync.erasure import tombstone
 from afas_pipeline_tests.spotler.conftest import spotler_assets
 from afas_pipeline.afas.assets import build_afas_assets
 from afas_pipeline_tests.spotler.conftest import email_active, permissions
@@ -287,6 +288,27 @@ def test_c1_a_plan_sent_after_a_later_run_planned_sends_nothing_of_it(world):
     assert not permissions(world.spotler_contact(external_id)).get(1)
     metadata = world.metadata(sent, "spotler_sync")
     assert (metadata["superseded"], metadata["contacts_sent"]) == (rows, 0)
+
+
+def test_p2_a_plan_sent_later_creates_no_person_erased_since(world):
+    """A contact new to Spotler is planned; before the plan is sent (a re-execution from failure), the person is
+    erased (their tombstone written). The old plan must not create them (it did: the state holds nothing of a
+    record it never sent, so it looked the same as when the plan was made)."""
+    world.sync()
+    contacts = world.afas_contacts()
+    new = contacts[(contacts["ContactKind"] == "PRS") & ~contacts["Blocked"].astype(bool)
+                   & contacts["MailWork"].isna()].iloc[0]
+    external_id = str(new["ContactId"])
+    world.afas_edit("contacts", external_id, MailWork="nieuw.lid@voorbeeld.example")
+    planned = world.sync("2026-11-22-12:00", dry_run=True)
+    assert world.metadata(planned, "spotler_sync_plan")["plan/create"] == 1
+    world.state().queue_erasure(hash_key(external_id), {"contacts": [external_id]},
+                                [tombstone("spotler", external_id)], source="cli")
+
+    sent = world.send("2026-11-22-12:00")
+
+    assert world.spotler_contact(external_id) is None
+    assert world.metadata(sent, "spotler_sync")["superseded"] == 1
 
 
 def test_c1_a_permission_afas_switches_on_after_the_opt_out_is_switched_on(world):
