@@ -92,20 +92,30 @@ def test_c4_a_spotler_outage_in_the_middle_of_a_sync_keeps_what_was_answered(wor
     assert repair.success and world.state().rejected("spotler").empty
 
 
+def _with_a_step_retry(world, monkeypatch) -> None:
+    """The assets built with one step retry at once (afas_pipeline/retries.py); Spotler's client sending one contact
+    per batch, one batch at a time, without retrying a call itself."""
+    monkeypatch.setenv("AFAS_PIPELINE_STEP_RETRIES", "1")
+    monkeypatch.setenv("AFAS_PIPELINE_STEP_RETRY_DELAY_S", "0")
+    world.assets = [*build_afas_assets(), *spotler_assets()]
+    world.spotler_options = {"max_attempts": 1, "max_concurrency": 1, "batch_size": 1}
+
+
+def _pause_the_second_batch_and_the_retry() -> None:
+    failpoints.arm("spotler.contact_list", "pause", 2)  # the first batch answered and saved, the second not sent
+    failpoints.arm("spotler_sync.intent_recorded", "pause", 2)  # the retry, about to send
+
+
 def test_c1_a_sync_step_retried_after_an_outage_reads_the_optouts_made_meanwhile_first(world, monkeypatch):
     """Spotler goes down halfway through a sync: the step retries (afas_pipeline/retries.py), sending the same
     plan. A recipient who opted out in between, after the first batch switched them on, stays opted out."""
-    monkeypatch.setenv("AFAS_PIPELINE_STEP_RETRIES", "1")
-    monkeypatch.setenv("AFAS_PIPELINE_STEP_RETRY_DELAY_S", "0")
-    world.assets = [*build_afas_assets(), *spotler_assets()]  # built with the step retry on
-    world.spotler_options = {"max_attempts": 1, "max_concurrency": 1, "batch_size": 1}
+    _with_a_step_retry(world, monkeypatch)
     world.sync()
     ids = [str(c["ContactId"]) for c in world.pick(2, ContactKind="PRS", Blocked=False, HardBounce=False,
                                                    PermissionNewsletter=False)]
     for external_id in ids:
         world.afas_edit("contacts", external_id, at="2026-11-16T10:05:00Z", PermissionNewsletter=True)
-    failpoints.arm("spotler.contact_list", "pause", 2)  # the first batch answered and saved, the second not sent
-    failpoints.arm("spotler_sync.intent_recorded", "pause", 2)  # the retry, about to send
+    _pause_the_second_batch_and_the_retry()
 
     with ThreadPoolExecutor(max_workers=1) as runner:
         running = runner.submit(world.delta, "2026-11-16-10:00")
@@ -134,16 +144,12 @@ def test_c3_a_sync_step_retried_after_an_outage_sends_only_what_the_failed_attem
     """Spotler goes down halfway through a sync; the step retry sends the rest of the same plan. A record whose
     batch the first attempt got answered and saved is not sent again (it was: every planned record went again,
     and at a million contacts a retry near the end sent the whole plan once more)."""
-    monkeypatch.setenv("AFAS_PIPELINE_STEP_RETRIES", "1")
-    monkeypatch.setenv("AFAS_PIPELINE_STEP_RETRY_DELAY_S", "0")
-    world.assets = [*build_afas_assets(), *spotler_assets()]  # built with the step retry on
-    world.spotler_options = {"max_attempts": 1, "max_concurrency": 1, "batch_size": 1}
+    _with_a_step_retry(world, monkeypatch)
     world.sync()
     ids = [str(c["ContactId"]) for c in world.pick(3, ContactKind="PRS", Blocked=False, HardBounce=False)]
     for n, external_id in enumerate(ids):
         world.afas_edit("contacts", external_id, at="2026-11-16T10:05:00Z", Function=f"Na de storing {n}")
-    failpoints.arm("spotler.contact_list", "pause", 2)  # the first batch answered and saved, the second not sent
-    failpoints.arm("spotler_sync.intent_recorded", "pause", 2)  # the retry, about to send
+    _pause_the_second_batch_and_the_retry()
 
     with ThreadPoolExecutor(max_workers=1) as runner:
         running = runner.submit(world.delta, "2026-11-16-10:00")
