@@ -39,7 +39,7 @@ from afas_pipeline.sync.audience import (
     EXCLUSION_RULES, audience_columns, audience_members, build_audience, valid_emails,
 )
 from afas_pipeline.sync.destination import Destination
-from afas_pipeline.sync.erasure import exclude_erased, marked, tombstone
+from afas_pipeline.sync.erasure import exclude_erased, marked, tombstoned_ids
 from afas_pipeline.sync.events import FeedStates, epoch_us, from_epoch_us
 from afas_pipeline.sync.feedback import iso
 from afas_pipeline.sync.plan import (
@@ -261,14 +261,14 @@ def _chain(cadence: str, destination: Destination, sources: AfasSources) -> list
         else:
             # C1: a plan made by another run or an earlier attempt (a re-execution from failure, this asset
             # materialized alone, a step retry) may be older than an opt-out: read the feed again first.
-            reread = not plan_made_by_this_attempt(context, dg.AssetKey(names["sync_plan"]))
+            made = _plan_record(context, dg.AssetKey(names["sync_plan"]))
+            reread = not plan_made_by_this_attempt(context, made)
             if reread:
                 seen = refresh_optouts(destination, client, state, now=datetime.now(timezone.utc), step="sync").optouts
                 context.log.info(f"sync: the plan was made by another run or attempt; {seen} new opt-outs read")
             plan, held = hold_late_optouts(plan, state.optouts(d, _members_of(cadence, plan)), keys)
             if reread:
-                plan, superseded_rows = _leave_superseded(context, state, destination, plan, cadence,
-                                                          dg.AssetKey(names["sync_plan"]))
+                plan, superseded_rows = _leave_superseded(context, state, d, plan, made, cadence, keys, two_way)
             writer = StateWriter(state, destination, plan, two_way, config.quarantine_after, fresh_plan=not reread)
             members = audience_members(audience).drop(columns=["content_hash", "email_hash"])
             sending = plan[plan["action"].isin(["create", "update"])]
@@ -495,14 +495,11 @@ def _address_holders(state: SyncState, d: str, plan: pd.DataFrame, every: pd.Dat
     return state.holders(d, set(sending))
 
 
-def plan_made_by_this_attempt(context: dg.AssetExecutionContext, plan: dg.AssetKey) -> bool:
-    """Whether this step attempt sends a plan its own run made moments ago: not a step retry, and the latest
-    materialization of `plan` for this step's windows (a backfill's range: its first and last) is of this run.
-    A plan made that way holds every opt-out its read of the feed saw; any other may be older than one."""
-    if context.retry_number > 0:
-        return False
-    latest = _plan_record(context, plan)
-    return latest is not None and latest.run_id == context.run.run_id
+def plan_made_by_this_attempt(context: dg.AssetExecutionContext, made) -> bool:
+    """Whether this step attempt sends a plan its own run made moments ago: not a step retry, and `made`, the latest
+    materialization of the plan for this step's windows (`_plan_record`), is of this run. A plan made that way
+    holds every opt-out its read of the feed saw; any other may be older than one."""
+    return context.retry_number == 0 and made is not None and made.run_id == context.run.run_id
 
 
 def _plan_record(context: dg.AssetExecutionContext, plan: dg.AssetKey):
@@ -516,16 +513,14 @@ def _plan_record(context: dg.AssetExecutionContext, plan: dg.AssetKey):
     return latest[0] if latest else None
 
 
-def _leave_superseded(context: dg.AssetExecutionContext, state: SyncState, destination: Destination,
-                      plan: pd.DataFrame, cadence: str, plan_key: dg.AssetKey) -> tuple[pd.DataFrame, int]:
+def _leave_superseded(context: dg.AssetExecutionContext, state: SyncState, d: str, plan: pd.DataFrame, made,
+                      cadence: str, keys: list, two_way: list[str]) -> tuple[pd.DataFrame, int]:
     """A plan made by another run or attempt, with the rows it must neither send nor save marked `superseded`:
     every row once a later plan of the destination exists (that run planned from AFAS as it was later, and may
     have found nothing to do for a record whose AFAS values this plan still holds from before), else the rows
     whose state row is no longer the one the plan was made against (`plan.superseded`) and those of a person
-    erased since (P2). They are the next run's to plan. Returns the plan and how many rows were marked."""
-    d, keys = destination.name, destination.permission_keys
-    two_way = [name for name, _ in destination.mapping.two_way_fields()]
-    made = _plan_record(context, plan_key)
+    erased since (P2). They are the next run's to plan. `made`: the plan's materialization (`_plan_record`). Returns
+    the plan and how many rows were marked."""
     later = made is None or any(
         context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey(f"{d}_sync_plan{CADENCES[c]['suffix']}"),
@@ -538,9 +533,7 @@ def _leave_superseded(context: dg.AssetExecutionContext, state: SyncState, desti
         stale = superseded(plan, records, keys, two_way)
         # P2: a person erased since the plan (the erasure job ran between) is neither created nor changed again;
         # one the state never held looks the same in it then and now.
-        tombstoned = state.tombstones()
-        if tombstoned:
-            stale |= plan["external_id"].astype(str).map(lambda i: tombstone(d, i) in tombstoned).astype(bool)
+        stale |= tombstoned_ids(plan["external_id"], d, state.tombstones())
     if not stale.any():
         return plan, 0
     plan = plan.copy()

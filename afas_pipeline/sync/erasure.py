@@ -53,6 +53,13 @@ def marked(rows: pd.DataFrame, flag: str | None, column: str) -> set[str]:
     return set(rows.loc[rows[flag].fillna(False).astype(bool), column].dropna().astype(str))
 
 
+def tombstoned_ids(external_ids: pd.Series, destination: str, tombstoned: set[str]) -> pd.Series:
+    """Per record key of `destination`, whether it has a tombstone among `tombstoned` (all False when there are none)."""
+    if not tombstoned:
+        return pd.Series(False, index=external_ids.index)
+    return external_ids.astype(str).map(lambda i: tombstone(destination, i) in tombstoned).astype(bool)
+
+
 def exclude_erased(audience: Audience, destination: str, tombstoned: set[str],
                    flagged: Iterable[object] = ()) -> Audience:
     """The audience of `destination` with every member whose record key has a tombstone, or whose AFAS contact is
@@ -62,8 +69,8 @@ def exclude_erased(audience: Audience, destination: str, tombstoned: set[str],
     flagged = {str(m) for m in flagged}
     if not (tombstoned or flagged):
         return audience
-    hit = rows["excluded_by"].isna() & rows["external_id"].astype(str).map(
-        lambda i: i in flagged or tombstone(destination, i) in tombstoned).astype(bool)
+    hit = rows["excluded_by"].isna() & (rows["external_id"].astype(str).isin(flagged)
+                                        | tombstoned_ids(rows["external_id"], destination, tombstoned))
     if not hit.any():
         return audience
     rows = rows.copy()
